@@ -1,0 +1,50 @@
+// Shared flag parsing for the subcommands: node's util.parseArgs, with its errors turned into
+// one-line usage errors and small helpers for typed values.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UserError } from '../errors.ts';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export interface Parsed {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+}
+
+/** Parses argv against `options`; unknown flags and missing values become a usage error. */
+export function parseFlags(argv: string[], options: Options, allowPositionals = true): Parsed {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals, strict: true });
+    return { values: values as Parsed['values'], positionals };
+  } catch (e) {
+    throw new UserError('usage', (e as Error).message.split('\n')[0] ?? 'invalid arguments');
+  }
+}
+
+export function stringFlag(p: Parsed, name: string): string | undefined {
+  const v = p.values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function boolFlag(p: Parsed, name: string): boolean {
+  return p.values[name] === true;
+}
+
+/** A numeric flag; rejects non-numbers and values outside [min, max] with a usage error. */
+export function numberFlag(p: Parsed, name: string, opts: { min?: number; max?: number; integer?: boolean } = {}): number | undefined {
+  const raw = stringFlag(p, name);
+  if (raw === undefined) return undefined;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || (opts.integer === true && !Number.isInteger(v))) {
+    throw new UserError('usage', `--${name} expects ${opts.integer === true ? 'an integer' : 'a number'}, got "${raw}"`);
+  }
+  if (opts.min !== undefined && v < opts.min) throw new UserError('usage', `--${name} must be >= ${opts.min}, got ${v}`);
+  if (opts.max !== undefined && v > opts.max) throw new UserError('usage', `--${name} must be <= ${opts.max}, got ${v}`);
+  return v;
+}
+
+/** Reads all of stdin as UTF-8 text. */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

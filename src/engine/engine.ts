@@ -1,0 +1,52 @@
+// The seam between the model and everything above it (agent loop, chat, server, evals).
+// Batch-first: one step() feeds several sequences at once, each with zero or more new tokens
+// (a prefill chunk for one, a single decode token for another), and returns each sequence's
+// logits at its last position. Continuous batching and prefix reuse are built on this interface.
+
+/** Per-conversation state owned by an engine: the tokens already processed and their KV caches. */
+export interface Sequence {
+  readonly id: number;
+  /** Token ids already processed (their keys and values are cached). */
+  readonly tokens: readonly number[];
+}
+
+export interface StepRequest {
+  sequence: Sequence;
+  /** New tokens to process after `sequence.tokens`; must be non-empty. */
+  tokens: readonly number[];
+}
+
+export interface EngineInfo {
+  /** Model name reported to users and to API clients. */
+  name: string;
+  vocabSize: number;
+  /** Longest sequence (prompt plus completion) the engine accepts. */
+  contextLength: number;
+  /** True when the weights are random (synthetic checkpoints): the UI must say so. */
+  randomWeights: boolean;
+}
+
+export interface Engine {
+  readonly info: EngineInfo;
+  createSequence(): Sequence;
+  /**
+   * Processes each request's tokens and returns, in the same order, the logits (length vocabSize)
+   * after the last new token of each sequence. Throws UserError('context') when a sequence would
+   * exceed the context length.
+   */
+  step(batch: readonly StepRequest[]): Promise<Float32Array[]>;
+  /** Forgets the tokens after `length` (prefix reuse: a new prompt sharing a prefix pays only for the suffix). */
+  truncate(sequence: Sequence, length: number): void;
+  /** Frees the sequence's caches. */
+  release(sequence: Sequence): void;
+  /** Frees everything (worker threads, memories). */
+  close(): Promise<void>;
+}
+
+/** Length of the common prefix of two token lists. */
+export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
