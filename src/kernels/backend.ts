@@ -1,16 +1,28 @@
 // The compute backend interface, sized to gpt-oss. Two implementations share these signatures:
 // `reference` (plain TypeScript, the specification in code) and the fast WebAssembly SIMD one.
 // Tests compare them op by op. Activations are f32 row-major [tokens, width]; weights are the
-// stored forms from model/weights.ts, allocated through the backend's TensorStore so a fast
-// backend can place them in its own (possibly several) WebAssembly memories.
+// stored forms from model/weights.ts (BF16 words, packed MXFP4), allocated through the backend's
+// TensorStore so a fast backend can place them in its own (possibly several) WebAssembly memories
+// and compute on them without copies. The forward pass (model/forward.ts) also takes its
+// activations and KV caches from the store, so a backend that recognises its own buffers
+// (same ArrayBuffer) can skip copying them; any other Float32Array must be accepted too.
 //
-// DRAFT (skeleton): the engine work owns this file and may refine it; the fast backend follows.
+// Ops may run synchronously or return a promise (a backend with worker threads); callers always
+// `await` each op and never start the next one before the previous resolved. Ops never keep a
+// reference to their arguments after they return/resolve.
 import type { Bf16Matrix, MoeWeights } from '../model/weights.ts';
 
-/** Where weights and caches live. The reference store uses plain ArrayBuffers. */
+/** Where weights, KV caches and activations live. The reference store uses plain ArrayBuffers. */
 export interface TensorStore {
-  /** A zeroed byte buffer of `bytes` bytes; `label` (a tensor name) is for error messages and profiles. */
+  /**
+   * A zeroed byte buffer of `bytes` bytes, its byteOffset a multiple of 64 (so f32/u16 views and
+   * SIMD loads are aligned). It stays valid (not detached, not moved) until `free`. `label` (a tensor
+   * name such as "block.3.attn.qkv.weight" or "kv.block.3.keys") is for error messages and profiles.
+   * Throws UserError('memory') when the store cannot hold it.
+   */
   allocate(bytes: number, label: string): Uint8Array;
+  /** Returns a buffer obtained from `allocate` (KV caches of released sequences, scratch). */
+  free(buffer: Uint8Array): void;
 }
 
 /** cos/sin tables for YaRN RoPE: [positions, headDim/2] each, concentration already applied. */
@@ -18,49 +30,88 @@ export interface RopeTable {
   cos: Float32Array;
   sin: Float32Array;
   halfDim: number;
+  /** Rows in the tables (the largest position + 1 they cover). */
+  positions: number;
 }
 
 export interface AttentionShape {
   heads: number; // query heads
-  kvHeads: number;
+  kvHeads: number; // query head h uses K/V head floor(h / (heads / kvHeads))
   headDim: number;
-  /** Sliding window (keys with q - k < window), or 0 for dense attention. */
+  /** Sliding window (a query at p sees keys at kp with p - kp < window), or 0 for dense attention. */
   window: number;
 }
+
+/** A backend op's result: backends with worker threads return a promise, others return nothing. */
+export type OpResult = void | Promise<void>;
 
 export interface Backend {
   readonly name: string;
   readonly store: TensorStore;
 
-  /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * scale, for t < tokens. */
-  rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): void;
-
-  /** out[t, r] = sum_c x[t, c] * w[r, c] + bias[r]; x [tokens, w.cols], out [tokens, w.rows]. */
-  linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): void;
-
-  /** Rotates x [tokens, heads, headDim] in place by the rows of `table` at `positions[t]` (half-split, not interleaved). */
-  rope(x: Float32Array, tokens: number, heads: number, positions: Int32Array, table: RopeTable): void;
+  /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * scale, for t < tokens; x [tokens, scale.length]. out may alias x. */
+  rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): OpResult;
 
   /**
-   * Attention with sinks. q [tokens, heads, headDim] at absolute `positions`; keys/values
-   * [keyCount, kvHeads, headDim] at absolute `keyPositions`. A query at p sees keys at kp <= p
-   * (and p - kp < window when window > 0). Softmax includes the per-head sink logit, whose
-   * probability mass is then dropped. Scores are scaled by 1/sqrt(headDim). out [tokens, heads*headDim].
+   * out[t, r] = sum_c x[t, c] * w[r, c] + bias[r]; x [tokens, w.cols], out [tokens, w.rows].
+   * Each row of w is read once for all `tokens` (prefill goes through the weights once).
+   */
+  linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): OpResult;
+
+  /**
+   * Rotates x [tokens, heads, headDim] in place by the rows of `table` at `positions[t]`: with
+   * x1 = first half of a head and x2 = second half (half-split, not interleaved pairs),
+   * x1' = x1*cos - x2*sin, x2' = x2*cos + x1*sin.
+   */
+  rope(x: Float32Array, tokens: number, heads: number, headDim: number, positions: Int32Array, table: RopeTable): OpResult;
+
+  /**
+   * Attention with sinks. q [tokens, heads, headDim] (RoPE applied) at absolute `positions`;
+   * keys/values [keyCount, kvHeads, headDim] (RoPE applied to keys) at absolute `keyPositions`,
+   * in any order (a ring buffer); entries with keyPositions[i] < 0 are empty slots, never attended.
+   * A query at p sees keys at kp with 0 <= kp <= p (and p - kp < window when window > 0).
+   * Scores are q.k / sqrt(headDim); the softmax runs over the visible scores plus the per-head
+   * sink logit sinks[h], whose probability mass is then dropped (it has no value).
+   * out [tokens, heads*headDim] = sum_k p_k v_k.
    */
   attention(
     q: Float32Array, tokens: number, positions: Int32Array,
     keys: Float32Array, values: Float32Array, keyCount: number, keyPositions: Int32Array,
     sinks: Float32Array, shape: AttentionShape, out: Float32Array,
-  ): void;
+  ): OpResult;
 
   /**
-   * The MoE experts for a batch: for token t and slot j < k, expert e = indices[t*k + j] with
-   * weight weights[t*k + j]: h = x[t] @ mlp1[e]^T + b1[e]; clamped SwiGLU on (even, odd) columns;
-   * y = a @ mlp2[e]^T + b2[e]; out[t] += weight * y. Tokens routed to the same expert are
-   * processed together so each expert's weights are read once per batch.
+   * The MoE experts for a batch: x [tokens, hidden] (the normed input). For token t and slot
+   * j < k, expert e = indices[t*k + j] with weight weights[t*k + j]:
+   * h = x[t] @ mlp1[e]^T + mlp1Bias[e] (width 2I); glu = h[0::2] clamped above at swigluLimit,
+   * lin = h[1::2] clamped to [-swigluLimit, swigluLimit]; a = glu * sigmoid(1.702 * glu) * (lin + 1)
+   * (width I); y = a @ mlp2[e]^T + mlp2Bias[e]. out[t] = sum_j weight_j * y_j (overwritten, not
+   * accumulated). Tokens routed to the same expert are processed together so each expert's packed
+   * MXFP4 weights are read (and dequantised group by group) once per batch; experts no token
+   * chose are never touched.
    */
   experts(
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
     moe: MoeWeights, swigluLimit: number, out: Float32Array,
-  ): void;
+  ): OpResult;
+
+  /** Frees worker threads and memories. The backend is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/**
+ * The backends `loadEngine` can select by name: 'reference' is `createReferenceBackend()` from
+ * kernels/reference.ts; 'wasm' is `createWasmBackend(options: BackendOptions): Promise<Backend>`
+ * exported by kernels/wasm/index.ts.
+ */
+export type BackendName = 'reference' | 'wasm';
+
+export interface BackendOptions {
+  /** Worker threads for backends that use them (default: the number of cores). */
+  threads?: number;
+}
+
+/** An f32 view over a store buffer (the store guarantees the alignment). */
+export function f32View(bytes: Uint8Array): Float32Array {
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
 }
