@@ -1,0 +1,124 @@
+// `gptoss eval healthbench|mcq|exact`: runs an evaluation against any OpenAI-compatible endpoint
+// (or a local model), resumable, with a progress bar, a summary and an HTML report. The last line
+// printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`.
+import { readFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../errors.ts';
+import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
+import {
+  openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
+  runMcqCase, selectSubset, seededRandom, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
+} from '../evals/index.ts';
+
+const USAGE = `usage:
+  gptoss eval healthbench --data FILE.jsonl --model URL|DIR --grader URL|DIR --out DIR
+                          [--subset hard|consensus] [--effort low|medium|high] [--n N] [--concurrency C]
+  gptoss eval mcq   --data FILE.jsonl --model URL|DIR --out DIR [--seed S] [--effort E] [--n N] [--concurrency C]
+  gptoss eval exact --data FILE.jsonl --model URL|DIR --out DIR [--effort E] [--n N] [--concurrency C]
+
+URL is an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 (append #MODEL to pick a model).
+The API key comes from GPTOSS_API_KEY or OPENAI_API_KEY. Rerunning with the same --out resumes.`;
+
+const FLAGS = {
+  data: { type: 'string' }, model: { type: 'string' }, grader: { type: 'string' }, out: { type: 'string' },
+  subset: { type: 'string' }, effort: { type: 'string' }, n: { type: 'string' }, concurrency: { type: 'string' },
+  seed: { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new UserError('usage', `--${flag} is required\n${USAGE}`);
+  return value;
+}
+
+/** Picks n cases at random with a fixed seed (the same subset every run), keeping file order. */
+function pickN<T>(items: T[], n: number | undefined): T[] {
+  if (n === undefined || n >= items.length) return items;
+  const rand = seededRandom(0);
+  const order = items.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const keep = new Set(order.slice(0, n));
+  return items.filter((_, i) => keep.has(i));
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [kind, ...rest] = argv;
+  if (kind === undefined || kind === '--help' || kind === '-h') {
+    console.log(USAGE);
+    return kind === undefined ? 2 : 0;
+  }
+  if (kind !== 'healthbench' && kind !== 'mcq' && kind !== 'exact') throw new UserError('usage', `unknown evaluation "${kind}" (expected healthbench, mcq or exact)`);
+  const p = parseFlags(rest, FLAGS, false);
+  if (boolFlag(p, 'help')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const dataPath = resolve(required(stringFlag(p, 'data'), 'data'));
+  if (!existsSync(dataPath)) throw new UserError('input', `${dataPath}: no such file`);
+  const outDir = resolve(required(stringFlag(p, 'out'), 'out'));
+  const modelSpec = required(stringFlag(p, 'model'), 'model');
+  const effort = stringFlag(p, 'effort');
+  if (effort !== undefined && effort !== 'low' && effort !== 'medium' && effort !== 'high') throw new UserError('usage', `--effort must be low, medium or high, got "${effort}"`);
+  const subset = stringFlag(p, 'subset');
+  if (subset !== undefined && subset !== 'hard' && subset !== 'consensus') throw new UserError('usage', `--subset must be hard or consensus, got "${subset}"`);
+  const n = numberFlag(p, 'n', { min: 1, integer: true });
+  const concurrency = numberFlag(p, 'concurrency', { min: 1, max: 1024, integer: true }) ?? 4;
+  const seed = numberFlag(p, 'seed', { min: 0, integer: true }) ?? 0;
+  const temperature = numberFlag(p, 'temperature', { min: 0, max: 2 });
+  const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true });
+  const sample: SampleOptions = {
+    ...(effort !== undefined ? { effort } : {}),
+    ...(temperature !== undefined ? { temperature } : {}),
+    ...(maxTokens !== undefined ? { maxTokens } : {}),
+  };
+  const text = readFileSync(dataPath, 'utf8');
+  const apiKey = process.env.GPTOSS_API_KEY ?? process.env.OPENAI_API_KEY;
+  const samplers: Sampler[] = [];
+  const open = async (spec: string) => {
+    const s = await openSampler(spec, apiKey !== undefined ? { apiKey } : {});
+    samplers.push(s);
+    return s;
+  };
+
+  try {
+    const model = await open(modelSpec);
+    let cases: EvalCase[];
+    let graderLabel: string | undefined;
+    let headline = 'accuracy';
+    const settings: Record<string, string | number> = { data: dataPath };
+    if (effort !== undefined) settings.effort = effort;
+
+    if (kind === 'healthbench') {
+      const grader = await open(required(stringFlag(p, 'grader'), 'grader'));
+      graderLabel = grader.label;
+      headline = 'overall_score';
+      if (subset !== undefined) settings.subset = subset;
+      const all = pickN(selectSubset(parseHealthBench(text, dataPath), subset as 'hard' | 'consensus' | undefined), n);
+      cases = all.map((c) => ({ id: c.promptId, run: (signal) => runHealthBenchCase(model, grader, c, { ...sample, signal }, { signal }) }));
+    } else if (kind === 'mcq') {
+      settings.seed = seed;
+      const all = pickN(parseMcq(text, dataPath), n);
+      cases = all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, seed, { ...sample, signal }) }));
+    } else {
+      const all = pickN(parseExact(text, dataPath), n);
+      cases = all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) }));
+    }
+    if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run${subset !== undefined ? ` in subset "${subset}"` : ''}`);
+
+    const summary: RunSummary = await runEval(cases, {
+      name: `${kind} — ${dataPath.split('/').at(-1)}`,
+      outDir, concurrency, modelLabel: model.label, ...(graderLabel !== undefined ? { graderLabel } : {}), settings, headline,
+      progress: progressPrinter(kind),
+    });
+    const h = summary.headline;
+    console.error(`${summary.cases} cases (${summary.resumed} from an earlier run) in ${summary.seconds.toFixed(1)} s; ` +
+      `${summary.usage.inputTokens} input and ${summary.usage.outputTokens} output tokens; report: ${join(outDir, 'report.html')}`);
+    for (const f of summary.failed) console.error(`failed: ${f.id}: ${f.error}`);
+    console.log(`score: ${h.mean.toFixed(3)} ± ${h.bootstrapStd.toFixed(3)} (n=${h.n})`);
+    return summary.failed.length > 0 ? 1 : 0;
+  } finally {
+    for (const s of samplers) await s.close?.();
+  }
+}

@@ -1,0 +1,65 @@
+// Short-answer evaluation (AIME-style): the expected answer is an integer; the model is asked to
+// box its final answer, and the last boxed value (else the last integer) is compared as an integer.
+import { UserError } from '../errors.ts';
+import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
+
+export interface ExactCase {
+  id: string;
+  question: string;
+  answer: number;
+}
+
+/** Parses JSONL rows `{id?, question | problem, answer: integer | "integer"}`. */
+export function parseExact(text: string, source: string): ExactCase[] {
+  const out: ExactCase[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '') return;
+    const where = `${source}:${i + 1}`;
+    let row: { id?: unknown; question?: unknown; problem?: unknown; answer?: unknown };
+    try {
+      row = JSON.parse(line) as typeof row;
+    } catch (e) {
+      throw new UserError('input', `${where}: invalid JSON (${(e as Error).message})`);
+    }
+    const question = row.question ?? row.problem;
+    if (typeof question !== 'string') throw new UserError('input', `${where}: "question" (or "problem") must be a string`);
+    const answer = typeof row.answer === 'string' ? Number(row.answer.trim()) : row.answer;
+    if (typeof answer !== 'number' || !Number.isInteger(answer)) throw new UserError('input', `${where}: "answer" must be an integer`);
+    out.push({ id: typeof row.id === 'string' ? row.id : `line-${i + 1}`, question, answer });
+  });
+  return out;
+}
+
+export function exactPrompt(question: string): string {
+  return `${question}\n\nReason step by step, then put your final answer (an integer) within \\boxed{}.`;
+}
+
+/** Contents of every \boxed{...} / \framebox{...}, allowing one level of nested braces. */
+function boxedContents(text: string): string[] {
+  return [...text.matchAll(/\\(?:boxed|framebox)\{((?:[^{}]|\{[^{}]*\})*)\}/g)].map((m) => m[1]!);
+}
+
+/** The integer answer: the last boxed value (its last comma-separated part), else the last integer in the text. */
+export function extractInteger(text: string): number | undefined {
+  const boxed = boxedContents(text).at(-1);
+  // Thousands separators go first, so that "1,000" is one number and "3, 7" two parts.
+  const withoutSeparators = (boxed ?? text).replace(/(\d),(?=\d{3}\b)/g, '$1');
+  const source = boxed !== undefined ? (withoutSeparators.split(',').at(-1) ?? withoutSeparators) : withoutSeparators;
+  const ints = [...source.matchAll(/-?\d+/g)].map((m) => Number(m[0]));
+  const pick = boxed !== undefined ? ints[0] : ints.at(-1);
+  return pick !== undefined && Number.isSafeInteger(pick) ? pick : undefined;
+}
+
+export async function runExactCase(model: Sampler, c: ExactCase, sample: SampleOptions): Promise<CaseResult> {
+  const started = performance.now();
+  const prompt: ChatMessage[] = [{ role: 'user', content: exactPrompt(c.question) }];
+  const response = await model.complete(prompt, sample);
+  const extracted = extractInteger(response.text);
+  const score = extracted === c.answer ? 1 : 0;
+  return {
+    id: c.id, score, metrics: { accuracy: score }, prompt, response,
+    details: { expected: c.answer, extracted: extracted ?? null },
+    seconds: (performance.now() - started) / 1000,
+  };
+}

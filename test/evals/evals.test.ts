@@ -1,0 +1,172 @@
+// The evaluation harness end to end: the `gptoss eval` command against OpenAI-compatible endpoints
+// whose model answers and grader verdicts are scripted, so every expected score is computed by hand.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startFakeEndpoint } from './fake-endpoint.ts';
+import { bootstrapStd, clippedMean, extractChoice, extractInteger, parseVerdict, summarise } from '../../src/evals/index.ts';
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, '../../bin/gptoss.js');
+const EXAMPLES = join(import.meta.dirname, '../../examples/evals');
+
+async function gptoss(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+// Verdicts by the start of each criterion in examples/evals/healthbench-sample.jsonl.
+const VERDICTS: [string, boolean][] = [
+  ['Advises that a fever', true], ['Mentions warning signs', false], ['Recommends giving paracetamol', false], ['Uses plain language', true],
+  ['Explains that muscle aches', true], ['Advises contacting the prescribing', false], ['Tells the patient to simply stop', true],
+  ['States that for healthy adults', true], ['Suggests taking it with food', true],
+  ['Classifies this as some dehydration', false], ['Lists danger signs', false], ['Recommends routine antibiotics', true],
+];
+
+test('healthbench: scores, per-tag means, grader retries, report and resume', async () => {
+  let garbled = false;
+  const grader = await startFakeEndpoint((messages) => {
+    const prompt = messages[0]!.content;
+    const item = /# Rubric item\n\[(-?\d+)\] (.*)/.exec(prompt)?.[2] ?? '';
+    const verdict = VERDICTS.find(([start]) => item.startsWith(start));
+    assert.ok(verdict !== undefined, `grader got an unexpected rubric item: ${item}`);
+    // The first verdict for one item is unparseable: the harness must ask again.
+    if (verdict[0] === 'Lists danger signs' && !garbled) {
+      garbled = true;
+      return { content: 'I think it is mostly fine.' };
+    }
+    return { content: '```json\n' + JSON.stringify({ explanation: `checked: ${verdict[0]}`, criteria_met: verdict[1] }) + '\n```' };
+  });
+  const model = await startFakeEndpoint((messages) => ({ content: `Answer to: ${messages.at(-1)!.content.slice(0, 20)}`, reasoning: 'thinking about <the> case' }));
+  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  try {
+    const args = ['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out, '--effort', 'high', '--concurrency', '2'];
+    const first = await gptoss(args);
+    assert.equal(first.code, 0, first.stderr);
+    // Per case (points met over positive points): (10+2)/17, (5-5)/12, (6+3)/9, (-6)/12.
+    const perCase = [12 / 17, 0, 1, -0.5];
+    const expected = clippedMean(perCase);
+    const lastLine = first.stdout.trim().split('\n').at(-1)!;
+    assert.match(lastLine, new RegExp(`^score: ${expected.toFixed(3)} ± ${bootstrapStd(perCase).toFixed(3)} \\(n=4\\)$`));
+    assert.ok(garbled, 'the unparseable verdict was served');
+    assert.equal(grader.requests.length, 12 + 1, 'one grader call per rubric item plus one retry');
+    assert.equal(model.requests.length, 4);
+    assert.equal(model.requests[0]!.body.reasoning_effort, 'high');
+
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { metrics: Record<string, { mean: number; n: number }> };
+    assert.ok(Math.abs(summary.metrics['theme:emergency_referrals']!.mean - 12 / 17) < 1e-12);
+    // axis:accuracy per case: case 1 {10 met, -8 not} = 1; case 2 {5 met, -5 met} = 0; case 3 {6 met} = 1; case 4 {8 not, -6 met} = -0.75
+    assert.ok(Math.abs(summary.metrics['axis:accuracy']!.mean - clippedMean([1, 0, 1, -0.75])) < 1e-12);
+    assert.equal(summary.metrics['axis:accuracy']!.n, 4);
+    // axis:communication_quality exists only in case 1 (met).
+    assert.deepEqual([summary.metrics['axis:communication_quality']!.mean, summary.metrics['axis:communication_quality']!.n], [1, 1]);
+
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    assert.match(html, /<details><summary>reasoning/);
+    assert.match(html, /thinking about &lt;the&gt; case/, 'reasoning is escaped and present');
+    assert.match(html, /checked: Advises that a fever/);
+    assert.equal(readFileSync(join(out, 'results.jsonl'), 'utf8').trim().split('\n').length, 4);
+
+    // A rerun finds every case finished and calls neither model nor grader again.
+    const second = await gptoss(args);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(second.stdout.trim().split('\n').at(-1), lastLine);
+    assert.equal(model.requests.length, 4);
+    assert.equal(grader.requests.length, 13);
+    assert.match(second.stderr, /4 cases \(4 from an earlier run\)/);
+  } finally {
+    await grader.close();
+    await model.close();
+  }
+});
+
+test('healthbench: --subset consensus keeps cluster-level items, hard keeps tagged cases', async () => {
+  const grader = await startFakeEndpoint(() => ({ content: '{"explanation":"ok","criteria_met":true}' }));
+  const model = await startFakeEndpoint(() => ({ content: 'fine' }));
+  try {
+    const consensus = await gptoss(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'consensus']);
+    assert.equal(consensus.code, 0, consensus.stderr);
+    // Every cluster item met: case 1 (10-8)/10, case 2 7/7, case 3 6/6, case 4 8/8.
+    assert.match(consensus.stdout, new RegExp(`score: ${clippedMean([0.2, 1, 1, 1]).toFixed(3)} `));
+    assert.equal(grader.requests.length, 5, 'only the five level:cluster items are graded');
+    const hard = await gptoss(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'hard']);
+    assert.match(hard.stdout, /\(n=1\)\s*$/);
+  } finally {
+    await grader.close();
+    await model.close();
+  }
+});
+
+test('mcq: shuffled choices, letter extraction from the final answer', async () => {
+  const correct: Record<string, string> = { Helicase: 'Helicase', buffer: '4.76', mediates: 'Photon', serial: '1:100' /* wrong on purpose: right is 1:1000 */ };
+  const model = await startFakeEndpoint((messages) => {
+    const prompt = messages[0]!.content;
+    const key = Object.keys(correct).find((k) => prompt.includes(k))!;
+    const letter = [...prompt.matchAll(/^([A-J])\) (.*)$/gm)].find((m) => m[2] === correct[key])![1];
+    return { content: `Let me think.\n\n**Answer: ${letter}**` };
+  });
+  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  try {
+    const r = await gptoss(['eval', 'mcq', '--data', join(EXAMPLES, 'mcq-sample.jsonl'), '--model', model.baseUrl, '--out', out, '--seed', '3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.trim().split('\n').at(-1)!, /^score: 0\.750 ± \d\.\d{3} \(n=4\)$/);
+    // The same seed gives the same order on every run; the correct letters are not all 'A'.
+    const letters = readFileSync(join(out, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { details: { correct: string } }).details.correct);
+    assert.ok(new Set(letters).size > 1, `choices are shuffled (${letters.join(',')})`);
+  } finally {
+    await model.close();
+  }
+});
+
+test('exact: boxed and bare integer answers', async () => {
+  const replies = ['so \\boxed{24}', 'The remainder is 2.', 'Largest: \\boxed{124}'];
+  let i = 0;
+  const model = await startFakeEndpoint(() => ({ content: replies[i++]! }));
+  try {
+    const r = await gptoss(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--concurrency', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /score: 0\.667 ± \d\.\d{3} \(n=3\)\s*$/);
+  } finally {
+    await model.close();
+  }
+});
+
+test('bad input: invalid JSONL and missing flags exit 2 with one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const bad = join(dir, 'bad.jsonl');
+  writeFileSync(bad, '{"prompt":[{"role":"user","content":"hi"}],"rubrics":[{"criterion":"x","points":1}]}\n{"prompt": [oops\n');
+  const r = await gptoss(['eval', 'healthbench', '--data', bad, '--model', 'http://127.0.0.1:9/v1', '--grader', 'http://127.0.0.1:9/v1', '--out', dir]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /bad\.jsonl:2: invalid JSON/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  const missing = await gptoss(['eval', 'mcq', '--data', bad]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--out is required/);
+  assert.ok(!existsSync(join(dir, 'results.jsonl')));
+});
+
+test('answer extraction and verdict parsing', () => {
+  assert.equal(extractChoice('Reasoning... Answer: (C)', 4), 'C');
+  assert.equal(extractChoice('**B**', 4), 'B');
+  assert.equal(extractChoice('The final answer is \\boxed{D}', 4), 'D');
+  assert.equal(extractChoice('I would pick option A.', 4), 'A');
+  assert.equal(extractChoice('No idea.', 4), undefined);
+  assert.equal(extractInteger('\\boxed{1,000}'), 1000);
+  assert.equal(extractInteger('\\boxed{3, 7}'), 7);
+  assert.equal(extractInteger('first 3 then 42'), 42);
+  assert.equal(extractInteger('none'), undefined);
+  assert.deepEqual(parseVerdict('{"explanation":"e","criteria_met":false}'), { explanation: 'e', criteriaMet: false });
+  assert.equal(parseVerdict('{"criteria_met":"yes"}'), undefined);
+  const s = summarise([{ a: 2, b: 0.5 }, { a: -1 }]);
+  assert.equal(s.a!.mean, 0.5);
+  assert.equal(s.b!.n, 1);
+});
