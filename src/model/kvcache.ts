@@ -1,0 +1,171 @@
+// Per-sequence KV caches. Every layer stores keys (RoPE applied) and values in slots indexed by
+// absolute position modulo the layer's capacity, with each slot's position alongside (-1 = empty),
+// which is exactly what the backend's attention op takes. Dense layers keep every position (their
+// capacity grows in doubling steps up to the context length, so slot = position); banded layers
+// keep only what a sliding window can still see: the last `window - 1` positions plus room for
+// the chunk being processed, so their memory is bounded however long the sequence grows.
+// Buffers come from the backend's TensorStore so a fast backend attends to them in place.
+import type { TensorStore } from '../kernels/backend.ts';
+import { isSlidingLayer, type ModelConfig } from './config.ts';
+
+const INITIAL_DENSE_CAPACITY = 256;
+
+export class LayerCache {
+  /** [capacity, kvHeads*headDim] each. */
+  keys: Float32Array;
+  values: Float32Array;
+  /** Absolute position held by each slot, -1 when empty. */
+  positions: Int32Array;
+  capacity = 0;
+  /** Slots in use are [0, used): attention need not look beyond. */
+  used = 0;
+  private buffers: Uint8Array[] = [];
+
+  constructor(
+    private readonly store: TensorStore,
+    private readonly label: string,
+    /** Entries per position (kvHeads * headDim). */
+    readonly width: number,
+    /** Sliding window, or 0 for a dense layer. */
+    readonly window: number,
+    /** Upper bound on capacity (the context length; banded layers need far less). */
+    readonly maxCapacity: number,
+  ) {
+    this.keys = new Float32Array(0);
+    this.values = new Float32Array(0);
+    this.positions = new Int32Array(0);
+  }
+
+  /** Slots needed to append `count` tokens after `length` without losing a key still visible. */
+  private required(length: number, count: number): number {
+    const dense = length + count;
+    return this.window === 0 ? dense : Math.min(dense, this.window - 1 + count);
+  }
+
+  /** Makes room to append `count` tokens to a sequence of `length`. */
+  reserve(length: number, count: number): void {
+    const need = this.required(length, count);
+    if (need <= this.capacity) return;
+    const grown = this.window === 0 ? Math.min(this.maxCapacity, Math.max(need, INITIAL_DENSE_CAPACITY, 2 * this.capacity)) : need;
+    this.resize(Math.max(grown, need));
+  }
+
+  private resize(capacity: number): void {
+    const kBuf = this.store.allocate(capacity * this.width * 4, `${this.label}.keys`);
+    const vBuf = this.store.allocate(capacity * this.width * 4, `${this.label}.values`);
+    const pBuf = this.store.allocate(capacity * 4, `${this.label}.positions`);
+    const keys = new Float32Array(kBuf.buffer, kBuf.byteOffset, capacity * this.width);
+    const values = new Float32Array(vBuf.buffer, vBuf.byteOffset, capacity * this.width);
+    const positions = new Int32Array(pBuf.buffer, pBuf.byteOffset, capacity);
+    positions.fill(-1);
+    let used = 0;
+    // Re-place the live entries by their positions under the new modulus.
+    for (let s = 0; s < this.capacity; s++) {
+      const p = this.positions[s]!;
+      if (p < 0) continue;
+      const slot = p % capacity;
+      keys.set(this.keys.subarray(s * this.width, (s + 1) * this.width), slot * this.width);
+      values.set(this.values.subarray(s * this.width, (s + 1) * this.width), slot * this.width);
+      positions[slot] = p;
+      used = Math.max(used, slot + 1);
+    }
+    this.freeBuffers();
+    this.buffers = [kBuf, vBuf, pBuf];
+    this.keys = keys;
+    this.values = values;
+    this.positions = positions;
+    this.capacity = capacity;
+    this.used = used;
+  }
+
+  /** Stores k, v [count, width] at positions start..start+count-1 (room reserved beforehand). */
+  write(start: number, count: number, k: Float32Array, v: Float32Array): void {
+    for (let i = 0; i < count; i++) {
+      const p = start + i;
+      const slot = p % this.capacity;
+      this.keys.set(k.subarray(i * this.width, (i + 1) * this.width), slot * this.width);
+      this.values.set(v.subarray(i * this.width, (i + 1) * this.width), slot * this.width);
+      this.positions[slot] = p;
+      if (slot + 1 > this.used) this.used = slot + 1;
+    }
+  }
+
+  /** The smallest position still held (or Infinity when empty). */
+  oldest(): number {
+    let min = Infinity;
+    for (let s = 0; s < this.used; s++) {
+      const p = this.positions[s]!;
+      if (p >= 0 && p < min) min = p;
+    }
+    return min;
+  }
+
+  /** Forgets positions >= length. */
+  truncate(length: number): void {
+    for (let s = 0; s < this.used; s++) if (this.positions[s]! >= length) this.positions[s] = -1;
+  }
+
+  private freeBuffers(): void {
+    for (const b of this.buffers) this.store.free(b);
+    this.buffers = [];
+  }
+
+  release(): void {
+    this.freeBuffers();
+    this.keys = new Float32Array(0);
+    this.values = new Float32Array(0);
+    this.positions = new Int32Array(0);
+    this.capacity = 0;
+    this.used = 0;
+  }
+}
+
+/** All layers' caches of one sequence, and how many positions they hold. */
+export class KvCache {
+  readonly layers: LayerCache[];
+  /** Positions 0..length-1 have been processed. */
+  length = 0;
+
+  constructor(config: ModelConfig, store: TensorStore, contextLength: number, label = 'kv') {
+    const width = config.numKeyValueHeads * config.headDim;
+    this.layers = [];
+    for (let n = 0; n < config.numLayers; n++) {
+      const window = isSlidingLayer(n) ? config.slidingWindow : 0;
+      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength));
+    }
+  }
+
+  /**
+   * Forgets the positions from `length` on. Returns false when a banded layer no longer holds the
+   * window of keys that position `length` would need (they were overwritten by later tokens); the
+   * caller must then recompute the sequence from its start. Dense layers can always truncate.
+   */
+  truncate(length: number): boolean {
+    if (length >= this.length) return true;
+    for (const layer of this.layers) {
+      if (layer.window === 0) continue;
+      const needFrom = Math.max(0, length - layer.window + 1);
+      if (needFrom < length && layer.oldest() > needFrom) return false;
+    }
+    for (const layer of this.layers) layer.truncate(length);
+    this.length = length;
+    return true;
+  }
+
+  /** Empties every layer (keeps nothing, frees the buffers). */
+  reset(): void {
+    for (const layer of this.layers) layer.release();
+    this.length = 0;
+  }
+
+  release(): void {
+    this.reset();
+  }
+
+  /** Bytes held by the caches (for memory reports). */
+  bytes(): number {
+    let total = 0;
+    for (const layer of this.layers) total += layer.capacity * (layer.width * 8 + 4);
+    return total;
+  }
+}
