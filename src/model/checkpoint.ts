@@ -1,6 +1,6 @@
 // Finding and loading a checkpoint folder into ModelWeights. Owns layout detection (the `original/`
 // layout the reference loads, at `DIR/original/` or at `DIR` itself; the Hugging Face layout is
-// delegated to model/hf.ts through `loadHfCheckpoint`) and the `original/` layout's tensor table:
+// delegated to model/hf.ts through `loadHfWeights`) and the `original/` layout's tensor table:
 // every tensor must exist with the shape the config implies and a supported dtype, and no tensor
 // may contradict the config. Large matrices stay BF16, MXFP4 experts stay packed; small vectors
 // are widened to f32. All buffers come from the backend's TensorStore.
@@ -9,13 +9,11 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 import { parseOriginalConfig, type ModelConfig } from './config.ts';
+import { MARKER_FILE } from './synth.ts';
 import { SafetensorsCheckpoint, type Dtype, type TensorInfo } from './safetensors.ts';
 import type { BlockWeights, Bf16Matrix, ModelWeights, Mxfp4Matrices } from './weights.ts';
 
 export type CheckpointLayout = 'original' | 'hf';
-
-/** Safetensors `__metadata__` key that `gptoss synth` sets to "true" on random-weight checkpoints. */
-export const SYNTHETIC_METADATA_KEY = 'gptoss.synthetic';
 
 export interface DetectedCheckpoint {
   layout: CheckpointLayout;
@@ -30,7 +28,7 @@ export interface LoadedCheckpoint {
   dir: string;
   /** A name for users: the model folder's name (without a trailing `original`). */
   name: string;
-  /** True when the safetensors metadata marks the weights as random (synthetic). */
+  /** True when the folder carries synth's marker file (random weights). */
   randomWeights: boolean;
 }
 
@@ -61,31 +59,42 @@ export function detectCheckpoint(modelDir: string): DetectedCheckpoint {
   return { layout: isHf ? 'hf' : 'original', dir, configPath: root };
 }
 
-/** The Hugging Face layout loader's signature (implemented in model/hf.ts). */
-export type HfLoader = (dir: string, store: TensorStore) => Promise<LoadedCheckpoint>;
-
-let hfLoader: HfLoader | null = null;
-
-/** The hook where the Hugging Face layout plugs in (model/hf.ts registers itself when imported). */
-export function registerHfLoader(loader: HfLoader): void {
-  hfLoader = loader;
-}
+/**
+ * The Hugging Face layout's loader, the hook model/hf.ts fills: it must export
+ * `loadHfWeights(dir, configPath, store): ModelWeights` (reading with SafetensorsCheckpoint and
+ * TensorReader below, fusing q/k/v into qkv). It is imported lazily so the original layout never
+ * pays for it.
+ */
+export type HfWeightsLoader = (dir: string, configPath: string, store: TensorStore) => ModelWeights | Promise<ModelWeights>;
 
 /** Detects the layout of `modelDir` and loads its weights into `store`. */
 export async function loadCheckpoint(modelDir: string, store: TensorStore): Promise<LoadedCheckpoint> {
   const found = detectCheckpoint(modelDir);
   if (found.layout === 'original') return loadOriginalCheckpoint(found.dir, store);
-  if (hfLoader === null) {
-    // model/hf.ts registers itself on import; loaded lazily so the original layout never pays for it.
-    const specifier = './hf.ts';
+  const hf = (await import('./hf.ts')) as unknown as { loadHfWeights?: HfWeightsLoader };
+  if (typeof hf.loadHfWeights !== 'function') {
+    throw new UserError('checkpoint', `${found.configPath}: the Hugging Face layout is not supported by this build; use the original/ folder`);
+  }
+  const weights = await hf.loadHfWeights(found.dir, found.configPath, store);
+  return { weights, layout: 'hf', dir: found.dir, name: modelName(found.dir), randomWeights: isRandomWeights(found.dir) };
+}
+
+function modelName(dir: string): string {
+  return basename(dir) === 'original' ? basename(dirname(dir)) : basename(dir);
+}
+
+/** Synthetic checkpoints (`gptoss synth`) carry a marker file beside (or above) their config. */
+function isRandomWeights(dir: string): boolean {
+  for (const candidate of [join(dir, MARKER_FILE), join(dirname(dir), MARKER_FILE)]) {
+    if (!existsSync(candidate)) continue;
     try {
-      await import(specifier);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+      const marker = JSON.parse(readFileSync(candidate, 'utf8')) as { random_weights?: unknown };
+      if (marker.random_weights === true) return true;
+    } catch {
+      // An unreadable marker is not a claim of random weights.
     }
   }
-  if (hfLoader === null) throw new UserError('checkpoint', `${found.configPath}: the Hugging Face layout is not supported by this build; use the original/ folder`);
-  return hfLoader(found.dir, store);
+  return false;
 }
 
 /** Loads the `original/` layout from `dir` (config.json + *.safetensors; other files are ignored). */
@@ -96,9 +105,7 @@ export function loadOriginalCheckpoint(dir: string, store: TensorStore): LoadedC
   const checkpoint = SafetensorsCheckpoint.open(dir);
   try {
     const weights = readOriginalWeights(config, checkpoint, store, configPath);
-    const randomWeights = checkpoint.files.some((f) => f.metadata[SYNTHETIC_METADATA_KEY] === 'true');
-    const name = basename(dir) === 'original' ? basename(dirname(dir)) : basename(dir);
-    return { weights, layout: 'original', dir, name, randomWeights };
+    return { weights, layout: 'original', dir, name: modelName(dir), randomWeights: isRandomWeights(dir) };
   } finally {
     checkpoint.close();
   }

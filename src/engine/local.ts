@@ -1,0 +1,190 @@
+// The in-process Engine: a checkpoint loaded into a compute backend, with one KV cache per
+// sequence. step() validates the whole batch first (so a bad request changes nothing), then runs
+// each sequence's new tokens through the weights as one chunk. Steps are serialised: the model's
+// activation workspace is shared, and a backend op must finish before the next starts.
+import { UserError } from '../errors.ts';
+import type { Backend, BackendName, BackendOptions } from '../kernels/backend.ts';
+import { createReferenceBackend } from '../kernels/reference.ts';
+import { loadCheckpoint, type CheckpointLayout } from '../model/checkpoint.ts';
+import { contextLength as modelContextLength, type ModelConfig } from '../model/config.ts';
+import { Transformer, type TraceHook } from '../model/forward.ts';
+import type { KvCache } from '../model/kvcache.ts';
+import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
+
+export interface LoadEngineOptions {
+  /** 'reference' (plain TypeScript) or 'wasm' (WebAssembly SIMD + worker threads). Default: 'reference'. */
+  backend?: BackendName;
+  /** Worker threads for the wasm backend. */
+  threads?: number;
+  /** Serve at most this many tokens per sequence (default and maximum: the model's context length). */
+  contextLength?: number;
+  /** Longest chunk of tokens pushed through the weights at once (default 512). */
+  prefillChunk?: number;
+}
+
+/** Creates a backend by name; the wasm backend is imported only when asked for. */
+export async function createBackend(name: BackendName, options: BackendOptions = {}): Promise<Backend> {
+  if (name === 'reference') return createReferenceBackend();
+  if (name === 'wasm') {
+    const { createWasmBackend } = await import('../kernels/wasm/index.ts');
+    return createWasmBackend(options);
+  }
+  throw new UserError('usage', `unknown backend "${String(name)}" (expected reference or wasm)`);
+}
+
+/** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
+export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
+  const backend = await createBackend(options.backend ?? 'reference', options.threads === undefined ? {} : { threads: options.threads });
+  try {
+    const loaded = await loadCheckpoint(modelDir, backend.store);
+    const limit = modelContextLength(loaded.weights.config);
+    if (options.contextLength !== undefined && (!Number.isInteger(options.contextLength) || options.contextLength < 1)) {
+      throw new UserError('usage', `context length must be a positive integer, got ${options.contextLength}`);
+    }
+    const ctx = Math.min(options.contextLength ?? limit, limit);
+    const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk);
+    return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights }, loaded.layout);
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
+}
+
+class LocalSequence implements Sequence {
+  readonly tokens: number[] = [];
+  released = false;
+  constructor(readonly id: number, readonly cache: KvCache) {}
+}
+
+export class LocalEngine implements Engine {
+  private nextId = 1;
+  private readonly mine = new WeakSet<LocalSequence>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  /** Full recomputations forced by truncations a banded ring could not serve (for tests and profiles). */
+  recomputations = 0;
+
+  constructor(
+    readonly model: Transformer,
+    readonly info: EngineInfo,
+    readonly layout: CheckpointLayout,
+  ) {}
+
+  get config(): ModelConfig {
+    return this.model.config;
+  }
+
+  get backend(): Backend {
+    return this.model.backend;
+  }
+
+  createSequence(): Sequence {
+    this.assertOpen();
+    const id = this.nextId++;
+    const seq = new LocalSequence(id, this.model.newCache(`kv.seq${id}`));
+    this.mine.add(seq);
+    return seq;
+  }
+
+  async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    const sequences = batch.map((r) => this.own(r.sequence));
+    if (new Set(sequences).size !== sequences.length) throw new Error('step: a sequence appears twice in one batch');
+    for (const [i, r] of batch.entries()) {
+      if (r.tokens.length === 0) throw new Error('step: a request has no tokens');
+      this.checkTokens(r.tokens);
+      const total = sequences[i]!.tokens.length + r.tokens.length;
+      if (total > this.info.contextLength) {
+        throw new UserError('context', `sequence ${sequences[i]!.id} would hold ${total} tokens, more than the context length ${this.info.contextLength}`);
+      }
+    }
+    return this.exclusive(async () => {
+      const out: Float32Array[] = [];
+      for (const [i, r] of batch.entries()) out.push(await this.feed(sequences[i]!, r.tokens, false));
+      return out;
+    });
+  }
+
+  /**
+   * Feeds `tokens` to `sequence` and returns the logits at every new position ([T, vocab] row-major),
+   * for `gptoss logits --all-positions` and tests. `trace` receives named activations.
+   */
+  async stepAll(sequence: Sequence, tokens: readonly number[], trace?: TraceHook): Promise<Float32Array> {
+    const seq = this.own(sequence);
+    this.checkTokens(tokens);
+    if (seq.tokens.length + tokens.length > this.info.contextLength) {
+      throw new UserError('context', `sequence would hold ${seq.tokens.length + tokens.length} tokens, more than the context length ${this.info.contextLength}`);
+    }
+    return this.exclusive(() => this.feed(seq, tokens, true, trace));
+  }
+
+  truncate(sequence: Sequence, length: number): void {
+    const seq = this.own(sequence);
+    if (!Number.isInteger(length) || length < 0) throw new Error(`truncate: invalid length ${length}`);
+    if (length >= seq.tokens.length) return;
+    const kept = seq.tokens.slice(0, length);
+    seq.tokens.length = length;
+    if (seq.cache.truncate(length)) return;
+    // A banded layer's ring has already overwritten keys the new end still needs: the next step
+    // recomputes the kept prefix from position 0 before its own tokens (see pendingRecompute).
+    seq.cache.reset();
+    this.pendingRecompute.set(seq, kept);
+    this.recomputations++;
+  }
+
+  private pendingRecompute = new Map<LocalSequence, number[]>();
+
+  release(sequence: Sequence): void {
+    const seq = this.own(sequence);
+    seq.cache.release();
+    seq.released = true;
+    this.pendingRecompute.delete(seq);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue.catch(() => undefined);
+    this.model.dispose();
+    await this.model.backend.close();
+  }
+
+  private async feed(seq: LocalSequence, tokens: readonly number[], all: boolean, trace?: TraceHook): Promise<Float32Array> {
+    const pending = this.pendingRecompute.get(seq);
+    if (pending !== undefined) {
+      this.pendingRecompute.delete(seq);
+      if (pending.length > 0) await this.model.forward(seq.cache, pending);
+    }
+    const logits = await this.model.forward(seq.cache, tokens, all || trace !== undefined ? { allLogits: all, ...(trace === undefined ? {} : { trace }) } : {});
+    seq.tokens.push(...tokens);
+    return logits;
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => {
+      this.assertOpen();
+      return fn();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private checkTokens(tokens: readonly number[]): void {
+    const vocab = this.info.vocabSize;
+    for (const [i, id] of tokens.entries()) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new UserError('input', `token id ${id} at index ${i} is outside the vocabulary (0..${vocab - 1})`);
+      }
+    }
+  }
+
+  private own(sequence: Sequence): LocalSequence {
+    this.assertOpen();
+    if (!(sequence instanceof LocalSequence) || !this.mine.has(sequence)) throw new Error('sequence was not created by this engine');
+    if (sequence.released) throw new Error(`sequence ${sequence.id} was released`);
+    return sequence;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('engine is closed');
+  }
+}
