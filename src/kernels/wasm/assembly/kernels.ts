@@ -1,0 +1,418 @@
+// The WebAssembly SIMD kernels (AssemblyScript, simd128). One compiled module, instantiated once
+// per shared memory per thread; every pointer is a byte offset into that memory. Kernels that
+// run on the worker pool take (part, parts) and compute their own slice, so a dispatch is just
+// "call export N with these numbers" on every thread. Activations are f32, accumulation is f32.
+//
+// MXFP4 kernels read experts in their packed form. Their activations come "block-permuted": in
+// each group of 32 the 16 even elements first, then the 16 odd ones, so the low nibbles of a
+// 16-byte block line up with the first half and the high nibbles with the second half without a
+// byte interleave.
+
+// FP4 (e2m1) values doubled, so they are exact int8: {0, .5, 1, 1.5, 2, 3, 4, 6} * 2 and negatives.
+const FP4X2: v128 = i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+const NIBBLE: v128 = i8x16(15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15);
+const ZERO: v128 = i32x4(0, 0, 0, 0);
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/** Start of slice `part` of `parts` over [0, total), in units of `align`. */
+@inline function sliceStart(total: i32, part: i32, parts: i32, align: i32): i32 {
+  const units = (total + align - 1) / align;
+  const s = <i32>((<i64>units * <i64>part) / <i64>parts) * align;
+  return s < total ? s : total;
+}
+
+@inline function hsum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
+}
+
+/** Widens 8 bf16 words at p to two f32x4 (bf16 is the upper half of an f32). */
+@inline function bf16Lo(v: v128): v128 {
+  return i8x16.shuffle(ZERO, v, 0, 1, 16, 17, 0, 1, 18, 19, 0, 1, 20, 21, 0, 1, 22, 23);
+}
+@inline function bf16Hi(v: v128): v128 {
+  return i8x16.shuffle(ZERO, v, 0, 1, 24, 25, 0, 1, 26, 27, 0, 1, 28, 29, 0, 1, 30, 31);
+}
+@inline function bf16At(p: usize): f32 {
+  return reinterpret<f32>(<u32>load<u16>(p) << 16);
+}
+
+/** E8M0 exponent e -> 2^(e-128) (the LUT is doubled), exact including the subnormal range. */
+@inline function e8m0Half(e: u32): f32 {
+  return e >= 2 ? reinterpret<f32>((e - 1) << 23) : reinterpret<f32>(<u32>1 << (21 + e));
+}
+
+/** Dot product of two f32 vectors of length n. */
+@inline function dotF32(a: usize, b: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const o = <usize>c << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(a + o, 16), v128.load(b + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v128.load(a + o, 32), v128.load(b + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v128.load(a + o, 48), v128.load(b + o, 48)));
+  }
+  for (; c + 4 <= n; c += 4) {
+    const o = <usize>c << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; c < n; c++) s += load<f32>(a + (<usize>c << 2)) * load<f32>(b + (<usize>c << 2));
+  return s;
+}
+
+// ---- BF16 linear ---------------------------------------------------------------------------
+
+/** One output: dot of bf16 row w (n words) with f32 x. */
+@inline function dotBf16(w: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const v0 = v128.load(w + (<usize>c << 1));
+    const v1 = v128.load(w + (<usize>c << 1), 16);
+    const xo = x + (<usize>c << 2);
+    a0 = f32x4.add(a0, f32x4.mul(bf16Lo(v0), v128.load(xo)));
+    a1 = f32x4.add(a1, f32x4.mul(bf16Hi(v0), v128.load(xo, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(bf16Lo(v1), v128.load(xo, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(bf16Hi(v1), v128.load(xo, 48)));
+  }
+  for (; c + 8 <= n; c += 8) {
+    const v0 = v128.load(w + (<usize>c << 1));
+    const xo = x + (<usize>c << 2);
+    a0 = f32x4.add(a0, f32x4.mul(bf16Lo(v0), v128.load(xo)));
+    a1 = f32x4.add(a1, f32x4.mul(bf16Hi(v0), v128.load(xo, 16)));
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; c < n; c++) s += bf16At(w + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+/**
+ * out[t, r] = x[t] . w[r] + bias[r] for this thread's rows. Rows go in blocks of 16 (kept in L2)
+ * and tokens in tiles of 4 that share each weight load, so a prefill reads the weights from
+ * memory once per batch. bias == 0 means no bias.
+ */
+export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32, bias: usize, out: usize, part: i32, parts: i32): void {
+  const r0 = sliceStart(rows, part, parts, 4);
+  const r1 = sliceStart(rows, part + 1, parts, 4);
+  const rowBytes = <usize>cols << 1;
+  const xStride = <usize>cols << 2;
+  for (let rb = r0; rb < r1; rb += 16) {
+    const rbEnd = min(rb + 16, r1);
+    let t = 0;
+    for (; t + 4 <= tokens; t += 4) {
+      const x0 = x + <usize>t * xStride;
+      const x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+      for (let r = rb; r < rbEnd; r++) {
+        const wr = w + <usize>r * rowBytes;
+        let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+        let c = 0;
+        for (; c + 8 <= cols; c += 8) {
+          const v = v128.load(wr + (<usize>c << 1));
+          const lo = bf16Lo(v), hi = bf16Hi(v);
+          const o = <usize>c << 2;
+          s0 = f32x4.add(s0, f32x4.add(f32x4.mul(lo, v128.load(x0 + o)), f32x4.mul(hi, v128.load(x0 + o, 16))));
+          s1 = f32x4.add(s1, f32x4.add(f32x4.mul(lo, v128.load(x1 + o)), f32x4.mul(hi, v128.load(x1 + o, 16))));
+          s2 = f32x4.add(s2, f32x4.add(f32x4.mul(lo, v128.load(x2 + o)), f32x4.mul(hi, v128.load(x2 + o, 16))));
+          s3 = f32x4.add(s3, f32x4.add(f32x4.mul(lo, v128.load(x3 + o)), f32x4.mul(hi, v128.load(x3 + o, 16))));
+        }
+        let d0 = hsum(s0), d1 = hsum(s1), d2 = hsum(s2), d3 = hsum(s3);
+        for (; c < cols; c++) {
+          const wv = bf16At(wr + (<usize>c << 1));
+          const o = <usize>c << 2;
+          d0 += wv * load<f32>(x0 + o); d1 += wv * load<f32>(x1 + o);
+          d2 += wv * load<f32>(x2 + o); d3 += wv * load<f32>(x3 + o);
+        }
+        const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+        const ro = <usize>r << 2, os = <usize>rows << 2;
+        const ob = out + <usize>t * os + ro;
+        store<f32>(ob, d0 + b);
+        store<f32>(ob + os, d1 + b);
+        store<f32>(ob + 2 * os, d2 + b);
+        store<f32>(ob + 3 * os, d3 + b);
+      }
+    }
+    for (; t < tokens; t++) {
+      const xt = x + <usize>t * xStride;
+      for (let r = rb; r < rbEnd; r++) {
+        const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+        store<f32>(out + ((<usize>t * <usize>rows + <usize>r) << 2), dotBf16(w + <usize>r * rowBytes, xt, cols) + b);
+      }
+    }
+  }
+}
+
+// ---- MXFP4 experts -------------------------------------------------------------------------
+
+/** Dot of one packed MXFP4 row (groups of 16 bytes + 1 scale byte each) with block-permuted x. */
+@inline function mxRowDot(blk: usize, scl: usize, x: usize, groups: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let g = 0; g < groups; g++) {
+    const b = v128.load(blk + (<usize>g << 4));
+    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
+    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const l0 = i16x8.extend_low_i8x16_s(wl), l1 = i16x8.extend_high_i8x16_s(wl);
+    const h0 = i16x8.extend_low_i8x16_s(wh), h1 = i16x8.extend_high_i8x16_s(wh);
+    const xg = x + (<usize>g << 7);
+    let s = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l0)), v128.load(xg));
+    let t = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l0)), v128.load(xg, 16));
+    s = f32x4.add(s, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l1)), v128.load(xg, 32)));
+    t = f32x4.add(t, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l1)), v128.load(xg, 48)));
+    s = f32x4.add(s, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h0)), v128.load(xg, 64)));
+    t = f32x4.add(t, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h0)), v128.load(xg, 80)));
+    s = f32x4.add(s, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h1)), v128.load(xg, 96)));
+    t = f32x4.add(t, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h1)), v128.load(xg, 112)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.add(s, t), f32x4.splat(e8m0Half(load<u8>(scl + g)))));
+  }
+  return hsum(acc);
+}
+
+/** Expands one packed MXFP4 row to f32 (block-permuted order) into dst. */
+@inline function mxRowExpand(blk: usize, scl: usize, dst: usize, groups: i32): void {
+  for (let g = 0; g < groups; g++) {
+    const b = v128.load(blk + (<usize>g << 4));
+    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
+    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const l0 = i16x8.extend_low_i8x16_s(wl), l1 = i16x8.extend_high_i8x16_s(wl);
+    const h0 = i16x8.extend_low_i8x16_s(wh), h1 = i16x8.extend_high_i8x16_s(wh);
+    const sc = f32x4.splat(e8m0Half(load<u8>(scl + g)));
+    const d = dst + (<usize>g << 7);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l0)), sc));
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l0)), sc), 16);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l1)), sc), 32);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l1)), sc), 48);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h0)), sc), 64);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h0)), sc), 80);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h1)), sc), 96);
+    v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h1)), sc), 112);
+  }
+}
+
+/** Position of logical column i in block-permuted order. */
+@inline function permuted(i: i32): i32 {
+  const j = i & 31;
+  return (i & ~31) | ((j & 1) << 4) | (j >> 1);
+}
+
+/** Copies rows of x [tokens, cols] (cols % 32 == 0) into block-permuted order. */
+export function permuteBlocks(src: usize, dst: usize, tokens: i32, cols: i32): void {
+  const n = tokens * cols;
+  for (let i = 0; i < n; i += 32) {
+    const s = src + (<usize>i << 2);
+    const d = dst + (<usize>i << 2);
+    for (let j = 0; j < 16; j++) {
+      store<f32>(d + (<usize>j << 2), load<f32>(s + (<usize>(2 * j) << 2)));
+      store<f32>(d + (<usize>(16 + j) << 2), load<f32>(s + (<usize>(2 * j + 1) << 2)));
+    }
+  }
+}
+
+@inline function swiglu(glu: f32, lin: f32, limit: f32): f32 {
+  const g = min(glu, limit);
+  const l = max(min(lin, limit), -limit);
+  return g / (1 + Mathf.exp(-1.702 * g)) * (l + 1);
+}
+
+// An expert job list is an array of 8-word entries in memory:
+//   [0] blocks ptr  [1] scales ptr  [2] bias ptr (f32)  [3] input ptr (block-permuted f32 [n, cols])
+//   [4] n tokens    [5] output ptr  [6] token index ptr (i32 [n])  [7] routing weight ptr (f32 [n])
+
+/**
+ * First expert matrix with the clamped SwiGLU fused in: for each entry, rows (2i, 2i+1) of mlp1
+ * give (glu, linear) and act[t, i] (block-permuted, ready for mlp2) = swiglu. Threads split the
+ * (entry, i) pairs. rowbuf holds 2 * hidden f32 per thread for the multi-token path.
+ */
+export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, rowbuf: usize, limit: f32, part: i32, parts: i32): void {
+  const total = entries * inter;
+  const p0 = sliceStart(total, part, parts, 4);
+  const p1 = sliceStart(total, part + 1, parts, 4);
+  const groups = hidden >> 5;
+  const rowBytes = <usize>hidden >> 1;
+  const bufA = rowbuf + <usize>part * (<usize>hidden << 3);
+  const bufB = bufA + (<usize>hidden << 2);
+  for (let p = p0; p < p1; p++) {
+    const e = p / inter, i = p - e * inter;
+    const ent = list + (<usize>e << 5);
+    const blk = <usize>load<u32>(ent), scl = <usize>load<u32>(ent, 4), bias = <usize>load<u32>(ent, 8);
+    const x = <usize>load<u32>(ent, 12), n = load<i32>(ent, 16), act = <usize>load<u32>(ent, 20);
+    const rg = <usize>(2 * i);
+    const bg = load<f32>(bias + (rg << 2)), bl = load<f32>(bias + (rg << 2), 4);
+    const blkG = blk + rg * rowBytes, blkL = blkG + rowBytes;
+    const sclG = scl + rg * <usize>groups, sclL = sclG + <usize>groups;
+    const pi = <usize>permuted(i) << 2;
+    if (n == 1) {
+      const g = mxRowDot(blkG, sclG, x, groups) + bg;
+      const l = mxRowDot(blkL, sclL, x, groups) + bl;
+      store<f32>(act + pi, swiglu(g, l, limit));
+    } else {
+      mxRowExpand(blkG, sclG, bufA, groups);
+      mxRowExpand(blkL, sclL, bufB, groups);
+      const xs = <usize>hidden << 2, as = <usize>inter << 2;
+      for (let t = 0; t < n; t++) {
+        const xt = x + <usize>t * xs;
+        const g = dotF32(bufA, xt, hidden) + bg;
+        const l = dotF32(bufB, xt, hidden) + bl;
+        store<f32>(act + <usize>t * as + pi, swiglu(g, l, limit));
+      }
+    }
+  }
+}
+
+/**
+ * Second expert matrix: out[tok[t], r] += weight[t] * (act[t] . mlp2[r] + bias[r]) for every
+ * entry, with threads splitting the output rows (so no two threads touch the same element).
+ */
+export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, out: usize, rowbuf: usize, part: i32, parts: i32): void {
+  const r0 = sliceStart(hidden, part, parts, 4);
+  const r1 = sliceStart(hidden, part + 1, parts, 4);
+  const groups = inter >> 5;
+  const rowBytes = <usize>inter >> 1;
+  const buf = rowbuf + <usize>part * (<usize>inter << 2);
+  const os = <usize>hidden << 2, as = <usize>inter << 2;
+  for (let e = 0; e < entries; e++) {
+    const ent = list + (<usize>e << 5);
+    const blk = <usize>load<u32>(ent), scl = <usize>load<u32>(ent, 4), bias = <usize>load<u32>(ent, 8);
+    const act = <usize>load<u32>(ent, 12), n = load<i32>(ent, 16);
+    const tok = <usize>load<u32>(ent, 24), wgt = <usize>load<u32>(ent, 28);
+    for (let r = r0; r < r1; r++) {
+      const br = blk + <usize>r * rowBytes, sr = scl + <usize>r * <usize>groups;
+      const b = load<f32>(bias + (<usize>r << 2));
+      if (n == 1) {
+        const y = mxRowDot(br, sr, act, groups) + b;
+        const o = out + <usize>load<i32>(tok) * os + (<usize>r << 2);
+        store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
+      } else {
+        mxRowExpand(br, sr, buf, groups);
+        for (let t = 0; t < n; t++) {
+          const y = dotF32(buf, act + <usize>t * as, inter) + b;
+          const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + (<usize>r << 2);
+          store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
+        }
+      }
+    }
+  }
+}
+
+// ---- attention -----------------------------------------------------------------------------
+
+/**
+ * Attention with sinks for this thread's (token, head) pairs. Keys/values [keyCount, kvHeads,
+ * headDim]; a query at p sees keys at kp <= p with p - kp < window (window 0 = dense). The sink
+ * joins the softmax denominator only. scores: keyCount f32 per thread.
+ */
+export function attention(
+  q: usize, tokens: i32, qpos: usize, keys: usize, values: usize, keyCount: i32, kpos: usize,
+  sinks: usize, heads: i32, kvHeads: i32, headDim: i32, window: i32, out: usize, scores: usize,
+  part: i32, parts: i32,
+): void {
+  const total = tokens * heads;
+  const p0 = sliceStart(total, part, parts, 1);
+  const p1 = sliceStart(total, part + 1, parts, 1);
+  const group = heads / kvHeads;
+  const scale: f32 = 1 / Mathf.sqrt(<f32>headDim);
+  const sc = scores + <usize>part * (<usize>keyCount << 2);
+  const rowStride = <usize>(kvHeads * headDim) << 2;
+  for (let p = p0; p < p1; p++) {
+    const t = p / heads, h = p - t * heads;
+    const kvh = h / group;
+    const pos = load<i32>(qpos + (<usize>t << 2));
+    const qv = q + (<usize>(t * heads + h) * <usize>headDim << 2);
+    const kOff = <usize>(kvh * headDim) << 2;
+    let m = load<f32>(sinks + (<usize>h << 2));
+    for (let k = 0; k < keyCount; k++) {
+      const kp = load<i32>(kpos + (<usize>k << 2));
+      let s: f32 = -Infinity;
+      if (kp >= 0 && kp <= pos && (window == 0 || pos - kp < window)) {
+        s = dotF32(qv, keys + <usize>k * rowStride + kOff, headDim) * scale;
+        if (s > m) m = s;
+      }
+      store<f32>(sc + (<usize>k << 2), s);
+    }
+    let denom = Mathf.exp(load<f32>(sinks + (<usize>h << 2)) - m);
+    for (let k = 0; k < keyCount; k++) {
+      const s = load<f32>(sc + (<usize>k << 2));
+      const e: f32 = s == -Infinity ? 0 : Mathf.exp(s - m);
+      store<f32>(sc + (<usize>k << 2), e);
+      denom += e;
+    }
+    const inv: f32 = 1 / denom;
+    const o = out + (<usize>(t * heads + h) * <usize>headDim << 2);
+    let d = 0;
+    for (; d + 4 <= headDim; d += 4) v128.store(o + (<usize>d << 2), f32x4.splat(0));
+    for (; d < headDim; d++) store<f32>(o + (<usize>d << 2), 0);
+    for (let k = 0; k < keyCount; k++) {
+      const wk = load<f32>(sc + (<usize>k << 2));
+      if (wk == 0) continue;
+      const w = wk * inv;
+      const ws = f32x4.splat(w);
+      const vv = values + <usize>k * rowStride + kOff;
+      let c = 0;
+      for (; c + 4 <= headDim; c += 4) {
+        const a = <usize>c << 2;
+        v128.store(o + a, f32x4.add(v128.load(o + a), f32x4.mul(ws, v128.load(vv + a))));
+      }
+      for (; c < headDim; c++) {
+        const a = <usize>c << 2;
+        store<f32>(o + a, load<f32>(o + a) + w * load<f32>(vv + a));
+      }
+    }
+  }
+}
+
+// ---- small ops (main thread) ---------------------------------------------------------------
+
+/** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * scale. */
+export function rmsnorm(x: usize, tokens: i32, n: i32, scale: usize, eps: f32, out: usize): void {
+  for (let t = 0; t < tokens; t++) {
+    const xt = x + (<usize>(t * n) << 2);
+    const ot = out + (<usize>(t * n) << 2);
+    const ms = dotF32(xt, xt, n) / <f32>n;
+    const r: f32 = 1 / Mathf.sqrt(ms + eps);
+    let c = 0;
+    const rv = f32x4.splat(r);
+    for (; c + 4 <= n; c += 4) {
+      const a = <usize>c << 2;
+      v128.store(ot + a, f32x4.mul(f32x4.mul(v128.load(xt + a), rv), v128.load(scale + a)));
+    }
+    for (; c < n; c++) {
+      const a = <usize>c << 2;
+      store<f32>(ot + a, load<f32>(xt + a) * r * load<f32>(scale + a));
+    }
+  }
+}
+
+/** Rotates x [tokens, heads, 2*half] in place; cos/sin [tokens, half] already gathered per token. */
+export function rope(x: usize, tokens: i32, heads: i32, half: i32, cos: usize, sin: usize): void {
+  for (let t = 0; t < tokens; t++) {
+    const ct = cos + (<usize>(t * half) << 2), st = sin + (<usize>(t * half) << 2);
+    for (let h = 0; h < heads; h++) {
+      const a = x + (<usize>((t * heads + h) * 2 * half) << 2);
+      const b = a + (<usize>half << 2);
+      let i = 0;
+      for (; i + 4 <= half; i += 4) {
+        const o = <usize>i << 2;
+        const x1 = v128.load(a + o), x2 = v128.load(b + o), c = v128.load(ct + o), s = v128.load(st + o);
+        v128.store(a + o, f32x4.sub(f32x4.mul(x1, c), f32x4.mul(x2, s)));
+        v128.store(b + o, f32x4.add(f32x4.mul(x2, c), f32x4.mul(x1, s)));
+      }
+      for (; i < half; i++) {
+        const o = <usize>i << 2;
+        const x1 = load<f32>(a + o), x2 = load<f32>(b + o), c = load<f32>(ct + o), s = load<f32>(st + o);
+        store<f32>(a + o, x1 * c - x2 * s);
+        store<f32>(b + o, x2 * c + x1 * s);
+      }
+    }
+  }
+}
+
+/** Index of the largest of n f32 (the first on ties; NaN never wins). */
+export function argmax(x: usize, n: i32): i32 {
+  let best = 0;
+  let bv = load<f32>(x);
+  for (let i = 1; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v > bv) { bv = v; best = i; }
+  }
+  return best;
+}

@@ -1,0 +1,345 @@
+// The fast backend: WebAssembly SIMD kernels (assembly/kernels.ts, built to kernels.wasm) over
+// several shared memories (store.ts), run by a thread pool with an Atomics hand-off (pool.ts).
+// Weights are used in place where the store put them; activations not already in the weight's
+// memory are copied into that memory's scratch for the op (a few KB per token; it is the price
+// of several memories). Ops the kernels cannot take (a tensor outside the store, a KV cache
+// larger than the scratch) fall back to the reference code, so results are always defined.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../model/weights.ts';
+import type { AttentionShape, Backend, BackendOptions, RopeTable } from '../backend.ts';
+import { createReferenceBackend } from '../reference.ts';
+import { ThreadPool } from './pool.ts';
+import { WasmStore, type WasmMemory } from './store.ts';
+
+type Exports = Record<string, (...args: number[]) => number>;
+
+/** Time spent per op kind (milliseconds) and calls, when profiling is on. */
+export interface KernelProfile {
+  [op: string]: { calls: number; ms: number };
+}
+
+export interface WasmBackend extends Backend {
+  readonly threads: number;
+  /** Index of the largest logit (first on ties). */
+  argmax(logits: Float32Array): number;
+  /** Starts (or restarts) recording time per op kind. */
+  startProfile(): void;
+  /** The profile recorded since startProfile (empty when off). */
+  profile(): KernelProfile;
+  /** Number of WebAssembly memories holding tensors. */
+  readonly memoryCount: number;
+}
+
+let compiled: WebAssembly.Module | null = null;
+function kernelModule(): WebAssembly.Module {
+  if (compiled === null) {
+    const bytes = readFileSync(new URL('./kernels.wasm', import.meta.url));
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+/** A bump allocator over one memory's scratch region, reset per op. */
+class Scratch {
+  private next: number;
+  constructor(private readonly m: WasmMemory) {
+    this.next = m.scratch;
+  }
+  take(bytes: number): number {
+    const p = this.next;
+    this.next += Math.ceil(bytes / 64) * 64;
+    if (this.next > this.m.scratchEnd) throw new Error(`wasm scratch overflow (${this.next - this.m.scratch} bytes)`);
+    return p;
+  }
+  get left(): number {
+    return this.m.scratchEnd - this.next;
+  }
+  mark(): number {
+    return this.next;
+  }
+  reset(mark: number): void {
+    this.next = mark;
+  }
+}
+
+export interface WasmBackendOptions extends BackendOptions {
+  /** Bytes one WebAssembly memory may hold (default: the 4 GiB maximum); tests lower it. */
+  memoryBytes?: number;
+}
+
+export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
+  const module = kernelModule();
+  const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
+  const instances: Exports[] = [];
+  const instantiate = (m: WasmMemory): void => {
+    instances.push(new WebAssembly.Instance(module, { env: { memory: m.memory } }).exports as Exports);
+  };
+  instantiate(store.memories[0]!);
+  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances);
+  store.onNewMemory = (i) => {
+    instantiate(store.memories[i]!);
+    pool.addMemory(store.memories[i]!.memory);
+  };
+  await pool.ready;
+  const reference = createReferenceBackend(store);
+  let profiling: KernelProfile | null = null;
+
+  const timed = <A extends unknown[]>(name: string, fn: (...a: A) => void) => (...a: A): void => {
+    if (profiling === null) return fn(...a);
+    const t0 = performance.now();
+    fn(...a);
+    const p = (profiling[name] ??= { calls: 0, ms: 0 });
+    p.calls++;
+    p.ms += performance.now() - t0;
+  };
+
+  /** Pointer to `src` inside memory `mem`: in place when it already lives there, else a scratch copy. */
+  const place = (mem: number, s: Scratch, src: Float32Array | Int32Array, count = src.length): number => {
+    const loc = store.locate(src);
+    if (loc !== null && loc.memory === mem) return loc.ptr;
+    const p = s.take(count * 4);
+    const m = store.memories[mem]!;
+    if (src instanceof Float32Array) m.f32().set(src.subarray(0, count), p >>> 2);
+    else new Int32Array(m.buffer, p, count).set(src.subarray(0, count));
+    return p;
+  };
+
+  /** Pointer for an op's output: in place when `dst` lives in `mem`, else scratch (copied back by the caller). */
+  const outPtr = (mem: number, s: Scratch, dst: Float32Array, count: number): { ptr: number; copy: boolean } => {
+    const loc = store.locate(dst);
+    if (loc !== null && loc.memory === mem) return { ptr: loc.ptr, copy: false };
+    return { ptr: s.take(count * 4), copy: true };
+  };
+
+  const copyOut = (mem: number, ptr: number, dst: Float32Array, offset: number, count: number): void => {
+    dst.set(store.memories[mem]!.f32().subarray(ptr >>> 2, (ptr >>> 2) + count), offset);
+  };
+
+  function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): void {
+    const n = scale.length;
+    const mem = store.locate(x)?.memory ?? 0;
+    const s = new Scratch(store.memories[mem]!);
+    const sp = place(mem, s, scale);
+    const per = Math.max(1, Math.floor((s.left - 256) / (8 * n)));
+    const mark = s.mark();
+    for (let t0 = 0; t0 < tokens; t0 += per) {
+      const tc = Math.min(per, tokens - t0);
+      s.reset(mark);
+      const xp = place(mem, s, x.subarray(t0 * n, (t0 + tc) * n));
+      const o = outPtr(mem, s, out.subarray(t0 * n), tc * n);
+      instances[mem]!.rmsnorm!(xp, tc, n, sp, eps, o.ptr);
+      if (o.copy) copyOut(mem, o.ptr, out, t0 * n, tc * n);
+    }
+  }
+
+  function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): void {
+    const wl = store.locate(w.data);
+    if (wl === null) return void reference.linear(x, tokens, w, bias, out);
+    const mem = wl.memory;
+    const m = store.memories[mem]!;
+    const s = new Scratch(m);
+    const bp = bias === null ? 0 : place(mem, s, bias);
+    const per = Math.max(1, Math.floor((s.left - 256) / ((w.cols + w.rows) * 4)));
+    const mark = s.mark();
+    for (let t0 = 0; t0 < tokens; t0 += per) {
+      const tc = Math.min(per, tokens - t0);
+      s.reset(mark);
+      const xp = place(mem, s, x.subarray(t0 * w.cols, (t0 + tc) * w.cols));
+      const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
+      pool.run('linearBf16', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr]);
+      if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
+    }
+  }
+
+  function rope(x: Float32Array, tokens: number, heads: number, headDim: number, positions: Int32Array, table: RopeTable): void {
+    const half = headDim / 2;
+    const loc = store.locate(x);
+    const mem = loc?.memory ?? 0;
+    const m = store.memories[mem]!;
+    const s = new Scratch(m);
+    if (tokens * (heads * headDim + 2 * half) * 4 + 256 > s.left) return void reference.rope(x, tokens, heads, headDim, positions, table);
+    const cp = s.take(tokens * half * 4), sp = s.take(tokens * half * 4);
+    const f = m.f32();
+    for (let t = 0; t < tokens; t++) {
+      const row = positions[t]! * table.halfDim;
+      f.set(table.cos.subarray(row, row + half), (cp >>> 2) + t * half);
+      f.set(table.sin.subarray(row, row + half), (sp >>> 2) + t * half);
+    }
+    const xp = place(mem, s, x, tokens * heads * headDim);
+    instances[mem]!.rope!(xp, tokens, heads, half, cp, sp);
+    if (loc === null) copyOut(mem, xp, x, 0, tokens * heads * headDim);
+  }
+
+  function attention(
+    q: Float32Array, tokens: number, positions: Int32Array,
+    keys: Float32Array, values: Float32Array, keyCount: number, keyPositions: Int32Array,
+    sinks: Float32Array, shape: AttentionShape, out: Float32Array,
+  ): void {
+    const { heads, kvHeads, headDim, window } = shape;
+    const kl = store.locate(keys), vl = store.locate(values);
+    const mem = kl !== null && vl !== null && kl.memory === vl.memory ? kl.memory : (kl?.memory ?? 0);
+    const m = store.memories[mem]!;
+    const s = new Scratch(m);
+    const kvFloats = keyCount * kvHeads * headDim;
+    const copies = (kl?.memory === mem ? 0 : kvFloats) + (vl?.memory === mem ? 0 : kvFloats);
+    const fixed = (copies + keyCount + heads + keyCount * pool.parts) * 4 + 1024;
+    const perToken = (2 * heads * headDim + 1) * 4 + 256;
+    if (fixed + perToken > s.left) {
+      return void reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out);
+    }
+    const kp = place(mem, s, keys, kvFloats);
+    const vp = place(mem, s, values, kvFloats);
+    const kposp = place(mem, s, keyPositions, keyCount);
+    const sinkp = place(mem, s, sinks, heads);
+    const scores = s.take(keyCount * 4 * pool.parts);
+    const per = Math.max(1, Math.floor((s.left - 1024) / perToken));
+    const width = heads * headDim;
+    const mark = s.mark();
+    for (let t0 = 0; t0 < tokens; t0 += per) {
+      const tc = Math.min(per, tokens - t0);
+      s.reset(mark);
+      const qp = place(mem, s, q.subarray(t0 * width, (t0 + tc) * width));
+      const pp = place(mem, s, positions.subarray(t0, t0 + tc));
+      const o = outPtr(mem, s, out.subarray(t0 * width), tc * width);
+      pool.run('attention', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, scores]);
+      if (o.copy) copyOut(mem, o.ptr, out, t0 * width, tc * width);
+    }
+  }
+
+  // Expert scales that the store placed in another memory than their blocks get a copy beside them.
+  const colocated = new WeakMap<Uint8Array, Map<number, number>>();
+  const scalesIn = (mx: Mxfp4Matrices, mem: number): number => {
+    const loc = store.locate(mx.scales);
+    if (loc !== null && loc.memory === mem) return loc.ptr;
+    let byMem = colocated.get(mx.scales);
+    if (byMem === undefined) colocated.set(mx.scales, (byMem = new Map()));
+    const have = byMem.get(mem);
+    if (have !== undefined) return have;
+    const size = Math.ceil(mx.scales.length / 64) * 64;
+    const copy = store.allocateIn(mem, size, mx.scales.length);
+    if (copy === null) throw new Error('no room to co-locate MXFP4 scales with their blocks');
+    copy.set(mx.scales);
+    byMem.set(mem, copy.byteOffset);
+    return copy.byteOffset;
+  };
+
+  function experts(
+    x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
+    moe: MoeWeights, swigluLimit: number, out: Float32Array,
+  ): void {
+    const w1 = moe.mlp1Weight, w2 = moe.mlp2Weight;
+    const l1 = store.locate(w1.blocks), l2 = store.locate(w2.blocks);
+    if (l1 === null || l2 === null || w1.cols % 32 !== 0 || w2.cols % 32 !== 0) {
+      return void reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out);
+    }
+    const hidden = w1.cols, width1 = w1.rows, inter = w2.cols;
+    const memA = l1.memory, memB = l2.memory;
+    const sclA = scalesIn(w1, memA), sclB = scalesIn(w2, memB);
+    const mA = store.memories[memA]!, mB = store.memories[memB]!;
+    // Tokens per chunk so one chunk's activations fit the scratch of both memories.
+    const E = w1.count;
+    const perTokenA = k * (2 * hidden + inter) * 4 + 256;
+    const perTokenB = (k * (inter + 2) + hidden) * 4 + 256;
+    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + 4096;
+    const fixedB = (pool.parts * inter + E * hidden + E * 8) * 4 + 4096;
+    const per = memA === memB
+      ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
+      : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
+    if (per < 1) return void reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out);
+    const block1 = (w1.rows * w1.cols) / 2, block2 = (w2.rows * w2.cols) / 2;
+    const scale1 = (w1.rows * w1.cols) / 32, scale2 = (w2.rows * w2.cols) / 32;
+
+    for (let t0 = 0; t0 < tokens; t0 += per) {
+      const tc = Math.min(per, tokens - t0);
+      // Group the chunk's (token, slot) pairs by expert.
+      const groups = new Map<number, number[]>();
+      for (let i = t0 * k; i < (t0 + tc) * k; i++) {
+        const e = indices[i]!;
+        let g = groups.get(e);
+        if (g === undefined) groups.set(e, (g = []));
+        g.push(i);
+      }
+      const order = [...groups.keys()].sort((a, b) => a - b);
+      const rows = tc * k;
+
+      const sA = new Scratch(mA);
+      const sB = memA === memB ? sA : new Scratch(mB);
+      const fA = mA.f32();
+      // Gather each expert's tokens contiguously, then permute the 32-groups for the MXFP4 kernels.
+      const raw = sA.take(rows * hidden * 4), xp = sA.take(rows * hidden * 4);
+      const listA = sA.take(order.length * 32), actA = sA.take(rows * inter * 4);
+      const biasA = sA.take(order.length * width1 * 4);
+      const rowbufA = sA.take(pool.parts * 2 * hidden * 4);
+      const listB = sB.take(order.length * 32), biasB = sB.take(order.length * hidden * 4);
+      const actB = memA === memB ? actA : sB.take(rows * inter * 4);
+      const tokB = sB.take(rows * 4), wgtB = sB.take(rows * 4);
+      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 4);
+      const fB = mB.f32();
+      const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
+
+      let row = 0;
+      order.forEach((e, j) => {
+        const pairs = groups.get(e)!;
+        for (let r = 0; r < pairs.length; r++) {
+          const t = Math.floor(pairs[r]! / k);
+          fA.set(x.subarray(t * hidden, (t + 1) * hidden), (raw >>> 2) + (row + r) * hidden);
+          iB[(tokB >>> 2) + row + r] = t - t0;
+          fB[(wgtB >>> 2) + row + r] = weights[pairs[r]!]!;
+        }
+        fA.set(moe.mlp1Bias.subarray(e * width1, (e + 1) * width1), (biasA >>> 2) + j * width1);
+        fB.set(moe.mlp2Bias.subarray(e * hidden, (e + 1) * hidden), (biasB >>> 2) + j * hidden);
+        const a = (listA >>> 2) + j * 8;
+        uA[a] = l1.ptr + e * block1; uA[a + 1] = sclA + e * scale1; uA[a + 2] = biasA + j * width1 * 4;
+        uA[a + 3] = xp + row * hidden * 4; uA[a + 4] = pairs.length; uA[a + 5] = actA + row * inter * 4;
+        const b = (listB >>> 2) + j * 8;
+        uB[b] = l2.ptr + e * block2; uB[b + 1] = sclB + e * scale2; uB[b + 2] = biasB + j * hidden * 4;
+        uB[b + 3] = actB + row * inter * 4; uB[b + 4] = pairs.length; uB[b + 5] = 0;
+        uB[b + 6] = tokB + row * 4; uB[b + 7] = wgtB + row * 4;
+        row += pairs.length;
+      });
+      instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
+      pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit]);
+      if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
+      fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
+      pool.run('expertsDown', memB, [listB, order.length, hidden, inter, outB, rowbufB]);
+      copyOut(memB, outB, out, t0 * hidden, tc * hidden);
+    }
+  }
+
+  function argmax(logits: Float32Array): number {
+    const loc = store.locate(logits);
+    const mem = loc?.memory ?? 0;
+    const m = store.memories[mem]!;
+    const s = new Scratch(m);
+    if (loc === null && logits.length * 4 > s.left) {
+      let best = 0;
+      for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+      return best;
+    }
+    return instances[mem]!.argmax!(place(mem, s, logits), logits.length);
+  }
+
+  return {
+    name: 'wasm',
+    store,
+    threads,
+    get memoryCount() {
+      return store.memories.length;
+    },
+    rmsnorm: timed('rmsnorm', rmsnorm),
+    linear: timed('linear', linear),
+    rope: timed('rope', rope),
+    attention: timed('attention', attention),
+    experts: timed('experts', experts),
+    argmax,
+    startProfile() {
+      profiling = {};
+    },
+    profile() {
+      return { ...(profiling ?? {}) };
+    },
+    close: () => pool.close(),
+  };
+}

@@ -1,0 +1,203 @@
+// Every wasm kernel against its twin in the reference backend, on random shapes including ragged
+// sizes, with 1 and 2 threads, with activations both in JS memory and in the store, and with a
+// store cut into small memories so tensors land in different memories.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReferenceBackend } from '../../src/kernels/reference.ts';
+import { createWasmBackend, type WasmBackend } from '../../src/kernels/wasm/index.ts';
+import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
+import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../src/model/weights.ts';
+import type { RopeTable } from '../../src/kernels/backend.ts';
+
+const reference = createReferenceBackend();
+
+/** Deterministic PRNG (mulberry32) so a failure reproduces. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomF32(n: number, r: () => number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
+  return a;
+}
+
+function f32In(b: WasmBackend, n: number, label: string): Float32Array {
+  const u = b.store.allocate(n * 4, label);
+  return new Float32Array(u.buffer, u.byteOffset, n);
+}
+
+function bf16Matrix(b: WasmBackend, rows: number, cols: number, r: () => number): Bf16Matrix {
+  const u = b.store.allocate(rows * cols * 2, 'w');
+  const data = new Uint16Array(u.buffer, u.byteOffset, rows * cols);
+  const f = new Float32Array(1);
+  const bits = new Uint32Array(f.buffer);
+  for (let i = 0; i < data.length; i++) {
+    f[0] = (r() * 2 - 1) * 0.5;
+    data[i] = bits[0]! >>> 16;
+  }
+  return { rows, cols, data };
+}
+
+function mxfp4(b: WasmBackend, count: number, rows: number, cols: number, r: () => number): Mxfp4Matrices {
+  const groups = cols / 32;
+  const blocks = b.store.allocate(count * rows * groups * 16, 'blocks');
+  const scales = b.store.allocate(count * rows * groups, 'scales');
+  for (let i = 0; i < blocks.length; i++) blocks[i] = Math.floor(r() * 256);
+  // Exponents around 2^-4 with a few extremes, including the subnormal E8M0 codes 0 and 1.
+  for (let i = 0; i < scales.length; i++) scales[i] = i % 97 === 0 ? (i % 2) : 118 + Math.floor(r() * 10);
+  return { count, rows, cols, blocks, scales };
+}
+
+/** Max |a - b| relative to the largest |b| (at least 1e-3 so all-tiny outputs still compare). */
+function assertClose(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let maxRef = 1e-3;
+  for (const v of expected) maxRef = Math.max(maxRef, Math.abs(v));
+  let worst = 0, at = -1;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i]! - expected[i]!);
+    if (!(d <= worst)) { worst = d; at = i; }
+  }
+  assert.ok(worst / maxRef <= tol, `${what}: max error ${worst} at ${at} (scale ${maxRef}), tolerance ${tol}`);
+}
+
+const backends: WasmBackend[] = [];
+after(async () => {
+  for (const b of backends) await b.close();
+});
+
+async function backend(threads: number, small = false): Promise<WasmBackend> {
+  const b = await createWasmBackend({ threads, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
+  backends.push(b);
+  return b;
+}
+
+for (const threads of [1, 2]) {
+  test(`linear (bf16) matches the reference, ${threads} thread(s)`, async () => {
+    const b = await backend(threads);
+    const r = rng(11 + threads);
+    for (const [tokens, rows, cols] of [[1, 37, 45], [3, 64, 64], [5, 129, 200], [9, 17, 8], [1, 1, 1], [13, 70, 96]] as const) {
+      const w = bf16Matrix(b, rows, cols, r);
+      const x = randomF32(tokens * cols, r);
+      const bias = r() < 0.5 ? randomF32(rows, r) : null;
+      const want = new Float32Array(tokens * rows);
+      reference.linear(x, tokens, w, bias, want);
+      const got = new Float32Array(tokens * rows);
+      await b.linear(x, tokens, w, bias, got);
+      assertClose(got, want, 1e-5, `linear ${tokens}x${cols} -> ${rows}`);
+      // Activations already in the store are used in place.
+      const xs = f32In(b, x.length, 'x');
+      xs.set(x);
+      const outs = f32In(b, want.length, 'out');
+      await b.linear(xs, tokens, w, bias, outs);
+      assertClose(outs, want, 1e-5, `linear in store ${tokens}x${cols} -> ${rows}`);
+    }
+  });
+
+  test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)`, async () => {
+    const r = rng(5 + threads);
+    for (const small of [false, true]) {
+      const b = await backend(threads, small);
+      for (const [tokens, experts, k, hidden, inter] of [[1, 4, 2, 64, 32], [7, 6, 3, 96, 64], [2, 8, 4, 32, 96], [19, 5, 2, 160, 32]] as const) {
+        const mlp1 = mxfp4(b, experts, 2 * inter, hidden, r);
+        const mlp2 = mxfp4(b, experts, hidden, inter, r);
+        const moe: MoeWeights = {
+          norm: { scale: new Float32Array(hidden) },
+          gate: { weight: { rows: experts, cols: hidden, data: new Uint16Array(experts * hidden) }, bias: new Float32Array(experts) },
+          mlp1Weight: mlp1, mlp1Bias: randomF32(experts * 2 * inter, r),
+          mlp2Weight: mlp2, mlp2Bias: randomF32(experts * hidden, r),
+        };
+        const x = randomF32(tokens * hidden, r, 2);
+        const indices = new Int32Array(tokens * k);
+        const weights = new Float32Array(tokens * k);
+        for (let t = 0; t < tokens; t++) {
+          const chosen = new Set<number>();
+          while (chosen.size < k) chosen.add(Math.floor(r() * experts));
+          [...chosen].forEach((e, j) => { indices[t * k + j] = e; weights[t * k + j] = r(); });
+        }
+        const limit = 1.5; // low, so the clamp is exercised
+        const want = new Float32Array(tokens * hidden);
+        reference.experts(x, tokens, indices, weights, k, moe, limit, want);
+        const got = randomF32(tokens * hidden, r); // overwritten, not accumulated
+        await b.experts(x, tokens, indices, weights, k, moe, limit, got);
+        assertClose(got, want, 2e-5, `experts t=${tokens} e=${experts} k=${k} h=${hidden} i=${inter} small=${small}`);
+      }
+      if (small) assert.ok(b.memoryCount > 1, 'the small-memory store spreads tensors over several memories');
+    }
+  });
+
+  test(`attention with sinks (banded and dense, ring buffer, empty slots) matches the reference, ${threads} thread(s)`, async () => {
+    const b = await backend(threads);
+    const r = rng(21 + threads);
+    for (const [tokens, keyCount, heads, kvHeads, headDim, window] of [[1, 9, 4, 2, 16, 0], [5, 12, 8, 2, 18, 4], [6, 6, 4, 1, 64, 0], [3, 20, 6, 3, 7, 5]] as const) {
+      const start = keyCount - tokens;
+      const positions = Int32Array.from({ length: tokens }, (_, i) => start + i);
+      // A ring buffer: positions rotated, with one empty slot when there is room.
+      const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => (i + 3) % keyCount);
+      if (keyCount > 8) keyPositions[2] = -1;
+      const q = randomF32(tokens * heads * headDim, r, 2);
+      const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
+      const values = randomF32(keyCount * kvHeads * headDim, r);
+      const sinks = randomF32(heads, r, 3);
+      const shape = { heads, kvHeads, headDim, window };
+      const want = new Float32Array(tokens * heads * headDim);
+      reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, want);
+      const got = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, got);
+      assertClose(got, want, 1e-5, `attention ${JSON.stringify(shape)} t=${tokens} k=${keyCount}`);
+      const ks = f32In(b, keys.length, 'kv.keys'); ks.set(keys);
+      const vs = f32In(b, values.length, 'kv.values'); vs.set(values);
+      const got2 = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, ks, vs, keyCount, keyPositions, sinks, shape, got2);
+      assertClose(got2, want, 1e-5, `attention over a store cache ${JSON.stringify(shape)}`);
+    }
+  });
+}
+
+test('rmsnorm and rope match the reference (in place and copied)', async () => {
+  const b = await backend(1);
+  const r = rng(3);
+  for (const [tokens, width] of [[1, 2880], [4, 37], [3, 64]] as const) {
+    const x = randomF32(tokens * width, r, 3);
+    const scale = randomF32(width, r);
+    const want = new Float32Array(x.length);
+    reference.rmsnorm(x, tokens, scale, 1e-5, want);
+    const got = new Float32Array(x.length);
+    await b.rmsnorm(x, tokens, scale, 1e-5, got);
+    assertClose(got, want, 1e-5, `rmsnorm ${tokens}x${width}`);
+    const xs = f32In(b, x.length, 'x'); xs.set(x);
+    await b.rmsnorm(xs, tokens, scale, 1e-5, xs);
+    assertClose(xs, want, 1e-5, `rmsnorm aliased ${tokens}x${width}`);
+  }
+  for (const [tokens, heads, headDim] of [[1, 8, 64], [5, 3, 18], [2, 2, 6]] as const) {
+    const half = headDim / 2, positionsCount = 40;
+    const table: RopeTable = { cos: randomF32(positionsCount * half, r), sin: randomF32(positionsCount * half, r), halfDim: half, positions: positionsCount };
+    const positions = Int32Array.from({ length: tokens }, () => Math.floor(r() * positionsCount));
+    const x = randomF32(tokens * heads * headDim, r);
+    const want = Float32Array.from(x);
+    reference.rope(want, tokens, heads, headDim, positions, table);
+    const got = Float32Array.from(x);
+    await b.rope(got, tokens, heads, headDim, positions, table);
+    assertClose(got, want, 1e-6, `rope ${tokens}x${heads}x${headDim}`);
+  }
+});
+
+test('argmax over 201088 logits finds the first maximum', async () => {
+  const b = await backend(1);
+  const r = rng(9);
+  const logits = randomF32(201088, r);
+  logits[150001] = 7;
+  logits[190000] = 7;
+  assert.equal(b.argmax(logits), 150001);
+  const ls = f32In(b, logits.length, 'logits'); ls.set(logits);
+  ls[5] = 9;
+  assert.equal(b.argmax(ls), 5);
+});
