@@ -12,7 +12,7 @@ import type { KvCache } from '../model/kvcache.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
 
 export interface LoadEngineOptions {
-  /** 'reference' (plain TypeScript) or 'wasm' (WebAssembly SIMD + worker threads). Default: 'reference'. */
+  /** 'wasm' (WebAssembly SIMD + worker threads, the default) or 'reference' (plain TypeScript, the readable oracle). */
   backend?: BackendName;
   /** Worker threads for the wasm backend. */
   threads?: number;
@@ -34,7 +34,7 @@ export async function createBackend(name: BackendName, options: BackendOptions =
 
 /** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
 export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
-  const backend = await createBackend(options.backend ?? 'reference', options.threads === undefined ? {} : { threads: options.threads });
+  const backend = await createBackend(options.backend ?? 'wasm', options.threads === undefined ? {} : { threads: options.threads });
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
     const limit = modelContextLength(loaded.weights.config);

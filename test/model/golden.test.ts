@@ -17,7 +17,7 @@ for (const c of goldenCases()) {
   describe(`golden ${c.name}`, () => {
     let engine: LocalEngine;
     before(async () => {
-      engine = await loadEngine(c.dir);
+      engine = await loadEngine(c.dir, { backend: 'reference' });
     });
     after(async () => {
       await engine.close();
