@@ -45,7 +45,8 @@ function detailsHtml(r: CaseResult): string {
   const verdicts = r.details.verdicts as { criterion: string; points: number; criteriaMet: boolean; explanation: string }[] | undefined;
   if (Array.isArray(verdicts)) {
     const rows = verdicts
-      .map((v) => `<tr><td class="num">${v.points}</td><td>${esc(v.criterion)}</td><td class="${v.criteriaMet ? 'met' : 'unmet'}">${v.criteriaMet ? 'met' : 'not met'}</td><td>${esc(v.explanation)}</td></tr>`)
+      // Green where the verdict earned points (a positive item met, a negative one avoided).
+      .map((v) => `<tr><td class="num">${v.points}</td><td>${esc(v.criterion)}</td><td class="${v.criteriaMet === v.points > 0 ? 'met' : 'unmet'}">${v.criteriaMet ? 'met' : 'not met'}</td><td>${esc(v.explanation)}</td></tr>`)
       .join('\n');
     return `<table><tr><th>points</th><th>rubric item</th><th>verdict</th><th>grader's explanation</th></tr>${rows}</table>`;
   }

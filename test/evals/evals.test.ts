@@ -170,3 +170,24 @@ test('answer extraction and verdict parsing', () => {
   assert.equal(s.a!.mean, 0.5);
   assert.equal(s.b!.n, 1);
 });
+
+test('the HTML report renders in headless Chromium', { skip: existsSync('/usr/bin/chromium') ? false : 'Chromium is not installed (apt-get install chromium)' }, async () => {
+  const grader = await startFakeEndpoint(() => ({ content: '{"explanation":"fine","criteria_met":true}' }));
+  const model = await startFakeEndpoint(() => ({ content: 'An answer', reasoning: 'private chain of thought' }));
+  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  try {
+    const r = await gptoss(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const { stdout: dom } = await run('/usr/bin/chromium', [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', `--user-data-dir=${join(out, 'chromium')}`, '--dump-dom', `file://${join(out, 'report.html')}`,
+    ], { timeout: 60_000 });
+    // The browser parsed the page into the expected structure: four cases, one reasoning fold each, the metric table.
+    assert.equal(dom.match(/<section class="case">/g)?.length, 4);
+    assert.equal(dom.match(/<details>/g)?.length, 4);
+    assert.match(dom, /<td>overall_score<\/td>/);
+  } finally {
+    await grader.close();
+    await model.close();
+  }
+});
