@@ -27,3 +27,13 @@ export {
   type ParserEvent,
   type ParserState,
 } from './parse.ts';
+export {
+  messageToJSON,
+  messageFromJSON,
+  conversationToJSON,
+  conversationFromJSON,
+  conversationFromJSONText,
+  contentToJSON,
+  contentFromJSON,
+  parseJsonText,
+} from './json.ts';
