@@ -140,7 +140,7 @@ export class StreamParser {
     const before = this.msgs.length;
     if (this.st === 'header') {
       if (this.strict) this.fail(this.headerStart, `the completion ended inside a message header ("${this.headerText()}")`);
-      this.salvageHeader(position, 'the completion ended before <|message|>');
+      this.salvageHeader('the completion ended before <|message|>');
     } else if (this.st === 'content') {
       this.finishMessage();
     }
@@ -231,7 +231,7 @@ export class StreamParser {
       if (this.strict) {
         this.fail(position, `${this.describe(token)} ends a message whose header ("${this.headerText()}") has no <|message|>`);
       }
-      this.salvageHeader(position, `message without <|message|> (ended by ${this.describe(token)})`);
+      this.salvageHeader(`message without <|message|> (ended by ${this.describe(token)})`);
       return;
     }
     if (token === SPECIAL.start) {
@@ -246,7 +246,7 @@ export class StreamParser {
 
   /** Lenient recovery of a header that never reached <|message|>: the official non-strict rule
    *  (channel from the header, the remaining words as content). */
-  private salvageHeader(position: number, reason: string): void {
+  private salvageHeader(reason: string): void {
     const tokens = this.headerTokens;
     const role = this.nextRole;
     this.st = 'expect-start';
@@ -265,7 +265,6 @@ export class StreamParser {
     if (header.contentType !== undefined) m.contentType = header.contentType;
     this.msgs.push(m);
     this.report(this.headerStart, `${reason}; kept the header text as content`);
-    void position;
   }
 
   private onContent(token: number, position: number): void {
@@ -375,12 +374,24 @@ export class StreamParser {
       }
     }
     if (parts.length > 0) {
-      const extra = parts.join(' ');
-      if (this.strict) this.fail(position, `unexpected words "${extra}" in message header "${raw}"`);
-      problems.push(`unexpected words "${extra}" dropped`);
+      if (this.strict) this.fail(position, `unexpected words "${parts.join(' ')}" in message header "${raw}"`);
+      problems.push(`unexpected words "${this.repairRecipient(header, parts)}" dropped`);
     }
     if (problems.length > 0) this.report(position, `message header "${raw}": ${problems.join('; ')}`);
     return header;
+  }
+
+  /** Lenient: when the header has extra words, prefer the `to=` word as the recipient and the last
+   *  word after it as the content type; returns the words dropped. */
+  private repairRecipient(header: Header, leftover: string[]): string {
+    const all = [...leftover, ...(header.recipient !== undefined ? [header.recipient] : []), ...(header.contentType !== undefined ? [header.contentType] : [])];
+    const to = all.findIndex((w) => w.startsWith('to='));
+    if (to < 0) return leftover.join(' ');
+    delete header.contentType;
+    header.recipient = all[to]!.slice(3);
+    const after = all.slice(to + 1);
+    if (after.length > 0) header.contentType = after.pop()!;
+    return [...all.slice(0, to), ...after].join(' ');
   }
 
   /** Header of a message that never reached <|message|>: metadata from the header, the rest is content. */
