@@ -20,6 +20,11 @@ export interface LoadEngineOptions {
   contextLength?: number;
   /** Longest chunk of tokens pushed through the weights at once (default 512). */
   prefillChunk?: number;
+  /**
+   * Spare positions the banded (sliding-window) layers keep per sequence so that truncate() by up
+   * to this many tokens is served from the cache (default 128); deeper truncations recompute.
+   */
+  kvRewind?: number;
 }
 
 /** Creates a backend by name; the wasm backend is imported only when asked for. */
@@ -42,7 +47,7 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
       throw new UserError('usage', `context length must be a positive integer, got ${options.contextLength}`);
     }
     const ctx = Math.min(options.contextLength ?? limit, limit);
-    const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk);
+    const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind);
     return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights }, loaded.layout);
   } catch (e) {
     await backend.close();

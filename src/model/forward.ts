@@ -59,13 +59,15 @@ export class Transformer {
     readonly contextLength: number,
     /** Longest chunk pushed through the weights at once; longer inputs are split. */
     readonly maxChunk = 512,
+    /** Spare positions banded layers keep so truncations by up to this many tokens need no recompute. */
+    readonly kvRewind = 128,
   ) {
     this.config = weights.config;
     this.rope = buildRopeTable(this.config, contextLength);
   }
 
   newCache(label = 'kv'): KvCache {
-    return new KvCache(this.config, this.backend.store, this.contextLength, label);
+    return new KvCache(this.config, this.backend.store, this.contextLength, { label, rewind: this.kvRewind });
   }
 
   /**

@@ -2,8 +2,9 @@
 // absolute position modulo the layer's capacity, with each slot's position alongside (-1 = empty),
 // which is exactly what the backend's attention op takes. Dense layers keep every position (their
 // capacity grows in doubling steps up to the context length, so slot = position); banded layers
-// keep only what a sliding window can still see: the last `window - 1` positions plus room for
-// the chunk being processed, so their memory is bounded however long the sequence grows.
+// keep only what a sliding window can still see: the last `window - 1` positions, room for the
+// chunk being processed, and `rewind` spare positions so a truncation by up to that many tokens
+// (prefix reuse) needs no recomputation; their memory is bounded however long the sequence grows.
 // Buffers come from the backend's TensorStore so a fast backend attends to them in place.
 import type { TensorStore } from '../kernels/backend.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
@@ -30,6 +31,8 @@ export class LayerCache {
     readonly window: number,
     /** Upper bound on capacity (the context length; banded layers need far less). */
     readonly maxCapacity: number,
+    /** Extra positions a banded ring keeps so short truncations are served from the cache. */
+    readonly rewind = 0,
   ) {
     this.keys = new Float32Array(0);
     this.values = new Float32Array(0);
@@ -39,14 +42,16 @@ export class LayerCache {
   /** Slots needed to append `count` tokens after `length` without losing a key still visible. */
   private required(length: number, count: number): number {
     const dense = length + count;
-    return this.window === 0 ? dense : Math.min(dense, this.window - 1 + count);
+    return this.window === 0 ? dense : Math.min(dense, this.window - 1 + count + this.rewind);
   }
 
   /** Makes room to append `count` tokens to a sequence of `length`. */
   reserve(length: number, count: number): void {
     const need = this.required(length, count);
     if (need <= this.capacity) return;
-    const grown = this.window === 0 ? Math.min(this.maxCapacity, Math.max(need, INITIAL_DENSE_CAPACITY, 2 * this.capacity)) : need;
+    const grown = this.window === 0
+      ? Math.min(this.maxCapacity, Math.max(need, INITIAL_DENSE_CAPACITY, 2 * this.capacity))
+      : Math.min(this.window - 1 + this.rewind + count, Math.max(need, 2 * this.capacity, 64)); // doubling: few regrowths
     this.resize(Math.max(grown, need));
   }
 
@@ -126,12 +131,13 @@ export class KvCache {
   /** Positions 0..length-1 have been processed. */
   length = 0;
 
-  constructor(config: ModelConfig, store: TensorStore, contextLength: number, label = 'kv') {
+  constructor(config: ModelConfig, store: TensorStore, contextLength: number, options: { label?: string; rewind?: number } = {}) {
+    const label = options.label ?? 'kv';
     const width = config.numKeyValueHeads * config.headDim;
     this.layers = [];
     for (let n = 0; n < config.numLayers; n++) {
       const window = isSlidingLayer(n) ? config.slidingWindow : 0;
-      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength));
+      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength, options.rewind ?? 0));
     }
   }
 

@@ -1,0 +1,175 @@
+// The local engine's KV cache against full recomputation: prefill vs token-by-token decode,
+// chunked prefill, sequences far beyond the sliding window (banded rings stay bounded),
+// truncate + re-feed (served from the cache, or recomputed when the ring lost the window),
+// batches of several sequences, and the errors a caller can cause.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { UserError } from '../../src/errors.ts';
+import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
+import type { Sequence } from '../../src/engine/engine.ts';
+
+const GQA = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname; // window 4, vocab 512
+const MQA = new URL('../fixtures/golden/mqa-l4-e6k3/', import.meta.url).pathname; // window 8, 4 layers
+
+function tokens(n: number, seed: number, vocab = 300): number[] {
+  const out: number[] = [];
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    out.push(s % vocab);
+  }
+  return out;
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** Logits at every position computed in one pass over a fresh sequence (the recomputation oracle). */
+async function oneShot(engine: LocalEngine, ids: number[]): Promise<Float32Array[]> {
+  const seq = engine.createSequence();
+  const all = await engine.stepAll(seq, ids);
+  engine.release(seq);
+  const V = engine.info.vocabSize;
+  return ids.map((_, p) => all.slice(p * V, (p + 1) * V));
+}
+
+// The reference backend: only the summation order inside attention differs (ring vs chunk order).
+const TOL = 2e-5;
+
+for (const [label, dir] of [['gqa4 (window 4)', GQA], ['mqa (window 8, 4 layers)', MQA]] as const) {
+  describe(`local engine KV cache: ${label}`, () => {
+    let engine: LocalEngine;
+    before(async () => {
+      engine = await loadEngine(dir, { backend: 'reference', kvRewind: 0 });
+    });
+    after(() => engine.close());
+
+    it('token-by-token decode equals one-shot prefill at every position, far beyond the window', async () => {
+      const ids = tokens(70, 1);
+      const expected = await oneShot(engine, ids);
+      const seq = engine.createSequence();
+      for (const [p, id] of ids.entries()) {
+        const [logits] = await engine.step([{ sequence: seq, tokens: [id] }]);
+        assert.ok(maxDiff(logits!, expected[p]!) <= TOL, `position ${p}`);
+      }
+      assert.deepEqual(seq.tokens, ids);
+      engine.release(seq);
+    });
+
+    it('chunks of mixed sizes equal one-shot prefill', async () => {
+      const ids = tokens(60, 2);
+      const expected = await oneShot(engine, ids);
+      const seq = engine.createSequence();
+      let p = 0;
+      for (const size of [7, 1, 13, 2, 9, 1, 1, 20, 6]) {
+        const [logits] = await engine.step([{ sequence: seq, tokens: ids.slice(p, p + size) }]);
+        p += size;
+        assert.ok(maxDiff(logits!, expected[p - 1]!) <= TOL, `after ${p} tokens`);
+      }
+      engine.release(seq);
+    });
+
+    it('a batch of sequences equals each sequence alone', async () => {
+      const a = tokens(12, 3);
+      const b = tokens(5, 4);
+      const ea = await oneShot(engine, a);
+      const eb = await oneShot(engine, b);
+      const sa = engine.createSequence();
+      const sb = engine.createSequence();
+      const [la, lb] = await engine.step([{ sequence: sa, tokens: a }, { sequence: sb, tokens: b }]);
+      assert.ok(maxDiff(la!, ea[11]!) <= TOL);
+      assert.ok(maxDiff(lb!, eb[4]!) <= TOL);
+      const [lb2, la2] = await engine.step([{ sequence: sb, tokens: [a[0]!] }, { sequence: sa, tokens: [b[0]!] }]);
+      assert.ok(maxDiff(la2!, (await oneShot(engine, [...a, b[0]!]))[12]!) <= TOL);
+      assert.ok(maxDiff(lb2!, (await oneShot(engine, [...b, a[0]!]))[5]!) <= TOL);
+      engine.release(sa);
+      engine.release(sb);
+    });
+  });
+}
+
+describe('local engine: bounded banded caches, truncation, limits', () => {
+  let engine: LocalEngine;
+  before(async () => {
+    engine = await loadEngine(GQA, { backend: 'reference', kvRewind: 8, prefillChunk: 16 });
+  });
+  after(() => engine.close());
+
+  const layers = (seq: Sequence) => (seq as unknown as { cache: { layers: { capacity: number; window: number }[] } }).cache.layers;
+
+  it('banded layers keep a bounded ring while dense layers grow; prompts longer than a chunk are split', async () => {
+    const ids = tokens(150, 5);
+    const expected = await oneShot(engine, ids);
+    const seq = engine.createSequence();
+    const [first] = await engine.step([{ sequence: seq, tokens: ids.slice(0, 100) }]); // 7 chunks of <= 16
+    assert.ok(maxDiff(first!, expected[99]!) <= TOL);
+    for (let p = 100; p < 150; p++) await engine.step([{ sequence: seq, tokens: [ids[p]!] }]);
+    const [banded, dense] = layers(seq);
+    assert.equal(banded!.window, 4);
+    assert.ok(banded!.capacity <= 4 - 1 + 8 + 16, `banded ring holds ${banded!.capacity} slots`);
+    assert.equal(dense!.window, 0);
+    assert.ok(dense!.capacity >= 150);
+    engine.release(seq);
+  });
+
+  it('truncate + re-feed equals a fresh sequence, served from the cache within the rewind', async () => {
+    const ids = tokens(40, 6);
+    const other = tokens(10, 7);
+    const seq = engine.createSequence();
+    for (const id of ids) await engine.step([{ sequence: seq, tokens: [id] }]);
+    const before = engine.recomputations;
+    engine.truncate(seq, 34); // 6 back: within the 8-position rewind
+    assert.equal(engine.recomputations, before);
+    assert.deepEqual(seq.tokens, ids.slice(0, 34));
+    const [logits] = await engine.step([{ sequence: seq, tokens: other }]);
+    const fresh = await oneShot(engine, [...ids.slice(0, 34), ...other]);
+    assert.ok(maxDiff(logits!, fresh[43]!) <= TOL);
+    engine.release(seq);
+  });
+
+  it('truncating deeper than the ring holds recomputes, with the same result', async () => {
+    const ids = tokens(40, 8);
+    const other = tokens(3, 9);
+    const seq = engine.createSequence();
+    for (const id of ids) await engine.step([{ sequence: seq, tokens: [id] }]);
+    const before = engine.recomputations;
+    engine.truncate(seq, 20);
+    assert.equal(engine.recomputations, before + 1);
+    const [logits] = await engine.step([{ sequence: seq, tokens: other }]);
+    const fresh = await oneShot(engine, [...ids.slice(0, 20), ...other]);
+    assert.ok(maxDiff(logits!, fresh[22]!) <= TOL);
+    assert.equal(seq.tokens.length, 23);
+    engine.truncate(seq, 0);
+    const [again] = await engine.step([{ sequence: seq, tokens: other }]);
+    assert.ok(maxDiff(again!, (await oneShot(engine, other))[2]!) <= TOL);
+    engine.release(seq);
+  });
+
+  it('rejects out-of-vocabulary ids and over-long sequences without changing the sequence', async () => {
+    const small = await loadEngine(GQA, { backend: 'reference', contextLength: 10 });
+    try {
+      assert.equal(small.info.contextLength, 10);
+      assert.equal(small.info.vocabSize, 512);
+      const seq = small.createSequence();
+      await assert.rejects(small.step([{ sequence: seq, tokens: [1, 512] }]), (e: unknown) => e instanceof UserError && e.kind === 'input' && e.message.includes('512'));
+      await assert.rejects(small.step([{ sequence: seq, tokens: tokens(11, 1) }]), (e: unknown) => e instanceof UserError && e.kind === 'context');
+      assert.equal(seq.tokens.length, 0);
+      await small.step([{ sequence: seq, tokens: tokens(10, 1) }]);
+      await assert.rejects(small.step([{ sequence: seq, tokens: [1] }]), (e: unknown) => e instanceof UserError && e.kind === 'context');
+      small.release(seq);
+      await assert.rejects(small.step([{ sequence: seq, tokens: [1] }]), /released/);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('reports the model it serves', () => {
+    assert.equal(engine.info.name, 'gqa4-l2-e8k4');
+    assert.equal(engine.info.randomWeights, false);
+    assert.equal(engine.info.contextLength, 512 * 32);
+  });
+});
