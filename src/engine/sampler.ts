@@ -147,9 +147,12 @@ export interface SampleOptions {
 export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng, options: SampleOptions = {}): SampledToken {
   const generated = options.generated ?? [];
   const processors = options.processors ?? [];
-  const working = new Float32Array(logits);
-  applyPenalties(working, params, generated);
-  for (const processor of processors) processor(working, generated);
+  const modifies = processors.length > 0 || (generated.length > 0 && (params.repetitionPenalty !== 1 || params.frequencyPenalty !== 0 || params.presencePenalty !== 0));
+  const working = modifies ? new Float32Array(logits) : logits;
+  if (modifies) {
+    applyPenalties(working, params, generated);
+    for (const processor of processors) processor(working, generated);
+  }
 
   const token = params.temperature === 0 ? argmax(working) : draw(working, params, rng);
   if (token < 0) throw new UserError('input', 'no token is allowed: the constraints masked out the whole vocabulary');
@@ -193,9 +196,30 @@ export function argmax(logits: Float32Array): number {
   return best;
 }
 
+/** Reused per-token weight buffer (one float64 per vocabulary entry), so sampling allocates nothing per token. */
+let scratch = new Float64Array(0);
+
+/**
+ * exp((logit - max) / T) for every token into the scratch buffer (the most likely token has
+ * weight 1; masked tokens 0), and their sum.
+ */
+function weightsOf(logits: Float32Array, max: number, invT: number): { w: Float64Array; total: number } {
+  const n = logits.length;
+  if (scratch.length < n) scratch = new Float64Array(n);
+  const w = scratch;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const x = Math.exp((logits[i]! - max) * invT);
+    w[i] = x;
+    total += x;
+  }
+  return { w, total };
+}
+
 /**
  * The candidate tokens and their unnormalized weights after temperature, top-k, top-p and min-p,
- * in the order the draw walks them. Exported for tests: the masks can be checked without sampling.
+ * in the order the draw walks them (most likely first once top-k or top-p sorted them, else by id).
+ * Exported for tests: the masks can be checked without sampling.
  */
 export function candidates(logits: Float32Array, params: SamplingParams): { ids: number[]; weights: number[] } {
   const n = logits.length;
@@ -203,135 +227,169 @@ export function candidates(logits: Float32Array, params: SamplingParams): { ids:
   if (top < 0) return { ids: [], weights: [] };
   const max = logits[top]!;
   const invT = 1 / params.temperature;
-  // Weights relative to the most likely token (which has weight 1), in float64.
-  const weight = (i: number): number => Math.exp((logits[i]! - max) * invT);
+  // Weights relative to the most likely token (weight 1), computed only for the tokens kept.
+  const weight = (id: number): number => Math.exp((logits[id]! - max) * invT);
 
   let ids: number[];
-  let sorted = false;
-  // Top-p mass is relative to all the tokens still allowed, which the nucleus superset may omit.
-  let allowedMass: number | undefined;
   if (params.topK > 0 && params.topK < n) {
     ids = topIndices(logits, params.topK);
-    sorted = true;
+    if (params.topP < 1) {
+      const ws = ids.map(weight);
+      let kept = 0;
+      for (const x of ws) kept += x;
+      ids = nucleus(ids, (j) => ws[j]!, kept, params.topP);
+    }
   } else if (params.topP < 1) {
-    ({ ids, total: allowedMass } = nucleusSuperset(logits, max, invT, params.topP));
-    sorted = true;
+    const { w, total } = weightsOf(logits, max, invT);
+    const sorted = nucleusSuperset(logits, w, total, params.topP);
+    ids = nucleus(sorted, (j) => w[sorted[j]!]!, total, params.topP);
   } else {
+    // min-p alone (or nothing): a logit threshold avoids an exp per token; slack keeps it a superset.
+    const floor = params.minP > 0 ? max + Math.log(params.minP) / invT - 1e-3 : -Infinity;
     ids = [];
-    for (let i = 0; i < n; i++) if (logits[i]! > -Infinity) ids.push(i);
+    for (let i = 0; i < n; i++) {
+      const x = logits[i]!;
+      if (x > -Infinity && x >= floor) ids.push(i);
+    }
   }
-  let weights = ids.map(weight);
+  if (params.minP > 0) ids = ids.filter((id) => weight(id) >= params.minP);
+  return { ids, weights: ids.map(weight) };
+}
 
-  if (params.topP < 1) {
-    if (!sorted) throw new Error('unreachable: top-p needs sorted candidates');
-    let total = allowedMass ?? 0;
-    if (allowedMass === undefined) for (const w of weights) total += w;
-    let cum = 0;
-    let keep = ids.length;
-    for (let j = 0; j < ids.length; j++) {
-      cum += weights[j]!;
-      if (cum >= params.topP * total) {
-        keep = j + 1;
-        break;
-      }
-    }
-    ids = ids.slice(0, keep);
-    weights = weights.slice(0, keep);
+/** The shortest prefix of `sorted` (most likely first) whose weight reaches topP of `total`. */
+function nucleus(sorted: number[], weightAt: (j: number) => number, total: number, topP: number): number[] {
+  let cum = 0;
+  for (let j = 0; j < sorted.length; j++) {
+    cum += weightAt(j);
+    if (cum >= topP * total) return sorted.slice(0, j + 1);
   }
-  if (params.minP > 0) {
-    const keptIds: number[] = [];
-    const keptWeights: number[] = [];
-    for (let j = 0; j < ids.length; j++) {
-      if (weights[j]! >= params.minP) {
-        keptIds.push(ids[j]!);
-        keptWeights.push(weights[j]!);
-      }
-    }
-    ids = keptIds;
-    weights = keptWeights;
-  }
-  return { ids, weights };
+  return sorted;
 }
 
 function draw(logits: Float32Array, params: SamplingParams, rng: Rng): number {
-  const { ids, weights } = candidates(logits, params);
-  if (ids.length === 0) return -1;
-  let total = 0;
-  for (const w of weights) total += w;
+  const truncated = (params.topK > 0 && params.topK < logits.length) || params.topP < 1 || params.minP > 0;
+  if (truncated) {
+    const { ids, weights } = candidates(logits, params);
+    if (ids.length === 0) return -1;
+    let total = 0;
+    for (const x of weights) total += x;
+    const target = rng.nextFloat() * total;
+    let cum = 0;
+    for (let j = 0; j < ids.length; j++) {
+      cum += weights[j]!;
+      if (target < cum) return ids[j]!;
+    }
+    return ids[ids.length - 1]!;
+  }
+  // Plain softmax sampling: one pass for the weights, one for the cumulative walk; no arrays.
+  const top = argmax(logits);
+  if (top < 0) return -1;
+  const { w, total } = weightsOf(logits, logits[top]!, 1 / params.temperature);
   const target = rng.nextFloat() * total;
   let cum = 0;
-  for (let j = 0; j < ids.length; j++) {
-    cum += weights[j]!;
-    if (target < cum) return ids[j]!;
+  let lastPositive = top;
+  for (let i = 0; i < logits.length; i++) {
+    const x = w[i]!;
+    if (x > 0) {
+      cum += x;
+      lastPositive = i;
+      if (target < cum) return i;
+    }
   }
-  return ids[ids.length - 1]!;
+  return lastPositive;
 }
 
 /**
  * The tokens most likely first (ties: lower id first), enough of them to contain the top-p nucleus,
- * without sorting the whole vocabulary: tokens below a probability threshold t can hold at most
+ * without sorting the whole vocabulary: tokens below a weight threshold t hold at most
  * (count below t) * t of the mass, so once the tokens above t hold topP of it they contain the nucleus.
  */
-function nucleusSuperset(logits: Float32Array, max: number, invT: number, topP: number): { ids: number[]; total: number } {
+function nucleusSuperset(logits: Float32Array, w: Float64Array, total: number, topP: number): number[] {
   const n = logits.length;
-  let total = 0;
-  for (let i = 0; i < n; i++) total += Math.exp((logits[i]! - max) * invT);
   for (let threshold = 1e-3; threshold > 1e-12; threshold /= 16) {
     const ids: number[] = [];
     let mass = 0;
     const minWeight = threshold * total;
     for (let i = 0; i < n; i++) {
-      const w = Math.exp((logits[i]! - max) * invT);
-      if (w >= minWeight) {
+      const x = w[i]!;
+      if (x >= minWeight) {
         ids.push(i);
-        mass += w;
+        mass += x;
       }
     }
-    if (mass >= topP * total) return { ids: sortByLogit(ids, logits), total };
+    if (mass >= topP * total) return sortByLogit(ids, logits);
   }
   const all: number[] = [];
   for (let i = 0; i < n; i++) if (logits[i]! > -Infinity) all.push(i);
-  return { ids: sortByLogit(all, logits), total };
+  return sortByLogit(all, logits);
 }
 
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** Sorts ids by logit, largest first, ties by lower id. Large lists go through a native numeric sort. */
 function sortByLogit(ids: number[], logits: Float32Array): number[] {
-  return ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (ids.length < 2048 || logits.length > 1 << 18) return ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  // Key = (descending order-preserving image of the float32 bits) * 2^18 + id: exact in float64 (< 2^50).
+  const keys = new Float64Array(ids.length);
+  for (let j = 0; j < ids.length; j++) {
+    const id = ids[j]!;
+    f32[0] = logits[id]!;
+    const bits = u32[0]!;
+    const ascending = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+    keys[j] = (0xffffffff - ascending) * 262144 + id;
+  }
+  keys.sort();
+  for (let j = 0; j < keys.length; j++) ids[j] = keys[j]! % 262144;
+  return ids;
 }
 
 /** The k ids with the largest finite logits, largest first (ties: lower id first). */
 export function topIndices(logits: Float32Array, k: number): number[] {
-  // A size-k min-heap keyed by (logit, -id): O(V log k).
-  const heap: number[] = [];
-  const worse = (a: number, b: number): boolean => logits[a]! < logits[b]! || (logits[a]! === logits[b]! && a > b);
-  const siftDown = (i: number): void => {
+  // A size-k min-heap of ids keyed by (logit, -id), in a typed array: O(V log k), no allocation per id.
+  const heap = new Int32Array(Math.max(1, Math.min(k, logits.length)));
+  let size = 0;
+  const worse = (a: number, b: number): boolean => {
+    const la = logits[a]!;
+    const lb = logits[b]!;
+    return la < lb || (la === lb && a > b);
+  };
+  const siftDown = (start: number): void => {
+    let i = start;
     for (;;) {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < heap.length && worse(heap[l]!, heap[m]!)) m = l;
-      if (r < heap.length && worse(heap[r]!, heap[m]!)) m = r;
+      if (l < size && worse(heap[l]!, heap[m]!)) m = l;
+      if (r < size && worse(heap[r]!, heap[m]!)) m = r;
       if (m === i) return;
-      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      const t = heap[i]!;
+      heap[i] = heap[m]!;
+      heap[m] = t;
       i = m;
     }
   };
   for (let id = 0; id < logits.length; id++) {
-    if (!(logits[id]! > -Infinity)) continue;
-    if (heap.length < k) {
-      heap.push(id);
-      let i = heap.length - 1;
+    const v = logits[id]!;
+    if (!(v > -Infinity)) continue;
+    if (size < k) {
+      let i = size++;
+      heap[i] = id;
       while (i > 0) {
         const parent = (i - 1) >> 1;
         if (!worse(heap[i]!, heap[parent]!)) break;
-        [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+        const t = heap[i]!;
+        heap[i] = heap[parent]!;
+        heap[parent] = t;
         i = parent;
       }
-    } else if (worse(heap[0]!, id)) {
+    } else if (v > logits[heap[0]!]!) {
+      // Strictly greater: on a tie the heap's (lower) id stays.
       heap[0] = id;
       siftDown(0);
     }
   }
-  return sortByLogit(heap, logits);
+  return sortByLogit(Array.from(heap.subarray(0, size)), logits);
 }
 
 function logSumExp(logits: Float32Array): number {

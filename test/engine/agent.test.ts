@@ -154,7 +154,7 @@ test('malformed output becomes a tool error the model reads: bad JSON, unknown t
     ids('<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}<|call|>'),
     ids('<|channel|>analysis to=lookup.get code<|message|>{"key":"explode"}<|call|>'),
     ids('<|channel|>analysis to=lookup.get code<|message|>not json<|call|>'),
-    // Extra words in the header: the strict parser rejects it; the lenient one drops some.
+    // Extra words in the header: the strict parser rejects it; the lenient one drops them.
     ids('<|channel|>analysis to=lookup.get please now code<|message|>{"key":"capital"}<|call|>'),
     ids('<|channel|>final<|message|>Sorry.<|return|>'),
   ];
@@ -172,9 +172,8 @@ test('malformed output becomes a tool error the model reads: bad JSON, unknown t
   assert.match(tools[2]![1], /^Error: unknown function "get_time"/);
   assert.equal(tools[3]![1], 'Error: lookup.get failed: the lookup table is on fire');
   assert.match(tools[4]![1], /^Error: lookup\.get failed: .*JSON/);
-  // The header grammar reads the word before the content type as the recipient: "now".
-  assert.equal(tools[5]![0], 'now');
-  assert.match(tools[5]![1], /^Error: unknown tool "now"/);
+  // Lenient parsing keeps the `to=` word as the recipient and drops the stray words.
+  assert.deepEqual(tools[5], ['lookup.get', 'Paris.']);
 });
 
 test('the tool-call limit ends the run with the pending call', async () => {
