@@ -1,0 +1,134 @@
+// `gptoss render` and `gptoss parse` as a user runs them (child processes): output matches the
+// library functions, and bad input is one line on stderr with exit status 2.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getTokenizer } from '../../src/tokenizer/index.ts';
+import { conversationFromJSONText, renderConversationForCompletion, tokensToText } from '../../src/harmony/index.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const tok = getTokenizer();
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function gptoss(args: string[], stdin = ''): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/gptoss.js', ...args], { cwd: root });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+function assertOneLineError(r: Result, pattern: RegExp): void {
+  assert.equal(r.code, 2, `exit status (stderr: ${r.stderr})`);
+  assert.equal(r.stdout, '');
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, pattern);
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'gptoss-harmony-cli-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(tmp, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+test('gptoss render: examples/chat.json as text and as ids, --for training, --reasoning-effort', async () => {
+  const convo = conversationFromJSONText(readFileSync(join(root, 'examples/chat.json'), 'utf8'));
+  const ids = renderConversationForCompletion(convo);
+  const answered = file('answered.json', JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', channel: 'final', content: 'hello' }] }));
+  const [text, tokens, training, effort] = await Promise.all([
+    gptoss(['render', 'examples/chat.json']),
+    gptoss(['render', '--tokens', 'examples/chat.json']),
+    gptoss(['render', answered, '--for', 'training']),
+    gptoss(['render', '-', '--reasoning-effort', 'high'], readFileSync(join(root, 'examples/chat.json'), 'utf8')),
+  ]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.equal(text.stdout, `${tokensToText(ids)}\n`);
+  assert.ok(text.stdout.startsWith('<|start|>system<|message|>') && text.stdout.endsWith('<|start|>assistant\n'));
+  assert.equal(tokens.stdout, `${ids.join(' ')}\n`);
+  assert.equal(training.stdout, '<|start|>user<|message|>hi<|end|><|start|>assistant<|channel|>final<|message|>hello<|return|>\n');
+  assert.match(effort.stdout, /\nReasoning: high\n/);
+});
+
+test('gptoss render: bad input is one line naming the problem, exit status 2', async () => {
+  const robot = file('robot.json', JSON.stringify({ messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }, { role: 'robot', content: 'c' }] }));
+  const broken = file('broken.json', '{"messages": [\n  {"role": "user" "content": "x"}\n]}');
+  const schema = file('schema.json', JSON.stringify({
+    messages: [{ role: 'developer', content: [{ type: 'developer_content', tools: { functions: { name: 'functions', tools: [{ name: 'f', description: 'd', parameters: { type: 'object', properties: { n: { type: { bad: 1 } } } } }] } } }] }],
+  }));
+  const [r1, r2, r3, r4, r5] = await Promise.all([
+    gptoss(['render', robot]),
+    gptoss(['render', broken]),
+    gptoss(['render', schema]),
+    gptoss(['render', join(tmp, 'missing.json')]),
+    gptoss(['render', robot, '--for', 'nonsense']),
+  ]);
+  assertOneLineError(r1, /^gptoss render: .*robot\.json: messages\[2\]\.role: unknown role "robot"/);
+  assertOneLineError(r2, /^gptoss render: .*broken\.json: invalid JSON at line 2, column \d+/);
+  assertOneLineError(r3, /^gptoss render: .*schema\.json: messages\[0\]\.content\[0\]\.tools\.functions\.tools\[0\]\.parameters\.properties\.n\.type: expected a type name/);
+  assertOneLineError(r4, /^gptoss render: .*missing\.json: cannot read \(ENOENT\)/);
+  assertOneLineError(r5, /^gptoss render: --for must be completion, training or history/);
+});
+
+const completion = '<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>';
+const expectedMessages = [
+  { role: 'assistant', content: 'Simple.', channel: 'analysis' },
+  { role: 'assistant', content: '4', channel: 'final' },
+];
+
+test('gptoss parse: ids or text on stdin -> messages JSON; --stream prints one event per token', async () => {
+  const ids = tok.encode(completion, { allowedSpecial: 'all' });
+  const [fromIds, fromText, stream, fullText] = await Promise.all([
+    gptoss(['parse'], ids.join(', ')),
+    gptoss(['parse'], `${completion}\n`),
+    gptoss(['parse', '--stream'], ids.join(' ')),
+    gptoss(['parse'], `<|start|>assistant${completion}`),
+  ]);
+  for (const r of [fromIds, fromText, fullText]) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { messages: expectedMessages });
+  }
+  const lines = stream.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(lines.length, ids.length + 2); // one per token, one for the end, then the result
+  assert.deepEqual(lines.slice(0, -2).map((l) => l['token']), ids);
+  assert.equal(lines.slice(0, -1).map((l) => l['delta'] ?? '').join(''), 'Simple.4');
+  assert.deepEqual(lines.filter((l) => l['message'] !== undefined).map((l) => l['message']), expectedMessages);
+  assert.deepEqual(lines[2], { position: 2, token: ids[2], state: 'content', role: 'assistant', channel: 'analysis' });
+  assert.deepEqual(lines[lines.length - 1], { messages: expectedMessages });
+});
+
+test('gptoss parse: malformed completions fail in strict mode with the token position, --lenient recovers', async () => {
+  const stray = `${completion}<|return|>`;
+  const [strict, lenient, outOfRange, notIds] = await Promise.all([
+    gptoss(['parse'], stray),
+    gptoss(['parse', '--lenient'], stray),
+    gptoss(['parse'], '200005 17196 200008 19 999999'),
+    gptoss(['parse', '--ids'], '200005 abc'),
+  ]);
+  const position = tok.encode(completion, { allowedSpecial: 'all' }).length;
+  assertOneLineError(strict, new RegExp(`^gptoss parse: token ${position}: unexpected <\\|return\\|> \\(200002\\) after a finished message`));
+  assert.equal(lenient.code, 0, lenient.stderr);
+  assert.deepEqual(JSON.parse(lenient.stdout), {
+    messages: expectedMessages,
+    dropped: [{ position, count: 1, reason: 'stray tokens outside a message dropped', text: '<|return|>' }],
+  });
+  assertOneLineError(outOfRange, /^gptoss parse: token 4: token id 999999 is out of range \(0\.\.201087\)$/);
+  assertOneLineError(notIds, /^gptoss parse: stdin: item 1 \("abc"\) is not a token id$/);
+});
