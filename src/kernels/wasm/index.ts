@@ -27,6 +27,11 @@ export interface WasmBackend extends Backend {
   startProfile(): void;
   /** The profile recorded since startProfile (empty when off). */
   profile(): KernelProfile;
+  /**
+   * Memory read bandwidth in bytes/s: every thread streams its share of `buffers` (store
+   * allocations, e.g. the model's largest weights), repeated until `minBytes` were read.
+   */
+  readBandwidth(buffers: Uint8Array[], minBytes: number): number;
   /** Number of WebAssembly memories holding tensors. */
   readonly memoryCount: number;
 }
@@ -321,8 +326,28 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     return instances[mem]!.argmax!(place(mem, s, logits), logits.length);
   }
 
+  function readBandwidth(buffers: Uint8Array[], minBytes: number): number {
+    const located = buffers.map((b) => ({ b, loc: store.locate(b) })).filter((x) => x.loc !== null && x.b.byteLength >= 64);
+    if (located.length === 0) throw new Error('readBandwidth: no store buffers given');
+    const outs = located.map(({ loc }) => new Scratch(store.memories[loc!.memory]!).take(16 * pool.parts));
+    let bytes = 0;
+    const t0 = performance.now();
+    while (bytes < minBytes) {
+      located.forEach(({ b, loc }, i) => {
+        // Kernels take an i32 length: stream large tensors in 1 GiB pieces.
+        for (let off = 0; off < b.byteLength; off += 2 ** 30) {
+          const len = Math.min(2 ** 30, b.byteLength - off) & ~63;
+          pool.run('streamRead', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
+          bytes += len;
+        }
+      });
+    }
+    return bytes / ((performance.now() - t0) / 1000);
+  }
+
   return {
     name: 'wasm',
+    readBandwidth,
     store,
     threads,
     get memoryCount() {

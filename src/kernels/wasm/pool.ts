@@ -12,7 +12,7 @@ const MAX_ARGS = 32;
 /** Busy-wait iterations before sleeping in Atomics.wait (a few tens of microseconds). */
 const SPIN = 20000;
 
-export const KERNEL_NAMES = ['linearBf16', 'expertsUp', 'expertsDown', 'attention'] as const;
+export const KERNEL_NAMES = ['linearBf16', 'expertsUp', 'expertsDown', 'attention', 'streamRead'] as const;
 export type PoolKernel = (typeof KERNEL_NAMES)[number];
 
 type KernelFn = (...args: number[]) => void;

@@ -1,0 +1,218 @@
+// `npm run bench`: writes docs/BENCHMARKS.md. The document is a list of sections, each a function
+// returning markdown; areas add theirs here (the tokenizer's and the server's are loaded when their
+// bench files exist). The inference section synthesises gpt-oss-20b-shaped checkpoints with random
+// weights, converts them to GGUF for node-llama-cpp (installed on demand into .cache/peer), and
+// measures both engines one after the other (never at the same time: RAM) in child processes.
+//
+// Options (after `npm run bench --`):
+//   --layers 4,24        checkpoint depths (default 4,24)
+//   --threads 1,2        thread counts (default 1,2)
+//   --prompt-tokens N    default 512          --gen-tokens N   default 64
+//   --sections a,b       only these sections (machine, inference, tokenizer, serving)
+//   --skip-peer          ours only           --keep            keep the synthetic checkpoints
+//   --out FILE           default docs/BENCHMARKS.md
+import { execSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
+import { cpus, totalmem, availableParallelism } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BenchResult, OpProfile } from '../src/cli/bench.ts';
+import { runPeer, PEER_VERSION, type PeerResult } from './peer-llama.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'bin/gptoss.js');
+
+export interface BenchSection {
+  /** Short name for --sections. */
+  name: string;
+  /** Markdown (starting with a "## " heading). */
+  run(): Promise<string>;
+}
+
+const { values: flags } = parseArgs({
+  options: {
+    layers: { type: 'string' }, threads: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' },
+    sections: { type: 'string' }, 'skip-peer': { type: 'boolean' }, keep: { type: 'boolean' }, out: { type: 'string' },
+  },
+});
+const list = (s: string | undefined, d: number[]): number[] => (s === undefined ? d : s.split(',').map(Number));
+const LAYERS = list(flags.layers, [4, 24]);
+const THREADS = list(flags.threads, [1, 2]);
+const PROMPT = Number(flags['prompt-tokens'] ?? 512);
+const GEN = Number(flags['gen-tokens'] ?? 64);
+const CACHE = join(ROOT, '.cache/bench');
+
+const log = (msg: string): void => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+const gb = (b: number): string => (b / 1e9).toFixed(2);
+const f2 = (x: number): string => x.toFixed(2);
+
+function cli(args: string[]): string {
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  if (r.status !== 0) throw new Error(`gptoss ${args.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+  return r.stdout;
+}
+
+function machineSection(): BenchSection {
+  return {
+    name: 'machine',
+    async run() {
+      let model = cpus()[0]?.model ?? 'unknown';
+      try {
+        const m = /Model name:\s*(.+)/.exec(execSync('lscpu', { encoding: 'utf8' }));
+        if (m !== null) model = m[1]!.trim();
+      } catch { /* lscpu missing: keep os.cpus() */ }
+      let load = '';
+      try {
+        load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+      } catch { /* not Linux */ }
+      return [
+        '## Machine',
+        '',
+        `- Date: ${new Date().toISOString()}`,
+        `- CPU: ${model}, ${availableParallelism()} cores`,
+        `- RAM: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+        `- Node ${process.version}`,
+        `- Load average when the run started: ${load}`,
+        '',
+      ].join('\n');
+    },
+  };
+}
+
+/** A 20b-shaped synthetic checkpoint with `layers` layers (and its GGUF), made once and cached. */
+function checkpoint(layers: number): { dir: string; gguf: string | null } {
+  const dir = join(CACHE, `20b-l${layers}`);
+  if (!existsSync(join(dir, 'config.json')) || !existsSync(join(dir, 'gptoss.json'))) {
+    log(`synth 20b --layers ${layers} -> ${dir}`);
+    rmSync(dir, { recursive: true, force: true });
+    cli(['synth', '--shape', '20b', '--layers', String(layers), '--out', dir, '--quiet']);
+  }
+  const gguf = join(CACHE, `20b-l${layers}.gguf`);
+  if (!existsSync(gguf)) {
+    log(`convert --to gguf -> ${gguf}`);
+    try {
+      cli(['convert', '--to', 'gguf', '--model', dir, '--out', gguf]);
+    } catch (e) {
+      log(`GGUF conversion unavailable: ${(e as Error).message}`);
+      return { dir, gguf: null };
+    }
+  }
+  return { dir, gguf };
+}
+
+function ours(dir: string, threads: number): BenchResult {
+  const out = cli(['bench', '--model', dir, '--threads', String(threads), '--prompt-tokens', String(PROMPT), '--gen-tokens', String(GEN), '--json', '--profile']);
+  return JSON.parse(out.trim().split('\n').pop()!) as BenchResult;
+}
+
+function profileTable(p: OpProfile, totalMs: number): string[] {
+  const rows = Object.entries(p).sort((a, b) => b[1].ms - a[1].ms);
+  const sum = rows.reduce((s, [, v]) => s + v.ms, 0);
+  return [
+    '| op | ms | share | calls |',
+    '|---|---:|---:|---:|',
+    ...rows.map(([op, v]) => `| ${op} | ${v.ms.toFixed(0)} | ${((100 * v.ms) / totalMs).toFixed(1)}% | ${v.calls} |`),
+    `| other (embedding, routing, glue) | ${(totalMs - sum).toFixed(0)} | ${((100 * (totalMs - sum)) / totalMs).toFixed(1)}% | |`,
+  ];
+}
+
+function inferenceSection(): BenchSection {
+  return {
+    name: 'inference',
+    async run() {
+      const lines: string[] = [
+        '## Inference: ours (wasm backend) vs node-llama-cpp, gpt-oss-20b shape, random weights',
+        '',
+        `Synthetic checkpoints from \`gptoss synth --shape 20b --layers N\` (hidden 2880, 32 experts top-4, BF16 attention, embedding and unembedding, MXFP4 experts), ` +
+        `GGUF from \`gptoss convert --to gguf\` for node-llama-cpp ${PEER_VERSION} (prebuilt CPU binary, no mmap). ` +
+        `Prompt ${PROMPT} pseudo-random tokens, then ${GEN} greedy decode steps. Each engine runs alone in its own process; peak RSS is that process's.`,
+        `The decode ceiling is weight bytes read per decoded token over the memory read bandwidth measured in the same run.`,
+        '',
+        '| layers | threads | engine | load s | prefill tok/s | TTFT s | decode tok/s | decode ceiling tok/s | bandwidth GB/s | peak RSS GB |',
+        '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+      ];
+      const ratios: string[] = ['', '| layers | threads | prefill ours/peer | decode ours/peer | decode ours/ceiling |', '|---:|---:|---:|---:|---:|'];
+      const profiles: string[] = [];
+      const notes: string[] = [];
+      for (const layers of LAYERS) {
+        const { dir, gguf } = checkpoint(layers);
+        if (gguf === null) notes.push(`- ${layers} layers: no GGUF (\`gptoss convert --to gguf\` not available), node-llama-cpp not measured.`);
+        for (const threads of THREADS) {
+          log(`ours: ${layers} layers, ${threads} thread(s)`);
+          let o: BenchResult | null = null;
+          try {
+            o = ours(dir, threads);
+            lines.push(`| ${layers} | ${threads} | gptoss wasm | ${f2(o.load_s)} (files read in ${f2(o.read_s)}) | ${f2(o.prefill_tok_s)} | ${f2(o.ttft_s)} | ${f2(o.decode_tok_s)} | ${f2(o.decode_ceiling_tok_s)} | ${f2(o.bandwidth_gb_s)} | ${gb(o.peak_rss_bytes)} |`);
+            if (o.profile !== undefined) {
+              profiles.push(`### Profile: ${layers} layers, ${threads} thread(s)`, '', `Prefill (${PROMPT} tokens, ${(o.prefill_s * 1000).toFixed(0)} ms):`, '', ...profileTable(o.profile.prefill, o.prefill_s * 1000), '');
+              const decodeMs = (GEN / o.decode_tok_s) * 1000;
+              profiles.push(`Decode (${GEN} tokens, ${decodeMs.toFixed(0)} ms):`, '', ...profileTable(o.profile.decode, decodeMs), '');
+            }
+          } catch (e) {
+            notes.push(`- ours, ${layers} layers, ${threads} thread(s): failed: ${(e as Error).message}`);
+          }
+          let p: PeerResult | null = null;
+          if (gguf !== null && flags['skip-peer'] !== true) {
+            log(`node-llama-cpp: ${layers} layers, ${threads} thread(s)`);
+            try {
+              p = runPeer(gguf, PROMPT, GEN, threads);
+              lines.push(`| ${layers} | ${threads} | node-llama-cpp | ${f2(p.load_s)} | ${f2(p.prefill_tok_s)} | ${f2(p.ttft_s)} | ${f2(p.decode_tok_s)} | | | ${gb(p.peak_rss_bytes)} |`);
+            } catch (e) {
+              notes.push(`- node-llama-cpp, ${layers} layers, ${threads} thread(s): failed: ${(e as Error).message}`);
+            }
+          }
+          if (o !== null) {
+            const r = (a: number, b: number | undefined): string => (b === undefined || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`);
+            ratios.push(`| ${layers} | ${threads} | ${r(o.prefill_tok_s, p?.prefill_tok_s)} | ${r(o.decode_tok_s, p?.decode_tok_s)} | ${r(o.decode_tok_s, o.decode_ceiling_tok_s)} |`);
+          }
+        }
+        if (flags.keep !== true && layers > 4) {
+          rmSync(dir, { recursive: true, force: true });
+          if (gguf !== null) rmSync(gguf, { force: true });
+        }
+      }
+      return [...lines, ...ratios, '', ...(notes.length > 0 ? ['Notes:', '', ...notes, ''] : []), ...profiles].join('\n');
+    },
+  };
+}
+
+/** A section from an optional bench module of another area, if that file exists. */
+function optionalSection(name: string, file: string, fn: string): BenchSection | null {
+  const path = join(ROOT, 'bench', file);
+  if (!existsSync(path)) return null;
+  return {
+    name,
+    async run() {
+      const mod = (await import(pathToFileURL(path).href)) as Record<string, (() => Promise<{ markdown: string } | string>) | undefined>;
+      const f = mod[fn];
+      if (f === undefined) return '';
+      const r = await f();
+      return typeof r === 'string' ? r : r.markdown;
+    },
+  };
+}
+
+const sections: BenchSection[] = [
+  machineSection(),
+  inferenceSection(),
+  optionalSection('tokenizer', 'tokenizer.ts', 'runTokenizerBench'),
+  optionalSection('serving', 'serving.ts', 'runServingBench'),
+].filter((s): s is BenchSection => s !== null);
+
+const only = flags.sections?.split(',');
+const outFile = flags.out ?? join(ROOT, 'docs/BENCHMARKS.md');
+mkdirSync(CACHE, { recursive: true });
+const parts = ['# Benchmarks', '', 'Written by `npm run bench` (bench/run.ts). Numbers from one run on the machine below.', ''];
+for (const s of sections) {
+  if (only !== undefined && !only.includes(s.name)) continue;
+  log(`section ${s.name}`);
+  try {
+    parts.push(await s.run(), '');
+  } catch (e) {
+    parts.push(`## ${s.name}`, '', `Failed: ${(e as Error).message}`, '');
+  }
+}
+mkdirSync(dirname(outFile), { recursive: true });
+writeFileSync(outFile, parts.join('\n'));
+log(`wrote ${outFile} (${statSync(outFile).size} bytes)`);
