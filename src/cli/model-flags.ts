@@ -1,0 +1,49 @@
+// Flags shared by the commands that load a model (logits, generate): --model, --backend,
+// --threads, --context, and token-id lists.
+import { UserError } from '../errors.ts';
+import type { BackendName } from '../kernels/backend.ts';
+import type { LoadEngineOptions } from '../engine/local.ts';
+import { numberFlag, stringFlag, type Parsed } from './args.ts';
+
+export const MODEL_FLAG_OPTIONS = {
+  model: { type: 'string' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  context: { type: 'string' },
+} as const;
+
+export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
+                     model.safetensors at its root)
+  --backend NAME     wasm (WebAssembly SIMD + worker threads, default) or reference (plain TS)
+  --threads N        worker threads of the wasm backend (default: all cores)
+  --context N        serve at most N tokens per sequence (default: the model's context length)`;
+
+export function modelDir(p: Parsed): string {
+  const dir = stringFlag(p, 'model');
+  if (dir === undefined || dir === '') throw new UserError('usage', '--model DIR is required');
+  return dir;
+}
+
+export function engineOptions(p: Parsed): LoadEngineOptions {
+  const options: LoadEngineOptions = {};
+  const backend = stringFlag(p, 'backend');
+  if (backend !== undefined) {
+    if (backend !== 'reference' && backend !== 'wasm') throw new UserError('usage', `--backend must be reference or wasm, got "${backend}"`);
+    options.backend = backend as BackendName;
+  }
+  const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
+  if (threads !== undefined) options.threads = threads;
+  const context = numberFlag(p, 'context', { min: 1, integer: true });
+  if (context !== undefined) options.contextLength = context;
+  return options;
+}
+
+/** Parses "1,2,3" (commas and/or spaces) into token ids; anything else is a usage error. */
+export function parseTokenList(raw: string, flag: string): number[] {
+  const parts = raw.split(/[\s,]+/).filter((s) => s !== '');
+  if (parts.length === 0) throw new UserError('usage', `--${flag} expects a list of token ids like 1,2,3`);
+  return parts.map((s) => {
+    if (!/^\d+$/.test(s)) throw new UserError('usage', `--${flag}: "${s}" is not a token id (non-negative integer)`);
+    return Number(s);
+  });
+}

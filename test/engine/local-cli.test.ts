@@ -1,0 +1,76 @@
+// `gptoss logits` and `gptoss generate` end to end through bin/gptoss.js on a golden case: the
+// JSON shapes external checks rely on, golden logits and greedy continuation, and one-line errors
+// with exit status 2.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { goldenCase, maxAbsDiff, readF32 } from '../model/golden-data.ts';
+
+const BIN = new URL('../../bin/gptoss.js', import.meta.url).pathname;
+const gold = goldenCase(new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname);
+
+function gptoss(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function gptossAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+describe('gptoss logits / generate', () => {
+  const seq = gold.golden.sequences[1]!;
+
+  it('logits --all-positions prints {"logits": [[...], ...]} matching the reference', () => {
+    const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'reference');
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { logits: number[][] };
+    assert.equal(out.logits.length, seq.length);
+    assert.ok(out.logits.every((row) => row.length === 512));
+    const diff = maxAbsDiff(out.logits.flat(), readF32(gold, seq.logits.fp32));
+    assert.ok(diff <= gold.golden.tolerances.fp32.max_abs, `differs by ${diff}`);
+  });
+
+  it('logits prints the last position as {"logits": [...]}', () => {
+    const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--backend', 'wasm');
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { logits: number[] };
+    const ref = readF32(gold, seq.logits.fp32).subarray((seq.length - 1) * 512);
+    assert.ok(maxAbsDiff(out.logits, ref) <= gold.golden.tolerances.fp32.max_abs);
+  });
+
+  it('generate --temperature 0 --json reproduces the reference greedy continuation', () => {
+    const { prompt, generated, max_new_tokens: n } = gold.golden.greedy_fp32;
+    const r = gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--backend', 'reference');
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { tokens: number[]; text: string };
+    assert.deepEqual(out.tokens, generated);
+    assert.equal(typeof out.text, 'string');
+    // --stop ends the continuation at the first listed id (included).
+    const stopped = JSON.parse(gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--stop', String(generated[3]), '--backend', 'reference').stdout) as { tokens: number[] };
+    assert.deepEqual(stopped.tokens, generated.slice(0, 4));
+  });
+
+  it('bad input: one line on stderr, exit status 2', async () => {
+    const cases = [
+      ['logits', '--model', gold.dir, '--tokens', '1,512', '--backend', 'reference'],
+      ['logits', '--model', gold.dir, '--tokens', '1,x'],
+      ['generate', '--model', gold.dir, '--tokens', '1', '--top-p', '0'],
+      ['generate', '--model', '/nonexistent/model', '--tokens', '1'],
+    ];
+    const results = await Promise.all(cases.map((args) => gptossAsync(...args)));
+    for (const [i, args] of cases.entries()) {
+      const r = results[i]!;
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.equal(r.stdout, '');
+    }
+  });
+});
