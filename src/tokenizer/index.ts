@@ -5,7 +5,7 @@ import { UserError } from '../errors.ts';
 import { mergePiece } from './bpe.ts';
 import { loadO200kBaseRanks, O200K_BASE_RANKS } from './ranks.ts';
 import { buildSpecials, FIRST_SPECIAL, VOCAB_SIZE } from './specials.ts';
-import { o200kRegex } from './split.ts';
+import { scanPieces } from './split.ts';
 import { findUtf8Problem } from './utf8.ts';
 
 export { SPECIAL, VOCAB_SIZE } from './specials.ts';
@@ -36,42 +36,64 @@ export interface Tokenizer {
 
 const PIECE_CACHE_LIMIT = 1 << 16;
 const CACHED_PIECE_MAX_LENGTH = 256;
+const TABLE_BITS = 19;
+
+/** FNV-1a over bytes[start..end), finished with a mix so the low bits are usable. */
+function hashBytes(bytes: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  return h ^ (h >>> 12);
+}
 
 class O200kHarmony implements Tokenizer {
   readonly vocabSize = VOCAB_SIZE;
-  private readonly bytes: Uint8Array[];
-  /** token bytes as a latin1 string (one char per byte), the key of `rankOf`. */
-  private readonly binary: string[];
-  private readonly rankOf = new Map<string, number>();
-  private readonly byteToken = new Int32Array(256);
-  private readonly pairs = new Map<number, number>();
-  private readonly pieces = new Map<string, readonly number[]>();
+  private readonly pool: Uint8Array;
+  private readonly offsets: Int32Array;
+  /** open addressing: rank + 1 of the token whose bytes hash to the slot, 0 = empty */
+  private readonly table = new Int32Array(1 << TABLE_BITS);
+  private readonly specialBytes: Uint8Array[];
   private readonly specialNames: string[];
   private readonly specialIds: Map<string, number>;
-  private readonly regex = o200kRegex();
-  private readonly pairRank = (a: number, b: number): number => {
-    const key = a * 262144 + b;
-    let r = this.pairs.get(key);
-    if (r === undefined) {
-      r = this.rankOf.get(this.binary[a]! + this.binary[b]!) ?? -1;
-      this.pairs.set(key, r);
-    }
-    return r;
-  };
+  /** pieces that are not single tokens, by text (bounded; cleared when full) */
+  private readonly pieces = new Map<string, readonly number[]>();
+  /** UTF-8 bytes of the piece being encoded */
+  private scratch = new Uint8Array(1024);
+  private readonly rangeRank = (start: number, end: number): number => this.rankOf(this.scratch, start, end);
 
   constructor() {
-    const ranks = loadO200kBaseRanks();
+    const { pool, offsets } = loadO200kBaseRanks();
+    this.pool = pool;
+    this.offsets = offsets;
+    const mask = (1 << TABLE_BITS) - 1;
+    for (let rank = 0; rank < O200K_BASE_RANKS; rank++) {
+      let slot = hashBytes(pool, offsets[rank]!, offsets[rank + 1]!) & mask;
+      while (this.table[slot] !== 0) slot = (slot + 1) & mask;
+      this.table[slot] = rank + 1;
+    }
     const { names, ids } = buildSpecials();
     this.specialNames = names;
     this.specialIds = ids;
     const encoder = new TextEncoder();
-    this.bytes = [...ranks, ...names.map((n) => encoder.encode(n))];
-    this.binary = new Array<string>(O200K_BASE_RANKS);
-    for (let rank = 0; rank < O200K_BASE_RANKS; rank++) {
-      const s = Buffer.from(ranks[rank]!.buffer, ranks[rank]!.byteOffset, ranks[rank]!.length).toString('latin1');
-      this.binary[rank] = s;
-      this.rankOf.set(s, rank);
-      if (s.length === 1) this.byteToken[s.charCodeAt(0)] = rank;
+    this.specialBytes = names.map((n) => encoder.encode(n));
+  }
+
+  /** The rank of bytes[start..end), or -1 if they are not one token. */
+  private rankOf(bytes: Uint8Array, start: number, end: number): number {
+    const mask = (1 << TABLE_BITS) - 1;
+    const len = end - start;
+    const pool = this.pool;
+    const offsets = this.offsets;
+    for (let slot = hashBytes(bytes, start, end) & mask; ; slot = (slot + 1) & mask) {
+      const entry = this.table[slot]!;
+      if (entry === 0) return -1;
+      const rank = entry - 1;
+      const at = offsets[rank]!;
+      if (offsets[rank + 1]! - at !== len) continue;
+      let i = 0;
+      while (i < len && pool[at + i] === bytes[start + i]) i++;
+      if (i === len) return rank;
     }
   }
 
@@ -110,13 +132,17 @@ class O200kHarmony implements Tokenizer {
 
   decodeBytes(ids: readonly number[]): Uint8Array {
     let total = 0;
-    for (let i = 0; i < ids.length; i++) total += this.checkedBytes(ids[i]!, i).length;
+    for (let i = 0; i < ids.length; i++) total += this.tokenLength(ids[i]!, i);
     const out = new Uint8Array(total);
     let at = 0;
     for (const id of ids) {
-      const b = this.bytes[id]!;
-      out.set(b, at);
-      at += b.length;
+      if (id < FIRST_SPECIAL) {
+        for (let b = this.offsets[id]!, end = this.offsets[id + 1]!; b < end; b++) out[at++] = this.pool[b]!;
+      } else {
+        const bytes = this.specialBytes[id - FIRST_SPECIAL]!;
+        out.set(bytes, at);
+        at += bytes.length;
+      }
     }
     return out;
   }
@@ -127,7 +153,7 @@ class O200kHarmony implements Tokenizer {
     if (problem !== null) {
       let end = 0;
       let index = 0;
-      while (index < ids.length && end + this.bytes[ids[index]!]!.length <= problem.offset) end += this.bytes[ids[index++]!]!.length;
+      while (index < ids.length && end + this.tokenLength(ids[index]!, index) <= problem.offset) end += this.tokenLength(ids[index++]!, index);
       const what = problem.incomplete ? 'the tokens end inside a multi-byte UTF-8 character' : 'invalid UTF-8';
       throw new UserError('input', `${what} at token ${index} (id ${ids[index]}, byte ${problem.offset})`);
     }
@@ -135,7 +161,8 @@ class O200kHarmony implements Tokenizer {
   }
 
   tokenBytes(id: number): Uint8Array {
-    return this.checkedBytes(id, undefined).slice();
+    this.tokenLength(id, undefined);
+    return id < FIRST_SPECIAL ? this.pool.slice(this.offsets[id]!, this.offsets[id + 1]!) : this.specialBytes[id - FIRST_SPECIAL]!.slice();
   }
 
   isSpecial(id: number): boolean {
@@ -150,48 +177,75 @@ class O200kHarmony implements Tokenizer {
     return this.isSpecial(id) ? this.specialNames[id - FIRST_SPECIAL] : undefined;
   }
 
-  private checkedBytes(id: number, position: number | undefined): Uint8Array {
+  /** Byte length of a token; throws the user error for ids out of range. */
+  private tokenLength(id: number, position: number | undefined): number {
     if (!Number.isInteger(id) || id < 0 || id >= VOCAB_SIZE) {
       const where = position === undefined ? '' : ` at position ${position}`;
       throw new UserError('input', `token id ${id}${where} is out of range (0..${VOCAB_SIZE - 1})`);
     }
-    return this.bytes[id]!;
+    return id < FIRST_SPECIAL ? this.offsets[id + 1]! - this.offsets[id]! : this.specialBytes[id - FIRST_SPECIAL]!.length;
   }
 
   private encodeOrdinaryInto(text: string, out: number[]): void {
-    const re = this.regex;
-    re.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = re.exec(text)) !== null) this.encodePiece(m[0], out);
+    scanPieces(text, (start, end) => this.encodePiece(text, start, end, out));
   }
 
-  private encodePiece(piece: string, out: number[]): void {
-    let ascii = true;
-    for (let i = 0; i < piece.length; i++) {
-      if (piece.charCodeAt(i) >= 0x80) {
-        ascii = false;
-        break;
+  /** Writes the UTF-8 of text[start..end) to the scratch buffer (lone surrogates as U+FFFD). */
+  private utf8Into(text: string, start: number, end: number): number {
+    if (this.scratch.length < (end - start) * 3) this.scratch = new Uint8Array((end - start) * 3);
+    const b = this.scratch;
+    let n = 0;
+    for (let i = start; i < end; i++) {
+      let c = text.charCodeAt(i);
+      if (c < 0x80) {
+        b[n++] = c;
+      } else if (c < 0x800) {
+        b[n++] = 0xc0 | (c >> 6);
+        b[n++] = 0x80 | (c & 0x3f);
+      } else {
+        if (c >= 0xd800 && c <= 0xdfff) {
+          const d = i + 1 < end ? text.charCodeAt(i + 1) : 0;
+          if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+            const cp = ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
+            b[n++] = 0xf0 | (cp >> 18);
+            b[n++] = 0x80 | ((cp >> 12) & 0x3f);
+            b[n++] = 0x80 | ((cp >> 6) & 0x3f);
+            b[n++] = 0x80 | (cp & 0x3f);
+            i++;
+            continue;
+          }
+          c = 0xfffd;
+        }
+        b[n++] = 0xe0 | (c >> 12);
+        b[n++] = 0x80 | ((c >> 6) & 0x3f);
+        b[n++] = 0x80 | (c & 0x3f);
       }
     }
-    const binary = ascii ? piece : Buffer.from(piece, 'utf8').toString('latin1');
-    const whole = this.rankOf.get(binary);
-    if (whole !== undefined) {
+    return n;
+  }
+
+  private encodePiece(text: string, start: number, end: number, out: number[]): void {
+    const length = this.utf8Into(text, start, end);
+    const whole = this.rankOf(this.scratch, 0, length);
+    if (whole >= 0) {
       out.push(whole);
       return;
     }
-    const cached = this.pieces.get(piece);
-    if (cached !== undefined) {
-      for (const id of cached) out.push(id);
-      return;
+    const cacheable = end - start <= CACHED_PIECE_MAX_LENGTH;
+    const piece = cacheable ? text.slice(start, end) : '';
+    if (cacheable) {
+      const cached = this.pieces.get(piece);
+      if (cached !== undefined) {
+        for (const id of cached) out.push(id);
+        return;
+      }
     }
-    const ids: number[] = new Array<number>(binary.length);
-    for (let i = 0; i < binary.length; i++) ids[i] = this.byteToken[binary.charCodeAt(i)]!;
-    const merged = mergePiece(ids, this.pairRank);
-    if (piece.length <= CACHED_PIECE_MAX_LENGTH) {
+    const first = out.length;
+    mergePiece(length, this.rangeRank, out);
+    if (cacheable) {
       if (this.pieces.size >= PIECE_CACHE_LIMIT) this.pieces.clear();
-      this.pieces.set(piece, merged);
+      this.pieces.set(piece, out.slice(first));
     }
-    for (const id of merged) out.push(id);
   }
 }
 

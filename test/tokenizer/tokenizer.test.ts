@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { encode as gptTokenizerEncode } from 'gpt-tokenizer/encoding/o200k_harmony';
 import { getTokenizer, SPECIAL, Utf8StreamDecoder } from '../../src/tokenizer/index.ts';
 import { isUserError } from '../../src/errors.ts';
-import { splitPieces } from '../../src/tokenizer/split.ts';
+import { splitPieces, splitPiecesByRegex } from '../../src/tokenizer/split.ts';
 import { samples } from './corpus.ts';
 
 const tok = getTokenizer();
@@ -180,4 +180,25 @@ test('pathological long pieces encode exactly like gpt-tokenizer', () => {
   assert.deepEqual(tok.encodeOrdinary(random), gptTokenizerEncode(random));
   const spaces = ' '.repeat(6000) + 'end';
   assert.deepEqual(tok.encodeOrdinary(spaces), gptTokenizerEncode(spaces));
+});
+
+test('the hand-written splitter agrees with the o200k regex on the corpus and on random text', () => {
+  for (const text of samples) assert.deepEqual(splitPieces(text), splitPiecesByRegex(text), JSON.stringify(text));
+  // characters of every class the pattern distinguishes, including astral letters and digits
+  const alphabet = [
+    'a', 'z', 's', 'S', 't', 'T', 'l', 'L', 'e', 'r', 'v', 'm', 'd', 'ſ', 'A', 'Q', 'ǅ', 'ʰ', 'ª', '中', '한', 'ß', 'Ж',
+    '\u0301', '\u20dd', '0', '٣', '½', '𝟘', '𝐀', '𝐚', '𠀀', '😀', '🇯', '\u200d', '\ufe0f', ' ', ' ', '\t', '\n', '\r',
+    '\u00a0', '\u0085', '\u2028', '\u3000', '\ufeff', "'", '"', '/', '.', '-', '_', '<', '|', '\ud800', '\udc00', '\u0000',
+  ];
+  let seed = 12345;
+  const next = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 4294967296;
+  };
+  for (let round = 0; round < 3000; round++) {
+    let text = '';
+    const n = 1 + Math.floor(next() * 24);
+    for (let i = 0; i < n; i++) text += alphabet[Math.floor(next() * alphabet.length)]!;
+    assert.deepEqual(splitPieces(text), splitPiecesByRegex(text), JSON.stringify(text));
+  }
 });
