@@ -1,0 +1,210 @@
+// `gptoss chat`: talk to the model in the terminal, with its reasoning visible on request and the
+// browser (over a local document folder) and python tools working. Interactive when stdin is a
+// terminal; otherwise (or with a prompt argument) one prompt in, the answer out, for scripts.
+import { readFileSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+import { AgentSession, type AgentResult, type AgentTool } from '../engine/agent.ts';
+import type { Engine } from '../engine/engine.ts';
+import { resolveModel } from '../engine/resolve.ts';
+import { REASONING_EFFORTS, type ReasoningEffort } from '../harmony/index.ts';
+import type { CitationSource } from '../tools/index.ts';
+import { boolFlag, numberFlag, parseFlags, readStdin, stringFlag } from './args.ts';
+import { AnswerPrinter } from './chat/printer.ts';
+import { runRepl } from './chat/repl.ts';
+
+const USAGE = `usage: gptoss chat [options] [PROMPT...]
+
+Talk to gpt-oss in the terminal. With stdin not a terminal, or with PROMPT, answers one prompt
+(read from stdin when PROMPT is absent), prints the final answer on stdout and exits.
+
+options:
+  --model DIR|REPO        checkpoint folder or hub repository id (default: $GPTOSS_MODEL, then
+                          openai/gpt-oss-20b from the hub cache, then the embedded demo model)
+  -r, --reasoning-effort low|medium|high   (default medium)
+  --developer TEXT        developer instructions (the system prompt); @FILE reads a file
+  --browser DOCS_DIR      enable the browser tool over a folder of Markdown, text and HTML files
+  --python                enable the python tool (sandboxed, no files, no network)
+  --show-reasoning        show the chain of thought (dim; on stderr in script mode)
+  --context N             context window in tokens (default 8192)
+  --max-tokens N          most tokens per answer (default: until the window is full)
+  --temperature T         sampling temperature (default 1.0; 0 = greedy)
+  --top-p P               nucleus sampling (default 1.0)
+  --seed S                random seed, for reproducible answers
+  --max-tool-calls N      tool calls per answer (default 16)
+  --backend wasm|reference, --threads N   compute backend (default wasm)
+
+commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,
+/load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.
+
+Test hook: GPTOSS_SCRIPTED=FILE.json replays scripted completions instead of a model (docs/chat.md).`;
+
+export interface ChatSettings {
+  showReasoning: boolean;
+  maxTokens: number | undefined;
+  color: boolean;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const p = parseFlags(argv, {
+    model: { type: 'string' },
+    'reasoning-effort': { type: 'string', short: 'r' },
+    developer: { type: 'string' },
+    browser: { type: 'string' },
+    python: { type: 'boolean' },
+    'show-reasoning': { type: 'boolean' },
+    context: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    temperature: { type: 'string' },
+    'top-p': { type: 'string' },
+    seed: { type: 'string' },
+    'max-tool-calls': { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (boolFlag(p, 'help')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const effort = parseEffort(stringFlag(p, 'reasoning-effort') ?? 'medium', '--reasoning-effort');
+  const contextLength = numberFlag(p, 'context', { min: 16, integer: true }) ?? 8192;
+  const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true });
+  const temperature = numberFlag(p, 'temperature', { min: 0 });
+  const topP = numberFlag(p, 'top-p', { min: 0, max: 1 });
+  const seed = numberFlag(p, 'seed', { integer: true });
+  const maxToolCalls = numberFlag(p, 'max-tool-calls', { min: 0, integer: true });
+  const threads = numberFlag(p, 'threads', { min: 1, integer: true });
+  const backend = stringFlag(p, 'backend');
+  if (backend !== undefined && backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
+  let developer = stringFlag(p, 'developer');
+  if (developer?.startsWith('@') === true) developer = readTextFile(developer.slice(1), '--developer');
+  const showReasoning = boolFlag(p, 'show-reasoning');
+
+  const interactive = p.positionals.length === 0 && process.stdin.isTTY === true;
+  let prompt: string | undefined;
+  if (!interactive) {
+    prompt = p.positionals.length > 0 ? p.positionals.join(' ') : (await readStdin()).trim();
+    if (prompt === '') throw new UserError('usage', 'no prompt: pass one as an argument or on stdin');
+  }
+
+  // Tools first: a bad --browser folder should fail before minutes of model loading.
+  const tools: AgentTool[] = [];
+  let citations: CitationSource | undefined;
+  const browserDir = stringFlag(p, 'browser');
+  if (browserDir !== undefined) {
+    const { BrowserSession, LocalDocsBackend } = await import('../tools/index.ts');
+    const browser = new BrowserSession(await LocalDocsBackend.open(browserDir));
+    tools.push(browser);
+    citations = browser;
+  }
+  if (boolFlag(p, 'python')) {
+    const { PythonTool } = await import('../tools/index.ts');
+    tools.push(new PythonTool());
+  }
+
+  const side = interactive ? process.stdout : process.stderr;
+  const engine = await openEngine(stringFlag(p, 'model'), {
+    contextLength,
+    ...(backend !== undefined ? { backend } : {}),
+    ...(threads !== undefined ? { threads } : {}),
+  }, side);
+  const session = new AgentSession(engine, {
+    reasoningEffort: effort,
+    tools,
+    ...(developer !== undefined ? { instructions: developer } : {}),
+    ...(maxToolCalls !== undefined ? { maxToolCalls } : {}),
+    sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
+    ...(seed !== undefined ? { seed } : {}),
+  });
+  const color = process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined;
+  try {
+    if (interactive) {
+      return await runRepl(session, { showReasoning, maxTokens, color, citations, tools: tools.map((t) => t.name) });
+    }
+    return await answerOnce(session, prompt!, { showReasoning, maxTokens, color: process.stderr.isTTY === true && process.env['NO_COLOR'] === undefined, citations });
+  } finally {
+    session.close();
+    await engine.close();
+    await closeTools(tools);
+  }
+}
+
+async function closeTools(tools: readonly AgentTool[]): Promise<void> {
+  for (const t of tools) await (t as { close?: () => Promise<void> }).close?.();
+  if (tools.some((t) => t.name === 'python')) {
+    const { defaultSandboxPool } = await import('../tools/index.ts');
+    await defaultSandboxPool().close();
+  }
+}
+
+export function parseEffort(value: string, origin: string): ReasoningEffort {
+  if (!(REASONING_EFFORTS as readonly string[]).includes(value)) throw new UserError('usage', `${origin} must be low, medium or high, got "${value}"`);
+  return value as ReasoningEffort;
+}
+
+function readTextFile(path: string, origin: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UserError('usage', `${origin} @${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/** The engine: GPTOSS_SCRIPTED (test hook), else the resolved checkpoint. Says so when weights are random. */
+async function openEngine(
+  model: string | undefined,
+  options: { contextLength: number; backend?: 'wasm' | 'reference'; threads?: number },
+  side: NodeJS.WritableStream,
+): Promise<Engine> {
+  const scripted = process.env['GPTOSS_SCRIPTED'];
+  let engine: Engine;
+  if (scripted !== undefined && scripted !== '') {
+    const { scriptedEngineFromFile } = await import('./chat/scripted.ts');
+    engine = scriptedEngineFromFile(scripted);
+  } else {
+    const resolved = await resolveModel(model);
+    side.write(`loading ${resolved.description}…\n`);
+    const { loadEngine } = await import('../engine/local.ts');
+    const started = performance.now();
+    engine = await loadEngine(resolved.dir, options);
+    side.write(`loaded ${engine.info.name} in ${((performance.now() - started) / 1000).toFixed(1)} s (context ${engine.info.contextLength} tokens)\n`);
+  }
+  if (engine.info.randomWeights) {
+    side.write(
+      `warning: ${engine.info.name} has RANDOM weights (a synthetic checkpoint), so its answers are gibberish.\n` +
+        '         Pass --model DIR|REPO (or set GPTOSS_MODEL) to chat with a real gpt-oss checkpoint.\n',
+    );
+  }
+  return engine;
+}
+
+/** Script mode: one prompt, the final answer on stdout. */
+async function answerOnce(
+  session: AgentSession,
+  prompt: string,
+  settings: { showReasoning: boolean; maxTokens: number | undefined; color: boolean; citations: CitationSource | undefined },
+): Promise<number> {
+  const printer = new AnswerPrinter({
+    out: process.stdout,
+    side: process.stderr,
+    showReasoning: settings.showReasoning,
+    color: settings.color,
+    thinkingIndicator: false,
+    stats: settings.showReasoning,
+    ...(settings.citations !== undefined ? { citations: settings.citations } : {}),
+  });
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.on('SIGINT', onSigint);
+  let result: AgentResult;
+  try {
+    result = await session.send(prompt, {
+      signal: controller.signal,
+      onEvent: (e) => printer.handle(e),
+      ...(settings.maxTokens !== undefined ? { maxTokens: settings.maxTokens } : {}),
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  return result.finishReason === 'abort' ? 130 : 0;
+}
