@@ -146,12 +146,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const m = store.memories[mem]!;
     const s = new Scratch(m);
     const bp = bias === null ? 0 : place(mem, s, bias);
-    const per = Math.max(1, Math.floor((s.left - 256) / ((w.cols + w.rows) * 4)));
+    const per = Math.max(1, Math.floor((s.left - 256) / ((2 * w.cols + w.rows) * 4)));
     const mark = s.mark();
     for (let t0 = 0; t0 < tokens; t0 += per) {
       const tc = Math.min(per, tokens - t0);
       s.reset(mark);
-      const xp = place(mem, s, x.subarray(t0 * w.cols, (t0 + tc) * w.cols));
+      const xs = place(mem, s, x.subarray(t0 * w.cols, (t0 + tc) * w.cols));
+      const xp = s.take(tc * w.cols * 4);
+      instances[mem]!.permutePairs!(xs, xp, tc, w.cols);
       const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
       pool.run('linearBf16', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr]);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);

@@ -26,17 +26,6 @@ const ZERO: v128 = i32x4(0, 0, 0, 0);
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
-/** Widens 8 bf16 words at p to two f32x4 (bf16 is the upper half of an f32). */
-@inline function bf16Lo(v: v128): v128 {
-  return i8x16.shuffle(ZERO, v, 0, 1, 16, 17, 0, 1, 18, 19, 0, 1, 20, 21, 0, 1, 22, 23);
-}
-@inline function bf16Hi(v: v128): v128 {
-  return i8x16.shuffle(ZERO, v, 0, 1, 24, 25, 0, 1, 26, 27, 0, 1, 28, 29, 0, 1, 30, 31);
-}
-@inline function bf16At(p: usize): f32 {
-  return reinterpret<f32>(<u32>load<u16>(p) << 16);
-}
-
 /** E8M0 exponent e -> 2^(e-128) (the LUT is doubled), exact including the subnormal range. */
 @inline function e8m0Half(e: u32): f32 {
   return e >= 2 ? reinterpret<f32>((e - 1) << 23) : reinterpret<f32>(<u32>1 << (21 + e));
@@ -63,8 +52,38 @@ const ZERO: v128 = i32x4(0, 0, 0, 0);
 }
 
 // ---- BF16 linear ---------------------------------------------------------------------------
+// A bf16 word is the upper half of an f32. Loaded as 4 x i32, the odd words are already in place
+// (mask the low half) and the even words need one shift, so the kernels take x "pair-permuted":
+// in each group of 8, elements 0,2,4,6 then 1,3,5,7 (tails of < 8 stay in order).
 
-/** One output: dot of bf16 row w (n words) with f32 x. */
+const HIGH_HALVES: v128 = i32x4(0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000);
+
+@inline function bf16Even(v: v128): v128 {
+  return i32x4.shl(v, 16);
+}
+@inline function bf16Odd(v: v128): v128 {
+  return v128.and(v, HIGH_HALVES);
+}
+@inline function bf16At(p: usize): f32 {
+  return reinterpret<f32>(<u32>load<u16>(p) << 16);
+}
+
+/** Copies x [tokens, cols] into pair-permuted order. */
+export function permutePairs(src: usize, dst: usize, tokens: i32, cols: i32): void {
+  for (let t = 0; t < tokens; t++) {
+    const s = src + (<usize>(t * cols) << 2), d = dst + (<usize>(t * cols) << 2);
+    let c = 0;
+    for (; c + 8 <= cols; c += 8) {
+      const o = <usize>c << 2;
+      const a = v128.load(s + o), b = v128.load(s + o, 16);
+      v128.store(d + o, i32x4.shuffle(a, b, 0, 2, 4, 6));
+      v128.store(d + o, i32x4.shuffle(a, b, 1, 3, 5, 7), 16);
+    }
+    for (; c < cols; c++) store<f32>(d + (<usize>c << 2), load<f32>(s + (<usize>c << 2)));
+  }
+}
+
+/** One output: dot of bf16 row w (n words) with pair-permuted f32 x. */
 @inline function dotBf16(w: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let c = 0;
@@ -72,16 +91,16 @@ const ZERO: v128 = i32x4(0, 0, 0, 0);
     const v0 = v128.load(w + (<usize>c << 1));
     const v1 = v128.load(w + (<usize>c << 1), 16);
     const xo = x + (<usize>c << 2);
-    a0 = f32x4.add(a0, f32x4.mul(bf16Lo(v0), v128.load(xo)));
-    a1 = f32x4.add(a1, f32x4.mul(bf16Hi(v0), v128.load(xo, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(bf16Lo(v1), v128.load(xo, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(bf16Hi(v1), v128.load(xo, 48)));
+    a0 = f32x4.add(a0, f32x4.mul(bf16Even(v0), v128.load(xo)));
+    a1 = f32x4.add(a1, f32x4.mul(bf16Odd(v0), v128.load(xo, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(bf16Even(v1), v128.load(xo, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(bf16Odd(v1), v128.load(xo, 48)));
   }
   for (; c + 8 <= n; c += 8) {
     const v0 = v128.load(w + (<usize>c << 1));
     const xo = x + (<usize>c << 2);
-    a0 = f32x4.add(a0, f32x4.mul(bf16Lo(v0), v128.load(xo)));
-    a1 = f32x4.add(a1, f32x4.mul(bf16Hi(v0), v128.load(xo, 16)));
+    a0 = f32x4.add(a0, f32x4.mul(bf16Even(v0), v128.load(xo)));
+    a1 = f32x4.add(a1, f32x4.mul(bf16Odd(v0), v128.load(xo, 16)));
   }
   let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; c < n; c++) s += bf16At(w + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));
@@ -89,9 +108,9 @@ const ZERO: v128 = i32x4(0, 0, 0, 0);
 }
 
 /**
- * out[t, r] = x[t] . w[r] + bias[r] for this thread's rows. Rows go in blocks of 16 (kept in L2)
- * and tokens in tiles of 4 that share each weight load, so a prefill reads the weights from
- * memory once per batch. bias == 0 means no bias.
+ * out[t, r] = x[t] . w[r] + bias[r] for this thread's rows (x pair-permuted). Rows go in blocks of
+ * 16 (kept in L2) and tokens in tiles of 4 that share each weight load, so a prefill reads the
+ * weights from memory once per batch. bias == 0 means no bias.
  */
 export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32, bias: usize, out: usize, part: i32, parts: i32): void {
   const r0 = sliceStart(rows, part, parts, 4);
@@ -110,7 +129,7 @@ export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32
         let c = 0;
         for (; c + 8 <= cols; c += 8) {
           const v = v128.load(wr + (<usize>c << 1));
-          const lo = bf16Lo(v), hi = bf16Hi(v);
+          const lo = bf16Even(v), hi = bf16Odd(v);
           const o = <usize>c << 2;
           s0 = f32x4.add(s0, f32x4.add(f32x4.mul(lo, v128.load(x0 + o)), f32x4.mul(hi, v128.load(x0 + o, 16))));
           s1 = f32x4.add(s1, f32x4.add(f32x4.mul(lo, v128.load(x1 + o)), f32x4.mul(hi, v128.load(x1 + o, 16))));
