@@ -200,10 +200,9 @@ export class StreamParser {
     }
     // A model that forgets `<|start|>assistant` before its next message usually goes straight to
     // `<|channel|>`: read it as a header of the same role as the previous message.
-    const prev = this.msgs[this.msgs.length - 1]?.author.role;
-    if (token === SPECIAL.channel && (prev === 'assistant' || (prev === undefined && this.nextRole !== undefined))) {
+    if (token === SPECIAL.channel && this.msgs[this.msgs.length - 1]?.author.role === 'assistant') {
       this.beginHeader(position);
-      this.nextRole ??= 'assistant';
+      this.nextRole = 'assistant';
       this.headerTokens.push(token);
       this.report(position, 'message without <|start|>: read as an assistant message');
       return;
