@@ -43,6 +43,7 @@ export async function run(argv: string[]): Promise<number> {
   const input = await readStdin();
   const asIds = boolFlag(p, 'ids') || (!boolFlag(p, 'text') && /^[\s,[\]\d-]*\d[\s,[\]\d-]*$/.test(input));
   const tokens = asIds ? parseIds(input) : getTokenizer().encode(input.replace(/\r?\n$/, ''), { allowedSpecial: 'all' });
+  if (tokens.length === 0) throw new UserError('input', 'stdin: no completion to parse (the input is empty)');
   const role: Role | undefined =
     roleFlag === 'none' ? undefined : roleFlag !== undefined ? (roleFlag as Role) : tokens[0] === SPECIAL.start ? undefined : 'assistant';
 
