@@ -51,6 +51,23 @@ const ZERO: v128 = i32x4(0, 0, 0, 0);
   return s;
 }
 
+// Results of dot4F32 (AssemblyScript returns one value).
+let dot0: f32 = 0, dot1: f32 = 0, dot2: f32 = 0, dot3: f32 = 0;
+
+/** Dots of one f32 row w with 4 f32 rows x0..x3 (n % 4 == 0), sharing each load of w. */
+@inline function dot4F32(w: usize, x0: usize, x1: usize, x2: usize, x3: usize, n: i32): void {
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let c = 0; c < n; c += 8) {
+    const o = <usize>c << 2;
+    const wa = v128.load(w + o), wb = v128.load(w + o, 16);
+    s0 = f32x4.add(s0, f32x4.add(f32x4.mul(wa, v128.load(x0 + o)), f32x4.mul(wb, v128.load(x0 + o, 16))));
+    s1 = f32x4.add(s1, f32x4.add(f32x4.mul(wa, v128.load(x1 + o)), f32x4.mul(wb, v128.load(x1 + o, 16))));
+    s2 = f32x4.add(s2, f32x4.add(f32x4.mul(wa, v128.load(x2 + o)), f32x4.mul(wb, v128.load(x2 + o, 16))));
+    s3 = f32x4.add(s3, f32x4.add(f32x4.mul(wa, v128.load(x3 + o)), f32x4.mul(wb, v128.load(x3 + o, 16))));
+  }
+  dot0 = hsum(s0); dot1 = hsum(s1); dot2 = hsum(s2); dot3 = hsum(s3);
+}
+
 // ---- BF16 linear ---------------------------------------------------------------------------
 // A bf16 word is the upper half of an f32. Loaded as 4 x i32, the odd words are already in place
 // (mask the low half) and the even words need one shift, so the kernels take x "pair-permuted":
@@ -268,7 +285,19 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
       mxRowExpand(blkG, sclG, bufA, groups);
       mxRowExpand(blkL, sclL, bufB, groups);
       const xs = <usize>hidden << 2, as = <usize>inter << 2;
-      for (let t = 0; t < n; t++) {
+      let t = 0;
+      for (; t + 4 <= n; t += 4) {
+        const x0 = x + <usize>t * xs;
+        dot4F32(bufA, x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, hidden);
+        const g0 = dot0 + bg, g1 = dot1 + bg, g2 = dot2 + bg, g3 = dot3 + bg;
+        dot4F32(bufB, x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, hidden);
+        const a0 = act + <usize>t * as + pi;
+        store<f32>(a0, swiglu(g0, dot0 + bl, limit));
+        store<f32>(a0 + as, swiglu(g1, dot1 + bl, limit));
+        store<f32>(a0 + 2 * as, swiglu(g2, dot2 + bl, limit));
+        store<f32>(a0 + 3 * as, swiglu(g3, dot3 + bl, limit));
+      }
+      for (; t < n; t++) {
         const xt = x + <usize>t * xs;
         const g = dotF32(bufA, xt, hidden) + bg;
         const l = dotF32(bufB, xt, hidden) + bl;
@@ -303,7 +332,21 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
         store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
       } else {
         mxRowExpand(br, sr, buf, groups);
-        for (let t = 0; t < n; t++) {
+        let t = 0;
+        for (; t + 4 <= n; t += 4) {
+          const a0 = act + <usize>t * as;
+          dot4F32(buf, a0, a0 + as, a0 + 2 * as, a0 + 3 * as, inter);
+          const ro = <usize>r << 2;
+          const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
+          const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
+          const o2 = out + <usize>load<i32>(tok + (<usize>(t + 2) << 2)) * os + ro;
+          const o3 = out + <usize>load<i32>(tok + (<usize>(t + 3) << 2)) * os + ro;
+          store<f32>(o0, load<f32>(o0) + load<f32>(wgt + (<usize>t << 2)) * (dot0 + b));
+          store<f32>(o1, load<f32>(o1) + load<f32>(wgt + (<usize>(t + 1) << 2)) * (dot1 + b));
+          store<f32>(o2, load<f32>(o2) + load<f32>(wgt + (<usize>(t + 2) << 2)) * (dot2 + b));
+          store<f32>(o3, load<f32>(o3) + load<f32>(wgt + (<usize>(t + 3) << 2)) * (dot3 + b));
+        }
+        for (; t < n; t++) {
           const y = dotF32(buf, act + <usize>t * as, inter) + b;
           const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + (<usize>r << 2);
           store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
