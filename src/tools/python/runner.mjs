@@ -1,0 +1,153 @@
+// The sandbox child process of the python tool (plain JS: it runs under Node's permission model,
+// which only lets it read this file and the pyodide package, so it cannot go through tsx).
+// Protocol on stdin/stdout, one JSON object per line:
+//   parent -> child  {"id": n, "code": "...", "stateful": bool}
+//   child -> parent  {"type": "ready"} once, then per run {"id": n, "chunk": "..."}* and {"id": n, "done": true}
+// Everything the interpreter could use to reach the host is removed before the first user code:
+// see docs/tools.md "Security model" for the layers and their limits.
+import { constants as fsConstants } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+const config = JSON.parse(process.argv[2] ?? '{}');
+const pyodideDir = config.pyodideDir;
+const maxWasmBytes = config.maxWasmBytes ?? 1024 * 1024 * 1024;
+
+// Pyodide's NODEFS asks process.binding('constants') at load time, which the permission model denies;
+// hand it the public fs constants and nothing else.
+const originalBinding = process.binding.bind(process);
+void originalBinding;
+process.binding = (name) => {
+  if (name === 'constants') return { fs: fsConstants };
+  throw new Error(`process.binding('${name}') is not available in the sandbox`);
+};
+
+// Memory cap for the interpreter's linear memory: emscripten grows the heap from JS through
+// Memory.prototype.grow; refusing makes malloc fail, which Python reports as MemoryError.
+const originalGrow = WebAssembly.Memory.prototype.grow;
+WebAssembly.Memory.prototype.grow = function grow(pages) {
+  if (this.buffer.byteLength + pages * 65536 > maxWasmBytes) throw new RangeError('sandbox memory limit reached');
+  return originalGrow.call(this, pages);
+};
+
+const send = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+let currentId = null;
+const decoder = new TextDecoder('utf-8');
+const writer = {
+  isatty: false,
+  write(buffer) {
+    const text = decoder.decode(buffer, { stream: true });
+    if (currentId !== null && text.length > 0) send({ id: currentId, chunk: text });
+    return buffer.length;
+  },
+};
+
+const { loadPyodide } = await import(new URL('pyodide.mjs', `file://${pyodideDir}/`).href);
+// `js` is an empty object instead of globalThis, so `import js` reaches nothing.
+const sandboxGlobals = Object.create(null);
+const pyodide = await loadPyodide({
+  indexURL: pyodideDir + '/',
+  jsglobals: sandboxGlobals,
+  env: { HOME: '/home/pyodide' },
+  stdout: () => {},
+  stderr: () => {},
+});
+pyodide.setStdout(writer);
+pyodide.setStderr(writer);
+pyodide.setStdin({ error: true });
+
+// From here on the interpreter gets no handle on the host: drop the globals that do network I/O
+// and the `require` pyodide installs (fs, crypto, child_process). New JS cannot be compiled
+// (the child runs with --disallow-code-generation-from-strings), so `import('node:net')` is out of reach.
+for (const name of ['require', 'fetch', 'WebSocket', 'EventSource', 'XMLHttpRequest', 'Request', 'Response', 'Headers', 'FormData', 'navigator']) {
+  try {
+    delete globalThis[name];
+  } catch {
+    /* not configurable: leave it */
+  }
+}
+for (const name of ['kill', 'dlopen', 'report', '_debugProcess', '_startProfilerIdleNotifier', 'setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'chdir', 'openStdin']) {
+  try {
+    Object.defineProperty(process, name, { value: undefined, configurable: false, writable: false });
+  } catch {
+    /* ignore */
+  }
+}
+try {
+  pyodide.unregisterJsModule('pyodide_js');
+} catch {
+  /* already absent */
+}
+try {
+  pyodide.unregisterJsModule('js');
+} catch {
+  /* already absent */
+}
+
+// The Python side: a runner function that executes one cell, prints the last expression in stateful
+// (notebook) mode, and formats tracebacks without its own frame; then block the bridge modules.
+pyodide.runPython(String.raw`
+import ast as _ast, os as _os, sys as _sys, traceback as _traceback
+_os.makedirs("/mnt/data", exist_ok=True)
+
+def _gptoss_run(code, stateful, ns):
+    try:
+        tree = compile(code, "<stdin>", "exec", flags=_ast.PyCF_ONLY_AST)
+        last = None
+        if stateful and tree.body and isinstance(tree.body[-1], _ast.Expr):
+            last = _ast.Expression(tree.body.pop().value)
+        exec(compile(tree, "<stdin>", "exec"), ns)
+        if last is not None:
+            value = eval(compile(last, "<stdin>", "eval"), ns)
+            if value is not None:
+                print(repr(value))
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            print(e.code if isinstance(e.code, str) else f"exit status {e.code}", file=_sys.stderr)
+    except BaseException as e:
+        tb = e.__traceback__
+        if tb is not None and tb.tb_frame.f_code is _gptoss_run.__code__:
+            tb = tb.tb_next
+        _sys.stderr.write("".join(_traceback.format_exception(type(e), e, tb)))
+    finally:
+        _sys.stdout.flush()
+        _sys.stderr.flush()
+
+class _GptossBlocker:
+    blocked = ("js", "pyodide_js", "pyodide", "_pyodide", "_pyodide_core", "pyodide.ffi", "pyodide.code", "pyodide.http", "pyodide.webloop", "micropip")
+    def find_spec(self, name, path=None, target=None):
+        if name in self.blocked or name.split(".")[0] in self.blocked:
+            raise ImportError(f"module '{name}' is not available in this sandbox")
+        return None
+
+for _name in list(_sys.modules):
+    if _name.split(".")[0] in _GptossBlocker.blocked:
+        _sys.modules[_name] = None
+_sys.meta_path.insert(0, _GptossBlocker())
+del _name
+`);
+const runCell = pyodide.globals.get('_gptoss_run');
+pyodide.runPython('del _gptoss_run, _GptossBlocker');
+const freshNamespace = () => pyodide.runPython('{"__name__": "__main__", "__builtins__": __builtins__}');
+let namespace = freshNamespace();
+
+send({ type: 'ready' });
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of lines) {
+  if (line.trim() === '') continue;
+  const request = JSON.parse(line);
+  currentId = request.id;
+  if (!request.stateful) {
+    namespace.destroy?.();
+    namespace = freshNamespace();
+  }
+  try {
+    runCell(request.code, request.stateful === true, namespace);
+  } catch (e) {
+    send({ id: currentId, chunk: `[ERROR] ${String(e && e.message ? e.message : e)}\n` });
+  }
+  const tail = decoder.decode();
+  if (tail) send({ id: currentId, chunk: tail });
+  send({ id: currentId, done: true });
+  currentId = null;
+}
