@@ -116,12 +116,12 @@ export async function run(argv: string[]): Promise<number> {
     sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
     ...(seed !== undefined ? { seed } : {}),
   });
-  const color = process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined;
+  const color = process.stdout.isTTY === true && noColorUnset();
   try {
     if (interactive) {
       return await runRepl(session, { showReasoning, maxTokens, color, citations, tools: tools.map((t) => t.name) });
     }
-    return await answerOnce(session, prompt!, { showReasoning, maxTokens, color: process.stderr.isTTY === true && process.env['NO_COLOR'] === undefined, citations });
+    return await answerOnce(session, prompt!, { showReasoning, maxTokens, color: process.stderr.isTTY === true && noColorUnset(), citations });
   } finally {
     session.close();
     await engine.close();
@@ -207,4 +207,10 @@ async function answerOnce(
     process.off('SIGINT', onSigint);
   }
   return result.finishReason === 'abort' ? 130 : 0;
+}
+
+/** The NO_COLOR convention: colour is off when the variable is set to a non-empty value. */
+function noColorUnset(): boolean {
+  const v = process.env['NO_COLOR'];
+  return v === undefined || v === '';
 }

@@ -121,7 +121,9 @@ export class AnswerPrinter {
         const text = event.message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
         const lines = text.split('\n').length;
         const head = `← ${event.message.author.name ?? event.call.recipient}`;
-        const summary = `${compact(text, 100)}${lines > 1 ? ` (${lines} lines)` : ''}`;
+        // The first line says what came back (a page title, an error, the first line of output).
+        const first = text.split('\n').find((l) => l.trim() !== '') ?? '';
+        const summary = `${compact(first, 100)}${lines > 1 ? ` (${lines} lines)` : ''}`;
         const painted = event.error !== undefined ? this.paint(style.red, head) : this.paint(style.cyan, head);
         this.write(this.o.side, `${painted} ${this.paint(style.dim, summary)}\n`);
         return;

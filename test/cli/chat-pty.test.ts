@@ -1,0 +1,120 @@
+// The interactive chat through a pseudo-terminal (util-linux `script` allocates it): type a prompt
+// and read the streamed answer, /effort, Ctrl-C during an answer (stops it, not the program),
+// Ctrl-C at an empty prompt, /save in the harmony JSON shape, /load, /reset and /quit.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { conversationFromJSONText, messageText } from '../../src/harmony/index.ts';
+
+const hasScript = spawnSync('script', ['--version']).status === 0;
+
+/** A program on a pseudo-terminal: keys in, screen text (ANSI codes stripped) out. */
+class Pty {
+  private readonly child: ChildProcessWithoutNullStreams;
+  raw = '';
+  readonly exited: Promise<number | null>;
+
+  constructor(command: string, env: Record<string, string>) {
+    this.child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout.on('data', (d: Buffer) => (this.raw += d.toString()));
+    this.child.stderr.on('data', (d: Buffer) => (this.raw += d.toString()));
+    this.exited = new Promise((resolve) => this.child.on('close', resolve));
+  }
+
+  get screen(): string {
+    // eslint-disable-next-line no-control-regex
+    return this.raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+  }
+
+  type(keys: string): void {
+    this.child.stdin.write(keys);
+  }
+
+  /** Waits until the screen after `from` matches; returns the offset after the match. */
+  async waitFor(pattern: RegExp, from = 0, timeoutMs = 60000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const rest = this.screen.slice(from);
+      const m = pattern.exec(rest);
+      if (m !== null) return from + m.index + m[0].length;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; screen:\n${this.screen}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /load, /quit', { skip: hasScript ? false : 'util-linux script not available' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-pty-'));
+  const count = Array.from({ length: 150 }, (_, i) => `n${i}`).join(' ');
+  const scripted = join(dir, 'script.json');
+  writeFileSync(
+    scripted,
+    JSON.stringify({
+      delayMs: 15,
+      completions: [
+        '<|channel|>analysis<|message|>Greeting; answer kindly.<|end|><|start|>assistant<|channel|>final<|message|>Hello! How can I help?<|return|>',
+        `<|channel|>final<|message|>Counting: ${count}<|return|>`,
+        '<|channel|>final<|message|>Still here.<|return|>',
+      ],
+    }),
+  );
+  const pty = new Pty(`${process.execPath} bin/gptoss.js chat --show-reasoning`, { GPTOSS_SCRIPTED: scripted, NO_COLOR: '' });
+  try {
+    let at = await pty.waitFor(/> /);
+    pty.type('Hi there\r');
+    at = await pty.waitFor(/Greeting; answer kindly\.\nHello! How can I help\?\n\(\d+ tokens, [\d.]+ tok\/s, \d+ reasoning; prompt \d+ tokens/, at);
+    assert.match(pty.raw, /\x1b\[2mGreeting/, 'reasoning is dim');
+    at = await pty.waitFor(/> /, at);
+
+    pty.type('/effort high\r');
+    at = await pty.waitFor(/reasoning effort: high\n/, at);
+    at = await pty.waitFor(/> /, at);
+
+    pty.type('Count to 150\r');
+    at = await pty.waitFor(/Counting: n0 n1 n2/, at);
+    pty.type('\x03');
+    at = await pty.waitFor(/\[stopped\]\n/, at);
+    assert.ok(!pty.screen.includes('n149'), 'the answer was cut short');
+    at = await pty.waitFor(/> /, at);
+
+    pty.type('\x03');
+    at = await pty.waitFor(/\(Ctrl-C again or \/quit to exit\)/, at);
+
+    const saved = join(dir, 'convo.json');
+    pty.type(`/save ${saved}\r`);
+    at = await pty.waitFor(/saved \d+ messages/, at);
+    // The file is harmony's JSON shape: it reads back as the same conversation.
+    const json = JSON.parse(readFileSync(saved, 'utf8')) as { messages: { role: string }[] };
+    assert.deepEqual(json.messages.slice(0, 2).map((m) => m.role), ['system', 'user']);
+    const convo = conversationFromJSONText(readFileSync(saved, 'utf8'));
+    const sys = convo.messages[0]!.content[0]!;
+    assert.equal(sys.type === 'system_content' ? sys.reasoningEffort : undefined, 'high');
+    assert.equal(messageText(convo.messages[1]!), 'Hi there');
+    assert.ok(convo.messages.some((m) => m.channel === 'final' && messageText(m) === 'Hello! How can I help?'));
+    const partial = convo.messages.at(-1)!;
+    assert.equal(partial.channel, 'final');
+    assert.match(messageText(partial), /^Counting: n0 n1/);
+
+    pty.type('/reset\r');
+    at = await pty.waitFor(/new conversation\n/, at);
+    pty.type(`/load ${saved}\r`);
+    at = await pty.waitFor(new RegExp(`loaded ${convo.messages.length} messages .*last answer: Counting: n0`), at);
+
+    pty.type('Are you there?\r');
+    at = await pty.waitFor(/Still here\.\n/, at);
+    at = await pty.waitFor(/> /, at);
+    pty.type('/quit\r');
+    assert.equal(await pty.exited, 0);
+    assert.ok(existsSync(saved));
+  } finally {
+    pty.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,95 @@
+// `gptoss chat` in script mode (stdin not a terminal), run as a child process over the scripted
+// engine test hook: the answer alone on stdout, reasoning and tool lines on stderr, the random
+// weights warning, the browser tool over a real docs folder with citations resolved, user errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = mkdtempSync(join(tmpdir(), 'gptoss-chat-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+function script(name: string, completions: string[], extra: Record<string, unknown> = {}): string {
+  const path = join(root, `${name}.json`);
+  writeFileSync(path, JSON.stringify({ completions, ...extra }));
+  return path;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function chat(args: string[], input: string, env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/gptoss.js', 'chat', ...args], {
+      env: { ...process.env, NO_COLOR: '1', GPTOSS_SCRIPTED: '', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+const hello = '<|channel|>analysis<|message|>The user greets me. Reply briefly.<|end|><|start|>assistant<|channel|>final<|message|>Hello! How can I help?<|return|>';
+
+test('one prompt on stdin: the final answer alone on stdout, exit 0', async () => {
+  const r = await chat([], 'Hi there\n', { GPTOSS_SCRIPTED: script('hello', [hello]) });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Hello! How can I help?\n');
+  assert.equal(r.stderr, '');
+});
+
+test('--show-reasoning puts the reasoning and statistics on stderr; a prompt argument works too', async () => {
+  const r = await chat(['--show-reasoning', '-r', 'high', 'Hi', 'there'], '', { GPTOSS_SCRIPTED: script('hello2', [hello]) });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Hello! How can I help?\n');
+  assert.match(r.stderr, /The user greets me\. Reply briefly\./);
+  assert.match(r.stderr, /\(\d+ tokens, [\d.]+ tok\/s, \d+ reasoning; prompt \d+ tokens, 0 cached, \d+ ms\)/);
+});
+
+test('random weights are announced plainly', async () => {
+  const r = await chat([], 'Hi', { GPTOSS_SCRIPTED: script('random', [hello], { randomWeights: true, name: 'demo-tiny' }) });
+  assert.equal(r.code, 0);
+  assert.match(r.stderr, /demo-tiny has RANDOM weights/);
+  assert.equal(r.stdout, 'Hello! How can I help?\n');
+});
+
+test('--browser: the model searches and opens local documents, and its citation becomes a link', async () => {
+  const docs = join(root, 'docs');
+  mkdirSync(docs, { recursive: true });
+  writeFileSync(join(docs, 'hygiene.md'), '# Hand hygiene\n\nWash hands for at least 20 seconds with soap and water.\nUse alcohol-based rub when hands are not visibly soiled.\n');
+  writeFileSync(join(docs, 'sterile.md'), '# Sterilization\n\nAutoclave at 121 C for 15 minutes.\n');
+  const completions = [
+    '<|channel|>analysis<|message|>Search the protocols.<|end|><|start|>assistant<|channel|>analysis to=browser.search code<|message|>{"query":"hand washing soap"}<|call|>',
+    '<|channel|>analysis to=browser.open code<|message|>{"id":0}<|call|>',
+    '<|channel|>final<|message|>Wash for 20 seconds 【1†L4】.<|return|>',
+  ];
+  const r = await chat(['--browser', docs], 'How long should I wash my hands?', { GPTOSS_SCRIPTED: script('browser', completions) });
+  assert.equal(r.code, 0, r.stderr);
+  // Display line L4 is line 3 of the file.
+  assert.equal(r.stdout, 'Wash for 20 seconds  ([Hand hygiene](hygiene.md#L3)).\n');
+  assert.match(r.stderr, /→ browser\.search \{"query":"hand washing soap"\}/);
+  assert.match(r.stderr, /← browser\.search \[0\] hand washing soap \(\d+ lines\)\n/);
+  assert.match(r.stderr, /← browser\.open \[1\] Hand hygiene \(local:\/\/docs\/hygiene\.md\) \(\d+ lines\)\n/);
+});
+
+test('user errors: one line, exit 2', async () => {
+  const empty = await chat([], '', { GPTOSS_SCRIPTED: script('unused', [hello]) });
+  assert.equal(empty.code, 2);
+  assert.equal(empty.stderr, 'gptoss chat: no prompt: pass one as an argument or on stdin\n');
+  const effort = await chat(['-r', 'extreme', 'hi'], '', { GPTOSS_SCRIPTED: script('unused2', [hello]) });
+  assert.equal(effort.code, 2);
+  assert.equal(effort.stderr, 'gptoss chat: --reasoning-effort must be low, medium or high, got "extreme"\n');
+  const model = await chat(['--model', 'openai/gpt-oss-120b', 'hi'], '', { HF_HUB_CACHE: join(root, 'empty-hub') });
+  assert.equal(model.code, 2);
+  assert.match(model.stderr, /^gptoss chat: --model "openai\/gpt-oss-120b" is not in the hub cache .*gptoss pull openai\/gpt-oss-120b\n$/);
+});
