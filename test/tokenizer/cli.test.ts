@@ -1,49 +1,75 @@
 // `gptoss tokenize` / `gptoss detokenize` through the real entry point, as a user runs them.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { getTokenizer, SPECIAL } from '../../src/tokenizer/index.ts';
 
-function gptoss(args: string[], input?: string | Buffer): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['bin/gptoss.js', ...args], { input: input ?? '', encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function gptoss(args: string[], input: string | Buffer = ''): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/gptoss.js', ...args]);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.stdin.end(input);
+  });
 }
 
 const tok = getTokenizer();
 const text = 'Hello <|start|> 世界 👩‍💻\nline two';
+const ids = tok.encode(text, { allowedSpecial: 'all' });
+const emoji = tok.encodeOrdinary('👩‍💻');
+
+// Every process starts node, the TypeScript loader and the tokenizer: start them all at once.
+const runs = {
+  plain: gptoss(['tokenize'], text),
+  json: gptoss(['tokenize', '--json'], text),
+  special: gptoss(['tokenize', '--json', '--allow-special'], text),
+  notUtf8: gptoss(['tokenize'], Buffer.from([0x61, 0xff, 0x62])),
+  args: gptoss(['detokenize', ...ids.map(String)]),
+  stdin: gptoss(['detokenize'], ids.join(', ') + '\n'),
+  array: gptoss(['detokenize'], JSON.stringify(ids)),
+  detokJson: gptoss(['detokenize', '--json', ids.join(',')]),
+  range: gptoss(['detokenize', '13225', '201088']),
+  word: gptoss(['detokenize'], '1 2 x3'),
+  cut: gptoss(['detokenize', String(emoji[0])]),
+};
+const r = {} as Record<keyof typeof runs, Run>;
+before(async () => {
+  for (const [k, v] of Object.entries(runs)) r[k as keyof typeof runs] = await v;
+});
 
 test('tokenize prints the ids of stdin on one line; --json prints an array', () => {
-  const plain = gptoss(['tokenize'], text);
-  assert.equal(plain.status, 0, plain.stderr);
-  assert.equal(plain.stdout, `${tok.encodeOrdinary(text).join(' ')}\n`);
-  const json = gptoss(['tokenize', '--json'], text);
-  assert.deepEqual(JSON.parse(json.stdout), tok.encodeOrdinary(text));
-  assert.ok(!JSON.parse(json.stdout).includes(SPECIAL.start));
+  assert.equal(r.plain.status, 0, r.plain.stderr);
+  assert.equal(r.plain.stdout, `${tok.encodeOrdinary(text).join(' ')}\n`);
+  assert.deepEqual(JSON.parse(r.json.stdout), tok.encodeOrdinary(text));
+  assert.ok(!(JSON.parse(r.json.stdout) as number[]).includes(SPECIAL.start));
 });
 
 test('tokenize --allow-special recognises special tokens', () => {
-  const r = gptoss(['tokenize', '--json', '--allow-special'], text);
-  assert.deepEqual(JSON.parse(r.stdout), tok.encode(text, { allowedSpecial: 'all' }));
-  assert.ok(JSON.parse(r.stdout).includes(SPECIAL.start));
+  assert.deepEqual(JSON.parse(r.special.stdout), ids);
+  assert.ok(ids.includes(SPECIAL.start));
 });
 
 test('tokenize rejects input that is not UTF-8 with one line and status 2', () => {
-  const r = gptoss(['tokenize'], Buffer.from([0x61, 0xff, 0x62]));
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /^gptoss tokenize: stdin is not valid UTF-8 at byte 1\n$/);
+  assert.equal(r.notUtf8.status, 2);
+  assert.match(r.notUtf8.stderr, /^gptoss tokenize: stdin is not valid UTF-8 at byte 1\n$/);
 });
 
 test('detokenize takes ids as arguments or on stdin, separated by spaces or commas', () => {
-  const ids = tok.encode(text, { allowedSpecial: 'all' });
-  const args = gptoss(['detokenize', ...ids.map(String)]);
-  assert.equal(args.status, 0, args.stderr);
-  assert.equal(args.stdout, text);
-  const stdin = gptoss(['detokenize'], ids.join(', ') + '\n');
-  assert.equal(stdin.stdout, text);
-  const array = gptoss(['detokenize'], JSON.stringify(ids));
-  assert.equal(array.stdout, text);
-  const json = gptoss(['detokenize', '--json', ids.join(',')]);
-  const parsed = JSON.parse(json.stdout) as { text: string; tokens: { id: number; text?: string; bytes?: string; special?: boolean }[] };
+  assert.equal(r.args.status, 0, r.args.stderr);
+  assert.equal(r.args.stdout, text);
+  assert.equal(r.stdin.stdout, text);
+  assert.equal(r.array.stdout, text);
+  const parsed = JSON.parse(r.detokJson.stdout) as { text: string; tokens: { id: number; text?: string; bytes?: string; special?: boolean }[] };
   assert.equal(parsed.text, text);
   assert.equal(parsed.tokens.length, ids.length);
   assert.deepEqual(parsed.tokens.find((t) => t.id === SPECIAL.start), { id: SPECIAL.start, text: '<|start|>', special: true });
@@ -51,20 +77,15 @@ test('detokenize takes ids as arguments or on stdin, separated by spaces or comm
 });
 
 test('detokenize errors: out of range, not a number, ending inside a character', () => {
-  const range = gptoss(['detokenize', '13225', '201088']);
-  assert.equal(range.status, 2);
-  assert.equal(range.stderr, 'gptoss detokenize: token id 201088 at position 1 is out of range (0..201087)\n');
-  const word = gptoss(['detokenize'], '1 2 x3');
-  assert.equal(word.status, 2);
-  assert.match(word.stderr, /"x3" at position 2 is not a token id/);
-  const emoji = tok.encodeOrdinary('👩‍💻');
-  const cut = gptoss(['detokenize', String(emoji[0])]);
-  assert.equal(cut.status, 2);
-  assert.match(cut.stderr, /^gptoss detokenize: the tokens end inside a multi-byte UTF-8 character at token 0/);
-  assert.ok(!cut.stderr.includes('    at '), 'no stack trace');
+  assert.equal(r.range.status, 2);
+  assert.equal(r.range.stderr, 'gptoss detokenize: token id 201088 at position 1 is out of range (0..201087)\n');
+  assert.equal(r.word.status, 2);
+  assert.match(r.word.stderr, /"x3" at position 2 is not a token id/);
+  assert.equal(r.cut.status, 2);
+  assert.match(r.cut.stderr, /^gptoss detokenize: the tokens end inside a multi-byte UTF-8 character at token 0/);
+  assert.ok(!r.cut.stderr.includes('    at '), 'no stack trace');
 });
 
-test('tokenize | detokenize round-trips a file byte for byte', () => {
-  const ids = gptoss(['tokenize'], text).stdout;
-  assert.equal(gptoss(['detokenize'], ids).stdout, text);
+test('tokenize output fed to detokenize gives the text back byte for byte', async () => {
+  assert.equal((await gptoss(['detokenize'], r.plain.stdout)).stdout, text);
 });
