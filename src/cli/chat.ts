@@ -98,8 +98,10 @@ export async function run(argv: string[]): Promise<number> {
     citations = browser;
   }
   if (boolFlag(p, 'python')) {
-    const { PythonTool } = await import('../tools/index.ts');
+    const { PythonTool, defaultSandboxPool } = await import('../tools/index.ts');
     tools.push(new PythonTool());
+    // Load an interpreter in the background now: the first call then does not wait for it.
+    defaultSandboxPool().fill();
   }
 
   const side = interactive ? process.stdout : process.stderr;
@@ -133,7 +135,9 @@ async function closeTools(tools: readonly AgentTool[]): Promise<void> {
   for (const t of tools) await (t as { close?: () => Promise<void> }).close?.();
   if (tools.some((t) => t.name === 'python')) {
     const { defaultSandboxPool } = await import('../tools/index.ts');
-    await defaultSandboxPool().close();
+    // Not awaited: the pool's warm interpreters are unref'd, so awaiting their exit could leave
+    // nothing keeping the event loop alive; they are killed either way.
+    void defaultSandboxPool().close();
   }
 }
 
