@@ -7,7 +7,7 @@
 export type RangeRank = (start: number, end: number) => number;
 
 /** Above this many bytes a piece is merged with the heap; below it the scan is cheaper. */
-const HEAP_THRESHOLD = 64;
+const HEAP_THRESHOLD = 512;
 const NONE = 0x7fffffff;
 
 /** Merges a piece of `length` bytes; appends its tokens to `out`. */

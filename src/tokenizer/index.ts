@@ -37,6 +37,8 @@ export interface Tokenizer {
 const PIECE_CACHE_LIMIT = 1 << 16;
 const CACHED_PIECE_MAX_LENGTH = 256;
 const TABLE_BITS = 19;
+/** Longest special-token name ('<|reserved_201087|>' is 19 characters), with room to spare. */
+const MAX_SPECIAL_LENGTH = 32;
 
 /** FNV-1a over bytes[start..end), finished with a mix so the low bits are usable. */
 function hashBytes(bytes: Uint8Array, start: number, end: number): number {
@@ -109,14 +111,15 @@ class O200kHarmony implements Tokenizer {
     const out: number[] = [];
     let start = 0;
     let from = 0;
+    let close = -1;
     // Every special token is "<|name|>" with no "|>" inside, so a candidate runs from "<|" to the
-    // first "|>" after it.
+    // first "|>" after it. `close` is reused across candidates so that text full of "<|" stays linear.
     for (;;) {
       const open = text.indexOf('<|', from);
       if (open < 0) break;
-      const close = text.indexOf('|>', open + 2);
+      if (close < open + 2) close = text.indexOf('|>', open + 2);
       if (close < 0) break;
-      const name = text.slice(open, close + 2);
+      const name = close + 2 - open <= MAX_SPECIAL_LENGTH ? text.slice(open, close + 2) : '';
       const id = this.specialIds.get(name);
       if (id !== undefined && (allowed === 'all' || allowed.has(name))) {
         this.encodeOrdinaryInto(text.slice(start, open), out);

@@ -38,17 +38,23 @@ export function splitPiecesByRegex(text: string): string[] {
 }
 
 // Character classes of the pattern. Bits: U = may appear in UPPERISH, W = in LOWERISH,
-// LETTER = \p{L}, NUM = \p{N}, SPACE = White_Space, NEWLINE = \r or \n.
+// LETTER = \p{L}, NUM = \p{N}, SPACE = White_Space, NEWLINE = \r or \n; WIDE marks a code point
+// written with two UTF-16 units (a surrogate pair).
 const U = 1;
 const W = 2;
 const LETTER = 4;
 const NUM = 8;
 const SPACE = 16;
 const NEWLINE = 32;
+const WIDE = 64;
+/** class given to the position just past the end of the text: matches nothing */
+const END = 0;
 
 /** classes of U+0000..U+FFFF (lone surrogates are "other", as in the regex's u mode) */
 let bmp: Uint8Array | undefined;
+/** classes of the astral code points seen so far (bounded: cleared when large) */
 const astral = new Map<number, number>();
+const ASTRAL_CACHE_LIMIT = 1 << 16;
 
 function classify(cp: number): number {
   const c = String.fromCodePoint(cp);
@@ -85,145 +91,143 @@ function buildBmpTable(): Uint8Array {
   return table;
 }
 
+/** Class of the code point at i (END at the end of the text). */
+function classAt(text: string, i: number, n: number, table: Uint8Array): number {
+  if (i >= n) return END;
+  const c = text.charCodeAt(i);
+  if (c < 0xd800 || c > 0xdbff || i + 1 >= n) return table[c]!;
+  const d = text.charCodeAt(i + 1);
+  if (d < 0xdc00 || d > 0xdfff) return table[c]!;
+  const cp = ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
+  let k = astral.get(cp);
+  if (k === undefined) {
+    k = classify(cp) | WIDE;
+    if (astral.size >= ASTRAL_CACHE_LIMIT) astral.clear();
+    astral.set(cp, k);
+  }
+  return k;
+}
+
+function widthOf(k: number): number {
+  return (k & WIDE) === 0 ? 1 : 2;
+}
+
+/** End of an optional contraction ('s 't 'm 'd 're 've 'll in any case, or 'ſ) starting at i. */
+function contraction(text: string, i: number, n: number): number {
+  if (i + 1 >= n || text.charCodeAt(i) !== 0x27) return i;
+  const a = text.charCodeAt(i + 1) | 0x20;
+  if (a === 0x73 || a === 0x74 || a === 0x6d || a === 0x64 || text.charCodeAt(i + 1) === 0x17f) return i + 2;
+  if (i + 2 >= n) return i;
+  const b = text.charCodeAt(i + 2) | 0x20;
+  if ((a === 0x72 && b === 0x65) || (a === 0x76 && b === 0x65) || (a === 0x6c && b === 0x6c)) return i + 3;
+  return i;
+}
+
+/** UPPERISH* LOWERISH+ CONTRACTION? from s, as the regex backtracks: the end, or -1. */
+function upperThenLower(text: string, s: number, n: number, table: Uint8Array): number {
+  // greedy UPPERISH run; on failure the regex gives characters back, and LOWERISH+ can only start
+  // at a given-back character that is also LOWERISH: the last such one in the run
+  let e = s;
+  let lastW = -1;
+  let k = classAt(text, e, n, table);
+  while ((k & U) !== 0) {
+    if ((k & W) !== 0) lastW = e;
+    e += widthOf(k);
+    k = classAt(text, e, n, table);
+  }
+  let f: number;
+  if ((k & W) !== 0) f = e;
+  else if (lastW >= 0) f = lastW;
+  else return -1;
+  k = classAt(text, f, n, table);
+  while ((k & W) !== 0) {
+    f += widthOf(k);
+    k = classAt(text, f, n, table);
+  }
+  return contraction(text, f, n);
+}
+
+/** UPPERISH+ LOWERISH* CONTRACTION? from s: the end, or -1. */
+function upperThenMaybeLower(text: string, s: number, n: number, table: Uint8Array): number {
+  let e = s;
+  let k = classAt(text, e, n, table);
+  while ((k & U) !== 0) {
+    e += widthOf(k);
+    k = classAt(text, e, n, table);
+  }
+  if (e === s) return -1;
+  while ((k & W) !== 0) {
+    e += widthOf(k);
+    k = classAt(text, e, n, table);
+  }
+  return contraction(text, e, n);
+}
+
+/** End of the piece that starts at p (p < text.length). */
+function pieceEnd(text: string, p: number, n: number, table: Uint8Array): number {
+  const k0 = classAt(text, p, n, table);
+  const w0 = widthOf(k0);
+  let end = -1;
+
+  if ((k0 & NUM) === 0) {
+    // alternatives 1 and 2, each first with a leading character [^\r\n\p{L}\p{N}], then without
+    const lead = (k0 & (LETTER | NEWLINE)) === 0;
+    if (lead) end = upperThenLower(text, p + w0, n, table);
+    if (end < 0 && (k0 & (U | W)) !== 0) end = upperThenLower(text, p, n, table);
+    if (end < 0 && lead) end = upperThenMaybeLower(text, p + w0, n, table);
+    if (end < 0 && (k0 & U) !== 0) end = upperThenMaybeLower(text, p, n, table);
+    if (end >= 0) return end;
+  } else {
+    // alternative 3: one to three digits
+    end = p + w0;
+    for (let count = 1; count < 3; count++) {
+      const k = classAt(text, end, n, table);
+      if ((k & NUM) === 0) break;
+      end += widthOf(k);
+    }
+    return end;
+  }
+
+  // alternative 4: optional space, a run of [^\s\p{L}\p{N}], then any of \r \n /
+  const PUNCT_EXCLUDES = LETTER | NUM | SPACE;
+  let s = -1;
+  if ((k0 & PUNCT_EXCLUDES) === 0) s = p;
+  else if (text.charCodeAt(p) === 0x20 && p + 1 < n && (classAt(text, p + 1, n, table) & PUNCT_EXCLUDES) === 0) s = p + 1;
+  if (s >= 0) {
+    end = s;
+    let k = classAt(text, end, n, table);
+    while (end < n && (k & PUNCT_EXCLUDES) === 0) {
+      end += widthOf(k);
+      k = classAt(text, end, n, table);
+    }
+    for (let c = text.charCodeAt(end); end < n && (c === 10 || c === 13 || c === 0x2f); c = text.charCodeAt(end)) end++;
+    return end;
+  }
+
+  // alternatives 5-7 on the whitespace run starting here (k0 is SPACE: every other class matched above)
+  let e = p;
+  let lastNewline = -1;
+  let lastStart = p; // start of the run's last code point
+  let k = k0;
+  while ((k & SPACE) !== 0) {
+    if ((k & NEWLINE) !== 0) lastNewline = e;
+    lastStart = e;
+    e += widthOf(k);
+    k = classAt(text, e, n, table);
+  }
+  if (lastNewline >= 0) return lastNewline + 1; // \s*[\r\n]+
+  if (e >= n) return e; // \s+(?!\S) at the end of the text
+  if (lastStart > p) return lastStart; // \s+(?!\S): the last space goes with what follows
+  return Math.max(e, p + w0); // \s+ (max: never an empty piece, whatever the tables say)
+}
+
 /** Scans `text` and calls `piece(start, end)` (UTF-16 indices) for every piece, in order. */
 export function scanPieces(text: string, piece: (start: number, end: number) => void): void {
   const table = (bmp ??= buildBmpTable());
   const n = text.length;
-
-  // class and width (1 or 2 code units) of the code point at i; n => 0 (end of text)
-  let width = 1;
-  const at = (i: number): number => {
-    width = 1;
-    if (i >= n) return 0;
-    const c = text.charCodeAt(i);
-    if (c < 0xd800 || c > 0xdbff || i + 1 >= n) return table[c]!;
-    const d = text.charCodeAt(i + 1);
-    if (d < 0xdc00 || d > 0xdfff) return table[c]!;
-    width = 2;
-    const cp = ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
-    let k = astral.get(cp);
-    if (k === undefined) {
-      k = classify(cp);
-      astral.set(cp, k);
-    }
-    return k;
-  };
-  const isLead = (k: number, i: number): boolean => i < n && (k & (LETTER | NUM | NEWLINE)) === 0;
-  const isPunct = (k: number, i: number): boolean => i < n && (k & (LETTER | NUM | SPACE)) === 0;
-
-  // optional contraction ('s 't 'm 'd 're 've 'll, any case; 'ſ) at i: returns the end
-  const contraction = (i: number): number => {
-    if (i + 1 >= n || text.charCodeAt(i) !== 0x27) return i;
-    const a = text.charCodeAt(i + 1) | 0x20;
-    if (a === 0x73 || a === 0x74 || a === 0x6d || a === 0x64 || text.charCodeAt(i + 1) === 0x17f) return i + 2;
-    if (i + 2 >= n) return i;
-    const b = text.charCodeAt(i + 2) | 0x20;
-    if ((a === 0x72 && b === 0x65) || (a === 0x76 && b === 0x65) || (a === 0x6c && b === 0x6c)) return i + 3;
-    return i;
-  };
-
-  // UPPERISH* LOWERISH+ from s; returns the end, or -1
-  const upperThenLower = (s: number): number => {
-    // maximal UPPERISH run, remembering where each code point starts for backtracking
-    let e = s;
-    let lastW = -1; // start of the last code point in the run that is also LOWERISH
-    for (;;) {
-      const k = at(e);
-      if (e >= n || (k & U) === 0) break;
-      if ((k & W) !== 0) lastW = e;
-      e += width;
-    }
-    let j: number;
-    if (e < n && (at(e) & W) !== 0) j = e;
-    else if (lastW >= 0) j = lastW;
-    else return -1;
-    // LOWERISH+ from j, greedy
-    let f = j;
-    for (;;) {
-      const k = at(f);
-      if (f >= n || (k & W) === 0) break;
-      f += width;
-    }
-    return contraction(f);
-  };
-
-  // UPPERISH+ LOWERISH* from s; returns the end, or -1
-  const upperThenMaybeLower = (s: number): number => {
-    let e = s;
-    for (;;) {
-      const k = at(e);
-      if (e >= n || (k & U) === 0) break;
-      e += width;
-    }
-    if (e === s) return -1;
-    for (;;) {
-      const k = at(e);
-      if (e >= n || (k & W) === 0) break;
-      e += width;
-    }
-    return contraction(e);
-  };
-
   let p = 0;
   while (p < n) {
-    const k0 = at(p);
-    const w0 = width;
-    let end = -1;
-
-    if ((k0 & (LETTER | NUM | SPACE)) === 0 || (k0 & SPACE) !== 0 || (k0 & (U | W)) !== 0) {
-      // alternatives 1 and 2, each first with a leading character, then without
-      const lead = isLead(k0, p);
-      if (lead) end = upperThenLower(p + w0);
-      if (end < 0 && (k0 & (U | W)) !== 0) end = upperThenLower(p);
-      if (end < 0 && lead) end = upperThenMaybeLower(p + w0);
-      if (end < 0 && (k0 & U) !== 0) end = upperThenMaybeLower(p);
-    }
-    if (end < 0 && (k0 & NUM) !== 0) {
-      // alternative 3: one to three digits
-      end = p + w0;
-      for (let count = 1; count < 3; count++) {
-        const k = at(end);
-        if (end >= n || (k & NUM) === 0) break;
-        end += width;
-      }
-    }
-    if (end < 0) {
-      // alternative 4: optional space, punctuation run, then any \r \n /
-      let s = -1;
-      if (isPunct(k0, p)) s = p;
-      else if (text.charCodeAt(p) === 0x20 && isPunct(at(p + 1), p + 1)) s = p + 1;
-      if (s >= 0) {
-        end = s;
-        for (;;) {
-          const k = at(end);
-          if (!isPunct(k, end)) break;
-          end += width;
-        }
-        for (;;) {
-          const c = text.charCodeAt(end);
-          if (end >= n || (c !== 10 && c !== 13 && c !== 0x2f)) break;
-          end++;
-        }
-      }
-    }
-    if (end < 0 && (k0 & SPACE) !== 0) {
-      // alternatives 5-7 on the whitespace run starting here
-      let e = p;
-      let lastNewline = -1;
-      let beforeLast = p; // start of the run's last code point
-      for (;;) {
-        const k = at(e);
-        if (e >= n || (k & SPACE) === 0) break;
-        if ((k & NEWLINE) !== 0) lastNewline = e;
-        beforeLast = e;
-        e += width;
-      }
-      if (lastNewline >= 0) end = lastNewline + 1; // \s*[\r\n]+
-      else if (e >= n) end = e; // \s+(?!\S) at the end of the text
-      else if (beforeLast > p) end = beforeLast; // \s+(?!\S): leave one space for the next piece
-      else end = e; // \s+
-    }
-    if (end < 0) end = p + w0; // unreachable for valid classes; never loop forever
+    const end = pieceEnd(text, p, n, table);
     piece(p, end);
     p = end;
   }

@@ -202,3 +202,10 @@ test('the hand-written splitter agrees with the o200k regex on the corpus and on
     assert.deepEqual(splitPieces(text), splitPiecesByRegex(text), JSON.stringify(text));
   }
 });
+
+test('hostile special-token-like input stays linear and exact', () => {
+  const text = '<|'.repeat(30000) + 'x|>' + '<|end|>';
+  const ids = tok.encode(text, { allowedSpecial: 'all' });
+  assert.equal(ids.at(-1), SPECIAL.end);
+  assert.deepEqual(ids.slice(0, -1), tok.encodeOrdinary(text.slice(0, -'<|end|>'.length)));
+});
