@@ -27,4 +27,4 @@ export {
   type ResolvedText,
 } from './browser/citations.ts';
 export { PythonTool, NO_OUTPUT_WARNING, STATELESS_DESCRIPTION, defaultSandboxPool, type PythonToolOptions } from './python/python.ts';
-export { SandboxPool, SandboxProcess, type RunResult, type SandboxLimits } from './python/sandbox.ts';
+export { SandboxPool, SandboxProcess, sandboxNodeFlags, type RunResult, type SandboxLimits } from './python/sandbox.ts';

@@ -72,6 +72,16 @@ for (const name of ['kill', 'dlopen', 'report', '_debugProcess', '_startProfiler
     /* ignore */
   }
 }
+// pyodide can switch Python sockets to real TCP through node:net (initializeNodeSockFS): remove it.
+for (const key of Object.keys(pyodide._api ?? {})) {
+  if (/sock/i.test(key)) {
+    try {
+      pyodide._api[key] = undefined;
+    } catch {
+      /* ignore */
+    }
+  }
+}
 try {
   pyodide.unregisterJsModule('pyodide_js');
 } catch {
@@ -104,13 +114,25 @@ def _gptoss_run(code, stateful, ns):
         if e.code not in (None, 0):
             print(e.code if isinstance(e.code, str) else f"exit status {e.code}", file=_sys.stderr)
     except BaseException as e:
-        tb = e.__traceback__
-        if tb is not None and tb.tb_frame.f_code is _gptoss_run.__code__:
-            tb = tb.tb_next
-        _sys.stderr.write("".join(_traceback.format_exception(type(e), e, tb)))
+        te = _traceback.TracebackException(type(e), e, e.__traceback__)
+        _hide_runner_frames(te)
+        _sys.stderr.write("".join(te.format()))
     finally:
         _sys.stdout.flush()
         _sys.stderr.flush()
+
+def _hide_runner_frames(te):
+    # Frames of this runner and of the import blocker are not the user's code.
+    while te is not None:
+        te.stack = _traceback.StackSummary.from_list([f for f in te.stack if f.filename != "<exec>"])
+        te = te.__cause__ or te.__context__
+
+def _no_processes(*args, **kwargs):
+    raise OSError(38, "Creating processes is not possible in this sandbox")
+
+_os.system = _no_processes
+_os.popen = _no_processes
+_os.environ.pop("_", None)
 
 class _GptossBlocker:
     blocked = ("js", "pyodide_js", "pyodide", "_pyodide", "_pyodide_core", "pyodide.ffi", "pyodide.code", "pyodide.http", "pyodide.webloop", "micropip")
@@ -144,7 +166,11 @@ for await (const line of lines) {
   try {
     runCell(request.code, request.stateful === true, namespace);
   } catch (e) {
+    // Python exceptions are handled in _gptoss_run; anything reaching here is a fault of the
+    // interpreter itself (a JS exception through the wasm stack): it cannot be trusted any more.
     send({ id: currentId, chunk: `[ERROR] ${String(e && e.message ? e.message : e)}\n` });
+    send({ id: currentId, done: true, fatal: true });
+    process.exit(70);
   }
   const tail = decoder.decode();
   if (tail) send({ id: currentId, chunk: tail });

@@ -36,6 +36,23 @@ function pyodideDir(): string {
   return dirname(require.resolve('pyodide/package.json'));
 }
 
+/**
+ * Node flags of the sandbox process: the permission model with read access to the pyodide
+ * package and the runner only (no writes, no child processes, no workers, no addons), no
+ * eval/new Function, and a JS heap cap.
+ */
+export function sandboxNodeFlags(limits: SandboxLimits = {}): string[] {
+  const dir = pyodideDir();
+  return [
+    '--experimental-permission',
+    `--allow-fs-read=${dir}/*`,
+    `--allow-fs-read=${RUNNER}`,
+    '--disallow-code-generation-from-strings',
+    `--max-old-space-size=${limits.jsHeapMb ?? 256}`,
+    '--no-warnings',
+  ];
+}
+
 const live = new Set<ChildProcessWithoutNullStreams>();
 let exitHookInstalled = false;
 function track(child: ChildProcessWithoutNullStreams): void {
@@ -93,7 +110,7 @@ export class SandboxProcess {
   readonly ready: Promise<void>;
   private buffer = '';
   private nextId = 1;
-  private current: { id: number; onChunk: (s: string) => void; onDone: () => void } | null = null;
+  private current: { id: number; onChunk: (s: string) => void; onDone: (fatal: boolean) => void } | null = null;
   private exited = false;
   private stderr = '';
   private readonly exitWaiters: (() => void)[] = [];
@@ -102,16 +119,7 @@ export class SandboxProcess {
     const dir = pyodideDir();
     const memoryMb = limits.memoryMb ?? 1024;
     const config = JSON.stringify({ pyodideDir: dir, maxWasmBytes: memoryMb * 1024 * 1024 });
-    const args = [
-      '--experimental-permission',
-      `--allow-fs-read=${dir}/*`,
-      `--allow-fs-read=${RUNNER}`,
-      '--disallow-code-generation-from-strings',
-      `--max-old-space-size=${limits.jsHeapMb ?? 256}`,
-      '--no-warnings',
-      RUNNER,
-      config,
-    ];
+    const args = [...sandboxNodeFlags(limits), RUNNER, config];
     this.child = spawn(process.execPath, args, { env: {}, cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
     track(this.child);
     this.child.stdout.setEncoding('utf8');
@@ -133,7 +141,7 @@ export class SandboxProcess {
       while ((nl = this.buffer.indexOf('\n')) >= 0) {
         const line = this.buffer.slice(0, nl);
         this.buffer = this.buffer.slice(nl + 1);
-        let msg: { type?: string; id?: number; chunk?: string; done?: boolean };
+        let msg: { type?: string; id?: number; chunk?: string; done?: boolean; fatal?: boolean };
         try {
           msg = JSON.parse(line) as typeof msg;
         } catch {
@@ -142,7 +150,7 @@ export class SandboxProcess {
         if (msg.type === 'ready') readyResolve();
         else if (this.current !== null && msg.id === this.current.id) {
           if (typeof msg.chunk === 'string') this.current.onChunk(msg.chunk);
-          if (msg.done === true) this.current.onDone();
+          if (msg.done === true) this.current.onDone(msg.fatal === true);
         }
       }
     });
@@ -209,7 +217,7 @@ export class SandboxProcess {
             finish({ timedOut: false, crashed: true });
           }
         },
-        onDone: () => finish({ timedOut: false, crashed: false }),
+        onDone: (fatal) => finish({ timedOut: false, crashed: fatal }),
       };
       this.child.stdin.write(JSON.stringify({ id, code, stateful: opts.stateful }) + '\n');
     });
