@@ -1,7 +1,7 @@
 // The in-process Engine: a checkpoint loaded into a compute backend, with one KV cache per
 // sequence. step() validates the whole batch first (so a bad request changes nothing), then runs
-// each sequence's new tokens through the weights as one chunk. Steps are serialised: the model's
-// activation workspace is shared, and a backend op must finish before the next starts.
+// all the sequences' new tokens through the weights as one batch (attention per sequence). Steps
+// are serialised: the activation workspace is shared, and a backend op must finish before the next.
 import { UserError } from '../errors.ts';
 import type { Backend, BackendName, BackendOptions } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
@@ -103,9 +103,11 @@ export class LocalEngine implements Engine {
       }
     }
     return this.exclusive(async () => {
-      const out: Float32Array[] = [];
-      for (const [i, r] of batch.entries()) out.push(await this.feed(sequences[i]!, r.tokens, false));
-      return out;
+      for (const seq of sequences) await this.recomputeIfNeeded(seq);
+      // All sequences' new tokens go through the weights together; attention stays per sequence.
+      const logits = await this.model.forwardBatch(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens })));
+      batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
+      return logits;
     });
   }
 
@@ -154,14 +156,17 @@ export class LocalEngine implements Engine {
   }
 
   private async feed(seq: LocalSequence, tokens: readonly number[], all: boolean, trace?: TraceHook): Promise<Float32Array> {
-    const pending = this.pendingRecompute.get(seq);
-    if (pending !== undefined) {
-      this.pendingRecompute.delete(seq);
-      if (pending.length > 0) await this.model.forward(seq.cache, pending);
-    }
+    await this.recomputeIfNeeded(seq);
     const logits = await this.model.forward(seq.cache, tokens, all || trace !== undefined ? { allLogits: all, ...(trace === undefined ? {} : { trace }) } : {});
     seq.tokens.push(...tokens);
     return logits;
+  }
+
+  private async recomputeIfNeeded(seq: LocalSequence): Promise<void> {
+    const pending = this.pendingRecompute.get(seq);
+    if (pending === undefined) return;
+    this.pendingRecompute.delete(seq);
+    if (pending.length > 0) await this.model.forward(seq.cache, pending);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

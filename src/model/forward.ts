@@ -43,7 +43,19 @@ interface Workspace {
   expertWeights: Float32Array;
   moe: Float32Array;
   positions: Int32Array;
+  /** Unembedding output rows, allocated when first needed (vocab-sized rows are large). */
+  logits: Float32Array | null;
+  logitsBytes: Uint8Array | null;
   buffers: Uint8Array[];
+}
+
+/** A sequence's part of a batch: its new tokens and which logits it wants. */
+interface Segment {
+  cache: KvCache;
+  tokens: readonly number[];
+  want: 'all' | 'last' | 'none';
+  /** Receives [T, vocab] ('all') or [vocab] ('last'). */
+  logits: Float32Array;
 }
 
 /** A loaded model bound to a backend: runs chunks of tokens against a sequence's KV cache. */
@@ -76,6 +88,53 @@ export class Transformer {
    */
   async forward(cache: KvCache, tokens: readonly number[], options: ForwardOptions = {}): Promise<Float32Array> {
     const { vocabSize } = this.config;
+    this.check(cache, tokens);
+    const all = options.allLogits === true;
+    const logits = new Float32Array((all ? tokens.length : 1) * vocabSize);
+    for (let start = 0; start < tokens.length; start += this.maxChunk) {
+      const chunk = tokens.slice(start, start + this.maxChunk);
+      const isLast = start + chunk.length === tokens.length;
+      const segment: Segment = all
+        ? { cache, tokens: chunk, want: 'all', logits: logits.subarray(start * vocabSize, (start + chunk.length) * vocabSize) }
+        : { cache, tokens: chunk, want: isLast ? 'last' : 'none', logits };
+      await this.run([segment], options.trace);
+    }
+    return logits;
+  }
+
+  /**
+   * Runs several sequences' new tokens together: their rows share every pass through the weights
+   * (projections, router, experts, unembedding); only attention is per sequence, against each
+   * one's own cache. Returns each sequence's last logits. Segments are packed into batches of at
+   * most `maxChunk` tokens; a longer one runs alone in chunks.
+   */
+  async forwardBatch(items: readonly { cache: KvCache; tokens: readonly number[] }[]): Promise<Float32Array[]> {
+    const { vocabSize } = this.config;
+    for (const item of items) this.check(item.cache, item.tokens);
+    if (new Set(items.map((i) => i.cache)).size !== items.length) throw new Error('forwardBatch: a cache appears twice');
+    const results: Float32Array[] = items.map(() => new Float32Array(vocabSize));
+    let pending: Segment[] = [];
+    let pendingTokens = 0;
+    const flush = async (): Promise<void> => {
+      if (pending.length > 0) await this.run(pending, undefined);
+      pending = [];
+      pendingTokens = 0;
+    };
+    for (const [i, item] of items.entries()) {
+      if (item.tokens.length > this.maxChunk) {
+        results[i] = await this.forward(item.cache, item.tokens);
+        continue;
+      }
+      if (pendingTokens + item.tokens.length > this.maxChunk) await flush();
+      pending.push({ cache: item.cache, tokens: item.tokens, want: 'last', logits: results[i]! });
+      pendingTokens += item.tokens.length;
+    }
+    await flush();
+    return results;
+  }
+
+  private check(cache: KvCache, tokens: readonly number[]): void {
+    const { vocabSize } = this.config;
     if (tokens.length === 0) throw new Error('forward: no tokens');
     for (const [i, id] of tokens.entries()) {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
@@ -85,41 +144,41 @@ export class Transformer {
     if (cache.length + tokens.length > this.contextLength) {
       throw new UserError('context', `sequence of ${cache.length + tokens.length} tokens exceeds the context length ${this.contextLength}`);
     }
-    const logits = new Float32Array((options.allLogits === true ? tokens.length : 1) * vocabSize);
-    for (let start = 0; start < tokens.length; start += this.maxChunk) {
-      const chunk = tokens.slice(start, start + this.maxChunk);
-      const isLast = start + chunk.length === tokens.length;
-      if (options.allLogits === true) {
-        await this.chunk(cache, chunk, 'all', logits.subarray(start * vocabSize, (start + chunk.length) * vocabSize), options.trace);
-      } else {
-        await this.chunk(cache, chunk, isLast ? 'last' : 'none', logits, options.trace);
-      }
-    }
-    return logits;
   }
 
-  private async chunk(cache: KvCache, tokens: readonly number[], want: 'all' | 'last' | 'none', logits: Float32Array, trace: TraceHook | undefined): Promise<void> {
+  /** One pass through the model for the segments' tokens, stacked as rows [T, hidden]. */
+  private async run(segments: readonly Segment[], trace: TraceHook | undefined): Promise<void> {
     const c = this.config;
     const b = this.backend;
-    const T = tokens.length;
     const H = c.hiddenSize;
     const kvWidth = c.numKeyValueHeads * c.headDim;
     const qWidth = c.numAttentionHeads * c.headDim;
     const k = c.expertsPerToken;
+    const T = segments.reduce((n, s) => n + s.tokens.length, 0);
     const ws = this.workspaceFor(T);
-    const start = cache.length;
-    for (let t = 0; t < T; t++) ws.positions[t] = start + t;
+    // Row offset and first position of each segment.
+    const rowOf: number[] = [];
+    let row = 0;
+    for (const s of segments) {
+      rowOf.push(row);
+      for (let i = 0; i < s.tokens.length; i++) ws.positions[row + i] = s.cache.length + i;
+      row += s.tokens.length;
+    }
     const positions = ws.positions.subarray(0, T);
     const x = ws.x.subarray(0, T * H);
     const normed = ws.normed.subarray(0, T * H);
 
     // Embedding: the rows of the tokens, widened from BF16.
-    for (let t = 0; t < T; t++) bf16ToF32(this.weights.embedding.weight.data, tokens[t]! * H, H, x.subarray(t * H, (t + 1) * H));
+    segments.forEach((s, si) => {
+      s.tokens.forEach((id, i) => {
+        const r = rowOf[si]! + i;
+        bf16ToF32(this.weights.embedding.weight.data, id * H, H, x.subarray(r * H, (r + 1) * H));
+      });
+    });
     trace?.('embedding', x, T, H);
 
     for (let n = 0; n < c.numLayers; n++) {
       const block = this.weights.blocks[n]!;
-      const layerCache = cache.layers[n]!;
 
       // Attention: norm, fused qkv projection, split, RoPE, cache, attention with sinks, out projection.
       await b.rmsnorm(x, T, block.attn.norm.scale, RMSNORM_EPS, normed);
@@ -128,22 +187,28 @@ export class Transformer {
       const q = ws.q.subarray(0, T * qWidth);
       const kk = ws.k.subarray(0, T * kvWidth);
       const v = ws.v.subarray(0, T * kvWidth);
-      const row = qWidth + 2 * kvWidth;
+      const width = qWidth + 2 * kvWidth;
       for (let t = 0; t < T; t++) {
-        q.set(qkv.subarray(t * row, t * row + qWidth), t * qWidth);
-        kk.set(qkv.subarray(t * row + qWidth, t * row + qWidth + kvWidth), t * kvWidth);
-        v.set(qkv.subarray(t * row + qWidth + kvWidth, (t + 1) * row), t * kvWidth);
+        q.set(qkv.subarray(t * width, t * width + qWidth), t * qWidth);
+        kk.set(qkv.subarray(t * width + qWidth, t * width + qWidth + kvWidth), t * kvWidth);
+        v.set(qkv.subarray(t * width + qWidth + kvWidth, (t + 1) * width), t * kvWidth);
       }
       await b.rope(q, T, c.numAttentionHeads, c.headDim, positions, this.rope);
       await b.rope(kk, T, c.numKeyValueHeads, c.headDim, positions, this.rope);
-      layerCache.reserve(start, T);
-      layerCache.write(start, T, kk, v);
       const attn = ws.attn.subarray(0, T * qWidth);
-      await b.attention(
-        q, T, positions, layerCache.keys, layerCache.values, layerCache.used, layerCache.positions, block.attn.sinks,
-        { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, window: isSlidingLayer(n) ? c.slidingWindow : 0 },
-        attn,
-      );
+      const shape = { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, window: isSlidingLayer(n) ? c.slidingWindow : 0 };
+      for (const [si, s] of segments.entries()) {
+        const r0 = rowOf[si]!;
+        const r1 = r0 + s.tokens.length;
+        const layerCache = s.cache.layers[n]!;
+        layerCache.reserve(s.cache.length, s.tokens.length);
+        layerCache.write(s.cache.length, s.tokens.length, kk.subarray(r0 * kvWidth, r1 * kvWidth), v.subarray(r0 * kvWidth, r1 * kvWidth));
+        await b.attention(
+          q.subarray(r0 * qWidth, r1 * qWidth), s.tokens.length, positions.subarray(r0, r1),
+          layerCache.keys, layerCache.values, layerCache.used, layerCache.positions, block.attn.sinks,
+          shape, attn.subarray(r0 * qWidth, r1 * qWidth),
+        );
+      }
       const projected = ws.projected.subarray(0, T * H);
       await b.linear(attn, T, block.attn.out.weight, block.attn.out.bias, projected);
       for (let i = 0; i < T * H; i++) x[i] = x[i]! + projected[i]!;
@@ -166,20 +231,49 @@ export class Transformer {
       for (let i = 0; i < T * H; i++) x[i] = x[i]! + moe[i]!;
       trace?.(`block.${n}.mlp`, x, T, H);
     }
-    cache.length = start + T;
+    for (const s of segments) s.cache.length += s.tokens.length;
 
-    if (want === 'none' && trace === undefined) return;
-    // Final norm and unembedding, only for the rows whose logits are wanted.
-    const first = want === 'all' || trace !== undefined ? 0 : T - 1;
-    const rows = T - first;
-    await b.rmsnorm(x.subarray(first * H), rows, this.weights.norm.scale, RMSNORM_EPS, normed);
+    // Final norm and unembedding, only for the rows whose logits are wanted (gathered in `normed`).
+    const wanted: number[] = [];
+    segments.forEach((s, si) => {
+      const r0 = rowOf[si]!;
+      if (s.want === 'all' || trace !== undefined) for (let i = 0; i < s.tokens.length; i++) wanted.push(r0 + i);
+      else if (s.want === 'last') wanted.push(r0 + s.tokens.length - 1);
+    });
+    if (wanted.length === 0) return;
+    const rows = wanted.length;
+    const gathered = ws.projected.subarray(0, rows * H);
+    wanted.forEach((r, i) => gathered.set(x.subarray(r * H, (r + 1) * H), i * H));
+    await b.rmsnorm(gathered, rows, this.weights.norm.scale, RMSNORM_EPS, normed.subarray(0, rows * H));
     trace?.('norm', normed, rows, H);
-    if (want === 'none') return;
-    if (want === 'all') {
-      await b.linear(normed, rows, this.weights.unembedding.weight, null, logits);
-    } else {
-      await b.linear(normed.subarray((rows - 1) * H, rows * H), 1, this.weights.unembedding.weight, null, logits);
+    const V = c.vocabSize;
+    let logitRows = ws.logits;
+    if (logitRows === null || logitRows.length < rows * V) logitRows = this.logitsBuffer(rows);
+    const out = logitRows.subarray(0, rows * V);
+    await b.linear(normed.subarray(0, rows * H), rows, this.weights.unembedding.weight, null, out);
+    let i = 0;
+    for (const s of segments) {
+      if (s.want === 'all') {
+        s.logits.set(out.subarray(i * V, (i + s.tokens.length) * V));
+        i += s.tokens.length;
+      } else if (trace !== undefined) {
+        if (s.want === 'last') s.logits.set(out.subarray((i + s.tokens.length - 1) * V, (i + s.tokens.length) * V));
+        i += s.tokens.length;
+      } else if (s.want === 'last') {
+        s.logits.set(out.subarray(i * V, (i + 1) * V));
+        i += 1;
+      }
     }
+  }
+
+  /** Logit rows live in the store too (a fast backend writes them in place); grown on demand. */
+  private logitsBuffer(rows: number): Float32Array {
+    const ws = this.workspace!;
+    if (ws.logitsBytes !== null) this.backend.store.free(ws.logitsBytes);
+    const bytes = this.backend.store.allocate(rows * this.config.vocabSize * 4, 'workspace.logits');
+    ws.logitsBytes = bytes;
+    ws.logits = new Float32Array(bytes.buffer, bytes.byteOffset, rows * this.config.vocabSize);
+    return ws.logits;
   }
 
   private workspaceFor(tokens: number): Workspace {
@@ -216,6 +310,8 @@ export class Transformer {
       expertWeights: f32(n * c.expertsPerToken, 'expert_weights'),
       moe: f32(n * c.hiddenSize, 'moe'),
       positions: i32(n, 'positions'),
+      logits: null,
+      logitsBytes: null,
       buffers,
     };
     return this.workspace;
@@ -224,6 +320,7 @@ export class Transformer {
   private releaseWorkspace(): void {
     if (this.workspace === null) return;
     for (const buf of this.workspace.buffers) this.backend.store.free(buf);
+    if (this.workspace.logitsBytes !== null) this.backend.store.free(this.workspace.logitsBytes);
     this.workspace = null;
   }
 

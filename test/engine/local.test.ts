@@ -116,6 +116,15 @@ describe('local engine: bounded banded caches, truncation, limits', () => {
     engine.release(seq);
   });
 
+  it('a batch larger than a chunk is packed into several passes with the same results', async () => {
+    const prompts = [tokens(20, 11), tokens(9, 12), tokens(6, 13), tokens(1, 14), tokens(12, 15)];
+    const expected = await Promise.all(prompts.map(async (p) => (await oneShot(engine, p))[p.length - 1]!));
+    const seqs = prompts.map(() => engine.createSequence());
+    const logits = await engine.step(prompts.map((p, i) => ({ sequence: seqs[i]!, tokens: p })));
+    logits.forEach((l, i) => assert.ok(maxDiff(l, expected[i]!) <= TOL, `sequence ${i}`));
+    for (const s of seqs) engine.release(s);
+  });
+
   it('truncate + re-feed equals a fresh sequence, served from the cache within the rewind', async () => {
     const ids = tokens(40, 6);
     const other = tokens(10, 7);
