@@ -106,7 +106,7 @@ export class BrowserSession implements Tool {
     const author = call.recipient;
     const fail = (text: string, error = text): ToolOutput => ({ author, content: text, error });
     if (ns !== 'browser' || fn === undefined || rest.length > 0 || !['search', 'open', 'find'].includes(fn)) {
-      return fail(JSON.stringify({ error: `Unknown function: ${fn ?? call.recipient}` }));
+      return fail(pyJsonError(`Unknown function: ${fn ?? call.recipient}`));
     }
     let args: Record<string, unknown>;
     const content = call.content.trim();
@@ -119,7 +119,7 @@ export class BrowserSession implements Tool {
         parsed = undefined;
       }
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        return fail(JSON.stringify({ error: 'Invalid function arguments' }));
+        return fail(pyJsonError('Invalid function arguments'));
       }
       args = parsed as Record<string, unknown>;
     }
@@ -318,6 +318,11 @@ export function findInPage(pattern: string, page: PageContents): PageContents {
     urls,
     snippets,
   };
+}
+
+/** `json.dumps({"error": msg})` as Python writes it (a space after the colon). */
+function pyJsonError(msg: string): string {
+  return `{"error": ${JSON.stringify(msg)}}`;
 }
 
 function errorText(e: unknown): string {

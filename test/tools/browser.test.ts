@@ -1,0 +1,203 @@
+// The browser tool over the sample collection: the reference display format, page stack and
+// cursors, link ids, find, scrolling, caching, errors as tool messages, and the namespace text.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BrowserSession, LocalDocsBackend, joinLines, wrapLines, type BrowserBackend, type PageContents } from '../../src/tools/index.ts';
+import { getTokenizer } from '../../src/tokenizer/index.ts';
+import { message, renderConversationForCompletion, systemContent, tokensToText, withTools, conversation } from '../../src/harmony/index.ts';
+
+const DOCS = fileURLToPath(new URL('../fixtures/docs', import.meta.url));
+const backend = await LocalDocsBackend.open(DOCS);
+
+async function call(s: BrowserSession, fn: string, args: object | string): Promise<{ content: string; error?: string; author?: string }> {
+  return s.run({ recipient: `browser.${fn}`, content: typeof args === 'string' ? args : JSON.stringify(args), channel: 'analysis' });
+}
+
+/** Parses a display into its parts (and checks the layout while doing so). */
+function display(text: string): { cursor: number; title: string; url: string | undefined; from: number; to: number; total: number; lines: Map<number, string> } {
+  const m = /^\[(\d+)\] (.*?)(?: \((\S*)\))?\n\*\*viewing lines \[(\d+) - (\d+)\] of (\d+)\*\*\n\n([\s\S]*)$/.exec(text);
+  assert.ok(m, `not a browser display:\n${text}`);
+  const lines = new Map<number, string>();
+  for (const l of m[7]!.split('\n')) {
+    const lm = /^L(\d+): (.*)$/.exec(l);
+    assert.ok(lm, `bad line ${JSON.stringify(l)}`);
+    lines.set(Number(lm[1]), lm[2]!);
+  }
+  return { cursor: Number(m[1]), title: m[2]!, url: m[3], from: Number(m[4]), to: Number(m[5]), total: Number(m[6]), lines };
+}
+
+test('the collection is indexed with local:// URLs named after the folder', () => {
+  assert.equal(backend.name, 'docs');
+  assert.deepEqual(backend.paths.sort(), ['README.md', 'guidelines/sepsis-early-management.md', 'notes/freezer-inventory.txt', 'protocols/qpcr-setup.md', 'safety/reagent-handling.html']);
+  assert.equal(backend.urlOf('guidelines/sepsis-early-management.md'), 'local://docs/guidelines/sepsis-early-management.md');
+});
+
+test('search shows a results page at cursor 0 with one link per hit, best hit first', async () => {
+  const s = new BrowserSession(backend);
+  const out = await call(s, 'search', { query: 'blood cultures lactate antibiotics' });
+  assert.equal(out.error, undefined);
+  assert.equal(out.author, 'browser.search');
+  const d = display(out.content);
+  assert.equal(d.cursor, 0);
+  assert.equal(d.title, 'blood cultures lactate antibiotics');
+  assert.equal(d.url, undefined); // a results page has no URL, as in the reference
+  assert.equal(d.lines.get(1), 'URL: ');
+  assert.equal(d.lines.get(2), '# Search Results');
+  assert.match(d.lines.get(4)!, /^ {2}\* 【0†Early management of suspected sepsis in adults†docs】 /);
+  assert.equal(d.from, 0);
+  assert.equal(d.to, d.total);
+});
+
+test('open follows a result to the matching passage; scrolling and num_lines select the window', async () => {
+  const s = new BrowserSession(backend);
+  await call(s, 'search', { query: 'vasopressors critical care outreach' });
+  const opened = display((await call(s, 'open', { id: 0 })).content);
+  assert.equal(opened.cursor, 1);
+  assert.equal(opened.title, 'Early management of suspected sepsis in adults');
+  assert.equal(opened.url, 'local://docs/guidelines/sepsis-early-management.md');
+  // Positioned 4 lines above the best passage (reference: snippet line - 4).
+  const passage = [...opened.lines.values()].slice(0, 8).join(' ');
+  assert.match(passage, /critical care outreach/);
+  assert.ok(opened.from > 0);
+  const page = backend.urlOf('guidelines/sepsis-early-management.md');
+  const lines = wrapLines((await backend.fetch(page)).text);
+  assert.equal(opened.total, lines.length - 1);
+  for (const [n, text] of opened.lines) assert.equal(text, lines[n]);
+
+  const scrolled = display((await call(s, 'open', { loc: 10, num_lines: 5 })).content);
+  assert.equal(scrolled.cursor, 2);
+  assert.deepEqual([scrolled.from, scrolled.to], [10, 14]);
+  assert.deepEqual([...scrolled.lines.keys()], [10, 11, 12, 13, 14]);
+
+  const again = display((await call(s, 'open', { cursor: 0, id: 0, loc: 0, num_lines: 3 })).content);
+  assert.deepEqual([again.cursor, again.from, again.to], [3, 0, 2]);
+  assert.deepEqual(s.pageStack, ['', page, page, page]);
+});
+
+test('the default window ends at the line holding the 1024th token', async () => {
+  const url = backend.urlOf('guidelines/sepsis-early-management.md');
+  const lines = wrapLines((await backend.fetch(url)).text);
+  const tok = getTokenizer();
+  for (const viewTokens of [1024, 200]) {
+    const s = new BrowserSession(backend, { viewTokens });
+    const d = display((await call(s, 'open', { id: url })).content);
+    assert.equal(d.from, 0);
+    assert.ok(d.to < d.total, 'the guideline is longer than one window');
+    const tokens = (n: number): number => tok.encodeOrdinary(joinLines(lines.slice(0, n), true, 0)).length;
+    assert.ok(tokens(d.to) <= viewTokens, `lines before the last hold ${tokens(d.to)} tokens`);
+    assert.ok(tokens(d.to + 1) > viewTokens, `shown lines hold ${tokens(d.to + 1)} tokens`);
+  }
+  const short = display((await call(new BrowserSession(backend), 'open', { id: backend.urlOf('notes/freezer-inventory.txt') })).content);
+  assert.equal(short.to, short.total); // a short page is shown whole
+});
+
+test('links in documents get ids; same-collection links have no domain, external ones do', async () => {
+  const s = new BrowserSession(backend);
+  const out = (await call(s, 'open', { id: backend.urlOf('protocols/qpcr-setup.md') })).content;
+  assert.match(out, /【0†reagent handling rules】/);
+  assert.match(out, /【1†freezer inventory】/);
+  assert.match(out, /【2†manufacturer's guide†example\.org】/);
+  const followed = display((await call(s, 'open', { id: 0 })).content);
+  assert.equal(followed.title, 'Reagent handling and spills');
+  assert.equal(followed.url, 'local://docs/safety/reagent-handling.html');
+  const text = [...followed.lines.values()].join('\n');
+  assert.match(text, /^# Reagent handling and spills$/m);
+  assert.match(text, /^ {2}\* Keep stock solutions in amber tubes & away from light\.$/m);
+  assert.match(text, /^ {2}2\. Cover the spill with absorbent pads from the spill kit\.$/m);
+  assert.doesNotMatch(text, /console\.log|font-family/);
+  // A link id sent as a string still works when the page has it.
+  const back = display((await call(s, 'open', { id: '0' })).content);
+  assert.equal(back.title, 'qPCR setup protocol (Halvorsen lab, fictional)');
+});
+
+test('find lists case-insensitive matches with 4 lines each; opening a match lands near it', async () => {
+  const s = new BrowserSession(backend);
+  await call(s, 'open', { id: backend.urlOf('guidelines/sepsis-early-management.md') });
+  const out = await call(s, 'find', { pattern: 'LACTATE' });
+  const d = display(out.content);
+  assert.equal(d.cursor, 1);
+  assert.equal(d.title, 'Find results for text: `lactate` in `Early management of suspected sepsis in adults`');
+  assert.equal(d.url, 'local://docs/guidelines/sepsis-early-management.md/find?pattern=lactate');
+  const body = [...d.lines.values()].join('\n');
+  const hits = [...body.matchAll(/# 【(\d+)†match at L(\d+)】/g)];
+  assert.ok(hits.length >= 3);
+  const pageLines = wrapLines((await backend.fetch(backend.urlOf('guidelines/sepsis-early-management.md'))).text);
+  for (const h of hits) assert.match(pageLines[Number(h[2])]!.toLowerCase(), /lactate/);
+  const opened = display((await call(s, 'open', { id: 1 })).content);
+  assert.equal(opened.from, Number(hits[1]![2]) - 4);
+  const none = await call(s, 'find', { pattern: 'zebrafish', cursor: 0 });
+  assert.match(none.content, /No `find` results for pattern: `zebrafish`/);
+  const onFind = await call(s, 'find', { pattern: 'x', cursor: 3 });
+  assert.equal(onFind.content, 'Cannot run `find` on search results page or find results page');
+});
+
+test('opened pages are cached per session; a URL given by the model is fetched again', async () => {
+  let fetches = 0;
+  const counting: BrowserBackend = {
+    source: backend.source,
+    search: (q, n) => backend.search(q, n),
+    fetch: async (url): Promise<PageContents> => {
+      fetches++;
+      return backend.fetch(url);
+    },
+  };
+  const s = new BrowserSession(counting);
+  await call(s, 'search', { query: 'freezer inventory' });
+  await call(s, 'open', { id: 0 });
+  await call(s, 'open', { id: 0, cursor: 0 });
+  assert.equal(fetches, 1);
+  await call(s, 'open', { id: backend.urlOf('notes/freezer-inventory.txt') });
+  assert.equal(fetches, 2);
+  const other = new BrowserSession(counting);
+  await call(other, 'search', { query: 'freezer inventory' });
+  await call(other, 'open', { id: 0 });
+  assert.equal(fetches, 3);
+});
+
+test('view_source shows the raw file', async () => {
+  const s = new BrowserSession(backend);
+  const d = display((await call(s, 'open', { id: backend.urlOf('safety/reagent-handling.html'), view_source: true })).content);
+  assert.equal(d.url, 'view-source:local://docs/safety/reagent-handling.html');
+  assert.equal(d.lines.get(0), '<!DOCTYPE html>');
+});
+
+test('mistakes come back as messages the model can read', async () => {
+  const s = new BrowserSession(backend);
+  assert.equal((await call(s, 'open', { id: 1 })).content, 'No pages to access!');
+  assert.equal((await call(s, 'search', '{not json')).content, '{"error": "Invalid function arguments"}');
+  assert.equal((await call(s, 'search', '[1, 2]')).content, '{"error": "Invalid function arguments"}');
+  const bad = await s.run({ recipient: 'browser.click', content: '{}' });
+  assert.equal(bad.content, '{"error": "Unknown function: click"}');
+  assert.equal(bad.author, 'browser.click');
+  await call(s, 'search', { query: 'spill' });
+  assert.equal((await call(s, 'open', { id: 42 })).content, 'Invalid link id `42`.');
+  assert.equal((await call(s, 'open', { cursor: 7 })).content, 'Cursor `7` is out of range. Available cursor indices: [0 - 0].');
+  const far = await call(s, 'open', { loc: 9999 });
+  assert.match(far.content, /^Invalid location parameter: `9999`\. Cannot exceed page maximum of \d+\.$/);
+  assert.deepEqual(s.pageStack, ['']); // the failed view was popped
+  const missing = await call(s, 'open', { id: 'local://docs/nope.md' });
+  assert.match(missing.content, /^Error fetching URL `local:\/\/docs\/nope\.md`: no document/);
+  const web = await call(s, 'open', { id: 'https://example.org/' });
+  assert.match(web.content, /the web is not reachable/);
+  const traversal = await call(s, 'open', { id: 'local://docs/../../../etc/passwd' });
+  assert.match(traversal.content, /^Error fetching URL/);
+  assert.match((await call(s, 'search', { query: 3 })).content, /needs a `query` string/);
+  assert.match((await call(s, 'open', { idx: 3 })).content, /Unexpected argument `idx`/);
+  for (const r of [far, missing, web]) assert.ok(r.error !== undefined);
+});
+
+test('the namespace is the official browser description with the collection as source', () => {
+  const s = new BrowserSession(backend);
+  const ns = s.namespace();
+  assert.match(ns.description!, /\nsources=docs \(default: docs\)$/);
+  // With a "web" source the rendered system message is byte for byte the harmony test vector.
+  const web = new BrowserSession({ ...backend, source: 'web', search: backend.search.bind(backend), fetch: backend.fetch.bind(backend) });
+  const sys = withTools(systemContent({ conversationStartDate: null }), web.namespace());
+  const rendered = tokensToText(renderConversationForCompletion(conversation([message.system(sys)]), 'assistant'));
+  const expected = readFileSync(new URL('../fixtures/harmony/test_browser_tool_only.txt', import.meta.url), 'utf8');
+  const expectedTools = expected.slice(expected.indexOf('# Tools'), expected.indexOf('} // namespace browser'));
+  assert.ok(expectedTools.length > 500);
+  assert.ok(rendered.includes(expectedTools), 'browser namespace differs from the harmony vector');
+});
