@@ -101,8 +101,8 @@ function checkpoint(layers: number): { dir: string; gguf: string | null } {
   return { dir, gguf };
 }
 
-function ours(dir: string, threads: number): BenchResult {
-  const out = cli(['bench', '--model', dir, '--threads', String(threads), '--prompt-tokens', String(PROMPT), '--gen-tokens', String(GEN), '--json', '--profile']);
+function ours(dir: string, threads: number, acts: 'f32' | 'i16' = 'f32'): BenchResult {
+  const out = cli(['bench', '--model', dir, '--threads', String(threads), '--prompt-tokens', String(PROMPT), '--gen-tokens', String(GEN), '--json', '--profile', '--expert-activations', acts]);
   return JSON.parse(out.trim().split('\n').pop()!) as BenchResult;
 }
 
@@ -151,6 +151,15 @@ function inferenceSection(): BenchSection {
             }
           } catch (e) {
             notes.push(`- ours, ${layers} layers, ${threads} thread(s): failed: ${(e as Error).message}`);
+          }
+          if (threads === Math.max(...THREADS)) {
+            log(`ours (i16 expert activations): ${layers} layers, ${threads} thread(s)`);
+            try {
+              const q = ours(dir, threads, 'i16');
+              lines.push(`| ${layers} | ${threads} | gptoss wasm, i16 expert activations | ${f2(q.load_s)} | ${f2(q.prefill_tok_s)} | ${f2(q.ttft_s)} | ${f2(q.decode_tok_s)} | ${f2(q.decode_ceiling_tok_s)} | ${f2(q.bandwidth_gb_s)} | ${gb(q.peak_rss_bytes)} |`);
+            } catch (e) {
+              notes.push(`- ours (i16), ${layers} layers, ${threads} thread(s): failed: ${(e as Error).message}`);
+            }
           }
           let p: PeerResult | null = null;
           if (gguf !== null && flags['skip-peer'] !== true) {

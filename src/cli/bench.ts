@@ -19,6 +19,7 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --threads N          worker threads (default: the core count, ${availableParallelism()} here)
   --backend B          wasm (default) or reference
   --profile            time per backend op kind (prefill and decode)
+  --expert-activations f32 (default, exact) or i16 (integer dot products, faster, ~1e-4 error)
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {
@@ -27,6 +28,7 @@ export interface OpProfile {
 
 export interface BenchResult {
   backend: string;
+  expert_activations: string;
   threads: number;
   layers: number;
   prompt_tokens: number;
@@ -176,6 +178,7 @@ export async function runBench(opts: {
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     return {
       backend: engine.backend.name,
+      expert_activations: engine.backend.name === 'wasm' ? (process.env.GPTOSS_EXPERT_ACTIVATIONS === 'i16' ? 'i16' : 'f32') : 'f64',
       threads: opts.threads,
       layers: config.numLayers,
       prompt_tokens: opts.promptTokens,
@@ -213,7 +216,7 @@ export async function run(argv: string[]): Promise<number> {
   const p = parseFlags(argv, {
     model: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' },
     threads: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' }, profile: { type: 'boolean' },
-    help: { type: 'boolean' },
+    help: { type: 'boolean' }, 'expert-activations': { type: 'string' },
   }, false);
   if (boolFlag(p, 'help')) {
     console.log(HELP);
@@ -223,6 +226,11 @@ export async function run(argv: string[]): Promise<number> {
   if (model === undefined) throw new UserError('usage', '--model DIR is required (see gptoss bench --help)');
   const backend = stringFlag(p, 'backend') ?? 'wasm';
   if (backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
+  const acts = stringFlag(p, 'expert-activations');
+  if (acts !== undefined) {
+    if (acts !== 'f32' && acts !== 'i16') throw new UserError('usage', `--expert-activations must be f32 or i16, got "${acts}"`);
+    process.env.GPTOSS_EXPERT_ACTIVATIONS = acts;
+  }
   const opts = {
     model,
     promptTokens: numberFlag(p, 'prompt-tokens', { min: 1, integer: true }) ?? 512,
@@ -237,7 +245,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const gb = (b: number): string => (b / 1e9).toFixed(2);
-  console.log(`backend ${r.backend}, ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}`);
+  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}`);
   console.log(`read files        ${r.read_s.toFixed(2)} s (${gb(r.read_bytes)} GB)`);
   console.log(`load              ${r.load_s.toFixed(2)} s (${(r.load_s / Math.max(r.read_s, 1e-9)).toFixed(2)}x the file read)`);
   console.log(`prefill           ${r.prefill_tok_s.toFixed(2)} tok/s (${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s)`);

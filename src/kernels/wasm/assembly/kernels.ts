@@ -225,29 +225,90 @@ export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32
   }
 }
 
+/** Bytes of one quantised row of `cols` activations: cols i16, cols/32 f32 scales, padded to 64. */
+@inline function qStride(cols: i32): usize {
+  return ((<usize>cols * 2 + (<usize>cols >> 3)) + 63) & ~63;
+}
+
 /**
- * Quantises block-permuted f32 activations to i16 per group of 32 (scale = max|x| / 32767): the
- * decode path multiplies them with the int8 FP4 codes by i32x4.dot_i16x8_s, 8 products per
- * instruction. 15 bits per activation keep the dot within ~1e-5 relative of the f32 one (int8
- * activations, the usual choice, cost percents). Output: blocks*32 i16, then blocks f32 scales.
+ * Quantises block-permuted f32 activations [rows, cols] to i16 per group of 32 (scale =
+ * max|x| / 32767): the kernels then multiply them with the FP4 codes by i32x4.dot_i16x8_s, 8
+ * products per instruction. 15 bits per activation keep a dot within ~1e-4 of the output scale
+ * (int8 activations, the usual choice, cost percents). Each output row (qStride bytes): cols i16,
+ * then cols/32 f32 scales.
  */
-export function quantize16(src: usize, dst: usize, blocks: i32): void {
-  const scales = dst + (<usize>blocks << 6);
-  for (let g = 0; g < blocks; g++) {
-    const x = src + (<usize>g << 7);
-    let m = f32x4.abs(v128.load(x));
-    for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
-    const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
-    const d: f32 = mx / 32767;
-    const inv = f32x4.splat(mx > 0 ? 1 / d : 0);
-    const q = dst + (<usize>g << 6);
-    for (let i = 0; i < 4; i++) {
-      const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 5)), inv)));
-      const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 5), 16), inv)));
-      v128.store(q + (<usize>i << 4), i16x8.narrow_i32x4_s(a, b));
+export function quantize16(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const groups = cols >> 5;
+  const stride = qStride(cols);
+  for (let r = 0; r < rows; r++) {
+    const rs = src + (<usize>(r * cols) << 2), rd = dst + <usize>r * stride;
+    const scales = rd + (<usize>cols << 1);
+    for (let g = 0; g < groups; g++) {
+      const x = rs + (<usize>g << 7);
+      let m = f32x4.abs(v128.load(x));
+      for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
+      const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const d: f32 = mx / 32767;
+      const inv = f32x4.splat(mx > 0 ? 1 / d : 0);
+      const q = rd + (<usize>g << 6);
+      for (let i = 0; i < 4; i++) {
+        const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 5)), inv)));
+        const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 5), 16), inv)));
+        v128.store(q + (<usize>i << 4), i16x8.narrow_i32x4_s(a, b));
+      }
+      store<f32>(scales + (<usize>g << 2), d);
     }
-    store<f32>(scales + (<usize>g << 2), d);
   }
+}
+
+/** Expands one packed MXFP4 row to i16 codes (block-permuted) plus f32 group scales. */
+@inline function mxRowExpandQ(blk: usize, scl: usize, dq: usize, ds: usize, groups: i32): void {
+  for (let g = 0; g < groups; g++) {
+    const b = v128.load(blk + (<usize>g << 4));
+    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
+    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const d = dq + (<usize>g << 6);
+    v128.store(d, i16x8.extend_low_i8x16_s(wl));
+    v128.store(d, i16x8.extend_high_i8x16_s(wl), 16);
+    v128.store(d, i16x8.extend_low_i8x16_s(wh), 32);
+    v128.store(d, i16x8.extend_high_i8x16_s(wh), 48);
+    store<f32>(ds + (<usize>g << 2), e8m0Half(load<u8>(scl + g)));
+  }
+}
+
+@inline function dotQBlock(w: usize, x: usize): v128 {
+  let p = i32x4.dot_i16x8_s(v128.load(w), v128.load(x));
+  p = i32x4.add(p, i32x4.dot_i16x8_s(v128.load(w, 16), v128.load(x, 16)));
+  p = i32x4.add(p, i32x4.dot_i16x8_s(v128.load(w, 32), v128.load(x, 32)));
+  return i32x4.add(p, i32x4.dot_i16x8_s(v128.load(w, 48), v128.load(x, 48)));
+}
+
+/** Dots of one expanded i16 row (codes dq, scales ds) with 4 quantised rows x0..x3 (into dot0..3). */
+@inline function dot4Q(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
+  const groups = cols >> 5;
+  const so = <usize>cols << 1;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let g = 0; g < groups; g++) {
+    const w = dq + (<usize>g << 6), o = <usize>g << 6, go = so + (<usize>g << 2);
+    const ws = load<f32>(ds + (<usize>g << 2));
+    s0 = f32x4.add(s0, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x0 + o)), f32x4.splat(ws * load<f32>(x0 + go))));
+    s1 = f32x4.add(s1, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x1 + o)), f32x4.splat(ws * load<f32>(x1 + go))));
+    s2 = f32x4.add(s2, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x2 + o)), f32x4.splat(ws * load<f32>(x2 + go))));
+    s3 = f32x4.add(s3, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x3 + o)), f32x4.splat(ws * load<f32>(x3 + go))));
+  }
+  dot0 = hsum(s0); dot1 = hsum(s1); dot2 = hsum(s2); dot3 = hsum(s3);
+}
+
+/** Dot of one expanded i16 row with one quantised row. */
+@inline function dot1Q(dq: usize, ds: usize, x: usize, cols: i32): f32 {
+  const groups = cols >> 5;
+  const so = <usize>cols << 1;
+  let s = f32x4.splat(0);
+  for (let g = 0; g < groups; g++) {
+    const o = <usize>g << 6;
+    s = f32x4.add(s, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(dq + o, x + o)), f32x4.splat(load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2)))));
+  }
+  return hsum(s);
 }
 
 /** Dot of one packed MXFP4 row with i16-quantised block-permuted x (see quantize16). */
@@ -297,7 +358,7 @@ export function permuteBlocks(src: usize, dst: usize, tokens: i32, cols: i32): v
 //   [0] blocks ptr  [1] scales ptr  [2] bias ptr (f32)  [3] input ptr (block-permuted f32 [n, cols])
 //   [4] n tokens    [5] output ptr (up) / quantised input (down)
 //   [6] token index ptr (i32 [n]) (down) / quantised input (up)   [7] routing weight ptr (f32 [n])
-// A quantised input (quantize16) is used when n == 1 and the kernel's `quant` flag is set.
+// With the kernels' `quant` flag set, inputs are read from their quantize16 form.
 
 /**
  * First expert matrix with the clamped SwiGLU fused in: for each entry, rows (2i, 2i+1) of mlp1
@@ -312,21 +373,45 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
   const rowBytes = <usize>hidden >> 1;
   const bufA = rowbuf + <usize>part * (<usize>hidden << 3);
   const bufB = bufA + (<usize>hidden << 2);
+  // Quantised mode: the expanded rows are i16 codes + scales (smaller than f32 rows).
+  const qsA = bufA + (<usize>hidden << 1), qsB = bufB + (<usize>hidden << 1);
+  const xqs = qStride(hidden);
   for (let p = p0; p < p1; p++) {
     const e = p / inter, i = p - e * inter;
     const ent = list + (<usize>e << 5);
     const blk = <usize>load<u32>(ent), scl = <usize>load<u32>(ent, 4), bias = <usize>load<u32>(ent, 8);
     const x = <usize>load<u32>(ent, 12), n = load<i32>(ent, 16), act = <usize>load<u32>(ent, 20);
+    const xq = <usize>load<u32>(ent, 24);
     const rg = <usize>(2 * i);
     const bg = load<f32>(bias + (rg << 2)), bl = load<f32>(bias + (rg << 2), 4);
     const blkG = blk + rg * rowBytes, blkL = blkG + rowBytes;
     const sclG = scl + rg * <usize>groups, sclL = sclG + <usize>groups;
     const pi = <usize>permuted(i) << 2;
-    if (n == 1 && quant != 0) {
-      const xq = <usize>load<u32>(ent, 24), xd = xq + (<usize>hidden << 1);
+    const as = <usize>inter << 2;
+    if (quant != 0 && n == 1) {
+      const xd = xq + (<usize>hidden << 1);
       const g = mxRowDotQ(blkG, sclG, xq, xd, groups) + bg;
       const l = mxRowDotQ(blkL, sclL, xq, xd, groups) + bl;
       store<f32>(act + pi, swiglu(g, l, limit));
+    } else if (quant != 0) {
+      mxRowExpandQ(blkG, sclG, bufA, qsA, groups);
+      mxRowExpandQ(blkL, sclL, bufB, qsB, groups);
+      let t = 0;
+      for (; t + 4 <= n; t += 4) {
+        const x0 = xq + <usize>t * xqs;
+        dot4Q(bufA, qsA, x0, x0 + xqs, x0 + 2 * xqs, x0 + 3 * xqs, hidden);
+        const g0 = dot0 + bg, g1 = dot1 + bg, g2 = dot2 + bg, g3 = dot3 + bg;
+        dot4Q(bufB, qsB, x0, x0 + xqs, x0 + 2 * xqs, x0 + 3 * xqs, hidden);
+        const a0 = act + <usize>t * as + pi;
+        store<f32>(a0, swiglu(g0, dot0 + bl, limit));
+        store<f32>(a0 + as, swiglu(g1, dot1 + bl, limit));
+        store<f32>(a0 + 2 * as, swiglu(g2, dot2 + bl, limit));
+        store<f32>(a0 + 3 * as, swiglu(g3, dot3 + bl, limit));
+      }
+      for (; t < n; t++) {
+        const xt = xq + <usize>t * xqs;
+        store<f32>(act + <usize>t * as + pi, swiglu(dot1Q(bufA, qsA, xt, hidden) + bg, dot1Q(bufB, qsB, xt, hidden) + bl, limit));
+      }
     } else if (n == 1) {
       const g = mxRowDot(blkG, sclG, x, groups) + bg;
       const l = mxRowDot(blkL, sclL, x, groups) + bl;
@@ -334,7 +419,7 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
     } else {
       mxRowExpand(blkG, sclG, bufA, groups);
       mxRowExpand(blkL, sclL, bufB, groups);
-      const xs = <usize>hidden << 2, as = <usize>inter << 2;
+      const xs = <usize>hidden << 2;
       let t = 0;
       for (; t + 4 <= n; t += 4) {
         const x0 = x + <usize>t * xs;
@@ -367,41 +452,45 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
   const groups = inter >> 5;
   const rowBytes = <usize>inter >> 1;
   const buf = rowbuf + <usize>part * (<usize>inter << 2);
-  const os = <usize>hidden << 2, as = <usize>inter << 2;
+  const qs = buf + (<usize>inter << 1);
+  const os = <usize>hidden << 2, as = <usize>inter << 2, aqs = qStride(inter);
   for (let e = 0; e < entries; e++) {
     const ent = list + (<usize>e << 5);
     const blk = <usize>load<u32>(ent), scl = <usize>load<u32>(ent, 4), bias = <usize>load<u32>(ent, 8);
-    const act = <usize>load<u32>(ent, 12), n = load<i32>(ent, 16);
+    const act = <usize>load<u32>(ent, 12), n = load<i32>(ent, 16), aq = <usize>load<u32>(ent, 20);
     const tok = <usize>load<u32>(ent, 24), wgt = <usize>load<u32>(ent, 28);
     for (let r = r0; r < r1; r++) {
       const br = blk + <usize>r * rowBytes, sr = scl + <usize>r * <usize>groups;
       const b = load<f32>(bias + (<usize>r << 2));
+      const ro = <usize>r << 2;
       if (n == 1) {
-        const aq = <usize>load<u32>(ent, 20);
         const y = (quant != 0 ? mxRowDotQ(br, sr, aq, aq + (<usize>inter << 1), groups) : mxRowDot(br, sr, act, groups)) + b;
-        const o = out + <usize>load<i32>(tok) * os + (<usize>r << 2);
+        const o = out + <usize>load<i32>(tok) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
-      } else {
-        mxRowExpand(br, sr, buf, groups);
-        let t = 0;
-        for (; t + 4 <= n; t += 4) {
-          const a0 = act + <usize>t * as;
-          dot4F32(buf, a0, a0 + as, a0 + 2 * as, a0 + 3 * as, inter);
-          const ro = <usize>r << 2;
-          const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
-          const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
-          const o2 = out + <usize>load<i32>(tok + (<usize>(t + 2) << 2)) * os + ro;
-          const o3 = out + <usize>load<i32>(tok + (<usize>(t + 3) << 2)) * os + ro;
-          store<f32>(o0, load<f32>(o0) + load<f32>(wgt + (<usize>t << 2)) * (dot0 + b));
-          store<f32>(o1, load<f32>(o1) + load<f32>(wgt + (<usize>(t + 1) << 2)) * (dot1 + b));
-          store<f32>(o2, load<f32>(o2) + load<f32>(wgt + (<usize>(t + 2) << 2)) * (dot2 + b));
-          store<f32>(o3, load<f32>(o3) + load<f32>(wgt + (<usize>(t + 3) << 2)) * (dot3 + b));
-        }
-        for (; t < n; t++) {
-          const y = dotF32(buf, act + <usize>t * as, inter) + b;
-          const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + (<usize>r << 2);
-          store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
-        }
+        continue;
+      }
+      if (quant != 0) mxRowExpandQ(br, sr, buf, qs, groups);
+      else mxRowExpand(br, sr, buf, groups);
+      const src = quant != 0 ? aq : act, ss = quant != 0 ? aqs : as;
+      let t = 0;
+      for (; t + 4 <= n; t += 4) {
+        const a0 = src + <usize>t * ss;
+        if (quant != 0) dot4Q(buf, qs, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
+        else dot4F32(buf, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
+        const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
+        const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
+        const o2 = out + <usize>load<i32>(tok + (<usize>(t + 2) << 2)) * os + ro;
+        const o3 = out + <usize>load<i32>(tok + (<usize>(t + 3) << 2)) * os + ro;
+        store<f32>(o0, load<f32>(o0) + load<f32>(wgt + (<usize>t << 2)) * (dot0 + b));
+        store<f32>(o1, load<f32>(o1) + load<f32>(wgt + (<usize>(t + 1) << 2)) * (dot1 + b));
+        store<f32>(o2, load<f32>(o2) + load<f32>(wgt + (<usize>(t + 2) << 2)) * (dot2 + b));
+        store<f32>(o3, load<f32>(o3) + load<f32>(wgt + (<usize>(t + 3) << 2)) * (dot3 + b));
+      }
+      for (; t < n; t++) {
+        const a = src + <usize>t * ss;
+        const y = (quant != 0 ? dot1Q(buf, qs, a, inter) : dotF32(buf, a, inter)) + b;
+        const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
+        store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
       }
     }
   }
