@@ -117,6 +117,9 @@ export async function run(argv: string[]): Promise<number> {
     ...(maxToolCalls !== undefined ? { maxToolCalls } : {}),
     sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
     ...(seed !== undefined ? { seed } : {}),
+    // Ctrl-C is honoured between prompt chunks, not only once the whole prompt is processed.
+    // (The scripted test engine starts a script at every prompt step, so it gets one step.)
+    ...(scriptedPath() === undefined ? { prefillChunk: 256 } : {}),
   });
   const color = process.stdout.isTTY === true && noColorUnset();
   try {
@@ -160,9 +163,9 @@ async function openEngine(
   options: { contextLength: number; backend?: 'wasm' | 'reference'; threads?: number },
   side: NodeJS.WritableStream,
 ): Promise<Engine> {
-  const scripted = process.env['GPTOSS_SCRIPTED'];
+  const scripted = scriptedPath();
   let engine: Engine;
-  if (scripted !== undefined && scripted !== '') {
+  if (scripted !== undefined) {
     const { scriptedEngineFromFile } = await import('./chat/scripted.ts');
     engine = scriptedEngineFromFile(scripted);
   } else {
@@ -217,4 +220,10 @@ async function answerOnce(
 function noColorUnset(): boolean {
   const v = process.env['NO_COLOR'];
   return v === undefined || v === '';
+}
+
+/** GPTOSS_SCRIPTED, the test hook's completions file, when set. */
+function scriptedPath(): string | undefined {
+  const v = process.env['GPTOSS_SCRIPTED'];
+  return v === undefined || v === '' ? undefined : v;
 }

@@ -99,6 +99,8 @@ export interface AgentOptions extends PromptOptions {
   seed?: number;
   /** A sequence to use (e.g. a pooled one with a cached prefix); by default the engine makes one. */
   sequence?: Sequence;
+  /** Prompt tokens per engine step, so an abort is seen between chunks (see GenerateOptions). */
+  prefillChunk?: number;
 }
 
 export interface RunOptions {
@@ -219,6 +221,7 @@ export class AgentSession {
   readonly maxToolCalls: number;
   private readonly sampling: SamplingParams;
   private readonly rng: Rng;
+  private readonly prefillChunk: number | undefined;
   private sequence: Sequence | undefined;
   private running = false;
 
@@ -233,6 +236,7 @@ export class AgentSession {
     this.sampling = samplingParams(options.sampling);
     this.rng = new Rng(options.seed);
     this.sequence = options.sequence;
+    this.prefillChunk = options.prefillChunk;
     this.conversation = options.conversation !== undefined ? { messages: [...options.conversation.messages] } : createConversation(options);
   }
 
@@ -343,6 +347,7 @@ export class AgentSession {
         sampling: this.sampling,
         rng: this.rng,
         ...(remaining !== undefined ? { maxTokens: remaining } : {}),
+        ...(this.prefillChunk !== undefined ? { prefillChunk: this.prefillChunk } : {}),
         ...(options.processors !== undefined ? { processors: options.processors } : {}),
         ...(options.logprobs !== undefined ? { logprobs: options.logprobs } : {}),
         ...(options.topLogprobs !== undefined ? { topLogprobs: options.topLogprobs } : {}),

@@ -42,6 +42,11 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Called after each sampled token, before it is fed back; return true to stop there ('stop'). */
   onToken?: (token: GeneratedToken) => boolean | void;
+  /**
+   * Feed the uncached prompt in steps of at most this many tokens, checking the abort signal
+   * between them (a long prompt on a CPU can take minutes). Default: one step for all of it.
+   */
+  prefillChunk?: number;
   /** Called once the prompt is processed, before the first token is sampled. */
   onPrefill?: (info: { promptTokens: number; cachedTokens: number; ms: number }) => void;
 }
@@ -125,7 +130,12 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   // prompt token, since its logits are what the first sample needs.
   cachedTokens = Math.min(commonPrefixLength(sequence.tokens, prompt), prompt.length - 1);
   if (sequence.tokens.length > cachedTokens) engine.truncate(sequence, cachedTokens);
-  let [logits] = await engine.step([{ sequence, tokens: prompt.slice(cachedTokens) }]);
+  const chunk = options.prefillChunk !== undefined && options.prefillChunk > 0 ? Math.floor(options.prefillChunk) : prompt.length;
+  let logits: Float32Array | undefined;
+  for (let at = cachedTokens; at < prompt.length; at += chunk) {
+    if (at > cachedTokens && aborted()) return finish('abort');
+    [logits] = await engine.step([{ sequence, tokens: prompt.slice(at, Math.min(prompt.length, at + chunk)) }]);
+  }
   prefillMs = performance.now() - started;
   options.onPrefill?.({ promptTokens: prompt.length, cachedTokens, ms: prefillMs });
 

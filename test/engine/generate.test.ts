@@ -142,3 +142,23 @@ test('concurrent generations through the batching scheduler each get their own c
   assert.ok(scripted.steps.some((batch) => batch.length === 2), 'decodes of both sequences shared a step');
   await engine.close();
 });
+
+test('prefillChunk feeds a long prompt in several steps and sees an abort between them', async () => {
+  const chunks = Math.ceil(prompt1.length / 4);
+  // ScriptedEngine starts a script at every prompt step; only the last chunk's script is replayed.
+  const engine = new ScriptedEngine(Array.from({ length: chunks }, () => completion1));
+  const r = await generate(engine, engine.createSequence(), prompt1, { sampling: { temperature: 0 }, prefillChunk: 4 });
+  assert.deepEqual(r.tokens, completion1);
+  assert.deepEqual(engine.steps.slice(0, chunks).flatMap((b) => b[0]!.tokens), prompt1);
+  assert.ok(engine.steps.slice(0, chunks).every((b) => b[0]!.tokens.length <= 4));
+  const controller = new AbortController();
+  const slow = new ScriptedEngine([completion1]);
+  const step = slow.step.bind(slow);
+  slow.step = async (batch) => {
+    controller.abort(); // the user presses Ctrl-C while the first chunk is processed
+    return step(batch);
+  };
+  const cut = await generate(slow, slow.createSequence(), prompt1, { prefillChunk: 4, signal: controller.signal });
+  assert.equal(cut.finishReason, 'abort');
+  assert.equal(slow.steps.length, 1);
+});
