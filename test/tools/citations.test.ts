@@ -1,0 +1,67 @@
+// Citation markers in a final answer -> links to the local document and line range, with
+// annotations; streaming holds back an unfinished marker.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BrowserSession, CitationStream, LocalDocsBackend, hasPartialCitation, resolveCitations, wrapLines } from '../../src/tools/index.ts';
+
+const DOCS = fileURLToPath(new URL('../fixtures/docs', import.meta.url));
+const backend = await LocalDocsBackend.open(DOCS);
+const GUIDE = 'guidelines/sepsis-early-management.md';
+
+async function session(): Promise<BrowserSession> {
+  const s = new BrowserSession(backend);
+  await s.run({ recipient: 'browser.search', content: '{"query": "lactate fluid bolus"}' });
+  await s.run({ recipient: 'browser.open', content: JSON.stringify({ id: backend.urlOf(GUIDE) }) });
+  return s;
+}
+
+test('a line-range citation becomes a Markdown link to the file lines it quotes', async () => {
+  const s = await session();
+  const display = wrapLines((await backend.fetch(backend.urlOf(GUIDE))).text);
+  const start = display.findIndex((l) => l.includes('Give an intravenous fluid bolus'));
+  assert.ok(start > 0);
+  const answer = `Give 500 mL over 15 minutes【1†L${start}-L${start + 2}】. Done.`;
+  const r = resolveCitations(answer, s);
+  const source = readFileSync(`${DOCS}/${GUIDE}`, 'utf8').split('\n');
+  const srcLine = source.findIndex((l) => l.includes('Give an intravenous fluid bolus')) + 1;
+  const href = `${GUIDE}#L${srcLine}-L${srcLine + 1}`;
+  assert.equal(r.text, `Give 500 mL over 15 minutes ([Early management of suspected sepsis in adults](${href})). Done.`);
+  assert.equal(r.citations.length, 1);
+  const c = r.citations[0]!;
+  assert.equal(r.text.slice(c.start, c.end), ` ([Early management of suspected sepsis in adults](${href}))`);
+  assert.deepEqual({ url: c.url, cursor: c.cursor, lines: c.lines, type: c.type }, { url: backend.urlOf(GUIDE), cursor: 1, lines: { start, end: start + 2 }, type: 'url_citation' });
+  assert.match(c.quote, /^4\. Give an intravenous fluid bolus of 500 mL/);
+});
+
+test('single-line citations work; unknown cursors and results pages are left as written', async () => {
+  const s = await session();
+  const r = resolveCitations('A【1†L3】 B【9†L1-L2】 C【0†L4】', s);
+  assert.equal(r.citations.length, 1);
+  assert.match(r.text, /^A \(\[Early management[^\]]*\]\(guidelines\/sepsis-early-management\.md(#L\d+)?\)\) B【9†L1-L2】 C【0†L4】$/);
+});
+
+test('streaming: partial markers are held back and offsets match the concatenated output', async () => {
+  const s = await session();
+  const full = 'First point【1†L30-L31】 and second【1†L12】.';
+  const stream = new CitationStream(s);
+  let shown = '';
+  const pieces: string[] = [];
+  for (let i = 0; i < full.length; i += 3) {
+    const piece = stream.push(full.slice(i, i + 3));
+    assert.ok(!piece.includes('【'), `leaked a partial marker: ${piece}`);
+    pieces.push(piece);
+    shown += piece;
+  }
+  shown += stream.flush();
+  assert.equal(shown, resolveCitations(full, s).text);
+  assert.equal(stream.citations.length, 2);
+  for (const c of stream.citations) assert.match(shown.slice(c.start, c.end), /^ \(\[Early management/);
+  assert.ok(hasPartialCitation('see 【1†L3'));
+  assert.ok(!hasPartialCitation('see 【1†L3】'));
+  // An unfinished marker at the very end is released by flush.
+  const s2 = new CitationStream(s);
+  assert.equal(s2.push('tail 【1†L'), 'tail ');
+  assert.equal(s2.flush(), '【1†L');
+});
