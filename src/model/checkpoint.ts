@@ -79,7 +79,10 @@ export async function loadCheckpoint(modelDir: string, store: TensorStore): Prom
   return { weights, layout: 'hf', dir: found.dir, name: modelName(found.dir), randomWeights: isRandomWeights(found.dir) };
 }
 
-function modelName(dir: string): string {
+/** The folder's name, or `org/name` for a snapshot in the Hugging Face hub cache. */
+export function modelName(dir: string): string {
+  const hub = /models--([^/]+?)--([^/]+)\/snapshots\//.exec(resolve(dir) + '/');
+  if (hub !== null) return `${hub[1]}/${hub[2]}`;
   return basename(dir) === 'original' ? basename(dirname(dir)) : basename(dir);
 }
 

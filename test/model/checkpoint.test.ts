@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
 import { HeapStore, createReferenceBackend } from '../../src/kernels/reference.ts';
-import { detectCheckpoint, loadCheckpoint } from '../../src/model/checkpoint.ts';
+import { detectCheckpoint, loadCheckpoint, modelName } from '../../src/model/checkpoint.ts';
 import { contextLength } from '../../src/model/config.ts';
 import { Transformer } from '../../src/model/forward.ts';
 import { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors, type Dtype, type TensorToWrite } from '../../src/model/safetensors.ts';
@@ -166,6 +166,12 @@ describe('original-layout loader', () => {
     const found = detectCheckpoint(dir);
     assert.equal(found.layout, 'original');
     assert.equal(found.dir, join(dir, 'original'));
+  });
+
+  it('names models by folder, or org/name inside the hub cache', () => {
+    assert.equal(modelName('/data/models/gpt-oss-20b'), 'gpt-oss-20b');
+    assert.equal(modelName('/data/models/gpt-oss-20b/original'), 'gpt-oss-20b');
+    assert.equal(modelName('/home/u/.cache/huggingface/hub/models--openai--gpt-oss-20b/snapshots/0123abcd/original'), 'openai/gpt-oss-20b');
   });
 
   it('accepts F32 norms, sinks and biases (converted checkpoints) with identical logits', async () => {
