@@ -25,6 +25,7 @@ options:
   --browser DOCS_DIR      enable the browser tool over a folder of Markdown, text and HTML files
   --python                enable the python tool (sandboxed, no files, no network)
   --show-reasoning        show the chain of thought (dim; on stderr in script mode)
+  --raw                   show the completion as the model writes it (harmony tokens by name)
   --context N             context window in tokens (default 8192)
   --max-tokens N          most tokens per answer (default: until the window is full)
   --temperature T         sampling temperature (default 1.0; 0 = greedy)
@@ -52,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     browser: { type: 'string' },
     python: { type: 'boolean' },
     'show-reasoning': { type: 'boolean' },
+    raw: { type: 'boolean' },
     context: { type: 'string' },
     'max-tokens': { type: 'string' },
     temperature: { type: 'string' },
@@ -79,6 +81,7 @@ export async function run(argv: string[]): Promise<number> {
   let developer = stringFlag(p, 'developer');
   if (developer?.startsWith('@') === true) developer = readTextFile(developer.slice(1), '--developer');
   const showReasoning = boolFlag(p, 'show-reasoning');
+  const raw = boolFlag(p, 'raw');
 
   const interactive = p.positionals.length === 0 && process.stdin.isTTY === true;
   let prompt: string | undefined;
@@ -124,9 +127,9 @@ export async function run(argv: string[]): Promise<number> {
   const color = process.stdout.isTTY === true && noColorUnset();
   try {
     if (interactive) {
-      return await runRepl(session, { showReasoning, maxTokens, color, citations, tools: tools.map((t) => t.name) });
+      return await runRepl(session, { showReasoning, raw, maxTokens, color, citations, tools: tools.map((t) => t.name) });
     }
-    return await answerOnce(session, prompt!, { showReasoning, maxTokens, color: process.stderr.isTTY === true && noColorUnset(), citations });
+    return await answerOnce(session, prompt!, { showReasoning, raw, maxTokens, color: process.stderr.isTTY === true && noColorUnset(), citations });
   } finally {
     session.close();
     await engine.close();
@@ -179,7 +182,8 @@ async function openEngine(
   if (engine.info.randomWeights) {
     side.write(
       `warning: ${engine.info.name} has RANDOM weights (a synthetic checkpoint), so its answers are gibberish.\n` +
-        '         Pass --model DIR|REPO (or set GPTOSS_MODEL) to chat with a real gpt-oss checkpoint.\n',
+        '         Pass --model DIR|REPO (or set GPTOSS_MODEL) to chat with a real gpt-oss checkpoint;\n' +
+        '         --raw shows the tokens it writes even when they do not form harmony messages.\n',
     );
   }
   return engine;
@@ -189,7 +193,7 @@ async function openEngine(
 async function answerOnce(
   session: AgentSession,
   prompt: string,
-  settings: { showReasoning: boolean; maxTokens: number | undefined; color: boolean; citations: CitationSource | undefined },
+  settings: { showReasoning: boolean; raw: boolean; maxTokens: number | undefined; color: boolean; citations: CitationSource | undefined },
 ): Promise<number> {
   const printer = new AnswerPrinter({
     out: process.stdout,
@@ -198,6 +202,7 @@ async function answerOnce(
     color: settings.color,
     thinkingIndicator: false,
     stats: settings.showReasoning,
+    raw: settings.raw,
     ...(settings.citations !== undefined ? { citations: settings.citations } : {}),
   });
   const controller = new AbortController();

@@ -61,6 +61,10 @@ test('random weights are announced plainly', async () => {
   assert.equal(r.code, 0);
   assert.match(r.stderr, /demo-tiny has RANDOM weights/);
   assert.equal(r.stdout, 'Hello! How can I help?\n');
+  // --raw shows the completion exactly as written, special tokens by name.
+  const raw = await chat(['--raw'], 'Hi', { GPTOSS_SCRIPTED: script('random-raw', [hello], { randomWeights: true }) });
+  assert.equal(raw.code, 0);
+  assert.equal(raw.stdout, `${hello}\n`);
 });
 
 test('--browser: the model searches and opens local documents, and its citation becomes a link', async () => {

@@ -2,6 +2,7 @@
 // for), tool calls and results as one compact line each, and a statistics line at the end. In
 // script mode (stdin not a terminal) only the answer goes to stdout; the rest goes to stderr.
 import type { AgentEvent, AgentResult } from '../../engine/agent.ts';
+import { getTokenizer, Utf8StreamDecoder } from '../../tokenizer/index.ts';
 import { CitationStream, type CitationSource } from '../../tools/index.ts';
 
 export interface PrinterOptions {
@@ -18,6 +19,8 @@ export interface PrinterOptions {
   stats: boolean;
   /** Turns the browser's citation markers into links to the cited document lines. */
   citations?: CitationSource;
+  /** Print the completion as the model writes it (special tokens by name) instead of parsed messages. */
+  raw?: boolean;
 }
 
 const ESC = '\x1b[';
@@ -70,7 +73,24 @@ export class AnswerPrinter {
     this.o.side.write('\r\x1b[K');
   }
 
+  private rawDecoder: Utf8StreamDecoder | undefined;
+
+  /** Raw mode: every token as text, special tokens by name; tool lines and statistics as usual. */
+  private handleRaw(event: AgentEvent): boolean {
+    if (event.type === 'token') {
+      const tok = getTokenizer();
+      const id = event.token.token;
+      this.rawDecoder ??= new Utf8StreamDecoder();
+      const name = tok.tokenName(id);
+      this.write(this.o.out, name !== undefined ? this.paint(style.dim, name) : this.rawDecoder.push(tok.tokenBytes(id)));
+      return true;
+    }
+    if (event.type === 'prefill') this.rawDecoder = new Utf8StreamDecoder();
+    return event.type === 'message_start' || event.type === 'delta' || event.type === 'message_done';
+  }
+
   handle(event: AgentEvent): void {
+    if (this.o.raw === true && this.handleRaw(event)) return;
     switch (event.type) {
       case 'message_start': {
         this.channel = event.channel;

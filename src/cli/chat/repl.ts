@@ -11,6 +11,7 @@ import { AnswerPrinter } from './printer.ts';
 
 export interface ReplSettings {
   showReasoning: boolean;
+  raw: boolean;
   maxTokens: number | undefined;
   color: boolean;
   citations: CitationSource | undefined;
@@ -81,8 +82,9 @@ export async function runRepl(session: AgentSession, settings: ReplSettings): Pr
       side: out,
       showReasoning: settings.showReasoning,
       color: settings.color,
-      thinkingIndicator: true,
+      thinkingIndicator: !settings.raw,
       stats: true,
+      raw: settings.raw,
       ...(settings.citations !== undefined ? { citations: settings.citations } : {}),
     });
     try {
