@@ -4,7 +4,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { goldenCase, maxAbsDiff, readF32 } from '../model/golden-data.ts';
+import { conversation, message, renderConversationForCompletion } from '../../src/harmony/index.ts';
+import { FULLVOCAB_DIR, goldenCase, hasFullvocab, maxAbsDiff, readF32 } from '../model/golden-data.ts';
 
 const BIN = new URL('../../bin/gptoss.js', import.meta.url).pathname;
 const gold = goldenCase(new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname);
@@ -56,6 +57,19 @@ describe('gptoss logits / generate', () => {
     // --stop ends the continuation at the first listed id (included).
     const stopped = JSON.parse(gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--stop', String(generated[3]), '--backend', 'reference').stdout) as { tokens: number[] };
     assert.deepEqual(stopped.tokens, generated.slice(0, 4));
+  });
+
+  it('generate --prompt wraps the text in harmony (real vocabulary: fullvocab-h32-l2)', { skip: hasFullvocab() ? false : 'fullvocab-h32-l2 not in ../shared/golden' }, async () => {
+    const ids = renderConversationForCompletion(conversation([message.system(), message.user('What is 2+2?')]));
+    const [wrapped, direct] = await Promise.all([
+      gptossAsync('generate', '--model', FULLVOCAB_DIR, '--prompt', 'What is 2+2?', '--max-tokens', '4', '--temperature', '0', '--json', '--backend', 'reference'),
+      gptossAsync('generate', '--model', FULLVOCAB_DIR, '--tokens', ids.join(','), '--max-tokens', '4', '--temperature', '0', '--json', '--backend', 'reference'),
+    ]);
+    assert.equal(wrapped.status, 0, wrapped.stderr);
+    const a = JSON.parse(wrapped.stdout) as { tokens: number[]; text: string };
+    const b = JSON.parse(direct.stdout) as { tokens: number[]; text: string };
+    assert.deepEqual(a, b);
+    assert.ok(a.tokens.length >= 1 && a.tokens.length <= 4);
   });
 
   it('bad input: one line on stderr, exit status 2', async () => {
