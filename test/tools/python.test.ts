@@ -1,0 +1,187 @@
+// The python sandbox: prompt-injected code must not read host files, reach the network (even on
+// 127.0.0.1), spawn processes or see the host environment; endless loops are killed by the
+// wall-clock timeout; output and memory are capped; stateful and stateless modes behave like the
+// reference. Interpreters are shared between probes where that is safe (each load costs seconds).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { NO_OUTPUT_WARNING, PythonTool, SandboxPool, STATELESS_DESCRIPTION, sandboxNodeFlags } from '../../src/tools/index.ts';
+import { pythonToolNamespace } from '../../src/harmony/index.ts';
+
+process.env.GPTOSS_SANDBOX_CANARY = 'canary-7f3a9c';
+const PROJECT_FILE = resolve('package.json');
+const projectText = readFileSync(PROJECT_FILE, 'utf8');
+
+// A server on 127.0.0.1 that counts every connection attempt that reaches it.
+let connections = 0;
+const sockets: Socket[] = [];
+const server = createServer((sock) => {
+  connections++;
+  sockets.push(sock);
+  sock.end('HTTP/1.0 200 OK\r\n\r\nsecret-from-host-server');
+});
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+const port = (server.address() as { port: number }).port;
+
+const pool = new SandboxPool({ memoryMb: 256 }, 0);
+const tool = new PythonTool({ stateful: true, timeoutMs: 8000, maxOutputChars: 2000, pool });
+after(async () => {
+  await tool.close();
+  await pool.close();
+  for (const s of sockets) s.destroy();
+  server.close();
+});
+
+async function py(code: string): Promise<{ content: string; error?: string }> {
+  return tool.run({ recipient: 'python', content: code, channel: 'analysis' });
+}
+
+test('the Node layer alone denies files, processes, workers and code generation', () => {
+  const probe = `
+    const results = {};
+    const attempt = async (name, f) => { try { await f(); results[name] = 'ALLOWED'; } catch (e) { results[name] = 'denied'; } };
+    const fs = await import('node:fs');
+    await attempt('read-etc-passwd', () => fs.readFileSync('/etc/passwd'));
+    await attempt('read-project', () => fs.readFileSync(${JSON.stringify(PROJECT_FILE)}));
+    await attempt('write-tmp', () => fs.writeFileSync('/tmp/gptoss-sandbox-probe', 'x'));
+    await attempt('spawn', async () => (await import('node:child_process')).execSync('id'));
+    await attempt('worker', async () => new (await import('node:worker_threads')).Worker('1', { eval: true }));
+    await attempt('eval', () => eval('1 + 1'));
+    await attempt('function', () => new Function('return globalThis')());
+    console.log(JSON.stringify(results));`;
+  const r = spawnSync(process.execPath, [...sandboxNodeFlags(), '--input-type=module', '-e', probe], { env: {}, encoding: 'utf8' });
+  const results = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+  assert.deepEqual(results, {
+    'read-etc-passwd': 'denied', 'read-project': 'denied', 'write-tmp': 'denied', spawn: 'denied', worker: 'denied', eval: 'denied', function: 'denied',
+  });
+});
+
+test('stateful mode keeps variables and shows the last expression, like a notebook', async () => {
+  assert.equal((await py('x = 41')).content, NO_OUTPUT_WARNING);
+  assert.equal((await py('print(x + 1)')).content, '42\n');
+  assert.equal((await py('x')).content, '41\n');
+  const tb = await py('def f():\n    raise ValueError("boom")\nf()');
+  assert.equal(tb.content, 'Traceback (most recent call last):\n  File "<stdin>", line 3, in <module>\n  File "<stdin>", line 2, in f\nValueError: boom\n');
+  assert.equal(tb.error, undefined); // a Python exception is ordinary output for the model
+  assert.equal((await py('open("/mnt/data/notes.txt", "w").write("kept")\nprint(open("/mnt/data/notes.txt").read())')).content, 'kept\n');
+});
+
+test('injected code cannot read host files or see the host environment', async () => {
+  const out = (await py(`
+import os, sys
+for path in ["/etc/passwd", ${JSON.stringify(PROJECT_FILE)}, "/proc/self/environ", "/root/.bashrc"]:
+    try:
+        data = open(path).read()
+        print("READ", path, data[:200])
+    except Exception as e:
+        print("blocked", path, type(e).__name__)
+print("root:", sorted(os.listdir("/")))
+print("env:", dict(os.environ))
+`)).content;
+  assert.doesNotMatch(out, /READ/);
+  assert.doesNotMatch(out, /root:x:0:0/);
+  assert.ok(!out.includes(projectText.slice(0, 40)));
+  assert.match(out, /blocked \/etc\/passwd FileNotFoundError/);
+  assert.doesNotMatch(out, /'work'|'etc'|'usr'/);
+  assert.doesNotMatch(out, /canary-7f3a9c|GPTOSS_SANDBOX_CANARY/);
+});
+
+test('injected code cannot reach a server on 127.0.0.1 (socket, urllib, http.client, js tricks)', async () => {
+  const before = connections;
+  const out = (await py(`
+import socket, urllib.request, http.client, sys
+def attempt(name, f):
+    try:
+        r = f()
+        print("REACHED", name, r)
+    except BaseException as e:
+        print("failed", name, type(e).__name__)
+attempt("socket", lambda: socket.create_connection(("127.0.0.1", ${port}), timeout=2).recv(100))
+attempt("urllib", lambda: urllib.request.urlopen("http://127.0.0.1:${port}/", timeout=2).read())
+def via_http_client():
+    c = http.client.HTTPConnection("127.0.0.1", ${port}, timeout=2)
+    c.request("GET", "/")
+    return c.getresponse().read()
+attempt("http.client", via_http_client)
+attempt("import js", lambda: __import__("js").fetch("http://127.0.0.1:${port}/"))
+attempt("pyodide_js", lambda: __import__("pyodide_js"))
+attempt("pyfetch", lambda: __import__("pyodide.http", fromlist=["pyfetch"]).pyfetch("http://127.0.0.1:${port}/"))
+def unblock_and_import():
+    # Remove the import blocker and the module tombstones, then try the bridges again.
+    sys.meta_path[:] = [f for f in sys.meta_path if "Gptoss" not in type(f).__name__]
+    for k in [k for k, v in sys.modules.items() if v is None]:
+        del sys.modules[k]
+    import js
+    return js.fetch("http://127.0.0.1:${port}/")
+attempt("unblocked js", unblock_and_import)
+def run_js():
+    import pyodide.code
+    return pyodide.code.run_js("fetch('http://127.0.0.1:${port}/')")
+attempt("run_js", run_js)
+`)).content;
+  for (const name of ['socket', 'urllib', 'http.client', 'import js', 'pyodide_js', 'pyfetch', 'unblocked js', 'run_js']) {
+    assert.match(out, new RegExp(`^failed ${name.replace('.', '\\.')} `, 'm'), out);
+  }
+  assert.doesNotMatch(out, /REACHED|secret-from-host-server/);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(connections, before, 'the host server saw a connection');
+});
+
+test('injected code cannot start processes', async () => {
+  const out = (await py(`
+import os, subprocess
+def attempt(name, f):
+    try:
+        print("RAN", name, f())
+    except BaseException as e:
+        print("failed", name, type(e).__name__)
+attempt("os.system", lambda: os.system("id"))
+attempt("os.popen", lambda: os.popen("id").read())
+attempt("subprocess", lambda: subprocess.run(["id"], capture_output=True).stdout)
+attempt("fork", lambda: os.fork())
+print("still alive")
+`)).content;
+  assert.doesNotMatch(out, /RAN|uid=/);
+  assert.match(out, /failed os\.system[\s\S]*failed os\.popen[\s\S]*failed subprocess[\s\S]*failed fork[\s\S]*still alive/);
+});
+
+test('output is truncated with a note, and memory beyond the cap raises MemoryError', async () => {
+  const big = (await py('print("a" * 50000)\nprint("END")')).content;
+  assert.ok(big.length < 2200, `kept ${big.length} characters`);
+  assert.match(big, /\[\.\.\. \d+ characters of output truncated \.\.\.\]/);
+  assert.match(big, /^a+/);
+  assert.match(big, /END\n$/);
+  const mem = (await py('try:\n    b = bytearray(400 * 1024 * 1024)\n    print("ALLOCATED")\nexcept MemoryError:\n    print("MemoryError")')).content;
+  assert.equal(mem, 'MemoryError\n');
+  assert.equal((await py('print(x)')).content, '41\n'); // the interpreter survived
+});
+
+test('an endless loop is killed at the wall-clock limit and the interpreter restarts', async () => {
+  const t0 = Date.now();
+  const r = await py('print("started")\nwhile True:\n    pass');
+  const elapsed = Date.now() - t0;
+  assert.ok(elapsed >= 8000 && elapsed < 30_000, `took ${elapsed} ms`);
+  assert.match(r.content, /^started\n\[ERROR\] Execution timed out after 8\.0 seconds and was stopped\. The interpreter was restarted/);
+  assert.equal(r.error, 'timeout');
+  const after = await py('print(x)');
+  assert.match(after.content, /NameError: name 'x' is not defined/);
+});
+
+test('stateless mode: a fresh interpreter per call, and the official descriptions per mode', async () => {
+  const statelessPool = new SandboxPool({}, 0);
+  const stateless = new PythonTool({ pool: statelessPool, timeoutMs: 30_000 });
+  try {
+    assert.equal((await stateless.run({ recipient: 'python', content: 'y = 1\nprint(y)' })).content, '1\n');
+    const second = await stateless.run({ recipient: 'python', content: 'print(y)' });
+    assert.match(second.content, /NameError: name 'y' is not defined/);
+    assert.equal((await stateless.run({ recipient: 'python', content: '2 + 2' })).content, NO_OUTPUT_WARNING); // a script prints nothing by itself
+  } finally {
+    await stateless.close();
+    await statelessPool.close();
+  }
+  assert.equal(stateless.namespace().description, STATELESS_DESCRIPTION);
+  assert.deepEqual(new PythonTool({ stateful: true, pool: statelessPool }).namespace(), pythonToolNamespace());
+});
