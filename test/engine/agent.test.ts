@@ -253,3 +253,38 @@ test('a call whose header never reaches <|message|> does not crash the loop', as
   assert.equal(r.toolCalls, 0);
   assert.equal(r.messages[0]!.channel, 'analysis');
 });
+
+test('functions.search with no such function goes to the browser, as the reference server does; a throwing handler is a tool error', async () => {
+  class EchoBrowser implements AgentTool {
+    readonly name = 'browser';
+    readonly calls: ToolCall[] = [];
+    namespace() {
+      return { name: 'browser', description: 'Tool for browsing.', tools: [{ name: 'search', description: 'Searches.' }] };
+    }
+    async run(call: ToolCall) {
+      this.calls.push(call);
+      return { content: `[0] results for ${(JSON.parse(call.content) as { query: string }).query}` };
+    }
+  }
+  const browser = new EchoBrowser();
+  const engine = new ScriptedEngine([
+    ids('<|channel|>commentary to=functions.search <|constrain|>json<|message|>{"query":"sepsis"}<|call|>'),
+    ids('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location":"Rome"}<|call|>'),
+    ids('<|channel|>final<|message|>Done.<|return|>'),
+  ]);
+  const session = new AgentSession(engine, {
+    tools: [browser],
+    functionTools: [weather],
+    onFunctionCall: async () => {
+      throw new Error('weather service unreachable');
+    },
+  });
+  const r = await session.send('Search, then weather.');
+  assert.equal(r.finalText, 'Done.');
+  assert.deepEqual(browser.calls.map((c) => c.recipient), ['browser.search']);
+  const toolMessages = r.messages.filter((m) => m.author.role === 'tool');
+  assert.deepEqual(toolMessages.map((m) => [m.author.name, messageText(m)]), [
+    ['functions.search', '[0] results for sepsis'],
+    ['functions.get_weather', 'Error: functions.get_weather failed: weather service unreachable'],
+  ]);
+});
