@@ -1,8 +1,9 @@
 // The gpt-oss forward pass over a Backend, reading like the model specification: embedding,
 // then per block attention with sinks (banded on even layers, dense on odd) and a mixture of
 // experts, then the final norm and unembedding. New tokens go through every weight matrix as one
-// batch [T, hidden] (a prefill chunk), attending to themselves and to the sequence's KV cache.
-// Activations live in a workspace allocated from the backend's store and reused across calls.
+// batch [T, hidden] (a prefill chunk, or the new tokens of several sequences stacked), attending
+// to themselves and to their own sequence's KV cache. Activations live in a workspace allocated
+// from the backend's store and reused across calls.
 import { UserError } from '../errors.ts';
 import type { Backend, RopeTable } from '../kernels/backend.ts';
 import { bf16ToF32 } from '../kernels/reference.ts';
