@@ -58,7 +58,8 @@ export async function run(argv: string[]): Promise<number> {
   const raw = boolFlag(p, 'raw') || tokenList !== undefined;
   const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true }) ?? 256;
   const temperature = numberFlag(p, 'temperature', { min: 0 }) ?? 1.0;
-  const topP = numberFlag(p, 'top-p') ?? 1.0; // range checked by the sampler (0 < P <= 1)
+  const topP = numberFlag(p, 'top-p') ?? 1.0;
+  if (!(topP > 0 && topP <= 1)) throw new UserError('usage', `--top-p must be in (0, 1], got ${topP}`);
   const seed = numberFlag(p, 'seed', { integer: true });
   const stopRaw = stringFlag(p, 'stop');
   const extraStops = stopRaw === undefined ? [] : parseTokenList(stopRaw, 'stop');
