@@ -121,7 +121,22 @@ def run_js():
     import pyodide.code
     return pyodide.code.run_js("fetch('http://127.0.0.1:${port}/')")
 attempt("run_js", run_js)
+# Reaching a JS object through the garbage collector gives its Function constructor, which cannot
+# compile code in the sandbox (no import('node:net'), no globalThis).
+import gc
+def via_gc():
+    for m in [o for o in gc.get_objects() if type(o).__name__ == "module"]:
+        for v in list(vars(m).values()):
+            if type(v).__name__.startswith("JsProxy") or "JsProxy" in type(v).__name__:
+                try:
+                    make = v.constructor.constructor
+                except Exception:
+                    continue
+                return make("return import('node:net').then(n => n.connect(${port}, '127.0.0.1'))")()
+    raise LookupError("no JS object found")
+attempt("gc Function", via_gc)
 `)).content;
+  assert.match(out, /^failed gc Function JsException/m, out);
   for (const name of ['socket', 'urllib', 'http.client', 'import js', 'pyodide_js', 'pyfetch', 'unblocked js', 'run_js']) {
     assert.match(out, new RegExp(`^failed ${name.replace('.', '\\.')} `, 'm'), out);
   }

@@ -8,7 +8,11 @@
 import { constants as fsConstants } from 'node:fs';
 import { createInterface } from 'node:readline';
 
-const config = JSON.parse(process.argv[2] ?? '{}');
+// The host process object, kept in this module's scope only (see the end of the setup).
+const proc = process;
+const stdout = proc.stdout;
+const stdin = proc.stdin;
+const config = JSON.parse(proc.argv[2] ?? '{}');
 const pyodideDir = config.pyodideDir;
 const maxWasmBytes = config.maxWasmBytes ?? 1024 * 1024 * 1024;
 
@@ -29,7 +33,7 @@ WebAssembly.Memory.prototype.grow = function grow(pages) {
   return originalGrow.call(this, pages);
 };
 
-const send = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+const send = (obj) => stdout.write(JSON.stringify(obj) + '\n');
 let currentId = null;
 const decoder = new TextDecoder('utf-8');
 const writer = {
@@ -154,7 +158,13 @@ let namespace = freshNamespace();
 
 send({ type: 'ready' });
 
-const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+// Last step: no global `process` either. Through it, any JS object of the host would lead to the
+// stdio sockets, whose constructor opens TCP connections (Node 20's permission model does not
+// cover the network). The runner keeps its own references above.
+delete globalThis.process;
+delete globalThis.Buffer;
+
+const lines = createInterface({ input: stdin, crlfDelay: Infinity });
 for await (const line of lines) {
   if (line.trim() === '') continue;
   const request = JSON.parse(line);
@@ -170,7 +180,7 @@ for await (const line of lines) {
     // interpreter itself (a JS exception through the wasm stack): it cannot be trusted any more.
     send({ id: currentId, chunk: `[ERROR] ${String(e && e.message ? e.message : e)}\n` });
     send({ id: currentId, done: true, fatal: true });
-    process.exit(70);
+    proc.exit(70);
   }
   const tail = decoder.decode();
   if (tail) send({ id: currentId, chunk: tail });

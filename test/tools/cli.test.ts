@@ -1,0 +1,61 @@
+// `gptoss tool`: one tool call as the agent loop would make it, printed as the model receives it;
+// exit 0 on success, 1 for a tool error, 2 for bad usage.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/gptoss.js', import.meta.url));
+const DOCS = fileURLToPath(new URL('../fixtures/docs', import.meta.url));
+
+function gptoss(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, 'tool', ...args], { encoding: 'utf8', timeout: 180_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('browser: calls share one session; --harmony prints the rendered tool message', () => {
+  const r = gptoss('browser', '--docs', DOCS, 'search', '{"query": "spill kit"}', 'open', '{"id": 0}', 'find', '{"pattern": "nitrile"}');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^\[0\] spill kit\n\*\*viewing lines/);
+  assert.match(r.stdout, /\n\[1\] Reagent handling and spills \(local:\/\/docs\/safety\/reagent-handling\.html\)\n/);
+  assert.match(r.stdout, /\n\[2\] Find results for text: `nitrile`/);
+  const h = gptoss('browser', '--docs', DOCS, '--harmony', 'search', '{"query": "freezer"}');
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /^<\|start\|>browser\.search to=assistant<\|channel\|>analysis<\|message\|>\[0\] freezer\n[\s\S]*<\|end\|>\n$/);
+});
+
+test('browser: a tool error is printed as the model sees it, with status 1', () => {
+  const r = gptoss('browser', '--docs', DOCS, 'open', '{"id": 3}');
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, 'No pages to access!\n');
+});
+
+test('bad usage exits 2 with a one-line message', () => {
+  for (const args of [
+    ['browser', 'search', '{"query": "x"}'],
+    ['browser', '--docs', DOCS, 'search', '{oops'],
+    ['browser', '--docs', DOCS, 'click', '{}'],
+    ['browser', '--docs', '/nonexistent/folder', 'search', '{"query": "x"}'],
+    ['python'],
+    ['python', '--code', 'print(1)', '--timeout', 'soon'],
+    ['ruby', '--code', 'puts 1'],
+  ]) {
+    const r = gptoss(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^gptoss tool: /);
+  }
+});
+
+test('python: prints the output; an endless loop times out with status 1', () => {
+  const ok = gptoss('python', '--code', 'x = 6 * 7');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stdout, '[WARN] No output available. Use print() to output anything to stdout to receive the output\n');
+  const loop = gptoss('python', '--timeout', '1', '--json', '--code', 'while True:\n    pass');
+  assert.equal(loop.status, 1);
+  const msg = JSON.parse(loop.stdout) as { author: { role: string; name: string }; recipient: string; channel: string; content: { text: string }[] };
+  assert.deepEqual(msg.author, { role: 'tool', name: 'python' });
+  assert.equal(msg.recipient, 'assistant');
+  assert.equal(msg.channel, 'analysis');
+  assert.equal(msg.content[0]!.text, '[ERROR] Execution timed out after 1.0 seconds and was stopped.');
+});
