@@ -1,8 +1,10 @@
 // Our o200k_harmony ids against js-tiktoken (its own copy of the o200k_base ranks and its own BPE)
-// with the harmony specials added, on a hand-written corpus and on seeded random strings.
+// with the harmony specials added, on a hand-written corpus and on seeded random strings; and
+// against gpt-tokenizer on the corpus. (bench/tokenizer.ts also compares all three on 2 MB.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tiktoken } from 'js-tiktoken/lite';
+import { encode as gptTokenizerEncode } from 'gpt-tokenizer/encoding/o200k_harmony';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 import { samples } from './corpus.ts';
@@ -16,6 +18,11 @@ test('ordinary encoding matches js-tiktoken on the corpus', () => {
   for (const text of samples) {
     assert.deepEqual(tok.encodeOrdinary(text), reference.encode(text, [], []), JSON.stringify(text));
   }
+});
+
+test('ordinary encoding matches gpt-tokenizer (a third implementation) on the corpus', () => {
+  const noSpecials = { disallowedSpecial: new Set<string>() };
+  for (const text of samples) assert.deepEqual(tok.encodeOrdinary(text), gptTokenizerEncode(text, noSpecials), JSON.stringify(text));
 });
 
 test('ordinary encoding matches js-tiktoken on the whole corpus joined', () => {

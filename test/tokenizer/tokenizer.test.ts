@@ -72,6 +72,18 @@ test('round trips are byte-exact', () => {
   }
 });
 
+test('a byte order mark is ordinary text and survives decoding', () => {
+  for (const text of ['\ufeffhello', 'a\ufeffb', '\ufeff']) assert.equal(tok.decode(tok.encodeOrdinary(text)), text);
+  const d = new Utf8StreamDecoder();
+  assert.equal(d.push(utf8('\ufeffx')), '\ufeffx');
+});
+
+test('<|endofprompt|> and <|reserved_200018|> both name 200018 when allowed', () => {
+  assert.deepEqual(tok.encode('a<|endofprompt|>', { allowedSpecial: new Set(['<|endofprompt|>']) }).at(-1), 200018);
+  assert.deepEqual(tok.encode('a<|reserved_200018|>', { allowedSpecial: 'all' }).at(-1), 200018);
+  assert.notEqual(tok.encode('a<|endofprompt|>', { allowedSpecial: new Set(['<|reserved_200018|>']) }).at(-1), 200018);
+});
+
 test('lone surrogates encode as U+FFFD, as UTF-8 requires', () => {
   assert.deepEqual(tok.encodeOrdinary('a\ud800b'), tok.encodeOrdinary('a\ufffdb'));
 });
