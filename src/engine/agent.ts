@@ -116,6 +116,7 @@ export interface RunOptions {
 }
 
 export type AgentEvent =
+  | { type: 'prefill_progress'; done: number; total: number }
   | { type: 'prefill'; promptTokens: number; cachedTokens: number; ms: number }
   | { type: 'token'; token: GeneratedToken; channel: string | undefined }
   | { type: 'message_start'; role: Role; channel?: string; recipient?: string; contentType?: string }
@@ -352,6 +353,7 @@ export class AgentSession {
         ...(options.logprobs !== undefined ? { logprobs: options.logprobs } : {}),
         ...(options.topLogprobs !== undefined ? { topLogprobs: options.topLogprobs } : {}),
         ...(options.signal !== undefined ? { signal: options.signal } : {}),
+        onPrefillProgress: (info) => emit({ type: 'prefill_progress', done: info.done, total: info.total }),
         onPrefill: (info) => emit({ type: 'prefill', promptTokens: info.promptTokens, cachedTokens: info.cachedTokens, ms: info.ms }),
         onToken: (t) => {
           const stop = stream.push(t.token);

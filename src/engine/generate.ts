@@ -47,6 +47,8 @@ export interface GenerateOptions {
    * between them (a long prompt on a CPU can take minutes). Default: one step for all of it.
    */
   prefillChunk?: number;
+  /** With prefillChunk: called after each chunk but the last (tokens of the prompt processed so far). */
+  onPrefillProgress?: (info: { done: number; total: number }) => void;
   /** Called once the prompt is processed, before the first token is sampled. */
   onPrefill?: (info: { promptTokens: number; cachedTokens: number; ms: number }) => void;
 }
@@ -134,7 +136,9 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   let logits: Float32Array | undefined;
   for (let at = cachedTokens; at < prompt.length; at += chunk) {
     if (at > cachedTokens && aborted()) return finish('abort');
-    [logits] = await engine.step([{ sequence, tokens: prompt.slice(at, Math.min(prompt.length, at + chunk)) }]);
+    const end = Math.min(prompt.length, at + chunk);
+    [logits] = await engine.step([{ sequence, tokens: prompt.slice(at, end) }]);
+    if (end < prompt.length) options.onPrefillProgress?.({ done: end, total: prompt.length });
   }
   prefillMs = performance.now() - started;
   options.onPrefill?.({ promptTokens: prompt.length, cachedTokens, ms: prefillMs });

@@ -147,8 +147,14 @@ test('prefillChunk feeds a long prompt in several steps and sees an abort betwee
   const chunks = Math.ceil(prompt1.length / 4);
   // ScriptedEngine starts a script at every prompt step; only the last chunk's script is replayed.
   const engine = new ScriptedEngine(Array.from({ length: chunks }, () => completion1));
-  const r = await generate(engine, engine.createSequence(), prompt1, { sampling: { temperature: 0 }, prefillChunk: 4 });
+  const progress: number[] = [];
+  const r = await generate(engine, engine.createSequence(), prompt1, {
+    sampling: { temperature: 0 },
+    prefillChunk: 4,
+    onPrefillProgress: (p) => void progress.push(p.done),
+  });
   assert.deepEqual(r.tokens, completion1);
+  assert.deepEqual(progress, Array.from({ length: chunks - 1 }, (_, i) => 4 * (i + 1)));
   assert.deepEqual(engine.steps.slice(0, chunks).flatMap((b) => b[0]!.tokens), prompt1);
   assert.ok(engine.steps.slice(0, chunks).every((b) => b[0]!.tokens.length <= 4));
   const controller = new AbortController();

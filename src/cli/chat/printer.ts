@@ -92,6 +92,18 @@ export class AnswerPrinter {
   handle(event: AgentEvent): void {
     if (this.o.raw === true && this.handleRaw(event)) return;
     switch (event.type) {
+      case 'prefill_progress': {
+        // A long prompt on a CPU takes a while: say how far along it is (erased by the answer).
+        if (!this.o.thinkingIndicator) return;
+        this.clearThinking();
+        this.newline(this.o.side);
+        this.o.side.write(this.paint(style.dim, `reading the prompt… ${event.done}/${event.total} tokens`));
+        this.thinkingShown = true;
+        return;
+      }
+      case 'prefill':
+        this.clearThinking();
+        return;
       case 'message_start': {
         this.channel = event.channel;
         this.recipient = event.recipient;
