@@ -259,7 +259,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const perTokenA = k * (2 * hidden + inter) * 4 + k * (hidden * 2 + hidden / 8 + 64) + 256;
     const perTokenB = (k * (inter + 2) + hidden) * 4 + k * (inter * 2 + inter / 8 + 64) + 256;
     const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + 4096;
-    const fixedB = (pool.parts * inter + E * hidden + E * 8) * 4 + 4096;
+    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + 4096;
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
@@ -291,7 +291,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const listB = sB.take(order.length * 32), biasB = sB.take(order.length * hidden * 4);
       const actB = memA === memB ? actA : sB.take(rows * inter * 4);
       const tokB = sB.take(rows * 4), wgtB = sB.take(rows * 4);
-      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 4);
+      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 8);
       const fB = mB.f32();
       const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
       // i16-quantised inputs (quantize16 rows), when on.

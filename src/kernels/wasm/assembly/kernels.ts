@@ -68,6 +68,25 @@ let dot0: f32 = 0, dot1: f32 = 0, dot2: f32 = 0, dot3: f32 = 0;
   dot0 = hsum(s0); dot1 = hsum(s1); dot2 = hsum(s2); dot3 = hsum(s3);
 }
 
+let dot4: f32 = 0, dot5: f32 = 0, dot6: f32 = 0, dot7: f32 = 0;
+
+/** Dots of two f32 rows wa, wb with 4 rows x0..x3 (n % 8 == 0): dot0..3 for wa, dot4..7 for wb. */
+@inline function dot2x4F32(wa: usize, wb: usize, x0: usize, x1: usize, x2: usize, x3: usize, n: i32): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  for (let c = 0; c < n; c += 4) {
+    const o = <usize>c << 2;
+    const va = v128.load(wa + o), vb = v128.load(wb + o);
+    const y0 = v128.load(x0 + o), y1 = v128.load(x1 + o), y2 = v128.load(x2 + o), y3 = v128.load(x3 + o);
+    a0 = f32x4.add(a0, f32x4.mul(va, y0)); b0 = f32x4.add(b0, f32x4.mul(vb, y0));
+    a1 = f32x4.add(a1, f32x4.mul(va, y1)); b1 = f32x4.add(b1, f32x4.mul(vb, y1));
+    a2 = f32x4.add(a2, f32x4.mul(va, y2)); b2 = f32x4.add(b2, f32x4.mul(vb, y2));
+    a3 = f32x4.add(a3, f32x4.mul(va, y3)); b3 = f32x4.add(b3, f32x4.mul(vb, y3));
+  }
+  dot0 = hsum(a0); dot1 = hsum(a1); dot2 = hsum(a2); dot3 = hsum(a3);
+  dot4 = hsum(b0); dot5 = hsum(b1); dot6 = hsum(b2); dot7 = hsum(b3);
+}
+
 // ---- BF16 linear ---------------------------------------------------------------------------
 // A bf16 word is the upper half of an f32. Loaded as 4 x i32, the odd words are already in place
 // (mask the low half) and the even words need one shift, so the kernels take x "pair-permuted":
@@ -423,14 +442,12 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
       let t = 0;
       for (; t + 4 <= n; t += 4) {
         const x0 = x + <usize>t * xs;
-        dot4F32(bufA, x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, hidden);
-        const g0 = dot0 + bg, g1 = dot1 + bg, g2 = dot2 + bg, g3 = dot3 + bg;
-        dot4F32(bufB, x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, hidden);
+        dot2x4F32(bufA, bufB, x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, hidden);
         const a0 = act + <usize>t * as + pi;
-        store<f32>(a0, swiglu(g0, dot0 + bl, limit));
-        store<f32>(a0 + as, swiglu(g1, dot1 + bl, limit));
-        store<f32>(a0 + 2 * as, swiglu(g2, dot2 + bl, limit));
-        store<f32>(a0 + 3 * as, swiglu(g3, dot3 + bl, limit));
+        store<f32>(a0, swiglu(dot0 + bg, dot4 + bl, limit));
+        store<f32>(a0 + as, swiglu(dot1 + bg, dot5 + bl, limit));
+        store<f32>(a0 + 2 * as, swiglu(dot2 + bg, dot6 + bl, limit));
+        store<f32>(a0 + 3 * as, swiglu(dot3 + bg, dot7 + bl, limit));
       }
       for (; t < n; t++) {
         const xt = x + <usize>t * xs;
@@ -451,7 +468,8 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
   const r1 = sliceStart(hidden, part + 1, parts, 4);
   const groups = inter >> 5;
   const rowBytes = <usize>inter >> 1;
-  const buf = rowbuf + <usize>part * (<usize>inter << 2);
+  const buf = rowbuf + <usize>part * (<usize>inter << 3);
+  const buf2 = buf + (<usize>inter << 2);
   const qs = buf + (<usize>inter << 1);
   const os = <usize>hidden << 2, as = <usize>inter << 2, aqs = qStride(inter);
   for (let e = 0; e < entries; e++) {
@@ -463,6 +481,36 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       const br = blk + <usize>r * rowBytes, sr = scl + <usize>r * <usize>groups;
       const b = load<f32>(bias + (<usize>r << 2));
       const ro = <usize>r << 2;
+      if (quant == 0 && n >= 4 && r + 1 < r1) {
+        // Two rows at a time: each activation load feeds 2 rows x 4 tokens.
+        const b2 = load<f32>(bias + (<usize>(r + 1) << 2));
+        mxRowExpand(br, sr, buf, groups);
+        mxRowExpand(br + rowBytes, sr + <usize>groups, buf2, groups);
+        let t = 0;
+        for (; t + 4 <= n; t += 4) {
+          const a0 = act + <usize>t * as;
+          dot2x4F32(buf, buf2, a0, a0 + as, a0 + 2 * as, a0 + 3 * as, inter);
+          const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
+          const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
+          const o2 = out + <usize>load<i32>(tok + (<usize>(t + 2) << 2)) * os + ro;
+          const o3 = out + <usize>load<i32>(tok + (<usize>(t + 3) << 2)) * os + ro;
+          const w0 = load<f32>(wgt + (<usize>t << 2)), w1 = load<f32>(wgt + (<usize>(t + 1) << 2));
+          const w2 = load<f32>(wgt + (<usize>(t + 2) << 2)), w3 = load<f32>(wgt + (<usize>(t + 3) << 2));
+          store<f32>(o0, load<f32>(o0) + w0 * (dot0 + b)); store<f32>(o0, load<f32>(o0, 4) + w0 * (dot4 + b2), 4);
+          store<f32>(o1, load<f32>(o1) + w1 * (dot1 + b)); store<f32>(o1, load<f32>(o1, 4) + w1 * (dot5 + b2), 4);
+          store<f32>(o2, load<f32>(o2) + w2 * (dot2 + b)); store<f32>(o2, load<f32>(o2, 4) + w2 * (dot6 + b2), 4);
+          store<f32>(o3, load<f32>(o3) + w3 * (dot3 + b)); store<f32>(o3, load<f32>(o3, 4) + w3 * (dot7 + b2), 4);
+        }
+        for (; t < n; t++) {
+          const a = act + <usize>t * as;
+          const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
+          const w = load<f32>(wgt + (<usize>t << 2));
+          store<f32>(o, load<f32>(o) + w * (dotF32(buf, a, inter) + b));
+          store<f32>(o, load<f32>(o, 4) + w * (dotF32(buf2, a, inter) + b2), 4);
+        }
+        r++;
+        continue;
+      }
       if (n == 1) {
         const y = (quant != 0 ? mxRowDotQ(br, sr, aq, aq + (<usize>inter << 1), groups) : mxRowDot(br, sr, act, groups)) + b;
         const o = out + <usize>load<i32>(tok) * os + ro;
