@@ -247,7 +247,10 @@ class O200kHarmony implements Tokenizer {
     mergePiece(length, this.rangeRank, out);
     if (cacheable) {
       if (this.pieces.size >= PIECE_CACHE_LIMIT) this.pieces.clear();
-      this.pieces.set(piece, out.slice(first));
+      // A fresh string as the key: `piece` may be a slice that keeps the whole input text alive.
+      // (Decoding the bytes turns a lone surrogate into U+FFFD, which encodes to the same bytes.)
+      const key = Buffer.from(this.scratch.buffer, this.scratch.byteOffset, length).toString('utf8');
+      this.pieces.set(key, out.slice(first));
     }
   }
 }
