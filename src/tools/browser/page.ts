@@ -219,7 +219,9 @@ export function htmlToPage(html: string, url: string, title?: string): PageConte
         if (!closing) {
           if (attrs.href !== undefined && link === null) link = { href: attrs.href, text: '' };
         } else if (link !== null) {
-          const markup = links.markup(link.href, link.text);
+          // A link around an image only is probably decoration: the reference keeps just the image.
+          const imageOnly = link.text.replace(/\[Image \d+(?:: [^\]]*)?\]/g, '').trim() === '';
+          const markup = imageOnly ? link.text.trim() || null : links.markup(link.href, link.text);
           link = null;
           if (markup !== null) out.inline(markup);
         }
