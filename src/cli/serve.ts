@@ -1,0 +1,150 @@
+// `gptoss serve`: the OpenAI-compatible HTTP server (Responses API and Chat Completions) on one
+// engine with continuous batching. Binds to loopback unless told otherwise; with an API key every
+// /v1 request needs it. Logs one line per request and never prompt or output text unless
+// --log-content is given.
+import type { AgentTool } from '../engine/agent.ts';
+import type { Engine } from '../engine/engine.ts';
+import { resolveModel } from '../engine/resolve.ts';
+import { UserError } from '../errors.ts';
+import { REASONING_EFFORTS, type ReasoningEffort } from '../harmony/index.ts';
+import type { BuiltinToolFactories } from '../server/index.ts';
+import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
+
+const HELP = `usage: gptoss serve [options]
+
+OpenAI-compatible server: POST /v1/responses, POST /v1/chat/completions, GET /v1/models, GET /health.
+
+options:
+  --model DIR|REPO        checkpoint folder or hub repository id (default: $GPTOSS_MODEL, the hub
+                          cache's openai/gpt-oss-20b, else the tiny demo model with random weights)
+  --host ADDR             address to bind (default 127.0.0.1; anything else exposes the server)
+  --port N                port (default 8000; 0 picks a free one)
+  --api-key KEY           require "Authorization: Bearer KEY" (default: $GPTOSS_API_KEY if set)
+  --browser DOCS_DIR      enable the browser tool (browser_search / web_search) over local documents
+  --python                enable the python tool (code_interpreter) in a sandbox
+  --max-concurrency N     requests generating at once; more get HTTP 429 (default 16)
+  --context N             context window per request in tokens (default: the model's)
+  --reasoning-effort E    default effort when a request names none: low|medium|high (default medium)
+  --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
+                          gpt-oss-120b are accepted as aliases
+  --backend wasm|reference, --threads N   engine backend and worker threads
+  --log-content           also log prompts and outputs (off by default: they may hold private data)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const p = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string' },
+      browser: { type: 'string' },
+      python: { type: 'boolean' },
+      'max-concurrency': { type: 'string' },
+      context: { type: 'string' },
+      'reasoning-effort': { type: 'string' },
+      'model-name': { type: 'string' },
+      backend: { type: 'string' },
+      threads: { type: 'string' },
+      'log-content': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    false,
+  );
+  if (boolFlag(p, 'help')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const host = stringFlag(p, 'host') ?? '127.0.0.1';
+  const port = numberFlag(p, 'port', { min: 0, max: 65535, integer: true }) ?? 8000;
+  const maxConcurrency = numberFlag(p, 'max-concurrency', { min: 1, max: 4096, integer: true }) ?? 16;
+  const contextLength = numberFlag(p, 'context', { min: 16, integer: true });
+  const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
+  const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
+  const effortFlag = stringFlag(p, 'reasoning-effort');
+  if (effortFlag !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(effortFlag)) {
+    throw new UserError('usage', `--reasoning-effort must be low, medium or high, got "${effortFlag}"`);
+  }
+  const backend = stringFlag(p, 'backend');
+  if (backend !== undefined && backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
+
+  // Tools first: a bad --browser folder fails before the model loads.
+  const tools: BuiltinToolFactories = {};
+  const browserDir = stringFlag(p, 'browser');
+  if (browserDir !== undefined) {
+    const { BrowserSession, LocalDocsBackend } = await import('../tools/index.ts');
+    const docs = await LocalDocsBackend.open(browserDir);
+    tools.browser = () => new BrowserSession(docs);
+  }
+  if (boolFlag(p, 'python')) {
+    const { PythonTool, defaultSandboxPool } = await import('../tools/index.ts');
+    // Stateless (a fresh interpreter per call), so one instance serves every request.
+    const python: AgentTool = new PythonTool();
+    tools.python = () => python;
+    defaultSandboxPool().fill();
+  }
+
+  let engine: Engine;
+  const scripted = process.env['GPTOSS_SCRIPTED'];
+  if (scripted !== undefined && scripted !== '') {
+    const { scriptedEngineFromFile } = await import('./chat/scripted.ts');
+    engine = scriptedEngineFromFile(scripted);
+  } else {
+    const resolved = await resolveModel(stringFlag(p, 'model'));
+    process.stderr.write(`loading ${resolved.description}…\n`);
+    const { loadEngine } = await import('../engine/local.ts');
+    engine = await loadEngine(resolved.dir, {
+      ...(contextLength !== undefined ? { contextLength } : {}),
+      ...(backend !== undefined ? { backend } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+    });
+  }
+  if (engine.info.randomWeights) {
+    process.stderr.write(`warning: ${engine.info.name} has RANDOM weights (a synthetic checkpoint): its answers are gibberish.\n`);
+  }
+
+  const { createServer } = await import('../server/index.ts');
+  const server = createServer({
+    engine,
+    ...(stringFlag(p, 'model-name') !== undefined ? { modelName: stringFlag(p, 'model-name')! } : {}),
+    aliases: ['gpt-oss-20b', 'gpt-oss-120b'].filter((a) => a !== (stringFlag(p, 'model-name') ?? engine.info.name)),
+    ...(apiKey !== undefined ? { apiKey } : {}),
+    maxConcurrency,
+    tools,
+    logContent: boolFlag(p, 'log-content'),
+    ...(effortFlag !== undefined ? { defaultEffort: effortFlag as ReasoningEffort } : {}),
+  });
+  let running;
+  try {
+    running = await server.listen(port, host);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    await engine.close();
+    if (code === 'EADDRINUSE') throw new UserError('usage', `port ${port} on ${host} is already in use (pass --port)`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UserError('usage', `cannot bind to --host ${host}`);
+    throw e;
+  }
+  const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';
+  process.stderr.write(`serving ${server.context.modelName} on ${running.url}/v1 (context ${server.engine.info.contextLength} tokens, up to ${maxConcurrency} requests at once)\n`);
+  if (!loopback && apiKey === undefined) process.stderr.write(`warning: listening on ${host} without --api-key: anyone who can reach this address can use the model\n`);
+  if (boolFlag(p, 'log-content')) process.stderr.write('warning: --log-content writes prompts and outputs to the log\n');
+
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  process.stderr.write('shutting down\n');
+  await running.close();
+  await server.engine.close();
+  if (tools.python !== undefined) {
+    const { defaultSandboxPool } = await import('../tools/index.ts');
+    void defaultSandboxPool().close();
+  }
+  return 0;
+}

@@ -1,0 +1,375 @@
+// The HTTP layer: routes, bearer-token auth, body limits, the concurrency cap, one log line per
+// request (never prompt or output text unless logContent), OpenAI-shaped errors, and server-sent
+// events for streaming. Handlers run requests through runner.ts on one shared BatchingEngine.
+import { serve, type ServerType } from '@hono/node-server';
+import { Hono, type Context } from 'hono';
+import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
+import { timingSafeEqual } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { AgentEvent } from '../engine/agent.ts';
+import type { Engine } from '../engine/engine.ts';
+import { BatchingEngine, type BatchingOptions } from '../engine/scheduler.ts';
+import type { ReasoningEffort } from '../harmony/index.ts';
+import { ChatBuilder, chatUsage, finishReasonOf, parseChatRequest } from './chat.ts';
+import { newId, nowSeconds, type BuiltinToolFactories, type ServerContext } from './common.ts';
+import { ApiError, toApiError } from './errors.ts';
+import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, statusOf, type ResponseEvent } from './responses.ts';
+import { renderPrompt, runTurn, type TurnRequest } from './runner.ts';
+import { ResponseStore } from './store.ts';
+import { isRecord, type JsonRecord } from './validate.ts';
+
+export interface ServerOptions {
+  engine: Engine;
+  /** Model id reported by /v1/models and in responses; default the engine's name. */
+  modelName?: string;
+  /** Other model ids accepted in requests (e.g. "gpt-oss-20b"). */
+  aliases?: readonly string[];
+  /** Bearer token every /v1 request must carry. */
+  apiKey?: string;
+  /** Requests generating at once; more get 429. Default 16. */
+  maxConcurrency?: number;
+  /** Largest accepted request body in bytes (413 beyond). Default 8 MiB. */
+  maxBodyBytes?: number;
+  tools?: BuiltinToolFactories;
+  /** Also log prompts and outputs (off by default: they may hold private data). */
+  logContent?: boolean;
+  log?: (line: string) => void;
+  defaultEffort?: ReasoningEffort;
+  /** Continuous batching; pass an existing BatchingEngine as `engine` to share it. */
+  batching?: BatchingOptions;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export interface GptossServer {
+  app: Hono;
+  engine: BatchingEngine;
+  context: ServerContext;
+  /** Requests currently generating. */
+  readonly active: number;
+  listen(port?: number, host?: string): Promise<RunningServer>;
+}
+
+interface RequestLog {
+  inputTokens?: number;
+  outputTokens?: number;
+  content?: { prompt: string; output: string };
+}
+
+export function createServer(options: ServerOptions): GptossServer {
+  const engine = options.engine instanceof BatchingEngine ? options.engine : new BatchingEngine(options.engine, options.batching);
+  const modelName = options.modelName ?? engine.info.name;
+  const ctx: ServerContext = {
+    engine,
+    modelName,
+    modelIds: new Set([modelName, ...(options.aliases ?? [])]),
+    tools: options.tools ?? {},
+    store: new ResponseStore(),
+    logContent: options.logContent ?? false,
+    log: options.log ?? ((line) => process.stderr.write(line + '\n')),
+    defaultEffort: options.defaultEffort ?? 'medium',
+  };
+  const maxConcurrency = options.maxConcurrency ?? 16;
+  const maxBody = options.maxBodyBytes ?? 8 * 1024 * 1024;
+  const apiKey = options.apiKey !== undefined && options.apiKey !== '' ? Buffer.from(options.apiKey) : undefined;
+  let active = 0;
+
+  const app = new Hono<{ Variables: { log: RequestLog } }>();
+
+  const logLine = (c: Context, status: number, started: number, info: RequestLog): void => {
+    const tokens = info.inputTokens !== undefined ? ` in=${info.inputTokens} out=${info.outputTokens ?? 0}` : '';
+    ctx.log(`${new Date().toISOString()} ${c.req.method} ${new URL(c.req.url).pathname} ${status}${tokens} ${Math.round(performance.now() - started)}ms`);
+    if (ctx.logContent && info.content !== undefined) {
+      ctx.log(`  prompt: ${JSON.stringify(info.content.prompt)}`);
+      ctx.log(`  output: ${JSON.stringify(info.content.output)}`);
+    }
+  };
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    const info: RequestLog = {};
+    c.set('log', info);
+    (c as unknown as { started: number }).started = started;
+    await next();
+    // Streams log when they end (see stream()).
+    if (c.res.headers.get('content-type')?.startsWith('text/event-stream') !== true) logLine(c, c.res.status, started, info);
+  });
+
+  app.onError((e, c) => {
+    const err = toApiError(e);
+    if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return c.json(err.toBody(), err.status);
+  });
+  app.notFound((c) => c.json(new ApiError(404, `Unknown endpoint ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'unknown_url' }).toBody(), 404));
+
+  app.get('/health', (c) => c.json({ status: 'ok', model: modelName, active, max_concurrency: maxConcurrency }));
+
+  app.use('/v1/*', async (c, next) => {
+    if (apiKey !== undefined) {
+      const header = c.req.header('authorization') ?? '';
+      const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7).trim() : '');
+      if (given.length !== apiKey.length || !timingSafeEqual(given, apiKey)) {
+        throw new ApiError(401, 'Incorrect API key provided. Pass it as "Authorization: Bearer <key>".', { type: 'invalid_request_error', code: 'invalid_api_key' });
+      }
+    }
+    await next();
+  });
+
+  const models = (): JsonRecord[] => [...ctx.modelIds].map((id) => ({ id, object: 'model', created: 0, owned_by: 'gptoss' }));
+  app.get('/v1/models', (c) => c.json({ object: 'list', data: models() }));
+  app.get('/v1/models/:id{.+}', (c) => {
+    const id = c.req.param('id');
+    if (!ctx.modelIds.has(id)) throw new ApiError(404, `The model '${id}' does not exist`, { param: 'model', code: 'model_not_found' });
+    return c.json({ id, object: 'model', created: 0, owned_by: 'gptoss' });
+  });
+
+  const readBody = async (c: Context): Promise<JsonRecord> => {
+    const length = Number(c.req.header('content-length') ?? '0');
+    if (length > maxBody) throw new ApiError(413, `Request body of ${length} bytes exceeds the limit of ${maxBody} bytes.`, { code: 'request_too_large' });
+    const buffer = await c.req.arrayBuffer();
+    if (buffer.byteLength > maxBody) throw new ApiError(413, `Request body exceeds the limit of ${maxBody} bytes.`, { code: 'request_too_large' });
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.from(buffer).toString('utf8'));
+    } catch (e) {
+      throw new ApiError(400, `We could not parse the JSON body of your request: ${(e as Error).message}`, { code: 'invalid_json' });
+    }
+    if (!isRecord(body)) throw new ApiError(400, 'The request body must be a JSON object.');
+    const model = body['model'];
+    if (model !== undefined && model !== null) {
+      if (typeof model !== 'string') throw new ApiError(400, 'model must be a string', { param: 'model' });
+      if (!ctx.modelIds.has(model)) throw new ApiError(404, `The model '${model}' does not exist; this server serves ${[...ctx.modelIds].map((m) => `'${m}'`).join(', ')}`, { param: 'model', code: 'model_not_found' });
+    }
+    return body;
+  };
+
+  /** Reserves a generation slot, or 429. */
+  const acquireSlot = (): (() => void) => {
+    if (active >= maxConcurrency) {
+      throw new ApiError(429, `The server is at capacity (${maxConcurrency} requests generating); retry shortly.`, { code: 'rate_limit_exceeded' });
+    }
+    active++;
+    let released = false;
+    return () => {
+      if (!released) active--;
+      released = true;
+    };
+  };
+
+  /** Checks that the prompt fits the context window before anything streams. */
+  const checkContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string): number => {
+    const promptTokens = renderPrompt(turn.messages).length;
+    const window = engine.info.contextLength;
+    if (promptTokens >= window) {
+      throw new ApiError(400, `This model's maximum context length is ${window} tokens; your request has ${promptTokens} prompt tokens. Shorten the ${param}.`, { param, code: 'context_length_exceeded' });
+    }
+    return promptTokens;
+  };
+
+  const room = (): number => engine.info.contextLength;
+
+  /** Runs an SSE stream; the client's disconnect aborts the generation. */
+  const stream = (c: Context, release: () => void, info: RequestLog, body: (sse: SSEStreamingApi, signal: AbortSignal) => Promise<void>): Response => {
+    const started = (c as unknown as { started?: number }).started ?? performance.now();
+    const abort = new AbortController();
+    c.req.raw.signal.addEventListener('abort', () => abort.abort(), { once: true });
+    return streamSSE(
+      c,
+      async (sse) => {
+        sse.onAbort(() => abort.abort());
+        try {
+          await body(sse, abort.signal);
+        } finally {
+          release();
+          logLine(c, abort.signal.aborted ? 499 : 200, started, info);
+        }
+      },
+      async (e, sse) => {
+        const err = toApiError(e);
+        if (err.status === 500) ctx.log(`internal error: ${e.stack ?? e.message}`);
+        const b = err.toBody().error;
+        await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) });
+      },
+    );
+  };
+
+  app.post('/v1/responses', async (c) => {
+    const body = await readBody(c);
+    const info = c.get('log');
+    const request = parseResponsesRequest(ctx, body, room());
+    const promptTokens = checkContext(request.turn, 'input');
+    request.turn.maxTokens = Math.max(1, Math.min(request.turn.maxTokens, engine.info.contextLength - promptTokens));
+    const release = acquireSlot();
+    const id = newId('resp');
+    const createdAt = nowSeconds();
+    const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
+    const finishInfo = (output: string): void => {
+      if (ctx.logContent) info.content = { prompt: JSON.stringify(body['input']), output };
+    };
+    const store = (responseJson: JsonRecord, builder: ResponseBuilder, appended: Parameters<typeof recordCallIds>[0]): void => {
+      if (!request.store) return;
+      recordCallIds(appended, builder);
+      ctx.store.put({ id, response: responseJson, turns: [...request.turns, ...appended] });
+    };
+
+    if (!request.stream) {
+      try {
+        const builder = new ResponseBuilder(functionNames);
+        const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: (e) => builder.onEvent(e) });
+        info.inputTokens = result.usage.promptTokens;
+        info.outputTokens = result.usage.completionTokens;
+        finishInfo(result.finalText);
+        const json = responseObject({ id, createdAt, model: modelName, status: statusOf(result), output: builder.output, echo: request.echo, result });
+        store(json, builder, result.messages);
+        return c.json(json);
+      } finally {
+        release();
+      }
+    }
+
+    return stream(c, release, info, async (sse, signal) => {
+      const queue = new EventQueue(sse);
+      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e));
+      const base = { id, createdAt, model: modelName, echo: request.echo };
+      builder.send('response.created', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
+      builder.send('response.in_progress', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
+      const { result } = await runTurn(engine, { ...request.turn, signal, onEvent: (e) => builder.onEvent(e) });
+      info.inputTokens = result.usage.promptTokens;
+      info.outputTokens = result.usage.completionTokens;
+      finishInfo(result.finalText);
+      if (result.finishReason !== 'abort') {
+        const status = statusOf(result);
+        const json = responseObject({ ...base, status, output: builder.output, result });
+        store(json, builder, result.messages);
+        builder.send(status === 'completed' ? 'response.completed' : 'response.incomplete', { response: json });
+      }
+      await queue.drain();
+    });
+  });
+
+  app.post('/v1/chat/completions', async (c) => {
+    const body = await readBody(c);
+    const info = c.get('log');
+    const request = parseChatRequest(ctx, body, room());
+    const promptTokens = checkContext(request.turn, 'messages');
+    request.turn.maxTokens = Math.max(1, Math.min(request.turn.maxTokens, engine.info.contextLength - promptTokens));
+    const release = acquireSlot();
+    const id = newId('chatcmpl').replace('_', '-');
+    const created = nowSeconds();
+    const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
+    const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e, request.logprobs);
+
+    if (!request.stream) {
+      try {
+        const builder = new ChatBuilder(functionNames);
+        const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: onEvent(builder) });
+        info.inputTokens = result.usage.promptTokens;
+        info.outputTokens = result.usage.completionTokens;
+        if (ctx.logContent) info.content = { prompt: JSON.stringify(body['messages']), output: builder.content };
+        const message: JsonRecord = {
+          role: 'assistant',
+          content: builder.toolCalls.length > 0 && builder.content === '' ? null : builder.content,
+          reasoning: builder.reasoning,
+          reasoning_content: builder.reasoning,
+          refusal: null,
+        };
+        if (builder.toolCalls.length > 0) message['tool_calls'] = builder.toolCalls as unknown as JsonRecord[];
+        return c.json({
+          id,
+          object: 'chat.completion',
+          created,
+          model: modelName,
+          system_fingerprint: 'gptoss',
+          choices: [{ index: 0, message, finish_reason: finishReasonOf(result, builder), logprobs: request.logprobs ? { content: builder.tokenLogprobs, refusal: null } : null }],
+          usage: chatUsage(result),
+        });
+      } finally {
+        release();
+      }
+    }
+
+    return stream(c, release, info, async (sse, signal) => {
+      const queue = new EventQueue(sse);
+      const chunk = (delta: JsonRecord, finish: string | null = null, extra: JsonRecord = {}): JsonRecord => ({
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model: modelName,
+        system_fingerprint: 'gptoss',
+        choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+        ...extra,
+      });
+      let logged = 0;
+      const builder = new ChatBuilder(functionNames, (delta) => {
+        const entry = chunk(delta);
+        if (request.logprobs && delta['content'] !== undefined) {
+          (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: builder.tokenLogprobs.slice(logged), refusal: null };
+          logged = builder.tokenLogprobs.length;
+        }
+        queue.push(undefined, entry);
+      });
+      queue.push(undefined, chunk({ role: 'assistant', content: '' }));
+      const { result } = await runTurn(engine, { ...request.turn, signal, onEvent: onEvent(builder) });
+      info.inputTokens = result.usage.promptTokens;
+      info.outputTokens = result.usage.completionTokens;
+      if (ctx.logContent) info.content = { prompt: JSON.stringify(body['messages']), output: builder.content };
+      if (result.finishReason !== 'abort') {
+        queue.push(undefined, chunk({}, finishReasonOf(result, builder), request.includeUsage ? { usage: null } : {}));
+        if (request.includeUsage) queue.push(undefined, { ...chunk({}), choices: [], usage: chatUsage(result) });
+        queue.push(undefined, '[DONE]');
+      }
+      await queue.drain();
+    });
+  });
+
+  return {
+    app: app as unknown as Hono,
+    engine,
+    context: ctx,
+    get active() {
+      return active;
+    },
+    listen(port = 8000, host = '127.0.0.1') {
+      return new Promise<RunningServer>((resolve, reject) => {
+        let server: ServerType;
+        try {
+          server = serve({ fetch: app.fetch, port, hostname: host }, (address: AddressInfo) => {
+            const shownHost = host.includes(':') ? `[${host}]` : host;
+            resolve({
+              url: `http://${shownHost}:${address.port}`,
+              port: address.port,
+              close: () =>
+                new Promise<void>((done) => {
+                  (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+                  server.close(() => done());
+                }),
+            });
+          });
+          server.on('error', reject);
+        } catch (e) {
+          reject(e);
+        }
+      });
+    },
+  };
+}
+
+/**
+ * Writes SSE events in order without blocking the generation: agent events arrive synchronously
+ * from the sampler loop, while writes are asynchronous.
+ */
+class EventQueue {
+  private chain: Promise<void> = Promise.resolve();
+  constructor(private readonly sse: SSEStreamingApi) {}
+  push(event: string | undefined, data: ResponseEvent | JsonRecord | string): void {
+    const text = typeof data === 'string' ? data : JSON.stringify(data);
+    this.chain = this.chain.then(() => this.sse.writeSSE(event === undefined ? { data: text } : { event, data: text })).catch(() => {});
+  }
+  drain(): Promise<void> {
+    return this.chain;
+  }
+}

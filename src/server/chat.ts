@@ -1,0 +1,267 @@
+// POST /v1/chat/completions: Chat Completions on the agent loop. System and developer messages
+// become the developer instructions; an assistant message's reasoning (`reasoning` or
+// `reasoning_content`) becomes an analysis message, its tool_calls commentary calls to
+// functions.X, and tool messages the functions' answers. The model's reasoning comes back in
+// `message.reasoning` and `message.reasoning_content` (and the same fields of streamed deltas),
+// never inside `content`.
+import type { AgentEvent, AgentResult } from '../engine/agent.ts';
+import type { JsonSchema } from '../engine/constrained.ts';
+import type { GeneratedToken } from '../engine/generate.ts';
+import { REASONING_EFFORTS, createMessage, type Message } from '../harmony/index.ts';
+import { getTokenizer } from '../tokenizer/index.ts';
+import { formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
+import { invalid } from './errors.ts';
+import type { TurnRequest } from './runner.ts';
+import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
+
+export interface ChatRequest {
+  turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  stream: boolean;
+  includeUsage: boolean;
+  logprobs: boolean;
+  topLogprobs: number;
+}
+
+const TEXT_TYPES = ['text', 'input_text'] as const;
+
+export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRoom: number): ChatRequest {
+  const messagesIn = optArray(body, 'messages');
+  if (messagesIn === undefined || messagesIn.length === 0) throw invalid('messages', 'messages must be a non-empty array');
+  const effort = oneOf(optString(body, 'reasoning_effort'), REASONING_EFFORTS, 'reasoning_effort') ?? ctx.defaultEffort;
+  const n = optNumber(body, 'n', { min: 1, integer: true });
+  if (n !== undefined && n > 1) throw invalid('n', 'n > 1 is not supported; send several requests');
+  const maxTokens = optNumber(body, 'max_completion_tokens', { min: 1, integer: true }) ?? optNumber(body, 'max_tokens', { min: 1, integer: true });
+  const temperature = optNumber(body, 'temperature', { min: 0, max: 2 });
+  const topP = optNumber(body, 'top_p', { min: 0, max: 1 });
+  if (topP === 0) throw invalid('top_p', 'top_p must be > 0');
+  const frequencyPenalty = optNumber(body, 'frequency_penalty', { min: -2, max: 2 });
+  const presencePenalty = optNumber(body, 'presence_penalty', { min: -2, max: 2 });
+  const seed = optNumber(body, 'seed', { integer: true });
+  const stream = optBool(body, 'stream') ?? false;
+  const streamOptions = body['stream_options'] === undefined || body['stream_options'] === null ? {} : record(body['stream_options'], 'stream_options');
+  const includeUsage = optBool(streamOptions, 'include_usage', 'stream_options.include_usage') ?? false;
+  const logprobs = optBool(body, 'logprobs') ?? false;
+  const topLogprobs = optNumber(body, 'top_logprobs', { min: 0, max: 20, integer: true }) ?? 0;
+  if (topLogprobs > 0 && !logprobs) throw invalid('top_logprobs', 'top_logprobs requires logprobs: true');
+
+  let stop: string[] = [];
+  const stopIn = body['stop'];
+  if (typeof stopIn === 'string') stop = [stopIn];
+  else if (Array.isArray(stopIn)) {
+    if (stopIn.length > 4 || !stopIn.every((s) => typeof s === 'string')) throw invalid('stop', 'stop must be a string or an array of at most 4 strings');
+    stop = stopIn as string[];
+  } else if (stopIn !== undefined && stopIn !== null) throw invalid('stop', 'stop must be a string or an array of strings');
+
+  const functions: ParsedFunction[] = [];
+  (optArray(body, 'tools') ?? []).forEach((t, i) => {
+    const tool = record(t, `tools[${i}]`);
+    if (tool['type'] !== 'function') throw invalid(`tools[${i}].type`, `unsupported tool type '${String(tool['type'])}' (supported: function)`);
+    functions.push(parseFunction(record(tool['function'], `tools[${i}].function`), `tools[${i}].function`));
+  });
+  const choice = body['tool_choice'];
+  let offered = functions;
+  if (choice === 'none') offered = [];
+  else if (isRecord(choice)) {
+    const fn = isRecord(choice['function']) ? choice['function']['name'] : undefined;
+    if (typeof fn !== 'string' || !functions.some((f) => f.tool.name === fn)) throw invalid('tool_choice', 'tool_choice must name a function listed in tools');
+    offered = functions.filter((f) => f.tool.name === fn);
+  } else if (choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'required') {
+    throw invalid('tool_choice', "tool_choice must be 'none', 'auto', 'required' or {type:'function', function:{name}}");
+  }
+
+  let finalSchema: JsonSchema | undefined;
+  let formatName: string | undefined;
+  if (body['response_format'] !== undefined && body['response_format'] !== null) {
+    const format = record(body['response_format'], 'response_format');
+    const type = oneOf(optString(format, 'type', 'response_format.type'), ['text', 'json_object', 'json_schema'] as const, 'response_format.type');
+    if (type === 'json_object') finalSchema = { type: 'object' };
+    else if (type === 'json_schema') {
+      const js = record(format['json_schema'], 'response_format.json_schema');
+      finalSchema = formatSchema(js['schema'], 'response_format.json_schema.schema');
+      formatName = optString(js, 'name', 'response_format.json_schema.name');
+    }
+  }
+
+  const instructions: string[] = [];
+  const turns = chatMessages(messagesIn, instructions);
+  const head = promptHead({
+    effort,
+    instructions: formatInstructions(instructions.join('\n\n') || undefined, finalSchema, formatName),
+    builtinTools: [],
+    functionTools: offered.map((f) => f.tool),
+  });
+  return {
+    stream,
+    includeUsage,
+    logprobs,
+    topLogprobs,
+    turn: {
+      messages: [...head, ...turns],
+      builtinTools: [],
+      functionTools: offered.map((f) => f.tool),
+      functionSchemas: strictSchemas(offered),
+      ...(finalSchema !== undefined ? { finalSchema } : {}),
+      sampling: {
+        ...(temperature !== undefined ? { temperature } : {}),
+        ...(topP !== undefined ? { topP } : {}),
+        ...(frequencyPenalty !== undefined ? { frequencyPenalty } : {}),
+        ...(presencePenalty !== undefined ? { presencePenalty } : {}),
+      },
+      ...(seed !== undefined ? { seed } : {}),
+      maxTokens: Math.min(maxTokens ?? contextRoom, contextRoom),
+      stopStrings: stop,
+      logprobs,
+      topLogprobs,
+    },
+  };
+}
+
+function chatMessages(messages: Json[], instructions: string[]): Message[] {
+  const out: Message[] = [];
+  const callNames = new Map<string, string>();
+  messages.forEach((raw, i) => {
+    const param = `messages[${i}]`;
+    const m = record(raw, param);
+    const role = oneOf(optString(m, 'role', `${param}.role`), ['system', 'developer', 'user', 'assistant', 'tool'] as const, `${param}.role`);
+    if (role === undefined) throw invalid(`${param}.role`, `${param}.role is required`);
+    switch (role) {
+      case 'system':
+      case 'developer':
+        instructions.push(contentText(m['content'], `${param}.content`, TEXT_TYPES));
+        break;
+      case 'user':
+        out.push(createMessage('user', contentText(m['content'], `${param}.content`, TEXT_TYPES)));
+        break;
+      case 'assistant': {
+        const reasoning = optString(m, 'reasoning', `${param}.reasoning`) ?? optString(m, 'reasoning_content', `${param}.reasoning_content`);
+        if (reasoning !== undefined && reasoning !== '') out.push(createMessage('assistant', reasoning, { channel: 'analysis' }));
+        const content = m['content'] === undefined || m['content'] === null ? '' : contentText(m['content'], `${param}.content`, [...TEXT_TYPES, 'refusal']);
+        const calls = optArray(m, 'tool_calls', `${param}.tool_calls`) ?? [];
+        calls.forEach((c, j) => {
+          const cp = `${param}.tool_calls[${j}]`;
+          const call = record(c, cp);
+          const fn = record(call['function'], `${cp}.function`);
+          const name = optString(fn, 'name', `${cp}.function.name`);
+          if (name === undefined) throw invalid(`${cp}.function.name`, `${cp}.function.name is required`);
+          const id = optString(call, 'id', `${cp}.id`);
+          if (id !== undefined) callNames.set(id, name);
+          out.push(createMessage('assistant', optString(fn, 'arguments', `${cp}.function.arguments`) ?? '{}', { channel: 'commentary', recipient: `functions.${name}`, contentType: '<|constrain|>json' }));
+        });
+        // Text next to tool calls is a preamble on commentary; otherwise it is the final answer.
+        if (content !== '') {
+          const message = createMessage('assistant', content, { channel: calls.length > 0 ? 'commentary' : 'final' });
+          if (calls.length > 0) out.splice(out.length - calls.length, 0, message);
+          else out.push(message);
+        }
+        break;
+      }
+      case 'tool': {
+        const id = optString(m, 'tool_call_id', `${param}.tool_call_id`);
+        const name = (id !== undefined ? callNames.get(id) : undefined) ?? optString(m, 'name', `${param}.name`);
+        if (name === undefined) throw invalid(`${param}.tool_call_id`, `${param}.tool_call_id does not match any earlier assistant tool call`);
+        out.push(createMessage({ role: 'tool', name: `functions.${name}` }, contentText(m['content'], `${param}.content`, TEXT_TYPES), { recipient: 'assistant', channel: 'commentary' }));
+        break;
+      }
+    }
+  });
+  if (!out.some((m) => m.author.role === 'user' || m.author.role === 'tool')) throw invalid('messages', 'messages must contain at least one user or tool message');
+  return out;
+}
+
+// ---- output ------------------------------------------------------------------------------------
+
+export interface ChatToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** Collects a chat answer from agent events and produces the streamed deltas. */
+export class ChatBuilder {
+  reasoning = '';
+  content = '';
+  readonly toolCalls: ChatToolCall[] = [];
+  readonly tokenLogprobs: JsonRecord[] = [];
+  private mode: 'reasoning' | 'content' | 'call' | 'none' = 'none';
+  private readonly functionNames: ReadonlySet<string>;
+  private readonly emit: ((delta: JsonRecord) => void) | undefined;
+
+  constructor(functionNames: ReadonlySet<string>, emit?: (delta: JsonRecord) => void) {
+    this.functionNames = functionNames;
+    this.emit = emit;
+  }
+
+  onEvent(e: AgentEvent, logprobs: boolean): void {
+    switch (e.type) {
+      case 'message_start': {
+        const recipient = e.recipient;
+        if (e.role !== 'assistant') this.mode = 'none';
+        else if (recipient !== undefined && recipient.startsWith('functions.') && this.functionNames.has(recipient.slice('functions.'.length))) {
+          this.mode = 'call';
+          const call: ChatToolCall = { id: newId('call'), type: 'function', function: { name: recipient.slice('functions.'.length), arguments: '' } };
+          this.toolCalls.push(call);
+          this.emit?.({ tool_calls: [{ index: this.toolCalls.length - 1, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
+        } else if (recipient !== undefined) this.mode = 'none';
+        else if (e.channel === 'final') this.mode = 'content';
+        else this.mode = 'reasoning'; // analysis, and commentary preambles: not the answer
+        break;
+      }
+      case 'delta':
+        if (this.mode === 'reasoning') {
+          this.reasoning += e.text;
+          this.emit?.({ reasoning: e.text, reasoning_content: e.text });
+        } else if (this.mode === 'content') {
+          this.content += e.text;
+          this.emit?.({ content: e.text });
+        } else if (this.mode === 'call') {
+          const call = this.toolCalls[this.toolCalls.length - 1]!;
+          call.function.arguments += e.text;
+          this.emit?.({ tool_calls: [{ index: this.toolCalls.length - 1, function: { arguments: e.text } }] });
+        }
+        break;
+      case 'message_done':
+        if (this.mode === 'content' && e.message.channel === 'final') {
+          // A stop string may have cut the final text after it streamed; keep the cut version.
+          this.content = e.message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+        }
+        this.mode = 'none';
+        break;
+      case 'token':
+        if (logprobs && e.channel === 'final' && this.mode === 'content') this.tokenLogprobs.push(logprobEntry(e.token));
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+function tokenInfo(id: number): { token: string; bytes: number[] } {
+  const tok = getTokenizer();
+  const bytes = [...tok.tokenBytes(id)];
+  return { token: tok.tokenName(id) ?? Buffer.from(bytes).toString('utf8'), bytes };
+}
+
+function logprobEntry(t: GeneratedToken): JsonRecord {
+  return {
+    ...tokenInfo(t.token),
+    logprob: t.logprob ?? 0,
+    top_logprobs: (t.topLogprobs ?? []).map((a) => ({ ...tokenInfo(a.token), logprob: a.logprob })),
+  } as JsonRecord;
+}
+
+export function finishReasonOf(result: AgentResult, builder: ChatBuilder): 'stop' | 'length' | 'tool_calls' {
+  if (result.finishReason === 'function_call' || (builder.toolCalls.length > 0 && result.finishReason === 'stop' && builder.content === '')) return 'tool_calls';
+  if (result.finishReason === 'length' || result.finishReason === 'context') return 'length';
+  return 'stop';
+}
+
+export function chatUsage(result: AgentResult): JsonRecord {
+  const u = result.usage;
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedTokens },
+    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
+  };
+}

@@ -1,0 +1,485 @@
+// POST /v1/responses: the Responses API on the agent loop. Request items become harmony messages
+// (reasoning -> analysis, function_call -> a commentary call to functions.X, function_call_output ->
+// the tool's answer); the loop's events become output items (reasoning, message, function_call,
+// web_search_call, code_interpreter_call) and, when streaming, the Responses event sequence with
+// consecutive sequence numbers, the shapes of the official reference server's recorded streams.
+import type { AgentEvent, AgentResult, AgentTool } from '../engine/agent.ts';
+import type { JsonSchema } from '../engine/constrained.ts';
+import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../harmony/index.ts';
+import { builtinTool, formatInstructions, formatSchema, newId, nowSeconds, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
+import { ApiError, invalid } from './errors.ts';
+import type { TurnRequest } from './runner.ts';
+import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
+
+export interface ResponsesRequest {
+  turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  stream: boolean;
+  store: boolean;
+  /** Conversation turns (no system/developer) including this request's input, for the store. */
+  turns: Message[];
+  /** Echoed request fields of the response object. */
+  echo: {
+    instructions: string | null;
+    max_output_tokens: number | null;
+    previous_response_id: string | null;
+    reasoning: { effort: ReasoningEffort; summary: null };
+    temperature: number;
+    top_p: number;
+    text: { format: Json };
+    tool_choice: Json;
+    tools: Json[];
+    metadata: Json;
+    parallel_tool_calls: boolean;
+    store: boolean;
+  };
+}
+
+const INPUT_TEXT_TYPES = ['input_text', 'output_text', 'text'] as const;
+
+/** Validates and converts a request body. `contextRoom` bounds max_output_tokens' default. */
+export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, contextRoom: number): ResponsesRequest {
+  const instructionsIn = optString(body, 'instructions');
+  const reasoning = body['reasoning'] === undefined || body['reasoning'] === null ? {} : record(body['reasoning'], 'reasoning');
+  const effort = oneOf(optString(reasoning, 'effort', 'reasoning.effort'), REASONING_EFFORTS, 'reasoning.effort') ?? ctx.defaultEffort;
+  const maxOutput = optNumber(body, 'max_output_tokens', { min: 1, integer: true });
+  const temperature = optNumber(body, 'temperature', { min: 0, max: 2 });
+  const topP = optNumber(body, 'top_p', { min: 0, max: 1 });
+  const stream = optBool(body, 'stream') ?? false;
+  const store = optBool(body, 'store') ?? true;
+  const previousId = optString(body, 'previous_response_id');
+  const seed = optNumber(body, 'seed', { integer: true });
+  if (topP === 0) throw invalid('top_p', 'top_p must be > 0');
+
+  // Tools.
+  const functions: ParsedFunction[] = [];
+  const builtins: AgentTool[] = [];
+  const toolsIn = optArray(body, 'tools') ?? [];
+  toolsIn.forEach((t, i) => {
+    const tool = record(t, `tools[${i}]`);
+    const type = optString(tool, 'type', `tools[${i}].type`);
+    if (type === 'function') functions.push(parseFunction(tool, `tools[${i}]`));
+    else if (type === 'browser_search' || type === 'web_search' || type === 'web_search_preview') {
+      if (!builtins.some((b) => b.name === 'browser')) builtins.push(builtinTool(ctx, 'browser', `tools[${i}].type`));
+    } else if (type === 'code_interpreter') {
+      if (!builtins.some((b) => b.name === 'python')) builtins.push(builtinTool(ctx, 'python', `tools[${i}].type`));
+    } else throw invalid(`tools[${i}].type`, `unsupported tool type '${String(type)}' (supported: function, browser_search, web_search, code_interpreter)`);
+  });
+  const toolChoice = parseToolChoice(body['tool_choice'], functions);
+  const offered = toolChoice === 'none' ? [] : typeof toolChoice === 'object' ? functions.filter((f) => f.tool.name === toolChoice.name) : functions;
+
+  // Structured output.
+  let finalSchema: JsonSchema | undefined;
+  let formatName: string | undefined;
+  let textFormat: Json = { type: 'text' };
+  if (body['text'] !== undefined && body['text'] !== null) {
+    const text = record(body['text'], 'text');
+    if (text['format'] !== undefined && text['format'] !== null) {
+      const format = record(text['format'], 'text.format');
+      textFormat = format;
+      const type = oneOf(optString(format, 'type', 'text.format.type'), ['text', 'json_schema', 'json_object'] as const, 'text.format.type');
+      if (type === 'json_schema') {
+        finalSchema = formatSchema(format['schema'], 'text.format.schema');
+        formatName = optString(format, 'name', 'text.format.name');
+      } else if (type === 'json_object') finalSchema = { type: 'object' };
+    }
+  }
+
+  // Conversation: stored turns of the previous response, then this input.
+  const turns: Message[] = [];
+  if (previousId !== undefined) {
+    const previous = ctx.store.get(previousId);
+    if (previous === undefined) throw new ApiError(404, `Previous response with id '${previousId}' not found.`, { param: 'previous_response_id', code: 'previous_response_not_found' });
+    turns.push(...previous.turns);
+  }
+  const extraInstructions: string[] = [];
+  turns.push(...inputMessages(body['input'], turns, extraInstructions));
+  if (!turns.some((m) => m.author.role === 'user' || m.author.role === 'tool')) throw invalid('input', 'input must contain at least one user message or function_call_output');
+  const instructions = [instructionsIn, ...extraInstructions].filter((s): s is string => s !== undefined && s !== '').join('\n\n') || undefined;
+
+  const head = promptHead({
+    effort,
+    instructions: formatInstructions(instructions, finalSchema, formatName),
+    builtinTools: builtins,
+    functionTools: offered.map((f) => f.tool),
+  });
+  const maxTokens = Math.min(maxOutput ?? contextRoom, contextRoom);
+  return {
+    stream,
+    store,
+    turns,
+    turn: {
+      messages: [...head, ...turns],
+      builtinTools: builtins,
+      functionTools: offered.map((f) => f.tool),
+      functionSchemas: strictSchemas(offered),
+      ...(finalSchema !== undefined ? { finalSchema } : {}),
+      sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
+      ...(seed !== undefined ? { seed } : {}),
+      maxTokens,
+    },
+    echo: {
+      instructions: instructionsIn ?? null,
+      max_output_tokens: maxOutput ?? null,
+      previous_response_id: previousId ?? null,
+      reasoning: { effort, summary: null },
+      temperature: temperature ?? 1,
+      top_p: topP ?? 1,
+      text: { format: textFormat },
+      tool_choice: (body['tool_choice'] ?? 'auto') as Json,
+      tools: toolsIn,
+      metadata: (isRecord(body['metadata']) ? body['metadata'] : {}) as Json,
+      parallel_tool_calls: optBool(body, 'parallel_tool_calls') ?? false,
+      store,
+    },
+  };
+}
+
+function parseToolChoice(v: Json | undefined, functions: readonly ParsedFunction[]): 'auto' | 'none' | 'required' | { name: string } {
+  if (v === undefined || v === null || v === 'auto') return 'auto';
+  if (v === 'none' || v === 'required') return v;
+  if (isRecord(v) && v['type'] === 'function' && typeof v['name'] === 'string') {
+    const name = v['name'];
+    if (!functions.some((f) => f.tool.name === name)) throw invalid('tool_choice', `tool_choice names function '${name}', which is not in tools`);
+    return { name };
+  }
+  throw invalid('tool_choice', "tool_choice must be 'auto', 'none', 'required' or {type:'function', name}");
+}
+
+/** Converts `input` to harmony messages; `prior` holds earlier turns (function call ids live there). */
+function inputMessages(input: Json | undefined, prior: readonly Message[], instructions: string[]): Message[] {
+  if (input === undefined || input === null) throw invalid('input', 'input is required');
+  if (typeof input === 'string') return [createMessage('user', input)];
+  if (!Array.isArray(input)) throw invalid('input', 'input must be a string or an array of items');
+  const out: Message[] = [];
+  const callNames = new Map<string, string>();
+  for (const m of prior) {
+    const id = callIdOf(m);
+    if (id !== undefined && m.recipient !== undefined) callNames.set(id, m.recipient);
+  }
+  input.forEach((raw, i) => {
+    const param = `input[${i}]`;
+    const item = record(raw, param);
+    const type = optString(item, 'type', `${param}.type`) ?? 'message';
+    switch (type) {
+      case 'message': {
+        const role = oneOf(optString(item, 'role', `${param}.role`), ['user', 'assistant', 'system', 'developer'] as const, `${param}.role`);
+        if (role === undefined) throw invalid(`${param}.role`, `${param}.role is required`);
+        const text = contentText(item['content'], `${param}.content`, INPUT_TEXT_TYPES);
+        if (role === 'system' || role === 'developer') instructions.push(text);
+        else if (role === 'user') out.push(createMessage('user', text));
+        else out.push(createMessage('assistant', text, { channel: 'final' }));
+        break;
+      }
+      case 'reasoning': {
+        const parts = optArray(item, 'content', `${param}.content`) ?? [];
+        let text = parts.map((p, j) => optString(record(p, `${param}.content[${j}]`), 'text', `${param}.content[${j}].text`) ?? '').join('');
+        if (text === '') {
+          const summary = optArray(item, 'summary', `${param}.summary`) ?? [];
+          text = summary.map((p, j) => optString(record(p, `${param}.summary[${j}]`), 'text', `${param}.summary[${j}].text`) ?? '').join('\n');
+        }
+        if (text !== '') out.push(createMessage('assistant', text, { channel: 'analysis' }));
+        break;
+      }
+      case 'function_call': {
+        const name = optString(item, 'name', `${param}.name`);
+        if (name === undefined) throw invalid(`${param}.name`, `${param}.name is required`);
+        const args = optString(item, 'arguments', `${param}.arguments`) ?? '{}';
+        const callId = optString(item, 'call_id', `${param}.call_id`) ?? optString(item, 'id', `${param}.id`) ?? newId('call');
+        const m = createMessage('assistant', args, { channel: 'commentary', recipient: `functions.${name}`, contentType: '<|constrain|>json' });
+        setCallId(m, callId);
+        callNames.set(callId, `functions.${name}`);
+        out.push(m);
+        break;
+      }
+      case 'function_call_output': {
+        const callId = optString(item, 'call_id', `${param}.call_id`);
+        if (callId === undefined) throw invalid(`${param}.call_id`, `${param}.call_id is required`);
+        const name = callNames.get(callId);
+        if (name === undefined) throw invalid(`${param}.call_id`, `no function_call with call_id '${callId}' precedes this output`);
+        const output = item['output'];
+        const text = typeof output === 'string' ? output : contentText(output, `${param}.output`, INPUT_TEXT_TYPES);
+        out.push(createMessage({ role: 'tool', name }, text, { recipient: 'assistant', channel: 'commentary' }));
+        break;
+      }
+      case 'web_search_call':
+      case 'code_interpreter_call':
+        // Built-in calls ran on the server; their results are not part of the input, and the model
+        // does not need the call without its result.
+        break;
+      default:
+        throw invalid(`${param}.type`, `unsupported input item type '${type}'`);
+    }
+  });
+  return out;
+}
+
+// The call id of a function call travels with its harmony message (not rendered) so that a
+// stored conversation can match later function_call_output items to it.
+const callIds = new WeakMap<Message, string>();
+function setCallId(m: Message, id: string): void {
+  callIds.set(m, id);
+}
+function callIdOf(m: Message): string | undefined {
+  return callIds.get(m);
+}
+
+// ---- output ------------------------------------------------------------------------------------
+
+export type ResponseEvent = { type: string; sequence_number: number } & Record<string, unknown>;
+
+type OpenItem =
+  | { kind: 'reasoning'; id: string; index: number; text: string }
+  | { kind: 'message'; id: string; index: number; text: string }
+  | { kind: 'function_call'; id: string; index: number; callId: string; name: string; text: string }
+  | { kind: 'web_search_call'; id: string; index: number; text: string; recipient: string }
+  | { kind: 'code_interpreter_call'; id: string; index: number; text: string };
+
+/**
+ * Turns agent events into output items and (when `emit` is given) the streaming events. One per
+ * response; `output` is the list of finished items in order.
+ */
+export class ResponseBuilder {
+  readonly output: JsonRecord[] = [];
+  private sequence = 0;
+  private open: OpenItem | undefined;
+  private pendingTools: OpenItem[] = [];
+  private readonly emit: ((e: ResponseEvent) => void) | undefined;
+  private readonly functionNames: ReadonlySet<string>;
+
+  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void) {
+    this.functionNames = functionNames;
+    this.emit = emit;
+  }
+
+  send(type: string, fields: Record<string, unknown>): void {
+    if (this.emit === undefined) return;
+    this.emit({ type, sequence_number: this.sequence++, ...fields });
+  }
+
+  /** Index the next output item gets (finished items plus the ones still open). */
+  private nextIndex(): number {
+    return this.output.length + this.pendingTools.length + (this.open !== undefined ? 1 : 0);
+  }
+
+  onEvent(e: AgentEvent): void {
+    switch (e.type) {
+      case 'message_start':
+        if (e.role === 'assistant') this.start(e.channel, e.recipient);
+        break;
+      case 'delta':
+        if (this.open !== undefined) this.delta(this.open, e.text);
+        break;
+      case 'message_done':
+        if (this.open !== undefined && e.message.author.role === 'assistant') this.finish(this.open, e.message);
+        break;
+      case 'tool_result':
+        this.toolResult(e.call.recipient, e.message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private start(channel: string | undefined, recipient: string | undefined): void {
+    const index = this.nextIndex();
+    if (recipient !== undefined && recipient.startsWith('functions.') && this.functionNames.has(recipient.slice('functions.'.length))) {
+      const item: OpenItem = { kind: 'function_call', id: newId('fc'), index, callId: newId('call'), name: recipient.slice('functions.'.length), text: '' };
+      this.open = item;
+      this.send('response.output_item.added', { output_index: index, item: this.functionItem(item, 'in_progress') });
+    } else if (recipient !== undefined && (recipient === 'browser' || recipient.startsWith('browser.') || recipient.startsWith('functions.'))) {
+      // Built-in browser calls (and misrouted functions.search/open/find) are announced when they run.
+      this.open = { kind: 'web_search_call', id: newId('ws'), index, text: '', recipient };
+    } else if (recipient !== undefined && (recipient === 'python' || recipient.startsWith('python.'))) {
+      const item: OpenItem = { kind: 'code_interpreter_call', id: newId('ci'), index, text: '' };
+      this.open = item;
+      this.send('response.output_item.added', { output_index: index, item: this.codeItem(item, 'in_progress', null) });
+      this.send('response.code_interpreter_call.in_progress', { output_index: index, item_id: item.id });
+    } else if (recipient === undefined && channel === 'analysis') {
+      const item: OpenItem = { kind: 'reasoning', id: newId('rs'), index, text: '' };
+      this.open = item;
+      this.send('response.output_item.added', { output_index: index, item: { id: item.id, type: 'reasoning', summary: [], content: [] } });
+      this.send('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { type: 'reasoning_text', text: '' } });
+    } else {
+      // final answers and commentary preambles are assistant messages
+      const item: OpenItem = { kind: 'message', id: newId('msg'), index, text: '' };
+      this.open = item;
+      this.send('response.output_item.added', { output_index: index, item: { id: item.id, type: 'message', status: 'in_progress', role: 'assistant', content: [] } });
+      this.send('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+    }
+  }
+
+  private delta(item: OpenItem, text: string): void {
+    item.text += text;
+    switch (item.kind) {
+      case 'reasoning':
+        this.send('response.reasoning_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: text });
+        break;
+      case 'message':
+        this.send('response.output_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: text, logprobs: [] });
+        break;
+      case 'function_call':
+        this.send('response.function_call_arguments.delta', { item_id: item.id, output_index: item.index, delta: text });
+        break;
+      case 'code_interpreter_call':
+        this.send('response.code_interpreter_call_code.delta', { item_id: item.id, output_index: item.index, delta: text });
+        break;
+      case 'web_search_call':
+        break;
+    }
+  }
+
+  private finish(item: OpenItem, message: Message): void {
+    this.open = undefined;
+    // The message as finally parsed (a stop string may have cut it).
+    item.text = message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+    switch (item.kind) {
+      case 'reasoning': {
+        const part = { type: 'reasoning_text', text: item.text };
+        this.send('response.reasoning_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text });
+        this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
+        this.done({ id: item.id, type: 'reasoning', summary: [], content: [part] }, item.index);
+        break;
+      }
+      case 'message': {
+        const part = { type: 'output_text', text: item.text, annotations: [], logprobs: [] };
+        this.send('response.output_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text, logprobs: [] });
+        this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
+        this.done({ id: item.id, type: 'message', status: 'completed', role: 'assistant', content: [part] }, item.index);
+        break;
+      }
+      case 'function_call': {
+        const args = item.text.trim() === '' ? '{}' : item.text;
+        item.text = args;
+        this.send('response.function_call_arguments.done', { item_id: item.id, output_index: item.index, arguments: args });
+        this.done(this.functionItem(item, 'completed'), item.index);
+        break;
+      }
+      case 'web_search_call':
+        this.pendingTools.push(item);
+        this.send('response.output_item.added', { output_index: item.index, item: this.searchItem(item, 'in_progress') });
+        this.send('response.web_search_call.in_progress', { output_index: item.index, item_id: item.id });
+        this.send('response.web_search_call.searching', { output_index: item.index, item_id: item.id });
+        break;
+      case 'code_interpreter_call':
+        this.pendingTools.push(item);
+        this.send('response.code_interpreter_call_code.done', { item_id: item.id, output_index: item.index, code: item.text });
+        this.send('response.code_interpreter_call.interpreting', { output_index: item.index, item_id: item.id });
+        break;
+    }
+  }
+
+  private toolResult(recipient: string, message: Message): void {
+    const item = this.pendingTools.shift();
+    if (item === undefined) return;
+    const output = message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+    if (item.kind === 'web_search_call') {
+      this.send('response.web_search_call.completed', { output_index: item.index, item_id: item.id });
+      this.done(this.searchItem(item, 'completed'), item.index);
+    } else if (item.kind === 'code_interpreter_call') {
+      this.send('response.code_interpreter_call.completed', { output_index: item.index, item_id: item.id });
+      this.done(this.codeItem(item, 'completed', output), item.index);
+    }
+    void recipient;
+  }
+
+  private done(item: JsonRecord, index: number): void {
+    this.output.push(item);
+    this.send('response.output_item.done', { output_index: index, item });
+  }
+
+  private functionItem(item: Extract<OpenItem, { kind: 'function_call' }>, status: string): JsonRecord {
+    return { id: item.id, type: 'function_call', status, call_id: item.callId, name: item.name, arguments: status === 'completed' ? item.text : '' };
+  }
+
+  private searchItem(item: Extract<OpenItem, { kind: 'web_search_call' }>, status: string): JsonRecord {
+    let args: JsonRecord = {};
+    try {
+      const parsed: unknown = JSON.parse(item.text);
+      if (isRecord(parsed)) args = parsed;
+    } catch {
+      // malformed arguments: the browser answered with an error; report the call without details
+    }
+    const fn = item.recipient.split('.').pop();
+    let action: JsonRecord;
+    if (fn === 'open') action = { type: 'open_page', url: typeof args['id'] === 'string' ? args['id'] : null };
+    else if (fn === 'find') action = { type: 'find', pattern: typeof args['pattern'] === 'string' ? args['pattern'] : '', url: null };
+    else action = { type: 'search', query: typeof args['query'] === 'string' ? args['query'] : '' };
+    return { id: item.id, type: 'web_search_call', status, action };
+  }
+
+  private codeItem(item: Extract<OpenItem, { kind: 'code_interpreter_call' }>, status: string, logs: string | null): JsonRecord {
+    return { id: item.id, type: 'code_interpreter_call', status, code: item.text, container_id: 'local', outputs: logs === null ? null : [{ type: 'logs', logs }] };
+  }
+
+  /** The call ids of the function calls in the output, by their harmony message, for the store. */
+  functionCallIds(): string[] {
+    return this.output.filter((o) => o['type'] === 'function_call').map((o) => o['call_id'] as string);
+  }
+}
+
+export interface ResponseObjectInput {
+  id: string;
+  createdAt: number;
+  model: string;
+  status: 'in_progress' | 'completed' | 'incomplete' | 'failed';
+  output: JsonRecord[];
+  echo: ResponsesRequest['echo'];
+  result?: AgentResult;
+}
+
+export function responseObject(r: ResponseObjectInput): JsonRecord {
+  const u = r.result?.usage;
+  const incomplete = r.status === 'incomplete' ? { reason: 'max_output_tokens' } : null;
+  return {
+    id: r.id,
+    object: 'response',
+    created_at: r.createdAt,
+    status: r.status,
+    background: false,
+    error: null,
+    incomplete_details: incomplete,
+    instructions: r.echo.instructions,
+    max_output_tokens: r.echo.max_output_tokens,
+    max_tool_calls: null,
+    model: r.model,
+    output: r.output,
+    parallel_tool_calls: r.echo.parallel_tool_calls,
+    previous_response_id: r.echo.previous_response_id,
+    reasoning: r.echo.reasoning,
+    service_tier: 'default',
+    store: r.echo.store,
+    temperature: r.echo.temperature,
+    text: r.echo.text,
+    tool_choice: r.echo.tool_choice,
+    tools: r.echo.tools,
+    top_logprobs: 0,
+    top_p: r.echo.top_p,
+    truncation: 'disabled',
+    usage:
+      u === undefined
+        ? null
+        : {
+            input_tokens: u.promptTokens,
+            input_tokens_details: { cached_tokens: u.cachedTokens },
+            output_tokens: u.completionTokens,
+            output_tokens_details: { reasoning_tokens: u.reasoningTokens },
+            total_tokens: u.promptTokens + u.completionTokens,
+          },
+    user: null,
+    metadata: r.echo.metadata,
+  } as JsonRecord;
+}
+
+/** The response status for how the run ended. */
+export function statusOf(result: AgentResult): 'completed' | 'incomplete' {
+  return result.finishReason === 'length' || result.finishReason === 'context' ? 'incomplete' : 'completed';
+}
+
+/** Attaches the call ids the builder assigned to the function-call messages of the run, for the store. */
+export function recordCallIds(messages: readonly Message[], builder: ResponseBuilder): void {
+  const ids = builder.functionCallIds();
+  let i = 0;
+  for (const m of messages) {
+    if (m.author.role === 'assistant' && m.recipient?.startsWith('functions.') === true && i < ids.length) setCallId(m, ids[i++]!);
+  }
+}

@@ -1,0 +1,79 @@
+// Runs one API request on the agent loop: picks a sequence from the prefix cache, wires structured
+// outputs into the sampler, maps the client's disconnect to the run's abort signal, and frees or
+// pools the sequence afterwards. Both API front ends (responses.ts, chat.ts) build a TurnRequest
+// and translate the AgentEvents it reports.
+import { AgentSession, type AgentEvent, type AgentResult, type AgentTool } from '../engine/agent.ts';
+import type { JsonSchema } from '../engine/constrained.ts';
+import type { Engine, Sequence } from '../engine/engine.ts';
+import type { SamplingParams } from '../engine/sampler.ts';
+import { BatchingEngine } from '../engine/scheduler.ts';
+import { renderConversationForCompletion, type Message, type ToolDescription } from '../harmony/index.ts';
+import { StructuredOutput } from './structured.ts';
+
+export interface TurnRequest {
+  /** The whole conversation: system, developer, then the turns. */
+  messages: Message[];
+  builtinTools: readonly AgentTool[];
+  functionTools: readonly ToolDescription[];
+  /** Strict functions' parameter schemas (constrained arguments). */
+  functionSchemas: ReadonlyMap<string, JsonSchema>;
+  /** Schema of the final answer (structured outputs). */
+  finalSchema?: JsonSchema;
+  sampling: Partial<SamplingParams>;
+  seed?: number;
+  maxTokens: number;
+  stopStrings?: readonly string[];
+  logprobs?: boolean;
+  topLogprobs?: number;
+  signal: AbortSignal;
+  onEvent?: (event: AgentEvent) => void;
+}
+
+export interface TurnResult {
+  result: AgentResult;
+  /** Prompt tokens of the first generation (what the client sent, rendered). */
+  promptTokens: number;
+}
+
+/** Tokens the prompt of `messages` takes (the rendered conversation plus `<|start|>assistant`). */
+export function renderPrompt(messages: readonly Message[]): number[] {
+  return renderConversationForCompletion({ messages: [...messages] }, 'assistant', { dropAnalysis: 'completed-turns' });
+}
+
+export async function runTurn(engine: Engine, request: TurnRequest): Promise<TurnResult> {
+  const prompt = renderPrompt(request.messages);
+  const sequence: Sequence = engine instanceof BatchingEngine ? engine.acquire(prompt) : engine.createSequence();
+  const structured = new StructuredOutput({
+    ...(request.finalSchema !== undefined ? { finalSchema: request.finalSchema } : {}),
+    functionSchemas: request.functionSchemas,
+    maxTokens: request.maxTokens,
+  });
+  const session = new AgentSession(engine, {
+    conversation: { messages: request.messages },
+    tools: request.builtinTools,
+    functionTools: request.functionTools,
+    sampling: request.sampling,
+    ...(request.seed !== undefined ? { seed: request.seed } : {}),
+    sequence,
+    dropAnalysis: 'completed-turns',
+  });
+  let ok = false;
+  try {
+    const result = await session.run({
+      maxTokens: request.maxTokens,
+      signal: request.signal,
+      ...(request.stopStrings !== undefined && request.stopStrings.length > 0 ? { stopStrings: request.stopStrings } : {}),
+      ...(structured.active ? { processors: [structured.processor] } : {}),
+      ...(request.logprobs === true ? { logprobs: true } : {}),
+      ...(request.topLogprobs !== undefined && request.topLogprobs > 0 ? { topLogprobs: request.topLogprobs } : {}),
+      ...(request.onEvent !== undefined ? { onEvent: request.onEvent } : {}),
+    });
+    ok = result.finishReason !== 'abort';
+    return { result, promptTokens: prompt.length };
+  } finally {
+    // A finished request leaves its sequence in the prefix cache; a cancelled or failed one frees it now.
+    if (ok) engine.release(sequence);
+    else if (engine instanceof BatchingEngine) engine.discard(sequence);
+    else engine.release(sequence);
+  }
+}

@@ -1,0 +1,130 @@
+// Structured outputs inside a harmony completion: the JSON constraint applies only to the content of
+// the final answer (text.format / response_format) or of a strict function call's arguments; the
+// reasoning before it stays free. When the token budget runs low before the answer began, the
+// processor steers the completion into a final message (`<|end|><|start|>assistant<|channel|>final
+// <|message|>`) and then the shortest completion of the JSON, so even a cut-short answer parses.
+import { JsonConstraint, tokenBytesOf, type JsonSchema, type TokenBytes } from '../engine/constrained.ts';
+import type { LogitsProcessor } from '../engine/sampler.ts';
+import { StreamParser } from '../harmony/index.ts';
+import { SPECIAL, getTokenizer, type Tokenizer } from '../tokenizer/index.ts';
+
+export interface StructuredOptions {
+  /** Schema of the final answer (json_object is `{type:'object'}`). */
+  finalSchema?: JsonSchema;
+  /** Schemas of strict functions, by function name. */
+  functionSchemas?: ReadonlyMap<string, JsonSchema>;
+  /** Tokens the whole run may generate (max_output_tokens); enables the budget steering. */
+  maxTokens?: number;
+  tokenizer?: Tokenizer;
+}
+
+/** Header tokens of the final channel after the role: `<|channel|>final<|message|>`. */
+function finalHeader(tok: Tokenizer): number[] {
+  return [SPECIAL.channel, ...tok.encodeOrdinary('final'), SPECIAL.message];
+}
+
+export class StructuredOutput {
+  private readonly tok: Tokenizer;
+  private readonly vocab: TokenBytes;
+  private readonly options: StructuredOptions;
+  private parser!: StreamParser;
+  private consumed = 0;
+  /** Tokens sampled over the whole run (all generations of the agent loop). */
+  private total = 0;
+  private headerTokens: number[] = [];
+  private roleKnown = true;
+  private constraint: LogitsProcessor | undefined;
+  private remaining = Infinity;
+  private readonly headerAssistant: number[];
+  private readonly headerFinal: number[];
+
+  constructor(options: StructuredOptions) {
+    this.options = options;
+    this.tok = options.tokenizer ?? getTokenizer();
+    this.vocab = tokenBytesOf(this.tok);
+    this.headerAssistant = this.tok.encodeOrdinary('assistant');
+    this.headerFinal = finalHeader(this.tok);
+    this.reset();
+  }
+
+  get active(): boolean {
+    return this.options.finalSchema !== undefined || (this.options.functionSchemas?.size ?? 0) > 0;
+  }
+
+  readonly processor: LogitsProcessor = (logits, generated) => {
+    if (generated.length < this.consumed) this.reset();
+    for (; this.consumed < generated.length; this.consumed++) this.observe(generated[this.consumed]!);
+    this.total++;
+    const remaining = this.options.maxTokens === undefined ? Infinity : this.options.maxTokens - this.total + 1;
+    this.remaining = remaining;
+    if (this.parser.state === 'content') this.ensureConstraint();
+    if (this.constraint !== undefined) {
+      this.constraint(logits, generated);
+      return;
+    }
+    if (this.options.finalSchema === undefined || remaining === Infinity) return;
+    // Reserve room for closing the current message, the final header and the shortest JSON.
+    const shortest = new JsonConstraint(this.options.finalSchema, this.vocab, { stopTokens: [SPECIAL.return] }).completion().length;
+    const needed = shortest + 1 + this.headerFinal.length + this.headerAssistant.length + 2;
+    if (remaining > needed + 2) return;
+    const forced = this.steer();
+    if (forced !== undefined) {
+      logits.fill(-Infinity);
+      logits[forced] = 0;
+    }
+  };
+
+  private reset(): void {
+    this.parser = new StreamParser({ role: 'assistant', strict: false, tokenizer: this.tok });
+    this.consumed = 0;
+    this.headerTokens = [];
+    this.roleKnown = true;
+    this.constraint = undefined;
+  }
+
+  private observe(token: number): void {
+    const before = this.parser.state;
+    this.parser.process(token);
+    if (this.parser.state === 'header') {
+      if (before !== 'header') {
+        this.headerTokens = [];
+        this.roleKnown = false;
+      } else this.headerTokens.push(token);
+    }
+    if (this.parser.state !== 'content' && before === 'content') this.constraint = undefined;
+  }
+
+  /** Starts the JSON constraint when the current message is one that must be JSON. */
+  private ensureConstraint(): void {
+    if (this.constraint !== undefined) return;
+    const recipient = this.parser.currentRecipient;
+    const channel = this.parser.currentChannel;
+    let schema: JsonSchema | undefined;
+    let stop: number[] = [SPECIAL.return];
+    if (recipient === undefined && channel === 'final') schema = this.options.finalSchema;
+    else if (recipient?.startsWith('functions.') === true) {
+      schema = this.options.functionSchemas?.get(recipient.slice('functions.'.length));
+      stop = [SPECIAL.call];
+    }
+    if (schema === undefined) return;
+    // The JSON starts at the next token: the one after `<|message|>`.
+    const constraint = new JsonConstraint(schema, this.vocab, { stopTokens: stop });
+    this.constraint = constraint.processor({ start: this.consumed, remaining: () => this.remaining });
+  }
+
+  /** The next token on the shortest way into a final message, from wherever the completion is. */
+  private steer(): number | undefined {
+    switch (this.parser.state) {
+      case 'content':
+        return SPECIAL.end;
+      case 'expect-start':
+        return SPECIAL.start;
+      case 'header': {
+        const target = this.roleKnown ? this.headerFinal : [...this.headerAssistant, ...this.headerFinal];
+        const h = this.headerTokens;
+        const isPrefix = h.length < target.length && h.every((t, i) => t === target[i]);
+        return isPrefix ? target[h.length] : SPECIAL.message;
+      }
+    }
+  }
+}
