@@ -110,6 +110,10 @@ export async function run(argv: string[]): Promise<number> {
   const side = interactive ? process.stdout : process.stderr;
   const engine = await openEngine(stringFlag(p, 'model'), {
     contextLength,
+    // Each new turn drops the previous turn's reasoning from the prompt, so the KV cache is cut
+    // back by that turn's length; sliding-window layers keep this much history so that cut does
+    // not force recomputing the whole conversation.
+    kvRewind: Math.min(contextLength, 2048),
     ...(backend !== undefined ? { backend } : {}),
     ...(threads !== undefined ? { threads } : {}),
   }, side);
@@ -163,7 +167,7 @@ function readTextFile(path: string, origin: string): string {
 /** The engine: GPTOSS_SCRIPTED (test hook), else the resolved checkpoint. Says so when weights are random. */
 async function openEngine(
   model: string | undefined,
-  options: { contextLength: number; backend?: 'wasm' | 'reference'; threads?: number },
+  options: { contextLength: number; kvRewind: number; backend?: 'wasm' | 'reference'; threads?: number },
   side: NodeJS.WritableStream,
 ): Promise<Engine> {
   const scripted = scriptedPath();
