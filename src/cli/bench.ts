@@ -121,7 +121,14 @@ async function measureBandwidth(backend: Backend, weights: ModelWeights, threads
     const u8 = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
     views.push(u8(weights.unembedding.weight.data));
     for (const b of weights.blocks) views.push(u8(b.mlp.mlp1Weight.blocks), u8(b.mlp.mlp2Weight.blocks));
-    return wasm.readBandwidth(views, MIN);
+    if (views.reduce((s, v) => s + v.byteLength, 0) >= 2 ** 29) return wasm.readBandwidth(views, MIN);
+    // A small model fits in the caches: stream a probe buffer larger than them instead.
+    const probe = backend.store.allocate(2 ** 29, 'bandwidth.probe');
+    try {
+      return wasm.readBandwidth([probe], MIN);
+    } finally {
+      backend.store.free(probe);
+    }
   }
   const { createWasmBackend } = await import('../kernels/wasm/index.ts');
   const probe = await createWasmBackend({ threads });

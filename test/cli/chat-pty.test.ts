@@ -1,6 +1,6 @@
 // The interactive chat through a pseudo-terminal (util-linux `script` allocates it): type a prompt
 // and read the streamed answer, /effort, Ctrl-C during an answer (stops it, not the program),
-// Ctrl-C at an empty prompt, /save in the harmony JSON shape, /load, /reset and /quit.
+// Ctrl-C at an empty prompt, /save in the harmony JSON shape, /reset, /load, /reasoning off, /quit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -61,7 +61,7 @@ test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /l
       completions: [
         '<|channel|>analysis<|message|>Greeting; answer kindly.<|end|><|start|>assistant<|channel|>final<|message|>Hello! How can I help?<|return|>',
         `<|channel|>final<|message|>Counting: ${count}<|return|>`,
-        '<|channel|>final<|message|>Still here.<|return|>',
+        '<|channel|>analysis<|message|>Private musings.<|end|><|start|>assistant<|channel|>final<|message|>Still here.<|return|>',
       ],
     }),
   );
@@ -107,8 +107,14 @@ test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /l
     pty.type(`/load ${saved}\r`);
     at = await pty.waitFor(new RegExp(`loaded ${convo.messages.length} messages .*last answer: Counting: n0`), at);
 
+    pty.type('/reasoning off\r');
+    at = await pty.waitFor(/reasoning is hidden\n/, at);
     pty.type('Are you there?\r');
+    const before = at;
     at = await pty.waitFor(/Still here\.\n/, at);
+    const answer = pty.screen.slice(before, at);
+    assert.ok(!answer.includes('Private musings'), 'hidden reasoning is not shown');
+    assert.ok(answer.includes('thinking…'), 'a thinking indicator stands in for it');
     at = await pty.waitFor(/> /, at);
     pty.type('/quit\r');
     assert.equal(await pty.exited, 0);

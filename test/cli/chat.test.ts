@@ -93,6 +93,9 @@ test('user errors: one line, exit 2', async () => {
   const effort = await chat(['-r', 'extreme', 'hi'], '', { GPTOSS_SCRIPTED: script('unused2', [hello]) });
   assert.equal(effort.code, 2);
   assert.equal(effort.stderr, 'gptoss chat: --reasoning-effort must be low, medium or high, got "extreme"\n');
+  const small = await chat(['hi'], '', { GPTOSS_SCRIPTED: script('small', [hello], { contextLength: 40 }) });
+  assert.equal(small.code, 2);
+  assert.match(small.stderr, /^gptoss chat: the prompt has \d+ tokens; the context window holds 40 \(prompt plus completion\)\n$/);
   const model = await chat(['--model', 'openai/gpt-oss-120b', 'hi'], '', { HF_HUB_CACHE: join(root, 'empty-hub') });
   assert.equal(model.code, 2);
   assert.match(model.stderr, /^gptoss chat: --model "openai\/gpt-oss-120b" is not in the hub cache .*gptoss pull openai\/gpt-oss-120b\n$/);
