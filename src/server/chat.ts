@@ -227,7 +227,7 @@ export class ChatBuilder {
         this.mode = 'none';
         break;
       case 'token':
-        if (logprobs && e.channel === 'final' && this.mode === 'content') this.tokenLogprobs.push(logprobEntry(e.token));
+        if (logprobs && e.channel === 'final' && this.mode === 'content' && !getTokenizer().isSpecial(e.token.token)) this.tokenLogprobs.push(logprobEntry(e.token));
         break;
       default:
         break;

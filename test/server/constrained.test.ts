@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { JsonAutomaton, JsonConstraint, tokenBytesOf, type JsonSchema, type TokenBytes } from '../../src/engine/constrained.ts';
 import { Rng, sampleToken, samplingParams } from '../../src/engine/sampler.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';

@@ -3,6 +3,8 @@
 // would), so batching, chunked prefill and prefix reuse must reproduce sequential results exactly.
 import { UserError } from '../../src/errors.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from '../../src/engine/engine.ts';
+import { tokensToText } from '../../src/harmony/index.ts';
+import { getTokenizer } from '../../src/tokenizer/index.ts';
 
 interface HashSequence extends Sequence {
   tokens: number[];
@@ -63,4 +65,104 @@ export function argmax(logits: Float32Array): number {
   let best = 0;
   for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
   return best;
+}
+
+/**
+ * A stand-in model whose completion depends on its prompt, like a real one: `respond` maps the
+ * prompt (as harmony text) to a completion (harmony text, special tokens by name). Every prompt the
+ * engine saw is kept, so tests can check what the server rendered. Optional delay per step.
+ */
+export class PromptEngine implements Engine {
+  readonly info: EngineInfo;
+  readonly prompts: string[] = [];
+  readonly batches: number[] = [];
+  live = 0;
+  private nextId = 1;
+  private readonly respond: (prompt: string) => string;
+  private readonly delayMs: number;
+  private readonly sequences = new Map<number, { tokens: number[]; script: number[] | undefined; cursor: number }>();
+  failWith: Error | undefined;
+
+  constructor(respond: (prompt: string) => string, options: { delayMs?: number; contextLength?: number; name?: string } = {}) {
+    this.respond = respond;
+    this.delayMs = options.delayMs ?? 0;
+    this.info = { name: options.name ?? 'prompt-engine', vocabSize: 201088, contextLength: options.contextLength ?? 131072, randomWeights: false };
+  }
+  createSequence(): Sequence {
+    const id = this.nextId++;
+    this.live++;
+    const state = { tokens: [] as number[], script: undefined as number[] | undefined, cursor: 0 };
+    this.sequences.set(id, state);
+    return { id, get tokens() { return state.tokens; } };
+  }
+  async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.failWith !== undefined) throw this.failWith;
+    this.batches.push(batch.length);
+    return batch.map((r) => {
+      const s = this.sequences.get(r.sequence.id);
+      if (s === undefined) throw new Error(`step on released sequence ${r.sequence.id}`);
+      const continuing = s.script !== undefined && r.tokens.length === 1 && r.tokens[0] === s.script[s.cursor - 1];
+      s.tokens.push(...r.tokens);
+      if (!continuing) {
+        const prompt = tokensToText(s.tokens);
+        this.prompts.push(prompt);
+        s.script = getTokenizer().encode(this.respond(prompt), { allowedSpecial: 'all' });
+        s.cursor = 0;
+      }
+      const next = s.script![s.cursor++];
+      if (next === undefined) throw new Error('PromptEngine: completion exhausted');
+      const logits = new Float32Array(this.info.vocabSize).fill(-30);
+      logits[next] = 30;
+      return logits;
+    });
+  }
+  truncate(sequence: Sequence, length: number): void {
+    const s = this.sequences.get(sequence.id)!;
+    s.tokens.length = Math.min(length, s.tokens.length);
+    s.script = undefined;
+  }
+  release(sequence: Sequence): void {
+    if (!this.sequences.delete(sequence.id)) throw new Error(`double release of ${sequence.id}`);
+    this.live--;
+  }
+  async close(): Promise<void> {}
+}
+
+/** Logits from a seeded hash of the sequence: a deterministic "random weights" model over the full vocabulary. */
+export class RandomLogitEngine implements Engine {
+  readonly info: EngineInfo = { name: 'random', vocabSize: 201088, contextLength: 4096, randomWeights: true };
+  private nextId = 1;
+  private readonly sequences = new Map<number, number[]>();
+  constructor(private readonly seed: number) {}
+  createSequence(): Sequence {
+    const id = this.nextId++;
+    const tokens: number[] = [];
+    this.sequences.set(id, tokens);
+    return { id, tokens };
+  }
+  async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    return batch.map((r) => {
+      const tokens = this.sequences.get(r.sequence.id)!;
+      tokens.push(...r.tokens);
+      let h = (2166136261 ^ this.seed) >>> 0;
+      for (const t of tokens) h = Math.imul(h ^ t, 16777619) >>> 0;
+      const logits = new Float32Array(this.info.vocabSize);
+      for (let i = 0; i < logits.length; i++) {
+        h ^= h << 13;
+        h ^= h >>> 17;
+        h ^= h << 5;
+        logits[i] = ((h >>> 0) % 10000) / 1000;
+      }
+      return logits;
+    });
+  }
+  truncate(sequence: Sequence, length: number): void {
+    const t = this.sequences.get(sequence.id)!;
+    t.length = Math.min(length, t.length);
+  }
+  release(sequence: Sequence): void {
+    this.sequences.delete(sequence.id);
+  }
+  async close(): Promise<void> {}
 }

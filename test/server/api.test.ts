@@ -1,0 +1,382 @@
+// Contract tests of `gptoss serve` with the official openai client against a server on 127.0.0.1,
+// the model replaced by engines that replay real harmony completions.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import type { Engine } from '../../src/engine/engine.ts';
+import { createServer, type ServerOptions } from '../../src/server/index.ts';
+import { PromptEngine } from './helpers.ts';
+
+async function start(engine: Engine, options: Partial<ServerOptions> = {}) {
+  const logs: string[] = [];
+  const server = createServer({ engine, log: (l) => logs.push(l), batching: { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 }, ...options });
+  const running = await server.listen(0, '127.0.0.1');
+  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: options.apiKey ?? 'unused', maxRetries: 0 });
+  return { server, running, client, logs, close: () => running.close() };
+}
+
+const REASONED = (reasoning: string, answer: string): string =>
+  `<|channel|>analysis<|message|>${reasoning}<|end|><|start|>assistant<|channel|>final<|message|>${answer}<|return|>`;
+
+/** The last user message of a rendered prompt. */
+function lastUser(prompt: string): string {
+  const at = prompt.lastIndexOf('<|start|>user<|message|>');
+  return at < 0 ? '' : prompt.slice(at + '<|start|>user<|message|>'.length, prompt.indexOf('<|end|>', at));
+}
+
+const WEATHER_TOOL = {
+  type: 'function' as const,
+  name: 'get_weather',
+  description: 'Current weather in a city',
+  parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'], additionalProperties: false },
+  strict: true,
+};
+
+/** A model that calls get_weather once, then answers from the tool result. */
+function weatherModel(prompt: string): string {
+  const result = /<\|start\|>functions\.get_weather to=assistant<\|channel\|>commentary<\|message\|>(.*?)<\|end\|>/.exec(prompt);
+  if (result !== null) return REASONED('The tool answered.', `It is ${JSON.parse(result[1]!).temperature} degrees.`);
+  return '<|channel|>analysis<|message|>I need the weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location":"Paris"}<|call|>';
+}
+
+test('responses: reasoning item and message, usage, effort in the system message', async () => {
+  const engine = new PromptEngine((p) => REASONED('The user greets me.', `Hello, ${lastUser(p)}!`));
+  const s = await start(engine);
+  try {
+    const r = await s.client.responses.create({ model: 'prompt-engine', input: 'Ada', instructions: 'Be brief.', reasoning: { effort: 'high' } });
+    assert.equal(r.status, 'completed');
+    assert.equal(r.output_text, 'Hello, Ada!');
+    const [reasoning, message] = r.output;
+    assert.equal(reasoning?.type, 'reasoning');
+    assert.deepEqual(reasoning?.type === 'reasoning' ? reasoning.content : undefined, [{ type: 'reasoning_text', text: 'The user greets me.' }]);
+    assert.equal(message?.type, 'message');
+    assert.ok(r.usage!.input_tokens > 0);
+    assert.ok(r.usage!.output_tokens_details.reasoning_tokens > 0 && r.usage!.output_tokens_details.reasoning_tokens < r.usage!.output_tokens);
+    const prompt = engine.prompts[0]!;
+    assert.match(prompt, /^<\|start\|>system<\|message\|>.*\nReasoning: high\n/s);
+    assert.match(prompt, /<\|start\|>developer<\|message\|># Instructions\n\nBe brief\.<\|end\|>/);
+    assert.ok(prompt.endsWith('<|start|>user<|message|>Ada<|end|><|start|>assistant'));
+    assert.match(s.logs.join('\n'), /POST \/v1\/responses 200 in=\d+ out=\d+ \d+ms/);
+    assert.ok(!s.logs.join('\n').includes('Ada'), 'no prompt text in the log');
+  } finally {
+    await s.close();
+  }
+});
+
+test('responses: streaming event sequence with consecutive sequence numbers (reference shapes)', async () => {
+  const engine = new PromptEngine(() => REASONED('Think briefly.', 'Streamed answer, in pieces.'));
+  const s = await start(engine);
+  try {
+    const stream = await s.client.responses.create({ model: 'prompt-engine', input: 'go', stream: true });
+    const events: { type: string; sequence_number: number; [k: string]: unknown }[] = [];
+    for await (const e of stream) events.push(e as unknown as (typeof events)[number]);
+    assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+    const types = events.map((e) => e.type).filter((t, i, all) => !(t.endsWith('.delta') && all[i - 1] === t));
+    assert.deepEqual(types, [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.reasoning_text.delta',
+      'response.reasoning_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    const text = events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+    assert.equal(text, 'Streamed answer, in pieces.');
+    const done = events.find((e) => e.type === 'response.output_text.done')!;
+    assert.equal(done.text, text);
+    assert.equal(done.output_index, 1);
+    const reasoning = events.filter((e) => e.type === 'response.reasoning_text.delta').map((e) => e.delta).join('');
+    assert.equal(reasoning, 'Think briefly.');
+    // The shapes of the reference server's recorded stream (tests-data/basic-event-stream.txt).
+    const added = events.find((e) => e.type === 'response.content_part.added' && e.output_index === 1)!;
+    assert.deepEqual(added.part, { type: 'output_text', annotations: [], logprobs: [], text: '' });
+    const completed = events.at(-1)! as unknown as { response: { status: string; usage: { output_tokens_details: { reasoning_tokens: number } }; output: unknown[] } };
+    assert.equal(completed.response.status, 'completed');
+    assert.equal(completed.response.output.length, 2);
+    assert.ok(completed.response.usage.output_tokens_details.reasoning_tokens > 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('responses: function call round trip, by previous_response_id and by replaying items', async () => {
+  const engine = new PromptEngine(weatherModel);
+  const s = await start(engine);
+  try {
+    const first = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather in Paris?', tools: [WEATHER_TOOL] });
+    const call = first.output.find((o) => o.type === 'function_call');
+    assert.ok(call !== undefined && call.type === 'function_call');
+    assert.equal(call.name, 'get_weather');
+    assert.deepEqual(JSON.parse(call.arguments), { location: 'Paris' });
+    assert.match(engine.prompts[0]!, /<\|start\|>developer<\|message\|># Tools\n\n## functions\n\nnamespace functions \{\n\n\/\/ Current weather in a city\ntype get_weather = \(_: \{\nlocation: string,\n\}\) => any;/);
+
+    const second = await s.client.responses.create({
+      model: 'prompt-engine',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"temperature": 21}' }],
+      tools: [WEATHER_TOOL],
+    });
+    assert.equal(second.output_text, 'It is 21 degrees.');
+    const prompt = engine.prompts.at(-1)!;
+    // The turn is still open, so its reasoning stays in the prompt, then the call and its result.
+    assert.match(prompt, /<\|start\|>assistant<\|channel\|>analysis<\|message\|>I need the weather\.<\|end\|><\|start\|>assistant to=functions\.get_weather<\|channel\|>commentary <\|constrain\|>json<\|message\|>\{"location":"Paris"\}<\|call\|><\|start\|>functions\.get_weather to=assistant<\|channel\|>commentary<\|message\|>\{"temperature": 21\}<\|end\|><\|start\|>assistant$/);
+
+    // Stateless: the client sends the items back itself.
+    const replay = await s.client.responses.create({
+      model: 'prompt-engine',
+      store: false,
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        ...first.output.map((o) => o as unknown as OpenAI.Responses.ResponseInputItem),
+        { type: 'function_call_output', call_id: call.call_id, output: '{"temperature": 19}' },
+      ],
+      tools: [WEATHER_TOOL],
+    });
+    assert.equal(replay.output_text, 'It is 19 degrees.');
+    // The second request reused the first one's cached prefix.
+    assert.ok(replay.usage!.input_tokens_details.cached_tokens > 0);
+
+    const streamed = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather?', tools: [WEATHER_TOOL], stream: true });
+    const types: string[] = [];
+    let args = '';
+    for await (const e of streamed) {
+      types.push(e.type);
+      if (e.type === 'response.function_call_arguments.delta') args += e.delta;
+    }
+    assert.ok(types.includes('response.function_call_arguments.done'));
+    assert.deepEqual(JSON.parse(args), { location: 'Paris' });
+  } finally {
+    await s.close();
+  }
+});
+
+test('responses: the built-in browser runs on the server and its call is reported', async () => {
+  const docs = mkdtempSync(join(tmpdir(), 'gptoss-docs-'));
+  writeFileSync(join(docs, 'tides.md'), '# Tides\n\nThe tide in Brest rises 7 metres.\n');
+  const { BrowserSession, LocalDocsBackend } = await import('../../src/tools/index.ts');
+  const backend = await LocalDocsBackend.open(docs);
+  const engine = new PromptEngine((p) => {
+    if (p.includes('<|start|>browser.search to=assistant')) {
+      const sawResult = p.includes('Brest rises 7 metres');
+      return REASONED('Found it.', sawResult ? 'Seven metres.' : 'Not found.');
+    }
+    return '<|channel|>analysis<|message|>Search the docs.<|end|><|start|>assistant<|channel|>analysis to=browser.search code<|message|>{"query": "tide Brest"}<|call|>';
+  });
+  const s = await start(engine, { tools: { browser: () => new BrowserSession(backend) } });
+  try {
+    const r = await s.client.responses.create({ model: 'prompt-engine', input: 'How high is the tide in Brest?', tools: [{ type: 'web_search_preview' }] });
+    assert.equal(r.output_text, 'Seven metres.');
+    const search = r.output.find((o) => o.type === 'web_search_call');
+    assert.ok(search !== undefined && search.type === 'web_search_call');
+    assert.equal(search.status, 'completed');
+    assert.deepEqual((search as unknown as { action: unknown }).action, { type: 'search', query: 'tide Brest' });
+    assert.match(engine.prompts[0]!, /<\|start\|>system<\|message\|>.*# Tools\n\n## browser\n/s);
+
+    const noBrowser = await start(new PromptEngine(() => REASONED('x', 'y')));
+    try {
+      await assert.rejects(
+        noBrowser.client.responses.create({ model: 'prompt-engine', input: 'x', tools: [{ type: 'web_search_preview' }] }),
+        (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'tools[0].type',
+      );
+    } finally {
+      await noBrowser.close();
+    }
+  } finally {
+    await s.close();
+    rmSync(docs, { recursive: true, force: true });
+  }
+});
+
+test('chat: reasoning in its own fields, streaming with usage, tool call round trip with reasoning sent back', async () => {
+  const engine = new PromptEngine(weatherModel);
+  const s = await start(engine);
+  const tools: OpenAI.Chat.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather in a city', parameters: WEATHER_TOOL.parameters } }];
+  try {
+    const first = await s.client.chat.completions.create({
+      model: 'prompt-engine',
+      messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Weather in Paris?' }],
+      tools,
+      reasoning_effort: 'low',
+    });
+    const choice = first.choices[0]!;
+    assert.equal(choice.finish_reason, 'tool_calls');
+    const message = choice.message as typeof choice.message & { reasoning: string; reasoning_content: string };
+    assert.equal(message.reasoning, 'I need the weather.');
+    assert.equal(message.reasoning_content, 'I need the weather.');
+    assert.equal(message.content, null);
+    const call = message.tool_calls![0]!;
+    assert.equal(call.type === 'function' ? call.function.name : '', 'get_weather');
+    assert.match(engine.prompts[0]!, /Reasoning: low/);
+    assert.match(engine.prompts[0]!, /<\|start\|>developer<\|message\|># Instructions\n\nYou are terse\./);
+
+    const second = await s.client.chat.completions.create({
+      model: 'prompt-engine',
+      messages: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: null, tool_calls: message.tool_calls, reasoning: message.reasoning } as OpenAI.Chat.ChatCompletionMessageParam,
+        { role: 'tool', tool_call_id: call.id, content: '{"temperature": 25}' },
+      ],
+      tools,
+    });
+    assert.equal(second.choices[0]!.message.content, 'It is 25 degrees.');
+    assert.equal(second.choices[0]!.finish_reason, 'stop');
+    assert.match(engine.prompts.at(-1)!, /<\|start\|>assistant<\|channel\|>analysis<\|message\|>I need the weather\.<\|end\|><\|start\|>assistant to=functions\.get_weather/);
+
+    const stream = await s.client.chat.completions.create({
+      model: 'prompt-engine',
+      messages: [{ role: 'user', content: 'Weather in Paris?' }, { role: 'assistant', content: null, tool_calls: message.tool_calls }, { role: 'tool', tool_call_id: call.id, content: '{"temperature": 3}' }],
+      tools,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let content = '';
+    let reasoning = '';
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as (OpenAI.Chat.ChatCompletionChunk.Choice.Delta & { reasoning?: string; reasoning_content?: string }) | undefined;
+      if (delta?.content) content += delta.content;
+      if (delta?.reasoning) {
+        reasoning += delta.reasoning;
+        assert.equal(delta.reasoning_content, delta.reasoning);
+        assert.equal(delta.content, undefined);
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(content, 'It is 3 degrees.');
+    assert.equal(reasoning, 'The tool answered.');
+    assert.equal(finish, 'stop');
+    assert.ok(usage !== undefined && usage !== null && usage.completion_tokens > 0 && usage.prompt_tokens > 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('chat: stop strings, max_tokens and logprobs', async () => {
+  const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
+  const s = await start(engine);
+  try {
+    const stopped = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], stop: [' three'] });
+    assert.equal(stopped.choices[0]!.message.content, 'one two');
+    assert.equal(stopped.choices[0]!.finish_reason, 'stop');
+    const short = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], max_completion_tokens: 3 });
+    assert.equal(short.choices[0]!.finish_reason, 'length');
+    assert.equal(short.usage!.completion_tokens, 3);
+    const lp = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], logprobs: true, top_logprobs: 2 });
+    const entries = lp.choices[0]!.logprobs!.content!;
+    assert.equal(entries.map((e) => e.token).join(''), 'one two three four');
+    for (const e of entries) {
+      assert.ok(e.logprob <= 0);
+      assert.equal(e.top_logprobs.length, 2);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+test('auth, models, health and error shapes', async () => {
+  const engine = new PromptEngine(() => REASONED('r', 'ok'), { contextLength: 300 });
+  const s = await start(engine, { apiKey: 'sekret', maxBodyBytes: 20000 });
+  const url = s.running.url;
+  try {
+    const noKey = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'wrong', maxRetries: 0 });
+    await assert.rejects(noKey.models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError && (e.error as { code?: string }).code === 'invalid_api_key');
+    const health = await fetch(`${url}/health`);
+    assert.equal(health.status, 200);
+    const models = await s.client.models.list();
+    assert.deepEqual(models.data.map((m) => m.id), ['prompt-engine']);
+
+    await assert.rejects(s.client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.NotFoundError && e.param === 'model');
+    await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], temperature: 5 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'temperature');
+    await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'wizard', content: 'x' }] as never }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages[0].role');
+    await assert.rejects(s.client.responses.create({ model: 'prompt-engine', input: 'x', previous_response_id: 'resp_missing' }), (e: unknown) => e instanceof OpenAI.NotFoundError && e.param === 'previous_response_id');
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: 'word '.repeat(400) }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' && /maximum context length is 300 tokens/.test(e.message),
+    );
+    const big = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer sekret', 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(30000) }] }) });
+    assert.equal(big.status, 413);
+    const bad = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer sekret', 'content-type': 'application/json' }, body: '{"messages": [' });
+    assert.equal(bad.status, 400);
+    const badBody = (await bad.json()) as { error: { message: string; type: string; param: unknown; code: unknown } };
+    assert.deepEqual(Object.keys(badBody.error).sort(), ['code', 'message', 'param', 'type']);
+    assert.equal((await fetch(`${url}/v1/nothing`, { headers: { authorization: 'Bearer sekret' } })).status, 404);
+
+    engine.failWith = new Error('secret internal detail at /home/x');
+    const failed = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer sekret', 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }) });
+    assert.equal(failed.status, 500);
+    const failedText = await failed.text();
+    assert.ok(!failedText.includes('secret internal detail'), failedText);
+    assert.equal((JSON.parse(failedText) as { error: { type: string } }).error.type, 'server_error');
+  } finally {
+    await s.close();
+  }
+});
+
+test('429 over --max-concurrency; a client disconnect mid-stream frees the slot and the sequence', async () => {
+  const engine = new PromptEngine(() => REASONED('x'.repeat(50), 'y '.repeat(200)), { delayMs: 5 });
+  const s = await start(engine, { maxConcurrency: 1 });
+  try {
+    const controller = new AbortController();
+    const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'long' }], stream: true }, { signal: controller.signal });
+    let chunks = 0;
+    const reading = (async () => {
+      try {
+        for await (const _ of stream) if (++chunks === 5) controller.abort();
+      } catch {
+        // aborted by us
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(s.server.active, 1);
+    await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.RateLimitError);
+    await reading;
+    for (let i = 0; i < 100 && s.server.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(s.server.active, 0);
+    assert.equal(s.server.engine.activeSequences, 0);
+    assert.equal(engine.live, s.server.engine.pooledSequences, 'the cancelled sequence was freed, not pooled');
+    assert.ok(engine.live === 0);
+    assert.match(s.logs.join('\n'), /POST \/v1\/chat\/completions 499/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('8 concurrent streams are batched together with nothing lost or mixed', async () => {
+  const engine = new PromptEngine((p) => REASONED(`Echo ${lastUser(p)}.`, `You said ${lastUser(p)}, ${lastUser(p)}!`), { delayMs: 1 });
+  const s = await start(engine);
+  try {
+    const names = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];
+    const results = await Promise.all(
+      names.map(async (name, i) => {
+        if (i % 2 === 0) {
+          const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: name }], stream: true });
+          let text = '';
+          for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+          return text;
+        }
+        const stream = await s.client.responses.create({ model: 'prompt-engine', input: name, stream: true });
+        let text = '';
+        for await (const e of stream) if (e.type === 'response.output_text.delta') text += e.delta;
+        return text;
+      }),
+    );
+    assert.deepEqual(results, names.map((n) => `You said ${n}, ${n}!`));
+    assert.ok(Math.max(...engine.batches) >= 4, `largest batch ${Math.max(...engine.batches)}`);
+  } finally {
+    await s.close();
+  }
+});
