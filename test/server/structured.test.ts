@@ -1,0 +1,72 @@
+// Structured outputs end to end: a model with random logits over the full vocabulary (the worst
+// case) served with a JSON schema must still answer JSON that validates, on both APIs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Ajv } from 'ajv';
+import OpenAI from 'openai';
+import { createServer } from '../../src/server/index.ts';
+import { PromptEngine, RandomLogitEngine } from './helpers.ts';
+
+const schema = {
+  type: 'object',
+  properties: {
+    city: { type: 'string', maxLength: 12 },
+    unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
+    days: { type: 'array', items: { type: 'integer' }, maxItems: 3 },
+  },
+  required: ['city', 'unit', 'days'],
+  additionalProperties: false,
+};
+
+test('random-logit model: the answer always validates against the schema (both APIs, several seeds)', async () => {
+  const validate = new Ajv({ strict: false }).compile(schema);
+  for (const seed of [1, 2]) {
+    const server = createServer({ engine: new RandomLogitEngine(seed), log: () => {} });
+    const running = await server.listen(0);
+    const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    try {
+      const r = await client.responses.create({
+        model: 'random',
+        input: 'Weather?',
+        max_output_tokens: 60,
+        temperature: 0,
+        text: { format: { type: 'json_schema', name: 'weather', schema, strict: true } },
+      });
+      const value: unknown = JSON.parse(r.output_text);
+      assert.ok(validate(value), `seed ${seed}: ${r.output_text}`);
+
+      const c = await client.chat.completions.create({
+        model: 'random',
+        messages: [{ role: 'user', content: 'Weather?' }],
+        max_tokens: 60,
+        seed,
+        response_format: { type: 'json_schema', json_schema: { name: 'weather', schema, strict: true } },
+      });
+      const content = c.choices[0]!.message.content!;
+      assert.ok(validate(JSON.parse(content)), `seed ${seed}: ${content}`);
+    } finally {
+      await running.close();
+    }
+  }
+});
+
+test('a model that writes the JSON itself is only masked where it strays; json_object mode', async () => {
+  const engine = new PromptEngine(() => '<|channel|>analysis<|message|>Answer in JSON.<|end|><|start|>assistant<|channel|>final<|message|>{"city": "Oslo", "unit": "celsius", "days": [1, 2]}<|return|>');
+  const server = createServer({ engine, log: () => {} });
+  const running = await server.listen(0);
+  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  try {
+    const r = await client.chat.completions.create({
+      model: 'prompt-engine',
+      messages: [{ role: 'user', content: 'Weather in Oslo?' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'weather', schema } },
+    });
+    assert.deepEqual(JSON.parse(r.choices[0]!.message.content!), { city: 'Oslo', unit: 'celsius', days: [1, 2] });
+    // The schema is announced to the model in the developer message.
+    assert.match(engine.prompts[0]!, /# Response Formats\n\n## weather\n\n\{"type":"object"/);
+    const o = await client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } });
+    assert.equal(typeof JSON.parse(o.choices[0]!.message.content!), 'object');
+  } finally {
+    await running.close();
+  }
+});
