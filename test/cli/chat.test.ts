@@ -4,9 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createConversation } from '../../src/engine/agent.ts';
+import { argmax } from '../../src/engine/sampler.ts';
+import { renderConversationForCompletion, tokensToText } from '../../src/harmony/index.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'gptoss-chat-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -99,4 +102,29 @@ test('user errors: one line, exit 2', async () => {
   const model = await chat(['--model', 'openai/gpt-oss-120b', 'hi'], '', { HF_HUB_CACHE: join(root, 'empty-hub') });
   assert.equal(model.code, 2);
   assert.match(model.stderr, /^gptoss chat: --model "openai\/gpt-oss-120b" is not in the hub cache .*gptoss pull openai\/gpt-oss-120b\n$/);
+});
+
+const golden = '../shared/golden/fullvocab-h32-l2';
+
+test('through the real engine: --model DIR loads the checkpoint and the greedy tokens match the engine', { skip: existsSync(golden) ? false : `${golden} not present` }, async () => {
+  const r = await chat(['--model', golden, '--backend', 'reference', '--max-tokens', '4', '--temperature', '0', '--raw', 'hi'], '', {});
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^loading \.\.\/shared\/golden\/fullvocab-h32-l2…\nloaded fullvocab-h32-l2 in [\d.]+ s \(context 8192 tokens\)\n/);
+  // The same prompt (default system message with today's date, effort medium) run in-process.
+  const { loadEngine } = await import('../../src/engine/local.ts');
+  const engine = await loadEngine(golden, { backend: 'reference', contextLength: 8192 });
+  try {
+    const convo = createConversation({ reasoningEffort: 'medium' });
+    convo.messages.push({ author: { role: 'user' }, content: [{ type: 'text', text: 'hi' }] });
+    const seq = engine.createSequence();
+    let [logits] = await engine.step([{ sequence: seq, tokens: renderConversationForCompletion(convo) }]);
+    const expected: number[] = [];
+    while (expected.length < 4) {
+      expected.push(argmax(logits!));
+      if (expected.length < 4) [logits] = await engine.step([{ sequence: seq, tokens: [expected.at(-1)!] }]);
+    }
+    assert.equal(r.stdout, `${tokensToText(expected)}\n`);
+  } finally {
+    await engine.close();
+  }
 });

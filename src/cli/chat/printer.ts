@@ -85,7 +85,11 @@ export class AnswerPrinter {
       this.write(this.o.out, name !== undefined ? this.paint(style.dim, name) : this.rawDecoder.push(tok.tokenBytes(id)));
       return true;
     }
-    if (event.type === 'prefill') this.rawDecoder = new Utf8StreamDecoder();
+    if (event.type === 'prefill' || event.type === 'done') {
+      // A completion cut inside a character shows it as U+FFFD rather than losing it.
+      if (this.rawDecoder !== undefined) this.write(this.o.out, this.rawDecoder.flush().text);
+      this.rawDecoder = new Utf8StreamDecoder();
+    }
     return event.type === 'message_start' || event.type === 'delta' || event.type === 'message_done';
   }
 
