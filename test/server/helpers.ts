@@ -166,3 +166,33 @@ export class RandomLogitEngine implements Engine {
   }
   async close(): Promise<void> {}
 }
+
+/** Wraps an engine and records every token each sequence was fed (the prompts the server rendered). */
+export class RecordingEngine implements Engine {
+  readonly fed = new Map<number, number[]>();
+  constructor(private readonly inner: Engine) {}
+  get info(): EngineInfo {
+    return this.inner.info;
+  }
+  createSequence(): Sequence {
+    return this.inner.createSequence();
+  }
+  step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    for (const r of batch) {
+      const list = this.fed.get(r.sequence.id) ?? [];
+      if (list.length > r.sequence.tokens.length) list.length = r.sequence.tokens.length;
+      list.push(...r.tokens);
+      this.fed.set(r.sequence.id, list);
+    }
+    return this.inner.step(batch);
+  }
+  truncate(sequence: Sequence, length: number): void {
+    this.inner.truncate(sequence, length);
+  }
+  release(sequence: Sequence): void {
+    this.inner.release(sequence);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
