@@ -76,7 +76,7 @@ export interface PromptOptions {
   reasoningEffort?: ReasoningEffort;
   /** Identity line of the system message (harmony's default when absent). */
   modelIdentity?: string;
-  /** "Current date:" of the system message; default today (UTC), null for none. */
+  /** "Current date:" of the system message; default today (local time), null for none. */
   date?: string | null;
   /** Developer instructions (the API's system prompt). */
   instructions?: string;
@@ -164,9 +164,10 @@ export interface AgentResult {
 
 // ---- prompt construction ---------------------------------------------------------------------
 
-/** Today's date as harmony's system message writes it (UTC, YYYY-MM-DD). */
+/** Today's date as harmony's system message writes it (local time, YYYY-MM-DD, like the reference). */
 export function today(now: Date = new Date()): string {
-  return now.toISOString().slice(0, 10);
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
 }
 
 /** The system message: identity, effort, date and the built-in tools' namespaces. */

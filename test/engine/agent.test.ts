@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
-import { AgentSession, buildSystemMessage, createConversation, type AgentEvent, type AgentTool, type ToolCall } from '../../src/engine/agent.ts';
+import { AgentSession, buildSystemMessage, createConversation, today, type AgentEvent, type AgentTool, type ToolCall } from '../../src/engine/agent.ts';
 import { commonPrefixLength } from '../../src/engine/engine.ts';
 import { messageText, renderConversationForCompletion, systemText, type SystemContent } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
@@ -287,4 +287,9 @@ test('functions.search with no such function goes to the browser, as the referen
     ['functions.search', '[0] results for sepsis'],
     ['functions.get_weather', 'Error: functions.get_weather failed: weather service unreachable'],
   ]);
+});
+
+test('today() is the local calendar date', () => {
+  assert.equal(today(new Date(2025, 0, 5, 23, 59)), '2025-01-05');
+  assert.equal(today(new Date(2025, 11, 31, 0, 1)), '2025-12-31');
 });
