@@ -59,3 +59,20 @@ test('python: prints the output; an endless loop times out with status 1', () =>
   assert.equal(msg.channel, 'analysis');
   assert.equal(msg.content[0]!.text, '[ERROR] Execution timed out after 1.0 seconds and was stopped.');
 });
+
+test('python: a damaged boot snapshot is discarded and the interpreter boots normally', async () => {
+  const { mkdtempSync, mkdirSync, readdirSync, writeFileSync, readFileSync, statSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join, dirname } = await import('node:path');
+  const { createRequire } = await import('node:module');
+  const pyodideDir = dirname(createRequire(import.meta.url).resolve('pyodide/package.json'));
+  const version = (JSON.parse(readFileSync(join(pyodideDir, 'package.json'), 'utf8')) as { version: string }).version;
+  const cache = mkdtempSync(join(tmpdir(), 'gptoss-cache-'));
+  mkdirSync(join(cache, 'gptoss'));
+  const name = `pyodide-${version}-${statSync(join(pyodideDir, 'pyodide.asm.wasm')).size}.snapshot`;
+  writeFileSync(join(cache, 'gptoss', name), 'not a snapshot');
+  const r = spawnSync(process.execPath, [BIN, 'tool', 'python', '--code', 'print(6 * 7)'], { encoding: 'utf8', timeout: 180_000, env: { ...process.env, XDG_CACHE_HOME: cache } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, '42\n');
+  assert.ok(!readdirSync(join(cache, 'gptoss')).includes(name), 'the damaged snapshot was kept');
+});

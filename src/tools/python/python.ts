@@ -83,6 +83,15 @@ export class PythonTool implements Tool {
       if (this.session === undefined || !this.session.alive) this.session = this.pool.acquire();
       proc = this.session;
     } else proc = this.pool.acquire();
+    // An interpreter that fails to boot from the snapshot is replaced by one booted normally.
+    try {
+      await proc.ready;
+    } catch {
+      if (proc.bootedFromSnapshot !== undefined) {
+        proc = this.pool.acquire();
+        if (this.stateful) this.session = proc;
+      }
+    }
     let result;
     try {
       result = await proc.run(code, { stateful: this.stateful, timeoutMs: this.timeoutMs, maxOutputChars: this.maxOutputChars, signal });

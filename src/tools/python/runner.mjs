@@ -5,7 +5,7 @@
 //   child -> parent  {"type": "ready"} once, then per run {"id": n, "chunk": "..."}* and {"id": n, "done": true}
 // Everything the interpreter could use to reach the host is removed before the first user code:
 // see docs/tools.md "Security model" for the layers and their limits.
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 // The host process object, kept in this module's scope only (see the end of the setup).
@@ -48,13 +48,24 @@ const writer = {
 const { loadPyodide } = await import(new URL('pyodide.mjs', `file://${pyodideDir}/`).href);
 // `js` is an empty object instead of globalThis, so `import js` reaches nothing.
 const sandboxGlobals = Object.create(null);
-const pyodide = await loadPyodide({
+const loadOptions = {
   indexURL: pyodideDir + '/',
   jsglobals: sandboxGlobals,
   env: { HOME: '/home/pyodide' },
   stdout: () => {},
   stderr: () => {},
-});
+};
+if (config.makeSnapshot) {
+  // Snapshot mode (no user code): save the freshly booted interpreter's memory so later
+  // interpreters start from it, at a fraction of the CPU cost of booting.
+  const booted = await loadPyodide({ ...loadOptions, _makeSnapshot: true });
+  writeFileSync(config.makeSnapshot, booted.makeMemorySnapshot());
+  // Renamed here, not by the host: the host may be gone by now (a one-shot `gptoss tool`).
+  renameSync(config.makeSnapshot, config.snapshotFile);
+  proc.exit(0);
+}
+if (config.snapshot) loadOptions._loadSnapshot = readFileSync(config.snapshot);
+const pyodide = await loadPyodide(loadOptions);
 pyodide.setStdout(writer);
 pyodide.setStderr(writer);
 pyodide.setStdin({ error: true });

@@ -4,8 +4,10 @@
 // strings, a JS heap cap and a wasm heap cap; enforces the wall-clock timeout by killing the
 // process, and truncates output. A small pool keeps one interpreter loaded ahead of time.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface SandboxLimits {
@@ -17,6 +19,80 @@ export interface SandboxLimits {
   memoryMb?: number;
   /** V8 heap of the child (JS objects). Default 256 MiB. */
   jsHeapMb?: number;
+}
+
+// ---- boot snapshot ---------------------------------------------------------------------------
+// Booting pyodide costs ~5 s of CPU; starting from a memory snapshot of a booted interpreter costs
+// under 1 s. The snapshot is made once (by a child that runs no user code) into the cache folder
+// ($XDG_CACHE_HOME or ~/.cache)/gptoss, keyed by the pyodide build; GPTOSS_PYODIDE_SNAPSHOT=0
+// turns it off.
+
+let snapshotState: 'unknown' | 'making' | 'ready' | 'off' = 'unknown';
+
+function snapshotFile(): string {
+  const dir = pyodideDir();
+  const version = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+  const wasmSize = statSync(join(dir, 'pyodide.asm.wasm')).size;
+  const cache = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(cache, 'gptoss', `pyodide-${version}-${wasmSize}.snapshot`);
+}
+
+/** The snapshot to boot from, if there is one; starts making it in the background otherwise. */
+function usableSnapshot(limits: SandboxLimits): string | undefined {
+  if (snapshotState === 'off' || snapshotState === 'making') return undefined;
+  if (process.env.GPTOSS_PYODIDE_SNAPSHOT === '0') {
+    snapshotState = 'off';
+    return undefined;
+  }
+  let file: string;
+  try {
+    file = snapshotFile();
+  } catch {
+    snapshotState = 'off';
+    return undefined;
+  }
+  if (existsSync(file)) {
+    snapshotState = 'ready';
+    return file;
+  }
+  snapshotState = 'making';
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+  } catch {
+    snapshotState = 'off';
+    return undefined;
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  const config = JSON.stringify({ pyodideDir: pyodideDir(), makeSnapshot: tmp, snapshotFile: file });
+  const flags = [...sandboxNodeFlags(limits), `--allow-fs-read=${tmp}`, `--allow-fs-write=${tmp}`, `--allow-fs-write=${file}`];
+  const maker = spawn(process.execPath, [...flags, RUNNER, config], { env: {}, cwd: pyodideDir(), stdio: 'ignore', detached: true });
+  maker.unref();
+  maker.once('exit', (code) => {
+    if (code === 0 && existsSync(file)) {
+      snapshotState = 'ready';
+      return;
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* nothing written */
+    }
+    snapshotState = 'off';
+  });
+  maker.once('error', () => {
+    snapshotState = 'off';
+  });
+  return undefined;
+}
+
+/** A snapshot that failed to boot is not used again. */
+function rejectSnapshot(file: string): void {
+  snapshotState = 'off';
+  try {
+    unlinkSync(file);
+  } catch {
+    /* already gone */
+  }
 }
 
 export interface RunResult {
@@ -114,12 +190,18 @@ export class SandboxProcess {
   private exited = false;
   private stderr = '';
   private readonly exitWaiters: (() => void)[] = [];
+  private started = false;
+  private killed = false;
+  /** The snapshot this interpreter booted from, if any. */
+  readonly bootedFromSnapshot: string | undefined;
 
   constructor(limits: SandboxLimits = {}) {
     const dir = pyodideDir();
     const memoryMb = limits.memoryMb ?? 1024;
-    const config = JSON.stringify({ pyodideDir: dir, maxWasmBytes: memoryMb * 1024 * 1024 });
-    const args = [...sandboxNodeFlags(limits), RUNNER, config];
+    const snapshot = usableSnapshot(limits);
+    const config = JSON.stringify({ pyodideDir: dir, maxWasmBytes: memoryMb * 1024 * 1024, snapshot });
+    const args = [...sandboxNodeFlags(limits), ...(snapshot === undefined ? [] : [`--allow-fs-read=${snapshot}`]), RUNNER, config];
+    this.bootedFromSnapshot = snapshot;
     this.child = spawn(process.execPath, args, { env: {}, cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
     track(this.child);
     this.child.stdout.setEncoding('utf8');
@@ -147,7 +229,10 @@ export class SandboxProcess {
         } catch {
           continue;
         }
-        if (msg.type === 'ready') readyResolve();
+        if (msg.type === 'ready') {
+          this.started = true;
+          readyResolve();
+        }
         else if (this.current !== null && msg.id === this.current.id) {
           if (typeof msg.chunk === 'string') this.current.onChunk(msg.chunk);
           if (msg.done === true) this.current.onDone(msg.fatal === true);
@@ -156,6 +241,7 @@ export class SandboxProcess {
     });
     this.child.once('exit', () => {
       this.exited = true;
+      if (!this.started && this.bootedFromSnapshot !== undefined && !this.killed) rejectSnapshot(this.bootedFromSnapshot);
       readyReject(new Error(`python sandbox exited during startup${this.stderr ? ': ' + this.stderr.trim().split('\n').slice(-1)[0] : ''}`));
       for (const w of this.exitWaiters.splice(0)) w();
     });
@@ -224,6 +310,7 @@ export class SandboxProcess {
   }
 
   kill(): void {
+    this.killed = true;
     if (!this.exited) this.child.kill('SIGKILL');
   }
 
