@@ -3,8 +3,13 @@
 // names and the `original/` layout's: config fields, tensor names, q/k/v split of the fused qkv.
 // The expert tensors keep the original MXFP4 packing (`*_blocks` [E, rows, cols/32, 16],
 // `*_scales` [E, rows, cols/32]) and gate_up keeps mlp1's interleaving (even rows glu, odd linear).
+import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
+import type { TensorStore } from '../kernels/backend.ts';
 import { validateConfig, type ModelConfig } from './config.ts';
+import { originalTensorShapes, TensorReader, widenToF32 } from './checkpoint.ts';
+import { SafetensorsCheckpoint } from './safetensors.ts';
+import type { Bf16Matrix, BlockWeights, ModelWeights } from './weights.ts';
 
 /** True when a parsed config.json is the HF layout's (model_type gpt_oss). */
 export function isHfConfig(json: unknown): boolean {
@@ -175,4 +180,109 @@ export function originalTensorName(hf: string): string | undefined {
 export function hfQkvNames(layer: number, kind: 'weight' | 'bias'): [string, string, string] {
   const p = `model.layers.${layer}.self_attn`;
   return [`${p}.q_proj.${kind}`, `${p}.k_proj.${kind}`, `${p}.v_proj.${kind}`];
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+/** The shapes the HF layout's tensors must have under `config` (q/k/v split, the rest renamed). */
+export function hfTensorShapes(config: ModelConfig): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const H = config.hiddenSize, D = config.headDim;
+  for (const [name, shape] of originalTensorShapes(config)) {
+    const qkv = /^block\.(\d+)\.attn\.qkv\.(weight|bias)$/.exec(name);
+    if (qkv === null) {
+      out.set(hfTensorName(name), shape);
+      continue;
+    }
+    const kind = qkv[2] as 'weight' | 'bias';
+    const [q, k, v] = hfQkvNames(Number(qkv[1]), kind);
+    const rows = [D * config.numAttentionHeads, D * config.numKeyValueHeads, D * config.numKeyValueHeads];
+    [q, k, v].forEach((n, i) => out.set(n, kind === 'weight' ? [rows[i]!, H] : [rows[i]!]));
+  }
+  return out;
+}
+
+/**
+ * Loads the HF layout from `dir` into the same ModelWeights the original layout gives: q/k/v are
+ * concatenated into the fused qkv (rows q, then k, then v), the experts' MXFP4 tensors are taken
+ * as they are (same packing and gate/up interleaving as mlp1). The hook checkpoint.ts calls.
+ */
+export function loadHfWeights(dir: string, configPath: string, store: TensorStore): ModelWeights {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch (e) {
+    throw new UserError('checkpoint', `${configPath}: not valid JSON (${(e as Error).message})`);
+  }
+  const config = parseHfConfig(json, configPath);
+  const checkpoint = SafetensorsCheckpoint.open(dir);
+  try {
+    const shapes = hfTensorShapes(config);
+    for (const name of checkpoint.names()) {
+      if (shapes.has(name)) continue;
+      const layer = /^model\.layers\.(\d+)\./.exec(name);
+      if (layer !== null && Number(layer[1]) >= config.numLayers) {
+        throw new UserError('checkpoint', `${configPath}: num_hidden_layers is ${config.numLayers} but ${checkpoint.info(name)!.file} has tensor "${name}"`);
+      }
+    }
+    const reader = new TensorReader(checkpoint, store, shapes, configPath);
+    const blocks: BlockWeights[] = [];
+    for (let n = 0; n < config.numLayers; n++) {
+      const t = (suffix: string) => `model.layers.${n}.${suffix}`;
+      blocks.push({
+        attn: {
+          norm: { scale: reader.vector(t('input_layernorm.weight')) },
+          qkv: { weight: fusedQkvWeight(reader, n, config.hiddenSize), bias: fusedQkvBias(reader, n) },
+          sinks: reader.vector(t('self_attn.sinks')),
+          out: { weight: reader.bf16Matrix(t('self_attn.o_proj.weight')), bias: reader.vector(t('self_attn.o_proj.bias')) },
+        },
+        mlp: {
+          norm: { scale: reader.vector(t('post_attention_layernorm.weight')) },
+          gate: { weight: reader.bf16Matrix(t('mlp.router.weight')), bias: reader.vector(t('mlp.router.bias')) },
+          mlp1Weight: reader.mxfp4(t('mlp.experts.gate_up_proj_blocks'), t('mlp.experts.gate_up_proj_scales')),
+          mlp1Bias: reader.vector(t('mlp.experts.gate_up_proj_bias')),
+          mlp2Weight: reader.mxfp4(t('mlp.experts.down_proj_blocks'), t('mlp.experts.down_proj_scales')),
+          mlp2Bias: reader.vector(t('mlp.experts.down_proj_bias')),
+        },
+      });
+    }
+    return {
+      config,
+      embedding: { weight: reader.bf16Matrix('model.embed_tokens.weight') },
+      blocks,
+      norm: { scale: reader.vector('model.norm.weight') },
+      unembedding: { weight: reader.bf16Matrix('lm_head.weight') },
+    };
+  } finally {
+    checkpoint.close();
+  }
+}
+
+function fusedQkvWeight(reader: TensorReader, layer: number, hidden: number): Bf16Matrix {
+  const names = hfQkvNames(layer, 'weight');
+  const infos = names.map((n) => reader.info(n, ['BF16']));
+  const rows = infos.reduce((s, i) => s + i.shape[0]!, 0);
+  const dest = reader.store.allocate(rows * hidden * 2, `block.${layer}.attn.qkv.weight`);
+  let at = 0;
+  for (const n of names) {
+    const part = reader.checkpoint.readBytes(n);
+    dest.set(part, at);
+    at += part.length;
+  }
+  return { rows, cols: hidden, data: new Uint16Array(dest.buffer, dest.byteOffset, dest.byteLength >>> 1) };
+}
+
+function fusedQkvBias(reader: TensorReader, layer: number): Float32Array {
+  const names = hfQkvNames(layer, 'bias');
+  const infos = names.map((n) => reader.info(n, ['BF16', 'F16', 'F32']));
+  const count = infos.reduce((s, i) => s + i.shape[0]!, 0);
+  const dest = reader.store.allocate(count * 4, `block.${layer}.attn.qkv.bias`);
+  const out = new Float32Array(dest.buffer, dest.byteOffset, count);
+  let at = 0;
+  names.forEach((n, i) => {
+    const len = infos[i]!.shape[0]!;
+    widenToF32(infos[i]!.dtype, reader.checkpoint.readBytes(n), out.subarray(at, at + len));
+    at += len;
+  });
+  return out;
 }
