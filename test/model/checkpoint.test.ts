@@ -246,3 +246,41 @@ describe('original-layout loader', () => {
     await rejects(dir, join(dir, 'config.json'), 'not valid JSON');
   });
 });
+
+describe('corrupted checkpoints never crash the loader', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'gptoss-fuzz-'));
+    copyFileSync(join(GOLDEN, 'config.json'), join(dir, 'config.json'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('random header byte flips and truncations give a UserError or a clean load, nothing else', async () => {
+    const original = readFileSync(join(GOLDEN, 'model.safetensors'));
+    const headerEnd = 8 + Number(original.readBigUInt64LE(0));
+    let seed = 12345;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let userErrors = 0;
+    for (let trial = 0; trial < 60; trial++) {
+      const bytes = Buffer.from(original);
+      let file: Buffer = bytes;
+      if (trial % 3 === 2) {
+        file = bytes.subarray(0, rand(bytes.length));
+      } else {
+        for (let f = 0; f < 1 + rand(3); f++) bytes[rand(headerEnd)] = 32 + rand(95); // printable, so often still JSON
+      }
+      writeFileSync(join(dir, 'model.safetensors'), file);
+      try {
+        await loadCheckpoint(dir, store);
+      } catch (e) {
+        assert.ok(e instanceof UserError, `trial ${trial}: ${(e as Error).stack}`);
+        assert.ok(!e.message.includes('\n'));
+        userErrors++;
+      }
+    }
+    assert.ok(userErrors > 30, `${userErrors} of 60 corruptions were detected`);
+  });
+});
