@@ -200,3 +200,16 @@ test('stateless mode: a fresh interpreter per call, and the official description
   assert.equal(stateless.namespace().description, STATELESS_DESCRIPTION);
   assert.deepEqual(new PythonTool({ stateful: true, pool: statelessPool }).namespace(), pythonToolNamespace());
 });
+
+test('an aborted call stops its interpreter at once', async () => {
+  const abortPool = new SandboxPool({}, 0);
+  const tool2 = new PythonTool({ pool: abortPool, timeoutMs: 60_000 });
+  const controller = new AbortController();
+  const t0 = Date.now();
+  const pending = tool2.run({ recipient: 'python', content: 'while True:\n    pass' }, controller.signal);
+  setTimeout(() => controller.abort(new Error('user pressed ctrl-c')), 1500);
+  await assert.rejects(pending, /user pressed ctrl-c/);
+  assert.ok(Date.now() - t0 < 30_000);
+  await tool2.close();
+  await abortPool.close();
+});

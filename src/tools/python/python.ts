@@ -98,6 +98,7 @@ export class PythonTool implements Tool {
     } catch (e) {
       proc.kill();
       if (this.stateful) this.session = undefined;
+      if (signal?.aborted === true) throw e;
       const msg = e instanceof Error ? e.message : String(e);
       return { author, content: `[ERROR] the python sandbox could not start: ${msg}`, error: 'sandbox failed to start' };
     } finally {

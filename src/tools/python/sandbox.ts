@@ -105,6 +105,7 @@ export interface RunResult {
   droppedChars: number;
 }
 
+const BOOT_TIMEOUT_MS = 180_000;
 const RUNNER = fileURLToPath(new URL('./runner.mjs', import.meta.url));
 
 function pyodideDir(): string {
@@ -217,6 +218,10 @@ export class SandboxProcess {
     });
     // A pooled process may never be used: keep rejections of `ready` from being unhandled.
     this.ready.catch(() => {});
+    // An interpreter that cannot boot within BOOT_TIMEOUT_MS (a starved machine) is given up.
+    const bootTimer = setTimeout(() => this.kill(), BOOT_TIMEOUT_MS);
+    bootTimer.unref();
+    this.ready.then(() => clearTimeout(bootTimer), () => clearTimeout(bootTimer));
     this.child.stdout.on('data', (d: string) => {
       this.buffer += d;
       let nl: number;
@@ -268,7 +273,27 @@ export class SandboxProcess {
   }
 
   async run(code: string, opts: { stateful: boolean; timeoutMs: number; maxOutputChars: number; signal?: AbortSignal }): Promise<RunResult> {
-    await this.ready;
+    if (opts.signal !== undefined) {
+      const signal = opts.signal;
+      await new Promise<void>((res, rej) => {
+        const onAbort = (): void => {
+          this.kill();
+          rej(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+        };
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.ready.then(
+          () => {
+            signal.removeEventListener('abort', onAbort);
+            res();
+          },
+          (e: unknown) => {
+            signal.removeEventListener('abort', onAbort);
+            rej(e instanceof Error ? e : new Error(String(e)));
+          },
+        );
+      });
+    } else await this.ready;
     if (this.exited) return { output: '', timedOut: false, crashed: true, droppedChars: 0 };
     const out = new OutputBuffer(opts.maxOutputChars);
     const id = this.nextId++;
