@@ -101,7 +101,7 @@ function checkpoint(layers: number): { dir: string; gguf: string | null } {
   return { dir, gguf };
 }
 
-function ours(dir: string, threads: number, acts: 'f32' | 'i16' = 'f32'): BenchResult {
+function ours(dir: string, threads: number, acts: 'split' | 'f32' | 'i16' = 'split'): BenchResult {
   const out = cli(['bench', '--model', dir, '--threads', String(threads), '--prompt-tokens', String(PROMPT), '--gen-tokens', String(GEN), '--json', '--profile', '--expert-activations', acts]);
   return JSON.parse(out.trim().split('\n').pop()!) as BenchResult;
 }

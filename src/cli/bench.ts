@@ -19,7 +19,7 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --threads N          worker threads (default: the core count, ${availableParallelism()} here)
   --backend B          wasm (default) or reference
   --profile            time per backend op kind (prefill and decode)
-  --expert-activations f32 (default, exact) or i16 (integer dot products, faster, ~1e-4 error)
+  --expert-activations split (default: exact integer dots for decode), f32, or i16 (fastest, ~1e-4 error)
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {
@@ -185,7 +185,7 @@ export async function runBench(opts: {
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     return {
       backend: engine.backend.name,
-      expert_activations: engine.backend.name === 'wasm' ? (process.env.GPTOSS_EXPERT_ACTIVATIONS === 'i16' ? 'i16' : 'f32') : 'f64',
+      expert_activations: engine.backend.name === 'wasm' ? (process.env.GPTOSS_EXPERT_ACTIVATIONS ?? 'split') : 'f64',
       threads: opts.threads,
       layers: config.numLayers,
       prompt_tokens: opts.promptTokens,
@@ -235,7 +235,7 @@ export async function run(argv: string[]): Promise<number> {
   if (backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
   const acts = stringFlag(p, 'expert-activations');
   if (acts !== undefined) {
-    if (acts !== 'f32' && acts !== 'i16') throw new UserError('usage', `--expert-activations must be f32 or i16, got "${acts}"`);
+    if (acts !== 'split' && acts !== 'f32' && acts !== 'i16') throw new UserError('usage', `--expert-activations must be split, f32 or i16, got "${acts}"`);
     process.env.GPTOSS_EXPERT_ACTIVATIONS = acts;
   }
   const opts = {

@@ -72,19 +72,22 @@ export interface WasmBackendOptions extends BackendOptions {
   /** Bytes one WebAssembly memory may hold (default: the 4 GiB maximum); tests lower it. */
   memoryBytes?: number;
   /**
-   * Activations of the expert matmuls: 'f32' (default; ~1e-6 of the output scale, golden parity)
-   * or 'i16', which quantises them to 15 bits per group of 32 and uses integer dot products: about
-   * 2x faster for decode, but ~1e-4 of the output scale per op, which the golden cases amplify
-   * beyond their f32 tolerance. Default from GPTOSS_EXPERT_ACTIVATIONS (f32 unless "i16").
+   * How the expert matmuls take their activations. 'split' (default): a single-token expert
+   * (decode) carries them as two i16 halves per group of 32 (~31 bits) into integer dot products,
+   * as accurate as f32 and about 1.5x faster; several tokens use f32. 'f32': f32 everywhere.
+   * 'i16': one i16 per activation everywhere, about 2x faster for decode but ~1e-4 of the output
+   * scale per op, which the golden cases amplify past their f32 tolerance. Default from
+   * GPTOSS_EXPERT_ACTIVATIONS when set.
    */
-  expertActivations?: 'i16' | 'f32';
+  expertActivations?: 'split' | 'i16' | 'f32';
 }
 
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
   const module = kernelModule();
-  const mode = options.expertActivations ?? (process.env.GPTOSS_EXPERT_ACTIVATIONS === 'i16' ? 'i16' : 'f32');
-  const quant = mode === 'i16' ? 1 : 0;
+  const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS;
+  const mode = options.expertActivations ?? (envMode === 'i16' || envMode === 'f32' ? envMode : 'split');
+  const quant = mode === 'i16' ? 1 : mode === 'split' ? 2 : 0;
   const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
   const instances: Exports[] = [];
   const instantiate = (m: WasmMemory): void => {
@@ -256,8 +259,8 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const mA = store.memories[memA]!, mB = store.memories[memB]!;
     // Tokens per chunk so one chunk's activations fit the scratch of both memories.
     const E = w1.count;
-    const perTokenA = k * (2 * hidden + inter) * 4 + k * (hidden * 2 + hidden / 8 + 64) + 256;
-    const perTokenB = (k * (inter + 2) + hidden) * 4 + k * (inter * 2 + inter / 8 + 64) + 256;
+    const perTokenA = k * (2 * hidden + inter) * 4 + k * (hidden * 4 + hidden / 8 + 64) + 256;
+    const perTokenB = (k * (inter + 2) + hidden) * 4 + k * (inter * 4 + inter / 8 + 64) + 256;
     const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + 4096;
     const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + 4096;
     const per = memA === memB
@@ -295,7 +298,8 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const fB = mB.f32();
       const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
       // i16-quantised inputs (quantize16 rows), when on.
-      const qStride = (cols: number): number => Math.ceil((cols * 2 + cols / 8) / 64) * 64;
+      const qStride = (cols: number): number => Math.ceil(((quant === 2 ? 4 : 2) * cols + cols / 8) / 64) * 64;
+      const splitRows: number[] = [];
       const qx = quant === 0 ? 0 : sA.take(rows * qStride(hidden));
       const qa = quant === 0 ? 0 : sB.take(rows * qStride(inter));
       let row = 0;
@@ -319,14 +323,17 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         if (quant !== 0) {
           uA[a + 6] = qx + row * qStride(hidden);
           uB[b + 5] = qa + row * qStride(inter);
+          if (quant === 2 && pairs.length === 1) splitRows.push(row);
         }
         row += pairs.length;
       });
       instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
-      if (quant !== 0) instances[memA]!.quantize16!(xp, qx, rows, hidden);
+      if (quant === 1) instances[memA]!.quantize16!(xp, qx, rows, hidden);
+      for (const r of splitRows) instances[memA]!.quantize16x2!(xp + r * hidden * 4, qx + r * qStride(hidden), 1, hidden);
       pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
-      if (quant !== 0) instances[memB]!.quantize16!(actB, qa, rows, inter);
+      if (quant === 1) instances[memB]!.quantize16!(actB, qa, rows, inter);
+      for (const r of splitRows) instances[memB]!.quantize16x2!(actB + r * inter * 4, qa + r * qStride(inter), 1, inter);
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
       pool.run('expertsDown', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
       copyOut(memB, outB, out, t0 * hidden, tc * hidden);

@@ -280,6 +280,72 @@ export function quantize16(src: usize, dst: usize, rows: i32, cols: i32): void {
   }
 }
 
+/** Bytes of one split-quantised row (quantize16x2): per group 32 high + 32 low i16, then f32 scales. */
+@inline function q2Stride(cols: i32): usize {
+  return ((<usize>cols * 4 + (<usize>cols >> 3)) + 63) & ~63;
+}
+
+const LOW_STEPS: f32 = 65534;
+
+/**
+ * Splits block-permuted f32 activations [rows, cols] into two i16 halves per group of 32:
+ * x = d * (hi + lo / 65534) with d = max|x| / 32767, so x is carried to ~2^-31 of the group's
+ * largest value: integer dot products (i32x4.dot_i16x8_s) then give f32-grade results (the
+ * residual is far below f32 rounding of the sum) at about two thirds of the f32 path's work.
+ */
+export function quantize16x2(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const groups = cols >> 5;
+  const stride = q2Stride(cols);
+  for (let r = 0; r < rows; r++) {
+    const rs = src + (<usize>(r * cols) << 2), rd = dst + <usize>r * stride;
+    const scales = rd + (<usize>cols << 2);
+    for (let g = 0; g < groups; g++) {
+      const x = rs + (<usize>g << 7);
+      let m = f32x4.abs(v128.load(x));
+      for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
+      const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const d: f32 = mx / 32767;
+      const inv: f64 = mx > 0 ? 32767 / <f64>mx : 0;
+      const q = rd + (<usize>g << 7);
+      for (let i = 0; i < 32; i++) {
+        // In f64 so the residual is exact.
+        const v = <f64>load<f32>(x + (<usize>i << 2)) * inv;
+        const hi = Math.round(v);
+        const lo = Math.round((v - hi) * <f64>LOW_STEPS);
+        store<i16>(q + (<usize>i << 1), <i16>hi);
+        store<i16>(q + 64 + (<usize>i << 1), <i16>lo);
+      }
+      store<f32>(scales + (<usize>g << 2), d);
+    }
+  }
+}
+
+/** Dot of one packed MXFP4 row with split-quantised x (quantize16x2). */
+@inline function mxRowDotQ2(blk: usize, scl: usize, xq: usize, xd: usize, groups: i32): f32 {
+  let acc = f32x4.splat(0);
+  const lowScale = f32x4.splat(1 / LOW_STEPS);
+  for (let g = 0; g < groups; g++) {
+    const b = v128.load(blk + (<usize>g << 4));
+    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
+    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const w0 = i16x8.extend_low_i8x16_s(wl), w1 = i16x8.extend_high_i8x16_s(wl);
+    const w2 = i16x8.extend_low_i8x16_s(wh), w3 = i16x8.extend_high_i8x16_s(wh);
+    const q = xq + (<usize>g << 7);
+    let ph = i32x4.dot_i16x8_s(w0, v128.load(q));
+    ph = i32x4.add(ph, i32x4.dot_i16x8_s(w1, v128.load(q, 16)));
+    ph = i32x4.add(ph, i32x4.dot_i16x8_s(w2, v128.load(q, 32)));
+    ph = i32x4.add(ph, i32x4.dot_i16x8_s(w3, v128.load(q, 48)));
+    let pl = i32x4.dot_i16x8_s(w0, v128.load(q, 64));
+    pl = i32x4.add(pl, i32x4.dot_i16x8_s(w1, v128.load(q, 80)));
+    pl = i32x4.add(pl, i32x4.dot_i16x8_s(w2, v128.load(q, 96)));
+    pl = i32x4.add(pl, i32x4.dot_i16x8_s(w3, v128.load(q, 112)));
+    const sum = f32x4.add(f32x4.convert_i32x4_s(ph), f32x4.mul(f32x4.convert_i32x4_s(pl), lowScale));
+    const sc = load<f32>(xd + (<usize>g << 2)) * e8m0Half(load<u8>(scl + g));
+    acc = f32x4.add(acc, f32x4.mul(sum, f32x4.splat(sc)));
+  }
+  return hsum(acc);
+}
+
 /** Expands one packed MXFP4 row to i16 codes (block-permuted) plus f32 group scales. */
 @inline function mxRowExpandQ(blk: usize, scl: usize, dq: usize, ds: usize, groups: i32): void {
   for (let g = 0; g < groups; g++) {
@@ -407,12 +473,17 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
     const sclG = scl + rg * <usize>groups, sclL = sclG + <usize>groups;
     const pi = <usize>permuted(i) << 2;
     const as = <usize>inter << 2;
-    if (quant != 0 && n == 1) {
+    if (quant == 2 && n == 1) {
+      const xd = xq + (<usize>hidden << 2);
+      const g = mxRowDotQ2(blkG, sclG, xq, xd, groups) + bg;
+      const l = mxRowDotQ2(blkL, sclL, xq, xd, groups) + bl;
+      store<f32>(act + pi, swiglu(g, l, limit));
+    } else if (quant == 1 && n == 1) {
       const xd = xq + (<usize>hidden << 1);
       const g = mxRowDotQ(blkG, sclG, xq, xd, groups) + bg;
       const l = mxRowDotQ(blkL, sclL, xq, xd, groups) + bl;
       store<f32>(act + pi, swiglu(g, l, limit));
-    } else if (quant != 0) {
+    } else if (quant == 1) {
       mxRowExpandQ(blkG, sclG, bufA, qsA, groups);
       mxRowExpandQ(blkL, sclL, bufB, qsB, groups);
       let t = 0;
@@ -481,7 +552,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       const br = blk + <usize>r * rowBytes, sr = scl + <usize>r * <usize>groups;
       const b = load<f32>(bias + (<usize>r << 2));
       const ro = <usize>r << 2;
-      if (quant == 0 && n >= 4 && r + 1 < r1) {
+      if (quant != 1 && n >= 4 && r + 1 < r1) {
         // Two rows at a time: each activation load feeds 2 rows x 4 tokens.
         const b2 = load<f32>(bias + (<usize>(r + 1) << 2));
         mxRowExpand(br, sr, buf, groups);
@@ -512,18 +583,20 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
         continue;
       }
       if (n == 1) {
-        const y = (quant != 0 ? mxRowDotQ(br, sr, aq, aq + (<usize>inter << 1), groups) : mxRowDot(br, sr, act, groups)) + b;
+        const y = (quant == 2 ? mxRowDotQ2(br, sr, aq, aq + (<usize>inter << 2), groups)
+          : quant == 1 ? mxRowDotQ(br, sr, aq, aq + (<usize>inter << 1), groups) : mxRowDot(br, sr, act, groups)) + b;
         const o = out + <usize>load<i32>(tok) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
         continue;
       }
-      if (quant != 0) mxRowExpandQ(br, sr, buf, qs, groups);
+      const qm = quant == 1;
+      if (qm) mxRowExpandQ(br, sr, buf, qs, groups);
       else mxRowExpand(br, sr, buf, groups);
-      const src = quant != 0 ? aq : act, ss = quant != 0 ? aqs : as;
+      const src = qm ? aq : act, ss = qm ? aqs : as;
       let t = 0;
       for (; t + 4 <= n; t += 4) {
         const a0 = src + <usize>t * ss;
-        if (quant != 0) dot4Q(buf, qs, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
+        if (qm) dot4Q(buf, qs, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
         else dot4F32(buf, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
         const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
         const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
@@ -536,7 +609,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       }
       for (; t < n; t++) {
         const a = src + <usize>t * ss;
-        const y = (quant != 0 ? dot1Q(buf, qs, a, inter) : dotF32(buf, a, inter)) + b;
+        const y = (qm ? dot1Q(buf, qs, a, inter) : dotF32(buf, a, inter)) + b;
         const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
       }
