@@ -3,7 +3,7 @@
 // token limit, the context window, or cancellation. Uses only Engine.step/truncate on its own
 // sequence, so a batching scheduler implementing Engine can serve many generations at once.
 import { UserError, isUserError } from '../errors.ts';
-import { SPECIAL } from '../tokenizer/index.ts';
+import { SPECIAL, Utf8StreamDecoder, getTokenizer } from '../tokenizer/index.ts';
 import { commonPrefixLength, type Engine, type Sequence } from './engine.ts';
 import { Rng, samplingParams, sampleToken, type LogitsProcessor, type SamplingParams, type TokenLogprob } from './sampler.ts';
 
@@ -100,7 +100,7 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   const stopTokens = new Set(options.stopTokens ?? ASSISTANT_ACTION_STOP_TOKENS);
   const maxTokens = options.maxTokens ?? Infinity;
   const stopMatcher = options.stopStrings !== undefined && options.stopStrings.length > 0 ? new StopStringMatcher(options.stopStrings) : undefined;
-  const textDecoder = stopMatcher === undefined ? undefined : await tokenTextDecoder();
+  const textDecoder = stopMatcher === undefined ? undefined : tokenTextDecoder();
   const aborted = (): boolean => options.signal?.aborted === true;
   const wantLogprobs = options.logprobs === true || (options.topLogprobs ?? 0) > 0;
 
@@ -243,8 +243,7 @@ export class StopStringMatcher {
 }
 
 /** Decodes generated tokens to text incrementally; special tokens contribute no text. */
-async function tokenTextDecoder(): Promise<(token: number) => string> {
-  const { getTokenizer, Utf8StreamDecoder } = await import('../tokenizer/index.ts');
+function tokenTextDecoder(): (token: number) => string {
   const tokenizer = getTokenizer();
   const utf8 = new Utf8StreamDecoder();
   return (token) => (tokenizer.isSpecial(token) ? '' : utf8.push(tokenizer.tokenBytes(token)));
