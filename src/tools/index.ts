@@ -9,6 +9,7 @@ export {
   endLocation,
   findInPage,
   type BrowserOptions,
+  type BrowserState,
   type FindArgs,
   type OpenArgs,
   type SearchArgs,

@@ -201,3 +201,28 @@ test('the namespace is the official browser description with the collection as s
   assert.ok(expectedTools.length > 500);
   assert.ok(rendered.includes(expectedTools), 'browser namespace differs from the harmony vector');
 });
+
+test('search ranks the document that answers the query first', async () => {
+  const cases: [string, string][] = [
+    ['primer dimers melt curve', 'qPCR setup protocol (Halvorsen lab, fictional)'],
+    ['vasopressors outreach team', 'Early management of suspected sepsis in adults'],
+    ['absorbent pads spill kit', 'Reagent handling and spills'],
+    ['reverse transcription kit lot', 'Freezer inventory - minus 20 freezer B (fictional)'],
+  ];
+  for (const [query, title] of cases) {
+    const page = await backend.search(query, 5);
+    assert.match(page.text, new RegExp(`^  \\* 【0†${title.replace(/[()]/g, '\\$&')}†docs】`, 'm'), query);
+  }
+});
+
+test('a session can be saved as JSON and continued', async () => {
+  const s = new BrowserSession(backend);
+  await call(s, 'search', { query: 'freezer' });
+  await call(s, 'open', { id: 0 });
+  const saved = JSON.parse(JSON.stringify(s.state())) as ReturnType<BrowserSession['state']>;
+  const resumed = BrowserSession.restore(backend, saved);
+  assert.deepEqual(resumed.pageStack, s.pageStack);
+  const d = display((await call(resumed, 'open', { cursor: 0, id: 0, loc: 0 })).content);
+  assert.equal(d.cursor, 2);
+  assert.equal(d.url, 'local://docs/notes/freezer-inventory.txt');
+});

@@ -26,6 +26,12 @@ export interface BrowserOptions {
   honorTopn?: boolean;
 }
 
+/** What a session remembers: pages by URL and the URL at each cursor. */
+export interface BrowserState {
+  pages: Record<string, PageContents>;
+  pageStack: string[];
+}
+
 export interface SearchArgs {
   query: string;
   topn?: number;
@@ -83,6 +89,22 @@ export class BrowserSession implements Tool {
 
   namespace(): ToolNamespaceConfig {
     return browserNamespace(this.backend.source);
+  }
+
+  /** The session's pages and page stack, as plain JSON (to keep a conversation across requests). */
+  state(): BrowserState {
+    return { pages: Object.fromEntries(this.pages), pageStack: [...this.stack] };
+  }
+
+  /** A session continuing from `state()` of an earlier one. */
+  static restore(backend: BrowserBackend, state: BrowserState, options: BrowserOptions = {}): BrowserSession {
+    const s = new BrowserSession(backend, options);
+    for (const [url, page] of Object.entries(state.pages)) s.pages.set(url, page);
+    for (const url of state.pageStack) {
+      if (!s.pages.has(url)) throw new Error(`browser state: page stack names a page it does not hold (${url})`);
+      s.stack.push(url);
+    }
+    return s;
   }
 
   /** URLs of the pages by cursor. */
