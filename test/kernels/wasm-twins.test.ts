@@ -91,7 +91,8 @@ for (const threads of [1, 2]) {
   test(`linear (bf16) matches the reference, ${threads} thread(s)`, async () => {
     const b = await backend(threads);
     const r = rng(11 + threads);
-    for (const [tokens, rows, cols] of [[1, 37, 45], [3, 64, 64], [5, 129, 200], [9, 17, 8], [1, 1, 1], [13, 70, 96]] as const) {
+    for (const [tokens, rows, cols] of [[1, 37, 45], [3, 64, 64], [5, 129, 200], [9, 17, 8], [1, 1, 1], [13, 70, 96], [2, 517, 333], [6, 130, 400]] as const) {
+      // (the last two are large enough to be split across threads)
       const w = bf16Matrix(b, rows, cols, r);
       const x = randomF32(tokens * cols, r);
       const bias = r() < 0.5 ? randomF32(rows, r) : null;

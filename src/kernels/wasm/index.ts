@@ -167,7 +167,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const xp = s.take(tc * w.cols * 4);
       instances[mem]!.permutePairs!(xs, xp, tc, w.cols);
       const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
-      pool.run('linearBf16', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr]);
+      pool.run('linearBf16', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
     }
   }

@@ -70,9 +70,10 @@ export class ThreadPool {
   }
 
   /** Runs `kernel` on memory `mem` across all threads; returns when every slice is done. */
-  run(kernel: PoolKernel, mem: number, args: number[]): void {
+  run(kernel: PoolKernel, mem: number, args: number[], work = Infinity): void {
     const op = KERNEL_NAMES.indexOf(kernel);
-    if (this.parts === 1) {
+    // Below ~0.25 M multiply-adds a hand-off costs more than it saves.
+    if (this.parts === 1 || work < 2 ** 18) {
       this.instances[mem]![kernel]!(...args, 0, 1);
       return;
     }
