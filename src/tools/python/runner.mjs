@@ -1,5 +1,6 @@
 // The sandbox child process of the python tool (plain JS: it runs under Node's permission model,
-// which only lets it read this file and the pyodide package, so it cannot go through tsx).
+// which only lets it read this file, the pyodide package and the boot snapshot, so it cannot go
+// through tsx). With {"makeSnapshot": path} in its config it only writes the boot snapshot.
 // Protocol on stdin/stdout, one JSON object per line:
 //   parent -> child  {"id": n, "code": "...", "stateful": bool}
 //   child -> parent  {"type": "ready"} once, then per run {"id": n, "chunk": "..."}* and {"id": n, "done": true}
@@ -18,8 +19,6 @@ const maxWasmBytes = config.maxWasmBytes ?? 1024 * 1024 * 1024;
 
 // Pyodide's NODEFS asks process.binding('constants') at load time, which the permission model denies;
 // hand it the public fs constants and nothing else.
-const originalBinding = process.binding.bind(process);
-void originalBinding;
 process.binding = (name) => {
   if (name === 'constants') return { fs: fsConstants };
   throw new Error(`process.binding('${name}') is not available in the sandbox`);
