@@ -5,7 +5,8 @@
 import { UserError } from '../errors.ts';
 import type { Backend, BackendName, BackendOptions } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
-import { loadCheckpoint, type CheckpointLayout } from '../model/checkpoint.ts';
+import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../model/checkpoint.ts';
+import { checkCheckpointFits } from '../model/memory.ts';
 import { contextLength as modelContextLength, type ModelConfig } from '../model/config.ts';
 import { Transformer, type TraceHook } from '../model/forward.ts';
 import type { KvCache } from '../model/kvcache.ts';
@@ -39,6 +40,14 @@ export async function createBackend(name: BackendName, options: BackendOptions =
 
 /** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
 export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
+  // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
+  const { config } = await readCheckpointConfig(modelDir);
+  checkCheckpointFits(config, {
+    ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
+    ...(options.prefillChunk === undefined ? {} : { prefillChunk: options.prefillChunk }),
+    backend: options.backend ?? 'wasm',
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+  });
   const backend = await createBackend(options.backend ?? 'wasm', options.threads === undefined ? {} : { threads: options.threads });
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);

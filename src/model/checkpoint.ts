@@ -67,6 +67,15 @@ export function detectCheckpoint(modelDir: string): DetectedCheckpoint {
  */
 export type HfWeightsLoader = (dir: string, configPath: string, store: TensorStore) => ModelWeights | Promise<ModelWeights>;
 
+/** Detects the layout of `modelDir` and parses its config.json, reading no tensor (for pre-flight checks). */
+export async function readCheckpointConfig(modelDir: string): Promise<{ found: DetectedCheckpoint; config: ModelConfig }> {
+  const found = detectCheckpoint(modelDir);
+  const json = readJson(found.configPath);
+  if (found.layout === 'original') return { found, config: parseOriginalConfig(json, found.configPath) };
+  const { parseHfConfig } = await import('./hf.ts');
+  return { found, config: parseHfConfig(json, found.configPath) };
+}
+
 /** Detects the layout of `modelDir` and loads its weights into `store`. */
 export async function loadCheckpoint(modelDir: string, store: TensorStore): Promise<LoadedCheckpoint> {
   const found = detectCheckpoint(modelDir);

@@ -7,6 +7,11 @@ import assert from 'node:assert/strict';
 import { UserError } from '../../src/errors.ts';
 import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
 import type { Sequence } from '../../src/engine/engine.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { toOriginalConfigJson } from '../../src/model/config.ts';
+import { SHAPES } from '../../src/model/synth.ts';
 
 const GQA = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname; // window 4, vocab 512
 const MQA = new URL('../fixtures/golden/mqa-l4-e6k3/', import.meta.url).pathname; // window 8, 4 layers
@@ -185,5 +190,22 @@ for (const backend of ['reference', 'wasm'] as BackendName[]) describe(`local en
     assert.equal(engine.info.name, 'gqa4-l2-e8k4');
     assert.equal(engine.info.randomWeights, false);
     assert.equal(engine.info.contextLength, 512 * 32);
+  });
+});
+
+describe('local engine: memory pre-flight', () => {
+  it('refuses a model that cannot fit before reading any tensor, saying how much it needs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gptoss-120b-'));
+    try {
+      // A 120b-wide config of 2000 layers (~3.6 TB) with no weights at all: the estimate stops the load first.
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(toOriginalConfigJson({ ...SHAPES['120b'], numLayers: 2000 })));
+      await assert.rejects(loadEngine(dir, { backend: 'reference' }), (e: unknown) => {
+        assert.ok(e instanceof UserError && e.kind === 'memory', String(e));
+        assert.match(e.message, /needs about \d+(\.\d)? GB .*available/);
+        return true;
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
