@@ -9,6 +9,8 @@ interface ScriptedSequence extends Sequence {
   /** Index into the current script; advances with every step. */
   cursor: number;
   script: readonly number[] | undefined;
+  /** The last step fed prompt tokens: a following prompt step is another chunk of the same prefill. */
+  inPrompt: boolean;
 }
 
 export interface ScriptedEngineOptions {
@@ -26,7 +28,8 @@ export class ScriptedEngine implements Engine {
 
   /**
    * `scripts` are completions (token ids, each ending with its stop token); every new generation
-   * (a step that follows a prompt rather than a sampled token) takes the next script in order.
+   * (a step that feeds a prompt rather than the last sampled token; consecutive prompt steps are
+   * chunks of one prefill) takes the next script in order.
    */
   constructor(scripts: (readonly number[])[], options: ScriptedEngineOptions = {}) {
     this.scripts = [...scripts];
@@ -39,7 +42,7 @@ export class ScriptedEngine implements Engine {
   }
 
   createSequence(): Sequence {
-    const seq: ScriptedSequence = { id: this.nextId++, tokens: [], cursor: 0, script: undefined };
+    const seq: ScriptedSequence = { id: this.nextId++, tokens: [], cursor: 0, script: undefined, inPrompt: false };
     return seq;
   }
 
@@ -52,9 +55,11 @@ export class ScriptedEngine implements Engine {
       }
       const continuing = seq.script !== undefined && request.tokens.length === 1 && request.tokens[0] === seq.script[seq.cursor - 1];
       if (!continuing) {
-        seq.script = this.scripts.shift();
+        // A prompt fed in several chunks starts one generation, not one per chunk.
+        if (!seq.inPrompt) seq.script = this.scripts.shift();
         seq.cursor = 0;
       }
+      seq.inPrompt = !continuing;
       seq.tokens.push(...request.tokens);
       const logits = new Float32Array(this.info.vocabSize).fill(-30);
       const next = seq.script?.[seq.cursor];

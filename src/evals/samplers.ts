@@ -2,7 +2,6 @@
 // URL (e.g. http://127.0.0.1:8000/v1, optionally `URL#model-name`); anything else is a local model
 // (a folder or hub repo id), served in-process by our own server on a loopback port so the eval
 // talks to it exactly as it would to a remote endpoint.
-import { UserError } from '../errors.ts';
 import { HttpSampler } from './http-sampler.ts';
 import type { Sampler } from './types.ts';
 
@@ -15,5 +14,12 @@ export async function openSampler(spec: string, options: { apiKey?: string } = {
 }
 
 async function openLocalSampler(model: string): Promise<Sampler> {
-  throw new UserError('usage', `"${model}" is not a URL; start \`gptoss serve --model ${model}\` and pass its URL (http://127.0.0.1:8000/v1)`);
+  const { startLocalServer } = await import('./local.ts');
+  const server = await startLocalServer({ model });
+  const http = new HttpSampler({ baseUrl: server.baseUrl });
+  return {
+    label: `${model} (in-process)`,
+    complete: (messages, opts) => http.complete(messages, opts),
+    close: () => server.close(),
+  };
 }
