@@ -40,9 +40,12 @@ export async function run(argv: string[]): Promise<number> {
     const seq = engine.createSequence();
     if (boolFlag(p, 'all-positions')) {
       const all = await engine.stepAll(seq, tokens);
-      const rows: string[] = [];
-      for (let t = 0; t < tokens.length; t++) rows.push(JSON.stringify(Array.from(all.subarray(t * V, (t + 1) * V))));
-      process.stdout.write(`{"logits":[${rows.join(',')}]}\n`);
+      // Row by row: one string of every row would exceed V8's string limit for long prompts.
+      process.stdout.write('{"logits":[');
+      for (let t = 0; t < tokens.length; t++) {
+        process.stdout.write((t > 0 ? ',' : '') + JSON.stringify(Array.from(all.subarray(t * V, (t + 1) * V))));
+      }
+      process.stdout.write(']}\n');
     } else {
       const [logits] = await engine.step([{ sequence: seq, tokens }]);
       process.stdout.write(`{"logits":${JSON.stringify(Array.from(logits!))}}\n`);
