@@ -80,8 +80,22 @@ function machineSection(): BenchSection {
   };
 }
 
+/** Writes the GGUF through `gptoss convert --to gguf`, or its module when the command is not registered. */
+async function convertGguf(dir: string, gguf: string): Promise<void> {
+  try {
+    cli(['convert', '--to', 'gguf', '--model', dir, '--out', gguf]);
+    return;
+  } catch (e) {
+    const modulePath = join(ROOT, 'src/model/gguf.ts');
+    if (!existsSync(modulePath)) throw e;
+    const mod = (await import(pathToFileURL(modulePath).href)) as { convertToGguf?: (d: string, o: string) => Promise<unknown> };
+    if (mod.convertToGguf === undefined) throw e;
+    await mod.convertToGguf(dir, gguf);
+  }
+}
+
 /** A 20b-shaped synthetic checkpoint with `layers` layers (and its GGUF), made once and cached. */
-function checkpoint(layers: number): { dir: string; gguf: string | null } {
+async function checkpoint(layers: number): Promise<{ dir: string; gguf: string | null }> {
   const dir = join(CACHE, `20b-l${layers}`);
   if (!existsSync(join(dir, 'config.json')) || !existsSync(join(dir, 'gptoss.json'))) {
     log(`synth 20b --layers ${layers} -> ${dir}`);
@@ -92,7 +106,7 @@ function checkpoint(layers: number): { dir: string; gguf: string | null } {
   if (!existsSync(gguf)) {
     log(`convert --to gguf -> ${gguf}`);
     try {
-      cli(['convert', '--to', 'gguf', '--model', dir, '--out', gguf]);
+      await convertGguf(dir, gguf);
     } catch (e) {
       log(`GGUF conversion unavailable: ${(e as Error).message}`);
       return { dir, gguf: null };
@@ -136,7 +150,7 @@ function inferenceSection(): BenchSection {
       const profiles: string[] = [];
       const notes: string[] = [];
       for (const layers of LAYERS) {
-        const { dir, gguf } = checkpoint(layers);
+        const { dir, gguf } = await checkpoint(layers);
         if (gguf === null) notes.push(`- ${layers} layers: no GGUF (\`gptoss convert --to gguf\` not available), node-llama-cpp not measured.`);
         for (const threads of THREADS) {
           log(`ours: ${layers} layers, ${threads} thread(s)`);
