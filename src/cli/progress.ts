@@ -81,7 +81,9 @@ export function createProgress(opts: { quiet?: boolean; stream?: NodeJS.WriteStr
       }
     },
     log(line) {
-      stream.write(`${line}\n`);
+      // On a terminal the bar may be mid-line: clear it, print the line, and let the next update redraw.
+      stream.write(tty ? `\r\x1b[K${line}\n` : `${line}\n`);
+      lastDraw = 0;
     },
   };
 }
