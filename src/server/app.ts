@@ -251,6 +251,17 @@ export function createServer(options: ServerOptions): GptossServer {
     });
   });
 
+  app.get('/v1/responses/:id', (c) => {
+    const stored = ctx.store.get(c.req.param('id'));
+    if (stored === undefined) throw new ApiError(404, `Response with id '${c.req.param('id')}' not found.`, { param: 'response_id', code: 'response_not_found' });
+    return c.json(stored.response as JsonRecord);
+  });
+  app.delete('/v1/responses/:id', (c) => {
+    const id = c.req.param('id');
+    if (!ctx.store.delete(id)) throw new ApiError(404, `Response with id '${id}' not found.`, { param: 'response_id', code: 'response_not_found' });
+    return c.json({ id, object: 'response', deleted: true });
+  });
+
   app.post('/v1/chat/completions', async (c) => {
     const body = await readBody(c);
     const info = c.get('log');

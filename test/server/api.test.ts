@@ -380,3 +380,47 @@ test('8 concurrent streams are batched together with nothing lost or mixed', asy
     await s.close();
   }
 });
+
+test('responses: code_interpreter runs server-side; stored responses can be read back and deleted; --log-content', async () => {
+  const calls: string[] = [];
+  const python = {
+    name: 'python',
+    namespace: () => ({ name: 'python', description: 'Run python code.', tools: [] }),
+    run: async (call: { recipient: string; content: string }) => {
+      calls.push(call.content);
+      return { content: '42\n' };
+    },
+  };
+  const engine = new PromptEngine((p) =>
+    p.includes('<|start|>python to=assistant')
+      ? REASONED('It printed 42.', 'The answer is 42.')
+      : '<|channel|>analysis<|message|>Compute it.<|end|><|start|>assistant<|channel|>analysis to=python code<|message|>print(6*7)<|call|>',
+  );
+  const s = await start(engine, { tools: { python: () => python }, logContent: true });
+  try {
+    const stream = await s.client.responses.create({ model: 'prompt-engine', input: 'What is 6*7?', tools: [{ type: 'code_interpreter', container: { type: 'auto' } }], stream: true });
+    const types: string[] = [];
+    let final: OpenAI.Responses.Response | undefined;
+    for await (const e of stream) {
+      types.push(e.type);
+      if (e.type === 'response.completed') final = e.response;
+    }
+    assert.deepEqual(calls, ['print(6*7)']);
+    for (const t of ['response.code_interpreter_call.in_progress', 'response.code_interpreter_call_code.delta', 'response.code_interpreter_call_code.done', 'response.code_interpreter_call.interpreting', 'response.code_interpreter_call.completed']) {
+      assert.ok(types.includes(t), t);
+    }
+    const ci = final!.output.find((o) => o.type === 'code_interpreter_call');
+    assert.ok(ci !== undefined && ci.type === 'code_interpreter_call');
+    assert.equal(ci.code, 'print(6*7)');
+    assert.deepEqual(ci.outputs, [{ type: 'logs', logs: '42\n' }]);
+
+    const again = await s.client.responses.retrieve(final!.id);
+    assert.equal(again.id, final!.id);
+    assert.equal(again.output_text, 'The answer is 42.');
+    await s.client.responses.delete(final!.id);
+    await assert.rejects(s.client.responses.retrieve(final!.id), (e: unknown) => e instanceof OpenAI.NotFoundError);
+    assert.ok(s.logs.some((l) => l.includes('prompt: ') && l.includes('What is 6*7?')), 'prompts logged with --log-content');
+  } finally {
+    await s.close();
+  }
+});
