@@ -259,10 +259,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const mA = store.memories[memA]!, mB = store.memories[memB]!;
     // Tokens per chunk so one chunk's activations fit the scratch of both memories.
     const E = w1.count;
-    const perTokenA = k * (2 * hidden + inter) * 4 + k * (hidden * 4 + hidden / 8 + 64) + 256;
-    const perTokenB = (k * (inter + 2) + hidden) * 4 + k * (inter * 4 + inter / 8 + 64) + 256;
-    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + 4096;
-    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + 4096;
+    const perTokenA = k * (2 * hidden + inter) * 4 + (quant === 1 ? k * (hidden * 2 + hidden / 8 + 64) : 0) + 256;
+    const perTokenB = (k * (inter + 2) + hidden) * 4 + (quant === 1 ? k * (inter * 2 + inter / 8 + 64) : 0) + 256;
+    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant === 2 ? E * (hidden * 4 + hidden / 8 + 64) : 0) + 4096;
+    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + (quant === 2 ? E * (inter * 4 + inter / 8 + 64) : 0) + 4096;
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
@@ -300,8 +300,11 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       // i16-quantised inputs (quantize16 rows), when on.
       const qStride = (cols: number): number => Math.ceil(((quant === 2 ? 4 : 2) * cols + cols / 8) / 64) * 64;
       const splitRows: number[] = [];
-      const qx = quant === 0 ? 0 : sA.take(rows * qStride(hidden));
-      const qa = quant === 0 ? 0 : sB.take(rows * qStride(inter));
+      // 'split' quantises only the rows of single-token experts; 'i16' every row.
+      const singles = quant === 2 ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
+      const qx = quant === 0 ? 0 : sA.take(singles * qStride(hidden));
+      const qa = quant === 0 ? 0 : sB.take(singles * qStride(inter));
+      let single = 0;
       let row = 0;
       order.forEach((e, j) => {
         const pairs = groups.get(e)!;
@@ -320,20 +323,27 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         uB[b] = l2.ptr + e * block2; uB[b + 1] = sclB + e * scale2; uB[b + 2] = biasB + j * hidden * 4;
         uB[b + 3] = actB + row * inter * 4; uB[b + 4] = pairs.length; uB[b + 5] = 0;
         uB[b + 6] = tokB + row * 4; uB[b + 7] = wgtB + row * 4;
-        if (quant !== 0) {
+        if (quant === 1) {
           uA[a + 6] = qx + row * qStride(hidden);
           uB[b + 5] = qa + row * qStride(inter);
-          if (quant === 2 && pairs.length === 1) splitRows.push(row);
+        } else if (quant === 2 && pairs.length === 1) {
+          uA[a + 6] = qx + single * qStride(hidden);
+          uB[b + 5] = qa + single * qStride(inter);
+          splitRows.push(row, single++);
         }
         row += pairs.length;
       });
       instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
       if (quant === 1) instances[memA]!.quantize16!(xp, qx, rows, hidden);
-      for (const r of splitRows) instances[memA]!.quantize16x2!(xp + r * hidden * 4, qx + r * qStride(hidden), 1, hidden);
+      for (let i = 0; i < splitRows.length; i += 2) {
+        instances[memA]!.quantize16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
+      }
       pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
       if (quant === 1) instances[memB]!.quantize16!(actB, qa, rows, inter);
-      for (const r of splitRows) instances[memB]!.quantize16x2!(actB + r * inter * 4, qa + r * qStride(inter), 1, inter);
+      for (let i = 0; i < splitRows.length; i += 2) {
+        instances[memB]!.quantize16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
+      }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
       pool.run('expertsDown', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
       copyOut(memB, outB, out, t0 * hidden, tc * hidden);

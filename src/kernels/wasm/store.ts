@@ -12,7 +12,7 @@ export const MAX_PAGES = 65535;
 /** The first 64 KiB belong to the module (its constants). */
 const LEAD = PAGE;
 /** Per-memory scratch for one op's activations. */
-export const SCRATCH_BYTES = 96 * 2 ** 20;
+export const SCRATCH_BYTES = 64 * 2 ** 20;
 
 export interface Location {
   memory: number;
