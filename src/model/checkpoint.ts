@@ -33,8 +33,15 @@ export interface LoadedCheckpoint {
 }
 
 function readJson(path: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError('checkpoint', code === 'EISDIR' ? `${path}: is a folder, not a JSON file` : `${path}: cannot read (${code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
   } catch (e) {
     throw new UserError('checkpoint', `${path}: not valid JSON (${(e as Error).message})`);
   }
@@ -47,7 +54,8 @@ function readJson(path: string): unknown {
  */
 export function detectCheckpoint(modelDir: string): DetectedCheckpoint {
   const dir = resolve(modelDir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError('checkpoint', `${modelDir}: no such model folder`);
+  if (!existsSync(dir)) throw new UserError('checkpoint', `${modelDir}: no such model folder`);
+  if (!statSync(dir).isDirectory()) throw new UserError('checkpoint', `${modelDir}: is a file; pass the checkpoint's folder`);
   const original = join(dir, 'original', 'config.json');
   if (existsSync(original)) return { layout: 'original', dir: join(dir, 'original'), configPath: original };
   const root = join(dir, 'config.json');

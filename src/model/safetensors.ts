@@ -102,7 +102,9 @@ export class SafetensorsFile {
 }
 
 function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const size = fstatSync(fd).size;
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) fail(path, stat.isDirectory() ? 'is a folder, not a safetensors file' : 'is not a regular file');
+  const size = stat.size;
   if (size < 8) fail(path, `not a safetensors file (${size} bytes, shorter than the 8-byte header length)`);
   const lenBuf = Buffer.alloc(8);
   readSync(fd, lenBuf, 0, 8, 0);

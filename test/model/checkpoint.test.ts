@@ -245,6 +245,22 @@ describe('original-layout loader', () => {
     writeFileSync(join(dir, 'config.json'), '{"num_hidden_layers": 2,');
     await rejects(dir, join(dir, 'config.json'), 'not valid JSON');
   });
+
+  it('rejects folders and files in the wrong places with one clear message', async () => {
+    // A file where the model folder should be.
+    const file = join(tmp, 'a-file');
+    writeFileSync(file, 'x');
+    await rejects(file, 'a-file', 'is a file');
+    // A folder named config.json.
+    const confDir = join(tmp, 'config-is-dir');
+    mkdirSync(join(confDir, 'config.json'), { recursive: true });
+    await rejects(confDir, join(confDir, 'config.json'), 'is a folder');
+    // A folder named model.safetensors (the read used to throw EISDIR with a stack trace).
+    const stDir = join(tmp, 'safetensors-is-dir');
+    mkdirSync(join(stDir, 'model.safetensors'), { recursive: true });
+    copyFileSync(join(GOLDEN, 'config.json'), join(stDir, 'config.json'));
+    await rejects(stDir, join(stDir, 'model.safetensors'), 'is a folder');
+  });
 });
 
 describe('corrupted checkpoints never crash the loader', () => {
