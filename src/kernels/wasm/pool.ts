@@ -6,7 +6,7 @@
 // round trip, and there are a few dozen per layer per token.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 
-const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4;
+const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4, FAILED = 5;
 const SYNC = -2, STOP = -1;
 const MAX_ARGS = 32;
 /** Busy-wait iterations before sleeping in Atomics.wait (a few tens of microseconds). */
@@ -86,8 +86,13 @@ export class ThreadPool {
     this.args.set(args);
     this.ctl[NARGS] = args.length;
     this.signal(op, mem);
-    this.instances[mem]![kernel]!(...args, 0, this.parts);
-    this.wait();
+    try {
+      this.instances[mem]![kernel]!(...args, 0, this.parts);
+    } finally {
+      this.wait();
+    }
+    const failed = Atomics.exchange(this.ctl, FAILED, 0);
+    if (failed !== 0) throw new Error(`wasm kernel ${kernel} trapped on worker ${failed}`);
   }
 
   private signal(op: number, mem: number): void {

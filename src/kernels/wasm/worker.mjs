@@ -7,7 +7,7 @@ import { workerData, receiveMessageOnPort } from 'node:worker_threads';
 const { module, control, args: argsBuffer, names, part, parts, port, memories, spin } = workerData;
 const ctl = new Int32Array(control);
 const args = new Float64Array(argsBuffer);
-const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4;
+const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4, FAILED = 5;
 const SYNC = -2, STOP = -1;
 
 const instances = [];
@@ -30,12 +30,17 @@ for (;;) {
       if (msg !== undefined) addMemory(msg.message);
     }
   } else {
-    const fn = instances[ctl[MEM]][names[op]];
-    const n = ctl[NARGS];
-    switch (n) {
-      case 7: fn(args[0], args[1], args[2], args[3], args[4], args[5], args[6], part, parts); break;
-      case 6: fn(args[0], args[1], args[2], args[3], args[4], args[5], part, parts); break;
-      default: fn(...args.subarray(0, n), part, parts);
+    try {
+      const fn = instances[ctl[MEM]][names[op]];
+      const n = ctl[NARGS];
+      switch (n) {
+        case 7: fn(args[0], args[1], args[2], args[3], args[4], args[5], args[6], part, parts); break;
+        case 6: fn(args[0], args[1], args[2], args[3], args[4], args[5], part, parts); break;
+        default: fn(...args.subarray(0, n), part, parts);
+      }
+    } catch {
+      // A trap (a bug): flag it so the main thread throws instead of waiting forever.
+      Atomics.store(ctl, FAILED, part);
     }
   }
   if (Atomics.sub(ctl, PENDING, 1) === 1) Atomics.notify(ctl, PENDING);
