@@ -101,6 +101,7 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
       functionTools: offered.map((f) => f.tool),
       functionSchemas: strictSchemas(offered),
       ...(finalSchema !== undefined ? { finalSchema } : {}),
+      ...((choice === 'required' || isRecord(choice)) && offered.length > 0 ? { requireFunctionCall: true } : {}),
       sampling: {
         ...(temperature !== undefined ? { temperature } : {}),
         ...(topP !== undefined ? { topP } : {}),

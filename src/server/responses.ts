@@ -113,6 +113,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
       functionTools: offered.map((f) => f.tool),
       functionSchemas: strictSchemas(offered),
       ...(finalSchema !== undefined ? { finalSchema } : {}),
+      ...((toolChoice === 'required' || typeof toolChoice === 'object') && offered.length > 0 ? { requireFunctionCall: true } : {}),
       sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
       ...(seed !== undefined ? { seed } : {}),
       maxTokens,

@@ -19,6 +19,8 @@ export interface TurnRequest {
   functionSchemas: ReadonlyMap<string, JsonSchema>;
   /** Schema of the final answer (structured outputs). */
   finalSchema?: JsonSchema;
+  /** tool_choice "required" or a named function: no final answer before a function call. */
+  requireFunctionCall?: boolean;
   sampling: Partial<SamplingParams>;
   seed?: number;
   maxTokens: number;
@@ -47,6 +49,7 @@ export async function runTurn(engine: Engine, request: TurnRequest): Promise<Tur
     ...(request.finalSchema !== undefined ? { finalSchema: request.finalSchema } : {}),
     functionSchemas: request.functionSchemas,
     maxTokens: request.maxTokens,
+    ...(request.requireFunctionCall === true ? { forbidFinal: true } : {}),
   });
   const session = new AgentSession(engine, {
     conversation: { messages: request.messages },

@@ -13,6 +13,8 @@ export interface StructuredOptions {
   finalSchema?: JsonSchema;
   /** Schemas of strict functions, by function name. */
   functionSchemas?: ReadonlyMap<string, JsonSchema>;
+  /** tool_choice "required" (or a named function): the model may not answer on the final channel. */
+  forbidFinal?: boolean;
   /** Tokens the whole run may generate (max_output_tokens); enables the budget steering. */
   maxTokens?: number;
   tokenizer?: Tokenizer;
@@ -37,6 +39,8 @@ export class StructuredOutput {
   private remaining = Infinity;
   private readonly headerAssistant: number[];
   private readonly headerFinal: number[];
+  /** Tokens that start the word `final` after `<|channel|>`. */
+  private readonly finalWord: number[];
 
   constructor(options: StructuredOptions) {
     this.options = options;
@@ -44,11 +48,12 @@ export class StructuredOutput {
     this.vocab = tokenBytesOf(this.tok);
     this.headerAssistant = this.tok.encodeOrdinary('assistant');
     this.headerFinal = finalHeader(this.tok);
+    this.finalWord = [...new Set([this.tok.encodeOrdinary('final')[0]!, ...this.tok.encodeOrdinary('fin').slice(0, 1), ...this.tok.encodeOrdinary('f').slice(0, 1)])];
     this.reset();
   }
 
   get active(): boolean {
-    return this.options.finalSchema !== undefined || (this.options.functionSchemas?.size ?? 0) > 0;
+    return this.options.finalSchema !== undefined || (this.options.functionSchemas?.size ?? 0) > 0 || this.options.forbidFinal === true;
   }
 
   readonly processor: LogitsProcessor = (logits, generated) => {
@@ -58,6 +63,10 @@ export class StructuredOutput {
     const remaining = this.options.maxTokens === undefined ? Infinity : this.options.maxTokens - this.total + 1;
     this.remaining = remaining;
     if (this.parser.state === 'content') this.ensureConstraint();
+    if (this.options.forbidFinal === true && this.parser.state === 'header' && this.headerTokens.at(-1) === SPECIAL.channel) {
+      // A call is required: the channel cannot be `final` (the model goes on with analysis or a call).
+      for (const t of this.finalWord) logits[t] = -Infinity;
+    }
     if (this.constraint !== undefined) {
       this.constraint(logits, generated);
       return;

@@ -424,3 +424,50 @@ test('responses: code_interpreter runs server-side; stored responses can be read
     await s.close();
   }
 });
+
+test('tool_choice required keeps the model from answering before it calls a function', async () => {
+  const { getTokenizer } = await import('../../src/tokenizer/index.ts');
+  const tok = getTokenizer();
+  const enc = (s: string) => tok.encode(s, { allowedSpecial: 'all' });
+  // Prefers to answer directly (logit 30); calling the function is its second choice (logit 20).
+  const preferred = enc('<|channel|>final<|message|>No need for tools.<|return|>');
+  const fallback = enc('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location":"Oslo"}<|call|>');
+  const generated = new Map<number, number[]>();
+  const engine: Engine = {
+    info: { name: 'two-paths', vocabSize: 201088, contextLength: 8192, randomWeights: false },
+    createSequence: (() => {
+      let id = 0;
+      return () => ({ id: ++id, tokens: [] as number[] });
+    })(),
+    async step(batch) {
+      return batch.map((r) => {
+        const all = r.sequence.tokens as number[];
+        all.push(...r.tokens);
+        // A prompt ends with `<|start|>assistant`; anything else continues the completion.
+        const promptEnd = all.at(-2) === 200006 && all.at(-1) === tok.encodeOrdinary('assistant')[0];
+        const g = promptEnd ? [] : [...(generated.get(r.sequence.id) ?? []), r.tokens[0]!];
+        generated.set(r.sequence.id, g);
+        const logits = new Float32Array(201088).fill(-30);
+        const follows = (path: number[]) => g.every((t, i) => path[i] === t);
+        if (follows(fallback)) logits[fallback[g.length]!] = 20;
+        if (follows(preferred)) logits[preferred[g.length]!] = 30;
+        return logits;
+      });
+    },
+    truncate: (s, n) => void ((s.tokens as number[]).length = n),
+    release: () => {},
+    close: async () => {},
+  };
+  const s = await start(engine);
+  try {
+    const tools: OpenAI.Chat.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', parameters: WEATHER_TOOL.parameters } }];
+    const free = await s.client.chat.completions.create({ model: 'two-paths', messages: [{ role: 'user', content: 'Oslo?' }], tools, temperature: 0 });
+    assert.equal(free.choices[0]!.message.content, 'No need for tools.');
+    const forced = await s.client.chat.completions.create({ model: 'two-paths', messages: [{ role: 'user', content: 'Oslo?' }], tools, tool_choice: 'required', temperature: 0 });
+    assert.equal(forced.choices[0]!.finish_reason, 'tool_calls');
+    const call = forced.choices[0]!.message.tool_calls![0]!;
+    assert.deepEqual(call.type === 'function' ? JSON.parse(call.function.arguments) : null, { location: 'Oslo' });
+  } finally {
+    await s.close();
+  }
+});
