@@ -11,6 +11,7 @@
 //   --sections a,b       only these sections (machine, inference, tokenizer, serving)
 //   --skip-peer          ours only           --keep            keep the synthetic checkpoints
 //   --out FILE           default docs/BENCHMARKS.md
+//   --note TEXT          a remark on the run's conditions, printed under the machine
 import { execSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, totalmem, availableParallelism } from 'node:os';
@@ -34,6 +35,7 @@ const { values: flags } = parseArgs({
   options: {
     layers: { type: 'string' }, threads: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' },
     sections: { type: 'string' }, 'skip-peer': { type: 'boolean' }, keep: { type: 'boolean' }, out: { type: 'string' },
+    note: { type: 'string' },
   },
 });
 const list = (s: string | undefined, d: number[]): number[] => (s === undefined ? d : s.split(',').map(Number));
@@ -74,6 +76,7 @@ function machineSection(): BenchSection {
         `- RAM: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
         `- Node ${process.version}`,
         `- Load average when the run started: ${load}`,
+        ...(flags.note === undefined ? [] : ['', flags.note]),
         '',
       ].join('\n');
     },
