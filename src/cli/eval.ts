@@ -1,7 +1,7 @@
 // `gptoss eval healthbench|mcq|exact`: runs an evaluation against any OpenAI-compatible endpoint
 // (or a local model), resumable, with a progress bar, a summary and an HTML report. The last line
 // printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`.
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
@@ -26,7 +26,7 @@ const FLAGS = {
 } as const;
 
 function required(value: string | undefined, flag: string): string {
-  if (value === undefined || value === '') throw new UserError('usage', `--${flag} is required\n${USAGE}`);
+  if (value === undefined || value === '') throw new UserError('usage', `--${flag} is required (see gptoss eval --help)`);
   return value;
 }
 
@@ -57,7 +57,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   const dataPath = resolve(required(stringFlag(p, 'data'), 'data'));
   if (!existsSync(dataPath)) throw new UserError('input', `${dataPath}: no such file`);
+  if (statSync(dataPath).isDirectory()) throw new UserError('input', `${dataPath}: is a folder, not a JSONL file`);
   const outDir = resolve(required(stringFlag(p, 'out'), 'out'));
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new UserError('usage', `--out ${outDir}: is a file, not a folder`);
   const modelSpec = required(stringFlag(p, 'model'), 'model');
   const effort = stringFlag(p, 'effort');
   if (effort !== undefined && effort !== 'low' && effort !== 'medium' && effort !== 'high') throw new UserError('usage', `--effort must be low, medium or high, got "${effort}"`);

@@ -69,7 +69,10 @@ export class HttpSampler implements Sampler {
         if (res.status < 500 && res.status !== 429) break;
       } catch (e) {
         if (signal?.aborted === true) throw e;
-        lastError = (e as Error).message;
+        // fetch's own message is only "fetch failed"; the cause says why (ECONNREFUSED, ENOTFOUND ...).
+        const cause = (e as { cause?: { code?: unknown; message?: unknown } }).cause;
+        const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
+        lastError = why !== undefined ? `${(e as Error).message} (${why})` : (e as Error).message;
       }
     }
     throw new UserError('network', `${url}: ${lastError}`);

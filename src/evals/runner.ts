@@ -3,7 +3,7 @@
 // progress on stderr, and writes summary.json and the HTML report at the end.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isUserError } from '../errors.ts';
+import { isUserError, UserError } from '../errors.ts';
 import { renderReport } from './report.ts';
 import { summarise, type MetricSummary } from './stats.ts';
 import type { CaseResult } from './types.ts';
@@ -53,7 +53,11 @@ export function readResults(path: string): CaseResult[] {
 }
 
 export async function runEval(cases: readonly EvalCase[], options: RunOptions): Promise<RunSummary> {
-  mkdirSync(options.outDir, { recursive: true });
+  try {
+    mkdirSync(options.outDir, { recursive: true });
+  } catch (e) {
+    throw new UserError('usage', `${options.outDir}: cannot create the output folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
   const resultsPath = join(options.outDir, 'results.jsonl');
   const wanted = new Set(cases.map((c) => c.id));
   const previous = readResults(resultsPath).filter((r) => wanted.has(r.id));

@@ -3,12 +3,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startFakeEndpoint } from './fake-endpoint.ts';
-import { bootstrapStd, clippedMean, extractChoice, extractInteger, parseVerdict, summarise } from '../../src/evals/index.ts';
+import { main } from '../../src/cli/main.ts';
+import { bootstrapStd, clippedMean, extractChoice, extractInteger, HttpSampler, parseVerdict, summarise } from '../../src/evals/index.ts';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '../../bin/gptoss.js');
@@ -21,6 +24,18 @@ async function gptoss(args: string[]): Promise<{ code: number; stdout: string; s
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
     return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+/** Runs the CLI's main() in this process, collecting what it writes to stderr line by line. */
+async function inProcess(args: string[]): Promise<{ code: number; stderr: string[] }> {
+  const stderr: string[] = [];
+  const original = console.error;
+  console.error = (...a: unknown[]) => { stderr.push(...a.join(' ').split('\n')); };
+  try {
+    return { code: await main(args), stderr };
+  } finally {
+    console.error = original;
   }
 }
 
@@ -151,7 +166,27 @@ test('bad input: invalid JSONL and missing flags exit 2 with one line', async ()
   const missing = await gptoss(['eval', 'mcq', '--data', bad]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /--out is required/);
+  assert.equal(missing.stderr.trim().split('\n').length, 1);
   assert.ok(!existsSync(join(dir, 'results.jsonl')));
+});
+
+test('bad input: a folder as --data and a file as --out are one-line usage errors', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const file = join(dir, 'a-file');
+  writeFileSync(file, '');
+  const data = join(EXAMPLES, 'mcq-sample.jsonl');
+  // In-process: the subject is the message, not the process boundary (covered above).
+  const cases: [string[], RegExp][] = [
+    [['eval', 'mcq', '--data', dir, '--model', 'http://127.0.0.1:9/v1', '--out', dir], /is a folder, not a JSONL file/],
+    [['eval', 'mcq', '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', file], /--out .*a-file: is a file, not a folder/],
+    [['eval', 'mcq', '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', join(file, 'sub')], /cannot create the output folder \(ENOTDIR\)/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await inProcess(args);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.equal(r.stderr.length, 1, r.stderr.join('\n'));
+    assert.match(r.stderr[0]!, pattern);
+  }
 });
 
 test('answer extraction and verdict parsing', () => {
@@ -190,4 +225,17 @@ test('the HTML report renders in headless Chromium', { skip: existsSync('/usr/bi
     await grader.close();
     await model.close();
   }
+});
+
+test('an unreachable endpoint is named with the reason, not only "fetch failed"', async () => {
+  // A port that was just free: connecting is refused.
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  const sampler = new HttpSampler({ baseUrl: `http://127.0.0.1:${port}/v1`, model: 'm', retries: 0 });
+  await assert.rejects(sampler.complete([{ role: 'user', content: 'hi' }]), (e: Error) => {
+    assert.match(e.message, new RegExp(`^http://127\\.0\\.0\\.1:${port}/v1/chat/completions: fetch failed \\(ECONNREFUSED\\)$`));
+    return true;
+  });
 });
