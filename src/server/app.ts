@@ -218,7 +218,7 @@ export function createServer(options: ServerOptions): GptossServer {
 
     if (!request.stream) {
       try {
-        const builder = new ResponseBuilder(functionNames);
+        const builder = new ResponseBuilder(functionNames, undefined, request.citations);
         const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: (e) => builder.onEvent(e) });
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
@@ -233,7 +233,7 @@ export function createServer(options: ServerOptions): GptossServer {
 
     return stream(c, release, info, async (sse, signal) => {
       const queue = new EventQueue(sse);
-      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e));
+      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations);
       const base = { id, createdAt, model: modelName, echo: request.echo };
       builder.send('response.created', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
       builder.send('response.in_progress', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });

@@ -6,6 +6,7 @@
 import type { AgentEvent, AgentResult, AgentTool } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../harmony/index.ts';
+import { CitationStream, type CitationSource } from '../tools/index.ts';
 import { builtinTool, formatInstructions, formatSchema, newId, nowSeconds, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
 import { ApiError, invalid } from './errors.ts';
 import type { TurnRequest } from './runner.ts';
@@ -13,6 +14,8 @@ import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, 
 
 export interface ResponsesRequest {
   turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  /** The request's browser, whose pages the answer's citation marks refer to. */
+  citations?: CitationSource;
   stream: boolean;
   store: boolean;
   /** Conversation turns (no system/developer) including this request's input, for the store. */
@@ -103,7 +106,10 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     functionTools: offered.map((f) => f.tool),
   });
   const maxTokens = Math.min(maxOutput ?? contextRoom, contextRoom);
+  const browser = builtins.find((b) => b.name === 'browser');
+  const citations = browser !== undefined && 'pageAt' in browser && 'pageStack' in browser ? (browser as unknown as CitationSource) : undefined;
   return {
+    ...(citations !== undefined ? { citations } : {}),
     stream,
     store,
     turns,
@@ -230,7 +236,7 @@ export type ResponseEvent = { type: string; sequence_number: number } & Record<s
 
 type OpenItem =
   | { kind: 'reasoning'; id: string; index: number; text: string }
-  | { kind: 'message'; id: string; index: number; text: string }
+  | { kind: 'message'; id: string; index: number; text: string; citations?: CitationStream }
   | { kind: 'function_call'; id: string; index: number; callId: string; name: string; text: string }
   | { kind: 'web_search_call'; id: string; index: number; text: string; recipient: string }
   | { kind: 'code_interpreter_call'; id: string; index: number; text: string };
@@ -247,9 +253,12 @@ export class ResponseBuilder {
   private readonly emit: ((e: ResponseEvent) => void) | undefined;
   private readonly functionNames: ReadonlySet<string>;
 
-  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void) {
+  private readonly citationSource: CitationSource | undefined;
+
+  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void, citationSource?: CitationSource) {
     this.functionNames = functionNames;
     this.emit = emit;
+    this.citationSource = citationSource;
   }
 
   send(type: string, fields: Record<string, unknown>): void {
@@ -303,13 +312,17 @@ export class ResponseBuilder {
     } else {
       // final answers and commentary preambles are assistant messages
       const item: OpenItem = { kind: 'message', id: newId('msg'), index, text: '' };
+      // Browser citation marks become links plus url_citation annotations (held back while partial).
+      if (this.citationSource !== undefined) item.citations = new CitationStream(this.citationSource);
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: { id: item.id, type: 'message', status: 'in_progress', role: 'assistant', content: [] } });
       this.send('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
     }
   }
 
-  private delta(item: OpenItem, text: string): void {
+  private delta(item: OpenItem, raw: string): void {
+    const text = item.kind === 'message' && item.citations !== undefined ? this.cited(item, item.citations.push(raw)) : raw;
+    if (text === '') return;
     item.text += text;
     switch (item.kind) {
       case 'reasoning':
@@ -329,10 +342,33 @@ export class ResponseBuilder {
     }
   }
 
+  /** Announces the citations resolved in `text` (just released by the citation stream). */
+  private cited(item: Extract<OpenItem, { kind: 'message' }>, text: string): string {
+    const all = item.citations!.citations;
+    for (let i = this.annotationsSent(item); i < all.length; i++) {
+      this.send('response.output_text.annotation.added', { item_id: item.id, output_index: item.index, content_index: 0, annotation_index: i, annotation: annotation(all[i]!) });
+    }
+    this.sentAnnotations.set(item.id, all.length);
+    return text;
+  }
+
+  private readonly sentAnnotations = new Map<string, number>();
+  private annotationsSent(item: OpenItem): number {
+    return this.sentAnnotations.get(item.id) ?? 0;
+  }
+
   private finish(item: OpenItem, message: Message): void {
     this.open = undefined;
-    // The message as finally parsed (a stop string may have cut it).
-    item.text = message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+    if (item.kind === 'message' && item.citations !== undefined) {
+      const rest = this.cited(item, item.citations.flush());
+      if (rest !== '') {
+        item.text += rest;
+        this.send('response.output_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: rest, logprobs: [] });
+      }
+    } else {
+      // The message as finally parsed (a stop string may have cut it).
+      item.text = message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+    }
     switch (item.kind) {
       case 'reasoning': {
         const part = { type: 'reasoning_text', text: item.text };
@@ -342,7 +378,8 @@ export class ResponseBuilder {
         break;
       }
       case 'message': {
-        const part = { type: 'output_text', text: item.text, annotations: [], logprobs: [] };
+        const annotations = (item.citations?.citations ?? []).map(annotation);
+        const part = { type: 'output_text', text: item.text, annotations, logprobs: [] };
         this.send('response.output_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text, logprobs: [] });
         this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
         this.done({ id: item.id, type: 'message', status: 'completed', role: 'assistant', content: [part] }, item.index);
@@ -416,6 +453,10 @@ export class ResponseBuilder {
   functionCallIds(): string[] {
     return this.output.filter((o) => o['type'] === 'function_call').map((o) => o['call_id'] as string);
   }
+}
+
+function annotation(c: { start: number; end: number; url: string; title: string }): JsonRecord {
+  return { type: 'url_citation', start_index: c.start, end_index: c.end, url: c.url, title: c.title };
 }
 
 export interface ResponseObjectInput {

@@ -168,16 +168,27 @@ test('responses: the built-in browser runs on the server and its call is reporte
   const { BrowserSession, LocalDocsBackend } = await import('../../src/tools/index.ts');
   const backend = await LocalDocsBackend.open(docs);
   const engine = new PromptEngine((p) => {
-    if (p.includes('<|start|>browser.search to=assistant')) {
+    if (p.includes('<|start|>browser.open to=assistant')) {
       const sawResult = p.includes('Brest rises 7 metres');
-      return REASONED('Found it.', sawResult ? 'Seven metres.' : 'Not found.');
+      return REASONED('Found it.', sawResult ? 'Seven metres【1†L1-L2】.' : 'Not found.');
+    }
+    if (p.includes('<|start|>browser.search to=assistant')) {
+      return '<|channel|>analysis<|message|>Open the first hit.<|end|><|start|>assistant<|channel|>analysis to=browser.open code<|message|>{"id": 0, "cursor": 0}<|call|>';
     }
     return '<|channel|>analysis<|message|>Search the docs.<|end|><|start|>assistant<|channel|>analysis to=browser.search code<|message|>{"query": "tide Brest"}<|call|>';
   });
   const s = await start(engine, { tools: { browser: () => new BrowserSession(backend) } });
   try {
     const r = await s.client.responses.create({ model: 'prompt-engine', input: 'How high is the tide in Brest?', tools: [{ type: 'web_search_preview' }] });
-    assert.equal(r.output_text, 'Seven metres.');
+    // The citation mark became a link and a url_citation annotation over it.
+    const message = r.output.find((o) => o.type === 'message');
+    const part = message?.type === 'message' ? message.content[0] : undefined;
+    assert.ok(part !== undefined && part.type === 'output_text');
+    assert.ok(part.text.startsWith('Seven metres') && !part.text.includes('【'), part.text);
+    assert.equal(part.annotations.length, 1);
+    const a = part.annotations[0]!;
+    assert.ok(a.type === 'url_citation' && part.text.slice(a.start_index, a.end_index).includes('Tides'), JSON.stringify(a));
+    assert.deepEqual(r.output.filter((o) => o.type === 'web_search_call').map((o) => (o as unknown as { action: { type: string } }).action.type), ['search', 'open_page']);
     const search = r.output.find((o) => o.type === 'web_search_call');
     assert.ok(search !== undefined && search.type === 'web_search_call');
     assert.equal(search.status, 'completed');
