@@ -332,6 +332,16 @@ test('auth, models, health and error shapes', async () => {
     const failedText = await failed.text();
     assert.ok(!failedText.includes('secret internal detail'), failedText);
     assert.equal((JSON.parse(failedText) as { error: { type: string } }).error.type, 'server_error');
+    // Failing after the stream began: an error event, then the stream ends; the slot is free again.
+    await assert.rejects(
+      (async () => {
+        for await (const _ of await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], stream: true })) {
+          // drain
+        }
+      })(),
+      (e: unknown) => e instanceof OpenAI.APIError && !String((e as Error).message).includes('secret internal detail'),
+    );
+    assert.equal(s.server.active, 0);
   } finally {
     await s.close();
   }
