@@ -113,6 +113,8 @@ export async function run(argv: string[]): Promise<number> {
     maxConcurrency,
     tools,
     logContent: boolFlag(p, 'log-content'),
+    // A scripted engine starts a script at every prompt step: give it each prompt in one step.
+    ...(scripted !== undefined && scripted !== '' ? { batching: { prefillChunk: 1 << 20, maxBatchTokens: 1 << 20 } } : {}),
     ...(effortFlag !== undefined ? { defaultEffort: effortFlag as ReasoningEffort } : {}),
   });
   let running;
