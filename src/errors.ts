@@ -23,3 +23,11 @@ export class UserError extends Error {
 export function isUserError(e: unknown): e is UserError {
   return e instanceof UserError;
 }
+
+/** Why reading a file failed, in words for a one-line message: "no such file", "is a folder, not a file", "cannot read (EACCES)". */
+export function readProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EISDIR') return 'is a folder, not a file';
+  return `cannot read (${code ?? (e instanceof Error ? e.message.split('\n')[0] : String(e))})`;
+}

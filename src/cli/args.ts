@@ -16,8 +16,20 @@ export function parseFlags(argv: string[], options: Options, allowPositionals = 
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals, strict: true });
     return { values: values as Parsed['values'], positionals };
   } catch (e) {
-    throw new UserError('usage', (e as Error).message.split('\n')[0] ?? 'invalid arguments');
+    throw new UserError('usage', oneLine((e as Error).message));
   }
+}
+
+/**
+ * node's parseArgs messages on one line. For "-1" taken as a flag it keeps the hint on how to pass
+ * it; for an unknown flag it drops the hint about positionals (a mistyped flag is far likelier).
+ */
+function oneLine(message: string): string {
+  const lines = message.split('\n');
+  const first = (lines[0] ?? '').replace(/\. To specify a positional argument starting with a '-'.*$/, '');
+  if (first === '') return 'invalid arguments';
+  const dashHint = lines.find((l) => l.startsWith('To specify an option argument starting with a dash'));
+  return dashHint !== undefined ? `${first} ${dashHint}` : first;
 }
 
 export function stringFlag(p: Parsed, name: string): string | undefined {

@@ -2,7 +2,7 @@
 // browser (over a local document folder) and python tools working. Interactive when stdin is a
 // terminal; otherwise (or with a prompt argument) one prompt in, the answer out, for scripts.
 import { readFileSync } from 'node:fs';
-import { UserError } from '../errors.ts';
+import { readProblem, UserError } from '../errors.ts';
 import { AgentSession, type AgentResult, type AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../engine/resolve.ts';
@@ -160,7 +160,7 @@ function readTextFile(path: string, origin: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UserError('usage', `${origin} @${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new UserError('usage', `${origin} @${path}: ${readProblem(e)}`);
   }
 }
 

@@ -2,7 +2,7 @@
 // as text with special tokens written by name, or as token ids.
 import { readFile } from 'node:fs/promises';
 import { boolFlag, parseFlags, readStdin, stringFlag } from './args.ts';
-import { UserError } from '../errors.ts';
+import { readProblem, UserError } from '../errors.ts';
 import {
   conversationFromJSONText,
   isRole,
@@ -67,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       text = await readFile(file, 'utf8');
     } catch (e) {
-      throw new UserError('input', `${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new UserError('input', `${file}: ${readProblem(e)}`);
     }
   }
   const source = file === '-' ? 'stdin' : file;

@@ -6,7 +6,7 @@
 // are widened to f32. All buffers come from the backend's TensorStore.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UserError } from '../errors.ts';
+import { readProblem, UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 import { parseOriginalConfig, type ModelConfig } from './config.ts';
 import { MARKER_FILE } from './synth.ts';
@@ -37,8 +37,7 @@ function readJson(path: string): unknown {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError('checkpoint', code === 'EISDIR' ? `${path}: is a folder, not a JSON file` : `${path}: cannot read (${code ?? (e as Error).message})`);
+    throw new UserError('checkpoint', `${path}: ${readProblem(e)}`);
   }
   try {
     return JSON.parse(text);

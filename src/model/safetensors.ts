@@ -6,7 +6,7 @@
 // Every error names the file and, when there is one, the tensor.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { UserError } from '../errors.ts';
+import { readProblem, UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 
 /** Element sizes in bytes of the dtypes the format defines (sub-byte float formats are not supported). */
@@ -69,7 +69,7 @@ export class SafetensorsFile {
     try {
       fd = openSync(path, 'r');
     } catch (e) {
-      fail(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      fail(path, readProblem(e));
     }
     try {
       const { tensors, metadata } = parseHeader(path, fd);

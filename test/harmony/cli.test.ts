@@ -73,18 +73,20 @@ test('gptoss render: bad input is one line naming the problem, exit status 2', a
   const schema = file('schema.json', JSON.stringify({
     messages: [{ role: 'developer', content: [{ type: 'developer_content', tools: { functions: { name: 'functions', tools: [{ name: 'f', description: 'd', parameters: { type: 'object', properties: { n: { type: { bad: 1 } } } } }] } } }] }],
   }));
-  const [r1, r2, r3, r4, r5] = await Promise.all([
+  const [r1, r2, r3, r4, r5, r6] = await Promise.all([
     gptoss(['render', robot]),
     gptoss(['render', broken]),
     gptoss(['render', schema]),
     gptoss(['render', join(tmp, 'missing.json')]),
     gptoss(['render', robot, '--for', 'nonsense']),
+    gptoss(['render', tmp]),
   ]);
   assertOneLineError(r1, /^gptoss render: .*robot\.json: messages\[2\]\.role: unknown role "robot"/);
   assertOneLineError(r2, /^gptoss render: .*broken\.json: invalid JSON at line 2, column \d+/);
   assertOneLineError(r3, /^gptoss render: .*schema\.json: messages\[0\]\.content\[0\]\.tools\.functions\.tools\[0\]\.parameters\.properties\.n\.type: expected a type name/);
-  assertOneLineError(r4, /^gptoss render: .*missing\.json: cannot read \(ENOENT\)/);
+  assertOneLineError(r4, /^gptoss render: .*missing\.json: no such file/);
   assertOneLineError(r5, /^gptoss render: --for must be completion, training or history/);
+  assertOneLineError(r6, /^gptoss render: .*gptoss-harmony-cli-\w+: is a folder, not a file$/);
 });
 
 const completion = '<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>';

@@ -6,7 +6,7 @@
 // (a bare array of completions also works). Completions are harmony text (special tokens written
 // by name) or token ids; delayMs slows every engine step so a test can interrupt an answer.
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../errors.ts';
+import { readProblem, UserError } from '../../errors.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from '../../engine/engine.ts';
 import { ScriptedEngine } from '../../engine/scripted.ts';
 import { getTokenizer } from '../../tokenizer/index.ts';
@@ -20,9 +20,15 @@ interface ScriptFile {
 }
 
 export function scriptedEngineFromFile(path: string): Engine {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UserError('input', `GPTOSS_SCRIPTED ${path}: ${readProblem(e)}`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new UserError('input', `GPTOSS_SCRIPTED ${path}: ${(e as Error).message.split('\n')[0]}`);
   }
