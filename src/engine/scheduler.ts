@@ -8,9 +8,9 @@ import { UserError } from '../errors.ts';
 import { commonPrefixLength, type Engine, type EngineInfo, type Sequence, type StepRequest } from './engine.ts';
 
 export interface BatchingOptions {
-  /** Tokens processed by one inner step at most (decodes plus prefill chunks). */
+  /** Tokens processed by one inner step at most (decodes plus prefill chunks). Default 512. */
   maxBatchTokens?: number;
-  /** Longest prefill chunk of one sequence per step. */
+  /** Longest prefill chunk of one sequence per step. Default 256. */
   prefillChunk?: number;
   /** Finished sequences kept for prefix reuse (each holds its KV cache). */
   poolSize?: number;
@@ -65,8 +65,8 @@ export class BatchingEngine implements Engine {
   constructor(inner: Engine, options: BatchingOptions = {}) {
     this.inner = inner;
     this.info = inner.info;
-    this.maxBatchTokens = options.maxBatchTokens ?? 256;
-    this.prefillChunk = Math.min(options.prefillChunk ?? 128, this.maxBatchTokens);
+    this.maxBatchTokens = options.maxBatchTokens ?? 512;
+    this.prefillChunk = Math.min(options.prefillChunk ?? 256, this.maxBatchTokens);
     this.poolSize = options.poolSize ?? 8;
     this.minReuse = options.minReuse ?? 1;
   }

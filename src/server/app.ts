@@ -102,6 +102,8 @@ export function createServer(options: ServerOptions): GptossServer {
   app.onError((e, c) => {
     const err = toApiError(e);
     if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    // Clients (the openai SDKs among them) wait this long before retrying a 429.
+    if (err.status === 429) c.header('retry-after', '1');
     return c.json(err.toBody(), err.status);
   });
   app.notFound((c) => c.json(new ApiError(404, `Unknown endpoint ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'unknown_url' }).toBody(), 404));
