@@ -97,6 +97,10 @@ export async function run(argv: string[]): Promise<number> {
     text += tail;
     if (json) process.stdout.write(`${JSON.stringify({ tokens: result.tokens, text })}\n`);
     else process.stdout.write(`${tail}\n`);
+    // A full window is an outcome, not an error, but the user must not mistake it for the end.
+    if (result.finishReason === 'context') {
+      process.stderr.write(`gptoss generate: stopped after ${result.tokens.length} tokens: the context window of ${engine.info.contextLength} tokens is full (see --context)\n`);
+    }
   } finally {
     await engine.close();
   }

@@ -57,6 +57,11 @@ describe('gptoss logits / generate', () => {
     // --stop ends the continuation at the first listed id (included).
     const stopped = JSON.parse(gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--stop', String(generated[3]), '--backend', 'reference').stdout) as { tokens: number[] };
     assert.deepEqual(stopped.tokens, generated.slice(0, 4));
+    // A window that fills up ends the continuation with a note on stderr, not an error.
+    const full = gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--context', String(prompt.length + 2), '--max-tokens', String(n), '--temperature', '0', '--json', '--backend', 'reference');
+    assert.equal(full.status, 0, full.stderr);
+    assert.deepEqual((JSON.parse(full.stdout) as { tokens: number[] }).tokens, generated.slice(0, 2));
+    assert.equal(full.stderr, `gptoss generate: stopped after 2 tokens: the context window of ${prompt.length + 2} tokens is full (see --context)\n`);
   });
 
   it('generate --prompt wraps the text in harmony (real vocabulary: fullvocab-h32-l2)', { skip: hasFullvocab() ? false : 'fullvocab-h32-l2 not in ../shared/golden' }, async () => {
