@@ -17,7 +17,7 @@ type Node =
   | { kind: 'union'; options: Node[] }
   | { kind: 'literals'; values: Uint8Array[] }
   | { kind: 'string'; minLength: number; maxLength: number }
-  | { kind: 'number'; integer: boolean }
+  | { kind: 'number'; integer: boolean; nonNegative: boolean }
   | { kind: 'boolean' }
   | { kind: 'null' }
   | { kind: 'array'; items: Node; minItems: number; maxItems: number }
@@ -91,8 +91,18 @@ export function compileSchema(schema: JsonSchema): Node {
       case 'string':
         return { kind: 'string', minLength: num(s.minLength, 0), maxLength: num(s.maxLength, DEFAULT_MAX_STRING) };
       case 'number':
-      case 'integer':
-        return { kind: 'number', integer: type === 'integer' };
+      case 'integer': {
+        const min = typeof s.minimum === 'number' ? s.minimum : typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum : undefined;
+        const max = typeof s.maximum === 'number' ? s.maximum : typeof s.exclusiveMaximum === 'number' ? s.exclusiveMaximum : undefined;
+        if (type === 'integer' && min !== undefined && max !== undefined && max - min <= 1000) {
+          // A small integer range is exact as a list of literals.
+          const lo = typeof s.exclusiveMinimum === 'number' ? Math.floor(min) + 1 : Math.ceil(min);
+          const hi = typeof s.exclusiveMaximum === 'number' ? Math.ceil(max) - 1 : Math.floor(max);
+          if (hi < lo) throw new Error('integer range is empty');
+          return { kind: 'literals', values: Array.from({ length: hi - lo + 1 }, (_, i) => encoder.encode(String(lo + i))) };
+        }
+        return { kind: 'number', integer: type === 'integer', nonNegative: min !== undefined && min >= 0 };
+      }
       case 'boolean':
         return { kind: 'boolean' };
       case 'null':
@@ -306,7 +316,7 @@ export class JsonAutomaton {
       case 'string':
         return b === 0x22 ? { k: 'stay', frame: newString(node.minLength, node.maxLength, false) } : null;
       case 'number':
-        if (b === 0x2d) return { k: 'stay', frame: { t: 'number', integer: node.integer, phase: 'sign', digits: 0 } };
+        if (b === 0x2d) return node.nonNegative ? null : { k: 'stay', frame: { t: 'number', integer: node.integer, phase: 'sign', digits: 0 } };
         if (b === 0x30) return { k: 'stay', frame: { t: 'number', integer: node.integer, phase: 'zero', digits: 1 } };
         if (isDigit(b)) return { k: 'stay', frame: { t: 'number', integer: node.integer, phase: 'int', digits: 1 } };
         return null;
@@ -471,7 +481,7 @@ function anyNode(depth: number): Node {
   const inner: Node = depth > 0 ? { kind: 'any', depth: depth - 1 } : { kind: 'null' };
   const options: Node[] = [
     { kind: 'string', minLength: 0, maxLength: DEFAULT_MAX_STRING },
-    { kind: 'number', integer: false },
+    { kind: 'number', integer: false, nonNegative: false },
     { kind: 'boolean' },
     { kind: 'null' },
   ];

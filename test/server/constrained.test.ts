@@ -17,7 +17,7 @@ const schemas: Record<string, JsonSchema> = {
     properties: {
       location: { type: 'string', minLength: 1, maxLength: 40 },
       unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
-      days: { type: 'integer' },
+      days: { type: 'integer', minimum: 1, maximum: 14 },
       detailed: { type: 'boolean' },
     },
     required: ['location', 'unit'],
@@ -105,13 +105,16 @@ test('the automaton accepts exactly the valid prefixes', () => {
   const a = new JsonAutomaton(schemas.weather!);
   const accepts = (s: string): boolean => a.feedBytes(a.initial(), new TextEncoder().encode(s)) !== null;
   assert.ok(accepts('{"location": "Paris", "unit": "celsius"}'));
-  assert.ok(accepts('{\n  "unit": "fahrenheit",\n  "location": "Ünïcødé 🌍", "days": -12'));
+  assert.ok(accepts('{\n  "unit": "fahrenheit",\n  "location": "Ünïcødé 🌍", "days": 12'));
   assert.ok(!accepts('{"location": "Paris", "unit": "kelvin"'), 'enum');
   assert.ok(!accepts('{"location": "Paris"}'), 'required unit missing');
   assert.ok(!accepts('{"city": '), 'additionalProperties false');
   assert.ok(!accepts('{"location": "a", "location"'), 'duplicate key');
   assert.ok(!accepts('{"days": 1.5'), 'integer');
   assert.ok(!accepts('{"days": 01'), 'leading zero');
+  assert.ok(!accepts('{"days": 15'), 'maximum');
+  assert.ok(!accepts('{"days": 0'), 'minimum');
+  assert.ok(accepts('{"days": 14,'), 'in range');
   assert.ok(!accepts('{"location": "\u0001'), 'control character');
   assert.ok(!accepts('{"location": "\\x'), 'bad escape');
   const done = a.feedBytes(a.initial(), new TextEncoder().encode('{"location":"x","unit":"celsius"}'))!;
