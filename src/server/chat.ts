@@ -44,6 +44,17 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
   const topLogprobs = optNumber(body, 'top_logprobs', { min: 0, max: 20, integer: true }) ?? 0;
   if (topLogprobs > 0 && !logprobs) throw invalid('top_logprobs', 'top_logprobs requires logprobs: true');
 
+  let logitBias: Map<number, number> | undefined;
+  if (body['logit_bias'] !== undefined && body['logit_bias'] !== null) {
+    const raw = record(body['logit_bias'], 'logit_bias');
+    logitBias = new Map();
+    for (const [key, value] of Object.entries(raw)) {
+      const id = Number(key);
+      if (!Number.isInteger(id) || id < 0 || id >= getTokenizer().vocabSize) throw invalid('logit_bias', `logit_bias key '${key}' is not a token id`);
+      if (typeof value !== 'number' || value < -100 || value > 100) throw invalid('logit_bias', `logit_bias['${key}'] must be a number in [-100, 100]`);
+      logitBias.set(id, value);
+    }
+  }
   let stop: string[] = [];
   const stopIn = body['stop'];
   if (typeof stopIn === 'string') stop = [stopIn];
@@ -111,6 +122,7 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
       ...(seed !== undefined ? { seed } : {}),
       maxTokens: Math.min(maxTokens ?? contextRoom, contextRoom),
       stopStrings: stop,
+      ...(logitBias !== undefined ? { logitBias } : {}),
       logprobs,
       topLogprobs,
     },

@@ -5,7 +5,7 @@
 import { AgentSession, type AgentEvent, type AgentResult, type AgentTool } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import type { Engine, Sequence } from '../engine/engine.ts';
-import type { SamplingParams } from '../engine/sampler.ts';
+import type { LogitsProcessor, SamplingParams } from '../engine/sampler.ts';
 import { BatchingEngine } from '../engine/scheduler.ts';
 import { renderConversationForCompletion, type Message, type ToolDescription } from '../harmony/index.ts';
 import { StructuredOutput } from './structured.ts';
@@ -27,6 +27,8 @@ export interface TurnRequest {
   stopStrings?: readonly string[];
   logprobs?: boolean;
   topLogprobs?: number;
+  /** Added to the logits of these token ids before sampling (Chat `logit_bias`). */
+  logitBias?: ReadonlyMap<number, number>;
   signal: AbortSignal;
   onEvent?: (event: AgentEvent) => void;
 }
@@ -60,13 +62,21 @@ export async function runTurn(engine: Engine, request: TurnRequest): Promise<Tur
     sequence,
     dropAnalysis: 'completed-turns',
   });
+  const processors: LogitsProcessor[] = [];
+  if (request.logitBias !== undefined && request.logitBias.size > 0) {
+    const bias = request.logitBias;
+    processors.push((logits) => {
+      for (const [id, b] of bias) logits[id] = b <= -100 ? -Infinity : logits[id]! + b;
+    });
+  }
+  if (structured.active) processors.push(structured.processor);
   let ok = false;
   try {
     const result = await session.run({
       maxTokens: request.maxTokens,
       signal: request.signal,
       ...(request.stopStrings !== undefined && request.stopStrings.length > 0 ? { stopStrings: request.stopStrings } : {}),
-      ...(structured.active ? { processors: [structured.processor] } : {}),
+      ...(processors.length > 0 ? { processors } : {}),
       ...(request.logprobs === true ? { logprobs: true } : {}),
       ...(request.topLogprobs !== undefined && request.topLogprobs > 0 ? { topLogprobs: request.topLogprobs } : {}),
       ...(request.onEvent !== undefined ? { onEvent: request.onEvent } : {}),

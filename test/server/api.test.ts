@@ -312,6 +312,7 @@ test('auth, models, health and error shapes', async () => {
 
     await assert.rejects(s.client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.NotFoundError && e.param === 'model');
     await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], temperature: 5 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'temperature');
+    await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], logit_bias: { '-3': 1 } }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'logit_bias');
     await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'wizard', content: 'x' }] as never }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages[0].role');
     await assert.rejects(s.client.responses.create({ model: 'prompt-engine', input: 'x', previous_response_id: 'resp_missing' }), (e: unknown) => e instanceof OpenAI.NotFoundError && e.param === 'previous_response_id');
     await assert.rejects(
@@ -488,6 +489,9 @@ test('tool_choice required keeps the model from answering before it calls a func
     assert.equal(forced.choices[0]!.finish_reason, 'tool_calls');
     const call = forced.choices[0]!.message.tool_calls![0]!;
     assert.deepEqual(call.type === 'function' ? JSON.parse(call.function.arguments) : null, { location: 'Oslo' });
+    // logit_bias -100 bans a token: here the word `final`, with the same effect.
+    const biased = await s.client.chat.completions.create({ model: 'two-paths', messages: [{ role: 'user', content: 'Oslo?' }], tools, temperature: 0, logit_bias: { [String(preferred[1])]: -100 } });
+    assert.equal(biased.choices[0]!.finish_reason, 'tool_calls');
   } finally {
     await s.close();
   }
