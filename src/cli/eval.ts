@@ -7,7 +7,7 @@ import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 import {
   openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
-  runMcqCase, selectSubset, seededRandom, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
+  runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
 
 const USAGE = `usage:
@@ -33,13 +33,7 @@ function required(value: string | undefined, flag: string): string {
 /** Picks n cases at random with a fixed seed (the same subset every run), keeping file order. */
 function pickN<T>(items: T[], n: number | undefined): T[] {
   if (n === undefined || n >= items.length) return items;
-  const rand = seededRandom(0);
-  const order = items.map((_, i) => i);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const keep = new Set(order.slice(0, n));
+  const keep = new Set(seededPermutation(items.length, 0).slice(0, n));
   return items.filter((_, i) => keep.has(i));
 }
 

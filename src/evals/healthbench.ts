@@ -3,6 +3,7 @@
 // criteria met (negative criteria subtract) over the total of positive points, with per-tag
 // scores for example-level tags (themes) and rubric-level tags (axes), as the official eval does.
 import { UserError } from '../errors.ts';
+import { jsonlRows } from './jsonl.ts';
 import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
 
 export interface RubricItem {
@@ -36,18 +37,7 @@ function stringArray(v: unknown): v is string[] {
 /** Parses HealthBench JSONL text (one case per line; blank lines ignored). */
 export function parseHealthBench(text: string, source: string): HealthBenchCase[] {
   const cases: HealthBenchCase[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (line === '') continue;
-    const n = i + 1;
-    let row: Record<string, unknown>;
-    try {
-      row = JSON.parse(line) as Record<string, unknown>;
-    } catch (e) {
-      fail(source, n, `invalid JSON (${(e as Error).message})`);
-    }
-    if (typeof row !== 'object' || row === null) fail(source, n, 'expected a JSON object');
+  for (const { row, line: n } of jsonlRows(text, source)) {
     const prompt = row.prompt;
     if (!Array.isArray(prompt) || prompt.length === 0) fail(source, n, '"prompt" must be a non-empty list of messages');
     const messages: ChatMessage[] = prompt.map((m: unknown, j: number) => {

@@ -5,5 +5,5 @@ export { parseHealthBench, selectSubset, graderPrompt, parseVerdict, rubricScore
 export { parseMcq, choicePermutation, mcqPrompt, extractChoice, runMcqCase, type McqCase } from './mcq.ts';
 export { parseExact, exactPrompt, extractInteger, runExactCase, type ExactCase } from './exact.ts';
 export { runEval, readResults, progressPrinter, type EvalCase, type RunOptions, type RunSummary } from './runner.ts';
-export { summarise, clippedMean, bootstrapStd, seededRandom, type MetricSummary } from './stats.ts';
+export { summarise, clippedMean, bootstrapStd, seededPermutation, seededRandom, type MetricSummary } from './stats.ts';
 export { openSampler } from './samplers.ts';

@@ -2,7 +2,8 @@
 // one. Choices are shuffled with a fixed seed (so every model sees the same order), the model is
 // asked for a letter, and the letter is extracted from its final answer.
 import { UserError } from '../errors.ts';
-import { seededRandom } from './stats.ts';
+import { jsonlRows } from './jsonl.ts';
+import { seededPermutation } from './stats.ts';
 import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
 
 export interface McqCase {
@@ -18,16 +19,7 @@ const LETTERS = 'ABCDEFGHIJ';
 /** Parses JSONL rows `{id?, question, choices: string[], answer: "B" | 1 | "<text of a choice>"}`. */
 export function parseMcq(text: string, source: string): McqCase[] {
   const out: McqCase[] = [];
-  text.split('\n').forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '') return;
-    const where = `${source}:${i + 1}`;
-    let row: { id?: unknown; question?: unknown; choices?: unknown; answer?: unknown };
-    try {
-      row = JSON.parse(line) as typeof row;
-    } catch (e) {
-      throw new UserError('input', `${where}: invalid JSON (${(e as Error).message})`);
-    }
+  for (const { row, line, where } of jsonlRows(text, source)) {
     if (typeof row.question !== 'string') throw new UserError('input', `${where}: "question" must be a string`);
     const choices = row.choices;
     if (!Array.isArray(choices) || choices.length < 2 || choices.length > LETTERS.length || !choices.every((c) => typeof c === 'string')) {
@@ -42,20 +34,14 @@ export function parseMcq(text: string, source: string): McqCase[] {
     if (!Number.isInteger(answer) || answer < 0 || answer >= choices.length) {
       throw new UserError('input', `${where}: "answer" must be a letter, an index or the text of one of the choices`);
     }
-    out.push({ id: typeof row.id === 'string' ? row.id : `line-${i + 1}`, question: row.question, choices: choices as string[], answer });
-  });
+    out.push({ id: typeof row.id === 'string' ? row.id : `line-${line}`, question: row.question, choices: choices as string[], answer });
+  }
   return out;
 }
 
 /** A permutation of 0..n-1 determined by (seed, case index): choices are presented in this order. */
 export function choicePermutation(n: number, seed: number, caseIndex: number): number[] {
-  const rand = seededRandom((seed * 1_000_003 + caseIndex) >>> 0);
-  const perm = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
-  }
-  return perm;
+  return seededPermutation(n, (seed * 1_000_003 + caseIndex) >>> 0);
 }
 
 export function mcqPrompt(question: string, shownChoices: readonly string[]): string {

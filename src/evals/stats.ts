@@ -20,6 +20,17 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** A permutation of 0..n-1 (Fisher-Yates over seededRandom(seed)): the same for the same seed. */
+export function seededPermutation(n: number, seed: number): number[] {
+  const rand = seededRandom(seed);
+  const perm = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+  }
+  return perm;
+}
+
 function clip01(v: number): number {
   return Math.min(1, Math.max(0, v));
 }

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startFakeEndpoint } from './fake-endpoint.ts';
 import { main } from '../../src/cli/main.ts';
-import { bootstrapStd, clippedMean, extractChoice, extractInteger, HttpSampler, parseVerdict, summarise } from '../../src/evals/index.ts';
+import { bootstrapStd, clippedMean, extractChoice, extractInteger, HttpSampler, parseExact, parseHealthBench, parseMcq, parseVerdict, summarise } from '../../src/evals/index.ts';
+import { UserError } from '../../src/errors.ts';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '../../bin/gptoss.js');
@@ -238,4 +239,18 @@ test('an unreachable endpoint is named with the reason, not only "fetch failed"'
     assert.match(e.message, new RegExp(`^http://127\\.0\\.0\\.1:${port}/v1/chat/completions: fetch failed \\(ECONNREFUSED\\)$`));
     return true;
   });
+});
+
+test('dataset rows that are JSON but not objects are one-line input errors in every format (null used to crash mcq and exact)', () => {
+  const parsers: [string, (text: string, source: string) => unknown][] = [['mcq', parseMcq], ['exact', parseExact], ['healthbench', parseHealthBench]];
+  for (const [name, parse] of parsers) {
+    for (const row of ['null', '[1, 2]', '"text"', '7']) {
+      assert.throws(() => parse(`\n${row}\n`, 'd.jsonl'), (e: unknown) => {
+        assert.ok(e instanceof UserError, `${name} ${row}: ${String(e)}`);
+        assert.equal(e.message, 'd.jsonl:2: expected a JSON object');
+        return true;
+      });
+    }
+    assert.throws(() => parse('{"a": ', 'd.jsonl'), /^UserError: d\.jsonl:1: invalid JSON \(/);
+  }
 });
