@@ -286,6 +286,7 @@ export function createServer(options: ServerOptions): GptossServer {
         const message: JsonRecord = {
           role: 'assistant',
           content: builder.toolCalls.length > 0 && builder.content === '' ? null : builder.content,
+          // (a preamble written before a tool call is content too, as harmony means it for the user)
           reasoning: builder.reasoning,
           reasoning_content: builder.reasoning,
           refusal: null,

@@ -196,6 +196,8 @@ export class ChatBuilder {
   readonly toolCalls: ChatToolCall[] = [];
   readonly tokenLogprobs: JsonRecord[] = [];
   private mode: 'reasoning' | 'content' | 'call' | 'none' = 'none';
+  /** Length of the current message's text already added to `content`. */
+  private finalStreamed = 0;
   private readonly functionNames: ReadonlySet<string>;
   private readonly emit: ((delta: JsonRecord) => void) | undefined;
 
@@ -215,8 +217,10 @@ export class ChatBuilder {
           this.toolCalls.push(call);
           this.emit?.({ tool_calls: [{ index: this.toolCalls.length - 1, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
         } else if (recipient !== undefined) this.mode = 'none';
-        else if (e.channel === 'final') this.mode = 'content';
-        else this.mode = 'reasoning'; // analysis, and commentary preambles: not the answer
+        // The final answer and commentary preambles (text meant for the user before a tool call)
+        // are content; analysis is reasoning.
+        else if (e.channel === 'final' || e.channel === 'commentary') this.mode = 'content';
+        else this.mode = 'reasoning';
         break;
       }
       case 'delta':
@@ -225,6 +229,7 @@ export class ChatBuilder {
           this.emit?.({ reasoning: e.text, reasoning_content: e.text });
         } else if (this.mode === 'content') {
           this.content += e.text;
+          this.finalStreamed += e.text.length;
           this.emit?.({ content: e.text });
         } else if (this.mode === 'call') {
           const call = this.toolCalls[this.toolCalls.length - 1]!;
@@ -235,8 +240,10 @@ export class ChatBuilder {
       case 'message_done':
         if (this.mode === 'content' && e.message.channel === 'final') {
           // A stop string may have cut the final text after it streamed; keep the cut version.
-          this.content = e.message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+          const text = e.message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+          this.content = this.content.slice(0, this.content.length - this.finalStreamed) + text;
         }
+        this.finalStreamed = 0;
         this.mode = 'none';
         break;
       case 'token':
@@ -263,7 +270,7 @@ function logprobEntry(t: GeneratedToken): JsonRecord {
 }
 
 export function finishReasonOf(result: AgentResult, builder: ChatBuilder): 'stop' | 'length' | 'tool_calls' {
-  if (result.finishReason === 'function_call' || (builder.toolCalls.length > 0 && result.finishReason === 'stop' && builder.content === '')) return 'tool_calls';
+  if (result.finishReason === 'function_call') return 'tool_calls';
   if (result.finishReason === 'length' || result.finishReason === 'context') return 'length';
   return 'stop';
 }
