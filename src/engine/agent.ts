@@ -21,32 +21,16 @@ import {
   type ToolNamespaceConfig,
 } from '../harmony/index.ts';
 import { SPECIAL } from '../tokenizer/index.ts';
+import type { ToolCall, ToolOutput } from '../tools/index.ts';
 import type { Engine, Sequence } from './engine.ts';
 import { StopStringMatcher, generate, type FinishReason, type GeneratedToken } from './generate.ts';
 import { Rng, samplingParams, type LogitsProcessor, type SamplingParams } from './sampler.ts';
 
 // ---- tools -----------------------------------------------------------------------------------
 
-/** What the model sent to a tool: the header's recipient and channel, and the message content. */
-export interface ToolCall {
-  /** e.g. "browser.search", "python", "functions.get_weather". */
-  recipient: string;
-  /** The raw content: JSON arguments, or code for python. */
-  content: string;
-  channel?: string;
-  contentType?: string;
-}
-
-/** What a tool answers; the loop turns it into a tool message to the assistant. */
-export interface ToolOutput {
-  /** The tool message's author name; defaults to the call's recipient. */
-  author?: string;
-  content: string;
-  /** Defaults to the call's channel (harmony answers on the channel the call came from). */
-  channel?: string;
-  /** Set when the call failed; `content` then holds the error text the model reads. */
-  error?: string;
-}
+// ToolCall and ToolOutput are the tools' own contract (src/tools/tool.ts): one definition, imported
+// as types only, so the loop does not load the browser or python code unless a caller does.
+export type { ToolCall, ToolOutput };
 
 /** A tool the loop runs itself (a built-in: browser, python). Its namespace goes in the system message. */
 export interface AgentTool {
