@@ -60,6 +60,8 @@ test('real engine: concurrent requests are batched and each gets what it would g
     const words = ['apple', 'river', 'stone', 'cloud'];
     const alone = [];
     for (const w of words) alone.push(await ask(w));
+    // Prefix caching: later requests reuse the system message the first one left in the pool.
+    assert.ok(alone[1]!.usage!.prompt_tokens_details!.cached_tokens! > 20, JSON.stringify(alone[1]!.usage));
     const stepsBefore = s.server.engine.stats.steps;
     const together = await Promise.all(words.map(ask));
     const view = (c: OpenAI.Chat.ChatCompletion) => JSON.stringify([c.choices[0]!.message.content, (c.choices[0]!.message as unknown as { reasoning: string }).reasoning, c.usage!.completion_tokens]);
