@@ -214,3 +214,30 @@ test('argmax over 201088 logits finds the first maximum', async () => {
   ls[5] = 9;
   assert.equal(b.argmax(ls), 5);
 });
+
+test('experts whose MXFP4 scales landed in another memory than their blocks still match', async () => {
+  const b = await backend(2, true);
+  const r = rng(77);
+  const [tokens, experts, k, hidden, inter] = [5, 4, 2, 64, 32];
+  // Fill the first memory so mlp1's blocks end it exactly and its scales open the next memory.
+  const blocks1 = experts * 2 * inter * (hidden / 32) * 16;
+  const capacity = 65536 - b.store.reserve;
+  b.store.allocate(capacity - blocks1, 'filler');
+  const mlp1 = mxfp4(b, experts, 2 * inter, hidden, r);
+  const mlp2 = mxfp4(b, experts, hidden, inter, r);
+  assert.notEqual(b.store.locate(mlp1.blocks)!.memory, b.store.locate(mlp1.scales)!.memory, 'blocks and scales are in different memories');
+  const moe: MoeWeights = {
+    norm: { scale: new Float32Array(hidden) },
+    gate: { weight: { rows: experts, cols: hidden, data: new Uint16Array(experts * hidden) }, bias: new Float32Array(experts) },
+    mlp1Weight: mlp1, mlp1Bias: randomF32(experts * 2 * inter, r), mlp2Weight: mlp2, mlp2Bias: randomF32(experts * hidden, r),
+  };
+  const x = randomF32(tokens * hidden, r);
+  const indices = Int32Array.from({ length: tokens * k }, (_, i) => (i * 3 + (i >> 1)) % experts);
+  for (let t = 0; t < tokens; t++) if (indices[t * k] === indices[t * k + 1]) indices[t * k + 1] = (indices[t * k]! + 1) % experts;
+  const weights = Float32Array.from({ length: tokens * k }, () => r());
+  const want = new Float32Array(tokens * hidden);
+  reference.experts(x, tokens, indices, weights, k, moe, 7, want);
+  const got = new Float32Array(tokens * hidden);
+  await b.experts(x, tokens, indices, weights, k, moe, 7, got);
+  assertClose(got, want, 2e-5, 'experts with split blocks/scales');
+});

@@ -21,6 +21,7 @@ export interface KernelProfile {
 
 export interface WasmBackend extends Backend {
   readonly threads: number;
+  readonly store: WasmStore;
   /** Index of the largest logit (first on ties). */
   argmax(logits: Float32Array): number;
   /** Starts (or restarts) recording time per op kind. */
@@ -237,7 +238,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const have = byMem.get(mem);
     if (have !== undefined) return have;
     const size = Math.ceil(mx.scales.length / 64) * 64;
-    const copy = store.allocateIn(mem, size, mx.scales.length);
+    const copy = store.allocateIn(mem, size, mx.scales.length, true);
     if (copy === null) throw new Error('no room to co-locate MXFP4 scales with their blocks');
     copy.set(mx.scales);
     byMem.set(mem, copy.byteOffset);

@@ -13,6 +13,8 @@ export const MAX_PAGES = 65535;
 const LEAD = PAGE;
 /** Per-memory scratch for one op's activations. */
 export const SCRATCH_BYTES = 64 * 2 ** 20;
+/** Room kept at the top of each memory for tensors that must be copied beside another one. */
+const RESERVE_BYTES = 96 * 2 ** 20;
 
 export interface Location {
   memory: number;
@@ -79,8 +81,13 @@ export class WasmStore implements TensorStore {
   /** Usable pages per memory (tests lower it to exercise several memories with small tensors). */
   readonly maxPages: number;
 
+  /** Bytes at the top of each memory kept for allocateIn(..., useReserve). */
+  readonly reserve: number;
+
   constructor(maxPages = MAX_PAGES) {
     this.maxPages = Math.min(MAX_PAGES, Math.max(maxPages, Math.ceil((LEAD + SCRATCH_BYTES) / PAGE) + 1));
+    const usable = this.maxPages * PAGE - (LEAD + SCRATCH_BYTES);
+    this.reserve = Math.min(RESERVE_BYTES, Math.floor(usable / 4 / 64) * 64);
     this.addMemory();
   }
 
@@ -94,14 +101,18 @@ export class WasmStore implements TensorStore {
 
   allocate(bytes: number, label: string): Uint8Array {
     const size = align64(Math.max(bytes, 1));
-    const capacity = this.maxPages * PAGE - (LEAD + SCRATCH_BYTES);
+    const capacity = this.maxPages * PAGE - (LEAD + SCRATCH_BYTES) - this.reserve;
     if (size > capacity) {
       throw new UserError('memory', `${label}: ${(bytes / 2 ** 30).toFixed(2)} GiB exceeds one WebAssembly memory (${(capacity / 2 ** 30).toFixed(2)} GiB)`);
     }
+    // Reuse freed blocks anywhere; otherwise fill memories in order (next fit, never going back),
+    // so a layer's tensors stay together and blocks/scales pairs are split only at a boundary.
     for (let i = 0; i < this.memories.length; i++) {
-      const view = this.allocateIn(i, size, bytes);
+      const view = this.takeFree(i, size, bytes);
       if (view !== null) return view;
     }
+    const last = this.allocateIn(this.memories.length - 1, size, bytes);
+    if (last !== null) return last;
     try {
       this.addMemory();
     } catch {
@@ -112,27 +123,38 @@ export class WasmStore implements TensorStore {
     return view;
   }
 
-  /** Allocates in memory i, or returns null when it has no room. */
-  allocateIn(i: number, size: number, bytes: number): Uint8Array | null {
+  /** A zeroed block from memory i's free list, or null. */
+  private takeFree(i: number, size: number, bytes: number): Uint8Array | null {
     const m = this.memories[i]!;
     const fit = m.free.findIndex((b) => b.bytes >= size);
-    let ptr: number;
-    if (fit >= 0) {
-      const b = m.free[fit]!;
-      ptr = b.ptr;
-      if (b.bytes > size) { b.ptr += size; b.bytes -= size; } else m.free.splice(fit, 1);
-      new Uint8Array(m.buffer, ptr, size).fill(0); // reused blocks must come back zeroed
-    } else {
-      if (m.top + size > this.maxPages * PAGE) return null;
-      try {
-        m.ensure(m.top + size);
-      } catch {
-        throw new UserError('memory', `cannot grow WebAssembly memory ${i} to ${((m.top + size) / 2 ** 30).toFixed(2)} GiB (out of memory)`);
-      }
-      ptr = m.top;
-      m.top += size;
-      this.byBuffer.set(m.buffer, i);
+    if (fit < 0) return null;
+    const b = m.free[fit]!;
+    const ptr = b.ptr;
+    if (b.bytes > size) { b.ptr += size; b.bytes -= size; } else m.free.splice(fit, 1);
+    new Uint8Array(m.buffer, ptr, size).fill(0); // reused blocks must come back zeroed
+    m.live += size;
+    return new Uint8Array(m.buffer, ptr, bytes);
+  }
+
+  /**
+   * Allocates in memory i (free list, then bump), or returns null when it has no room. Ordinary
+   * allocations leave RESERVE_BYTES at the top of each memory; `useReserve` (copies that must sit
+   * beside a tensor, such as MXFP4 scales next to their blocks) may take it.
+   */
+  allocateIn(i: number, size: number, bytes: number, useReserve = false): Uint8Array | null {
+    const m = this.memories[i]!;
+    const reused = this.takeFree(i, size, bytes);
+    if (reused !== null) return reused;
+    const limit = this.maxPages * PAGE - (useReserve ? 0 : this.reserve);
+    if (m.top + size > limit) return null;
+    try {
+      m.ensure(m.top + size);
+    } catch {
+      throw new UserError('memory', `cannot grow WebAssembly memory ${i} to ${((m.top + size) / 2 ** 30).toFixed(2)} GiB (out of memory)`);
     }
+    const ptr = m.top;
+    m.top += size;
+    this.byBuffer.set(m.buffer, i);
     m.live += size;
     return new Uint8Array(m.buffer, ptr, bytes);
   }
