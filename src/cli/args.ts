@@ -54,9 +54,27 @@ export function numberFlag(p: Parsed, name: string, opts: { min?: number; max?: 
   return v;
 }
 
-/** Reads all of stdin as UTF-8 text. */
-export async function readStdin(): Promise<string> {
+/** Reads all of stdin as bytes (for callers that check the UTF-8 themselves). */
+export async function readStdinBytes(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+/** Reads all of stdin as UTF-8 text. */
+export async function readStdin(): Promise<string> {
+  return (await readStdinBytes()).toString('utf8');
+}
+
+/**
+ * Token ids written by a user: separated by spaces, commas or newlines, optionally as a JSON array
+ * ("1 2,3\n4", "[1,2,3]"). A word that is not a non-negative integer is an input error naming it,
+ * its position and `source` (stdin, arguments).
+ */
+export function parseIdList(input: string, source: string): number[] {
+  const words = input.split(/[\s,[\]]+/).filter((w) => w !== '');
+  return words.map((w, i) => {
+    if (!/^\d+$/.test(w)) throw new UserError('input', `${source}: "${w.slice(0, 40)}" at position ${i} is not a token id`);
+    return Number(w);
+  });
 }

@@ -1,6 +1,5 @@
 // `gptoss detokenize`: token ids (arguments or stdin, separated by spaces or commas) -> text.
-import { boolFlag, parseFlags, readStdin } from './args.ts';
-import { UserError } from '../errors.ts';
+import { boolFlag, parseFlags, parseIdList, readStdin } from './args.ts';
 import { findUtf8Problem, getTokenizer } from '../tokenizer/index.ts';
 
 const HELP = `usage: gptoss detokenize [--json] [ID ...]   (or ids on stdin)
@@ -12,24 +11,13 @@ UTF-8 character or are not valid UTF-8, are errors (exit status 2).
 
   --json   print {"text": ..., "tokens": [{"id", "text" | "bytes" (hex), "special"?}]}`;
 
-/** Parses "1 2,3\\n[4]" into ids; anything that is not a non-negative integer is an error. */
-export function parseIds(input: string): number[] {
-  const ids: number[] = [];
-  const fields = input.replace(/[[\]]/g, ' ').split(/[\s,]+/).filter((f) => f.length > 0);
-  fields.forEach((field, position) => {
-    if (!/^\d+$/.test(field)) throw new UserError('input', `"${field.slice(0, 40)}" at position ${position} is not a token id`);
-    ids.push(Number(field));
-  });
-  return ids;
-}
-
 export async function run(argv: string[]): Promise<number> {
   const p = parseFlags(argv, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
   if (boolFlag(p, 'help')) {
     console.log(HELP);
     return 0;
   }
-  const ids = parseIds(p.positionals.length > 0 ? p.positionals.join(' ') : await readStdin());
+  const ids = p.positionals.length > 0 ? parseIdList(p.positionals.join(' '), 'arguments') : parseIdList(await readStdin(), 'stdin');
   const tokenizer = getTokenizer();
   const text = tokenizer.decode(ids);
   if (!boolFlag(p, 'json')) {

@@ -1,6 +1,6 @@
 // `gptoss parse`: a completion (token ids, or text with the special tokens written by name) on
 // stdin -> harmony messages as JSON; `--stream` shows what the streaming parser sees per token.
-import { boolFlag, parseFlags, readStdin, stringFlag } from './args.ts';
+import { boolFlag, parseFlags, parseIdList, readStdin, stringFlag } from './args.ts';
 import { UserError } from '../errors.ts';
 import { getTokenizer, SPECIAL } from '../tokenizer/index.ts';
 import { isRole, messageToJSON, StreamParser, type Role } from '../harmony/index.ts';
@@ -42,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const input = await readStdin();
   const asIds = boolFlag(p, 'ids') || (!boolFlag(p, 'text') && /^[\s,[\]\d-]*\d[\s,[\]\d-]*$/.test(input));
-  const tokens = asIds ? parseIds(input) : getTokenizer().encode(input.replace(/\r?\n$/, ''), { allowedSpecial: 'all' });
+  const tokens = asIds ? parseIdList(input, 'stdin') : getTokenizer().encode(input.replace(/\r?\n$/, ''), { allowedSpecial: 'all' });
   if (tokens.length === 0) throw new UserError('input', 'stdin: no completion to parse (the input is empty)');
   const role: Role | undefined =
     roleFlag === 'none' ? undefined : roleFlag !== undefined ? (roleFlag as Role) : tokens[0] === SPECIAL.start ? undefined : 'assistant';
@@ -72,13 +72,4 @@ export async function run(argv: string[]): Promise<number> {
   if (stream) out(result);
   else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   return 0;
-}
-
-/** "1, 2 3\n4" or "[1,2,3]" -> ids; a word that is not a number is named with its position. */
-function parseIds(input: string): number[] {
-  const words = input.split(/[\s,[\]]+/).filter((w) => w !== '');
-  return words.map((w, i) => {
-    if (!/^\d+$/.test(w)) throw new UserError('input', `stdin: item ${i} ("${w}") is not a token id`);
-    return Number(w);
-  });
 }

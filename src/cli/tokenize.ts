@@ -1,5 +1,5 @@
 // `gptoss tokenize`: text on stdin (or --text) -> o200k_harmony token ids on one line.
-import { boolFlag, parseFlags, stringFlag } from './args.ts';
+import { boolFlag, parseFlags, readStdinBytes, stringFlag } from './args.ts';
 import { UserError } from '../errors.ts';
 import { findUtf8Problem, getTokenizer } from '../tokenizer/index.ts';
 
@@ -13,12 +13,6 @@ line, separated by spaces. The input is encoded exactly as given, including a fi
   --allow-special   recognise special tokens written as text ("<|start|>" -> 200006); by default
                     they are ordinary text, as user content must be
   --count           print only the number of tokens`;
-
-async function readStdinBytes(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 export async function run(argv: string[]): Promise<number> {
   const p = parseFlags(argv, {

@@ -2,7 +2,7 @@
 // errors (keeping the hint for values that start with a dash), and typed values are checked.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { numberFlag, parseFlags } from '../../src/cli/args.ts';
+import { numberFlag, parseFlags, parseIdList } from '../../src/cli/args.ts';
 import { readProblem, UserError } from '../../src/errors.ts';
 
 function usageError(f: () => unknown): string {
@@ -53,4 +53,17 @@ test('readProblem names why a file could not be read', () => {
   assert.equal(readProblem(errno('EISDIR')), 'is a folder, not a file');
   assert.equal(readProblem(errno('EACCES')), 'cannot read (EACCES)');
   assert.equal(readProblem(new Error('first line\nsecond')), 'cannot read (first line)');
+});
+
+test('parseIdList reads ids separated by spaces, commas, newlines or as a JSON array, and names a bad word', () => {
+  assert.deepEqual(parseIdList('1 2,3\n4', 'stdin'), [1, 2, 3, 4]);
+  assert.deepEqual(parseIdList('[200006, 17, 0]\n', 'stdin'), [200006, 17, 0]);
+  assert.deepEqual(parseIdList('  \n', 'stdin'), []);
+  for (const [input, message] of [
+    ['1 x3 2', 'stdin: "x3" at position 1 is not a token id'],
+    ['1,-2', 'stdin: "-2" at position 1 is not a token id'],
+    ['1.5', 'stdin: "1.5" at position 0 is not a token id'],
+  ] as const) {
+    assert.throws(() => parseIdList(input, 'stdin'), (e: unknown) => e instanceof UserError && e.kind === 'input' && e.message === message);
+  }
 });

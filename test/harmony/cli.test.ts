@@ -132,5 +132,5 @@ test('gptoss parse: malformed completions fail in strict mode with the token pos
     dropped: [{ position, count: 1, reason: 'stray tokens outside a message dropped', text: '<|return|>' }],
   });
   assertOneLineError(outOfRange, /^gptoss parse: token 4: token id 999999 is out of range \(0\.\.201087\)$/);
-  assertOneLineError(notIds, /^gptoss parse: stdin: item 1 \("abc"\) is not a token id$/);
+  assertOneLineError(notIds, /^gptoss parse: stdin: "abc" at position 1 is not a token id$/);
 });
