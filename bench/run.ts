@@ -13,8 +13,8 @@
 //   --out FILE           default docs/BENCHMARKS.md
 //   --note TEXT          a remark on the run's conditions, printed under the machine
 import { execSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
-import { cpus, totalmem, availableParallelism } from 'node:os';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
+import { cpus, totalmem, freemem, availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -118,6 +118,33 @@ async function checkpoint(layers: number): Promise<{ dir: string; gguf: string |
   return { dir, gguf };
 }
 
+/** MemAvailable from /proc/meminfo (bytes), or os.freemem() elsewhere. */
+function availableMemory(): number {
+  try {
+    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m !== null) return Number(m[1]) * 1024;
+  } catch { /* not Linux */ }
+  return freemem();
+}
+
+/** The machine is shared: wait (up to 20 minutes) until `bytes` are available before a big run. */
+function waitForMemory(bytes: number, what: string): void {
+  const deadline = Date.now() + 20 * 60_000;
+  let logged = false;
+  while (availableMemory() < bytes && Date.now() < deadline) {
+    if (!logged) log(`${what}: waiting for ${gb(bytes)} GB of free memory (${gb(availableMemory())} GB available)`);
+    logged = true;
+    spawnSync('sleep', ['15']);
+  }
+}
+
+/** Bytes of the checkpoint's tensors (its .safetensors files). */
+function checkpointBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir)) if (name.endsWith('.safetensors')) total += statSync(join(dir, name)).size;
+  return total;
+}
+
 function ours(dir: string, threads: number, acts: 'split' | 'f32' | 'i16' = 'split'): BenchResult {
   const out = cli(['bench', '--model', dir, '--threads', String(threads), '--prompt-tokens', String(PROMPT), '--gen-tokens', String(GEN), '--json', '--profile', '--expert-activations', acts]);
   return JSON.parse(out.trim().split('\n').pop()!) as BenchResult;
@@ -156,6 +183,8 @@ function inferenceSection(): BenchSection {
         const { dir, gguf } = await checkpoint(layers);
         if (gguf === null) notes.push(`- ${layers} layers: no GGUF (\`gptoss convert --to gguf\` not available), node-llama-cpp not measured.`);
         for (const threads of THREADS) {
+          const need = checkpointBytes(dir) + 1.5e9;
+          waitForMemory(need, `ours, ${layers} layers`);
           log(`ours: ${layers} layers, ${threads} thread(s)`);
           let o: BenchResult | null = null;
           try {
@@ -170,6 +199,7 @@ function inferenceSection(): BenchSection {
             notes.push(`- ours, ${layers} layers, ${threads} thread(s): failed: ${(e as Error).message}`);
           }
           if (threads === Math.max(...THREADS)) {
+            waitForMemory(need, `ours (i16), ${layers} layers`);
             log(`ours (i16 expert activations): ${layers} layers, ${threads} thread(s)`);
             try {
               const q = ours(dir, threads, 'i16');
@@ -180,6 +210,7 @@ function inferenceSection(): BenchSection {
           }
           let p: PeerResult | null = null;
           if (gguf !== null && flags['skip-peer'] !== true) {
+            waitForMemory(need, `node-llama-cpp, ${layers} layers`);
             log(`node-llama-cpp: ${layers} layers, ${threads} thread(s)`);
             try {
               p = runPeer(gguf, PROMPT, GEN, threads);
