@@ -2,6 +2,7 @@
 // one-line usage errors and small helpers for typed values.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UserError } from '../errors.ts';
+import { REASONING_EFFORTS, type ReasoningEffort } from '../harmony/index.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -77,4 +78,10 @@ export function parseIdList(input: string, source: string): number[] {
     if (!/^\d+$/.test(w)) throw new UserError('input', `${source}: "${w.slice(0, 40)}" at position ${i} is not a token id`);
     return Number(w);
   });
+}
+
+/** A reasoning effort given by the user (`origin` names the flag or chat command in the message). */
+export function parseEffort(value: string, origin: string): ReasoningEffort {
+  if (!(REASONING_EFFORTS as readonly string[]).includes(value)) throw new UserError('usage', `${origin} must be low, medium or high, got "${value}"`);
+  return value as ReasoningEffort;
 }

@@ -6,9 +6,8 @@ import { readProblem, UserError } from '../errors.ts';
 import { AgentSession, type AgentResult, type AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../engine/resolve.ts';
-import { REASONING_EFFORTS, type ReasoningEffort } from '../harmony/index.ts';
 import type { CitationSource } from '../tools/index.ts';
-import { boolFlag, numberFlag, parseFlags, readStdin, stringFlag } from './args.ts';
+import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
 import { runRepl } from './chat/repl.ts';
 
@@ -149,11 +148,6 @@ async function closeTools(tools: readonly AgentTool[]): Promise<void> {
     // nothing keeping the event loop alive; they are killed either way.
     void defaultSandboxPool().close();
   }
-}
-
-export function parseEffort(value: string, origin: string): ReasoningEffort {
-  if (!(REASONING_EFFORTS as readonly string[]).includes(value)) throw new UserError('usage', `${origin} must be low, medium or high, got "${value}"`);
-  return value as ReasoningEffort;
 }
 
 function readTextFile(path: string, origin: string): string {

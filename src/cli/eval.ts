@@ -4,7 +4,7 @@
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
-import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
+import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
   openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
   runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
@@ -55,8 +55,8 @@ export async function run(argv: string[]): Promise<number> {
   const outDir = resolve(required(stringFlag(p, 'out'), 'out'));
   if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new UserError('usage', `--out ${outDir}: is a file, not a folder`);
   const modelSpec = required(stringFlag(p, 'model'), 'model');
-  const effort = stringFlag(p, 'effort');
-  if (effort !== undefined && effort !== 'low' && effort !== 'medium' && effort !== 'high') throw new UserError('usage', `--effort must be low, medium or high, got "${effort}"`);
+  const effortFlag = stringFlag(p, 'effort');
+  const effort = effortFlag === undefined ? undefined : parseEffort(effortFlag, '--effort');
   const subset = stringFlag(p, 'subset');
   if (subset !== undefined && subset !== 'hard' && subset !== 'consensus') throw new UserError('usage', `--subset must be hard or consensus, got "${subset}"`);
   const n = numberFlag(p, 'n', { min: 1, integer: true });

@@ -1,12 +1,11 @@
 // `gptoss render`: conversation JSON (the official harmony to_dict shape) -> the harmony prompt,
 // as text with special tokens written by name, or as token ids.
 import { readFile } from 'node:fs/promises';
-import { boolFlag, parseFlags, readStdin, stringFlag } from './args.ts';
+import { boolFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { readProblem, UserError } from '../errors.ts';
 import {
   conversationFromJSONText,
   isRole,
-  REASONING_EFFORTS,
   renderConversation,
   renderConversationForCompletion,
   renderConversationForTraining,
@@ -56,10 +55,8 @@ export async function run(argv: string[]): Promise<number> {
   if (!isRole(nextRole)) throw new UserError('usage', `--next-role must be one of system, developer, user, assistant, tool, got "${nextRole}"`);
   const drop = stringFlag(p, 'drop-analysis') ?? 'completed-turns';
   if (!(MODES as readonly string[]).includes(drop)) throw new UserError('usage', `--drop-analysis must be ${MODES.join(', ')}, got "${drop}"`);
-  const effort = stringFlag(p, 'reasoning-effort');
-  if (effort !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(effort)) {
-    throw new UserError('usage', `--reasoning-effort must be low, medium or high, got "${effort}"`);
-  }
+  const effortFlag = stringFlag(p, 'reasoning-effort');
+  const effort = effortFlag === undefined ? undefined : parseEffort(effortFlag, '--reasoning-effort');
 
   let text: string;
   if (file === '-') text = await readStdin();
@@ -72,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const source = file === '-' ? 'stdin' : file;
   let convo = conversationFromJSONText(text, source);
-  if (effort !== undefined) convo = setEffort(convo, effort as ReasoningEffort, source);
+  if (effort !== undefined) convo = setEffort(convo, effort, source);
 
   const options = { dropAnalysis: drop as DropAnalysis };
   let ids: number[];

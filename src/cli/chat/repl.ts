@@ -6,7 +6,7 @@ import { isUserError } from '../../errors.ts';
 import type { AgentSession } from '../../engine/agent.ts';
 import { conversationFromJSONText, conversationToJSON, messageText } from '../../harmony/index.ts';
 import type { CitationSource } from '../../tools/index.ts';
-import { parseEffort } from '../chat.ts';
+import { parseEffort } from '../args.ts';
 import { AnswerPrinter } from './printer.ts';
 
 export interface ReplSettings {
