@@ -57,6 +57,8 @@ export class BatchingEngine implements Engine {
   /** Sequences inside the running inner step; a release() waits for the step to end. */
   private inflight = new Set<Sequence>();
   private doomed = new Set<Sequence>();
+  /** Sequences already given back to the inner engine (release/discard are idempotent). */
+  private freed = new WeakSet<Sequence>();
   /** Released sequences kept for prefix reuse, least recently used first. */
   private pool: Sequence[] = [];
   private looping = false;
@@ -107,6 +109,7 @@ export class BatchingEngine implements Engine {
   private enqueue(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     if (this.closed) throw new Error('engine closed');
     const works = batch.map((request) => {
+      if (this.freed.has(request.sequence)) throw new CancelledError();
       if (request.tokens.length === 0) throw new Error('step: empty token list');
       const total = request.sequence.tokens.length + request.tokens.length;
       if (total > this.info.contextLength) {
@@ -127,6 +130,7 @@ export class BatchingEngine implements Engine {
 
   /** Returns the sequence to the prefix-cache pool (evicting the least recently used one). */
   release(sequence: Sequence): void {
+    if (this.freed.has(sequence)) return;
     if (this.cancelPending(sequence)) {
       this.discard(sequence);
       return;
@@ -136,20 +140,27 @@ export class BatchingEngine implements Engine {
       return;
     }
     if (this.poolSize === 0 || sequence.tokens.length === 0) {
-      this.inner.release(sequence);
+      this.free(sequence);
       return;
     }
-    this.pool.push(sequence);
-    while (this.pool.length > this.poolSize) this.inner.release(this.pool.shift()!);
+    if (!this.pool.includes(sequence)) this.pool.push(sequence);
+    while (this.pool.length > this.poolSize) this.free(this.pool.shift()!);
   }
 
   /** Frees the sequence at once (a cancelled request): its pending step is rejected, its cache dropped. */
   discard(sequence: Sequence): void {
+    if (this.freed.has(sequence)) return;
     this.cancelPending(sequence);
     const i = this.pool.indexOf(sequence);
     if (i >= 0) this.pool.splice(i, 1);
     if (this.inflight.has(sequence)) this.doomed.add(sequence);
-    else this.inner.release(sequence);
+    else this.free(sequence);
+  }
+
+  private free(sequence: Sequence): void {
+    if (this.freed.has(sequence)) return;
+    this.freed.add(sequence);
+    this.inner.release(sequence);
   }
 
   /** Sequences currently waiting for or inside a step. */
@@ -165,7 +176,7 @@ export class BatchingEngine implements Engine {
     this.closed = true;
     for (const w of this.pending) w.reject(new CancelledError());
     this.pending = [];
-    for (const s of this.pool) this.inner.release(s);
+    for (const s of this.pool) this.free(s);
     this.pool = [];
     await this.inner.close();
   }
@@ -227,7 +238,7 @@ export class BatchingEngine implements Engine {
       const stillPending = this.pending.includes(work);
       if (this.doomed.delete(work.sequence)) {
         if (stillPending) this.pending.splice(this.pending.indexOf(work), 1);
-        this.inner.release(work.sequence);
+        this.free(work.sequence);
         work.reject(new CancelledError());
         continue;
       }

@@ -14,7 +14,7 @@ import { ChatBuilder, chatUsage, finishReasonOf, parseChatRequest } from './chat
 import { newId, nowSeconds, type BuiltinToolFactories, type ServerContext } from './common.ts';
 import { ApiError, toApiError } from './errors.ts';
 import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, statusOf, type ResponseEvent } from './responses.ts';
-import { renderPrompt, runTurn, type TurnRequest } from './runner.ts';
+import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
 import { ResponseStore } from './store.ts';
 import { isRecord, type JsonRecord } from './validate.ts';
 
@@ -100,6 +100,8 @@ export function createServer(options: ServerOptions): GptossServer {
   });
 
   app.onError((e, c) => {
+    // Nobody is listening any more; the status is for the log line.
+    if (e instanceof ClientGoneError) return c.body(null, 499 as 400);
     const err = toApiError(e);
     if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     // Clients (the openai SDKs among them) wait this long before retrying a 429.
@@ -185,6 +187,8 @@ export function createServer(options: ServerOptions): GptossServer {
         sse.onAbort(() => abort.abort());
         try {
           await body(sse, abort.signal);
+        } catch (e) {
+          if (!(e instanceof ClientGoneError)) throw e;
         } finally {
           release();
           logLine(c, abort.signal.aborted ? 499 : 200, started, info);

@@ -33,6 +33,14 @@ export interface TurnRequest {
   onEvent?: (event: AgentEvent) => void;
 }
 
+/** The client went away while its request ran (nothing is left to send). */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('the client disconnected');
+    this.name = 'ClientGoneError';
+  }
+}
+
 export interface TurnResult {
   result: AgentResult;
   /** Prompt tokens of the first generation (what the client sent, rendered). */
@@ -71,6 +79,12 @@ export async function runTurn(engine: Engine, request: TurnRequest): Promise<Tur
   }
   if (structured.active) processors.push(structured.processor);
   let ok = false;
+  // A disconnect frees the sequence at once, even in the middle of a long prefill (its queued
+  // chunks are dropped and the run ends with a cancelled step).
+  const onAbort = (): void => {
+    if (engine instanceof BatchingEngine) engine.discard(sequence);
+  };
+  request.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const result = await session.run({
       maxTokens: request.maxTokens,
@@ -83,7 +97,11 @@ export async function runTurn(engine: Engine, request: TurnRequest): Promise<Tur
     });
     ok = result.finishReason !== 'abort';
     return { result, promptTokens: prompt.length };
+  } catch (e) {
+    if (request.signal.aborted) throw new ClientGoneError();
+    throw e;
   } finally {
+    request.signal.removeEventListener('abort', onAbort);
     // A finished request leaves its sequence in the prefix cache; a cancelled or failed one frees it now.
     if (ok) engine.release(sequence);
     else if (engine instanceof BatchingEngine) engine.discard(sequence);

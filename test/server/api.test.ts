@@ -367,10 +367,11 @@ test('429 over --max-concurrency; a client disconnect mid-stream frees the slot 
     await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.RateLimitError);
     await reading;
     for (let i = 0; i < 100 && s.server.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(s.server.active, 0);
-    assert.equal(s.server.engine.activeSequences, 0);
+    assert.equal(s.server.active, 0, 'slot');
+    for (let i = 0; i < 100 && s.server.engine.activeSequences > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(s.server.engine.activeSequences, 0, 'sequences in the scheduler');
     assert.equal(engine.live, s.server.engine.pooledSequences, 'the cancelled sequence was freed, not pooled');
-    assert.ok(engine.live === 0);
+    assert.equal(engine.live, 0, 'sequences alive in the engine');
     assert.match(s.logs.join('\n'), /POST \/v1\/chat\/completions 499/);
   } finally {
     await s.close();
@@ -492,6 +493,25 @@ test('tool_choice required keeps the model from answering before it calls a func
     // logit_bias -100 bans a token: here the word `final`, with the same effect.
     const biased = await s.client.chat.completions.create({ model: 'two-paths', messages: [{ role: 'user', content: 'Oslo?' }], tools, temperature: 0, logit_bias: { [String(preferred[1])]: -100 } });
     assert.equal(biased.choices[0]!.finish_reason, 'tool_calls');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a disconnect during a long prefill drops its remaining chunks', async () => {
+  const engine = new PromptEngine(() => REASONED('r', 'done'), { delayMs: 20 });
+  const s = await start(engine, { batching: { prefillChunk: 16, maxBatchTokens: 16 } });
+  try {
+    const controller = new AbortController();
+    const request = s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'word '.repeat(600) }] }, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 150);
+    await assert.rejects(request);
+    const stepsAtAbort = engine.batches.length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(engine.batches.length - stepsAtAbort <= 1, `${engine.batches.length - stepsAtAbort} steps after the disconnect`);
+    assert.ok(engine.batches.length < 20, `${engine.batches.length} of ~40 prefill chunks ran`);
+    assert.equal(engine.live, 0);
+    assert.equal(s.server.active, 0);
   } finally {
     await s.close();
   }
