@@ -10,8 +10,7 @@ import { ScriptedEngine } from '../../src/engine/scripted.ts';
 import { createServer } from '../../src/server/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 import { main } from '../../src/cli/main.ts';
-import { clippedMean } from '../../src/evals/index.ts';
-import { HttpSampler } from '../../src/evals/http-sampler.ts';
+import { clippedMean, HttpSampler } from '../../src/evals/index.ts';
 
 const EXAMPLES = join(import.meta.dirname, '../../examples/evals');
 const tok = getTokenizer();
