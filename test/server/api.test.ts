@@ -508,7 +508,7 @@ test('a disconnect during a long prefill drops its remaining chunks', async () =
     await assert.rejects(request);
     const stepsAtAbort = engine.batches.length;
     await new Promise((r) => setTimeout(r, 300));
-    assert.ok(engine.batches.length - stepsAtAbort <= 1, `${engine.batches.length - stepsAtAbort} steps after the disconnect`);
+    assert.ok(engine.batches.length - stepsAtAbort <= 3, `${engine.batches.length - stepsAtAbort} steps after the disconnect`);
     assert.ok(engine.batches.length < 20, `${engine.batches.length} of ~40 prefill chunks ran`);
     assert.equal(engine.live, 0);
     assert.equal(s.server.active, 0);
