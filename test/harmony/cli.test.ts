@@ -1,5 +1,6 @@
-// `gptoss render` and `gptoss parse` as a user runs them (child processes): output matches the
-// library functions, and bad input is one line on stderr with exit status 2.
+// `gptoss render` and `gptoss parse` as a user runs them: output matches the library functions,
+// and bad input is one line on stderr with exit status 2. One call goes through bin/gptoss.js in a
+// child process; the rest call the CLI's main() in-process (test/cli/in-process.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 import { conversationFromJSONText, renderConversationForCompletion, tokensToText } from '../../src/harmony/index.ts';
+import { runCli } from '../cli/in-process.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const tok = getTokenizer();
@@ -55,9 +57,9 @@ test('gptoss render: examples/chat.json as text and as ids, --for training, --re
   const answered = file('answered.json', JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', channel: 'final', content: 'hello' }] }));
   const [text, tokens, training, effort] = await Promise.all([
     gptoss(['render', 'examples/chat.json']),
-    gptoss(['render', '--tokens', 'examples/chat.json']),
-    gptoss(['render', answered, '--for', 'training']),
-    gptoss(['render', '-', '--reasoning-effort', 'high'], readFileSync(join(root, 'examples/chat.json'), 'utf8')),
+    runCli(['render', '--tokens', join(root, 'examples/chat.json')]),
+    runCli(['render', answered, '--for', 'training']),
+    runCli(['render', '-', '--reasoning-effort', 'high'], readFileSync(join(root, 'examples/chat.json'), 'utf8')),
   ]);
   assert.equal(text.code, 0, text.stderr);
   assert.equal(text.stdout, `${tokensToText(ids)}\n`);
@@ -74,12 +76,12 @@ test('gptoss render: bad input is one line naming the problem, exit status 2', a
     messages: [{ role: 'developer', content: [{ type: 'developer_content', tools: { functions: { name: 'functions', tools: [{ name: 'f', description: 'd', parameters: { type: 'object', properties: { n: { type: { bad: 1 } } } } }] } } }] }],
   }));
   const [r1, r2, r3, r4, r5, r6] = await Promise.all([
-    gptoss(['render', robot]),
-    gptoss(['render', broken]),
-    gptoss(['render', schema]),
-    gptoss(['render', join(tmp, 'missing.json')]),
-    gptoss(['render', robot, '--for', 'nonsense']),
-    gptoss(['render', tmp]),
+    runCli(['render', robot]),
+    runCli(['render', broken]),
+    runCli(['render', schema]),
+    runCli(['render', join(tmp, 'missing.json')]),
+    runCli(['render', robot, '--for', 'nonsense']),
+    runCli(['render', tmp]),
   ]);
   assertOneLineError(r1, /^gptoss render: .*robot\.json: messages\[2\]\.role: unknown role "robot"/);
   assertOneLineError(r2, /^gptoss render: .*broken\.json: invalid JSON at line 2, column \d+/);
@@ -98,10 +100,10 @@ const expectedMessages = [
 test('gptoss parse: ids or text on stdin -> messages JSON; --stream prints one event per token', async () => {
   const ids = tok.encode(completion, { allowedSpecial: 'all' });
   const [fromIds, fromText, stream, fullText] = await Promise.all([
-    gptoss(['parse'], ids.join(', ')),
-    gptoss(['parse'], `${completion}\n`),
-    gptoss(['parse', '--stream'], ids.join(' ')),
-    gptoss(['parse'], `<|start|>assistant${completion}`),
+    runCli(['parse'], ids.join(', ')),
+    runCli(['parse'], `${completion}\n`),
+    runCli(['parse', '--stream'], ids.join(' ')),
+    runCli(['parse'], `<|start|>assistant${completion}`),
   ]);
   for (const r of [fromIds, fromText, fullText]) {
     assert.equal(r.code, 0, r.stderr);
@@ -119,10 +121,10 @@ test('gptoss parse: ids or text on stdin -> messages JSON; --stream prints one e
 test('gptoss parse: malformed completions fail in strict mode with the token position, --lenient recovers', async () => {
   const stray = `${completion}<|return|>`;
   const [strict, lenient, outOfRange, notIds] = await Promise.all([
-    gptoss(['parse'], stray),
-    gptoss(['parse', '--lenient'], stray),
-    gptoss(['parse'], '200005 17196 200008 19 999999'),
-    gptoss(['parse', '--ids'], '200005 abc'),
+    runCli(['parse'], stray),
+    runCli(['parse', '--lenient'], stray),
+    runCli(['parse'], '200005 17196 200008 19 999999'),
+    runCli(['parse', '--ids'], '200005 abc'),
   ]);
   const position = tok.encode(completion, { allowedSpecial: 'all' }).length;
   assertOneLineError(strict, new RegExp(`^gptoss parse: token ${position}: unexpected <\\|return\\|> \\(200002\\) after a finished message`));

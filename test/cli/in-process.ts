@@ -1,0 +1,54 @@
+// Runs the `gptoss` CLI's main() inside the test process, with stdin fed from a string and what the
+// command writes to stdout/stderr collected. Tests use it where the subject is a command's output,
+// not the process boundary: a child process costs a second of startup, main() costs microseconds.
+// Calls are queued (stdin and the output streams are process-wide), so Promise.all stays correct.
+import { Readable } from 'node:stream';
+import { main } from '../../src/cli/main.ts';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let queue: Promise<unknown> = Promise.resolve();
+
+/** `gptoss ...args` in-process: exit status and output, as a child process would give them. */
+export function runCli(args: string[], stdin: string | Uint8Array = ''): Promise<CliResult> {
+  const result = queue.then(() => runNow(args, stdin));
+  queue = result.catch(() => undefined);
+  return result;
+}
+
+type Write = typeof process.stdout.write;
+
+async function runNow(args: string[], stdin: string | Uint8Array): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  const outWrite = process.stdout.write;
+  const errWrite = process.stderr.write;
+  // The commands write strings; the test runner reports through stdout in Buffers, which must
+  // still reach it (they can arrive while a command runs).
+  const capture = (original: Write, append: (s: string) => void): Write =>
+    function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
+      if (typeof chunk === 'string') {
+        append(chunk);
+        const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+        callback?.();
+        return true;
+      }
+      return (original as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as Write;
+  process.stdout.write = capture(outWrite, (s) => (stdout += s));
+  process.stderr.write = capture(errWrite, (s) => (stderr += s));
+  const stdinDescriptor = Object.getOwnPropertyDescriptor(process, 'stdin');
+  Object.defineProperty(process, 'stdin', { value: Readable.from([Buffer.from(stdin)]), configurable: true, writable: true });
+  try {
+    const code = await main(args);
+    return { code, stdout, stderr };
+  } finally {
+    process.stdout.write = outWrite;
+    process.stderr.write = errWrite;
+    if (stdinDescriptor !== undefined) Object.defineProperty(process, 'stdin', stdinDescriptor);
+  }
+}
