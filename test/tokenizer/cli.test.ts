@@ -1,8 +1,11 @@
-// `gptoss tokenize` / `gptoss detokenize` through the real entry point, as a user runs them.
+// `gptoss tokenize` / `gptoss detokenize` as a user runs them: two runs go through the real entry
+// point (bin/gptoss.js, stdin and stdout of a child process), the rest call the CLI's main()
+// in-process (test/cli/in-process.ts), which gives the same output without a second of startup each.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { getTokenizer, SPECIAL } from '../../src/tokenizer/index.ts';
+import { runCli } from '../cli/in-process.ts';
 
 interface Run {
   status: number | null;
@@ -23,24 +26,27 @@ function gptoss(args: string[], input: string | Buffer = ''): Promise<Run> {
   });
 }
 
+function inProcess(args: string[], input: string | Buffer = ''): Promise<Run> {
+  return runCli(args, input).then((r) => ({ status: r.code, stdout: r.stdout, stderr: r.stderr }));
+}
+
 const tok = getTokenizer();
 const text = 'Hello <|start|> 世界 👩‍💻\nline two';
 const ids = tok.encode(text, { allowedSpecial: 'all' });
 const emoji = tok.encodeOrdinary('👩‍💻');
 
-// Every process starts node, the TypeScript loader and the tokenizer: start them all at once.
 const runs = {
   plain: gptoss(['tokenize'], text),
-  json: gptoss(['tokenize', '--json'], text),
-  special: gptoss(['tokenize', '--json', '--allow-special'], text),
-  notUtf8: gptoss(['tokenize'], Buffer.from([0x61, 0xff, 0x62])),
-  args: gptoss(['detokenize', ...ids.map(String)]),
+  json: inProcess(['tokenize', '--json'], text),
+  special: inProcess(['tokenize', '--json', '--allow-special'], text),
+  notUtf8: inProcess(['tokenize'], Buffer.from([0x61, 0xff, 0x62])),
+  args: inProcess(['detokenize', ...ids.map(String)]),
   stdin: gptoss(['detokenize'], ids.join(', ') + '\n'),
-  array: gptoss(['detokenize'], JSON.stringify(ids)),
-  detokJson: gptoss(['detokenize', '--json', ids.join(',')]),
-  range: gptoss(['detokenize', '13225', '201088']),
-  word: gptoss(['detokenize'], '1 2 x3'),
-  cut: gptoss(['detokenize', String(emoji[0])]),
+  array: inProcess(['detokenize'], JSON.stringify(ids)),
+  detokJson: inProcess(['detokenize', '--json', ids.join(',')]),
+  range: inProcess(['detokenize', '13225', '201088']),
+  word: inProcess(['detokenize'], '1 2 x3'),
+  cut: inProcess(['detokenize', String(emoji[0])]),
 };
 const r = {} as Record<keyof typeof runs, Run>;
 before(async () => {
@@ -87,5 +93,5 @@ test('detokenize errors: out of range, not a number, ending inside a character',
 });
 
 test('tokenize output fed to detokenize gives the text back byte for byte', async () => {
-  assert.equal((await gptoss(['detokenize'], r.plain.stdout)).stdout, text);
+  assert.equal((await inProcess(['detokenize'], r.plain.stdout)).stdout, text);
 });
