@@ -1,9 +1,11 @@
 // `gptoss tool`: one tool call as the agent loop would make it, printed as the model receives it;
-// exit 0 on success, 1 for a tool error, 2 for bad usage.
+// exit 0 on success, 1 for a tool error, 2 for bad usage. Output-only cases call the CLI's main()
+// in-process (test/cli/in-process.ts); the rest run bin/gptoss.js as a child process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runCli } from '../cli/in-process.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/gptoss.js', import.meta.url));
 const DOCS = fileURLToPath(new URL('../fixtures/docs', import.meta.url));
@@ -13,24 +15,29 @@ function gptoss(...args: string[]): { status: number | null; stdout: string; std
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('browser: calls share one session; --harmony prints the rendered tool message', () => {
+async function inProcess(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const r = await runCli(['tool', ...args]);
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('browser: calls share one session; --harmony prints the rendered tool message', async () => {
   const r = gptoss('browser', '--docs', DOCS, 'search', '{"query": "spill kit"}', 'open', '{"id": 0}', 'find', '{"pattern": "nitrile"}');
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^\[0\] spill kit\n\*\*viewing lines/);
   assert.match(r.stdout, /\n\[1\] Reagent handling and spills \(local:\/\/docs\/safety\/reagent-handling\.html\)\n/);
   assert.match(r.stdout, /\n\[2\] Find results for text: `nitrile`/);
-  const h = gptoss('browser', '--docs', DOCS, '--harmony', 'search', '{"query": "freezer"}');
+  const h = await inProcess('browser', '--docs', DOCS, '--harmony', 'search', '{"query": "freezer"}');
   assert.equal(h.status, 0);
   assert.match(h.stdout, /^<\|start\|>browser\.search to=assistant<\|channel\|>analysis<\|message\|>\[0\] freezer\n[\s\S]*<\|end\|>\n$/);
 });
 
-test('browser: a tool error is printed as the model sees it, with status 1', () => {
-  const r = gptoss('browser', '--docs', DOCS, 'open', '{"id": 3}');
+test('browser: a tool error is printed as the model sees it, with status 1', async () => {
+  const r = await inProcess('browser', '--docs', DOCS, 'open', '{"id": 3}');
   assert.equal(r.status, 1);
   assert.equal(r.stdout, 'No pages to access!\n');
 });
 
-test('bad usage exits 2 with a one-line message', () => {
+test('bad usage exits 2 with a one-line message', async () => {
   for (const args of [
     ['browser', 'search', '{"query": "x"}'],
     ['browser', '--docs', DOCS, 'search', '{oops'],
@@ -40,18 +47,18 @@ test('bad usage exits 2 with a one-line message', () => {
     ['python', '--code', 'print(1)', '--timeout', 'soon'],
     ['ruby', '--code', 'puts 1'],
   ]) {
-    const r = gptoss(...args);
+    const r = await inProcess(...args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^gptoss tool: /);
   }
 });
 
-test('python: prints the output; an endless loop times out with status 1', () => {
-  const ok = gptoss('python', '--code', 'x = 6 * 7');
+test('python: prints the output; an endless loop times out with status 1', async () => {
+  const ok = await inProcess('python', '--code', 'x = 6 * 7');
   assert.equal(ok.status, 0, ok.stderr);
   assert.equal(ok.stdout, '[WARN] No output available. Use print() to output anything to stdout to receive the output\n');
-  const loop = gptoss('python', '--timeout', '1', '--json', '--code', 'while True:\n    pass');
+  const loop = await inProcess('python', '--timeout', '1', '--json', '--code', 'while True:\n    pass');
   assert.equal(loop.status, 1);
   const msg = JSON.parse(loop.stdout) as { author: { role: string; name: string }; recipient: string; channel: string; content: { text: string }[] };
   assert.deepEqual(msg.author, { role: 'tool', name: 'python' });
@@ -61,7 +68,7 @@ test('python: prints the output; an endless loop times out with status 1', () =>
 });
 
 test('python: a damaged boot snapshot is discarded and the interpreter boots normally', async () => {
-  const { mkdtempSync, mkdirSync, readdirSync, writeFileSync, readFileSync, statSync } = await import('node:fs');
+  const { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync, readFileSync, statSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join, dirname } = await import('node:path');
   const { createRequire } = await import('node:module');
@@ -71,8 +78,13 @@ test('python: a damaged boot snapshot is discarded and the interpreter boots nor
   mkdirSync(join(cache, 'gptoss'));
   const name = `pyodide-${version}-${statSync(join(pyodideDir, 'pyodide.asm.wasm')).size}.snapshot`;
   writeFileSync(join(cache, 'gptoss', name), 'not a snapshot');
-  const r = spawnSync(process.execPath, [BIN, 'tool', 'python', '--code', 'print(6 * 7)'], { encoding: 'utf8', timeout: 180_000, env: { ...process.env, XDG_CACHE_HOME: cache } });
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stdout, '42\n');
-  assert.ok(!readdirSync(join(cache, 'gptoss')).includes(name), 'the damaged snapshot was kept');
+  try {
+    const r = spawnSync(process.execPath, [BIN, 'tool', 'python', '--code', 'print(6 * 7)'], { encoding: 'utf8', timeout: 180_000, env: { ...process.env, XDG_CACHE_HOME: cache } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '42\n');
+    assert.ok(!readdirSync(join(cache, 'gptoss')).includes(name), 'the damaged snapshot was kept');
+  } finally {
+    // The run writes a fresh snapshot (tens of MB) into this cache.
+    rmSync(cache, { recursive: true, force: true });
+  }
 });
