@@ -1,6 +1,7 @@
-// `gptoss chat` in script mode (stdin not a terminal), run as a child process over the scripted
-// engine test hook: the answer alone on stdout, reasoning and tool lines on stderr, the random
-// weights warning, the browser tool over a real docs folder with citations resolved, user errors.
+// `gptoss chat` in script mode (stdin not a terminal) over the scripted engine test hook: the answer
+// alone on stdout, reasoning and tool lines on stderr, the random weights warning, the browser tool
+// over a real docs folder with citations resolved, user errors. The first case runs bin/gptoss.js
+// as a child process; the others call the CLI's main() in-process (test/cli/in-process.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -8,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConversation } from '../../src/engine/agent.ts';
+import { runCli } from './in-process.ts';
 import { argmax } from '../../src/engine/sampler.ts';
 import { renderConversationForCompletion, tokensToText } from '../../src/harmony/index.ts';
 
@@ -42,6 +44,11 @@ function chat(args: string[], input: string, env: Record<string, string>): Promi
   });
 }
 
+/** `gptoss chat` in-process, with the child process's environment defaults (no colour, no script). */
+async function chatInProcess(args: string[], input: string, env: Record<string, string>): Promise<Run> {
+  return runCli(['chat', ...args], input, { NO_COLOR: '1', GPTOSS_SCRIPTED: '', ...env });
+}
+
 const hello = '<|channel|>analysis<|message|>The user greets me. Reply briefly.<|end|><|start|>assistant<|channel|>final<|message|>Hello! How can I help?<|return|>';
 
 test('one prompt on stdin: the final answer alone on stdout, exit 0', async () => {
@@ -52,7 +59,7 @@ test('one prompt on stdin: the final answer alone on stdout, exit 0', async () =
 });
 
 test('--show-reasoning puts the reasoning and statistics on stderr; a prompt argument works too', async () => {
-  const r = await chat(['--show-reasoning', '-r', 'high', 'Hi', 'there'], '', { GPTOSS_SCRIPTED: script('hello2', [hello]) });
+  const r = await chatInProcess(['--show-reasoning', '-r', 'high', 'Hi', 'there'], '', { GPTOSS_SCRIPTED: script('hello2', [hello]) });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'Hello! How can I help?\n');
   assert.match(r.stderr, /The user greets me\. Reply briefly\./);
@@ -60,12 +67,12 @@ test('--show-reasoning puts the reasoning and statistics on stderr; a prompt arg
 });
 
 test('random weights are announced plainly', async () => {
-  const r = await chat([], 'Hi', { GPTOSS_SCRIPTED: script('random', [hello], { randomWeights: true, name: 'demo-tiny' }) });
+  const r = await chatInProcess([], 'Hi', { GPTOSS_SCRIPTED: script('random', [hello], { randomWeights: true, name: 'demo-tiny' }) });
   assert.equal(r.code, 0);
   assert.match(r.stderr, /demo-tiny has RANDOM weights/);
   assert.equal(r.stdout, 'Hello! How can I help?\n');
   // --raw shows the completion exactly as written, special tokens by name.
-  const raw = await chat(['--raw'], 'Hi', { GPTOSS_SCRIPTED: script('random-raw', [hello], { randomWeights: true }) });
+  const raw = await chatInProcess(['--raw'], 'Hi', { GPTOSS_SCRIPTED: script('random-raw', [hello], { randomWeights: true }) });
   assert.equal(raw.code, 0);
   assert.equal(raw.stdout, `${hello}\n`);
 });
@@ -80,7 +87,7 @@ test('--browser: the model searches and opens local documents, and its citation 
     '<|channel|>analysis to=browser.open code<|message|>{"id":0}<|call|>',
     '<|channel|>final<|message|>Wash for 20 seconds 【1†L4】.<|return|>',
   ];
-  const r = await chat(['--browser', docs], 'How long should I wash my hands?', { GPTOSS_SCRIPTED: script('browser', completions) });
+  const r = await chatInProcess(['--browser', docs], 'How long should I wash my hands?', { GPTOSS_SCRIPTED: script('browser', completions) });
   assert.equal(r.code, 0, r.stderr);
   // Display line L4 is line 3 of the file.
   assert.equal(r.stdout, 'Wash for 20 seconds  ([Hand hygiene](hygiene.md#L3)).\n');
@@ -90,16 +97,16 @@ test('--browser: the model searches and opens local documents, and its citation 
 });
 
 test('user errors: one line, exit 2', async () => {
-  const empty = await chat([], '', { GPTOSS_SCRIPTED: script('unused', [hello]) });
+  const empty = await chatInProcess([], '', { GPTOSS_SCRIPTED: script('unused', [hello]) });
   assert.equal(empty.code, 2);
   assert.equal(empty.stderr, 'gptoss chat: no prompt: pass one as an argument or on stdin\n');
-  const effort = await chat(['-r', 'extreme', 'hi'], '', { GPTOSS_SCRIPTED: script('unused2', [hello]) });
+  const effort = await chatInProcess(['-r', 'extreme', 'hi'], '', { GPTOSS_SCRIPTED: script('unused2', [hello]) });
   assert.equal(effort.code, 2);
   assert.equal(effort.stderr, 'gptoss chat: --reasoning-effort must be low, medium or high, got "extreme"\n');
-  const small = await chat(['hi'], '', { GPTOSS_SCRIPTED: script('small', [hello], { contextLength: 40 }) });
+  const small = await chatInProcess(['hi'], '', { GPTOSS_SCRIPTED: script('small', [hello], { contextLength: 40 }) });
   assert.equal(small.code, 2);
   assert.match(small.stderr, /^gptoss chat: the prompt has \d+ tokens; the context window holds 40 \(prompt plus completion\)\n$/);
-  const model = await chat(['--model', 'openai/gpt-oss-120b', 'hi'], '', { HF_HUB_CACHE: join(root, 'empty-hub') });
+  const model = await chatInProcess(['--model', 'openai/gpt-oss-120b', 'hi'], '', { HF_HUB_CACHE: join(root, 'empty-hub') });
   assert.equal(model.code, 2);
   assert.match(model.stderr, /^gptoss chat: --model "openai\/gpt-oss-120b" is not in the hub cache .*gptoss pull openai\/gpt-oss-120b\n$/);
 });
@@ -107,7 +114,7 @@ test('user errors: one line, exit 2', async () => {
 const golden = '../shared/golden/fullvocab-h32-l2';
 
 test('through the real engine: --model DIR loads the checkpoint and the greedy tokens match the engine', { skip: existsSync(golden) ? false : `${golden} not present` }, async () => {
-  const r = await chat(['--model', golden, '--backend', 'reference', '--max-tokens', '4', '--temperature', '0', '--raw', 'hi'], '', {});
+  const r = await chatInProcess(['--model', golden, '--backend', 'reference', '--max-tokens', '4', '--temperature', '0', '--raw', 'hi'], '', {});
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /^loading \.\.\/shared\/golden\/fullvocab-h32-l2…\nloaded fullvocab-h32-l2 in [\d.]+ s \(context 8192 tokens\)\n/);
   // The same prompt (default system message with today's date, effort medium) run in-process.

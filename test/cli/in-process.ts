@@ -13,16 +13,19 @@ export interface CliResult {
 
 let queue: Promise<unknown> = Promise.resolve();
 
-/** `gptoss ...args` in-process: exit status and output, as a child process would give them. */
-export function runCli(args: string[], stdin: string | Uint8Array = ''): Promise<CliResult> {
-  const result = queue.then(() => runNow(args, stdin));
+/**
+ * `gptoss ...args` in-process: exit status and output, as a child process would give them. `env`
+ * entries are set for the call ('' included) and restored after it.
+ */
+export function runCli(args: string[], stdin: string | Uint8Array = '', env: Record<string, string> = {}): Promise<CliResult> {
+  const result = queue.then(() => runNow(args, stdin, env));
   queue = result.catch(() => undefined);
   return result;
 }
 
 type Write = typeof process.stdout.write;
 
-async function runNow(args: string[], stdin: string | Uint8Array): Promise<CliResult> {
+async function runNow(args: string[], stdin: string | Uint8Array, env: Record<string, string>): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const outWrite = process.stdout.write;
@@ -43,10 +46,16 @@ async function runNow(args: string[], stdin: string | Uint8Array): Promise<CliRe
   process.stderr.write = capture(errWrite, (s) => (stderr += s));
   const stdinDescriptor = Object.getOwnPropertyDescriptor(process, 'stdin');
   Object.defineProperty(process, 'stdin', { value: Readable.from([Buffer.from(stdin)]), configurable: true, writable: true });
+  const savedEnv = Object.keys(env).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, env);
   try {
     const code = await main(args);
     return { code, stdout, stderr };
   } finally {
+    for (const [k, v] of savedEnv) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
     process.stdout.write = outWrite;
     process.stderr.write = errWrite;
     if (stdinDescriptor !== undefined) Object.defineProperty(process, 'stdin', stdinDescriptor);
