@@ -28,6 +28,7 @@ options:
   --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
                           gpt-oss-120b are accepted as aliases
   --backend wasm|reference, --threads N   engine backend and worker threads
+  --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API
   --log-content           also log prompts and outputs (off by default: they may hold private data)
 `;
 
@@ -48,6 +49,7 @@ export async function run(argv: string[]): Promise<number> {
       backend: { type: 'string' },
       threads: { type: 'string' },
       'log-content': { type: 'boolean' },
+      cors: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     false,
@@ -113,6 +115,7 @@ export async function run(argv: string[]): Promise<number> {
     maxConcurrency,
     tools,
     logContent: boolFlag(p, 'log-content'),
+    ...(stringFlag(p, 'cors') !== undefined ? { corsOrigins: stringFlag(p, 'cors')!.split(',').map((o) => o.trim()).filter((o) => o !== '') } : {}),
     // A scripted engine starts a script at every prompt step: give it each prompt in one step.
     ...(scripted !== undefined && scripted !== '' ? { batching: { prefillChunk: 1 << 20, maxBatchTokens: 1 << 20 } } : {}),
     ...(effortFlag !== undefined ? { defaultEffort: effortFlag as ReasoningEffort } : {}),

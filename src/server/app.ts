@@ -3,6 +3,7 @@
 // events for streaming. Handlers run requests through runner.ts on one shared BatchingEngine.
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
+import { cors } from 'hono/cors';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -35,6 +36,8 @@ export interface ServerOptions {
   logContent?: boolean;
   log?: (line: string) => void;
   defaultEffort?: ReasoningEffort;
+  /** Origins allowed to call the API from a web page (CORS); none by default. */
+  corsOrigins?: readonly string[];
   /** Continuous batching; pass an existing BatchingEngine as `engine` to share it. */
   batching?: BatchingOptions;
 }
@@ -110,7 +113,14 @@ export function createServer(options: ServerOptions): GptossServer {
   });
   app.notFound((c) => c.json(new ApiError(404, `Unknown endpoint ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'unknown_url' }).toBody(), 404));
 
-  app.get('/health', (c) => c.json({ status: 'ok', model: modelName, active, max_concurrency: maxConcurrency }));
+  if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
+    const origins = [...options.corsOrigins];
+    app.use('*', cors({ origin: origins.includes('*') ? '*' : origins, allowHeaders: ['authorization', 'content-type'], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'] }));
+  }
+
+  app.get('/health', (c) =>
+    c.json({ status: 'ok', model: modelName, random_weights: engine.info.randomWeights, context_length: engine.info.contextLength, active, max_concurrency: maxConcurrency }),
+  );
 
   app.use('/v1/*', async (c, next) => {
     if (apiKey !== undefined) {

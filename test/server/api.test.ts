@@ -307,6 +307,7 @@ test('auth, models, health and error shapes', async () => {
     await assert.rejects(noKey.models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError && (e.error as { code?: string }).code === 'invalid_api_key');
     const health = await fetch(`${url}/health`);
     assert.equal(health.status, 200);
+    assert.equal(health.headers.get('access-control-allow-origin'), null, 'no CORS unless asked');
     const models = await s.client.models.list();
     assert.deepEqual(models.data.map((m) => m.id), ['prompt-engine']);
 
@@ -512,6 +513,21 @@ test('a disconnect during a long prefill drops its remaining chunks', async () =
     assert.ok(engine.batches.length < 20, `${engine.batches.length} of ~40 prefill chunks ran`);
     assert.equal(engine.live, 0);
     assert.equal(s.server.active, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('CORS only for the origins given', async () => {
+  const s = await start(new PromptEngine(() => REASONED('r', 'ok')), { corsOrigins: ['http://app.local'] });
+  try {
+    const preflight = await fetch(`${s.running.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://app.local', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://app.local');
+    const other = await fetch(`${s.running.url}/health`, { headers: { origin: 'http://evil.example' } });
+    assert.notEqual(other.headers.get('access-control-allow-origin'), 'http://evil.example');
   } finally {
     await s.close();
   }
