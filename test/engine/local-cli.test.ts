@@ -1,10 +1,12 @@
-// `gptoss logits` and `gptoss generate` end to end through bin/gptoss.js on a golden case: the
-// JSON shapes external checks rely on, golden logits and greedy continuation, and one-line errors
-// with exit status 2.
+// `gptoss logits` and `gptoss generate` end to end on a golden case: the JSON shapes external
+// checks rely on, golden logits and greedy continuation, and one-line errors with exit status 2.
+// One run goes through bin/gptoss.js in a child process; the rest call the CLI's main() in-process
+// (test/cli/in-process.ts).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { conversation, message, renderConversationForCompletion } from '../../src/harmony/index.ts';
+import { runCli } from '../cli/in-process.ts';
 import { FULLVOCAB_DIR, goldenCase, hasFullvocab, maxAbsDiff, readF32 } from '../model/golden-data.ts';
 
 const BIN = new URL('../../bin/gptoss.js', import.meta.url).pathname;
@@ -15,22 +17,16 @@ function gptoss(...args: string[]): { status: number | null; stdout: string; std
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function gptossAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+async function inProcess(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const r = await runCli(args);
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('gptoss logits / generate', () => {
   const seq = gold.golden.sequences[1]!;
 
-  it('logits --all-positions prints {"logits": [[...], ...]} matching the reference', () => {
-    const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'reference');
+  it('logits --all-positions prints {"logits": [[...], ...]} matching the reference', async () => {
+    const r = await inProcess('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'reference');
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { logits: number[][] };
     assert.equal(out.logits.length, seq.length);
@@ -47,18 +43,18 @@ describe('gptoss logits / generate', () => {
     assert.ok(maxAbsDiff(out.logits, ref) <= gold.golden.tolerances.fp32.max_abs);
   });
 
-  it('generate --temperature 0 --json reproduces the reference greedy continuation', () => {
+  it('generate --temperature 0 --json reproduces the reference greedy continuation', async () => {
     const { prompt, generated, max_new_tokens: n } = gold.golden.greedy_fp32;
-    const r = gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--backend', 'reference');
+    const r = await inProcess('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--backend', 'reference');
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { tokens: number[]; text: string };
     assert.deepEqual(out.tokens, generated);
     assert.equal(typeof out.text, 'string');
     // --stop ends the continuation at the first listed id (included).
-    const stopped = JSON.parse(gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--stop', String(generated[3]), '--backend', 'reference').stdout) as { tokens: number[] };
+    const stopped = JSON.parse((await inProcess('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--max-tokens', String(n), '--temperature', '0', '--json', '--stop', String(generated[3]), '--backend', 'reference')).stdout) as { tokens: number[] };
     assert.deepEqual(stopped.tokens, generated.slice(0, 4));
     // A window that fills up ends the continuation with a note on stderr, not an error.
-    const full = gptoss('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--context', String(prompt.length + 2), '--max-tokens', String(n), '--temperature', '0', '--json', '--backend', 'reference');
+    const full = await inProcess('generate', '--model', gold.dir, '--tokens', prompt.join(','), '--context', String(prompt.length + 2), '--max-tokens', String(n), '--temperature', '0', '--json', '--backend', 'reference');
     assert.equal(full.status, 0, full.stderr);
     assert.deepEqual((JSON.parse(full.stdout) as { tokens: number[] }).tokens, generated.slice(0, 2));
     assert.equal(full.stderr, `gptoss generate: stopped after 2 tokens: the context window of ${prompt.length + 2} tokens is full (see --context)\n`);
@@ -67,8 +63,8 @@ describe('gptoss logits / generate', () => {
   it('generate --prompt wraps the text in harmony (real vocabulary: fullvocab-h32-l2)', { skip: hasFullvocab() ? false : 'fullvocab-h32-l2 not in ../shared/golden' }, async () => {
     const ids = renderConversationForCompletion(conversation([message.system(), message.user('What is 2+2?')]));
     const [wrapped, direct] = await Promise.all([
-      gptossAsync('generate', '--model', FULLVOCAB_DIR, '--prompt', 'What is 2+2?', '--max-tokens', '4', '--temperature', '0', '--json', '--backend', 'reference'),
-      gptossAsync('generate', '--model', FULLVOCAB_DIR, '--tokens', ids.join(','), '--max-tokens', '4', '--temperature', '0', '--json', '--backend', 'reference'),
+      inProcess('generate', '--model', FULLVOCAB_DIR, '--prompt', 'What is 2+2?', '--max-tokens', '4', '--temperature', '0', '--json', '--backend', 'reference'),
+      inProcess('generate', '--model', FULLVOCAB_DIR, '--tokens', ids.join(','), '--max-tokens', '4', '--temperature', '0', '--json', '--backend', 'reference'),
     ]);
     assert.equal(wrapped.status, 0, wrapped.stderr);
     const a = JSON.parse(wrapped.stdout) as { tokens: number[]; text: string };
@@ -84,7 +80,7 @@ describe('gptoss logits / generate', () => {
       ['generate', '--model', gold.dir, '--tokens', '1', '--top-p', '0'],
       ['generate', '--model', '/nonexistent/model', '--tokens', '1'],
     ];
-    const results = await Promise.all(cases.map((args) => gptossAsync(...args)));
+    const results = await Promise.all(cases.map((args) => inProcess(...args)));
     for (const [i, args] of cases.entries()) {
       const r = results[i]!;
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
