@@ -283,7 +283,7 @@ export class ResponseBuilder {
         if (this.open !== undefined && e.message.author.role === 'assistant') this.finish(this.open, e.message);
         break;
       case 'tool_result':
-        this.toolResult(e.call.recipient, e.message);
+        this.toolResult(e.message);
         break;
       default:
         break;
@@ -406,7 +406,7 @@ export class ResponseBuilder {
     }
   }
 
-  private toolResult(recipient: string, message: Message): void {
+  private toolResult(message: Message): void {
     const item = this.pendingTools.shift();
     if (item === undefined) return;
     const output = message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
@@ -417,7 +417,6 @@ export class ResponseBuilder {
       this.send('response.code_interpreter_call.completed', { output_index: item.index, item_id: item.id });
       this.done(this.codeItem(item, 'completed', output), item.index);
     }
-    void recipient;
   }
 
   private done(item: JsonRecord, index: number): void {
@@ -449,7 +448,7 @@ export class ResponseBuilder {
     return { id: item.id, type: 'code_interpreter_call', status, code: item.text, container_id: 'local', outputs: logs === null ? null : [{ type: 'logs', logs }] };
   }
 
-  /** The call ids of the function calls in the output, by their harmony message, for the store. */
+  /** The call ids of the function calls in the output, in order, for the store. */
   functionCallIds(): string[] {
     return this.output.filter((o) => o['type'] === 'function_call').map((o) => o['call_id'] as string);
   }

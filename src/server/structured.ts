@@ -37,6 +37,8 @@ export class StructuredOutput {
   private roleKnown = true;
   private constraint: LogitsProcessor | undefined;
   private remaining = Infinity;
+  /** Bytes of the shortest valid final answer (computed on first need). */
+  private shortestAnswer: number | undefined;
   private readonly headerAssistant: number[];
   private readonly headerFinal: number[];
   /** Tokens that start the word `final` after `<|channel|>`. */
@@ -73,8 +75,8 @@ export class StructuredOutput {
     }
     if (this.options.finalSchema === undefined || remaining === Infinity) return;
     // Reserve room for closing the current message, the final header and the shortest JSON.
-    const shortest = new JsonConstraint(this.options.finalSchema, this.vocab, { stopTokens: [SPECIAL.return] }).completion().length;
-    const needed = shortest + 1 + this.headerFinal.length + this.headerAssistant.length + 2;
+    this.shortestAnswer ??= new JsonConstraint(this.options.finalSchema, this.vocab, { stopTokens: [SPECIAL.return] }).completion().length;
+    const needed = this.shortestAnswer + 1 + this.headerFinal.length + this.headerAssistant.length + 2;
     if (remaining > needed + 2) return;
     const forced = this.steer();
     if (forced !== undefined) {
