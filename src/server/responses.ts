@@ -296,7 +296,7 @@ export class ResponseBuilder {
       const item: OpenItem = { kind: 'function_call', id: newId('fc'), index, callId: newId('call'), name: recipient.slice('functions.'.length), text: '' };
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: this.functionItem(item, 'in_progress') });
-    } else if (recipient !== undefined && (recipient === 'browser' || recipient.startsWith('browser.') || recipient.startsWith('functions.'))) {
+    } else if (recipient !== undefined && (recipient === 'browser' || recipient.startsWith('browser.') || /^functions\.(search|open|find)$/.test(recipient))) {
       // Built-in browser calls (and misrouted functions.search/open/find) are announced when they run.
       this.open = { kind: 'web_search_call', id: newId('ws'), index, text: '', recipient };
     } else if (recipient !== undefined && (recipient === 'python' || recipient.startsWith('python.'))) {
@@ -304,7 +304,10 @@ export class ResponseBuilder {
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: this.codeItem(item, 'in_progress', null) });
       this.send('response.code_interpreter_call.in_progress', { output_index: index, item_id: item.id });
-    } else if (recipient === undefined && channel === 'analysis') {
+    } else if (recipient !== undefined) {
+      // A call to a tool that does not exist: the loop answers the model with an error; no item.
+      this.open = undefined;
+    } else if (channel === 'analysis') {
       const item: OpenItem = { kind: 'reasoning', id: newId('rs'), index, text: '' };
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: { id: item.id, type: 'reasoning', summary: [], content: [] } });
