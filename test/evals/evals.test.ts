@@ -1,5 +1,7 @@
 // The evaluation harness end to end: the `gptoss eval` command against OpenAI-compatible endpoints
 // whose model answers and grader verdicts are scripted, so every expected score is computed by hand.
+// The first case runs bin/gptoss.js as a child process; the others call the CLI's main() in-process
+// (test/cli/in-process.ts), talking to the same fake endpoints over HTTP.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -10,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startFakeEndpoint } from './fake-endpoint.ts';
-import { main } from '../../src/cli/main.ts';
+import { runCli } from '../cli/in-process.ts';
 import { bootstrapStd, clippedMean, extractChoice, extractInteger, HttpSampler, parseExact, parseHealthBench, parseMcq, parseVerdict, summarise } from '../../src/evals/index.ts';
 import { UserError } from '../../src/errors.ts';
 
@@ -25,18 +27,6 @@ async function gptoss(args: string[]): Promise<{ code: number; stdout: string; s
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
     return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
-
-/** Runs the CLI's main() in this process, collecting what it writes to stderr line by line. */
-async function inProcess(args: string[]): Promise<{ code: number; stderr: string[] }> {
-  const stderr: string[] = [];
-  const original = console.error;
-  console.error = (...a: unknown[]) => { stderr.push(...a.join(' ').split('\n')); };
-  try {
-    return { code: await main(args), stderr };
-  } finally {
-    console.error = original;
   }
 }
 
@@ -109,12 +99,12 @@ test('healthbench: --subset consensus keeps cluster-level items, hard keeps tagg
   const grader = await startFakeEndpoint(() => ({ content: '{"explanation":"ok","criteria_met":true}' }));
   const model = await startFakeEndpoint(() => ({ content: 'fine' }));
   try {
-    const consensus = await gptoss(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'consensus']);
+    const consensus = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'consensus']);
     assert.equal(consensus.code, 0, consensus.stderr);
     // Every cluster item met: case 1 (10-8)/10, case 2 7/7, case 3 6/6, case 4 8/8.
     assert.match(consensus.stdout, new RegExp(`score: ${clippedMean([0.2, 1, 1, 1]).toFixed(3)} `));
     assert.equal(grader.requests.length, 5, 'only the five level:cluster items are graded');
-    const hard = await gptoss(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'hard']);
+    const hard = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'hard']);
     assert.match(hard.stdout, /\(n=1\)\s*$/);
   } finally {
     await grader.close();
@@ -132,7 +122,7 @@ test('mcq: shuffled choices, letter extraction from the final answer', async () 
   });
   const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
   try {
-    const r = await gptoss(['eval', 'mcq', '--data', join(EXAMPLES, 'mcq-sample.jsonl'), '--model', model.baseUrl, '--out', out, '--seed', '3']);
+    const r = await runCli(['eval', 'mcq', '--data', join(EXAMPLES, 'mcq-sample.jsonl'), '--model', model.baseUrl, '--out', out, '--seed', '3']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout.trim().split('\n').at(-1)!, /^score: 0\.750 ± \d\.\d{3} \(n=4\)$/);
     // The same seed gives the same order on every run; the correct letters are not all 'A'.
@@ -148,7 +138,7 @@ test('exact: boxed and bare integer answers', async () => {
   let i = 0;
   const model = await startFakeEndpoint(() => ({ content: replies[i++]! }));
   try {
-    const r = await gptoss(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--concurrency', '1']);
+    const r = await runCli(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--concurrency', '1']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /score: 0\.667 ± \d\.\d{3} \(n=3\)\s*$/);
   } finally {
@@ -160,11 +150,11 @@ test('bad input: invalid JSONL and missing flags exit 2 with one line', async ()
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
   const bad = join(dir, 'bad.jsonl');
   writeFileSync(bad, '{"prompt":[{"role":"user","content":"hi"}],"rubrics":[{"criterion":"x","points":1}]}\n{"prompt": [oops\n');
-  const r = await gptoss(['eval', 'healthbench', '--data', bad, '--model', 'http://127.0.0.1:9/v1', '--grader', 'http://127.0.0.1:9/v1', '--out', dir]);
+  const r = await runCli(['eval', 'healthbench', '--data', bad, '--model', 'http://127.0.0.1:9/v1', '--grader', 'http://127.0.0.1:9/v1', '--out', dir]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /bad\.jsonl:2: invalid JSON/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
-  const missing = await gptoss(['eval', 'mcq', '--data', bad]);
+  const missing = await runCli(['eval', 'mcq', '--data', bad]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /--out is required/);
   assert.equal(missing.stderr.trim().split('\n').length, 1);
@@ -176,17 +166,16 @@ test('bad input: a folder as --data and a file as --out are one-line usage error
   const file = join(dir, 'a-file');
   writeFileSync(file, '');
   const data = join(EXAMPLES, 'mcq-sample.jsonl');
-  // In-process: the subject is the message, not the process boundary (covered above).
   const cases: [string[], RegExp][] = [
     [['eval', 'mcq', '--data', dir, '--model', 'http://127.0.0.1:9/v1', '--out', dir], /is a folder, not a JSONL file/],
     [['eval', 'mcq', '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', file], /--out .*a-file: is a file, not a folder/],
     [['eval', 'mcq', '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', join(file, 'sub')], /cannot create the output folder \(ENOTDIR\)/],
   ];
   for (const [args, pattern] of cases) {
-    const r = await inProcess(args);
+    const r = await runCli(args);
     assert.equal(r.code, 2, args.join(' '));
-    assert.equal(r.stderr.length, 1, r.stderr.join('\n'));
-    assert.match(r.stderr[0]!, pattern);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, pattern);
   }
 });
 
@@ -212,7 +201,7 @@ test('the HTML report renders in headless Chromium', { skip: existsSync('/usr/bi
   const model = await startFakeEndpoint(() => ({ content: 'An answer', reasoning: 'private chain of thought' }));
   const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
   try {
-    const r = await gptoss(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out]);
+    const r = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out]);
     assert.equal(r.code, 0, r.stderr);
     const { stdout: dom } = await run('/usr/bin/chromium', [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
