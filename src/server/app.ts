@@ -133,7 +133,8 @@ export function createServer(options: ServerOptions): GptossServer {
     await next();
   });
 
-  const models = (): JsonRecord[] => [...ctx.modelIds].map((id) => ({ id, object: 'model', created: 0, owned_by: 'gptoss' }));
+  // Aliases are accepted in requests but not listed: the list names what is actually served.
+  const models = (): JsonRecord[] => [{ id: modelName, object: 'model', created: 0, owned_by: 'gptoss' }];
   app.get('/v1/models', (c) => c.json({ object: 'list', data: models() }));
   app.get('/v1/models/:id{.+}', (c) => {
     const id = c.req.param('id');
