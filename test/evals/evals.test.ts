@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,6 +28,18 @@ async function gptoss(args: string[]): Promise<{ code: number; stdout: string; s
     const err = e as { code: number; stdout: string; stderr: string };
     return { code: err.code, stdout: err.stdout, stderr: err.stderr };
   }
+}
+
+const temps: string[] = [];
+test.after(() => {
+  for (const dir of temps) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh folder for one run's output, removed when the file's tests end. */
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  temps.push(dir);
+  return dir;
 }
 
 // Verdicts by the start of each criterion in examples/evals/healthbench-sample.jsonl.
@@ -53,7 +65,7 @@ test('healthbench: scores, per-tag means, grader retries, report and resume', as
     return { content: '```json\n' + JSON.stringify({ explanation: `checked: ${verdict[0]}`, criteria_met: verdict[1] }) + '\n```' };
   });
   const model = await startFakeEndpoint((messages) => ({ content: `Answer to: ${messages.at(-1)!.content.slice(0, 20)}`, reasoning: 'thinking about <the> case' }));
-  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const out = tempDir();
   try {
     const args = ['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out, '--effort', 'high', '--concurrency', '2'];
     const first = await gptoss(args);
@@ -99,12 +111,12 @@ test('healthbench: --subset consensus keeps cluster-level items, hard keeps tagg
   const grader = await startFakeEndpoint(() => ({ content: '{"explanation":"ok","criteria_met":true}' }));
   const model = await startFakeEndpoint(() => ({ content: 'fine' }));
   try {
-    const consensus = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'consensus']);
+    const consensus = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', tempDir(), '--subset', 'consensus']);
     assert.equal(consensus.code, 0, consensus.stderr);
     // Every cluster item met: case 1 (10-8)/10, case 2 7/7, case 3 6/6, case 4 8/8.
     assert.match(consensus.stdout, new RegExp(`score: ${clippedMean([0.2, 1, 1, 1]).toFixed(3)} `));
     assert.equal(grader.requests.length, 5, 'only the five level:cluster items are graded');
-    const hard = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--subset', 'hard']);
+    const hard = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', tempDir(), '--subset', 'hard']);
     assert.match(hard.stdout, /\(n=1\)\s*$/);
   } finally {
     await grader.close();
@@ -120,7 +132,7 @@ test('mcq: shuffled choices, letter extraction from the final answer', async () 
     const letter = [...prompt.matchAll(/^([A-J])\) (.*)$/gm)].find((m) => m[2] === correct[key])![1];
     return { content: `Let me think.\n\n**Answer: ${letter}**` };
   });
-  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const out = tempDir();
   try {
     const r = await runCli(['eval', 'mcq', '--data', join(EXAMPLES, 'mcq-sample.jsonl'), '--model', model.baseUrl, '--out', out, '--seed', '3']);
     assert.equal(r.code, 0, r.stderr);
@@ -138,7 +150,7 @@ test('exact: boxed and bare integer answers', async () => {
   let i = 0;
   const model = await startFakeEndpoint(() => ({ content: replies[i++]! }));
   try {
-    const r = await runCli(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', mkdtempSync(join(tmpdir(), 'gptoss-eval-')), '--concurrency', '1']);
+    const r = await runCli(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', tempDir(), '--concurrency', '1']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /score: 0\.667 ± \d\.\d{3} \(n=3\)\s*$/);
   } finally {
@@ -147,7 +159,7 @@ test('exact: boxed and bare integer answers', async () => {
 });
 
 test('bad input: invalid JSONL and missing flags exit 2 with one line', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const dir = tempDir();
   const bad = join(dir, 'bad.jsonl');
   writeFileSync(bad, '{"prompt":[{"role":"user","content":"hi"}],"rubrics":[{"criterion":"x","points":1}]}\n{"prompt": [oops\n');
   const r = await runCli(['eval', 'healthbench', '--data', bad, '--model', 'http://127.0.0.1:9/v1', '--grader', 'http://127.0.0.1:9/v1', '--out', dir]);
@@ -162,7 +174,7 @@ test('bad input: invalid JSONL and missing flags exit 2 with one line', async ()
 });
 
 test('bad input: a folder as --data and a file as --out are one-line usage errors', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const dir = tempDir();
   const file = join(dir, 'a-file');
   writeFileSync(file, '');
   const data = join(EXAMPLES, 'mcq-sample.jsonl');
@@ -199,7 +211,7 @@ test('answer extraction and verdict parsing', () => {
 test('the HTML report renders in headless Chromium', { skip: existsSync('/usr/bin/chromium') ? false : 'Chromium is not installed (apt-get install chromium)' }, async () => {
   const grader = await startFakeEndpoint(() => ({ content: '{"explanation":"fine","criteria_met":true}' }));
   const model = await startFakeEndpoint(() => ({ content: 'An answer', reasoning: 'private chain of thought' }));
-  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
+  const out = tempDir();
   try {
     const r = await runCli(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out]);
     assert.equal(r.code, 0, r.stderr);

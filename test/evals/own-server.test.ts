@@ -3,7 +3,7 @@
 // scores are known; and once against a local checkpoint served in-process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
@@ -43,8 +43,8 @@ async function capture(argv: string[]): Promise<{ code: number; stdout: string }
 test('healthbench through our server: scripted model and grader, score computed by hand', async () => {
   const model = await serve(Array.from({ length: 4 }, (_, i) => completion(`case ${i}`, `Answer ${i}`)));
   const grader = await serve(Array.from({ length: 12 }, () => completion('checking', '{"explanation":"present","criteria_met":true}')));
+  const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
   try {
-    const out = mkdtempSync(join(tmpdir(), 'gptoss-eval-'));
     const r = await capture(['eval', 'healthbench', '--data', join(EXAMPLES, 'healthbench-sample.jsonl'), '--model', model.baseUrl, '--grader', grader.baseUrl, '--out', out, '--concurrency', '1', '--effort', 'low']);
     assert.equal(r.code, 0);
     // Every item met, negative ones included: 9/17, 7/12, 9/9, 6/12.
@@ -57,6 +57,7 @@ test('healthbench through our server: scripted model and grader, score computed 
     const prompt = tok.decode(model.engine.steps[0]![0]!.tokens);
     assert.match(prompt, /Reasoning: low/);
   } finally {
+    rmSync(out, { recursive: true, force: true });
     await model.close();
     await grader.close();
   }
@@ -65,11 +66,15 @@ test('healthbench through our server: scripted model and grader, score computed 
 test('a local checkpoint is served in-process (--model DIR)', async () => {
   const { synthesize, SHAPES } = await import('../../src/model/synth.ts');
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-model-'));
-  synthesize(SHAPES.tiny, dir, { seed: 5 });
-  const r = await capture(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', dir, '--out', join(dir, 'run'), '--max-tokens', '4', '--temperature', '0']);
-  // Random weights never box an integer: every case runs and scores 0.
-  assert.equal(r.code, 0);
-  assert.match(r.stdout, /score: 0\.000 ± 0\.000 \(n=3\)$/);
+  try {
+    synthesize(SHAPES.tiny, dir, { seed: 5 });
+    const r = await capture(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', dir, '--out', join(dir, 'run'), '--max-tokens', '4', '--temperature', '0']);
+    // Random weights never box an integer: every case runs and scores 0.
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /score: 0\.000 ± 0\.000 \(n=3\)$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // a 50 MB checkpoint
+  }
 });
 
 test('HttpSampler reports an unreachable endpoint as one user error', async () => {
