@@ -23,7 +23,7 @@ export interface ServerOptions {
   engine: Engine;
   /** Model id reported by /v1/models and in responses; default the engine's name. */
   modelName?: string;
-  /** Other model ids accepted in requests (e.g. "gpt-oss-20b"). */
+  /** Other model ids accepted in requests; default "gpt-oss-20b" and "gpt-oss-120b". */
   aliases?: readonly string[];
   /** Bearer token every /v1 request must carry. */
   apiKey?: string;
@@ -69,7 +69,7 @@ export function createServer(options: ServerOptions): GptossServer {
   const ctx: ServerContext = {
     engine,
     modelName,
-    modelIds: new Set([modelName, ...(options.aliases ?? [])]),
+    modelIds: new Set([modelName, ...(options.aliases ?? ['gpt-oss-20b', 'gpt-oss-120b'])]),
     tools: options.tools ?? {},
     store: new ResponseStore(),
     logContent: options.logContent ?? false,
