@@ -226,3 +226,10 @@ test('a session can be saved as JSON and continued', async () => {
   assert.equal(d.cursor, 2);
   assert.equal(d.url, 'local://docs/notes/freezer-inventory.txt');
 });
+
+test('a missing document folder and a file given as the folder are one-line input errors', async () => {
+  const { UserError } = await import('../../src/errors.ts');
+  await assert.rejects(LocalDocsBackend.open(`${DOCS}/no-such-folder`), (e: unknown) => e instanceof UserError && e.kind === 'input' && /^document folder not found: .*no-such-folder$/.test(e.message));
+  const file = `${DOCS}/README.md`;
+  await assert.rejects(LocalDocsBackend.open(file), (e: unknown) => e instanceof UserError && e.kind === 'input' && e.message === `${file} is a file, not a document folder`);
+});

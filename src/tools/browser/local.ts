@@ -71,10 +71,10 @@ export class LocalDocsBackend implements BrowserBackend {
     let root: string;
     try {
       root = await realpath(resolve(dir));
-      if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
     } catch {
       throw new UserError('input', `document folder not found: ${dir}`);
     }
+    if (!(await stat(root)).isDirectory()) throw new UserError('input', `${dir} is a file, not a document folder`);
     const name = sanitizeName(options.name ?? basename(root));
     const maxBytes = options.maxFileBytes ?? 5 * 1024 * 1024;
     const maxFiles = options.maxFiles ?? 20000;
