@@ -95,3 +95,19 @@ test('detokenize errors: out of range, not a number, ending inside a character',
 test('tokenize output fed to detokenize gives the text back byte for byte', async () => {
   assert.equal((await inProcess(['detokenize'], r.plain.stdout)).stdout, text);
 });
+
+test('a reader that closes the pipe early ends the command quietly (no EPIPE stack trace)', async () => {
+  // detokenize --json of many ids writes megabytes; the reader takes the first chunk and leaves.
+  const many = tok.encodeOrdinary('Hello 世界 '.repeat(50_000)).join(' ');
+  const result = await new Promise<{ status: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/gptoss.js', 'detokenize', '--json']);
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout.once('data', () => child.stdout.destroy());
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stderr }));
+    child.stdin.end(many);
+  });
+  assert.equal(result.stderr, '');
+  assert.equal(result.status, 0);
+});
