@@ -28,6 +28,7 @@ options:
   --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
                           gpt-oss-120b are accepted as aliases
   --backend wasm|reference, --threads N   engine backend and worker threads
+  --max-output-tokens N   most tokens one request may generate (default: until the context is full)
   --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API
   --log-content           also log prompts and outputs (off by default: they may hold private data)
 `;
@@ -50,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       'log-content': { type: 'boolean' },
       cors: { type: 'string' },
+      'max-output-tokens': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     false,
@@ -63,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
   const maxConcurrency = numberFlag(p, 'max-concurrency', { min: 1, max: 4096, integer: true }) ?? 16;
   const contextLength = numberFlag(p, 'context', { min: 16, integer: true });
   const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
+  const maxOutputTokens = numberFlag(p, 'max-output-tokens', { min: 1, integer: true });
   const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
   const effortFlag = stringFlag(p, 'reasoning-effort');
   if (effortFlag !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(effortFlag)) {
@@ -113,6 +116,7 @@ export async function run(argv: string[]): Promise<number> {
     aliases: ['gpt-oss-20b', 'gpt-oss-120b'].filter((a) => a !== (stringFlag(p, 'model-name') ?? engine.info.name)),
     ...(apiKey !== undefined ? { apiKey } : {}),
     maxConcurrency,
+    ...(maxOutputTokens !== undefined ? { maxOutputTokens } : {}),
     tools,
     logContent: boolFlag(p, 'log-content'),
     ...(stringFlag(p, 'cors') !== undefined ? { corsOrigins: stringFlag(p, 'cors')!.split(',').map((o) => o.trim()).filter((o) => o !== '') } : {}),

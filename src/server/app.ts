@@ -36,6 +36,8 @@ export interface ServerOptions {
   logContent?: boolean;
   log?: (line: string) => void;
   defaultEffort?: ReasoningEffort;
+  /** Most tokens one request may generate (requests asking for more get this many); default the context window. */
+  maxOutputTokens?: number;
   /** Origins allowed to call the API from a web page (CORS); none by default. */
   corsOrigins?: readonly string[];
   /** Continuous batching; pass an existing BatchingEngine as `engine` to share it. */
@@ -185,7 +187,8 @@ export function createServer(options: ServerOptions): GptossServer {
     return promptTokens;
   };
 
-  const room = (): number => engine.info.contextLength;
+  /** Most tokens one request may generate: the server's cap, never more than the window. */
+  const room = (): number => Math.min(engine.info.contextLength, options.maxOutputTokens ?? Infinity);
 
   /** Runs an SSE stream; the client's disconnect aborts the generation. */
   const stream = (c: Context, release: () => void, info: RequestLog, body: (sse: SSEStreamingApi, signal: AbortSignal) => Promise<void>): Response => {

@@ -276,17 +276,22 @@ test('chat: reasoning in its own fields, streaming with usage, tool call round t
   }
 });
 
-test('chat: stop strings, max_tokens and logprobs', async () => {
+test('chat: stop strings, max_tokens and logprobs; the server cap on output tokens', async () => {
   const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
-  const s = await start(engine);
+  const s = await start(engine, { maxOutputTokens: 13 });
   try {
-    const stopped = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], stop: [' three'] });
-    assert.equal(stopped.choices[0]!.message.content, 'one two');
+    const stopped = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], stop: [' two'] });
+    assert.equal(stopped.choices[0]!.message.content, 'one');
     assert.equal(stopped.choices[0]!.finish_reason, 'stop');
     const short = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], max_completion_tokens: 3 });
     assert.equal(short.choices[0]!.finish_reason, 'length');
     assert.equal(short.usage!.completion_tokens, 3);
-    const lp = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], logprobs: true, top_logprobs: 2 });
+    const capped = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], max_tokens: 1000 });
+    assert.equal(capped.choices[0]!.finish_reason, 'length');
+    assert.equal(capped.usage!.completion_tokens, 13);
+    const lpServer = await start(engine);
+    const lp = await lpServer.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'count' }], logprobs: true, top_logprobs: 2 });
+    await lpServer.close();
     const entries = lp.choices[0]!.logprobs!.content!;
     assert.equal(entries.map((e) => e.token).join(''), 'one two three four');
     for (const e of entries) {
