@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import type { Engine } from '../../src/engine/engine.ts';
 import { createServer, type ServerOptions } from '../../src/server/index.ts';
@@ -533,6 +534,24 @@ test('CORS only for the origins given', async () => {
     assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://app.local');
     const other = await fetch(`${s.running.url}/health`, { headers: { origin: 'http://evil.example' } });
     assert.notEqual(other.headers.get('access-control-allow-origin'), 'http://evil.example');
+  } finally {
+    await s.close();
+  }
+});
+
+test('strict function tools: the arguments are constrained to the schema', async () => {
+  const engine = new PromptEngine(() => '<|channel|>analysis<|message|>Call it.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location": 42, "extra": true}<|call|>');
+  const s = await start(engine);
+  const parameters = { type: 'object', properties: { location: { type: 'string', maxLength: 8 } }, required: ['location'], additionalProperties: false };
+  try {
+    for (const strict of [false, true]) {
+      const r = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather?', max_output_tokens: 80, tools: [{ type: 'function', name: 'get_weather', parameters, strict }] });
+      const call = r.output.find((o) => o.type === 'function_call');
+      assert.ok(call !== undefined && call.type === 'function_call');
+      const valid = new Ajv({ strict: false }).compile(parameters)(JSON.parse(call.arguments));
+      // Without strict the model's own (invalid) arguments come back; with strict they validate.
+      assert.equal(valid, strict, call.arguments);
+    }
   } finally {
     await s.close();
   }
