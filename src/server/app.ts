@@ -82,10 +82,15 @@ export function createServer(options: ServerOptions): GptossServer {
   const maxBody = options.maxBodyBytes ?? 8 * 1024 * 1024;
   const apiKey = options.apiKey !== undefined && options.apiKey !== '' ? Buffer.from(options.apiKey) : undefined;
   let active = 0;
+  const counters = { requests: new Map<string, number>(), promptTokens: 0, completionTokens: 0 };
 
   const app = new Hono<{ Variables: { log: RequestLog } }>();
 
   const logLine = (c: Context, status: number, started: number, info: RequestLog): void => {
+    const key = `${c.req.method} ${new URL(c.req.url).pathname.replace(/^\/v1\/(responses|models)\/.+$/, '/v1/$1/{id}')} ${status}`;
+    counters.requests.set(key, (counters.requests.get(key) ?? 0) + 1);
+    counters.promptTokens += info.inputTokens ?? 0;
+    counters.completionTokens += info.outputTokens ?? 0;
     const tokens = info.inputTokens !== undefined ? ` in=${info.inputTokens} out=${info.outputTokens ?? 0}` : '';
     ctx.log(`${new Date().toISOString()} ${c.req.method} ${new URL(c.req.url).pathname} ${status}${tokens} ${Math.round(performance.now() - started)}ms`);
     if (ctx.logContent && info.content !== undefined) {
@@ -124,7 +129,7 @@ export function createServer(options: ServerOptions): GptossServer {
     c.json({ status: 'ok', model: modelName, random_weights: engine.info.randomWeights, context_length: engine.info.contextLength, active, max_concurrency: maxConcurrency }),
   );
 
-  app.use('/v1/*', async (c, next) => {
+  const requireKey = async (c: Context, next: () => Promise<void>): Promise<void> => {
     if (apiKey !== undefined) {
       const header = c.req.header('authorization') ?? '';
       const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7).trim() : '');
@@ -133,6 +138,35 @@ export function createServer(options: ServerOptions): GptossServer {
       }
     }
     await next();
+  };
+  app.use('/v1/*', requireKey);
+  app.use('/metrics', requireKey);
+
+  // Prometheus text format: request counts, tokens, load, and what batching and the prefix cache did.
+  app.get('/metrics', (c) => {
+    const stats = engine.stats;
+    const lines = [
+      '# TYPE gptoss_requests_total counter',
+      ...[...counters.requests].map(([key, n]) => {
+        const [method, path, status] = key.split(' ');
+        return `gptoss_requests_total{method="${method}",path="${path}",status="${status}"} ${n}`;
+      }),
+      '# TYPE gptoss_prompt_tokens_total counter',
+      `gptoss_prompt_tokens_total ${counters.promptTokens}`,
+      '# TYPE gptoss_completion_tokens_total counter',
+      `gptoss_completion_tokens_total ${counters.completionTokens}`,
+      '# TYPE gptoss_active_requests gauge',
+      `gptoss_active_requests ${active}`,
+      '# TYPE gptoss_engine_steps_total counter',
+      `gptoss_engine_steps_total ${stats.steps}`,
+      '# TYPE gptoss_engine_tokens_processed_total counter',
+      `gptoss_engine_tokens_processed_total ${stats.tokensProcessed}`,
+      '# TYPE gptoss_prefix_cache_tokens_reused_total counter',
+      `gptoss_prefix_cache_tokens_reused_total ${stats.tokensReused}`,
+      '# TYPE gptoss_cached_sequences gauge',
+      `gptoss_cached_sequences ${engine.pooledSequences}`,
+    ];
+    return c.text(lines.join('\n') + '\n', 200, { 'content-type': 'text/plain; version=0.0.4' });
   });
 
   // Aliases are accepted in requests but not listed: the list names what is actually served.

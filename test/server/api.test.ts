@@ -311,6 +311,7 @@ test('auth, models, health and error shapes', async () => {
   try {
     const noKey = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'wrong', maxRetries: 0 });
     await assert.rejects(noKey.models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError && (e.error as { code?: string }).code === 'invalid_api_key');
+    assert.equal((await fetch(`${url}/metrics`)).status, 401);
     const health = await fetch(`${url}/health`);
     assert.equal(health.status, 200);
     assert.equal(health.headers.get('access-control-allow-origin'), null, 'no CORS unless asked');
@@ -350,6 +351,9 @@ test('auth, models, health and error shapes', async () => {
       (e: unknown) => e instanceof OpenAI.APIError && !String((e as Error).message).includes('secret internal detail'),
     );
     assert.equal(s.server.active, 0);
+    const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer sekret' } })).text();
+    assert.match(metrics, /gptoss_requests_total\{method="POST",path="\/v1\/chat\/completions",status="500"\} 1/);
+    assert.match(metrics, /gptoss_active_requests 0/);
   } finally {
     await s.close();
   }
