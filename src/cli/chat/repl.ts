@@ -2,7 +2,7 @@
 // the answer being generated (at an empty prompt, a second Ctrl-C exits).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { isUserError } from '../../errors.ts';
+import { isUserError, readProblem } from '../../errors.ts';
 import type { AgentSession } from '../../engine/agent.ts';
 import { conversationFromJSONText, conversationToJSON, messageText } from '../../harmony/index.ts';
 import type { CitationSource } from '../../tools/index.ts';
@@ -150,19 +150,28 @@ export async function runRepl(session: AgentSession, settings: ReplSettings): Pr
           }
         }
         return false;
-      case '/load':
-        if (arg === '') fail('/load needs a file name');
-        else {
-          try {
-            const convo = conversationFromJSONText(readFileSync(arg, 'utf8'), arg);
-            session.load(convo);
-            const lastAnswer = [...convo.messages].reverse().find((m) => m.author.role === 'assistant' && m.channel === 'final');
-            say(`loaded ${convo.messages.length} messages from ${arg}${lastAnswer !== undefined ? `; last answer: ${messageText(lastAnswer).slice(0, 200)}` : ''}`);
-          } catch (e) {
-            fail(isUserError(e) ? `/load: ${e.message}` : `/load ${arg}: ${(e as Error).message}`);
-          }
+      case '/load': {
+        if (arg === '') {
+          fail('/load needs a file name');
+          return false;
+        }
+        let text: string;
+        try {
+          text = readFileSync(arg, 'utf8');
+        } catch (e) {
+          fail(`/load ${arg}: ${readProblem(e)}`);
+          return false;
+        }
+        try {
+          const convo = conversationFromJSONText(text, arg);
+          session.load(convo);
+          const lastAnswer = [...convo.messages].reverse().find((m) => m.author.role === 'assistant' && m.channel === 'final');
+          say(`loaded ${convo.messages.length} messages from ${arg}${lastAnswer !== undefined ? `; last answer: ${messageText(lastAnswer).slice(0, 200)}` : ''}`);
+        } catch (e) {
+          fail(isUserError(e) ? `/load: ${e.message}` : `/load ${arg}: ${(e as Error).message}`);
         }
         return false;
+      }
       default:
         fail(`unknown command ${name}; /help lists the commands`);
         return false;
