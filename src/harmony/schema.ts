@@ -188,7 +188,13 @@ export function renderToolsSection(tools: ToolNamespaces): string {
 
 const STRING_KEYWORDS = ['description', 'title'];
 
+/** Deeper JSON than any real tool schema; bounds the recursion of validation and rendering. */
+export const MAX_SCHEMA_DEPTH = 100;
+
 export function validateToolSchema(schema: JsonValue, path: string, nested = false): void {
+  if (!nested && nestingDepth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH) {
+    throw new UserError('input', `${path}: the schema is nested more than ${MAX_SCHEMA_DEPTH} levels deep`);
+  }
   if (nested && typeof schema === 'boolean') return; // `true`/`false` are schemas too (rendered as `any`)
   if (!isObject(schema)) throw new UserError('input', `${path}: a tool schema must be a JSON object, got ${describe(schema)}`);
   const type = schema['type'];
@@ -222,6 +228,20 @@ export function validateToolSchema(schema: JsonValue, path: string, nested = fal
     if (!Array.isArray(oneOf) || oneOf.length === 0) throw new UserError('input', `${path}.oneOf: expected a non-empty list of schemas, got ${describe(oneOf)}`);
     oneOf.forEach((v, i) => validateToolSchema(v, `${path}.oneOf[${i}]`, true));
   }
+}
+
+/** How deeply `value` nests objects and lists (a scalar is 0), counted without recursion; stops past `limit`. */
+function nestingDepth(value: JsonValue, limit: number): number {
+  let deepest = 0;
+  const stack: [JsonValue, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > deepest) deepest = depth + 1;
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 export function describe(v: JsonValue | undefined): string {

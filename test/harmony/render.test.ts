@@ -20,6 +20,8 @@ import {
   systemContent,
   tokensToText,
   toolDescription,
+  validateToolSchema,
+  type JsonValue,
   type Message,
 } from '../../src/harmony/index.ts';
 
@@ -164,4 +166,17 @@ test('messages the format cannot express are UserErrors naming the message', () 
   for (const [messages, pattern] of cases) {
     assert.throws(() => renderConversation({ messages }), (e: unknown) => e instanceof UserError && pattern.test(e.message));
   }
+});
+
+test('a tool schema nested absurdly deep is one UserError, not a stack overflow', () => {
+  // Built as text: a 20 000-level schema would overflow the stack of a recursive walker.
+  const nest = (levels: number): JsonValue => JSON.parse(`{"type":"object"${',"properties":{"a":{"type":"object"'.repeat(levels)}${'}}'.repeat(levels)}}`) as JsonValue;
+  assert.throws(() => validateToolSchema(nest(20_000), 'parameters'), (e: unknown) => {
+    assert.ok(e instanceof UserError, String(e));
+    assert.equal(e.message, 'parameters: the schema is nested more than 100 levels deep');
+    return true;
+  });
+  // Realistic depth still validates and renders.
+  validateToolSchema(nest(20), 'parameters');
+  assert.match(jsonSchemaToTypeScript(nest(20), ''), /a\?: \{/);
 });
