@@ -37,6 +37,9 @@ export async function run(argv: string[]): Promise<number> {
     const V = engine.info.vocabSize;
     const bad = tokens.findIndex((id) => id >= V);
     if (bad >= 0) throw new UserError('input', `token id ${tokens[bad]} at index ${bad} is outside the vocabulary of ${dir} (0..${V - 1})`);
+    if (tokens.length > engine.info.contextLength) {
+      throw new UserError('context', `${tokens.length} tokens do not fit the context window of ${engine.info.contextLength} tokens (see --context)`);
+    }
     const seq = engine.createSequence();
     if (boolFlag(p, 'all-positions')) {
       const all = await engine.stepAll(seq, tokens);

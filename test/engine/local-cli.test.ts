@@ -79,6 +79,7 @@ describe('gptoss logits / generate', () => {
       ['logits', '--model', gold.dir, '--tokens', '1,x'],
       ['generate', '--model', gold.dir, '--tokens', '1', '--top-p', '0'],
       ['generate', '--model', '/nonexistent/model', '--tokens', '1'],
+      ['logits', '--model', gold.dir, '--tokens', '1,2,3,4,5', '--context', '4', '--backend', 'reference'],
     ];
     const results = await Promise.all(cases.map((args) => inProcess(...args)));
     for (const [i, args] of cases.entries()) {
@@ -87,5 +88,6 @@ describe('gptoss logits / generate', () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.equal(r.stdout, '');
     }
+    assert.equal(results[4]!.stderr, 'gptoss logits: 5 tokens do not fit the context window of 4 tokens (see --context)\n');
   });
 });
