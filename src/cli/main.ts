@@ -37,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = commands[name];
   if (command === undefined) {
-    console.error(`gptoss: unknown command "${name}"\n\n${usage()}`);
+    console.error(`gptoss: unknown command "${name}"; the commands are ${Object.keys(commands).join(', ')} (gptoss --help describes them)`);
     return 2;
   }
   try {
