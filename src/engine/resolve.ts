@@ -29,7 +29,9 @@ export interface ResolveOptions {
 /** Resolves `--model` (or its absence) to a checkpoint folder; throws UserError('usage') with the fix. */
 export async function resolveModel(spec: string | undefined, options: ResolveOptions = {}): Promise<ResolvedModel> {
   const env = options.env ?? process.env;
-  if (spec !== undefined && spec !== '') return resolveSpec(spec, 'flag', '--model', env);
+  // An empty flag is a mistake (an unset shell variable), not a request for the default model.
+  if (spec === '') throw new UserError('usage', '--model is empty: give a checkpoint folder or a hub repository id, or leave the flag out for the default model');
+  if (spec !== undefined) return resolveSpec(spec, 'flag', '--model', env);
   const fromEnv = env['GPTOSS_MODEL'];
   if (fromEnv !== undefined && fromEnv !== '') return resolveSpec(fromEnv, 'env', 'GPTOSS_MODEL', env);
   const cached = findInHubCache(DEFAULT_REPO, env);

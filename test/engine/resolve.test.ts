@@ -55,6 +55,8 @@ test('an uncached repo id or a missing folder is a usage error that says what to
     await assert.rejects(resolveModel('openai/gpt-oss-120b', { env: { HF_HUB_CACHE: hub } }), (e: unknown) => e instanceof UserError && e.kind === 'usage' && /gptoss pull openai\/gpt-oss-120b/.test(e.message));
     await assert.rejects(resolveModel('./no/such/dir', { env: { HF_HUB_CACHE: hub } }), /no such folder/);
     await assert.rejects(resolveModel(undefined, { env: { HF_HUB_CACHE: hub, GPTOSS_MODEL: 'acme/missing' } }), /GPTOSS_MODEL "acme\/missing" is not in the hub cache/);
+    // `--model "$UNSET"` must not silently fall back to the random-weights demo model.
+    await assert.rejects(resolveModel('', { env: { HF_HUB_CACHE: hub }, demoModel: () => assert.fail('the demo model was chosen') }), (e: unknown) => e instanceof UserError && e.kind === 'usage' && /^--model is empty/.test(e.message));
   } finally {
     cleanup();
   }
