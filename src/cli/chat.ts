@@ -38,6 +38,9 @@ commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save 
 
 Test hook: GPTOSS_SCRIPTED=FILE.json replays scripted completions instead of a model (docs/chat.md).`;
 
+/** The answer length for random weights when --max-tokens is not given (they never end an answer). */
+const RANDOM_WEIGHTS_MAX_TOKENS = 256;
+
 export interface ChatSettings {
   showReasoning: boolean;
   maxTokens: number | undefined;
@@ -69,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const effort = parseEffort(stringFlag(p, 'reasoning-effort') ?? 'medium', '--reasoning-effort');
   const contextLength = numberFlag(p, 'context', { min: 16, integer: true }) ?? 8192;
-  const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true });
+  const maxTokensFlag = numberFlag(p, 'max-tokens', { min: 1, integer: true });
   const temperature = numberFlag(p, 'temperature', { min: 0 });
   const topP = numberFlag(p, 'top-p', { min: 0, max: 1 });
   const seed = numberFlag(p, 'seed', { integer: true });
@@ -115,7 +118,9 @@ export async function run(argv: string[]): Promise<number> {
     kvRewind: Math.min(contextLength, 2048),
     ...(backend !== undefined ? { backend } : {}),
     ...(threads !== undefined ? { threads } : {}),
-  }, side);
+  }, side, maxTokensFlag === undefined);
+  // Random weights never write <|return|>: without a cap an answer would run until the window is full.
+  const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
   const session = new AgentSession(engine, {
     reasoningEffort: effort,
     tools,
@@ -163,6 +168,7 @@ async function openEngine(
   model: string | undefined,
   options: { contextLength: number; kvRewind: number; backend?: 'wasm' | 'reference'; threads?: number },
   side: NodeJS.WritableStream,
+  capped: boolean,
 ): Promise<Engine> {
   const scripted = scriptedPath();
   let engine: Engine;
@@ -181,7 +187,8 @@ async function openEngine(
     side.write(
       `warning: ${engine.info.name} has RANDOM weights (a synthetic checkpoint), so its answers are gibberish.\n` +
         '         Pass --model DIR|REPO (or set GPTOSS_MODEL) to chat with a real gpt-oss checkpoint;\n' +
-        '         --raw shows the tokens it writes even when they do not form harmony messages.\n',
+        '         --raw shows the tokens it writes even when they do not form harmony messages.\n' +
+        (capped ? `         Answers stop after ${RANDOM_WEIGHTS_MAX_TOKENS} tokens (--max-tokens N to change).\n` : ''),
     );
   }
   return engine;

@@ -71,6 +71,17 @@ test('random weights are announced plainly', async () => {
   assert.equal(r.code, 0);
   assert.match(r.stderr, /demo-tiny has RANDOM weights/);
   assert.equal(r.stdout, 'Hello! How can I help?\n');
+  // Random weights never end an answer: without --max-tokens it stops after 256 tokens, and says so.
+  assert.match(r.stderr, /Answers stop after 256 tokens \(--max-tokens N to change\)/);
+  const endless = `<|channel|>final<|message|>${' go'.repeat(400)}<|return|>`;
+  const capped = await chatInProcess([], 'Hi', { GPTOSS_SCRIPTED: script('random-long', [endless], { randomWeights: true }) });
+  assert.equal(capped.code, 0);
+  assert.ok(capped.stdout.startsWith(' go go'), capped.stdout.slice(0, 40));
+  assert.ok(capped.stdout.split('go').length - 1 < 256, 'the answer was cut');
+  assert.match(capped.stderr, /max-tokens/);
+  const uncapped = await chatInProcess(['--max-tokens', '1000'], 'Hi', { GPTOSS_SCRIPTED: script('random-long2', [endless], { randomWeights: true }) });
+  assert.equal(uncapped.stdout, `${' go'.repeat(400)}\n`);
+  assert.doesNotMatch(uncapped.stderr, /Answers stop after/);
   // --raw shows the completion exactly as written, special tokens by name.
   const raw = await chatInProcess(['--raw'], 'Hi', { GPTOSS_SCRIPTED: script('random-raw', [hello], { randomWeights: true }) });
   assert.equal(raw.code, 0);
