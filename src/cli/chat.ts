@@ -26,7 +26,8 @@ options:
   --show-reasoning        show the chain of thought (dim; on stderr in script mode)
   --raw                   show the completion as the model writes it (harmony tokens by name)
   --context N             context window in tokens (default 8192)
-  --max-tokens N          most tokens per answer (default: until the window is full)
+  --max-tokens N          most tokens per answer (default: until the window is full; 256 for
+                          random weights, which never end an answer)
   --temperature T         sampling temperature (default 1.0; 0 = greedy)
   --top-p P               nucleus sampling (default 1.0)
   --seed S                random seed, for reproducible answers
