@@ -6,9 +6,8 @@ import type { AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../engine/resolve.ts';
 import { UserError } from '../errors.ts';
-import { REASONING_EFFORTS, type ReasoningEffort } from '../harmony/index.ts';
 import type { BuiltinToolFactories } from '../server/index.ts';
-import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
+import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 
 const HELP = `usage: gptoss serve [options]
 
@@ -67,10 +66,8 @@ export async function run(argv: string[]): Promise<number> {
   const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
   const maxOutputTokens = numberFlag(p, 'max-output-tokens', { min: 1, integer: true });
   const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
-  const effortFlag = stringFlag(p, 'reasoning-effort');
-  if (effortFlag !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(effortFlag)) {
-    throw new UserError('usage', `--reasoning-effort must be low, medium or high, got "${effortFlag}"`);
-  }
+  const effortText = stringFlag(p, 'reasoning-effort');
+  const effortFlag = effortText === undefined ? undefined : parseEffort(effortText, '--reasoning-effort');
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined && backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
 
@@ -122,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(stringFlag(p, 'cors') !== undefined ? { corsOrigins: stringFlag(p, 'cors')!.split(',').map((o) => o.trim()).filter((o) => o !== '') } : {}),
     // A scripted engine starts a script at every prompt step: give it each prompt in one step.
     ...(scripted !== undefined && scripted !== '' ? { batching: { prefillChunk: 1 << 20, maxBatchTokens: 1 << 20 } } : {}),
-    ...(effortFlag !== undefined ? { defaultEffort: effortFlag as ReasoningEffort } : {}),
+    ...(effortFlag !== undefined ? { defaultEffort: effortFlag } : {}),
   });
   let running;
   try {
