@@ -14,20 +14,11 @@ import { WasmStore, type WasmMemory } from './store.ts';
 
 type Exports = Record<string, (...args: number[]) => number>;
 
-/** Time spent per op kind (milliseconds) and calls, when profiling is on. */
-export interface KernelProfile {
-  [op: string]: { calls: number; ms: number };
-}
-
 export interface WasmBackend extends Backend {
   readonly threads: number;
   readonly store: WasmStore;
   /** Index of the largest logit (first on ties). */
   argmax(logits: Float32Array): number;
-  /** Starts (or restarts) recording time per op kind. */
-  startProfile(): void;
-  /** The profile recorded since startProfile (empty when off). */
-  profile(): KernelProfile;
   /**
    * Memory read bandwidth in bytes/s: every thread streams its share of `buffers` (store
    * allocations, e.g. the model's largest weights), repeated until `minBytes` were read.
@@ -102,17 +93,6 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   };
   await pool.ready;
   const reference = createReferenceBackend(store);
-  let profiling: KernelProfile | null = null;
-
-  const timed = <A extends unknown[]>(name: string, fn: (...a: A) => void) => (...a: A): void => {
-    if (profiling === null) return fn(...a);
-    const t0 = performance.now();
-    fn(...a);
-    const p = (profiling[name] ??= { calls: 0, ms: 0 });
-    p.calls++;
-    p.ms += performance.now() - t0;
-  };
-
   /** Pointer to `src` inside memory `mem`: in place when it already lives there, else a scratch copy. */
   const place = (mem: number, s: Scratch, src: Float32Array | Int32Array, count = src.length): number => {
     const loc = store.locate(src);
@@ -391,18 +371,12 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     get memoryCount() {
       return store.memories.length;
     },
-    rmsnorm: timed('rmsnorm', rmsnorm),
-    linear: timed('linear', linear),
-    rope: timed('rope', rope),
-    attention: timed('attention', attention),
-    experts: timed('experts', experts),
+    rmsnorm,
+    linear,
+    rope,
+    attention,
+    experts,
     argmax,
-    startProfile() {
-      profiling = {};
-    },
-    profile() {
-      return { ...(profiling ?? {}) };
-    },
     close: () => pool.close(),
   };
 }
