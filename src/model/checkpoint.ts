@@ -4,14 +4,15 @@
 // every tensor must exist with the shape the config implies and a supported dtype, and no tensor
 // may contradict the config. Large matrices stay BF16, MXFP4 experts stay packed; small vectors
 // are widened to f32. All buffers come from the backend's TensorStore.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
+import { bf16ToF32 } from '../kernels/reference.ts';
 import { parseOriginalConfig, type ModelConfig } from './config.ts';
 import { MARKER_FILE } from './synth.ts';
 import { SafetensorsCheckpoint, type Dtype, type TensorInfo } from './safetensors.ts';
-import type { BlockWeights, Bf16Matrix, ModelWeights, Mxfp4Matrices } from './weights.ts';
+import type { BlockWeights, Bf16Matrix, EmbeddingTable, ModelWeights, Mxfp4Matrices } from './weights.ts';
 
 export type CheckpointLayout = 'original' | 'hf';
 
@@ -192,7 +193,7 @@ function readOriginalWeights(config: ModelConfig, checkpoint: SafetensorsCheckpo
   }
   return {
     config,
-    embedding: { weight: reader.bf16Matrix('embedding.weight') },
+    embedding: { weight: reader.embeddingTable('embedding.weight') },
     blocks,
     norm: { scale: reader.vector('norm.scale') },
     unembedding: { weight: reader.bf16Matrix('unembedding.weight') },
@@ -237,6 +238,14 @@ export class TensorReader {
     return { rows: info.shape[0]!, cols: info.shape[1]!, data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1) };
   }
 
+  /**
+   * A BF16 embedding table left on disk: a forward pass reads only its tokens' rows, one positioned
+   * read each, so the table (1.16 GB for gpt-oss) never occupies memory.
+   */
+  embeddingTable(name: string): EmbeddingTable {
+    return diskEmbeddingTable(this.info(name, ['BF16']));
+  }
+
   /** A small tensor (norm scale, bias, sinks) widened to f32 in the store. */
   vector(name: string): Float32Array {
     const info = this.info(name, VECTOR_DTYPES);
@@ -255,6 +264,29 @@ export class TensorReader {
     const [count, rows, groups] = blocksInfo.shape as [number, number, number, number];
     return { count, rows, cols: groups * 32, blocks: this.checkpoint.read(blocksName, this.store), scales: this.checkpoint.read(scalesName, this.store) };
   }
+}
+
+/** Rows of a BF16 [rows, cols] tensor read from its file on demand (the file stays open until close()). */
+function diskEmbeddingTable(info: TensorInfo): EmbeddingTable {
+  const [rows, cols] = info.shape as [number, number];
+  const rowBytes = cols * 2;
+  const row = new Uint16Array(cols);
+  const rowView = new Uint8Array(row.buffer);
+  let fd: number | null = openSync(info.file, 'r');
+  return {
+    rows,
+    cols,
+    readRow(id: number, out: Float32Array): void {
+      if (fd === null) throw new Error(`${info.file}: embedding table used after close()`);
+      const n = readSync(fd, rowView, 0, rowBytes, info.offset + id * rowBytes);
+      if (n !== rowBytes) throw new UserError('checkpoint', `${info.file}: tensor "${info.name}" row ${id} is cut short (was the file truncated after loading?)`);
+      bf16ToF32(row, 0, cols, out);
+    },
+    close(): void {
+      if (fd !== null) closeSync(fd);
+      fd = null;
+    },
+  };
 }
 
 /** Widens little-endian BF16/F16/F32 bytes to f32. */

@@ -6,7 +6,6 @@
 // from the backend's store and reused across calls.
 import { UserError } from '../errors.ts';
 import type { Backend, RopeTable } from '../kernels/backend.ts';
-import { bf16ToF32 } from '../kernels/reference.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 import { KvCache } from './kvcache.ts';
 import { buildRopeTable } from './rope.ts';
@@ -173,7 +172,7 @@ export class Transformer {
     segments.forEach((s, si) => {
       s.tokens.forEach((id, i) => {
         const r = rowOf[si]! + i;
-        bf16ToF32(this.weights.embedding.weight.data, id * H, H, x.subarray(r * H, (r + 1) * H));
+        this.weights.embedding.weight.readRow(id, x.subarray(r * H, (r + 1) * H));
       });
     });
     trace?.('embedding', x, T, H);
@@ -328,6 +327,7 @@ export class Transformer {
   /** Frees the workspace (the weights belong to whoever loaded them). */
   dispose(): void {
     this.releaseWorkspace();
+    this.weights.embedding.weight.close();
   }
 }
 

@@ -248,7 +248,7 @@ export function loadHfWeights(dir: string, configPath: string, store: TensorStor
     }
     return {
       config,
-      embedding: { weight: reader.bf16Matrix('model.embed_tokens.weight') },
+      embedding: { weight: reader.embeddingTable('model.embed_tokens.weight') },
       blocks,
       norm: { scale: reader.vector('model.norm.weight') },
       unembedding: { weight: reader.bf16Matrix('lm_head.weight') },

@@ -44,11 +44,11 @@ export function modelLabel(c: ModelConfig): string {
   return `this model (${c.numLayers} layers, ${c.numExperts} experts, hidden ${c.hiddenSize})`;
 }
 
-/** The bytes the weights occupy once loaded. */
+/** The bytes the weights occupy once loaded (the embedding table stays on disk: rows are read per token). */
 export function weightBytes(c: ModelConfig): { total: number; experts: number } {
   const H = c.hiddenSize, I = c.intermediateSize, E = c.numExperts, D = c.headDim;
   const qkvRows = D * (c.numAttentionHeads + 2 * c.numKeyValueHeads);
-  const bf16 = 2 * (2 * c.vocabSize * H + c.numLayers * (qkvRows * H + H * D * c.numAttentionHeads + E * H));
+  const bf16 = 2 * (c.vocabSize * H + c.numLayers * (qkvRows * H + H * D * c.numAttentionHeads + E * H));
   // MXFP4: 16 bytes of codes + 1 scale byte per 32 weights.
   const mxfp4 = (rows: number, cols: number) => E * rows * (cols / 32) * 17;
   const experts = c.numLayers * (mxfp4(2 * I, H) + mxfp4(H, I));

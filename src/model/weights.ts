@@ -25,6 +25,19 @@ export interface Mxfp4Matrices {
   scales: Uint8Array;
 }
 
+/**
+ * The embedding table [rows, cols]: a forward pass reads only the rows of its tokens, so a loader
+ * may leave the table on disk (for gpt-oss-20b that keeps 1.16 GB of BF16 out of memory).
+ */
+export interface EmbeddingTable {
+  rows: number;
+  cols: number;
+  /** Widens row `id` to f32 into `out` (length `cols`). */
+  readRow(id: number, out: Float32Array): void;
+  /** Releases what the table holds open (a file descriptor). */
+  close(): void;
+}
+
 export interface AttentionWeights {
   norm: { scale: Float32Array }; // [hidden]
   qkv: { weight: Bf16Matrix; bias: Float32Array }; // [headDim*(Q+2K), hidden], [headDim*(Q+2K)]
@@ -48,7 +61,7 @@ export interface BlockWeights {
 
 export interface ModelWeights {
   config: ModelConfig;
-  embedding: { weight: Bf16Matrix }; // [vocab, hidden]
+  embedding: { weight: EmbeddingTable }; // [vocab, hidden]
   blocks: BlockWeights[];
   norm: { scale: Float32Array }; // [hidden]
   unembedding: { weight: Bf16Matrix }; // [vocab, hidden]

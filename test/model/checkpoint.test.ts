@@ -207,6 +207,33 @@ describe('original-layout loader', () => {
     await rejects(dir, 'model-00001-of-00002.safetensors', 'block.0.attn.ghost');
   });
 
+  it('keeps the embedding table on disk: rows read on demand equal the stored BF16 rows', async () => {
+    const dir = folder('embedding-on-disk', goldenTensors());
+    const labels: string[] = [];
+    const counting = new (class extends HeapStore {
+      override allocate(bytes: number, label: string): Uint8Array {
+        labels.push(label);
+        return super.allocate(bytes, label);
+      }
+    })();
+    const loaded = await loadCheckpoint(dir, counting);
+    const table = loaded.weights.embedding.weight;
+    const { vocabSize: V, hiddenSize: H } = loaded.weights.config;
+    assert.ok(labels.includes('unembedding.weight') && !labels.includes('embedding.weight'), 'the embedding table is not placed in the store');
+    const stored = tensors.find((t) => t.name === 'embedding.weight')!;
+    const words = new Uint16Array(stored.data.buffer, stored.data.byteOffset, V * H);
+    for (const id of [0, 1, 300, V - 1]) {
+      const row = new Float32Array(H);
+      table.readRow(id, row);
+      const expected = Float32Array.from(words.subarray(id * H, (id + 1) * H), (w) => new Float32Array(new Uint32Array([w << 16]).buffer)[0]!);
+      assert.deepEqual(row, expected, `row ${id}`);
+    }
+    // A file cut short after loading is reported as a checkpoint error, not garbage.
+    writeFileSync(join(dir, 'model.safetensors'), readFileSync(join(dir, 'model.safetensors')).subarray(0, 1000));
+    assert.throws(() => table.readRow(V - 1, new Float32Array(H)), (e: unknown) => e instanceof UserError && /row \d+ is cut short/.test(e.message));
+    table.close();
+  });
+
   it('rejects a truncated file naming the file and a tensor', async () => {
     const dir = join(tmp, 'truncated');
     mkdirSync(dir, { recursive: true });
