@@ -2,22 +2,14 @@
 // metric clipped to [0, 1], the number of samples, and the bootstrap standard deviation of the
 // clipped mean (1000 resamples). Seeded so reports are reproducible.
 
+import { seededRandom } from '../random.ts';
+
+export { seededRandom };
+
 export interface MetricSummary {
   mean: number;
   n: number;
   bootstrapStd: number;
-}
-
-/** mulberry32: a tiny seeded PRNG; enough for resampling indices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A permutation of 0..n-1 (Fisher-Yates over seededRandom(seed)): the same for the same seed. */

@@ -8,20 +8,10 @@ import { createWasmBackend, type WasmBackend } from '../../src/kernels/wasm/inde
 import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
 import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../src/model/weights.ts';
 import type { RopeTable } from '../../src/kernels/backend.ts';
+import { seededRandom } from '../../src/random.ts';
 
 const reference = createReferenceBackend();
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomF32(n: number, r: () => number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -90,7 +80,7 @@ async function backend(threads: number, small = false, expertActivations: 'split
 for (const threads of [1, 2]) {
   test(`linear (bf16) matches the reference, ${threads} thread(s)`, async () => {
     const b = await backend(threads);
-    const r = rng(11 + threads);
+    const r = seededRandom(11 + threads);
     for (const [tokens, rows, cols] of [[1, 37, 45], [3, 64, 64], [5, 129, 200], [9, 17, 8], [1, 1, 1], [13, 70, 96], [2, 517, 333], [6, 130, 400]] as const) {
       // (the last two are large enough to be split across threads)
       const w = bf16Matrix(b, rows, cols, r);
@@ -111,7 +101,7 @@ for (const threads of [1, 2]) {
   });
 
   test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)`, async (t) => {
-    const r = rng(5 + threads);
+    const r = seededRandom(5 + threads);
     // Modes: the default 'split' (two i16 halves into integer dots for single tokens, f32 for
     // several) and 'f32' are exact to ~1e-6 of the output scale; 'i16' is ~1e-4 (reported below).
     for (const [small, mode, tol] of [[false, 'split', 2e-5], [true, 'split', 2e-5], [false, 'f32', 2e-5], [true, 'f32', 2e-5], [false, 'i16', 5e-4], [true, 'i16', 5e-4]] as const) {
@@ -149,7 +139,7 @@ for (const threads of [1, 2]) {
 
   test(`attention with sinks (banded and dense, ring buffer, empty slots) matches the reference, ${threads} thread(s)`, async () => {
     const b = await backend(threads);
-    const r = rng(21 + threads);
+    const r = seededRandom(21 + threads);
     for (const [tokens, keyCount, heads, kvHeads, headDim, window] of [[1, 9, 4, 2, 16, 0], [5, 12, 8, 2, 18, 4], [6, 6, 4, 1, 64, 0], [3, 20, 6, 3, 7, 5]] as const) {
       const start = keyCount - tokens;
       const positions = Int32Array.from({ length: tokens }, (_, i) => start + i);
@@ -177,7 +167,7 @@ for (const threads of [1, 2]) {
 
 test('rmsnorm and rope match the reference (in place and copied)', async () => {
   const b = await backend(1);
-  const r = rng(3);
+  const r = seededRandom(3);
   for (const [tokens, width] of [[1, 2880], [4, 37], [3, 64]] as const) {
     const x = randomF32(tokens * width, r, 3);
     const scale = randomF32(width, r);
@@ -205,7 +195,7 @@ test('rmsnorm and rope match the reference (in place and copied)', async () => {
 
 test('argmax over 201088 logits finds the first maximum', async () => {
   const b = await backend(1);
-  const r = rng(9);
+  const r = seededRandom(9);
   const logits = randomF32(201088, r);
   logits[150001] = 7;
   logits[190000] = 7;
@@ -217,7 +207,7 @@ test('argmax over 201088 logits finds the first maximum', async () => {
 
 test('experts whose MXFP4 scales landed in another memory than their blocks still match', async () => {
   const b = await backend(2, true);
-  const r = rng(77);
+  const r = seededRandom(77);
   const [tokens, experts, k, hidden, inter] = [5, 4, 2, 64, 32];
   // Fill the first memory so mlp1's blocks end it exactly and its scales open the next memory.
   const blocks1 = experts * 2 * inter * (hidden / 32) * 16;

@@ -8,6 +8,7 @@ import { encode as gptTokenizerEncode } from 'gpt-tokenizer/encoding/o200k_harmo
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 import { samples } from './corpus.ts';
+import { seededRandom } from '../../src/random.ts';
 
 const tok = getTokenizer();
 const harmonySpecials: Record<string, number> = {};
@@ -41,17 +42,6 @@ test('encoding with all specials allowed matches js-tiktoken', () => {
   for (const text of texts) assert.deepEqual(tok.encode(text, { allowedSpecial: 'all' }), reference.encode(text, 'all'), text);
 });
 
-/** mulberry32: a small seeded generator so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // One or more characters from every class the split pattern distinguishes.
 const alphabet = [
@@ -61,7 +51,7 @@ const alphabet = [
 ];
 
 test('seeded random strings match js-tiktoken', () => {
-  const next = rng(20261121);
+  const next = seededRandom(20261121);
   for (let round = 0; round < 300; round++) {
     const n = 1 + Math.floor(next() * 60);
     let text = '';
@@ -71,7 +61,7 @@ test('seeded random strings match js-tiktoken', () => {
 });
 
 test('long single pieces (heap merge path) match js-tiktoken', () => {
-  const next = rng(7);
+  const next = seededRandom(7);
   const letters = 'abcdefghijklmnopqrstuvwxyz';
   for (let round = 0; round < 12; round++) {
     const n = 65 + Math.floor(next() * 200);
