@@ -4,12 +4,11 @@
 // as a child process; the others call the CLI's main() in-process (test/cli/in-process.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConversation } from '../../src/engine/agent.ts';
-import { runCli } from './in-process.ts';
+import { runCli, runCliProcess } from './in-process.ts';
 import { argmax } from '../../src/engine/sampler.ts';
 import { renderConversationForCompletion, tokensToText } from '../../src/harmony/index.ts';
 
@@ -29,19 +28,7 @@ interface Run {
 }
 
 function chat(args: string[], input: string, env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/gptoss.js', 'chat', ...args], {
-      env: { ...process.env, NO_COLOR: '1', GPTOSS_SCRIPTED: '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
+  return runCliProcess(['chat', ...args], input, { NO_COLOR: '1', GPTOSS_SCRIPTED: '', ...env });
 }
 
 /** `gptoss chat` in-process, with the child process's environment defaults (no colour, no script). */

@@ -2,7 +2,9 @@
 // command writes to stdout/stderr collected. Tests use it where the subject is a command's output,
 // not the process boundary: a child process costs a second of startup, main() costs microseconds.
 // Calls are queued (stdin and the output streams are process-wide), so Promise.all stays correct.
+import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/main.ts';
 
 export interface CliResult {
@@ -60,4 +62,23 @@ async function runNow(args: string[], stdin: string | Uint8Array, env: Record<st
     process.stderr.write = errWrite;
     if (stdinDescriptor !== undefined) Object.defineProperty(process, 'stdin', stdinDescriptor);
   }
+}
+
+const BIN = fileURLToPath(new URL('../../bin/gptoss.js', import.meta.url));
+
+/**
+ * `gptoss ...args` in a child process through bin/gptoss.js, for tests whose subject is the process
+ * boundary (exit status, real stdin/stdout). `env` is added to this process's environment.
+ */
+export function runCliProcess(args: string[], stdin: string | Uint8Array = '', env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.stdin.end(stdin);
+  });
 }

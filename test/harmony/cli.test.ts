@@ -3,14 +3,13 @@
 // child process; the rest call the CLI's main() in-process (test/cli/in-process.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 import { conversationFromJSONText, renderConversationForCompletion, tokensToText } from '../../src/harmony/index.ts';
-import { runCli } from '../cli/in-process.ts';
+import { runCli, runCliProcess } from '../cli/in-process.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const tok = getTokenizer();
@@ -22,16 +21,7 @@ interface Result {
 }
 
 function gptoss(args: string[], stdin = ''): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/gptoss.js', ...args], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
+  return runCliProcess(args, stdin);
 }
 
 function assertOneLineError(r: Result, pattern: RegExp): void {

@@ -5,7 +5,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { getTokenizer, SPECIAL } from '../../src/tokenizer/index.ts';
-import { runCli } from '../cli/in-process.ts';
+import { runCli, runCliProcess } from '../cli/in-process.ts';
 
 interface Run {
   status: number | null;
@@ -14,16 +14,7 @@ interface Run {
 }
 
 function gptoss(args: string[], input: string | Buffer = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/gptoss.js', ...args]);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    child.stdin.end(input);
-  });
+  return runCliProcess(args, input).then((r) => ({ status: r.code, stdout: r.stdout, stderr: r.stderr }));
 }
 
 function inProcess(args: string[], input: string | Buffer = ''): Promise<Run> {
