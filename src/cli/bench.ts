@@ -9,6 +9,7 @@ import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 import { loadEngine } from '../engine/local.ts';
 import type { Backend, BackendName } from '../kernels/backend.ts';
+import { expertActivationsFlag } from './model-flags.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { ModelWeights } from '../model/weights.ts';
 
@@ -19,7 +20,8 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --threads N          worker threads (default: the core count, ${availableParallelism()} here)
   --backend B          wasm (default) or reference
   --profile            time per backend op kind (prefill and decode)
-  --expert-activations split (default: exact integer dots for decode), f32, or i16 (fastest, ~1e-4 error)
+  --expert-activations split (default: exact integer dots for decode), q8 (int8, fastest decode,
+                       error of the bf16 reference's size), i16 (~1e-4 error) or f32
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {
@@ -233,11 +235,8 @@ export async function run(argv: string[]): Promise<number> {
   if (model === undefined) throw new UserError('usage', '--model DIR is required (see gptoss bench --help)');
   const backend = stringFlag(p, 'backend') ?? 'wasm';
   if (backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
-  const acts = stringFlag(p, 'expert-activations');
-  if (acts !== undefined) {
-    if (acts !== 'split' && acts !== 'f32' && acts !== 'i16') throw new UserError('usage', `--expert-activations must be split, f32 or i16, got "${acts}"`);
-    process.env.GPTOSS_EXPERT_ACTIVATIONS = acts;
-  }
+  const acts = expertActivationsFlag(p);
+  if (acts !== undefined) process.env.GPTOSS_EXPERT_ACTIVATIONS = acts;
   const opts = {
     model,
     promptTokens: numberFlag(p, 'prompt-tokens', { min: 1, integer: true }) ?? 512,

@@ -9,6 +9,8 @@ import { resolveModel } from '../engine/resolve.ts';
 import type { CitationSource } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
+import { expertActivationsFlag } from './model-flags.ts';
+import type { ExpertActivations } from '../kernels/backend.ts';
 import { runRepl } from './chat/repl.ts';
 
 const USAGE = `usage: gptoss chat [options] [PROMPT...]
@@ -33,6 +35,7 @@ options:
   --seed S                random seed, for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
   --backend wasm|reference, --threads N   compute backend (default wasm)
+  --expert-activations split|q8   exact (default) or int8 experts, ~1.6x faster decode
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,
 /load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.
@@ -65,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     'max-tool-calls': { type: 'string' },
     backend: { type: 'string' },
     threads: { type: 'string' },
+    'expert-activations': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (boolFlag(p, 'help')) {
@@ -78,6 +82,7 @@ export async function run(argv: string[]): Promise<number> {
   const topP = numberFlag(p, 'top-p', { min: 0, max: 1 });
   const seed = numberFlag(p, 'seed', { integer: true });
   const maxToolCalls = numberFlag(p, 'max-tool-calls', { min: 0, integer: true });
+  const expertActivations = expertActivationsFlag(p);
   const threads = numberFlag(p, 'threads', { min: 1, integer: true });
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined && backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
@@ -119,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
     kvRewind: Math.min(contextLength, 2048),
     ...(backend !== undefined ? { backend } : {}),
     ...(threads !== undefined ? { threads } : {}),
+    ...(expertActivations !== undefined ? { expertActivations } : {}),
   }, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
@@ -167,7 +173,7 @@ function readTextFile(path: string, origin: string): string {
 /** The engine: GPTOSS_SCRIPTED (test hook), else the resolved checkpoint. Says so when weights are random. */
 async function openEngine(
   model: string | undefined,
-  options: { contextLength: number; kvRewind: number; backend?: 'wasm' | 'reference'; threads?: number },
+  options: { contextLength: number; kvRewind: number; backend?: 'wasm' | 'reference'; threads?: number; expertActivations?: ExpertActivations },
   side: NodeJS.WritableStream,
   capped: boolean,
 ): Promise<Engine> {

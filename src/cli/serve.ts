@@ -8,6 +8,7 @@ import { resolveModel } from '../engine/resolve.ts';
 import { UserError } from '../errors.ts';
 import type { BuiltinToolFactories } from '../server/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
+import { expertActivationsFlag } from './model-flags.ts';
 
 const HELP = `usage: gptoss serve [options]
 
@@ -27,6 +28,7 @@ options:
   --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
                           gpt-oss-120b are accepted as aliases
   --backend wasm|reference, --threads N   engine backend and worker threads
+  --expert-activations split|q8   exact (default) or int8 experts, ~1.6x faster decode
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
   --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API
   --log-content           also log prompts and outputs (off by default: they may hold private data)
@@ -48,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
       'model-name': { type: 'string' },
       backend: { type: 'string' },
       threads: { type: 'string' },
+      'expert-activations': { type: 'string' },
       'log-content': { type: 'boolean' },
       cors: { type: 'string' },
       'max-output-tokens': { type: 'string' },
@@ -63,6 +66,7 @@ export async function run(argv: string[]): Promise<number> {
   const port = numberFlag(p, 'port', { min: 0, max: 65535, integer: true }) ?? 8000;
   const maxConcurrency = numberFlag(p, 'max-concurrency', { min: 1, max: 4096, integer: true }) ?? 16;
   const contextLength = numberFlag(p, 'context', { min: 16, integer: true });
+  const expertActivations = expertActivationsFlag(p);
   const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
   const maxOutputTokens = numberFlag(p, 'max-output-tokens', { min: 1, integer: true });
   const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
@@ -100,6 +104,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(contextLength !== undefined ? { contextLength } : {}),
       ...(backend !== undefined ? { backend } : {}),
       ...(threads !== undefined ? { threads } : {}),
+      ...(expertActivations !== undefined ? { expertActivations } : {}),
     });
   }
   if (engine.info.randomWeights) {

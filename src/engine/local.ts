@@ -3,7 +3,7 @@
 // all the sequences' new tokens through the weights as one batch (attention per sequence). Steps
 // are serialised: the activation workspace is shared, and a backend op must finish before the next.
 import { UserError } from '../errors.ts';
-import type { Backend, BackendName, BackendOptions } from '../kernels/backend.ts';
+import type { Backend, BackendName, BackendOptions, ExpertActivations } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../model/checkpoint.ts';
 import { checkCheckpointFits } from '../model/memory.ts';
@@ -17,6 +17,8 @@ export interface LoadEngineOptions {
   backend?: BackendName;
   /** Worker threads for the wasm backend. */
   threads?: number;
+  /** Expert activations of the wasm backend: 'split' (exact, default) or 'q8' (faster decode); see BackendOptions. */
+  expertActivations?: ExpertActivations;
   /** Serve at most this many tokens per sequence (default and maximum: the model's context length). */
   contextLength?: number;
   /** Longest chunk of tokens pushed through the weights at once (default 512). */
@@ -48,7 +50,10 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
     backend: options.backend ?? 'wasm',
     ...(options.threads === undefined ? {} : { threads: options.threads }),
   });
-  const backend = await createBackend(options.backend ?? 'wasm', options.threads === undefined ? {} : { threads: options.threads });
+  const backend = await createBackend(options.backend ?? 'wasm', {
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.expertActivations === undefined ? {} : { expertActivations: options.expertActivations }),
+  });
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
     const limit = modelContextLength(loaded.weights.config);

@@ -109,7 +109,20 @@ export type BackendName = 'reference' | 'wasm';
 export interface BackendOptions {
   /** Worker threads for backends that use them (default: the number of cores). */
   threads?: number;
+  /**
+   * How the fast backend feeds a single token's activations to the MXFP4 experts (several tokens
+   * use f32; the reference backend is always exact). 'split' (default): two i16 halves per group
+   * of 32 (~31 bits) into integer dot products, as accurate as f32. 'q8': int8 per group of 32,
+   * as llama.cpp does for MXFP4; about twice as fast for decode, with logits as far from the f32
+   * reference as the official bf16 reference's are (golden tests: within 2x). 'i16': one i16 per
+   * activation for every token (~1e-4 of the output scale per op). 'f32': f32 everywhere.
+   * GPTOSS_EXPERT_ACTIVATIONS sets the default.
+   */
+  expertActivations?: ExpertActivations;
 }
+
+export type ExpertActivations = 'split' | 'q8' | 'i16' | 'f32';
+export const EXPERT_ACTIVATIONS: readonly ExpertActivations[] = ['split', 'q8', 'i16', 'f32'];
 
 /** An f32 view over a store buffer (the store guarantees the alignment). */
 export function f32View(bytes: Uint8Array): Float32Array {

@@ -35,6 +35,16 @@ describe('gptoss logits / generate', () => {
     assert.ok(diff <= gold.golden.tolerances.fp32.max_abs, `differs by ${diff}`);
   });
 
+  it('logits --expert-activations q8 stays within the bf16 tolerance of the reference', async () => {
+    const r = await inProcess('logits', '--model', gold.dir, '--tokens', String(seq.tokens[0]), '--expert-activations', 'q8', '--threads', '1');
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { logits: number[] };
+    const diff = maxAbsDiff(out.logits, readF32(gold, seq.logits.fp32).subarray(0, 512));
+    assert.ok(diff <= gold.golden.tolerances.bf16.max_abs, `differs by ${diff}`);
+    // ...and is not the exact path: int8 activations move the logits past the f32 tolerance.
+    assert.ok(diff > gold.golden.tolerances.fp32.max_abs, `q8 did not take effect (differs by only ${diff})`);
+  });
+
   it('logits prints the last position as {"logits": [...]}', () => {
     const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--backend', 'wasm');
     assert.equal(r.status, 0, r.stderr);
@@ -80,6 +90,7 @@ describe('gptoss logits / generate', () => {
       ['generate', '--model', gold.dir, '--tokens', '1', '--top-p', '0'],
       ['generate', '--model', '/nonexistent/model', '--tokens', '1'],
       ['logits', '--model', gold.dir, '--tokens', '1,2,3,4,5', '--context', '4', '--backend', 'reference'],
+      ['generate', '--model', gold.dir, '--tokens', '1', '--expert-activations', 'fp8'],
     ];
     const results = await Promise.all(cases.map((args) => inProcess(...args)));
     for (const [i, args] of cases.entries()) {
@@ -89,5 +100,6 @@ describe('gptoss logits / generate', () => {
       assert.equal(r.stdout, '');
     }
     assert.equal(results[4]!.stderr, 'gptoss logits: 5 tokens do not fit the context window of 4 tokens (see --context)\n');
+    assert.match(results[5]!.stderr, /--expert-activations must be one of split, q8, i16, f32, got "fp8"/);
   });
 });

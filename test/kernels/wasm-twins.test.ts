@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReferenceBackend } from '../../src/kernels/reference.ts';
-import { createWasmBackend, type WasmBackend } from '../../src/kernels/wasm/index.ts';
+import { createWasmBackend, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
 import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
 import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../src/model/weights.ts';
 import type { RopeTable } from '../../src/kernels/backend.ts';
@@ -71,8 +71,8 @@ after(async () => {
   for (const b of backends) await b.close();
 });
 
-async function backend(threads: number, small = false, expertActivations: 'split' | 'i16' | 'f32' = 'split'): Promise<WasmBackend> {
-  const b = await createWasmBackend({ threads, expertActivations, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
+async function backend(threads: number, small = false, expertActivations: ExpertActivations = 'split', relaxedSimd = true): Promise<WasmBackend> {
+  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
   backends.push(b);
   return b;
 }
@@ -103,9 +103,14 @@ for (const threads of [1, 2]) {
   test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)`, async (t) => {
     const r = seededRandom(5 + threads);
     // Modes: the default 'split' (two i16 halves into integer dots for single tokens, f32 for
-    // several) and 'f32' are exact to ~1e-6 of the output scale; 'i16' is ~1e-4 (reported below).
-    for (const [small, mode, tol] of [[false, 'split', 2e-5], [true, 'split', 2e-5], [false, 'f32', 2e-5], [true, 'f32', 2e-5], [false, 'i16', 5e-4], [true, 'i16', 5e-4]] as const) {
-      const b = await backend(threads, small, mode);
+    // several) and 'f32' are exact to ~1e-6 of the output scale; 'i16' is ~1e-4 and 'q8' (int8
+    // activations, relaxed-SIMD byte dots or the baseline i16 dots) ~1e-2 (reported below).
+    const cases = [
+      [false, 'split', 2e-5, true], [true, 'split', 2e-5, true], [false, 'f32', 2e-5, true], [true, 'f32', 2e-5, true],
+      [false, 'i16', 5e-4, true], [true, 'i16', 5e-4, true], [false, 'q8', 3e-2, true], [true, 'q8', 3e-2, false],
+    ] as const;
+    for (const [small, mode, tol, relaxed] of cases) {
+      const b = await backend(threads, small, mode, relaxed);
       let worst = 0;
       for (const [tokens, experts, k, hidden, inter] of [[1, 4, 2, 64, 32], [7, 6, 3, 96, 64], [2, 8, 4, 32, 96], [19, 5, 2, 160, 32]] as const) {
         const mlp1 = mxfp4(b, experts, 2 * inter, hidden, r);
@@ -132,8 +137,37 @@ for (const threads of [1, 2]) {
         assertClose(got, want, tol, `experts t=${tokens} e=${experts} k=${k} h=${hidden} i=${inter} small=${small} ${mode}`);
         worst = Math.max(worst, relativeError(got, want));
       }
-      t.diagnostic(`experts ${mode} activations: max error ${worst.toExponential(2)} of the output scale`);
+      t.diagnostic(`experts ${mode} activations${mode === 'q8' ? (relaxed && relaxedSimdAvailable() ? ' (relaxed SIMD)' : ' (baseline SIMD)') : ''}: max error ${worst.toExponential(2)} of the output scale`);
       if (small) assert.ok(b.memoryCount > 1, 'the small-memory store spreads tensors over several memories');
+    }
+  });
+
+  test(`q8 experts: the relaxed-SIMD byte dots equal the baseline build's, ${threads} thread(s)`, { skip: relaxedSimdAvailable() ? false : 'this runtime has no relaxed SIMD' }, async () => {
+    // Same int8 quantisation, so the integer products agree exactly; only the f32 summation
+    // order of the group results differs.
+    const relaxed = await backend(threads, false, 'q8', true), baseline = await backend(threads, false, 'q8', false);
+    for (const [experts, k, hidden, inter] of [[4, 4, 2880, 64], [6, 2, 160, 96], [3, 3, 96, 2880]] as const) {
+      // The same weights in each backend's own store (a tensor outside the store would fall back to the reference).
+      const moeIn = (b: WasmBackend): MoeWeights => {
+        const r = seededRandom(31 + threads + hidden);
+        return {
+          norm: { scale: new Float32Array(hidden) },
+          gate: { weight: { rows: experts, cols: hidden, data: new Uint16Array(experts * hidden) }, bias: new Float32Array(experts) },
+          mlp1Weight: mxfp4(b, experts, 2 * inter, hidden, r), mlp1Bias: randomF32(experts * 2 * inter, r),
+          mlp2Weight: mxfp4(b, experts, hidden, inter, r), mlp2Bias: randomF32(experts * hidden, r),
+        };
+      };
+      const moe = moeIn(relaxed), moe2 = moeIn(baseline);
+      const r = seededRandom(7 * hidden);
+      const x = randomF32(hidden, r, 2);
+      const indices = Int32Array.from({ length: k }, (_, i) => i);
+      const weights = Float32Array.from({ length: k }, () => r());
+      const a = new Float32Array(hidden), b = new Float32Array(hidden), want = new Float32Array(hidden);
+      await relaxed.experts(x, 1, indices, weights, k, moe, 7, a);
+      await baseline.experts(x, 1, indices, weights, k, moe2, 7, b);
+      reference.experts(x, 1, indices, weights, k, moe, 7, want);
+      assertClose(a, b, 1e-5, `relaxed vs baseline q8 h=${hidden} i=${inter}`);
+      assertClose(a, want, 3e-2, `q8 vs reference h=${hidden} i=${inter}`);
     }
   });
 

@@ -6,8 +6,10 @@
 // larger than the scratch) fall back to the reference code, so results are always defined.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../model/weights.ts';
-import type { AttentionShape, Backend, BackendOptions, RopeTable } from '../backend.ts';
+import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type RopeTable } from '../backend.ts';
+export type { ExpertActivations } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import { ThreadPool } from './pool.ts';
 import { WasmStore, type WasmMemory } from './store.ts';
@@ -28,13 +30,30 @@ export interface WasmBackend extends Backend {
   readonly memoryCount: number;
 }
 
-let compiled: WebAssembly.Module | null = null;
-function kernelModule(): WebAssembly.Module {
-  if (compiled === null) {
-    const bytes = readFileSync(new URL('./kernels.wasm', import.meta.url));
-    compiled = new WebAssembly.Module(bytes);
+const compiled = new Map<boolean, WebAssembly.Module>();
+
+/**
+ * Whether this runtime runs relaxed SIMD (the byte dot products of the 'q8' experts). Node 20
+ * has it behind a V8 flag, which takes effect for modules compiled after it is set; newer Nodes
+ * have it on. GPTOSS_RELAXED_SIMD=0 turns it off.
+ */
+export function relaxedSimdAvailable(): boolean {
+  if (process.env.GPTOSS_RELAXED_SIMD === '0') return false;
+  const probe = readFileSync(new URL('./kernels-relaxed.wasm', import.meta.url));
+  if (WebAssembly.validate(probe)) return true;
+  try {
+    setFlagsFromString('--experimental-wasm-relaxed-simd');
+  } catch { /* flag unknown to this V8 */ }
+  return WebAssembly.validate(probe);
+}
+
+function kernelModule(relaxed: boolean): WebAssembly.Module {
+  let m = compiled.get(relaxed);
+  if (m === undefined) {
+    const bytes = readFileSync(new URL(relaxed ? './kernels-relaxed.wasm' : './kernels.wasm', import.meta.url));
+    compiled.set(relaxed, (m = new WebAssembly.Module(bytes)));
   }
-  return compiled;
+  return m;
 }
 
 /** A bump allocator over one memory's scratch region, reset per op. */
@@ -63,23 +82,17 @@ class Scratch {
 export interface WasmBackendOptions extends BackendOptions {
   /** Bytes one WebAssembly memory may hold (default: the 4 GiB maximum); tests lower it. */
   memoryBytes?: number;
-  /**
-   * How the expert matmuls take their activations. 'split' (default): a single-token expert
-   * (decode) carries them as two i16 halves per group of 32 (~31 bits) into integer dot products,
-   * as accurate as f32 and about 1.5x faster; several tokens use f32. 'f32': f32 everywhere.
-   * 'i16': one i16 per activation everywhere, about 2x faster for decode but ~1e-4 of the output
-   * scale per op, which the golden cases amplify past their f32 tolerance. Default from
-   * GPTOSS_EXPERT_ACTIVATIONS when set.
-   */
-  expertActivations?: 'split' | 'i16' | 'f32';
+  /** Use the relaxed-SIMD build when the runtime has it (default true). */
+  relaxedSimd?: boolean;
 }
 
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
-  const module = kernelModule();
-  const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS;
-  const mode = options.expertActivations ?? (envMode === 'i16' || envMode === 'f32' ? envMode : 'split');
-  const quant = mode === 'i16' ? 1 : mode === 'split' ? 2 : 0;
+  const relaxed = options.relaxedSimd !== false && relaxedSimdAvailable();
+  const module = kernelModule(relaxed);
+  const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
+  const mode = options.expertActivations ?? (envMode !== undefined && EXPERT_ACTIVATIONS.includes(envMode) ? envMode : 'split');
+  const quant = { f32: 0, i16: 1, split: 2, q8: 3 }[mode];
   const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
   const instances: Exports[] = [];
   const instantiate = (m: WasmMemory): void => {
@@ -240,10 +253,12 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const mA = store.memories[memA]!, mB = store.memories[memB]!;
     // Tokens per chunk so one chunk's activations fit the scratch of both memories.
     const E = w1.count;
-    const perTokenA = k * (2 * hidden + inter) * 4 + (quant === 1 ? k * (hidden * 2 + hidden / 8 + 64) : 0) + 256;
-    const perTokenB = (k * (inter + 2) + hidden) * 4 + (quant === 1 ? k * (inter * 2 + inter / 8 + 64) : 0) + 256;
-    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant === 2 ? E * (hidden * 4 + hidden / 8 + 64) : 0) + 4096;
-    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + (quant === 2 ? E * (inter * 4 + inter / 8 + 64) : 0) + 4096;
+    // Bytes of one quantised row of `cols` activations, per mode (see the kernels' quantize*).
+    const qStride = (cols: number): number => Math.ceil((quant === 3 ? cols * 1.25 : (quant === 2 ? 4 : 2) * cols + cols / 8) / 64) * 64;
+    const perTokenA = k * (2 * hidden + inter) * 4 + (quant === 1 ? k * qStride(hidden) : 0) + 256;
+    const perTokenB = (k * (inter + 2) + hidden) * 4 + (quant === 1 ? k * qStride(inter) : 0) + 256;
+    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant >= 2 ? E * qStride(hidden) : 0) + 4096;
+    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + (quant >= 2 ? E * qStride(inter) : 0) + 4096;
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
@@ -278,11 +293,9 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 8);
       const fB = mB.f32();
       const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
-      // i16-quantised inputs (quantize16 rows), when on.
-      const qStride = (cols: number): number => Math.ceil(((quant === 2 ? 4 : 2) * cols + cols / 8) / 64) * 64;
+      // Quantised inputs: 'split' and 'q8' quantise only the rows of single-token experts, 'i16' every row.
       const splitRows: number[] = [];
-      // 'split' quantises only the rows of single-token experts; 'i16' every row.
-      const singles = quant === 2 ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
+      const singles = quant >= 2 ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
       const qx = quant === 0 ? 0 : sA.take(singles * qStride(hidden));
       const qa = quant === 0 ? 0 : sB.take(singles * qStride(inter));
       let single = 0;
@@ -307,7 +320,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         if (quant === 1) {
           uA[a + 6] = qx + row * qStride(hidden);
           uB[b + 5] = qa + row * qStride(inter);
-        } else if (quant === 2 && pairs.length === 1) {
+        } else if (quant >= 2 && pairs.length === 1) {
           uA[a + 6] = qx + single * qStride(hidden);
           uB[b + 5] = qa + single * qStride(inter);
           splitRows.push(row, single++);
@@ -316,14 +329,15 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       });
       instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
       if (quant === 1) instances[memA]!.quantize16!(xp, qx, rows, hidden);
+      const quantizeSingle = quant === 3 ? 'quantize8' : 'quantize16x2';
       for (let i = 0; i < splitRows.length; i += 2) {
-        instances[memA]!.quantize16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
+        instances[memA]![quantizeSingle]!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
       }
       pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
       if (quant === 1) instances[memB]!.quantize16!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
-        instances[memB]!.quantize16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
+        instances[memB]![quantizeSingle]!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
       }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
       pool.run('expertsDown', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);

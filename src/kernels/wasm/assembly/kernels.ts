@@ -414,6 +414,105 @@ export function quantize16x2(src: usize, dst: usize, rows: i32, cols: i32): void
   return hsum(acc);
 }
 
+// ---- MXFP4 x int8 activations ('q8') ------------------------------------------------------
+// Activations quantised to int8 per group of 32 (scale = max|x| / 127), as llama.cpp does for
+// MXFP4: the fastest mode, with an error per op of ~0.4% of the group's largest activation (the
+// golden tests hold it to their tolerance for the official bf16 reference). With relaxed SIMD the FP4
+// codes are shifted to 0..24 so one unsigned-by-signed byte dot (pmaddubsw on x64) takes 16
+// products per instruction; the shift adds 12 * sum(q) per group, which quantize8 stores negated
+// so the kernel subtracts it. Without relaxed SIMD the codes stay signed and go through i16 dots.
+
+// FP4 codes doubled plus 12: 0..24, the unsigned operand of the relaxed byte dot.
+const FP4X2P12: v128 = i8x16(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+
+/** Bytes of one int8-quantised row: cols i8, then cols/32 f32 scales, cols/32 i32 corrections. */
+@inline function q8Stride(cols: i32): usize {
+  return ((<usize>cols + (<usize>cols >> 2)) + 63) & ~63;
+}
+
+/** Quantises block-permuted f32 activations [rows, cols] to int8 per group of 32 (see above). */
+export function quantize8(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const groups = cols >> 5;
+  const stride = q8Stride(cols);
+  for (let r = 0; r < rows; r++) {
+    const rs = src + (<usize>(r * cols) << 2), rd = dst + <usize>r * stride;
+    const scales = rd + <usize>cols, corr = scales + (<usize>groups << 2);
+    for (let g = 0; g < groups; g++) {
+      const x = rs + (<usize>g << 7);
+      let m = f32x4.abs(v128.load(x));
+      for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
+      const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const inv = f32x4.splat(mx > 0 ? 127 / mx : 0);
+      let sum = i32x4.splat(0);
+      const q = rd + (<usize>g << 5);
+      for (let i = 0; i < 2; i++) {
+        const o = x + (<usize>i << 6);
+        const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o), inv)));
+        const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o, 16), inv)));
+        const c = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o, 32), inv)));
+        const d = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(o, 48), inv)));
+        sum = i32x4.add(sum, i32x4.add(i32x4.add(a, b), i32x4.add(c, d)));
+        v128.store(q + (<usize>i << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(a, b), i16x8.narrow_i32x4_s(c, d)));
+      }
+      store<f32>(scales + (<usize>g << 2), mx / 127);
+      const total = i32x4.extract_lane(sum, 0) + i32x4.extract_lane(sum, 1) + i32x4.extract_lane(sum, 2) + i32x4.extract_lane(sum, 3);
+      store<i32>(corr + (<usize>g << 2), -12 * total);
+    }
+  }
+}
+
+/** 4 E8M0 bytes at p -> f32x4 of 2^(e-128) (the codes are doubled), exact for every e. */
+@inline function e8m0Half4(p: usize): v128 {
+  const e = i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
+  const normal = i32x4.shl(i32x4.sub(e, i32x4.splat(1)), 23);
+  const tiny = i32x4.shl(i32x4.add(e, i32x4.splat(1)), 21);
+  return v128.bitselect(normal, tiny, i32x4.gt_u(e, i32x4.splat(1)));
+}
+
+/** One group's integer dot (i32x4 partial sums) of 16 packed bytes with 32 int8 activations at q. */
+@inline function q8Group(b: v128, q: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const wl = i8x16.swizzle(FP4X2P12, v128.and(b, NIBBLE));
+    const wh = i8x16.swizzle(FP4X2P12, i8x16.shr_u(b, 4));
+    const p = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), wl), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), wh));
+    return i32x4.extadd_pairwise_i16x8_s(p);
+  } else {
+    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
+    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const xa = v128.load(q), xb = v128.load(q, 16);
+    let p = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wl), i16x8.extend_low_i8x16_s(xa));
+    p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wl), i16x8.extend_high_i8x16_s(xa)));
+    p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wh), i16x8.extend_low_i8x16_s(xb)));
+    return i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wh), i16x8.extend_high_i8x16_s(xb)));
+  }
+}
+
+/** Dot of one packed MXFP4 row with int8-quantised x (quantize8), four groups per step. */
+@inline function mxRowDotQ8(blk: usize, scl: usize, xq: usize, cols: i32): f32 {
+  const groups = cols >> 5;
+  const xs = xq + <usize>cols, xc = xs + (<usize>groups << 2);
+  let acc = f32x4.splat(0), accC = f32x4.splat(0);
+  let g = 0;
+  for (; g + 4 <= groups; g += 4) {
+    const sc = f32x4.mul(e8m0Half4(scl + g), v128.load(xs + (<usize>g << 2)));
+    if (ASC_FEATURE_RELAXED_SIMD) accC = f32x4.add(accC, f32x4.mul(f32x4.convert_i32x4_s(v128.load(xc + (<usize>g << 2))), sc));
+    const bg = blk + (<usize>g << 4), q = xq + (<usize>g << 5);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg), q)), f32x4.splat(f32x4.extract_lane(sc, 0))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg, 16), q + 32)), f32x4.splat(f32x4.extract_lane(sc, 1))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg, 32), q + 64)), f32x4.splat(f32x4.extract_lane(sc, 2))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg, 48), q + 96)), f32x4.splat(f32x4.extract_lane(sc, 3))));
+  }
+  let tail: f32 = 0;
+  for (; g < groups; g++) {
+    const sc = load<f32>(xs + (<usize>g << 2)) * e8m0Half(load<u8>(scl + g));
+    let p = q8Group(v128.load(blk + (<usize>g << 4)), xq + (<usize>g << 5));
+    let s = <f32>(i32x4.extract_lane(p, 0) + i32x4.extract_lane(p, 1) + i32x4.extract_lane(p, 2) + i32x4.extract_lane(p, 3));
+    if (ASC_FEATURE_RELAXED_SIMD) s += <f32>load<i32>(xc + (<usize>g << 2));
+    tail += s * sc;
+  }
+  return hsum(f32x4.add(acc, accC)) + tail;
+}
+
 /** Position of logical column i in block-permuted order. */
 @inline function permuted(i: i32): i32 {
   const j = i & 31;
@@ -443,7 +542,8 @@ export function permuteBlocks(src: usize, dst: usize, tokens: i32, cols: i32): v
 //   [0] blocks ptr  [1] scales ptr  [2] bias ptr (f32)  [3] input ptr (block-permuted f32 [n, cols])
 //   [4] n tokens    [5] output ptr (up) / quantised input (down)
 //   [6] token index ptr (i32 [n]) (down) / quantised input (up)   [7] routing weight ptr (f32 [n])
-// With the kernels' `quant` flag set, inputs are read from their quantize16 form.
+// The kernels' `quant` flag says how single-token (or, for 1, all) inputs are carried: 0 f32,
+// 1 quantize16, 2 quantize16x2 ('split'), 3 quantize8 ('q8').
 
 /**
  * First expert matrix with the clamped SwiGLU fused in: for each entry, rows (2i, 2i+1) of mlp1
@@ -473,7 +573,11 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
     const sclG = scl + rg * <usize>groups, sclL = sclG + <usize>groups;
     const pi = <usize>permuted(i) << 2;
     const as = <usize>inter << 2;
-    if (quant == 2 && n == 1) {
+    if (quant == 3 && n == 1) {
+      const g = mxRowDotQ8(blkG, sclG, xq, hidden) + bg;
+      const l = mxRowDotQ8(blkL, sclL, xq, hidden) + bl;
+      store<f32>(act + pi, swiglu(g, l, limit));
+    } else if (quant == 2 && n == 1) {
       const xd = xq + (<usize>hidden << 2);
       const g = mxRowDotQ2(blkG, sclG, xq, xd, groups) + bg;
       const l = mxRowDotQ2(blkL, sclL, xq, xd, groups) + bl;
@@ -583,7 +687,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
         continue;
       }
       if (n == 1) {
-        const y = (quant == 2 ? mxRowDotQ2(br, sr, aq, aq + (<usize>inter << 2), groups)
+        const y = (quant == 3 ? mxRowDotQ8(br, sr, aq, inter) : quant == 2 ? mxRowDotQ2(br, sr, aq, aq + (<usize>inter << 2), groups)
           : quant == 1 ? mxRowDotQ(br, sr, aq, aq + (<usize>inter << 1), groups) : mxRowDot(br, sr, act, groups)) + b;
         const o = out + <usize>load<i32>(tok) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
@@ -619,10 +723,47 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
 
 // ---- attention -----------------------------------------------------------------------------
 
+// Cephes-style single-precision exp: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2] (about
+// 1 ulp), ln2 split in two so the reduction is exact.
+const LOG2E: f32 = 1.44269504088896341;
+const LN2_HI: f32 = 0.693359375;
+const LN2_LO: f32 = -2.12194440e-4;
+
+/** e^x for four x <= 0; below -87 (and -inf) gives 0. */
+@inline function exp4(x: v128): v128 {
+  const dead = f32x4.lt(x, f32x4.splat(-87));
+  const xc = f32x4.max(x, f32x4.splat(-87));
+  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(LOG2E)));
+  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(LN2_HI)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return v128.andnot(f32x4.mul(p, pow2), dead);
+}
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four f32x4. */
+@inline function sum4x4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+@inline function visible(kp: i32, pos: i32, window: i32): bool {
+  return kp >= 0 && kp <= pos && (window == 0 || pos - kp < window);
+}
+
 /**
  * Attention with sinks for this thread's (token, head) pairs. Keys/values [keyCount, kvHeads,
  * headDim]; a query at p sees keys at kp <= p with p - kp < window (window 0 = dense). The sink
- * joins the softmax denominator only. scores: keyCount f32 per thread.
+ * joins the softmax denominator only. scores: keyCount f32 per thread. Scores go four keys at a
+ * time (one transpose-sum instead of four horizontal sums, the mask as one vector compare), the
+ * exponentials four at a time, and the weighted values accumulate in registers, 16 dims at once.
  */
 export function attention(
   q: usize, tokens: i32, qpos: usize, keys: usize, values: usize, keyCount: i32, kpos: usize,
@@ -636,24 +777,57 @@ export function attention(
   const scale: f32 = 1 / Mathf.sqrt(<f32>headDim);
   const sc = scores + <usize>part * (<usize>keyCount << 2);
   const rowStride = <usize>(kvHeads * headDim) << 2;
+  const vector = (headDim & 3) == 0;
+  const keys4 = vector ? keyCount & ~3 : 0;
   for (let p = p0; p < p1; p++) {
     const t = p / heads, h = p - t * heads;
     const kvh = h / group;
     const pos = load<i32>(qpos + (<usize>t << 2));
     const qv = q + (<usize>(t * heads + h) * <usize>headDim << 2);
     const kOff = <usize>(kvh * headDim) << 2;
-    let m = load<f32>(sinks + (<usize>h << 2));
-    for (let k = 0; k < keyCount; k++) {
-      const kp = load<i32>(kpos + (<usize>k << 2));
+    const sink = load<f32>(sinks + (<usize>h << 2));
+    // Scores (scaled, -inf where masked) and their maximum, the sink included.
+    let mv = f32x4.splat(sink);
+    const posv = i32x4.splat(pos), winv = i32x4.splat(window);
+    const dense = i32x4.splat(window == 0 ? -1 : 0);
+    for (let k = 0; k < keys4; k += 4) {
+      const k0 = keys + <usize>k * rowStride + kOff;
+      const k1 = k0 + rowStride, k2 = k1 + rowStride, k3 = k2 + rowStride;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let d = 0; d < headDim; d += 4) {
+        const o = <usize>d << 2;
+        const x = v128.load(qv + o);
+        a0 = f32x4.add(a0, f32x4.mul(x, v128.load(k0 + o)));
+        a1 = f32x4.add(a1, f32x4.mul(x, v128.load(k1 + o)));
+        a2 = f32x4.add(a2, f32x4.mul(x, v128.load(k2 + o)));
+        a3 = f32x4.add(a3, f32x4.mul(x, v128.load(k3 + o)));
+      }
+      const kp = v128.load(kpos + (<usize>k << 2));
+      const inWindow = v128.or(dense, i32x4.lt_s(i32x4.sub(posv, kp), winv));
+      const seen = v128.and(v128.and(i32x4.ge_s(kp, i32x4.splat(0)), i32x4.le_s(kp, posv)), inWindow);
+      const s = v128.bitselect(f32x4.mul(sum4x4(a0, a1, a2, a3), f32x4.splat(scale)), f32x4.splat(-Infinity), seen);
+      v128.store(sc + (<usize>k << 2), s);
+      mv = f32x4.max(mv, s);
+    }
+    let m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+    for (let k = keys4; k < keyCount; k++) {
       let s: f32 = -Infinity;
-      if (kp >= 0 && kp <= pos && (window == 0 || pos - kp < window)) {
+      if (visible(load<i32>(kpos + (<usize>k << 2)), pos, window)) {
         s = dotF32(qv, keys + <usize>k * rowStride + kOff, headDim) * scale;
         if (s > m) m = s;
       }
       store<f32>(sc + (<usize>k << 2), s);
     }
-    let denom = Mathf.exp(load<f32>(sinks + (<usize>h << 2)) - m);
-    for (let k = 0; k < keyCount; k++) {
+    // Weights e^(s - m) in place; the denominator adds the sink's.
+    const mvec = f32x4.splat(m);
+    let sumv = f32x4.splat(0);
+    for (let k = 0; k < keys4; k += 4) {
+      const e = exp4(f32x4.sub(v128.load(sc + (<usize>k << 2)), mvec));
+      v128.store(sc + (<usize>k << 2), e);
+      sumv = f32x4.add(sumv, e);
+    }
+    let denom = Mathf.exp(sink - m) + hsum(sumv);
+    for (let k = keys4; k < keyCount; k++) {
       const s = load<f32>(sc + (<usize>k << 2));
       const e: f32 = s == -Infinity ? 0 : Mathf.exp(s - m);
       store<f32>(sc + (<usize>k << 2), e);
@@ -661,24 +835,47 @@ export function attention(
     }
     const inv: f32 = 1 / denom;
     const o = out + (<usize>(t * heads + h) * <usize>headDim << 2);
+    const vBase = values + kOff;
     let d = 0;
-    for (; d + 4 <= headDim; d += 4) v128.store(o + (<usize>d << 2), f32x4.splat(0));
-    for (; d < headDim; d++) store<f32>(o + (<usize>d << 2), 0);
-    for (let k = 0; k < keyCount; k++) {
-      const wk = load<f32>(sc + (<usize>k << 2));
-      if (wk == 0) continue;
-      const w = wk * inv;
-      const ws = f32x4.splat(w);
-      const vv = values + <usize>k * rowStride + kOff;
-      let c = 0;
-      for (; c + 4 <= headDim; c += 4) {
-        const a = <usize>c << 2;
-        v128.store(o + a, f32x4.add(v128.load(o + a), f32x4.mul(ws, v128.load(vv + a))));
+    if (vector) {
+      for (; d + 16 <= headDim; d += 16) {
+        const dv = vBase + (<usize>d << 2);
+        let v0 = f32x4.splat(0), v1 = f32x4.splat(0), v2 = f32x4.splat(0), v3 = f32x4.splat(0);
+        for (let k = 0; k < keyCount; k++) {
+          const wk = load<f32>(sc + (<usize>k << 2));
+          if (wk == 0) continue;
+          const ws = f32x4.splat(wk);
+          const vv = dv + <usize>k * rowStride;
+          v0 = f32x4.add(v0, f32x4.mul(ws, v128.load(vv)));
+          v1 = f32x4.add(v1, f32x4.mul(ws, v128.load(vv, 16)));
+          v2 = f32x4.add(v2, f32x4.mul(ws, v128.load(vv, 32)));
+          v3 = f32x4.add(v3, f32x4.mul(ws, v128.load(vv, 48)));
+        }
+        const iv = f32x4.splat(inv);
+        const od = o + (<usize>d << 2);
+        v128.store(od, f32x4.mul(v0, iv));
+        v128.store(od, f32x4.mul(v1, iv), 16);
+        v128.store(od, f32x4.mul(v2, iv), 32);
+        v128.store(od, f32x4.mul(v3, iv), 48);
       }
-      for (; c < headDim; c++) {
-        const a = <usize>c << 2;
-        store<f32>(o + a, load<f32>(o + a) + w * load<f32>(vv + a));
+      for (; d < headDim; d += 4) {
+        const dv = vBase + (<usize>d << 2);
+        let v0 = f32x4.splat(0);
+        for (let k = 0; k < keyCount; k++) {
+          const wk = load<f32>(sc + (<usize>k << 2));
+          if (wk != 0) v0 = f32x4.add(v0, f32x4.mul(f32x4.splat(wk), v128.load(dv + <usize>k * rowStride)));
+        }
+        v128.store(o + (<usize>d << 2), f32x4.mul(v0, f32x4.splat(inv)));
       }
+    }
+    for (; d < headDim; d++) {
+      const dv = vBase + (<usize>d << 2);
+      let acc: f32 = 0;
+      for (let k = 0; k < keyCount; k++) {
+        const wk = load<f32>(sc + (<usize>k << 2));
+        if (wk != 0) acc += wk * load<f32>(dv + <usize>k * rowStride);
+      }
+      store<f32>(o + (<usize>d << 2), acc * inv);
     }
   }
 }
