@@ -87,7 +87,7 @@ export async function readCheckpointConfig(modelDir: string): Promise<{ found: D
 /** Detects the layout of `modelDir` and loads its weights into `store`. */
 export async function loadCheckpoint(modelDir: string, store: TensorStore): Promise<LoadedCheckpoint> {
   const found = detectCheckpoint(modelDir);
-  if (found.layout === 'original') return loadOriginalCheckpoint(found.dir, store);
+  if (found.layout === 'original') return await loadOriginalCheckpoint(found.dir, store);
   const hf = (await import('./hf.ts')) as unknown as { loadHfWeights?: HfWeightsLoader };
   if (typeof hf.loadHfWeights !== 'function') {
     throw new UserError('checkpoint', `${found.configPath}: the Hugging Face layout is not supported by this build; use the original/ folder`);
@@ -118,13 +118,15 @@ function isRandomWeights(dir: string): boolean {
 }
 
 /** Loads the `original/` layout from `dir` (config.json + *.safetensors; other files are ignored). */
-export function loadOriginalCheckpoint(dir: string, store: TensorStore): LoadedCheckpoint {
+export async function loadOriginalCheckpoint(dir: string, store: TensorStore): Promise<LoadedCheckpoint> {
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath)) throw new UserError('checkpoint', `${dir}: missing config.json`);
   const config = parseOriginalConfig(readJson(configPath), configPath);
   const checkpoint = SafetensorsCheckpoint.open(dir);
   try {
+    checkpoint.deferReads = true;
     const weights = readOriginalWeights(config, checkpoint, store, configPath);
+    await checkpoint.flush();
     return { weights, layout: 'original', dir, name: modelName(dir), randomWeights: isRandomWeights(dir) };
   } finally {
     checkpoint.close();

@@ -207,7 +207,7 @@ export function hfTensorShapes(config: ModelConfig): Map<string, number[]> {
  * concatenated into the fused qkv (rows q, then k, then v), the experts' MXFP4 tensors are taken
  * as they are (same packing and gate/up interleaving as mlp1). The hook checkpoint.ts calls.
  */
-export function loadHfWeights(dir: string, configPath: string, store: TensorStore): ModelWeights {
+export async function loadHfWeights(dir: string, configPath: string, store: TensorStore): Promise<ModelWeights> {
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(configPath, 'utf8'));
@@ -225,6 +225,7 @@ export function loadHfWeights(dir: string, configPath: string, store: TensorStor
         throw new UserError('checkpoint', `${configPath}: num_hidden_layers is ${config.numLayers} but ${checkpoint.info(name)!.file} has tensor "${name}"`);
       }
     }
+    checkpoint.deferReads = true;
     const reader = new TensorReader(checkpoint, store, shapes, configPath);
     const blocks: BlockWeights[] = [];
     for (let n = 0; n < config.numLayers; n++) {
@@ -246,13 +247,15 @@ export function loadHfWeights(dir: string, configPath: string, store: TensorStor
         },
       });
     }
-    return {
+    const weights: ModelWeights = {
       config,
       embedding: { weight: reader.embeddingTable('model.embed_tokens.weight') },
       blocks,
       norm: { scale: reader.vector('model.norm.weight') },
       unembedding: { weight: reader.bf16Matrix('lm_head.weight') },
     };
+    await checkpoint.flush();
+    return weights;
   } finally {
     checkpoint.close();
   }
