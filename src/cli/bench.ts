@@ -20,8 +20,8 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --threads N          worker threads (default: the core count, ${availableParallelism()} here)
   --backend B          wasm (default) or reference
   --profile            time per backend op kind (prefill and decode)
-  --expert-activations split (default: exact integer dots for decode), q8 (int8, fastest decode,
-                       error of the bf16 reference's size), i16 (~1e-4 error) or f32
+  --expert-activations q8 (default: int8 like llama.cpp, error of the bf16 reference's size),
+                       split (exact integer dots), i16 (~1e-4 error) or f32
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {
@@ -187,7 +187,7 @@ export async function runBench(opts: {
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     return {
       backend: engine.backend.name,
-      expert_activations: engine.backend.name === 'wasm' ? (process.env.GPTOSS_EXPERT_ACTIVATIONS ?? 'split') : 'f64',
+      expert_activations: engine.backend.name === 'wasm' ? (process.env.GPTOSS_EXPERT_ACTIVATIONS ?? 'q8') : 'f64',
       threads: opts.threads,
       layers: config.numLayers,
       prompt_tokens: opts.promptTokens,

@@ -35,7 +35,7 @@ options:
   --seed S                random seed, for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
   --backend wasm|reference, --threads N   compute backend (default wasm)
-  --expert-activations split|q8   exact (default) or int8 experts, ~1.6x faster decode
+  --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,
 /load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.

@@ -13,10 +13,10 @@ export const MODEL_FLAG_OPTIONS = {
   'expert-activations': { type: 'string' },
 } as const;
 
-export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations split|q8
-                     how the wasm backend feeds one token to the MXFP4 experts: split (default,
-                     exact) or q8 (int8 like llama.cpp: ~1.6x faster decode, error of the size of
-                     the official bf16 reference's)`;
+export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
+                     how the wasm backend feeds one token to the MXFP4 experts: q8 (default; int8
+                     like llama.cpp, error of the size of the official bf16 reference's) or
+                     split (exact as f32, ~1.4x slower decode)`;
 
 export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
                      model.safetensors at its root)

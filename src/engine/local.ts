@@ -17,7 +17,7 @@ export interface LoadEngineOptions {
   backend?: BackendName;
   /** Worker threads for the wasm backend. */
   threads?: number;
-  /** Expert activations of the wasm backend: 'split' (exact, default) or 'q8' (faster decode); see BackendOptions. */
+  /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
   expertActivations?: ExpertActivations;
   /** Serve at most this many tokens per sequence (default and maximum: the model's context length). */
   contextLength?: number;

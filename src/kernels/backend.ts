@@ -111,10 +111,11 @@ export interface BackendOptions {
   threads?: number;
   /**
    * How the fast backend feeds a single token's activations to the MXFP4 experts (several tokens
-   * use f32; the reference backend is always exact). 'split' (default): two i16 halves per group
-   * of 32 (~31 bits) into integer dot products, as accurate as f32. 'q8': int8 per group of 32,
-   * as llama.cpp does for MXFP4; about twice as fast for decode, with logits as far from the f32
-   * reference as the official bf16 reference's are (golden tests: within 2x). 'i16': one i16 per
+   * use f32; the reference backend is always exact). 'q8' (default): int8 per group of 32, as
+   * llama.cpp does for MXFP4; decode ~1.4x faster than 'split', with logits as far from the f32
+   * reference as the official bf16 reference's are (golden tests: within their bf16 tolerance).
+   * 'split': two i16 halves per group of 32 (~31 bits) into integer dot products, as accurate as
+   * f32 (the golden f32 parity suite runs the fast backend in this mode). 'i16': one i16 per
    * activation for every token (~1e-4 of the output scale per op). 'f32': f32 everywhere.
    * GPTOSS_EXPERT_ACTIVATIONS sets the default.
    */

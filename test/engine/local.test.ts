@@ -53,7 +53,7 @@ for (const [label, dir, backend] of CASES) {
   describe(`local engine KV cache: ${label}, ${backend} backend`, () => {
     let engine: LocalEngine;
     before(async () => {
-      engine = await loadEngine(dir, { backend, threads: 2, kvRewind: 0 });
+      engine = await loadEngine(dir, { backend, threads: 2, kvRewind: 0, expertActivations: 'split' });
     });
     after(() => engine.close());
 
@@ -105,7 +105,7 @@ for (const backend of ['reference', 'wasm'] as BackendName[]) describe(`local en
   const TOL = TOLERANCE[backend];
   let engine: LocalEngine;
   before(async () => {
-    engine = await loadEngine(GQA, { backend, threads: 2, kvRewind: 8, prefillChunk: 16 });
+    engine = await loadEngine(GQA, { backend, threads: 2, kvRewind: 8, prefillChunk: 16, expertActivations: 'split' });
   });
   after(() => engine.close());
 

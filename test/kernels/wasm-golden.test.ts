@@ -1,6 +1,7 @@
 // The golden parity suite (official PyTorch logits, see test/fixtures/golden/README.md) through
-// the wasm backend with 1 and 2 threads: f32 logits at every stored position and the greedy
-// continuation through the KV cache, within each case's tolerances.
+// the wasm backend with 1 and 2 threads in its exact mode ('split' expert activations): f32
+// logits at every stored position and the greedy continuation through the KV cache, within each
+// case's tolerances. Its default mode ('q8') is held to the bf16 tolerance below.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
@@ -13,7 +14,7 @@ for (const threads of [1, 2]) {
     describe(`golden ${c.name} on wasm, ${threads} thread(s)`, () => {
       let engine: LocalEngine;
       before(async () => {
-        engine = await loadEngine(c.dir, { backend: 'wasm', threads });
+        engine = await loadEngine(c.dir, { backend: 'wasm', threads, expertActivations: 'split' });
       });
       after(async () => {
         await engine.close();

@@ -91,7 +91,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   const relaxed = options.relaxedSimd !== false && relaxedSimdAvailable();
   const module = kernelModule(relaxed);
   const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
-  const mode = options.expertActivations ?? (envMode !== undefined && EXPERT_ACTIVATIONS.includes(envMode) ? envMode : 'split');
+  const mode = options.expertActivations ?? (envMode !== undefined && EXPERT_ACTIVATIONS.includes(envMode) ? envMode : 'q8');
   const quant = { f32: 0, i16: 1, split: 2, q8: 3 }[mode];
   const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
   const instances: Exports[] = [];
