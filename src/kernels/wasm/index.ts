@@ -255,10 +255,12 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const E = w1.count;
     // Bytes of one quantised row of `cols` activations, per mode (see the kernels' quantize*).
     const qStride = (cols: number): number => Math.ceil((quant === 3 ? cols * 1.25 : (quant === 2 ? 4 : 2) * cols + cols / 8) / 64) * 64;
-    const perTokenA = k * (2 * hidden + inter) * 4 + (quant === 1 ? k * qStride(hidden) : 0) + 256;
-    const perTokenB = (k * (inter + 2) + hidden) * 4 + (quant === 1 ? k * qStride(inter) : 0) + 256;
-    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant >= 2 ? E * qStride(hidden) : 0) + 4096;
-    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + (quant >= 2 ? E * qStride(inter) : 0) + 4096;
+    // 'i16' and 'q8' quantise every row, 'split' only the rows of single-token experts.
+    const everyRow = quant === 1 || quant === 3;
+    const perTokenA = k * (2 * hidden + inter) * 4 + (everyRow ? k * qStride(hidden) : 0) + 256;
+    const perTokenB = (k * (inter + 2) + hidden) * 4 + (everyRow ? k * qStride(inter) : 0) + 256;
+    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant === 2 ? E * qStride(hidden) : 0) + 4096;
+    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + (quant === 2 ? E * qStride(inter) : 0) + 4096;
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
@@ -293,9 +295,8 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 8);
       const fB = mB.f32();
       const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
-      // Quantised inputs: 'split' and 'q8' quantise only the rows of single-token experts, 'i16' every row.
       const splitRows: number[] = [];
-      const singles = quant >= 2 ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
+      const singles = quant === 2 ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
       const qx = quant === 0 ? 0 : sA.take(singles * qStride(hidden));
       const qa = quant === 0 ? 0 : sB.take(singles * qStride(inter));
       let single = 0;
@@ -317,10 +318,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         uB[b] = l2.ptr + e * block2; uB[b + 1] = sclB + e * scale2; uB[b + 2] = biasB + j * hidden * 4;
         uB[b + 3] = actB + row * inter * 4; uB[b + 4] = pairs.length; uB[b + 5] = 0;
         uB[b + 6] = tokB + row * 4; uB[b + 7] = wgtB + row * 4;
-        if (quant === 1) {
+        if (everyRow) {
           uA[a + 6] = qx + row * qStride(hidden);
           uB[b + 5] = qa + row * qStride(inter);
-        } else if (quant >= 2 && pairs.length === 1) {
+        } else if (quant === 2 && pairs.length === 1) {
           uA[a + 6] = qx + single * qStride(hidden);
           uB[b + 5] = qa + single * qStride(inter);
           splitRows.push(row, single++);
@@ -328,16 +329,16 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         row += pairs.length;
       });
       instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
-      if (quant === 1) instances[memA]!.quantize16!(xp, qx, rows, hidden);
-      const quantizeSingle = quant === 3 ? 'quantize8' : 'quantize16x2';
+      const quantize = quant === 3 ? 'quantize8' : 'quantize16';
+      if (everyRow) instances[memA]![quantize]!(xp, qx, rows, hidden);
       for (let i = 0; i < splitRows.length; i += 2) {
-        instances[memA]![quantizeSingle]!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
+        instances[memA]!.quantize16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
       }
       pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
-      if (quant === 1) instances[memB]!.quantize16!(actB, qa, rows, inter);
+      if (everyRow) instances[memB]![quantize]!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
-        instances[memB]![quantizeSingle]!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
+        instances[memB]!.quantize16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
       }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
       pool.run('expertsDown', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);

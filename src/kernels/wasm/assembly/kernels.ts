@@ -469,22 +469,79 @@ export function quantize8(src: usize, dst: usize, rows: i32, cols: i32): void {
   return v128.bitselect(normal, tiny, i32x4.gt_u(e, i32x4.splat(1)));
 }
 
-/** One group's integer dot (i32x4 partial sums) of 16 packed bytes with 32 int8 activations at q. */
-@inline function q8Group(b: v128, q: usize): v128 {
+/** The byte codes of one group's low and high nibbles, in the form q8Dot takes. */
+@inline function q8Low(b: v128): v128 {
+  return i8x16.swizzle(ASC_FEATURE_RELAXED_SIMD ? FP4X2P12 : FP4X2, v128.and(b, NIBBLE));
+}
+@inline function q8High(b: v128): v128 {
+  return i8x16.swizzle(ASC_FEATURE_RELAXED_SIMD ? FP4X2P12 : FP4X2, i8x16.shr_u(b, 4));
+}
+
+/** One group's integer dot (i32x4 partial sums) of byte codes wl, wh with 32 int8 activations at q. */
+@inline function q8Dot(wl: v128, wh: v128, q: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const wl = i8x16.swizzle(FP4X2P12, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2P12, i8x16.shr_u(b, 4));
     const p = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), wl), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), wh));
     return i32x4.extadd_pairwise_i16x8_s(p);
   } else {
-    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
     const xa = v128.load(q), xb = v128.load(q, 16);
     let p = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wl), i16x8.extend_low_i8x16_s(xa));
     p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wl), i16x8.extend_high_i8x16_s(xa)));
     p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wh), i16x8.extend_low_i8x16_s(xb)));
     return i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wh), i16x8.extend_high_i8x16_s(xb)));
   }
+}
+
+/** One group's integer dot of 16 packed bytes with 32 int8 activations at q. */
+@inline function q8Group(b: v128, q: usize): v128 {
+  return q8Dot(q8Low(b), q8High(b), q);
+}
+
+/** Expands one packed MXFP4 row to its q8 byte codes (32 per group) plus f32 group scales at ds. */
+@inline function mxRowExpandQ8(blk: usize, scl: usize, dq: usize, ds: usize, groups: i32): void {
+  for (let g = 0; g < groups; g++) {
+    const b = v128.load(blk + (<usize>g << 4));
+    const d = dq + (<usize>g << 5);
+    v128.store(d, q8Low(b));
+    v128.store(d, q8High(b), 16);
+    store<f32>(ds + (<usize>g << 2), e8m0Half(load<u8>(scl + g)));
+  }
+}
+
+/** A group's dot with token x (q8 row at x, corrections at xc), as f32x4 partial sums times sc. */
+@inline function q8Scaled(wl: v128, wh: v128, x: usize, xc: usize, sc: f32): v128 {
+  let p = q8Dot(wl, wh, x);
+  if (ASC_FEATURE_RELAXED_SIMD) p = i32x4.add(p, v128.load32_zero(xc));
+  return f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(sc));
+}
+
+/** Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3. */
+@inline function dot4Q8(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
+  const groups = cols >> 5;
+  const so = <usize>cols, co = so + (<usize>groups << 2);
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let g = 0; g < groups; g++) {
+    const w = dq + (<usize>g << 5);
+    const wl = v128.load(w), wh = v128.load(w, 16);
+    const ws = load<f32>(ds + (<usize>g << 2));
+    const o = <usize>g << 5, go = so + (<usize>g << 2), gc = co + (<usize>g << 2);
+    s0 = f32x4.add(s0, q8Scaled(wl, wh, x0 + o, x0 + gc, ws * load<f32>(x0 + go)));
+    s1 = f32x4.add(s1, q8Scaled(wl, wh, x1 + o, x1 + gc, ws * load<f32>(x1 + go)));
+    s2 = f32x4.add(s2, q8Scaled(wl, wh, x2 + o, x2 + gc, ws * load<f32>(x2 + go)));
+    s3 = f32x4.add(s3, q8Scaled(wl, wh, x3 + o, x3 + gc, ws * load<f32>(x3 + go)));
+  }
+  dot0 = hsum(s0); dot1 = hsum(s1); dot2 = hsum(s2); dot3 = hsum(s3);
+}
+
+/** Dot of one expanded row with one int8-quantised row. */
+@inline function dot1Q8(dq: usize, ds: usize, x: usize, cols: i32): f32 {
+  const groups = cols >> 5;
+  const so = <usize>cols, co = so + (<usize>groups << 2);
+  let s = f32x4.splat(0);
+  for (let g = 0; g < groups; g++) {
+    const w = dq + (<usize>g << 5);
+    s = f32x4.add(s, q8Scaled(v128.load(w), v128.load(w, 16), x + (<usize>g << 5), x + co + (<usize>g << 2), load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2))));
+  }
+  return hsum(s);
 }
 
 /** Dot of one packed MXFP4 row with int8-quantised x (quantize8), four groups per step. */
@@ -542,8 +599,8 @@ export function permuteBlocks(src: usize, dst: usize, tokens: i32, cols: i32): v
 //   [0] blocks ptr  [1] scales ptr  [2] bias ptr (f32)  [3] input ptr (block-permuted f32 [n, cols])
 //   [4] n tokens    [5] output ptr (up) / quantised input (down)
 //   [6] token index ptr (i32 [n]) (down) / quantised input (up)   [7] routing weight ptr (f32 [n])
-// The kernels' `quant` flag says how single-token (or, for 1, all) inputs are carried: 0 f32,
-// 1 quantize16, 2 quantize16x2 ('split'), 3 quantize8 ('q8').
+// The kernels' `quant` flag says how inputs are carried: 0 f32; 1 quantize16 (every entry);
+// 2 quantize16x2 ('split', single-token entries; the others f32); 3 quantize8 (every entry).
 
 /**
  * First expert matrix with the clamped SwiGLU fused in: for each entry, rows (2i, 2i+1) of mlp1
@@ -577,6 +634,27 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
       const g = mxRowDotQ8(blkG, sclG, xq, hidden) + bg;
       const l = mxRowDotQ8(blkL, sclL, xq, hidden) + bl;
       store<f32>(act + pi, swiglu(g, l, limit));
+    } else if (quant == 3) {
+      // Several tokens: both rows expanded once to byte codes, then 4 tokens per pass.
+      const xs8 = q8Stride(hidden);
+      mxRowExpandQ8(blkG, sclG, bufA, bufA + <usize>hidden, groups);
+      mxRowExpandQ8(blkL, sclL, bufB, bufB + <usize>hidden, groups);
+      let t = 0;
+      for (; t + 4 <= n; t += 4) {
+        const x0 = xq + <usize>t * xs8;
+        dot4Q8(bufA, bufA + <usize>hidden, x0, x0 + xs8, x0 + 2 * xs8, x0 + 3 * xs8, hidden);
+        const g0 = dot0 + bg, g1 = dot1 + bg, g2 = dot2 + bg, g3 = dot3 + bg;
+        dot4Q8(bufB, bufB + <usize>hidden, x0, x0 + xs8, x0 + 2 * xs8, x0 + 3 * xs8, hidden);
+        const a0 = act + <usize>t * as + pi;
+        store<f32>(a0, swiglu(g0, dot0 + bl, limit));
+        store<f32>(a0 + as, swiglu(g1, dot1 + bl, limit));
+        store<f32>(a0 + 2 * as, swiglu(g2, dot2 + bl, limit));
+        store<f32>(a0 + 3 * as, swiglu(g3, dot3 + bl, limit));
+      }
+      for (; t < n; t++) {
+        const xt = xq + <usize>t * xs8;
+        store<f32>(act + <usize>t * as + pi, swiglu(dot1Q8(bufA, bufA + <usize>hidden, xt, hidden) + bg, dot1Q8(bufB, bufB + <usize>hidden, xt, hidden) + bl, limit));
+      }
     } else if (quant == 2 && n == 1) {
       const xd = xq + (<usize>hidden << 2);
       const g = mxRowDotQ2(blkG, sclG, xq, xd, groups) + bg;
@@ -656,7 +734,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       const br = blk + <usize>r * rowBytes, sr = scl + <usize>r * <usize>groups;
       const b = load<f32>(bias + (<usize>r << 2));
       const ro = <usize>r << 2;
-      if (quant != 1 && n >= 4 && r + 1 < r1) {
+      if ((quant == 0 || quant == 2) && n >= 4 && r + 1 < r1) {
         // Two rows at a time: each activation load feeds 2 rows x 4 tokens.
         const b2 = load<f32>(bias + (<usize>(r + 1) << 2));
         mxRowExpand(br, sr, buf, groups);
@@ -693,14 +771,16 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
         store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
         continue;
       }
-      const qm = quant == 1;
+      const qm = quant == 1, q8 = quant == 3;
       if (qm) mxRowExpandQ(br, sr, buf, qs, groups);
+      else if (q8) mxRowExpandQ8(br, sr, buf, buf + <usize>inter, groups);
       else mxRowExpand(br, sr, buf, groups);
-      const src = qm ? aq : act, ss = qm ? aqs : as;
+      const src = qm || q8 ? aq : act, ss = qm ? aqs : q8 ? q8Stride(inter) : as;
       let t = 0;
       for (; t + 4 <= n; t += 4) {
         const a0 = src + <usize>t * ss;
         if (qm) dot4Q(buf, qs, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
+        else if (q8) dot4Q8(buf, buf + <usize>inter, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
         else dot4F32(buf, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
         const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
         const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
@@ -713,7 +793,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       }
       for (; t < n; t++) {
         const a = src + <usize>t * ss;
-        const y = (qm ? dot1Q(buf, qs, a, inter) : dotF32(buf, a, inter)) + b;
+        const y = (qm ? dot1Q(buf, qs, a, inter) : q8 ? dot1Q8(buf, buf + <usize>inter, a, inter) : dotF32(buf, a, inter)) + b;
         const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
       }
