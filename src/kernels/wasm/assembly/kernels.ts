@@ -26,6 +26,19 @@ const ZERO: v128 = i32x4(0, 0, 0, 0);
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
+/** acc + a * b: one fused multiply-add where relaxed SIMD has it (x64 FMA3), else mul + add. */
+@inline function madd(a: v128, b: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, acc);
+  return f32x4.add(acc, f32x4.mul(a, b));
+}
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four f32x4. */
+@inline function sum4x4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
 /** E8M0 exponent e -> 2^(e-128) (the LUT is doubled), exact including the subnormal range. */
 @inline function e8m0Half(e: u32): f32 {
   return e >= 2 ? reinterpret<f32>((e - 1) << 23) : reinterpret<f32>(<u32>1 << (21 + e));
@@ -60,10 +73,10 @@ let dot0: f32 = 0, dot1: f32 = 0, dot2: f32 = 0, dot3: f32 = 0;
   for (let c = 0; c < n; c += 8) {
     const o = <usize>c << 2;
     const wa = v128.load(w + o), wb = v128.load(w + o, 16);
-    s0 = f32x4.add(s0, f32x4.add(f32x4.mul(wa, v128.load(x0 + o)), f32x4.mul(wb, v128.load(x0 + o, 16))));
-    s1 = f32x4.add(s1, f32x4.add(f32x4.mul(wa, v128.load(x1 + o)), f32x4.mul(wb, v128.load(x1 + o, 16))));
-    s2 = f32x4.add(s2, f32x4.add(f32x4.mul(wa, v128.load(x2 + o)), f32x4.mul(wb, v128.load(x2 + o, 16))));
-    s3 = f32x4.add(s3, f32x4.add(f32x4.mul(wa, v128.load(x3 + o)), f32x4.mul(wb, v128.load(x3 + o, 16))));
+    s0 = madd(wb, v128.load(x0 + o, 16), madd(wa, v128.load(x0 + o), s0));
+    s1 = madd(wb, v128.load(x1 + o, 16), madd(wa, v128.load(x1 + o), s1));
+    s2 = madd(wb, v128.load(x2 + o, 16), madd(wa, v128.load(x2 + o), s2));
+    s3 = madd(wb, v128.load(x3 + o, 16), madd(wa, v128.load(x3 + o), s3));
   }
   dot0 = hsum(s0); dot1 = hsum(s1); dot2 = hsum(s2); dot3 = hsum(s3);
 }
@@ -78,10 +91,10 @@ let dot4: f32 = 0, dot5: f32 = 0, dot6: f32 = 0, dot7: f32 = 0;
     const o = <usize>c << 2;
     const va = v128.load(wa + o), vb = v128.load(wb + o);
     const y0 = v128.load(x0 + o), y1 = v128.load(x1 + o), y2 = v128.load(x2 + o), y3 = v128.load(x3 + o);
-    a0 = f32x4.add(a0, f32x4.mul(va, y0)); b0 = f32x4.add(b0, f32x4.mul(vb, y0));
-    a1 = f32x4.add(a1, f32x4.mul(va, y1)); b1 = f32x4.add(b1, f32x4.mul(vb, y1));
-    a2 = f32x4.add(a2, f32x4.mul(va, y2)); b2 = f32x4.add(b2, f32x4.mul(vb, y2));
-    a3 = f32x4.add(a3, f32x4.mul(va, y3)); b3 = f32x4.add(b3, f32x4.mul(vb, y3));
+    a0 = madd(va, y0, a0); b0 = madd(vb, y0, b0);
+    a1 = madd(va, y1, a1); b1 = madd(vb, y1, b1);
+    a2 = madd(va, y2, a2); b2 = madd(vb, y2, b2);
+    a3 = madd(va, y3, a3); b3 = madd(vb, y3, b3);
   }
   dot0 = hsum(a0); dot1 = hsum(a1); dot2 = hsum(a2); dot3 = hsum(a3);
   dot4 = hsum(b0); dot5 = hsum(b1); dot6 = hsum(b2); dot7 = hsum(b3);
@@ -159,7 +172,38 @@ export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32
     for (; t + 4 <= tokens; t += 4) {
       const x0 = x + <usize>t * xStride;
       const x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
-      for (let r = rb; r < rbEnd; r++) {
+      let r = rb;
+      if ((cols & 7) == 0) {
+        // Two rows x four tokens: each activation load feeds two rows.
+        for (; r + 2 <= rbEnd; r += 2) {
+          const wa = w + <usize>r * rowBytes, wb = wa + rowBytes;
+          let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+          let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+          for (let c = 0; c < cols; c += 8) {
+            const va = v128.load(wa + (<usize>c << 1)), vb = v128.load(wb + (<usize>c << 1));
+            const la = bf16Even(va), ha = bf16Odd(va), lb = bf16Even(vb), hb = bf16Odd(vb);
+            const o = <usize>c << 2;
+            let y = v128.load(x0 + o), z = v128.load(x0 + o, 16);
+            a0 = madd(ha, z, madd(la, y, a0)); b0 = madd(hb, z, madd(lb, y, b0));
+            y = v128.load(x1 + o); z = v128.load(x1 + o, 16);
+            a1 = madd(ha, z, madd(la, y, a1)); b1 = madd(hb, z, madd(lb, y, b1));
+            y = v128.load(x2 + o); z = v128.load(x2 + o, 16);
+            a2 = madd(ha, z, madd(la, y, a2)); b2 = madd(hb, z, madd(lb, y, b2));
+            y = v128.load(x3 + o); z = v128.load(x3 + o, 16);
+            a3 = madd(ha, z, madd(la, y, a3)); b3 = madd(hb, z, madd(lb, y, b3));
+          }
+          const sa = sum4x4(a0, a1, a2, a3), sb = sum4x4(b0, b1, b2, b3);
+          const ba: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+          const bb: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2), 4) : 0;
+          const os = <usize>rows << 2;
+          const ob = out + <usize>t * os + (<usize>r << 2);
+          store<f32>(ob, f32x4.extract_lane(sa, 0) + ba); store<f32>(ob, f32x4.extract_lane(sb, 0) + bb, 4);
+          store<f32>(ob + os, f32x4.extract_lane(sa, 1) + ba); store<f32>(ob + os, f32x4.extract_lane(sb, 1) + bb, 4);
+          store<f32>(ob + 2 * os, f32x4.extract_lane(sa, 2) + ba); store<f32>(ob + 2 * os, f32x4.extract_lane(sb, 2) + bb, 4);
+          store<f32>(ob + 3 * os, f32x4.extract_lane(sa, 3) + ba); store<f32>(ob + 3 * os, f32x4.extract_lane(sb, 3) + bb, 4);
+        }
+      }
+      for (; r < rbEnd; r++) {
         const wr = w + <usize>r * rowBytes;
         let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
         let c = 0;
@@ -827,12 +871,6 @@ const LN2_LO: f32 = -2.12194440e-4;
   return v128.andnot(f32x4.mul(p, pow2), dead);
 }
 
-/** [sum(a), sum(b), sum(c), sum(d)] of four f32x4. */
-@inline function sum4x4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
-  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
-  return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
-}
 
 @inline function visible(kp: i32, pos: i32, window: i32): bool {
   return kp >= 0 && kp <= pos && (window == 0 || pos - kp < window);
