@@ -46,7 +46,7 @@ describe('gptoss logits / generate', () => {
   });
 
   it('logits prints the last position as {"logits": [...]}', () => {
-    const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--backend', 'wasm');
+    const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--backend', 'wasm', '--expert-activations', 'split');
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { logits: number[] };
     const ref = readF32(gold, seq.logits.fp32).subarray((seq.length - 1) * 512);
