@@ -5,6 +5,7 @@
 // that sets disallowed tokens to -Infinity. Two budgets keep every output finishable: whitespace
 // runs are short, and when the tokens left are barely enough to close the value the constraint
 // only allows the shortest completion, so the result parses and validates even when cut short.
+import { UserError } from '../errors.ts';
 import type { LogitsProcessor } from './sampler.ts';
 
 /** A JSON Schema as plain JSON (the subset used by structured outputs and function parameters). */
@@ -40,26 +41,29 @@ const DEFAULT_MAX_STRING = 4096;
 /** Nesting allowed inside values whose schema says nothing ("any"). */
 const ANY_DEPTH = 4;
 
-/** Compiles a JSON schema; unsupported keywords are ignored (the output is still valid JSON). */
+/**
+ * Compiles a JSON schema; unsupported keywords are ignored (the output is still valid JSON). A
+ * schema it cannot honour (remote $ref, nothing accepted, nesting past 64) is a UserError('input').
+ */
 export function compileSchema(schema: JsonSchema): Node {
   const root = schema;
   const memo = new Map<unknown, Node>();
   const resolveRef = (ref: string): JsonSchema => {
-    if (!ref.startsWith('#')) throw new Error(`unsupported $ref "${ref}" (only local references)`);
+    if (!ref.startsWith('#')) throw new UserError('input', `unsupported $ref "${ref}" (only local references)`);
     let at: unknown = root;
     for (const part of ref.slice(1).split('/').filter((p) => p !== '')) {
       const key = decodeURIComponent(part.replace(/~1/g, '/').replace(/~0/g, '~'));
       at = typeof at === 'object' && at !== null ? (at as Record<string, unknown>)[key] : undefined;
-      if (at === undefined) throw new Error(`$ref "${ref}" does not resolve`);
+      if (at === undefined) throw new UserError('input', `$ref "${ref}" does not resolve`);
     }
     return at as JsonSchema;
   };
   const compile = (s: JsonSchema, depth: number): Node => {
     if (s === true || (typeof s === 'object' && Object.keys(s).length === 0)) return { kind: 'any', depth: ANY_DEPTH };
-    if (s === false) throw new Error('schema `false` accepts nothing');
+    if (s === false) throw new UserError('input', 'schema `false` accepts nothing');
     const cached = memo.get(s);
     if (cached !== undefined) return cached;
-    if (depth > 64) throw new Error('schema nests too deeply');
+    if (depth > 64) throw new UserError('input', 'schema nests too deeply');
     if (typeof s.$ref === 'string') {
       const target = resolveRef(s.$ref);
       let node: Node | undefined;
@@ -70,7 +74,7 @@ export function compileSchema(schema: JsonSchema): Node {
     let node: Node;
     if ('const' in s) node = { kind: 'literals', values: [encoder.encode(JSON.stringify(s.const))] };
     else if (Array.isArray(s.enum)) {
-      if (s.enum.length === 0) throw new Error('empty enum');
+      if (s.enum.length === 0) throw new UserError('input', 'empty enum');
       node = { kind: 'literals', values: s.enum.map((v) => encoder.encode(JSON.stringify(v))) };
     } else if (Array.isArray(s.anyOf) || Array.isArray(s.oneOf)) {
       const variants = (s.anyOf ?? s.oneOf) as JsonSchema[];
@@ -98,7 +102,7 @@ export function compileSchema(schema: JsonSchema): Node {
           // A small integer range is exact as a list of literals.
           const lo = typeof s.exclusiveMinimum === 'number' ? Math.floor(min) + 1 : Math.ceil(min);
           const hi = typeof s.exclusiveMaximum === 'number' ? Math.ceil(max) - 1 : Math.floor(max);
-          if (hi < lo) throw new Error('integer range is empty');
+          if (hi < lo) throw new UserError('input', 'integer range is empty');
           return { kind: 'literals', values: Array.from({ length: hi - lo + 1 }, (_, i) => encoder.encode(String(lo + i))) };
         }
         return { kind: 'number', integer: type === 'integer', nonNegative: min !== undefined && min >= 0 };
@@ -126,7 +130,7 @@ export function compileSchema(schema: JsonSchema): Node {
         return { kind: 'object', properties, order, required, additional };
       }
       default:
-        throw new Error(`unsupported schema type "${type}"`);
+        throw new UserError('input', `unsupported schema type "${type}"`);
     }
   };
   return compile(schema, 0);

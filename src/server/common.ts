@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentTool } from '../engine/agent.ts';
 import { buildDeveloperMessage, buildSystemMessage } from '../engine/agent.ts';
-import type { JsonSchema } from '../engine/constrained.ts';
+import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
+import { isUserError } from '../errors.ts';
 import type { Engine } from '../engine/engine.ts';
 import { validateToolSchema, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
 import { invalid } from './errors.ts';
@@ -66,10 +67,25 @@ export function parseFunction(fn: JsonRecord, param: string): ParsedFunction {
 }
 
 /** Strict functions' schemas for constrained decoding of their arguments. */
-export function strictSchemas(functions: readonly ParsedFunction[]): Map<string, JsonSchema> {
+export function strictSchemas(functions: readonly ParsedFunction[], param = 'tools'): Map<string, JsonSchema> {
   const out = new Map<string, JsonSchema>();
-  for (const f of functions) if (f.strict) out.set(f.tool.name, (f.tool.parameters ?? { type: 'object', properties: {}, additionalProperties: false }) as JsonSchema);
+  for (const f of functions) {
+    if (!f.strict) continue;
+    const schema = (f.tool.parameters ?? { type: 'object', properties: {}, additionalProperties: false }) as JsonSchema;
+    out.set(f.tool.name, checkedSchema(schema, `${param}[${f.tool.name}].parameters`));
+  }
   return out;
+}
+
+/** The schema, once it is known to compile into a decoding constraint (a 400 naming it if not). */
+function checkedSchema(schema: JsonSchema, param: string): JsonSchema {
+  try {
+    compileSchema(schema);
+  } catch (e) {
+    if (isUserError(e)) throw invalid(param, `${param}: ${e.message}`);
+    throw e;
+  }
+  return schema;
 }
 
 /** The built-in tool a request names, or a 400 when the server was started without it. */
@@ -102,8 +118,7 @@ export function promptHead(options: {
 /** The JSON schema of a `json_schema` format (Responses `text.format`, Chat `response_format.json_schema`). */
 export function formatSchema(schema: Json | undefined, param: string): JsonSchema {
   if (schema === undefined) throw invalid(param, `${param} is required for json_schema`);
-  if (typeof schema === 'boolean') return schema;
-  return record(schema, param);
+  return checkedSchema(typeof schema === 'boolean' ? schema : record(schema, param), param);
 }
 
 /** Instructions that tell the model about the required output format (the constraint enforces it). */

@@ -72,3 +72,31 @@ test('a model that writes the JSON itself is only masked where it strays; json_o
     await running.close();
   }
 });
+
+test('a schema the constraint cannot honour is a 400 naming it, before any generation', async () => {
+  const engine = new PromptEngine(() => '<|channel|>final<|message|>{}<|return|>');
+  const server = createServer({ engine, log: () => {} });
+  const running = await server.listen(0);
+  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  try {
+    const remote = { type: 'object', properties: { a: { $ref: 'https://example.com/s.json' } } };
+    await assert.rejects(
+      client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'r', schema: remote } } }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'response_format.json_schema.schema' && /unsupported \$ref "https:\/\/example.com\/s.json"/.test(e.message),
+    );
+    await assert.rejects(
+      client.responses.create({ model: 'prompt-engine', input: 'x', text: { format: { type: 'json_schema', name: 'n', schema: { type: 'object', properties: { n: { type: 'integer', minimum: 5, maximum: 2 } } }, strict: true } } }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'text.format.schema' && /integer range is empty/.test(e.message),
+    );
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }],
+        tools: [{ type: 'function', function: { name: 'f', strict: true, parameters: { type: 'object', properties: { x: { type: 'date' } } } } }],
+      }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'tools[f].parameters' && /unsupported schema type "date"/.test(e.message),
+    );
+    assert.equal(engine.prompts.length, 0, 'nothing was generated');
+  } finally {
+    await running.close();
+  }
+});
