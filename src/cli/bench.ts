@@ -21,7 +21,7 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --backend B          wasm (default) or reference
   --profile            time per backend op kind (prefill and decode)
   --expert-activations q8 (default: int8 like llama.cpp, error of the bf16 reference's size),
-                       split (exact integer dots), i16 (~1e-4 error) or f32
+                       split (exact integer dots) or f32
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {

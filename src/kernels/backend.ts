@@ -115,15 +115,14 @@ export interface BackendOptions {
    * llama.cpp does for MXFP4; decode ~1.4x faster than 'split', with logits as far from the f32
    * reference as the official bf16 reference's are (golden tests: within their bf16 tolerance).
    * 'split': two i16 halves per group of 32 (~31 bits) into integer dot products, as accurate as
-   * f32 (the golden f32 parity suite runs the fast backend in this mode). 'i16': one i16 per
-   * activation for every token (~1e-4 of the output scale per op). 'f32': f32 everywhere.
+   * f32 (the golden f32 parity suite runs the fast backend in this mode). 'f32': f32 everywhere.
    * GPTOSS_EXPERT_ACTIVATIONS sets the default.
    */
   expertActivations?: ExpertActivations;
 }
 
-export type ExpertActivations = 'split' | 'q8' | 'i16' | 'f32';
-export const EXPERT_ACTIVATIONS: readonly ExpertActivations[] = ['split', 'q8', 'i16', 'f32'];
+export type ExpertActivations = 'q8' | 'split' | 'f32';
+export const EXPERT_ACTIVATIONS: readonly ExpertActivations[] = ['q8', 'split', 'f32'];
 
 /** An f32 view over a store buffer (the store guarantees the alignment). */
 export function f32View(bytes: Uint8Array): Float32Array {

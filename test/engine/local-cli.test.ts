@@ -100,6 +100,6 @@ describe('gptoss logits / generate', () => {
       assert.equal(r.stdout, '');
     }
     assert.equal(results[4]!.stderr, 'gptoss logits: 5 tokens do not fit the context window of 4 tokens (see --context)\n');
-    assert.match(results[5]!.stderr, /--expert-activations must be one of split, q8, i16, f32, got "fp8"/);
+    assert.match(results[5]!.stderr, /--expert-activations must be one of q8, split, f32, got "fp8"/);
   });
 });

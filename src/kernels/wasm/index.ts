@@ -98,7 +98,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   const module = kernelModule(relaxed);
   const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
   const mode = options.expertActivations ?? (envMode !== undefined && EXPERT_ACTIVATIONS.includes(envMode) ? envMode : 'q8');
-  const quant = { f32: 0, i16: 1, split: 2, q8: 3 }[mode];
+  const quant = { f32: 0, split: 2, q8: 3 }[mode];
   const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
   const instances: Exports[] = [];
   const instantiate = (m: WasmMemory): void => {
@@ -260,9 +260,9 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     // Tokens per chunk so one chunk's activations fit the scratch of both memories.
     const E = w1.count;
     // Bytes of one quantised row of `cols` activations, per mode (see the kernels' quantize*).
-    const qStride = (cols: number): number => Math.ceil((quant === 3 ? cols * 1.25 : (quant === 2 ? 4 : 2) * cols + cols / 8) / 64) * 64;
-    // 'i16' and 'q8' quantise every row, 'split' only the rows of single-token experts.
-    const everyRow = quant === 1 || quant === 3;
+    const qStride = (cols: number): number => Math.ceil((quant === 3 ? cols * 1.25 : 4 * cols + cols / 8) / 64) * 64;
+    // 'q8' quantises every row, 'split' only the rows of single-token experts.
+    const everyRow = quant === 3;
     const perTokenA = k * (2 * hidden + inter) * 4 + (everyRow ? k * qStride(hidden) : 0) + 256;
     const perTokenB = (k * (inter + 2) + hidden) * 4 + (everyRow ? k * qStride(inter) : 0) + 256;
     const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant === 2 ? E * qStride(hidden) : 0) + 4096;
@@ -335,14 +335,13 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         row += pairs.length;
       });
       instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
-      const quantize = quant === 3 ? 'quantize8' : 'quantize16';
-      if (everyRow) instances[memA]![quantize]!(xp, qx, rows, hidden);
+      if (everyRow) instances[memA]!.quantize8!(xp, qx, rows, hidden);
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memA]!.quantize16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
       }
       pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
-      if (everyRow) instances[memB]![quantize]!(actB, qa, rows, inter);
+      if (everyRow) instances[memB]!.quantize8!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memB]!.quantize16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
       }

@@ -296,42 +296,6 @@ export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32
   }
 }
 
-/** Bytes of one quantised row of `cols` activations: cols i16, cols/32 f32 scales, padded to 64. */
-@inline function qStride(cols: i32): usize {
-  return ((<usize>cols * 2 + (<usize>cols >> 3)) + 63) & ~63;
-}
-
-/**
- * Quantises block-permuted f32 activations [rows, cols] to i16 per group of 32 (scale =
- * max|x| / 32767): the kernels then multiply them with the FP4 codes by i32x4.dot_i16x8_s, 8
- * products per instruction. 15 bits per activation keep a dot within ~1e-4 of the output scale
- * (int8 activations, the usual choice, cost percents). Each output row (qStride bytes): cols i16,
- * then cols/32 f32 scales.
- */
-export function quantize16(src: usize, dst: usize, rows: i32, cols: i32): void {
-  const groups = cols >> 5;
-  const stride = qStride(cols);
-  for (let r = 0; r < rows; r++) {
-    const rs = src + (<usize>(r * cols) << 2), rd = dst + <usize>r * stride;
-    const scales = rd + (<usize>cols << 1);
-    for (let g = 0; g < groups; g++) {
-      const x = rs + (<usize>g << 7);
-      let m = f32x4.abs(v128.load(x));
-      for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
-      const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
-      const d: f32 = mx / 32767;
-      const inv = f32x4.splat(mx > 0 ? 1 / d : 0);
-      const q = rd + (<usize>g << 6);
-      for (let i = 0; i < 4; i++) {
-        const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 5)), inv)));
-        const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 5), 16), inv)));
-        v128.store(q + (<usize>i << 4), i16x8.narrow_i32x4_s(a, b));
-      }
-      store<f32>(scales + (<usize>g << 2), d);
-    }
-  }
-}
-
 /** Bytes of one split-quantised row (quantize16x2): per group 32 high + 32 low i16, then f32 scales. */
 @inline function q2Stride(cols: i32): usize {
   return ((<usize>cols * 4 + (<usize>cols >> 3)) + 63) & ~63;
@@ -394,74 +358,6 @@ export function quantize16x2(src: usize, dst: usize, rows: i32, cols: i32): void
     const sum = f32x4.add(f32x4.convert_i32x4_s(ph), f32x4.mul(f32x4.convert_i32x4_s(pl), lowScale));
     const sc = load<f32>(xd + (<usize>g << 2)) * e8m0Half(load<u8>(scl + g));
     acc = f32x4.add(acc, f32x4.mul(sum, f32x4.splat(sc)));
-  }
-  return hsum(acc);
-}
-
-/** Expands one packed MXFP4 row to i16 codes (block-permuted) plus f32 group scales. */
-@inline function mxRowExpandQ(blk: usize, scl: usize, dq: usize, ds: usize, groups: i32): void {
-  for (let g = 0; g < groups; g++) {
-    const b = v128.load(blk + (<usize>g << 4));
-    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
-    const d = dq + (<usize>g << 6);
-    v128.store(d, i16x8.extend_low_i8x16_s(wl));
-    v128.store(d, i16x8.extend_high_i8x16_s(wl), 16);
-    v128.store(d, i16x8.extend_low_i8x16_s(wh), 32);
-    v128.store(d, i16x8.extend_high_i8x16_s(wh), 48);
-    store<f32>(ds + (<usize>g << 2), e8m0Half(load<u8>(scl + g)));
-  }
-}
-
-@inline function dotQBlock(w: usize, x: usize): v128 {
-  let p = i32x4.dot_i16x8_s(v128.load(w), v128.load(x));
-  p = i32x4.add(p, i32x4.dot_i16x8_s(v128.load(w, 16), v128.load(x, 16)));
-  p = i32x4.add(p, i32x4.dot_i16x8_s(v128.load(w, 32), v128.load(x, 32)));
-  return i32x4.add(p, i32x4.dot_i16x8_s(v128.load(w, 48), v128.load(x, 48)));
-}
-
-/** Dots of one expanded i16 row (codes dq, scales ds) with 4 quantised rows x0..x3 (into dot0..3). */
-@inline function dot4Q(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
-  const groups = cols >> 5;
-  const so = <usize>cols << 1;
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
-    const w = dq + (<usize>g << 6), o = <usize>g << 6, go = so + (<usize>g << 2);
-    const ws = load<f32>(ds + (<usize>g << 2));
-    s0 = f32x4.add(s0, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x0 + o)), f32x4.splat(ws * load<f32>(x0 + go))));
-    s1 = f32x4.add(s1, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x1 + o)), f32x4.splat(ws * load<f32>(x1 + go))));
-    s2 = f32x4.add(s2, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x2 + o)), f32x4.splat(ws * load<f32>(x2 + go))));
-    s3 = f32x4.add(s3, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(w, x3 + o)), f32x4.splat(ws * load<f32>(x3 + go))));
-  }
-  dot0 = hsum(s0); dot1 = hsum(s1); dot2 = hsum(s2); dot3 = hsum(s3);
-}
-
-/** Dot of one expanded i16 row with one quantised row. */
-@inline function dot1Q(dq: usize, ds: usize, x: usize, cols: i32): f32 {
-  const groups = cols >> 5;
-  const so = <usize>cols << 1;
-  let s = f32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
-    const o = <usize>g << 6;
-    s = f32x4.add(s, f32x4.mul(f32x4.convert_i32x4_s(dotQBlock(dq + o, x + o)), f32x4.splat(load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2)))));
-  }
-  return hsum(s);
-}
-
-/** Dot of one packed MXFP4 row with i16-quantised block-permuted x (see quantize16). */
-@inline function mxRowDotQ(blk: usize, scl: usize, xq: usize, xd: usize, groups: i32): f32 {
-  let acc = f32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
-    const b = v128.load(blk + (<usize>g << 4));
-    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
-    const q = xq + (<usize>g << 6);
-    let p = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wl), v128.load(q));
-    p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wl), v128.load(q, 16)));
-    p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wh), v128.load(q, 32)));
-    p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wh), v128.load(q, 48)));
-    const sc = load<f32>(xd + (<usize>g << 2)) * e8m0Half(load<u8>(scl + g));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(sc)));
   }
   return hsum(acc);
 }
@@ -651,8 +547,8 @@ export function permuteBlocks(src: usize, dst: usize, tokens: i32, cols: i32): v
 //   [0] blocks ptr  [1] scales ptr  [2] bias ptr (f32)  [3] input ptr (block-permuted f32 [n, cols])
 //   [4] n tokens    [5] output ptr (up) / quantised input (down)
 //   [6] token index ptr (i32 [n]) (down) / quantised input (up)   [7] routing weight ptr (f32 [n])
-// The kernels' `quant` flag says how inputs are carried: 0 f32; 1 quantize16 (every entry);
-// 2 quantize16x2 ('split', single-token entries; the others f32); 3 quantize8 (every entry).
+// The kernels' `quant` flag says how inputs are carried: 0 f32; 2 quantize16x2 ('split',
+// single-token entries; the others f32); 3 quantize8 ('q8', every entry).
 
 /**
  * First expert matrix with the clamped SwiGLU fused in: for each entry, rows (2i, 2i+1) of mlp1
@@ -667,9 +563,6 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
   const rowBytes = <usize>hidden >> 1;
   const bufA = rowbuf + <usize>part * (<usize>hidden << 3);
   const bufB = bufA + (<usize>hidden << 2);
-  // Quantised mode: the expanded rows are i16 codes + scales (smaller than f32 rows).
-  const qsA = bufA + (<usize>hidden << 1), qsB = bufB + (<usize>hidden << 1);
-  const xqs = qStride(hidden);
   for (let p = p0; p < p1; p++) {
     const e = p / inter, i = p - e * inter;
     const ent = list + (<usize>e << 5);
@@ -712,30 +605,6 @@ export function expertsUp(list: usize, entries: i32, hidden: i32, inter: i32, ro
       const g = mxRowDotQ2(blkG, sclG, xq, xd, groups) + bg;
       const l = mxRowDotQ2(blkL, sclL, xq, xd, groups) + bl;
       store<f32>(act + pi, swiglu(g, l, limit));
-    } else if (quant == 1 && n == 1) {
-      const xd = xq + (<usize>hidden << 1);
-      const g = mxRowDotQ(blkG, sclG, xq, xd, groups) + bg;
-      const l = mxRowDotQ(blkL, sclL, xq, xd, groups) + bl;
-      store<f32>(act + pi, swiglu(g, l, limit));
-    } else if (quant == 1) {
-      mxRowExpandQ(blkG, sclG, bufA, qsA, groups);
-      mxRowExpandQ(blkL, sclL, bufB, qsB, groups);
-      let t = 0;
-      for (; t + 4 <= n; t += 4) {
-        const x0 = xq + <usize>t * xqs;
-        dot4Q(bufA, qsA, x0, x0 + xqs, x0 + 2 * xqs, x0 + 3 * xqs, hidden);
-        const g0 = dot0 + bg, g1 = dot1 + bg, g2 = dot2 + bg, g3 = dot3 + bg;
-        dot4Q(bufB, qsB, x0, x0 + xqs, x0 + 2 * xqs, x0 + 3 * xqs, hidden);
-        const a0 = act + <usize>t * as + pi;
-        store<f32>(a0, swiglu(g0, dot0 + bl, limit));
-        store<f32>(a0 + as, swiglu(g1, dot1 + bl, limit));
-        store<f32>(a0 + 2 * as, swiglu(g2, dot2 + bl, limit));
-        store<f32>(a0 + 3 * as, swiglu(g3, dot3 + bl, limit));
-      }
-      for (; t < n; t++) {
-        const xt = xq + <usize>t * xqs;
-        store<f32>(act + <usize>t * as + pi, swiglu(dot1Q(bufA, qsA, xt, hidden) + bg, dot1Q(bufB, qsB, xt, hidden) + bl, limit));
-      }
     } else if (n == 1) {
       const g = mxRowDot(blkG, sclG, x, groups) + bg;
       const l = mxRowDot(blkL, sclL, x, groups) + bl;
@@ -775,8 +644,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
   const rowBytes = <usize>inter >> 1;
   const buf = rowbuf + <usize>part * (<usize>inter << 3);
   const buf2 = buf + (<usize>inter << 2);
-  const qs = buf + (<usize>inter << 1);
-  const os = <usize>hidden << 2, as = <usize>inter << 2, aqs = qStride(inter);
+  const os = <usize>hidden << 2, as = <usize>inter << 2;
   for (let e = 0; e < entries; e++) {
     const ent = list + (<usize>e << 5);
     const blk = <usize>load<u32>(ent), scl = <usize>load<u32>(ent, 4), bias = <usize>load<u32>(ent, 8);
@@ -818,21 +686,19 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       }
       if (n == 1) {
         const y = (quant == 3 ? mxRowDotQ8(br, sr, aq, inter) : quant == 2 ? mxRowDotQ2(br, sr, aq, aq + (<usize>inter << 2), groups)
-          : quant == 1 ? mxRowDotQ(br, sr, aq, aq + (<usize>inter << 1), groups) : mxRowDot(br, sr, act, groups)) + b;
+          : mxRowDot(br, sr, act, groups)) + b;
         const o = out + <usize>load<i32>(tok) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt) * y);
         continue;
       }
-      const qm = quant == 1, q8 = quant == 3;
-      if (qm) mxRowExpandQ(br, sr, buf, qs, groups);
-      else if (q8) mxRowExpandQ8(br, sr, buf, buf + <usize>inter, groups);
+      const q8 = quant == 3;
+      if (q8) mxRowExpandQ8(br, sr, buf, buf + <usize>inter, groups);
       else mxRowExpand(br, sr, buf, groups);
-      const src = qm || q8 ? aq : act, ss = qm ? aqs : q8 ? q8Stride(inter) : as;
+      const src = q8 ? aq : act, ss = q8 ? q8Stride(inter) : as;
       let t = 0;
       for (; t + 4 <= n; t += 4) {
         const a0 = src + <usize>t * ss;
-        if (qm) dot4Q(buf, qs, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
-        else if (q8) dot4Q8(buf, buf + <usize>inter, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
+        if (q8) dot4Q8(buf, buf + <usize>inter, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
         else dot4F32(buf, a0, a0 + ss, a0 + 2 * ss, a0 + 3 * ss, inter);
         const o0 = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
         const o1 = out + <usize>load<i32>(tok + (<usize>(t + 1) << 2)) * os + ro;
@@ -845,7 +711,7 @@ export function expertsDown(list: usize, entries: i32, hidden: i32, inter: i32, 
       }
       for (; t < n; t++) {
         const a = src + <usize>t * ss;
-        const y = (qm ? dot1Q(buf, qs, a, inter) : q8 ? dot1Q8(buf, buf + <usize>inter, a, inter) : dotF32(buf, a, inter)) + b;
+        const y = (q8 ? dot1Q8(buf, buf + <usize>inter, a, inter) : dotF32(buf, a, inter)) + b;
         const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
         store<f32>(o, load<f32>(o) + load<f32>(wgt + (<usize>t << 2)) * y);
       }
