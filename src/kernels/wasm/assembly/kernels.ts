@@ -492,20 +492,29 @@ export function quantize8(src: usize, dst: usize, rows: i32, cols: i32): void {
   return hsum(s);
 }
 
-/** Dot of one packed MXFP4 row with int8-quantised x (quantize8), four groups per step. */
+/** [sum(a), sum(b), sum(c), sum(d)] of four i32x4. */
+@inline function isum4x4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/**
+ * Dot of one packed MXFP4 row with int8-quantised x (quantize8), four groups per step: their
+ * integer dots are summed across lanes into one vector (exact in i32), the shift corrections
+ * added there, and one conversion and one multiply by the four group scales finish the step.
+ */
 @inline function mxRowDotQ8(blk: usize, scl: usize, xq: usize, cols: i32): f32 {
   const groups = cols >> 5;
   const xs = xq + <usize>cols, xc = xs + (<usize>groups << 2);
-  let acc = f32x4.splat(0), accC = f32x4.splat(0);
+  let acc = f32x4.splat(0);
   let g = 0;
   for (; g + 4 <= groups; g += 4) {
-    const sc = f32x4.mul(e8m0Half4(scl + g), v128.load(xs + (<usize>g << 2)));
-    if (ASC_FEATURE_RELAXED_SIMD) accC = f32x4.add(accC, f32x4.mul(f32x4.convert_i32x4_s(v128.load(xc + (<usize>g << 2))), sc));
     const bg = blk + (<usize>g << 4), q = xq + (<usize>g << 5);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg), q)), f32x4.splat(f32x4.extract_lane(sc, 0))));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg, 16), q + 32)), f32x4.splat(f32x4.extract_lane(sc, 1))));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg, 32), q + 64)), f32x4.splat(f32x4.extract_lane(sc, 2))));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8Group(v128.load(bg, 48), q + 96)), f32x4.splat(f32x4.extract_lane(sc, 3))));
+    let p = isum4x4(q8Group(v128.load(bg), q), q8Group(v128.load(bg, 16), q + 32), q8Group(v128.load(bg, 32), q + 64), q8Group(v128.load(bg, 48), q + 96));
+    if (ASC_FEATURE_RELAXED_SIMD) p = i32x4.add(p, v128.load(xc + (<usize>g << 2)));
+    const sc = f32x4.mul(e8m0Half4(scl + g), v128.load(xs + (<usize>g << 2)));
+    acc = madd(f32x4.convert_i32x4_s(p), sc, acc);
   }
   let tail: f32 = 0;
   for (; g < groups; g++) {
@@ -515,7 +524,7 @@ export function quantize8(src: usize, dst: usize, rows: i32, cols: i32): void {
     if (ASC_FEATURE_RELAXED_SIMD) s += <f32>load<i32>(xc + (<usize>g << 2));
     tail += s * sc;
   }
-  return hsum(f32x4.add(acc, accC)) + tail;
+  return hsum(acc) + tail;
 }
 
 /** Position of logical column i in block-permuted order. */
