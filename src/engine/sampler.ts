@@ -3,6 +3,7 @@
 // pipeline (as Hugging Face and vLLM apply it): penalties -> logits processors (constraints) ->
 // temperature -> top-k -> top-p -> min-p -> draw. Temperature 0 is greedy decoding.
 import { UserError } from '../errors.ts';
+import { splitmix32, Xoshiro128 } from '../random.ts';
 
 export interface SamplingParams {
   /** Softmax temperature; 0 picks the most likely token (greedy). Default 1.0 (the model card's recommendation). */
@@ -60,50 +61,23 @@ export function samplingParams(partial: Partial<SamplingParams> = {}): SamplingP
 // ---- random numbers --------------------------------------------------------------------------
 
 /** xoshiro128** seeded through splitmix32: small, fast, and identical on every platform. */
-export class Rng {
-  private s0 = 0;
-  private s1 = 0;
-  private s2 = 0;
-  private s3 = 0;
-
+export class Rng extends Xoshiro128 {
   /** Any finite number is a valid seed; without one the generator is seeded from the clock and Math.random. */
   constructor(seed?: number) {
-    let x = seed === undefined ? (Date.now() ^ Math.floor(Math.random() * 0x100000000)) >>> 0 : seedToUint32(seed);
-    const splitmix32 = (): number => {
-      x = (x + 0x9e3779b9) | 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = splitmix32();
-    this.s1 = splitmix32();
-    this.s2 = splitmix32();
-    this.s3 = splitmix32();
+    const next = splitmix32(seed === undefined ? (Date.now() ^ Math.floor(Math.random() * 0x100000000)) >>> 0 : seedToUint32(seed));
+    super(next(), next(), next(), next());
   }
 
   nextUint32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
+    return this.nextU32();
   }
 
   /** Uniform in [0, 1) with 53 bits of precision. */
   nextFloat(): number {
-    const a = this.nextUint32() >>> 5;
-    const b = this.nextUint32() >>> 6;
+    const a = this.nextU32() >>> 5;
+    const b = this.nextU32() >>> 6;
     return (a * 67108864 + b) / 9007199254740992;
   }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }
 
 /** Folds a (possibly large or fractional) seed into 32 bits so distinct integer seeds stay distinct up to 2^53. */

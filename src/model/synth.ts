@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, writeFileSync, writeSync, existsSync, r
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
+import { splitmix32, Xoshiro128 } from '../random.ts';
 import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from './config.ts';
 import { isHfConfig, parseHfConfig, toHfConfigJson, hfTensorName } from './hf.ts';
 
@@ -74,65 +75,17 @@ function hashString(text: string): number {
 }
 
 /** xoshiro128** : small state, fast in JS, good enough statistics for random weights. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
+export class Rng extends Xoshiro128 {
   constructor(seed: number, stream = '') {
-    // splitmix32 expands (seed, stream) into four non-zero state words.
-    let s = (hashString(stream) ^ Math.imul(seed >>> 0, 0x9e3779b9)) >>> 0;
-    const next = (): number => {
-      s = (s + 0x9e3779b9) >>> 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next() | 1;
-    this.b = next();
-    this.c = next();
-    this.d = next();
-  }
-
-  /** A uniform 32-bit unsigned integer. */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return result;
+    // splitmix32 expands (seed, stream) into the state; the first word is made odd (never all zero).
+    const next = splitmix32(hashString(stream) ^ Math.imul(seed >>> 0, 0x9e3779b9));
+    super(next() | 1, next(), next(), next());
   }
 
   /** A uniform float in [0, 1). */
   next(): number {
     return this.nextU32() / 4294967296;
   }
-
-  /** Fills `out` with uniform 32-bit words (the hot loop for MXFP4 blocks). */
-  fillU32(out: Uint32Array): void {
-    let a = this.a, b = this.b, c = this.c, d = this.d;
-    for (let i = 0; i < out.length; i++) {
-      out[i] = Math.imul(rotl(Math.imul(b, 5), 7), 9);
-      const t = b << 9;
-      c ^= a;
-      d ^= b;
-      b ^= c;
-      a ^= d;
-      c ^= t;
-      d = (d << 11) | (d >>> 21);
-    }
-    this.a = a; this.b = b; this.c = c; this.d = d;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }
 
 // ---- tensor recipes --------------------------------------------------------------------------
