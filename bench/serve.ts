@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import OpenAI from 'openai';
-import type { Engine, EngineInfo, Sequence, StepRequest } from '../src/engine/engine.ts';
+import { DelegatingEngine, type Engine, type StepRequest } from '../src/engine/engine.ts';
 import { loadEngine } from '../src/engine/local.ts';
 import { SHAPES, synthesize } from '../src/model/synth.ts';
 import { createServer } from '../src/server/index.ts';
@@ -19,17 +19,10 @@ const GEN_TOKENS = 32;
 const CLIENTS = [1, 4, 16];
 
 /** Real forward passes; the logits are edited so the completion is `<|channel|>final<|message|>` + text. */
-class HarmonyShaped implements Engine {
+class HarmonyShaped extends DelegatingEngine {
   private readonly assistant = getTokenizer().encodeOrdinary('assistant')[0]!;
   private readonly final = getTokenizer().encodeOrdinary('final')[0]!;
-  constructor(private readonly inner: Engine) {}
-  get info(): EngineInfo {
-    return this.inner.info;
-  }
-  createSequence(): Sequence {
-    return this.inner.createSequence();
-  }
-  async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+  override async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     const out = await this.inner.step(batch);
     return out.map((logits, i) => {
       const fed = batch[i]!.sequence.tokens;
@@ -45,15 +38,6 @@ class HarmonyShaped implements Engine {
       } else logits.fill(-Infinity, 199998);
       return logits;
     });
-  }
-  truncate(sequence: Sequence, length: number): void {
-    this.inner.truncate(sequence, length);
-  }
-  release(sequence: Sequence): void {
-    this.inner.release(sequence);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

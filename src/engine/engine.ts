@@ -43,6 +43,32 @@ export interface Engine {
   close(): Promise<void>;
 }
 
+/**
+ * An Engine that forwards every call to `inner`: wrappers (a delay, a recorder, edited logits)
+ * extend it and override only what they change.
+ */
+export class DelegatingEngine implements Engine {
+  constructor(protected readonly inner: Engine) {}
+  get info(): EngineInfo {
+    return this.inner.info;
+  }
+  createSequence(): Sequence {
+    return this.inner.createSequence();
+  }
+  step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    return this.inner.step(batch);
+  }
+  truncate(sequence: Sequence, length: number): void {
+    this.inner.truncate(sequence, length);
+  }
+  release(sequence: Sequence): void {
+    this.inner.release(sequence);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
 /** Length of the common prefix of two token lists. */
 export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);

@@ -2,7 +2,7 @@
 // model: each sequence's next-token logits depend on its whole token history (as a transformer's
 // would), so batching, chunked prefill and prefix reuse must reproduce sequential results exactly.
 import { UserError } from '../../src/errors.ts';
-import type { Engine, EngineInfo, Sequence, StepRequest } from '../../src/engine/engine.ts';
+import { DelegatingEngine, type Engine, type EngineInfo, type Sequence, type StepRequest } from '../../src/engine/engine.ts';
 import { tokensToText } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 
@@ -168,16 +168,9 @@ export class RandomLogitEngine implements Engine {
 }
 
 /** Wraps an engine and records every token each sequence was fed (the prompts the server rendered). */
-export class RecordingEngine implements Engine {
+export class RecordingEngine extends DelegatingEngine {
   readonly fed = new Map<number, number[]>();
-  constructor(private readonly inner: Engine) {}
-  get info(): EngineInfo {
-    return this.inner.info;
-  }
-  createSequence(): Sequence {
-    return this.inner.createSequence();
-  }
-  step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+  override step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     for (const r of batch) {
       const list = this.fed.get(r.sequence.id) ?? [];
       if (list.length > r.sequence.tokens.length) list.length = r.sequence.tokens.length;
@@ -185,14 +178,5 @@ export class RecordingEngine implements Engine {
       this.fed.set(r.sequence.id, list);
     }
     return this.inner.step(batch);
-  }
-  truncate(sequence: Sequence, length: number): void {
-    this.inner.truncate(sequence, length);
-  }
-  release(sequence: Sequence): void {
-    this.inner.release(sequence);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

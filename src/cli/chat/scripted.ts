@@ -7,7 +7,7 @@
 // by name) or token ids; delayMs slows every engine step so a test can interrupt an answer.
 import { readFileSync } from 'node:fs';
 import { readProblem, UserError } from '../../errors.ts';
-import type { Engine, EngineInfo, Sequence, StepRequest } from '../../engine/engine.ts';
+import { DelegatingEngine, type Engine, type EngineInfo, type StepRequest } from '../../engine/engine.ts';
 import { ScriptedEngine } from '../../engine/scripted.ts';
 import { getTokenizer } from '../../tokenizer/index.ts';
 
@@ -48,26 +48,19 @@ export function scriptedEngineFromFile(path: string): Engine {
 }
 
 /** Delays every step (so answers stream visibly and can be interrupted) and overrides the info. */
-class SlowEngine implements Engine {
+class SlowEngine extends DelegatingEngine {
   constructor(
-    private readonly inner: Engine,
+    inner: Engine,
     private readonly delayMs: number,
-    readonly info: EngineInfo,
-  ) {}
-  createSequence(): Sequence {
-    return this.inner.createSequence();
+    private readonly shownInfo: EngineInfo,
+  ) {
+    super(inner);
   }
-  async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+  override get info(): EngineInfo {
+    return this.shownInfo;
+  }
+  override async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     return this.inner.step(batch);
-  }
-  truncate(sequence: Sequence, length: number): void {
-    this.inner.truncate(sequence, length);
-  }
-  release(sequence: Sequence): void {
-    this.inner.release(sequence);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
