@@ -39,13 +39,18 @@ const compiled = new Map<boolean, WebAssembly.Module>();
  */
 export function relaxedSimdAvailable(): boolean {
   if (process.env.GPTOSS_RELAXED_SIMD === '0') return false;
-  const probe = readFileSync(new URL('./kernels-relaxed.wasm', import.meta.url));
-  if (WebAssembly.validate(probe)) return true;
-  try {
-    setFlagsFromString('--experimental-wasm-relaxed-simd');
-  } catch { /* flag unknown to this V8 */ }
-  return WebAssembly.validate(probe);
+  if (relaxedRuntime === undefined) {
+    const probe = readFileSync(new URL('./kernels-relaxed.wasm', import.meta.url));
+    if (!WebAssembly.validate(probe)) {
+      try {
+        setFlagsFromString('--experimental-wasm-relaxed-simd');
+      } catch { /* flag unknown to this V8 */ }
+    }
+    relaxedRuntime = WebAssembly.validate(probe);
+  }
+  return relaxedRuntime;
 }
+let relaxedRuntime: boolean | undefined;
 
 function kernelModule(relaxed: boolean): WebAssembly.Module {
   let m = compiled.get(relaxed);
