@@ -172,81 +172,81 @@ export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32
   // Tokens in blocks of LINEAR_TOKEN_BLOCK so a block's activations stay in L2 while every row of
   // this thread's slice streams past them (a long prompt's x is several MB).
   for (let tb = 0; tb < tokens; tb += LINEAR_TOKEN_BLOCK) {
-  const tEnd = min(tb + LINEAR_TOKEN_BLOCK, tokens);
-  for (let rb = r0; rb < r1; rb += 16) {
-    const rbEnd = min(rb + 16, r1);
-    let t = tb;
-    for (; t + 4 <= tEnd; t += 4) {
-      const x0 = x + <usize>t * xStride;
-      const x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
-      let r = rb;
-      if ((cols & 7) == 0) {
-        // Two rows x four tokens: each activation load feeds two rows.
-        for (; r + 2 <= rbEnd; r += 2) {
-          const wa = w + <usize>r * rowBytes, wb = wa + rowBytes;
-          let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-          let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-          for (let c = 0; c < cols; c += 8) {
-            const va = v128.load(wa + (<usize>c << 1)), vb = v128.load(wb + (<usize>c << 1));
-            const la = bf16Even(va), ha = bf16Odd(va), lb = bf16Even(vb), hb = bf16Odd(vb);
-            const o = <usize>c << 2;
-            let y = v128.load(x0 + o), z = v128.load(x0 + o, 16);
-            a0 = madd(ha, z, madd(la, y, a0)); b0 = madd(hb, z, madd(lb, y, b0));
-            y = v128.load(x1 + o); z = v128.load(x1 + o, 16);
-            a1 = madd(ha, z, madd(la, y, a1)); b1 = madd(hb, z, madd(lb, y, b1));
-            y = v128.load(x2 + o); z = v128.load(x2 + o, 16);
-            a2 = madd(ha, z, madd(la, y, a2)); b2 = madd(hb, z, madd(lb, y, b2));
-            y = v128.load(x3 + o); z = v128.load(x3 + o, 16);
-            a3 = madd(ha, z, madd(la, y, a3)); b3 = madd(hb, z, madd(lb, y, b3));
+    const tEnd = min(tb + LINEAR_TOKEN_BLOCK, tokens);
+    for (let rb = r0; rb < r1; rb += 16) {
+      const rbEnd = min(rb + 16, r1);
+      let t = tb;
+      for (; t + 4 <= tEnd; t += 4) {
+        const x0 = x + <usize>t * xStride;
+        const x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+        let r = rb;
+        if ((cols & 7) == 0) {
+          // Two rows x four tokens: each activation load feeds two rows.
+          for (; r + 2 <= rbEnd; r += 2) {
+            const wa = w + <usize>r * rowBytes, wb = wa + rowBytes;
+            let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+            let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+            for (let c = 0; c < cols; c += 8) {
+              const va = v128.load(wa + (<usize>c << 1)), vb = v128.load(wb + (<usize>c << 1));
+              const la = bf16Even(va), ha = bf16Odd(va), lb = bf16Even(vb), hb = bf16Odd(vb);
+              const o = <usize>c << 2;
+              let y = v128.load(x0 + o), z = v128.load(x0 + o, 16);
+              a0 = madd(ha, z, madd(la, y, a0)); b0 = madd(hb, z, madd(lb, y, b0));
+              y = v128.load(x1 + o); z = v128.load(x1 + o, 16);
+              a1 = madd(ha, z, madd(la, y, a1)); b1 = madd(hb, z, madd(lb, y, b1));
+              y = v128.load(x2 + o); z = v128.load(x2 + o, 16);
+              a2 = madd(ha, z, madd(la, y, a2)); b2 = madd(hb, z, madd(lb, y, b2));
+              y = v128.load(x3 + o); z = v128.load(x3 + o, 16);
+              a3 = madd(ha, z, madd(la, y, a3)); b3 = madd(hb, z, madd(lb, y, b3));
+            }
+            const sa = sum4x4(a0, a1, a2, a3), sb = sum4x4(b0, b1, b2, b3);
+            const ba: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+            const bb: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2), 4) : 0;
+            const os = <usize>rows << 2;
+            const ob = out + <usize>t * os + (<usize>r << 2);
+            store<f32>(ob, f32x4.extract_lane(sa, 0) + ba); store<f32>(ob, f32x4.extract_lane(sb, 0) + bb, 4);
+            store<f32>(ob + os, f32x4.extract_lane(sa, 1) + ba); store<f32>(ob + os, f32x4.extract_lane(sb, 1) + bb, 4);
+            store<f32>(ob + 2 * os, f32x4.extract_lane(sa, 2) + ba); store<f32>(ob + 2 * os, f32x4.extract_lane(sb, 2) + bb, 4);
+            store<f32>(ob + 3 * os, f32x4.extract_lane(sa, 3) + ba); store<f32>(ob + 3 * os, f32x4.extract_lane(sb, 3) + bb, 4);
           }
-          const sa = sum4x4(a0, a1, a2, a3), sb = sum4x4(b0, b1, b2, b3);
-          const ba: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
-          const bb: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2), 4) : 0;
-          const os = <usize>rows << 2;
-          const ob = out + <usize>t * os + (<usize>r << 2);
-          store<f32>(ob, f32x4.extract_lane(sa, 0) + ba); store<f32>(ob, f32x4.extract_lane(sb, 0) + bb, 4);
-          store<f32>(ob + os, f32x4.extract_lane(sa, 1) + ba); store<f32>(ob + os, f32x4.extract_lane(sb, 1) + bb, 4);
-          store<f32>(ob + 2 * os, f32x4.extract_lane(sa, 2) + ba); store<f32>(ob + 2 * os, f32x4.extract_lane(sb, 2) + bb, 4);
-          store<f32>(ob + 3 * os, f32x4.extract_lane(sa, 3) + ba); store<f32>(ob + 3 * os, f32x4.extract_lane(sb, 3) + bb, 4);
+        }
+        for (; r < rbEnd; r++) {
+          const wr = w + <usize>r * rowBytes;
+          let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+          let c = 0;
+          for (; c + 8 <= cols; c += 8) {
+            const v = v128.load(wr + (<usize>c << 1));
+            const lo = bf16Even(v), hi = bf16Odd(v);
+            const o = <usize>c << 2;
+            s0 = f32x4.add(s0, f32x4.add(f32x4.mul(lo, v128.load(x0 + o)), f32x4.mul(hi, v128.load(x0 + o, 16))));
+            s1 = f32x4.add(s1, f32x4.add(f32x4.mul(lo, v128.load(x1 + o)), f32x4.mul(hi, v128.load(x1 + o, 16))));
+            s2 = f32x4.add(s2, f32x4.add(f32x4.mul(lo, v128.load(x2 + o)), f32x4.mul(hi, v128.load(x2 + o, 16))));
+            s3 = f32x4.add(s3, f32x4.add(f32x4.mul(lo, v128.load(x3 + o)), f32x4.mul(hi, v128.load(x3 + o, 16))));
+          }
+          let d0 = hsum(s0), d1 = hsum(s1), d2 = hsum(s2), d3 = hsum(s3);
+          for (; c < cols; c++) {
+            const wv = bf16At(wr + (<usize>c << 1));
+            const o = <usize>c << 2;
+            d0 += wv * load<f32>(x0 + o); d1 += wv * load<f32>(x1 + o);
+            d2 += wv * load<f32>(x2 + o); d3 += wv * load<f32>(x3 + o);
+          }
+          const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+          const ro = <usize>r << 2, os = <usize>rows << 2;
+          const ob = out + <usize>t * os + ro;
+          store<f32>(ob, d0 + b);
+          store<f32>(ob + os, d1 + b);
+          store<f32>(ob + 2 * os, d2 + b);
+          store<f32>(ob + 3 * os, d3 + b);
         }
       }
-      for (; r < rbEnd; r++) {
-        const wr = w + <usize>r * rowBytes;
-        let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-        let c = 0;
-        for (; c + 8 <= cols; c += 8) {
-          const v = v128.load(wr + (<usize>c << 1));
-          const lo = bf16Even(v), hi = bf16Odd(v);
-          const o = <usize>c << 2;
-          s0 = f32x4.add(s0, f32x4.add(f32x4.mul(lo, v128.load(x0 + o)), f32x4.mul(hi, v128.load(x0 + o, 16))));
-          s1 = f32x4.add(s1, f32x4.add(f32x4.mul(lo, v128.load(x1 + o)), f32x4.mul(hi, v128.load(x1 + o, 16))));
-          s2 = f32x4.add(s2, f32x4.add(f32x4.mul(lo, v128.load(x2 + o)), f32x4.mul(hi, v128.load(x2 + o, 16))));
-          s3 = f32x4.add(s3, f32x4.add(f32x4.mul(lo, v128.load(x3 + o)), f32x4.mul(hi, v128.load(x3 + o, 16))));
+      for (; t < tEnd; t++) {
+        const xt = x + <usize>t * xStride;
+        for (let r = rb; r < rbEnd; r++) {
+          const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+          store<f32>(out + ((<usize>t * <usize>rows + <usize>r) << 2), dotBf16(w + <usize>r * rowBytes, xt, cols) + b);
         }
-        let d0 = hsum(s0), d1 = hsum(s1), d2 = hsum(s2), d3 = hsum(s3);
-        for (; c < cols; c++) {
-          const wv = bf16At(wr + (<usize>c << 1));
-          const o = <usize>c << 2;
-          d0 += wv * load<f32>(x0 + o); d1 += wv * load<f32>(x1 + o);
-          d2 += wv * load<f32>(x2 + o); d3 += wv * load<f32>(x3 + o);
-        }
-        const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
-        const ro = <usize>r << 2, os = <usize>rows << 2;
-        const ob = out + <usize>t * os + ro;
-        store<f32>(ob, d0 + b);
-        store<f32>(ob + os, d1 + b);
-        store<f32>(ob + 2 * os, d2 + b);
-        store<f32>(ob + 3 * os, d3 + b);
       }
     }
-    for (; t < tEnd; t++) {
-      const xt = x + <usize>t * xStride;
-      for (let r = rb; r < rbEnd; r++) {
-        const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
-        store<f32>(out + ((<usize>t * <usize>rows + <usize>r) << 2), dotBf16(w + <usize>r * rowBytes, xt, cols) + b);
-      }
-    }
-  }
   }
 }
 
@@ -296,6 +296,13 @@ export function linearBf16(x: usize, tokens: i32, cols: i32, w: usize, rows: i32
   }
 }
 
+/** max |x| over the 32 f32 of one group at x. */
+@inline function groupAbsMax(x: usize): f32 {
+  let m = f32x4.abs(v128.load(x));
+  for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
+  return max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+}
+
 /** Bytes of one split-quantised row (quantize16x2): per group 32 high + 32 low i16, then f32 scales. */
 @inline function q2Stride(cols: i32): usize {
   return ((<usize>cols * 4 + (<usize>cols >> 3)) + 63) & ~63;
@@ -317,9 +324,7 @@ export function quantize16x2(src: usize, dst: usize, rows: i32, cols: i32): void
     const scales = rd + (<usize>cols << 2);
     for (let g = 0; g < groups; g++) {
       const x = rs + (<usize>g << 7);
-      let m = f32x4.abs(v128.load(x));
-      for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
-      const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const mx = groupAbsMax(x);
       const d: f32 = mx / 32767;
       const inv: f64 = mx > 0 ? 32767 / <f64>mx : 0;
       const q = rd + (<usize>g << 7);
@@ -387,9 +392,7 @@ export function quantize8(src: usize, dst: usize, rows: i32, cols: i32): void {
     const scales = rd + <usize>cols, corr = scales + (<usize>groups << 2);
     for (let g = 0; g < groups; g++) {
       const x = rs + (<usize>g << 7);
-      let m = f32x4.abs(v128.load(x));
-      for (let i = 1; i < 8; i++) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 4))));
-      const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const mx = groupAbsMax(x);
       const inv = f32x4.splat(mx > 0 ? 127 / mx : 0);
       let sum = i32x4.splat(0);
       const q = rd + (<usize>g << 5);
