@@ -8,8 +8,8 @@ import { availableParallelism } from 'node:os';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 import { loadEngine } from '../engine/local.ts';
-import type { Backend, BackendName } from '../kernels/backend.ts';
-import { expertActivationsFlag } from './model-flags.ts';
+import type { Backend, BackendName, ExpertActivations } from '../kernels/backend.ts';
+import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { ModelWeights } from '../model/weights.ts';
 
@@ -150,10 +150,14 @@ function argmax(x: Float32Array): number {
 
 export async function runBench(opts: {
   model: string; promptTokens: number; genTokens: number; threads: number; backend: BackendName; profile: boolean;
+  expertActivations?: ExpertActivations;
 }): Promise<BenchResult> {
   const read = timeFileRead(opts.model);
   const t0 = performance.now();
-  const engine = await loadEngine(opts.model, { backend: opts.backend, threads: opts.threads, contextLength: opts.promptTokens + opts.genTokens + 1 });
+  const engine = await loadEngine(opts.model, {
+    backend: opts.backend, threads: opts.threads, contextLength: opts.promptTokens + opts.genTokens + 1,
+    ...(opts.expertActivations !== undefined ? { expertActivations: opts.expertActivations } : {}),
+  });
   const loadS = (performance.now() - t0) / 1000;
   try {
     const config = engine.config;
@@ -187,7 +191,8 @@ export async function runBench(opts: {
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     return {
       backend: engine.backend.name,
-      expert_activations: engine.backend.name === 'wasm' ? (process.env.GPTOSS_EXPERT_ACTIVATIONS ?? 'q8') : 'f64',
+      // The mode the backend runs (the wasm backend says which; the reference backend is exact).
+      expert_activations: (engine.backend as { expertActivations?: string }).expertActivations ?? 'f64',
       threads: opts.threads,
       layers: config.numLayers,
       prompt_tokens: opts.promptTokens,
@@ -224,8 +229,7 @@ function formatProfile(p: OpProfile, total: number): string {
 export async function run(argv: string[]): Promise<number> {
   const p = parseFlags(argv, {
     model: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' },
-    threads: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' }, profile: { type: 'boolean' },
-    help: { type: 'boolean' }, 'expert-activations': { type: 'string' },
+    ...COMPUTE_FLAG_OPTIONS, json: { type: 'boolean' }, profile: { type: 'boolean' }, help: { type: 'boolean' },
   }, false);
   if (boolFlag(p, 'help')) {
     console.log(HELP);
@@ -233,16 +237,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const model = stringFlag(p, 'model');
   if (model === undefined) throw new UserError('usage', '--model DIR is required (see gptoss bench --help)');
-  const backend = stringFlag(p, 'backend') ?? 'wasm';
-  if (backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
-  const acts = expertActivationsFlag(p);
-  if (acts !== undefined) process.env.GPTOSS_EXPERT_ACTIVATIONS = acts;
+  const compute = computeOptions(p);
   const opts = {
     model,
     promptTokens: numberFlag(p, 'prompt-tokens', { min: 1, integer: true }) ?? 512,
     genTokens: numberFlag(p, 'gen-tokens', { min: 1, integer: true }) ?? 64,
-    threads: numberFlag(p, 'threads', { min: 1, max: 256, integer: true }) ?? availableParallelism(),
-    backend: backend as BackendName,
+    threads: compute.threads ?? availableParallelism(),
+    backend: compute.backend ?? 'wasm',
+    ...(compute.expertActivations !== undefined ? { expertActivations: compute.expertActivations } : {}),
     profile: boolFlag(p, 'profile'),
   };
   const r = await runBench(opts);

@@ -9,8 +9,8 @@ import { resolveModel } from '../engine/resolve.ts';
 import type { CitationSource } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
-import { expertActivationsFlag } from './model-flags.ts';
-import type { ExpertActivations } from '../kernels/backend.ts';
+import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
+import type { LoadEngineOptions } from '../engine/local.ts';
 import { runRepl } from './chat/repl.ts';
 
 const USAGE = `usage: gptoss chat [options] [PROMPT...]
@@ -66,9 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     'top-p': { type: 'string' },
     seed: { type: 'string' },
     'max-tool-calls': { type: 'string' },
-    backend: { type: 'string' },
-    threads: { type: 'string' },
-    'expert-activations': { type: 'string' },
+    ...COMPUTE_FLAG_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   });
   if (boolFlag(p, 'help')) {
@@ -82,10 +80,7 @@ export async function run(argv: string[]): Promise<number> {
   const topP = numberFlag(p, 'top-p', { min: 0, max: 1 });
   const seed = numberFlag(p, 'seed', { integer: true });
   const maxToolCalls = numberFlag(p, 'max-tool-calls', { min: 0, integer: true });
-  const expertActivations = expertActivationsFlag(p);
-  const threads = numberFlag(p, 'threads', { min: 1, integer: true });
-  const backend = stringFlag(p, 'backend');
-  if (backend !== undefined && backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
+  const compute = computeOptions(p);
   let developer = stringFlag(p, 'developer');
   if (developer?.startsWith('@') === true) developer = readTextFile(developer.slice(1), '--developer');
   const showReasoning = boolFlag(p, 'show-reasoning');
@@ -122,9 +117,7 @@ export async function run(argv: string[]): Promise<number> {
     // back by that turn's length; sliding-window layers keep this much history so that cut does
     // not force recomputing the whole conversation.
     kvRewind: Math.min(contextLength, 2048),
-    ...(backend !== undefined ? { backend } : {}),
-    ...(threads !== undefined ? { threads } : {}),
-    ...(expertActivations !== undefined ? { expertActivations } : {}),
+    ...compute,
   }, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
@@ -173,7 +166,7 @@ function readTextFile(path: string, origin: string): string {
 /** The engine: GPTOSS_SCRIPTED (test hook), else the resolved checkpoint. Says so when weights are random. */
 async function openEngine(
   model: string | undefined,
-  options: { contextLength: number; kvRewind: number; backend?: 'wasm' | 'reference'; threads?: number; expertActivations?: ExpertActivations },
+  options: LoadEngineOptions & { contextLength: number; kvRewind: number },
   side: NodeJS.WritableStream,
   capped: boolean,
 ): Promise<Engine> {

@@ -5,12 +5,17 @@ import { EXPERT_ACTIVATIONS, type BackendName, type ExpertActivations } from '..
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { numberFlag, stringFlag, type Parsed } from './args.ts';
 
-export const MODEL_FLAG_OPTIONS = {
-  model: { type: 'string' },
+/** The flags that choose how a model computes (chat, serve and bench take these alone). */
+export const COMPUTE_FLAG_OPTIONS = {
   backend: { type: 'string' },
   threads: { type: 'string' },
-  context: { type: 'string' },
   'expert-activations': { type: 'string' },
+} as const;
+
+export const MODEL_FLAG_OPTIONS = {
+  model: { type: 'string' },
+  ...COMPUTE_FLAG_OPTIONS,
+  context: { type: 'string' },
 } as const;
 
 export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
@@ -32,23 +37,29 @@ export function modelDir(p: Parsed): string {
 }
 
 export function engineOptions(p: Parsed): LoadEngineOptions {
-  const options: LoadEngineOptions = {};
+  const options: LoadEngineOptions = computeOptions(p);
+  const context = numberFlag(p, 'context', { min: 1, integer: true });
+  if (context !== undefined) options.contextLength = context;
+  return options;
+}
+
+/** --backend, --threads and --expert-activations, checked; absent flags stay absent. */
+export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations'> {
+  const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations'> = {};
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined) {
-    if (backend !== 'reference' && backend !== 'wasm') throw new UserError('usage', `--backend must be reference or wasm, got "${backend}"`);
+    if (backend !== 'reference' && backend !== 'wasm') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
     options.backend = backend as BackendName;
   }
   const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
   if (threads !== undefined) options.threads = threads;
-  const context = numberFlag(p, 'context', { min: 1, integer: true });
-  if (context !== undefined) options.contextLength = context;
   const acts = expertActivationsFlag(p);
   if (acts !== undefined) options.expertActivations = acts;
   return options;
 }
 
 /** --expert-activations, checked. */
-export function expertActivationsFlag(p: Parsed): ExpertActivations | undefined {
+function expertActivationsFlag(p: Parsed): ExpertActivations | undefined {
   const acts = stringFlag(p, 'expert-activations');
   if (acts !== undefined && !(EXPERT_ACTIVATIONS as readonly string[]).includes(acts)) {
     throw new UserError('usage', `--expert-activations must be one of ${EXPERT_ACTIVATIONS.join(', ')}, got "${acts}"`);

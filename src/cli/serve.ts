@@ -8,7 +8,7 @@ import { resolveModel } from '../engine/resolve.ts';
 import { UserError } from '../errors.ts';
 import type { BuiltinToolFactories } from '../server/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
-import { expertActivationsFlag } from './model-flags.ts';
+import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 
 const HELP = `usage: gptoss serve [options]
 
@@ -48,9 +48,7 @@ export async function run(argv: string[]): Promise<number> {
       context: { type: 'string' },
       'reasoning-effort': { type: 'string' },
       'model-name': { type: 'string' },
-      backend: { type: 'string' },
-      threads: { type: 'string' },
-      'expert-activations': { type: 'string' },
+      ...COMPUTE_FLAG_OPTIONS,
       'log-content': { type: 'boolean' },
       cors: { type: 'string' },
       'max-output-tokens': { type: 'string' },
@@ -66,14 +64,11 @@ export async function run(argv: string[]): Promise<number> {
   const port = numberFlag(p, 'port', { min: 0, max: 65535, integer: true }) ?? 8000;
   const maxConcurrency = numberFlag(p, 'max-concurrency', { min: 1, max: 4096, integer: true }) ?? 16;
   const contextLength = numberFlag(p, 'context', { min: 16, integer: true });
-  const expertActivations = expertActivationsFlag(p);
-  const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
+  const compute = computeOptions(p);
   const maxOutputTokens = numberFlag(p, 'max-output-tokens', { min: 1, integer: true });
   const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
   const effortText = stringFlag(p, 'reasoning-effort');
   const effortFlag = effortText === undefined ? undefined : parseEffort(effortText, '--reasoning-effort');
-  const backend = stringFlag(p, 'backend');
-  if (backend !== undefined && backend !== 'wasm' && backend !== 'reference') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
 
   // Tools first: a bad --browser folder fails before the model loads.
   const tools: BuiltinToolFactories = {};
@@ -102,9 +97,7 @@ export async function run(argv: string[]): Promise<number> {
     const { loadEngine } = await import('../engine/local.ts');
     engine = await loadEngine(resolved.dir, {
       ...(contextLength !== undefined ? { contextLength } : {}),
-      ...(backend !== undefined ? { backend } : {}),
-      ...(threads !== undefined ? { threads } : {}),
-      ...(expertActivations !== undefined ? { expertActivations } : {}),
+      ...compute,
     });
   }
   if (engine.info.randomWeights) {

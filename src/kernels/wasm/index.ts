@@ -28,6 +28,8 @@ export interface WasmBackend extends Backend {
   readBandwidth(buffers: Uint8Array[], minBytes: number): number;
   /** Number of WebAssembly memories holding tensors. */
   readonly memoryCount: number;
+  /** How the experts take a single token's activations (see BackendOptions.expertActivations). */
+  readonly expertActivations: ExpertActivations;
 }
 
 const compiled = new Map<boolean, WebAssembly.Module>();
@@ -390,6 +392,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
 
   return {
     name: 'wasm',
+    expertActivations: mode,
     readBandwidth,
     store,
     threads,
