@@ -68,10 +68,6 @@ export class Rng extends Xoshiro128 {
     super(next(), next(), next(), next());
   }
 
-  nextUint32(): number {
-    return this.nextU32();
-  }
-
   /** Uniform in [0, 1) with 53 bits of precision. */
   nextFloat(): number {
     const a = this.nextU32() >>> 5;

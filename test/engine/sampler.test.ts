@@ -39,8 +39,8 @@ test('Rng: floats in [0,1) with mean 1/2, and integer seeds up to 2^53 are disti
     sum += x;
   }
   assert.ok(Math.abs(sum / 100000 - 0.5) < 0.005);
-  assert.notEqual(new Rng(2 ** 40).nextUint32(), new Rng(2 ** 40 + 1).nextUint32());
-  assert.notEqual(new Rng(0).nextUint32(), new Rng(2 ** 32).nextUint32());
+  assert.notEqual(new Rng(2 ** 40).nextU32(), new Rng(2 ** 40 + 1).nextU32());
+  assert.notEqual(new Rng(0).nextU32(), new Rng(2 ** 32).nextU32());
 });
 
 test('at temperature 1 the empirical frequencies follow softmax(logits)', () => {

@@ -8,16 +8,11 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import type { Engine } from '../../src/engine/engine.ts';
-import { createServer, type ServerOptions } from '../../src/server/index.ts';
-import { PromptEngine } from './helpers.ts';
+import type { ServerOptions } from '../../src/server/index.ts';
+import { PromptEngine, startServer } from './helpers.ts';
 
-async function start(engine: Engine, options: Partial<ServerOptions> = {}) {
-  const logs: string[] = [];
-  const server = createServer({ engine, log: (l) => logs.push(l), batching: { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 }, ...options });
-  const running = await server.listen(0, '127.0.0.1');
-  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: options.apiKey ?? 'unused', maxRetries: 0 });
-  return { server, running, client, logs, close: () => running.close() };
-}
+/** A server whose batches take every token at once (the contract tests are not about scheduling). */
+const start = (engine: Engine, options: Partial<ServerOptions> = {}) => startServer(engine, { batching: { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 }, ...options });
 
 const REASONED = (reasoning: string, answer: string): string =>
   `<|channel|>analysis<|message|>${reasoning}<|end|><|start|>assistant<|channel|>final<|message|>${answer}<|return|>`;

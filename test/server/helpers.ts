@@ -1,7 +1,10 @@
-// Test engines for the server and scheduler tests. HashEngine is a deterministic stand-in for a
-// model: each sequence's next-token logits depend on its whole token history (as a transformer's
-// would), so batching, chunked prefill and prefix reuse must reproduce sequential results exactly.
+// Test engines for the server and scheduler tests, and startServer (a server on 127.0.0.1 with the
+// official openai client pointed at it). HashEngine is a deterministic stand-in for a model: each
+// sequence's next-token logits depend on its whole token history (as a transformer's would), so
+// batching, chunked prefill and prefix reuse must reproduce sequential results exactly.
+import OpenAI from 'openai';
 import { UserError } from '../../src/errors.ts';
+import { createServer, type ServerOptions } from '../../src/server/index.ts';
 import { DelegatingEngine, type Engine, type EngineInfo, type Sequence, type StepRequest } from '../../src/engine/engine.ts';
 import { tokensToText } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
@@ -179,4 +182,13 @@ export class RecordingEngine extends DelegatingEngine {
     }
     return this.inner.step(batch);
   }
+}
+
+/** A server for `engine` on a free port of 127.0.0.1, the openai client for it, and its log lines. */
+export async function startServer(engine: Engine, options: Partial<ServerOptions> = {}) {
+  const logs: string[] = [];
+  const server = createServer({ engine, log: (l) => logs.push(l), ...options });
+  const running = await server.listen(0, '127.0.0.1');
+  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: options.apiKey ?? 'unused', maxRetries: 0 });
+  return { server, running, client, logs, close: () => running.close() };
 }

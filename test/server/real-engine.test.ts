@@ -12,8 +12,7 @@ import OpenAI from 'openai';
 import { loadEngine } from '../../src/engine/local.ts';
 import { tokensToText } from '../../src/harmony/index.ts';
 import { SHAPES, synthesize } from '../../src/model/synth.ts';
-import { createServer } from '../../src/server/index.ts';
-import { RecordingEngine } from './helpers.ts';
+import { RecordingEngine, startServer } from './helpers.ts';
 
 let dir = '';
 before(() => {
@@ -24,9 +23,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 async function serve() {
   const engine = new RecordingEngine(await loadEngine(dir, { threads: 1, contextLength: 2048 }));
-  const server = createServer({ engine, modelName: 'tiny', log: (l) => { if (l.startsWith('internal')) console.error(l); } });
-  const running = await server.listen(0);
-  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  const { server, running, client } = await startServer(engine, { modelName: 'tiny', log: (l) => { if (l.startsWith('internal')) console.error(l); } });
   return { engine, server, client, close: async () => { await running.close(); await server.engine.close(); } };
 }
 

@@ -4,8 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
-import { createServer } from '../../src/server/index.ts';
-import { PromptEngine, RandomLogitEngine } from './helpers.ts';
+import { PromptEngine, RandomLogitEngine, startServer } from './helpers.ts';
 
 const schema = {
   type: 'object',
@@ -21,9 +20,7 @@ const schema = {
 test('random-logit model: the answer always validates against the schema (both APIs, two models)', async () => {
   const validate = new Ajv({ strict: false }).compile(schema);
   for (const [seed, api] of [[1, 'responses'], [2, 'chat']] as const) {
-    const server = createServer({ engine: new RandomLogitEngine(seed), log: () => {} });
-    const running = await server.listen(0);
-    const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const { client, close } = await startServer(new RandomLogitEngine(seed));
     try {
       let text: string;
       if (api === 'responses') {
@@ -47,16 +44,14 @@ test('random-logit model: the answer always validates against the schema (both A
       }
       assert.ok(validate(JSON.parse(text)), `${api}: ${text}`);
     } finally {
-      await running.close();
+      await close();
     }
   }
 });
 
 test('a model that writes the JSON itself is only masked where it strays; json_object mode', async () => {
   const engine = new PromptEngine(() => '<|channel|>analysis<|message|>Answer in JSON.<|end|><|start|>assistant<|channel|>final<|message|>{"city": "Oslo", "unit": "celsius", "days": [1, 2]}<|return|>');
-  const server = createServer({ engine, log: () => {} });
-  const running = await server.listen(0);
-  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  const { client, close } = await startServer(engine);
   try {
     const r = await client.chat.completions.create({
       model: 'prompt-engine',
@@ -69,15 +64,13 @@ test('a model that writes the JSON itself is only masked where it strays; json_o
     const o = await client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } });
     assert.equal(typeof JSON.parse(o.choices[0]!.message.content!), 'object');
   } finally {
-    await running.close();
+    await close();
   }
 });
 
 test('a schema the constraint cannot honour is a 400 naming it, before any generation', async () => {
   const engine = new PromptEngine(() => '<|channel|>final<|message|>{}<|return|>');
-  const server = createServer({ engine, log: () => {} });
-  const running = await server.listen(0);
-  const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  const { client, close } = await startServer(engine);
   try {
     const remote = { type: 'object', properties: { a: { $ref: 'https://example.com/s.json' } } };
     await assert.rejects(
@@ -97,6 +90,6 @@ test('a schema the constraint cannot honour is a 400 naming it, before any gener
     );
     assert.equal(engine.prompts.length, 0, 'nothing was generated');
   } finally {
-    await running.close();
+    await close();
   }
 });
