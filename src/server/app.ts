@@ -211,14 +211,17 @@ export function createServer(options: ServerOptions): GptossServer {
     };
   };
 
-  /** Checks that the prompt fits the context window before anything streams. */
-  const checkContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string): number => {
+  /**
+   * Checks that the prompt fits the context window before anything streams, and caps the turn's
+   * output at the room the prompt leaves.
+   */
+  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string): void => {
     const promptTokens = renderPrompt(turn.messages).length;
     const window = engine.info.contextLength;
     if (promptTokens >= window) {
       throw new ApiError(400, `This model's maximum context length is ${window} tokens; your request has ${promptTokens} prompt tokens. Shorten the ${param}.`, { param, code: 'context_length_exceeded' });
     }
-    return promptTokens;
+    turn.maxTokens = Math.max(1, Math.min(turn.maxTokens, window - promptTokens));
   };
 
   /** Most tokens one request may generate: the server's cap, never more than the window. */
@@ -255,8 +258,7 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseResponsesRequest(ctx, body, room());
-    const promptTokens = checkContext(request.turn, 'input');
-    request.turn.maxTokens = Math.max(1, Math.min(request.turn.maxTokens, engine.info.contextLength - promptTokens));
+    fitContext(request.turn, 'input');
     const release = acquireSlot();
     const id = newId('resp');
     const createdAt = nowSeconds();
@@ -320,8 +322,7 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseChatRequest(ctx, body, room());
-    const promptTokens = checkContext(request.turn, 'messages');
-    request.turn.maxTokens = Math.max(1, Math.min(request.turn.maxTokens, engine.info.contextLength - promptTokens));
+    fitContext(request.turn, 'messages');
     const release = acquireSlot();
     const id = newId('chatcmpl').replace('_', '-');
     const created = nowSeconds();
