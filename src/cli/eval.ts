@@ -1,12 +1,13 @@
 // `gptoss eval healthbench|mcq|exact`: runs an evaluation against any OpenAI-compatible endpoint
 // (or a local model), resumable, with a progress bar, a summary and an HTML report. The last line
-// printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`.
+// printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`; the exit status says whether
+// every case was answered and graded (0) or some were not (1, listed on stderr).
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
-  openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
+  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
   runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
 
@@ -15,14 +16,18 @@ const USAGE = `usage:
                           [--subset hard|consensus] [--effort low|medium|high] [--n N] [--concurrency C]
   gptoss eval mcq   --data FILE.jsonl --model URL|DIR --out DIR [--seed S] [--effort E] [--n N] [--concurrency C]
   gptoss eval exact --data FILE.jsonl --model URL|DIR --out DIR [--effort E] [--n N] [--concurrency C]
+every evaluation also takes [--max-tokens N] (default ${DEFAULT_MAX_TOKENS}) [--timeout SECONDS] (default ${DEFAULT_TIMEOUT_S})
+and [--temperature T]; the token cap and the timeout apply to every request, the grader's too.
 
 URL is an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 (append #MODEL to pick a model).
-The API key comes from GPTOSS_API_KEY or OPENAI_API_KEY. Rerunning with the same --out resumes.`;
+The API key comes from GPTOSS_API_KEY or OPENAI_API_KEY. Rerunning with the same --out resumes.
+Exit status: 0 when every case was answered and graded, 1 when some were not (rerun to retry them),
+2 for bad input.`;
 
 const FLAGS = {
   data: { type: 'string' }, model: { type: 'string' }, grader: { type: 'string' }, out: { type: 'string' },
   subset: { type: 'string' }, effort: { type: 'string' }, n: { type: 'string' }, concurrency: { type: 'string' },
-  seed: { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  seed: { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
 function required(value: string | undefined, flag: string): string {
@@ -63,17 +68,17 @@ export async function run(argv: string[]): Promise<number> {
   const concurrency = numberFlag(p, 'concurrency', { min: 1, max: 1024, integer: true }) ?? 4;
   const seed = numberFlag(p, 'seed', { min: 0, integer: true }) ?? 0;
   const temperature = numberFlag(p, 'temperature', { min: 0, max: 2 });
-  const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true });
+  const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true }) ?? DEFAULT_MAX_TOKENS;
+  const timeoutS = numberFlag(p, 'timeout', { min: 0.001, max: 86_400 }) ?? DEFAULT_TIMEOUT_S;
   const sample: SampleOptions = {
     ...(effort !== undefined ? { effort } : {}),
     ...(temperature !== undefined ? { temperature } : {}),
-    ...(maxTokens !== undefined ? { maxTokens } : {}),
   };
   const text = readFileSync(dataPath, 'utf8');
   const apiKey = process.env.GPTOSS_API_KEY ?? process.env.OPENAI_API_KEY;
   const samplers: Sampler[] = [];
   const open = async (spec: string) => {
-    const s = await openSampler(spec, apiKey !== undefined ? { apiKey } : {});
+    const s = await openSampler(spec, { maxTokens, timeoutMs: timeoutS * 1000, ...(apiKey !== undefined ? { apiKey } : {}) });
     samplers.push(s);
     return s;
   };
@@ -83,8 +88,9 @@ export async function run(argv: string[]): Promise<number> {
     let cases: EvalCase[];
     let graderLabel: string | undefined;
     let headline = 'accuracy';
-    const settings: Record<string, string | number> = { data: dataPath };
+    const settings: Record<string, string | number> = { data: dataPath, max_tokens: maxTokens, timeout_s: timeoutS };
     if (effort !== undefined) settings.effort = effort;
+    if (temperature !== undefined) settings.temperature = temperature;
 
     if (kind === 'healthbench') {
       const grader = await open(required(stringFlag(p, 'grader'), 'grader'));
@@ -111,7 +117,9 @@ export async function run(argv: string[]): Promise<number> {
     const h = summary.headline;
     console.error(`${summary.cases} cases (${summary.resumed} from an earlier run) in ${summary.seconds.toFixed(1)} s; ` +
       `${summary.usage.inputTokens} input and ${summary.usage.outputTokens} output tokens; report: ${join(outDir, 'report.html')}`);
-    for (const f of summary.failed) console.error(`failed: ${f.id}: ${f.error}`);
+    if (summary.truncated > 0) console.error(`${summary.truncated} answer(s) cut off at --max-tokens ${maxTokens}`);
+    for (const f of summary.failed) console.error(`failed: case ${f.id}: ${f.error}`);
+    if (summary.failed.length > 0) console.error(`${summary.failed.length} of ${cases.length} cases were not answered and graded, so they are not in the score; rerun with the same --out to retry them`);
     console.log(`score: ${h.mean.toFixed(3)} ± ${h.bootstrapStd.toFixed(3)} (n=${h.n})`);
     return summary.failed.length > 0 ? 1 : 0;
   } finally {

@@ -1,7 +1,7 @@
 // Short-answer evaluation (AIME-style): the expected answer is an integer; the model is asked to
 // box its final answer, and the last boxed value (else the last integer) is compared as an integer.
 import { UserError } from '../errors.ts';
-import { jsonlRows } from './jsonl.ts';
+import { CaseIds, jsonlRows } from './jsonl.ts';
 import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
 
 export interface ExactCase {
@@ -13,12 +13,13 @@ export interface ExactCase {
 /** Parses JSONL rows `{id?, question | problem, answer: integer | "integer"}`. */
 export function parseExact(text: string, source: string): ExactCase[] {
   const out: ExactCase[] = [];
+  const ids = new CaseIds(source, 'id');
   for (const { row, line, where } of jsonlRows(text, source)) {
     const question = row.question ?? row.problem;
     if (typeof question !== 'string') throw new UserError('input', `${where}: "question" (or "problem") must be a string`);
     const answer = typeof row.answer === 'string' ? Number(row.answer.trim()) : row.answer;
     if (typeof answer !== 'number' || !Number.isInteger(answer)) throw new UserError('input', `${where}: "answer" must be an integer`);
-    out.push({ id: typeof row.id === 'string' ? row.id : `line-${line}`, question, answer });
+    out.push({ id: ids.assign(row, line, { question, answer }), question, answer });
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // criteria met (negative criteria subtract) over the total of positive points, with per-tag
 // scores for example-level tags (themes) and rubric-level tags (axes), as the official eval does.
 import { UserError } from '../errors.ts';
-import { jsonlRows } from './jsonl.ts';
+import { CaseIds, jsonlRows } from './jsonl.ts';
 import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
 
 export interface RubricItem {
@@ -34,9 +34,13 @@ function stringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((s) => typeof s === 'string');
 }
 
-/** Parses HealthBench JSONL text (one case per line; blank lines ignored). */
+/**
+ * Parses HealthBench JSONL text (one case per line; blank lines ignored). Refuses repeated
+ * `prompt_id`s and cases without positive points (they cannot be scored), before anything is sampled.
+ */
 export function parseHealthBench(text: string, source: string): HealthBenchCase[] {
   const cases: HealthBenchCase[] = [];
+  const ids = new CaseIds(source, 'prompt_id');
   for (const { row, line: n } of jsonlRows(text, source)) {
     const prompt = row.prompt;
     if (!Array.isArray(prompt) || prompt.length === 0) fail(source, n, '"prompt" must be a non-empty list of messages');
@@ -58,7 +62,8 @@ export function parseHealthBench(text: string, source: string): HealthBenchCase[
     });
     const exampleTags = row.example_tags ?? [];
     if (!stringArray(exampleTags)) fail(source, n, '"example_tags" must be a list of strings');
-    const promptId = typeof row.prompt_id === 'string' ? row.prompt_id : `line-${n}`;
+    const promptId = ids.assign(row, n, { prompt: messages, rubrics: items, example_tags: exampleTags });
+    if (!items.some((i) => i.points > 0)) fail(source, n, `case ${promptId} has no rubric item with positive points, so it cannot be scored`);
     cases.push({ promptId, prompt: messages, rubrics: items, exampleTags });
   }
   return cases;
@@ -67,14 +72,14 @@ export function parseHealthBench(text: string, source: string): HealthBenchCase[
 /**
  * The official subsets are published as their own files; from a full file, `consensus` keeps the
  * rubric items agreed by physician clusters (tag `level:cluster`) and `hard` keeps the cases tagged
- * `subset:hard`. Cases left without rubric items are dropped.
+ * `subset:hard`. Cases left without a positive rubric item (nothing to score against) are dropped.
  */
 export function selectSubset(cases: HealthBenchCase[], subset: 'hard' | 'consensus' | undefined): HealthBenchCase[] {
   if (subset === undefined) return cases;
   if (subset === 'hard') return cases.filter((c) => c.exampleTags.includes('subset:hard'));
   return cases
     .map((c) => ({ ...c, rubrics: c.rubrics.filter((r) => r.tags.includes('level:cluster')) }))
-    .filter((c) => c.rubrics.length > 0);
+    .filter((c) => c.rubrics.some((r) => r.points > 0));
 }
 
 /** `[points] criterion`, the form in which a rubric item is shown to the grader. */
@@ -165,23 +170,47 @@ export interface GradeOptions {
   signal?: AbortSignal;
 }
 
-/** Grades every rubric item of one response (items in parallel). */
+/** `rubric item 3 of 12 ("Advises that…")`: how a failure names the criterion it could not grade. */
+function itemName(c: HealthBenchCase, index: number): string {
+  const text = c.rubrics[index]!.criterion.replace(/\s+/g, ' ').trim();
+  return `rubric item ${index + 1} of ${c.rubrics.length} ("${text.length > 60 ? `${text.slice(0, 60)}…` : text}")`;
+}
+
+/**
+ * Grades every rubric item of one response (items in parallel). A failure names the criterion
+ * (the runner adds the case) and stops the case's other grader requests: the case is not graded.
+ */
 export async function gradeResponse(
   grader: Sampler, c: HealthBenchCase, responseText: string, options: GradeOptions = {},
 ): Promise<RubricVerdict[]> {
   const conversation: ChatMessage[] = [...c.prompt, { role: 'assistant', content: responseText }];
   const maxAttempts = options.maxAttempts ?? 5;
-  return Promise.all(
-    c.rubrics.map(async (item) => {
-      const prompt = graderPrompt(conversation, item);
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        const reply = await grader.complete([{ role: 'user', content: prompt }], { signal: options.signal });
-        const verdict = parseVerdict(reply.text);
-        if (verdict !== undefined) return { ...item, ...verdict };
-      }
-      throw new UserError('input', `case ${c.promptId}: the grader gave no parseable verdict for "${item.criterion.slice(0, 60)}" after ${maxAttempts} attempts`);
-    }),
-  );
+  const stop = new AbortController();
+  const signal = options.signal !== undefined ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  try {
+    return await Promise.all(
+      c.rubrics.map(async (item, index) => {
+        const prompt = graderPrompt(conversation, item);
+        let last = '';
+        for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+          let reply;
+          try {
+            reply = await grader.complete([{ role: 'user', content: prompt }], { signal });
+          } catch (e) {
+            if (e instanceof UserError) throw new UserError(e.kind, `${itemName(c, index)}: grader request failed: ${e.message}`);
+            throw e;
+          }
+          const verdict = parseVerdict(reply.text);
+          if (verdict !== undefined) return { ...item, ...verdict };
+          last = reply.text.replace(/\s+/g, ' ').trim();
+        }
+        throw new UserError('input', `${itemName(c, index)}: the grader gave no parseable verdict in ${maxAttempts} attempts (last reply: "${last.length > 80 ? `${last.slice(0, 80)}…` : last}")`);
+      }),
+    );
+  } catch (e) {
+    stop.abort();
+    throw e;
+  }
 }
 
 /** Samples and grades one case. */

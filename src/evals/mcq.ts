@@ -2,7 +2,7 @@
 // one. Choices are shuffled with a fixed seed (so every model sees the same order), the model is
 // asked for a letter, and the letter is extracted from its final answer.
 import { UserError } from '../errors.ts';
-import { jsonlRows } from './jsonl.ts';
+import { CaseIds, jsonlRows } from './jsonl.ts';
 import { seededPermutation } from './stats.ts';
 import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
 
@@ -19,6 +19,7 @@ const LETTERS = 'ABCDEFGHIJ';
 /** Parses JSONL rows `{id?, question, choices: string[], answer: "B" | 1 | "<text of a choice>"}`. */
 export function parseMcq(text: string, source: string): McqCase[] {
   const out: McqCase[] = [];
+  const ids = new CaseIds(source, 'id');
   for (const { row, line, where } of jsonlRows(text, source)) {
     if (typeof row.question !== 'string') throw new UserError('input', `${where}: "question" must be a string`);
     const choices = row.choices;
@@ -34,7 +35,7 @@ export function parseMcq(text: string, source: string): McqCase[] {
     if (!Number.isInteger(answer) || answer < 0 || answer >= choices.length) {
       throw new UserError('input', `${where}: "answer" must be a letter, an index or the text of one of the choices`);
     }
-    out.push({ id: typeof row.id === 'string' ? row.id : `line-${line}`, question: row.question, choices: choices as string[], answer });
+    out.push({ id: ids.assign(row, line, { question: row.question, choices, answer }), question: row.question, choices: choices as string[], answer });
   }
   return out;
 }

@@ -2,8 +2,7 @@
 // (per-tag means for HealthBench themes and axes), then every case with its conversation, the
 // response (reasoning folded away) and the grading details. No scripts, no external assets, so it
 // can be archived or mailed as one file.
-import type { RunOptions, RunSummary } from './runner.ts';
-import type { CaseResult } from './types.ts';
+import type { CaseResult, RunLabels, RunSummary } from './types.ts';
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -61,17 +60,19 @@ function caseHtml(r: CaseResult): string {
   const reasoning = r.response.reasoning !== undefined
     ? `<details><summary>reasoning (${r.response.reasoning.length} characters)</summary><div class="msg reasoning">${esc(r.response.reasoning)}</div></details>`
     : '';
-  return `<section class="case"><h3><span>${esc(r.id)}</span><span>score ${fmt(r.score)}</span></h3>
+  const cut = r.response.finishReason === 'length' ? ' <span class="failed">(cut off at the token cap)</span>' : '';
+  return `<section class="case"><h3><span>${esc(r.id)}${cut}</span><span>score ${fmt(r.score)}</span></h3>
 ${prompt}
 ${reasoning}<div class="msg assistant"><span class="role">response</span>${esc(r.response.text)}</div>
 ${detailsHtml(r)}</section>`;
 }
 
-export function renderReport(summary: RunSummary, results: readonly CaseResult[], options: RunOptions): string {
+export function renderReport(summary: RunSummary, results: readonly CaseResult[], options: RunLabels): string {
   const settings = Object.entries(options.settings).map(([k, v]) => `${esc(k)}: ${esc(String(v))}`).join(' · ');
   const failed = summary.failed.length > 0
-    ? `<h2>Failed cases</h2><ul>${summary.failed.map((f) => `<li class="failed">${esc(f.id)}: ${esc(f.error)}</li>`).join('')}</ul>`
+    ? `<h2>Failed cases</h2><p class="failed">${summary.failed.length} case(s) could not be run or graded and are not in the score; rerun with the same output folder to retry them.</p><ul>${summary.failed.map((f) => `<li class="failed">${esc(f.id)}: ${esc(f.error)}</li>`).join('')}</ul>`
     : '';
+  const truncated = summary.truncated > 0 ? ` · <span class="failed">${summary.truncated} answer(s) cut off at the token cap</span>` : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${esc(options.name)} — gptoss eval</title><style>${STYLE}</style></head>
@@ -79,7 +80,7 @@ export function renderReport(summary: RunSummary, results: readonly CaseResult[]
 <h1>${esc(options.name)}</h1>
 <div class="meta">model: ${esc(options.modelLabel)}${options.graderLabel !== undefined ? ` · grader: ${esc(options.graderLabel)}` : ''}${settings !== '' ? ` · ${settings}` : ''}</div>
 <div class="score">${fmt(summary.headline.mean)} <small>± ${fmt(summary.headline.bootstrapStd)} (n=${summary.headline.n})</small></div>
-<div class="meta">${summary.cases} cases · ${summary.seconds.toFixed(1)} s · ${summary.usage.inputTokens} input / ${summary.usage.outputTokens} output tokens</div>
+<div class="meta">${summary.cases} cases · ${summary.seconds.toFixed(1)} s · ${summary.usage.inputTokens} input / ${summary.usage.outputTokens} output tokens${truncated}</div>
 <h2>Scores</h2>
 <table><tr><th>metric</th><th>mean (clipped to [0, 1])</th><th>bootstrap std</th><th>n</th><th></th></tr>
 ${metricRows(summary)}

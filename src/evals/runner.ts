@@ -1,41 +1,26 @@
 // Runs the cases of an evaluation with bounded concurrency, appending each finished case to
 // results.jsonl so an interrupted run resumes where it stopped (finished ids are skipped), shows
-// progress on stderr, and writes summary.json and the HTML report at the end.
+// progress on stderr, and writes summary.json and the HTML report at the end. A case that fails
+// (no answer in time, a criterion the grader could not judge) is listed, not scored, and retried
+// by the next run.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUserError, UserError } from '../errors.ts';
 import { renderReport } from './report.ts';
-import { summarise, type MetricSummary } from './stats.ts';
-import type { CaseResult } from './types.ts';
+import { summarise } from './stats.ts';
+import type { CaseResult, RunLabels, RunSummary } from './types.ts';
 
 export interface EvalCase {
   id: string;
   run: (signal: AbortSignal) => Promise<CaseResult>;
 }
 
-export interface RunOptions {
-  name: string;
+export interface RunOptions extends RunLabels {
   outDir: string;
   concurrency: number;
-  /** Labels of the model and grader, for the report. */
-  modelLabel: string;
-  graderLabel?: string;
-  /** Extra settings shown in the report (effort, subset, seed ...). */
-  settings: Record<string, string | number>;
   /** The metric whose clipped mean is the headline score. */
   headline: string;
   progress?: (done: number, total: number, failed: number) => void;
-}
-
-export interface RunSummary {
-  name: string;
-  metrics: Record<string, MetricSummary>;
-  headline: MetricSummary;
-  cases: number;
-  failed: { id: string; error: string }[];
-  seconds: number;
-  usage: { inputTokens: number; outputTokens: number };
-  resumed: number;
 }
 
 export function readResults(path: string): CaseResult[] {
@@ -58,10 +43,17 @@ export async function runEval(cases: readonly EvalCase[], options: RunOptions): 
   } catch (e) {
     throw new UserError('usage', `${options.outDir}: cannot create the output folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+  const seen = new Set<string>();
+  for (const c of cases) {
+    // Results are keyed by id: a repeated one would score one case twice and another not at all.
+    if (seen.has(c.id)) throw new UserError('input', `case id ${JSON.stringify(c.id)} is used by two cases (ids must be unique)`);
+    seen.add(c.id);
+  }
   const resultsPath = join(options.outDir, 'results.jsonl');
   const wanted = new Set(cases.map((c) => c.id));
   const previous = readResults(resultsPath).filter((r) => wanted.has(r.id));
   const finished = new Map(previous.map((r) => [r.id, r]));
+  const resumed = finished.size;
   const todo = cases.filter((c) => !finished.has(c.id));
   const started = performance.now();
   const failed: { id: string; error: string }[] = [];
@@ -105,9 +97,11 @@ export async function runEval(cases: readonly EvalCase[], options: RunOptions): 
     failed,
     seconds: (performance.now() - started) / 1000,
     usage,
-    resumed: previous.length,
+    resumed,
+    truncated: results.filter((r) => r.response.finishReason === 'length').length,
   };
-  writeFileSync(join(options.outDir, 'summary.json'), JSON.stringify({ ...summary, settings: options.settings, model: options.modelLabel, grader: options.graderLabel }, null, 2) + '\n');
+  const record = { ...summary, complete: failed.length === 0, settings: options.settings, model: options.modelLabel, grader: options.graderLabel };
+  writeFileSync(join(options.outDir, 'summary.json'), JSON.stringify(record, null, 2) + '\n');
   writeFileSync(join(options.outDir, 'report.html'), renderReport(summary, results, options));
   return summary;
 }

@@ -1,5 +1,7 @@
 // Shared shapes of the evaluation harness: chat messages, the sampler seam (anything that answers
-// a conversation: an OpenAI-compatible endpoint, our own engine), and per-case results.
+// a conversation: an OpenAI-compatible endpoint, our own engine), per-case results and the run's
+// summary (shared by the runner that computes it and the report that renders it).
+import type { MetricSummary } from './stats.ts';
 
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant';
@@ -12,6 +14,8 @@ export interface SamplerResponse {
   /** Chain-of-thought, when the endpoint returns it (our server and vLLM do, as `reasoning`). */
   reasoning?: string;
   usage?: { inputTokens: number; outputTokens: number };
+  /** Why the endpoint stopped (`stop`, or `length` when the answer hit the token cap). */
+  finishReason?: string;
 }
 
 export interface SampleOptions {
@@ -41,4 +45,28 @@ export interface CaseResult {
   /** Eval-specific details (rubric verdicts, the extracted answer, ...). */
   details: Record<string, unknown>;
   seconds: number;
+}
+
+/** What a report says about a run besides its results: its name, who answered, who graded, and how. */
+export interface RunLabels {
+  name: string;
+  /** Labels of the model and grader. */
+  modelLabel: string;
+  graderLabel?: string;
+  /** Settings shown in the report and summary.json (effort, max_tokens, timeout_s, subset, seed ...). */
+  settings: Record<string, string | number>;
+}
+
+export interface RunSummary {
+  name: string;
+  metrics: Record<string, MetricSummary>;
+  headline: MetricSummary;
+  cases: number;
+  /** Cases that could not be run or graded (retried by the next run with the same folder). */
+  failed: { id: string; error: string }[];
+  seconds: number;
+  usage: { inputTokens: number; outputTokens: number };
+  resumed: number;
+  /** Answers cut off by the token cap (finish reason `length`). */
+  truncated: number;
 }

@@ -229,7 +229,7 @@ test('the HTML report renders in headless Chromium', { skip: existsSync('/usr/bi
   }
 });
 
-test('an unreachable endpoint is named with the reason, not only "fetch failed"', async () => {
+test('an unreachable endpoint is named with the reason (ECONNREFUSED ...), not only "connection failed"', async () => {
   // A port that was just free: connecting is refused.
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -237,7 +237,7 @@ test('an unreachable endpoint is named with the reason, not only "fetch failed"'
   await new Promise<void>((r) => server.close(() => r()));
   const sampler = new HttpSampler({ baseUrl: `http://127.0.0.1:${port}/v1`, model: 'm', retries: 0 });
   await assert.rejects(sampler.complete([{ role: 'user', content: 'hi' }]), (e: Error) => {
-    assert.match(e.message, new RegExp(`^http://127\\.0\\.0\\.1:${port}/v1/chat/completions: fetch failed \\(ECONNREFUSED\\)$`));
+    assert.match(e.message, new RegExp(`^http://127\\.0\\.0\\.1:${port}/v1/chat/completions: connection failed \\(ECONNREFUSED\\)$`));
     return true;
   });
 });
