@@ -406,6 +406,23 @@ export function gptossCacheDir(): string {
 export const DEMO_SEED = 20250805;
 
 /**
+ * The demo model's context window wherever none is asked for (chat, serve, generate, evals, the
+ * library's loadEngine): its config allows gpt-oss's 131,072, but a model that writes gibberish
+ * needs no more than chat's default, and every command should describe the same model alike.
+ */
+export const DEMO_CONTEXT_LENGTH = 8192;
+
+/** Whether the checkpoint folder `dir` is the embedded demo model (its marker says so). */
+export function isDemoModel(dir: string): boolean {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, MARKER_FILE), 'utf8')) as { demo?: unknown; seed?: unknown };
+    return m.demo === true && m.seed === DEMO_SEED;
+  } catch {
+    return false; // no marker, or an unreadable one: not a claim of being the demo
+  }
+}
+
+/**
  * The default model of `chat` and `serve` when none is given: the `tiny` shape with a fixed seed,
  * written once to <cache>/demo-tiny. Its weights are random (the folder's gptoss.json says so):
  * it exercises the whole stack with the real tokenizer but produces gibberish.
