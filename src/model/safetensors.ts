@@ -1,6 +1,7 @@
 // The safetensors format, read and written with our own code. Reading validates the whole header
 // before any tensor is touched (header length inside the file, JSON, known dtypes, shapes matching
-// byte sizes, offsets inside the data section, no overlaps) and then reads one tensor at a time
+// byte sizes, offsets inside the data section, no overlaps, no gaps: the tensors fill the data
+// section exactly, as the format requires, so a header length off by a byte is caught) and then reads one tensor at a time
 // with positioned reads straight into a caller-supplied buffer (a backend TensorStore), so a
 // multi-GB checkpoint never passes through the JS heap at once. Writing streams to disk.
 // Every error names the file and, when there is one, the tensor.
@@ -185,7 +186,15 @@ function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInf
   for (const cur of spans) {
     if (cur.end === cur.begin) continue; // empty tensors occupy no bytes
     if (last !== null && cur.begin < last.end) fail(path, `tensors "${last.name}" and "${cur.name}" overlap in the data section`);
+    const covered = last?.end ?? 0;
+    if (cur.begin > covered) {
+      fail(path, `${cur.begin - covered} bytes of the data section before tensor "${cur.name}" belong to no tensor (a wrong header length or offsets?)`);
+    }
     if (last === null || cur.end > last.end) last = cur;
+  }
+  const covered = last?.end ?? 0;
+  if (covered !== dataSize) {
+    fail(path, `the tensors end at byte ${dataStart + covered} of the data section but the file has ${size} bytes (a wrong header length, or bytes appended?)`);
   }
   return { tensors, metadata };
 }
