@@ -5,9 +5,10 @@
 // with positioned reads straight into a caller-supplied buffer (a backend TensorStore), so a
 // multi-GB checkpoint never passes through the JS heap at once. Writing streams to disk.
 // Every error names the file and, when there is one, the tensor.
-import { closeSync, existsSync, fstatSync, openSync, read as readAsync, readFileSync, readSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, read as readAsync, readSync, readdirSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
+import { openRegularFile, readRegularFile } from './files.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 
 /** Element sizes in bytes of the dtypes the format defines (sub-byte float formats are not supported). */
@@ -69,12 +70,7 @@ export class SafetensorsFile {
 
   /** Opens and validates `path`; throws UserError('checkpoint') naming the file (and tensor) on any defect. */
   static open(path: string): SafetensorsFile {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (e) {
-      fail(path, readProblem(e));
-    }
+    const fd = openRegularFile(path);
     try {
       const { tensors, metadata } = parseHeader(path, fd);
       return new SafetensorsFile(path, fd, tensors, metadata);
@@ -125,9 +121,7 @@ export class SafetensorsFile {
 }
 
 function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const stat = fstatSync(fd);
-  if (!stat.isFile()) fail(path, stat.isDirectory() ? 'is a folder, not a safetensors file' : 'is not a regular file');
-  const size = stat.size;
+  const size = fstatSync(fd).size;
   if (size < 8) fail(path, `not a safetensors file (${size} bytes, shorter than the 8-byte header length)`);
   const lenBuf = Buffer.alloc(8);
   readSync(fd, lenBuf, 0, 8, 0);
@@ -330,9 +324,10 @@ export class SafetensorsCheckpoint {
 }
 
 function readIndex(path: string): Record<string, string> {
+  const text = readRegularFile(path);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     fail(path, `not valid JSON (${(e as Error).message})`);
   }
