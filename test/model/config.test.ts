@@ -10,7 +10,7 @@ import { UserError } from '../../src/errors.ts';
 import { MAX_CONTEXT_LENGTH, parseOriginalConfig } from '../../src/model/config.ts';
 import { parseHfConfig, toHfConfigJson } from '../../src/model/hf.ts';
 import { SHAPES } from '../../src/model/synth.ts';
-import { estimateMemory } from '../../src/model/memory.ts';
+import { checkCheckpointFits, estimateMemory } from '../../src/model/memory.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { runCli } from '../cli/in-process.ts';
 
@@ -81,6 +81,18 @@ test('the memory pre-flight counts the RoPE tables of the context it is given', 
   assert.equal(short.ropeTableBytes, 4096 * c.headDim * 4);
   assert.equal(long.ropeTableBytes, 131072 * c.headDim * 4);
   assert.equal(long.totalBytes - long.kvCacheBytes - long.ropeTableBytes - long.activationBytes, short.totalBytes - short.kvCacheBytes - short.ropeTableBytes - short.activationBytes);
+});
+
+test('the loader\'s pre-flight estimates the context it is given, else the model\'s whole context (not a fixed 4096)', () => {
+  const saved = process.env['GPTOSS_SKIP_MEMORY_CHECK'];
+  process.env['GPTOSS_SKIP_MEMORY_CHECK'] = '1'; // the estimate only, whatever this machine has
+  try {
+    assert.equal(checkCheckpointFits(SHAPES['20b']).contextLength, 131072);
+    assert.equal(checkCheckpointFits(SHAPES['20b'], { contextLength: 8192 }).contextLength, 8192);
+  } finally {
+    if (saved === undefined) delete process.env['GPTOSS_SKIP_MEMORY_CHECK'];
+    else process.env['GPTOSS_SKIP_MEMORY_CHECK'] = saved;
+  }
 });
 
 /** The golden checkpoint with its safetensors header length lowered by one (the JSON padded so it still parses). */
