@@ -59,6 +59,9 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
   // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
   const { found, config } = await readCheckpointConfig(modelDir);
   const requested = options.contextLength ?? defaultContextOf(found.dir, config);
+  if (!Number.isInteger(requested) || requested < 1) {
+    throw new UserError('usage', `context length must be a positive integer, got ${requested}`);
+  }
   checkCheckpointFits(config, {
     contextLength: requested,
     ...(options.prefillChunk === undefined ? {} : { prefillChunk: options.prefillChunk }),
@@ -72,9 +75,6 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
     const limit = modelContextLength(loaded.weights.config);
-    if (!Number.isInteger(requested) || requested < 1) {
-      throw new UserError('usage', `context length must be a positive integer, got ${requested}`);
-    }
     const ctx = Math.min(requested, limit);
     const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind);
     return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights }, loaded.layout);
