@@ -405,10 +405,12 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     // Copied in by pieces that fit the scratch; a later piece wins only with a strictly larger
     // value, so the first maximum is kept.
     const per = Math.floor(s.left / 4);
+    const mark = s.mark();
     let best = 0;
     for (let i0 = 0; i0 < logits.length; i0 += per) {
+      s.reset(mark);
       const piece = logits.subarray(i0, Math.min(logits.length, i0 + per));
-      const i = i0 + instances[mem]!.argmax!(place(mem, new Scratch(store.memories[mem]!), piece), piece.length);
+      const i = i0 + instances[mem]!.argmax!(place(mem, s, piece), piece.length);
       if (i0 === 0 || logits[i]! > logits[best]!) best = i;
     }
     return best;
