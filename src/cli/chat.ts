@@ -27,7 +27,7 @@ options:
   --python                enable the python tool (sandboxed, no files, no network)
   --show-reasoning        show the chain of thought (dim; on stderr in script mode)
   --raw                   show the completion as the model writes it (harmony tokens by name)
-  --context N             context window in tokens (default 8192)
+  --context N             context window in tokens (default 8192, or the model's if smaller)
   --max-tokens N          most tokens per answer (default: until the window is full; 256 for
                           random weights, which never end an answer)
   --temperature T         sampling temperature (default 1.0; 0 = greedy)
@@ -44,6 +44,8 @@ Test hook: GPTOSS_SCRIPTED=FILE.json replays scripted completions instead of a m
 
 /** The answer length for random weights when --max-tokens is not given (they never end an answer). */
 const RANDOM_WEIGHTS_MAX_TOKENS = 256;
+/** chat's context window when --context is absent (the model's own default when that is smaller), as the reference chat. */
+const CHAT_CONTEXT_LENGTH = 8192;
 
 export interface ChatSettings {
   showReasoning: boolean;
@@ -74,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const effort = parseEffort(stringFlag(p, 'reasoning-effort') ?? 'medium', '--reasoning-effort');
-  const contextLength = numberFlag(p, 'context', { min: 16, integer: true }) ?? 8192;
+  const contextFlag = numberFlag(p, 'context', { min: 16, integer: true });
   const maxTokensFlag = numberFlag(p, 'max-tokens', { min: 1, integer: true });
   const temperature = numberFlag(p, 'temperature', { min: 0 });
   const topP = numberFlag(p, 'top-p', { min: 0, max: 1 });
@@ -111,14 +113,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const side = interactive ? process.stdout : process.stderr;
-  const engine = await openEngine(stringFlag(p, 'model'), {
-    contextLength,
-    // Each new turn drops the previous turn's reasoning from the prompt, so the KV cache is cut
-    // back by that turn's length; sliding-window layers keep this much history so that cut does
-    // not force recomputing the whole conversation.
-    kvRewind: Math.min(contextLength, 2048),
-    ...compute,
-  }, side, maxTokensFlag === undefined);
+  const engine = await openEngine(stringFlag(p, 'model'), contextFlag, compute, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
   const session = new AgentSession(engine, {
@@ -166,7 +161,8 @@ function readTextFile(path: string, origin: string): string {
 /** The engine: GPTOSS_SCRIPTED (test hook), else the resolved checkpoint. Says so when weights are random. */
 async function openEngine(
   model: string | undefined,
-  options: LoadEngineOptions & { contextLength: number; kvRewind: number },
+  contextFlag: number | undefined,
+  compute: LoadEngineOptions,
   side: NodeJS.WritableStream,
   capped: boolean,
 ): Promise<Engine> {
@@ -178,9 +174,18 @@ async function openEngine(
   } else {
     const resolved = await resolveModel(model);
     side.write(`loading ${resolved.description}…\n`);
-    const { loadEngine } = await import('../engine/local.ts');
+    const { defaultContextLength, loadEngine } = await import('../engine/local.ts');
     const started = performance.now();
-    engine = await loadEngine(resolved.dir, options);
+    // The same default as every other command (the demo model's included), at most chat's own.
+    const contextLength = contextFlag ?? Math.min(CHAT_CONTEXT_LENGTH, await defaultContextLength(resolved.dir));
+    engine = await loadEngine(resolved.dir, {
+      ...compute,
+      contextLength,
+      // Each new turn drops the previous turn's reasoning from the prompt, so the KV cache is cut
+      // back by that turn's length; sliding-window layers keep this much history so that cut does
+      // not force recomputing the whole conversation.
+      kvRewind: Math.min(contextLength, 2048),
+    });
     side.write(`loaded ${engine.info.name} in ${((performance.now() - started) / 1000).toFixed(1)} s (context ${engine.info.contextLength} tokens)\n`);
   }
   if (engine.info.randomWeights) {

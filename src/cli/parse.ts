@@ -1,7 +1,7 @@
 // `gptoss parse`: a completion (token ids, or text with the special tokens written by name) on
 // stdin -> harmony messages as JSON; `--stream` shows what the streaming parser sees per token.
 import { boolFlag, parseFlags, parseIdList, readStdin, stringFlag } from './args.ts';
-import { UserError } from '../errors.ts';
+import { quoted, UserError } from '../errors.ts';
 import { getTokenizer, SPECIAL } from '../tokenizer/index.ts';
 import { isRole, messageToJSON, StreamParser, type Role } from '../harmony/index.ts';
 
@@ -38,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   if (boolFlag(p, 'ids') && boolFlag(p, 'text')) throw new UserError('usage', '--ids and --text exclude each other');
   const roleFlag = stringFlag(p, 'role');
   if (roleFlag !== undefined && roleFlag !== 'none' && !isRole(roleFlag)) {
-    throw new UserError('usage', `--role must be one of system, developer, user, assistant, tool or none, got "${roleFlag}"`);
+    throw new UserError('usage', `--role must be one of system, developer, user, assistant, tool or none, got ${quoted(roleFlag)}`);
   }
   const input = await readStdin();
   const asIds = boolFlag(p, 'ids') || (!boolFlag(p, 'text') && /^[\s,[\]\d-]*\d[\s,[\]\d-]*$/.test(input));

@@ -8,6 +8,7 @@ import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../model/checkpoint.ts';
 import { checkCheckpointFits } from '../model/memory.ts';
 import { contextLength as modelContextLength, type ModelConfig } from '../model/config.ts';
+import { DEMO_CONTEXT_LENGTH, isDemoModel } from '../model/synth.ts';
 import { Transformer, type TraceHook } from '../model/forward.ts';
 import type { KvCache } from '../model/kvcache.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
@@ -19,7 +20,7 @@ export interface LoadEngineOptions {
   threads?: number;
   /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
   expertActivations?: ExpertActivations;
-  /** Serve at most this many tokens per sequence (default and maximum: the model's context length). */
+  /** Serve at most this many tokens per sequence (default: defaultContextLength; maximum: the model's context length). */
   contextLength?: number;
   /** Longest chunk of tokens pushed through the weights at once (default 512). */
   prefillChunk?: number;
@@ -40,12 +41,29 @@ export async function createBackend(name: BackendName, options: BackendOptions =
   throw new UserError('usage', `unknown backend "${String(name)}" (expected reference or wasm)`);
 }
 
+/**
+ * The context window a checkpoint runs with when the caller names none: the embedded demo model's
+ * DEMO_CONTEXT_LENGTH, else the model's own (its config's initial context stretched by YaRN).
+ */
+export async function defaultContextLength(modelDir: string): Promise<number> {
+  const { found, config } = await readCheckpointConfig(modelDir);
+  return defaultContextOf(found.dir, config);
+}
+
+function defaultContextOf(dir: string, config: ModelConfig): number {
+  return Math.min(isDemoModel(dir) ? DEMO_CONTEXT_LENGTH : Infinity, modelContextLength(config));
+}
+
 /** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
 export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
   // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
-  const { config } = await readCheckpointConfig(modelDir);
+  const { found, config } = await readCheckpointConfig(modelDir);
+  const requested = options.contextLength ?? defaultContextOf(found.dir, config);
+  if (!Number.isInteger(requested) || requested < 1) {
+    throw new UserError('usage', `context length must be a positive integer, got ${requested}`);
+  }
   checkCheckpointFits(config, {
-    ...(options.contextLength === undefined ? {} : { contextLength: options.contextLength }),
+    contextLength: requested,
     ...(options.prefillChunk === undefined ? {} : { prefillChunk: options.prefillChunk }),
     backend: options.backend ?? 'wasm',
     ...(options.threads === undefined ? {} : { threads: options.threads }),
@@ -57,10 +75,7 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
     const limit = modelContextLength(loaded.weights.config);
-    if (options.contextLength !== undefined && (!Number.isInteger(options.contextLength) || options.contextLength < 1)) {
-      throw new UserError('usage', `context length must be a positive integer, got ${options.contextLength}`);
-    }
-    const ctx = Math.min(options.contextLength ?? limit, limit);
+    const ctx = Math.min(requested, limit);
     const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind);
     return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights }, loaded.layout);
   } catch (e) {

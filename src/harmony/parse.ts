@@ -3,7 +3,7 @@
 // and throws UserError naming the token position; lenient mode recovers what it can from malformed
 // model output (missing <|message|>, stray tokens after a message, odd header words) and lists
 // every repair or drop in `dropped`.
-import { UserError } from '../errors.ts';
+import { quoted, UserError } from '../errors.ts';
 import { getTokenizer, SPECIAL, type Tokenizer } from '../tokenizer/index.ts';
 import { isRole, type Author, type Message, type Role } from './types.ts';
 
@@ -74,6 +74,8 @@ export class StreamParser {
   private readonly msgs: Message[] = [];
   private readonly seen: number[] = [];
   private readonly diagnostics: ParseDiagnostic[] = [];
+  /** The run of stray tokens still growing, whose `text` is decoded only when it is read. */
+  private strayRun: ParseDiagnostic | undefined;
 
   constructor(options: ParseOptions = {}) {
     this.tok = options.tokenizer ?? getTokenizer();
@@ -94,6 +96,7 @@ export class StreamParser {
   }
   /** What lenient parsing repaired or dropped (always empty in strict mode). */
   get dropped(): readonly ParseDiagnostic[] {
+    this.settleStrayText();
     return this.diagnostics;
   }
   get currentRole(): Role | undefined {
@@ -139,7 +142,7 @@ export class StreamParser {
     this.delta = undefined;
     const before = this.msgs.length;
     if (this.st === 'header') {
-      if (this.strict) this.fail(this.headerStart, `the completion ended inside a message header ("${this.headerText()}")`);
+      if (this.strict) this.fail(this.headerStart, `the completion ended inside a message header (${quoted(this.headerText())})`);
       this.salvageHeader('the completion ended before <|message|>');
     } else if (this.st === 'content') {
       this.finishMessage();
@@ -164,15 +167,26 @@ export class StreamParser {
     this.diagnostics.push(d);
   }
 
-  /** Stray tokens between messages are coalesced into one diagnostic per run. */
+  /**
+   * Stray tokens between messages are coalesced into one diagnostic per run. The run's text is
+   * decoded once, when `dropped` is read (decoding it again per token made a run quadratic:
+   * 50,000 stray tokens never finished).
+   */
   private dropStray(token: number, position: number): void {
-    const last = this.diagnostics[this.diagnostics.length - 1];
-    if (last !== undefined && last.reason === STRAY && last.position + last.count === position) {
-      last.count++;
-      last.text = this.lossyText(this.seen.slice(last.position, position + 1));
+    const run = this.strayRun;
+    if (run !== undefined && run === this.diagnostics[this.diagnostics.length - 1] && run.position + run.count === position) {
+      run.count++;
+      delete run.text;
     } else {
+      this.settleStrayText();
       this.report(position, STRAY, [token]);
+      this.strayRun = this.diagnostics[this.diagnostics.length - 1];
     }
+  }
+
+  private settleStrayText(): void {
+    const run = this.strayRun;
+    if (run !== undefined && run.text === undefined) run.text = this.lossyText(this.seen.slice(run.position, run.position + run.count));
   }
 
   private invalidToken(token: number, position: number): void {
@@ -228,13 +242,13 @@ export class StreamParser {
     }
     if (STOPS.has(token)) {
       if (this.strict) {
-        this.fail(position, `${this.describe(token)} ends a message whose header ("${this.headerText()}") has no <|message|>`);
+        this.fail(position, `${this.describe(token)} ends a message whose header (${quoted(this.headerText())}) has no <|message|>`);
       }
       this.salvageHeader(`message without <|message|> (ended by ${this.describe(token)})`);
       return;
     }
     if (token === SPECIAL.start) {
-      if (this.strict) this.fail(position, `<|start|> inside a message header ("${this.headerText()}"): the previous message has no <|message|>`);
+      if (this.strict) this.fail(position, `<|start|> inside a message header (${quoted(this.headerText())}): the previous message has no <|message|>`);
       if (this.headerTokens.length > 0) this.report(this.headerStart, 'unfinished message header dropped (a new <|start|> followed)', this.headerTokens);
       this.nextRole = undefined;
       this.beginHeader(position);
@@ -333,7 +347,7 @@ export class StreamParser {
     const h = splitHeader(raw);
     const problems: string[] = [];
     if (h.channelError) {
-      if (this.strict) this.fail(position, `<|channel|> without a channel name in message header "${raw}"`);
+      if (this.strict) this.fail(position, `<|channel|> without a channel name in message header ${quoted(raw)}`);
       problems.push('<|channel|> without a channel name');
     }
     const parts = h.parts;
@@ -343,7 +357,7 @@ export class StreamParser {
     } else {
       const first = parts[0];
       if (first === undefined) {
-        if (this.strict) this.fail(position, `message header "${raw}" has no role`);
+        if (this.strict) this.fail(position, `message header ${quoted(raw)} has no role`);
         problems.push('no role; assumed assistant');
         author = { role: 'assistant' };
       } else if (isRole(first)) {
@@ -352,9 +366,9 @@ export class StreamParser {
         parts.shift();
         author = { role: 'tool', name: first };
       } else {
-        if (this.strict) this.fail(position, `unknown role "${first}" in message header "${raw}"`);
+        if (this.strict) this.fail(position, `unknown role ${quoted(first)} in message header ${quoted(raw)}`);
         parts.shift();
-        problems.push(`unknown role "${first}" dropped; assumed assistant`);
+        problems.push(`unknown role ${quoted(first)} dropped; assumed assistant`);
         author = { role: 'assistant' };
       }
     }
@@ -373,10 +387,10 @@ export class StreamParser {
       }
     }
     if (parts.length > 0) {
-      if (this.strict) this.fail(position, `unexpected words "${parts.join(' ')}" in message header "${raw}"`);
-      problems.push(`unexpected words "${this.repairRecipient(header, parts)}" dropped`);
+      if (this.strict) this.fail(position, `unexpected words ${quoted(parts.join(' '))} in message header ${quoted(raw)}`);
+      problems.push(`unexpected words ${quoted(this.repairRecipient(header, parts))} dropped`);
     }
-    if (problems.length > 0) this.report(position, `message header "${raw}": ${problems.join('; ')}`);
+    if (problems.length > 0) this.report(position, `message header ${quoted(raw)}: ${problems.join('; ')}`);
     return header;
   }
 

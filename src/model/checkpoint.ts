@@ -4,14 +4,15 @@
 // every tensor must exist with the shape the config implies and a supported dtype, and no tensor
 // may contradict the config. Large matrices stay BF16, MXFP4 experts stay packed; small vectors
 // are widened to f32. All buffers come from the backend's TensorStore.
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { readProblem, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 import { bf16ToF32 } from '../kernels/reference.ts';
 import { parseOriginalConfig, type ModelConfig } from './config.ts';
 import { MARKER_FILE } from './synth.ts';
 import { SafetensorsCheckpoint, type Dtype, type TensorInfo } from './safetensors.ts';
+import { readRegularFile } from './files.ts';
 import type { BlockWeights, Bf16Matrix, EmbeddingTable, ModelWeights, Mxfp4Matrices } from './weights.ts';
 
 export type CheckpointLayout = 'original' | 'hf';
@@ -34,12 +35,7 @@ export interface LoadedCheckpoint {
 }
 
 function readJson(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UserError('checkpoint', `${path}: ${readProblem(e)}`);
-  }
+  const text = readRegularFile(path);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -108,7 +104,7 @@ function isRandomWeights(dir: string): boolean {
   for (const candidate of [join(dir, MARKER_FILE), join(dirname(dir), MARKER_FILE)]) {
     if (!existsSync(candidate)) continue;
     try {
-      const marker = JSON.parse(readFileSync(candidate, 'utf8')) as { random_weights?: unknown };
+      const marker = JSON.parse(readRegularFile(candidate)) as { random_weights?: unknown };
       if (marker.random_weights === true) return true;
     } catch {
       // An unreadable marker is not a claim of random weights.

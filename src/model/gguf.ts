@@ -8,10 +8,11 @@
 // - MXFP4 blocks are ggml's block_mxfp4: 1 E8M0 scale byte then 16 bytes where byte j holds element
 //   j in its low nibble and element j+16 in its high nibble (the checkpoint pairs 2j and 2j+1);
 // - norms, biases, sinks and the router are F32; attention and embeddings stay BF16.
-import { closeSync, openSync, readFileSync, readSync, renameSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, openSync, readSync, renameSync, writeSync, fstatSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../errors.ts';
 import { contextLength, parseOriginalConfig, type ModelConfig } from './config.ts';
+import { readRegularFile } from './files.ts';
 import { detectCheckpoint } from './checkpoint.ts';
 import { hfQkvNames, hfTensorName, parseHfConfig } from './hf.ts';
 import { SafetensorsCheckpoint, type TensorInfo } from './safetensors.ts';
@@ -465,7 +466,7 @@ export async function convertToGguf(modelDir: string, outPath: string, opts: Con
   const found = detectCheckpoint(modelDir);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(found.configPath, 'utf8'));
+    json = JSON.parse(readRegularFile(found.configPath));
   } catch (e) {
     throw new UserError('checkpoint', `${found.configPath}: not valid JSON (${(e as Error).message})`);
   }

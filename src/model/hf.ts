@@ -3,10 +3,10 @@
 // names and the `original/` layout's: config fields, tensor names, q/k/v split of the fused qkv.
 // The expert tensors keep the original MXFP4 packing (`*_blocks` [E, rows, cols/32, 16],
 // `*_scales` [E, rows, cols/32]) and gate_up keeps mlp1's interleaving (even rows glu, odd linear).
-import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 import { validateConfig, type ModelConfig } from './config.ts';
+import { readRegularFile } from './files.ts';
 import { originalTensorShapes, TensorReader, widenToF32 } from './checkpoint.ts';
 import { SafetensorsCheckpoint } from './safetensors.ts';
 import type { Bf16Matrix, BlockWeights, ModelWeights } from './weights.ts';
@@ -210,7 +210,7 @@ export function hfTensorShapes(config: ModelConfig): Map<string, number[]> {
 export async function loadHfWeights(dir: string, configPath: string, store: TensorStore): Promise<ModelWeights> {
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(configPath, 'utf8'));
+    json = JSON.parse(readRegularFile(configPath));
   } catch (e) {
     throw new UserError('checkpoint', `${configPath}: not valid JSON (${(e as Error).message})`);
   }

@@ -1,8 +1,9 @@
 // How much memory a model needs before it is loaded, and whether this machine has it. The estimate
 // follows what the loader and engine actually hold: weights as stored (BF16 matrices, MXFP4
 // experts packed at 4.25 bits per weight, small vectors widened to f32), f32 KV caches (banded
-// layers bounded by the sliding window, dense layers up to the context), the activation workspace
-// of one prefill chunk, and the runtime's own overhead.
+// layers bounded by the sliding window, dense layers up to the context), the RoPE cos/sin tables
+// (built for every position of the context at load), the activation workspace of one prefill
+// chunk, and the runtime's own overhead.
 import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { UserError } from '../errors.ts';
@@ -17,6 +18,8 @@ export interface MemoryEstimate {
   /** KV cache of `sequences` sequences of `contextLength` tokens. */
   kvCacheBytes: number;
   activationBytes: number;
+  /** The RoPE cos/sin tables: f32, headDim/2 each per position of the context, allocated at load. */
+  ropeTableBytes: number;
   /** The Node.js runtime, code, tokenizer tables, thread stacks. */
   overheadBytes: number;
   totalBytes: number;
@@ -78,14 +81,16 @@ export function estimateMemory(config: ModelConfig, opts: EstimateOptions = {}):
   const threads = opts.backend === 'reference' ? 0 : opts.threads ?? 2;
   const overheadBytes = 200e6 + threads * 40e6;
   const kvCacheBytes = kvPerSequence * sequences;
+  const ropeTableBytes = ctx * config.headDim * 4;
   return {
     model: modelLabel(config),
     weightBytes: w.total,
     expertBytes: w.experts,
     kvCacheBytes,
     activationBytes,
+    ropeTableBytes,
     overheadBytes,
-    totalBytes: w.total + kvCacheBytes + activationBytes + overheadBytes,
+    totalBytes: w.total + kvCacheBytes + activationBytes + ropeTableBytes + overheadBytes,
     contextLength: ctx,
     sequences,
   };
@@ -154,12 +159,13 @@ function gb(n: number): string {
  */
 export function checkFits(estimate: MemoryEstimate, available: AvailableMemory = availableMemory()): void {
   if (estimate.totalBytes <= available.bytes) return;
-  const parts = [`weights ${gb(estimate.weightBytes)} GB`, `KV cache ${gb(estimate.kvCacheBytes)} GB for ${estimate.contextLength} tokens${estimate.sequences > 1 ? ` x ${estimate.sequences} sequences` : ''}`, `activations and runtime ${gb(estimate.activationBytes + estimate.overheadBytes)} GB`];
+  const parts = [`weights ${gb(estimate.weightBytes)} GB`, `KV cache ${gb(estimate.kvCacheBytes)} GB for ${estimate.contextLength} tokens${estimate.sequences > 1 ? ` x ${estimate.sequences} sequences` : ''}`, `activations, RoPE tables and runtime ${gb(estimate.activationBytes + estimate.ropeTableBytes + estimate.overheadBytes)} GB`];
   let hint = 'close other programs or use a machine with more memory';
-  const fixed = estimate.totalBytes - estimate.kvCacheBytes;
-  if (fixed < available.bytes && estimate.kvCacheBytes > 0) {
-    // KV memory grows linearly with the context: suggest the longest context that fits.
-    const perToken = estimate.kvCacheBytes / estimate.contextLength;
+  const perContext = estimate.kvCacheBytes + estimate.ropeTableBytes;
+  const fixed = estimate.totalBytes - perContext;
+  if (fixed < available.bytes && perContext > 0) {
+    // KV memory and the RoPE tables grow linearly with the context: suggest the longest context that fits.
+    const perToken = perContext / estimate.contextLength;
     const fits = Math.floor((available.bytes - fixed) / perToken / 1024) * 1024;
     if (fits >= 1024) hint = `use a shorter context (e.g. --context ${fits})`;
   }
@@ -167,12 +173,12 @@ export function checkFits(estimate: MemoryEstimate, available: AvailableMemory =
 }
 
 /**
- * The loader's pre-flight check: reads the config beside the weights (either layout) and refuses,
- * before anything is read, a model whose weights plus a 4096-token context cannot fit.
+ * The loader's pre-flight check: refuses, before anything is read, a model whose weights plus the
+ * context it will run with (opts.contextLength, else the model's full context) cannot fit.
  * GPTOSS_SKIP_MEMORY_CHECK=1 disables it (e.g. when swap is known to be enough).
  */
 export function checkCheckpointFits(config: ModelConfig, opts: EstimateOptions = {}): MemoryEstimate {
-  const estimate = estimateMemory(config, { contextLength: 4096, ...opts });
+  const estimate = estimateMemory(config, opts);
   if (process.env['GPTOSS_SKIP_MEMORY_CHECK'] !== '1') checkFits(estimate);
   return estimate;
 }

@@ -1,12 +1,14 @@
 // The safetensors format, read and written with our own code. Reading validates the whole header
 // before any tensor is touched (header length inside the file, JSON, known dtypes, shapes matching
-// byte sizes, offsets inside the data section, no overlaps) and then reads one tensor at a time
+// byte sizes, offsets inside the data section, no overlaps, no gaps: the tensors fill the data
+// section exactly, as the format requires, so a header length off by a byte is caught) and then reads one tensor at a time
 // with positioned reads straight into a caller-supplied buffer (a backend TensorStore), so a
 // multi-GB checkpoint never passes through the JS heap at once. Writing streams to disk.
 // Every error names the file and, when there is one, the tensor.
-import { closeSync, existsSync, fstatSync, openSync, read as readAsync, readFileSync, readSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, read as readAsync, readSync, readdirSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
+import { openRegularFile, readRegularFile } from './files.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 
 /** Element sizes in bytes of the dtypes the format defines (sub-byte float formats are not supported). */
@@ -68,12 +70,7 @@ export class SafetensorsFile {
 
   /** Opens and validates `path`; throws UserError('checkpoint') naming the file (and tensor) on any defect. */
   static open(path: string): SafetensorsFile {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (e) {
-      fail(path, readProblem(e));
-    }
+    const fd = openRegularFile(path);
     try {
       const { tensors, metadata } = parseHeader(path, fd);
       return new SafetensorsFile(path, fd, tensors, metadata);
@@ -124,9 +121,7 @@ export class SafetensorsFile {
 }
 
 function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const stat = fstatSync(fd);
-  if (!stat.isFile()) fail(path, stat.isDirectory() ? 'is a folder, not a safetensors file' : 'is not a regular file');
-  const size = stat.size;
+  const size = fstatSync(fd).size;
   if (size < 8) fail(path, `not a safetensors file (${size} bytes, shorter than the 8-byte header length)`);
   const lenBuf = Buffer.alloc(8);
   readSync(fd, lenBuf, 0, 8, 0);
@@ -185,7 +180,15 @@ function parseHeader(path: string, fd: number): { tensors: Map<string, TensorInf
   for (const cur of spans) {
     if (cur.end === cur.begin) continue; // empty tensors occupy no bytes
     if (last !== null && cur.begin < last.end) fail(path, `tensors "${last.name}" and "${cur.name}" overlap in the data section`);
+    const covered = last?.end ?? 0;
+    if (cur.begin > covered) {
+      fail(path, `${cur.begin - covered} bytes of the data section before tensor "${cur.name}" belong to no tensor (a wrong header length or offsets?)`);
+    }
     if (last === null || cur.end > last.end) last = cur;
+  }
+  const covered = last?.end ?? 0;
+  if (covered !== dataSize) {
+    fail(path, `the tensors end at byte ${dataStart + covered} of the data section but the file has ${size} bytes (a wrong header length, or bytes appended?)`);
   }
   return { tensors, metadata };
 }
@@ -321,9 +324,10 @@ export class SafetensorsCheckpoint {
 }
 
 function readIndex(path: string): Record<string, string> {
+  const text = readRegularFile(path);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     fail(path, `not valid JSON (${(e as Error).message})`);
   }

@@ -2,13 +2,14 @@
 // tensor so a full 20b-shaped checkpoint (13 GB) streams to disk with bounded memory. Every tensor
 // draws from its own PRNG seeded by (seed, original tensor name), so the weights do not depend on
 // write order or layout: `original` and `hf` written with one seed hold the same model.
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { splitmix32, Xoshiro128 } from '../random.ts';
 import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from './config.ts';
 import { isHfConfig, parseHfConfig, toHfConfigJson, hfTensorName } from './hf.ts';
+import { readRegularFile } from './files.ts';
 
 // ---- shapes ----------------------------------------------------------------------------------
 
@@ -55,8 +56,9 @@ export function resolveShape(shape: string): ModelConfig {
   if (!existsSync(shape)) throw new UserError('usage', `--shape must be tiny, 20b, 120b or a config.json file; "${shape}" is none of these`);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(shape, 'utf8'));
+    json = JSON.parse(readRegularFile(shape, 'usage'));
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new UserError('input', `${shape}: invalid JSON (${(e as Error).message})`);
   }
   return isHfConfig(json) ? parseHfConfig(json, shape) : parseOriginalConfig(json, shape);
@@ -406,6 +408,23 @@ export function gptossCacheDir(): string {
 export const DEMO_SEED = 20250805;
 
 /**
+ * The demo model's context window wherever none is asked for (chat, serve, generate, evals, the
+ * library's loadEngine): its config allows gpt-oss's 131,072, but a model that writes gibberish
+ * needs no more than chat's default, and every command should describe the same model alike.
+ */
+export const DEMO_CONTEXT_LENGTH = 8192;
+
+/** Whether the checkpoint folder `dir` is the embedded demo model (its marker says so). */
+export function isDemoModel(dir: string): boolean {
+  try {
+    const m = JSON.parse(readRegularFile(join(dir, MARKER_FILE))) as { demo?: unknown; seed?: unknown };
+    return m.demo === true && m.seed === DEMO_SEED;
+  } catch {
+    return false; // no marker, or an unreadable one: not a claim of being the demo
+  }
+}
+
+/**
  * The default model of `chat` and `serve` when none is given: the `tiny` shape with a fixed seed,
  * written once to <cache>/demo-tiny. Its weights are random (the folder's gptoss.json says so):
  * it exercises the whole stack with the real tokenizer but produces gibberish.
@@ -415,7 +434,7 @@ export function ensureDemoModel(cacheDir: string = gptossCacheDir()): string {
   const markerPath = join(dir, MARKER_FILE);
   if (existsSync(markerPath) && existsSync(join(dir, 'model.safetensors'))) {
     try {
-      const m = JSON.parse(readFileSync(markerPath, 'utf8')) as { seed?: unknown; demo?: unknown };
+      const m = JSON.parse(readRegularFile(markerPath)) as { seed?: unknown; demo?: unknown };
       if (m.seed === DEMO_SEED && m.demo === true) return dir;
     } catch {
       // unreadable marker: rewrite below

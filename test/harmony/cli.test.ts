@@ -126,3 +126,34 @@ test('gptoss parse: malformed completions fail in strict mode with the token pos
   assertOneLineError(outOfRange, /^gptoss parse: token 4: token id 999999 is out of range \(0\.\.201087\)$/);
   assertOneLineError(notIds, /^gptoss parse: stdin: "abc" at position 1 is not a token id$/);
 });
+
+test('gptoss parse --lenient: 50,000 stray tokens between two messages end in one diagnostic', async () => {
+  const ids = [
+    ...tok.encode('<|start|>assistant<|channel|>final<|message|>4<|end|>', { allowedSpecial: 'all' }),
+    ...Array.from({ length: 50_000 }, () => tok.encode('x')[0]!),
+    ...tok.encode('<|start|>assistant<|channel|>final<|message|>5<|return|>', { allowedSpecial: 'all' }),
+  ];
+  const r = await runCli(['parse', '--lenient'], ids.join(' '));
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { messages: { content: string }[]; dropped: { position: number; count: number; text: string }[] };
+  assert.deepEqual(out.messages.map((m) => m.content), ['4', '5']);
+  assert.equal(out.dropped.length, 1);
+  assert.equal(out.dropped[0]!.count, 50_000);
+  assert.equal(out.dropped[0]!.text, 'x'.repeat(50_000));
+});
+
+test('gptoss parse: control bytes from the input are escaped in the error line, and a huge header is cut short', async () => {
+  // An OSC sequence (set the terminal title) and a colour code hidden in a header word.
+  const hostile = '<|start|>assistant<|channel|>final \u001b]0;pwned\u0007\u001b[31m extra words<|message|>hi<|end|>';
+  const escaped = await runCli(['parse'], hostile);
+  assertOneLineError(escaped, /^gptoss parse: token 0: unexpected words "\\u001b\]0;pwned\\u0007\\u001b\[31m" in message header /);
+  assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(escaped.stderr), JSON.stringify(escaped.stderr));
+
+  // A 400 KB header ("assistant a a a ..."), given as token ids.
+  const word = tok.encode(' a');
+  assert.equal(word.length, 1);
+  const ids = [...tok.encode('<|start|>assistant', { allowedSpecial: 'all' }), ...Array.from({ length: 200_000 }, () => word[0]!), ...tok.encode('<|message|>hi<|end|>', { allowedSpecial: 'all' })];
+  const huge = await runCli(['parse'], ids.join(' '));
+  assertOneLineError(huge, /^gptoss parse: token 0: unexpected words "a a a .*…" in message header "assistant a a .*…"$/);
+  assert.ok(huge.stderr.length < 600, `${huge.stderr.length} characters`);
+});

@@ -227,3 +227,27 @@ test('a completion ending mid-message (max tokens) still yields the partial mess
   const msgs = parseMessagesFromCompletionTokens(enc('<|channel|>final<|message|>The answer is'), 'assistant');
   assert.deepEqual(msgs, [message.assistant('The answer is', { channel: 'final' })]);
 });
+
+test('lenient: a run of 50,000 stray tokens is one diagnostic with the run\'s text (the run is decoded once, not per token)', () => {
+  const first = enc('<|channel|>final<|message|>4<|end|>');
+  const x = enc('x');
+  assert.equal(x.length, 1);
+  const run = Array.from({ length: 50_000 }, (_, i) => (i % 2 === 0 ? x[0]! : SPECIAL.return));
+  const second = enc('<|start|>assistant<|channel|>final<|message|>5<|return|>');
+  const r = parseCompletion([...first, ...run, ...second], { role: 'assistant', strict: false });
+  assert.deepEqual(r.messages, [message.assistant('4', { channel: 'final' }), message.assistant('5', { channel: 'final' })]);
+  assert.deepEqual(r.dropped, [{ position: first.length, count: 50_000, reason: 'stray tokens outside a message dropped', text: 'x<|return|>'.repeat(25_000) }]);
+});
+
+test('lenient streaming: `dropped` read mid-run shows the run so far, and later reads the whole run', () => {
+  const p = new StreamParser({ role: 'assistant', strict: false });
+  for (const t of enc('<|channel|>final<|message|>4<|end|>ab')) p.process(t);
+  const mid = p.dropped.map((d) => ({ ...d }));
+  for (const t of enc('cd')) p.process(t);
+  p.processEos();
+  assert.equal(mid.length, 1);
+  assert.equal(mid[0]!.text, 'ab');
+  assert.equal(p.dropped.length, 1);
+  assert.equal(p.dropped[0]!.text, 'abcd');
+  assert.equal(p.dropped[0]!.count, enc('ab').length + enc('cd').length);
+});

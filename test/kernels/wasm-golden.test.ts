@@ -1,11 +1,18 @@
 // The golden parity suite (official PyTorch logits, see test/fixtures/golden/README.md) through
 // the wasm backend with 1 and 2 threads in its exact mode ('split' expert activations): f32
 // logits at every stored position and the greedy continuation through the KV cache, within each
-// case's tolerances. Its default mode ('q8') is held to the bf16 tolerance below.
+// case's tolerances. Its default mode ('q8') is held to the bf16 tolerance below. Each case also
+// requires that no op fell back to the reference code (the kernels, not their twin, made the logits).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
+import { fallbackTotal, type WasmBackend } from '../../src/kernels/wasm/index.ts';
 import { argmaxRow, goldenCases, maxAbsDiff, meanAbsDiff, readF32 } from '../model/golden-data.ts';
+
+function assertNoFallbacks(engine: LocalEngine): void {
+  assert.equal(engine.backend.name, 'wasm');
+  assert.equal(fallbackTotal(engine.backend), 0, `fallbacks to the reference code: ${JSON.stringify((engine.backend as WasmBackend).fallbacks)}`);
+}
 
 for (const threads of [1, 2]) {
   for (const c of goldenCases()) {
@@ -32,6 +39,7 @@ for (const threads of [1, 2]) {
           t.diagnostic(`${c.name} ${s.name} wasm/${threads}: f32 logits max abs diff ${diff.toExponential(2)} (limit ${g.tolerances.fp32.max_abs})`);
           assert.ok(diff <= g.tolerances.fp32.max_abs, `f32 logits differ by ${diff}`);
           for (let p = 0; p < s.length; p++) assert.equal(argmaxRow(logits, p, V), s.argmax_fp32[p], `argmax at position ${p}`);
+          assertNoFallbacks(engine);
         });
       }
 
@@ -47,6 +55,7 @@ for (const threads of [1, 2]) {
         }
         engine.release(seq);
         assert.deepEqual(out, generated);
+        assertNoFallbacks(engine);
       });
     });
   }
@@ -90,6 +99,7 @@ describe('q8 expert activations stay within the bf16 tolerance of the golden cas
           assert.ok(q8Mean <= tol.mean_abs, `mean error ${q8Mean} exceeds the bf16 tolerance ${tol.mean_abs}`);
           assert.ok(q8Max <= tol.max_abs, `max error ${q8Max} exceeds the bf16 tolerance ${tol.max_abs}`);
         }
+        assertNoFallbacks(engine);
       } finally {
         await engine.close();
       }

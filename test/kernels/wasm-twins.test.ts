@@ -1,10 +1,11 @@
 // Every wasm kernel against its twin in the reference backend, on random shapes including ragged
 // sizes, with 1 and 2 threads, with activations both in JS memory and in the store, and with a
-// store cut into small memories so tensors land in different memories.
+// store cut into small memories so tensors land in different memories. Every test requires that no
+// op fell back to the reference code (else it would compare the reference with itself).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReferenceBackend } from '../../src/kernels/reference.ts';
-import { createWasmBackend, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
+import { createWasmBackend, fallbackTotal, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
 import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
 import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../src/model/weights.ts';
 import type { RopeTable } from '../../src/kernels/backend.ts';
@@ -66,6 +67,11 @@ function assertClose(actual: Float32Array, expected: Float32Array, tol: number, 
   assert.ok(worst / maxRef <= tol, `${what}: max error ${worst} at ${at} (scale ${maxRef}), tolerance ${tol}`);
 }
 
+/** The kernels ran: no op of `b` took the reference code. */
+function assertNoFallbacks(b: WasmBackend): void {
+  assert.equal(fallbackTotal(b), 0, `fallbacks to the reference code: ${JSON.stringify(b.fallbacks)}`);
+}
+
 const backends: WasmBackend[] = [];
 after(async () => {
   for (const b of backends) await b.close();
@@ -98,6 +104,7 @@ for (const threads of [1, 2]) {
       await b.linear(xs, tokens, w, bias, outs);
       assertClose(outs, want, 1e-5, `linear in store ${tokens}x${cols} -> ${rows}`);
     }
+    assertNoFallbacks(b);
   });
 
   test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)`, async (t) => {
@@ -140,6 +147,7 @@ for (const threads of [1, 2]) {
       }
       t.diagnostic(`experts ${mode} activations${mode === 'q8' ? (relaxed && relaxedSimdAvailable() ? ' (relaxed SIMD)' : ' (baseline SIMD)') : ''}: max error ${worst.toExponential(2)} of the output scale`);
       if (small) assert.ok(b.memoryCount > 1, 'the small-memory store spreads tensors over several memories');
+      assertNoFallbacks(b);
     }
   });
 
@@ -173,6 +181,8 @@ for (const threads of [1, 2]) {
         assertClose(a, want, 5e-2, `q8 vs reference t=${tokens} h=${hidden} i=${inter}`);
       }
     }
+    assertNoFallbacks(relaxed);
+    assertNoFallbacks(baseline);
   });
 
   test(`attention with sinks (banded and dense, ring buffer, empty slots) matches the reference, ${threads} thread(s)`, async () => {
@@ -200,6 +210,7 @@ for (const threads of [1, 2]) {
       await b.attention(q, tokens, positions, ks, vs, keyCount, keyPositions, sinks, shape, got2);
       assertClose(got2, want, 1e-5, `attention over a store cache ${JSON.stringify(shape)}`);
     }
+    assertNoFallbacks(b);
   });
 }
 
@@ -229,6 +240,24 @@ test('rmsnorm and rope match the reference (in place and copied)', async () => {
     await b.rope(got, tokens, heads, headDim, positions, table);
     assertClose(got, want, 1e-6, `rope ${tokens}x${heads}x${headDim}`);
   }
+  assertNoFallbacks(b);
+});
+
+test('rope over more tokens than one scratch holds runs the kernel in passes', async () => {
+  const b = await backend(1);
+  const r = seededRandom(4);
+  const [heads, headDim] = [64, 64];
+  const half = headDim / 2;
+  // Each token needs (64*64 + 64) floats of scratch when x is copied in: this is about 1.1 scratches.
+  const tokens = Math.ceil((1.1 * SCRATCH_BYTES) / ((heads * headDim + 2 * half) * 4));
+  const table: RopeTable = { cos: randomF32(tokens * half, r), sin: randomF32(tokens * half, r), halfDim: half, positions: tokens };
+  const positions = Int32Array.from({ length: tokens }, (_, i) => i);
+  const x = randomF32(tokens * heads * headDim, r);
+  const want = Float32Array.from(x);
+  reference.rope(want, tokens, heads, headDim, positions, table);
+  await b.rope(x, tokens, heads, headDim, positions, table);
+  assertClose(x, want, 1e-6, `rope over ${tokens} tokens`);
+  assertNoFallbacks(b);
 });
 
 test('argmax over 201088 logits finds the first maximum', async () => {
@@ -241,6 +270,34 @@ test('argmax over 201088 logits finds the first maximum', async () => {
   const ls = f32In(b, logits.length, 'logits'); ls.set(logits);
   ls[5] = 9;
   assert.equal(b.argmax(ls), 5);
+});
+
+test('argmax over more logits than one scratch holds keeps the first maximum across pieces', async () => {
+  const b = await backend(1);
+  const piece = SCRATCH_BYTES / 4;
+  const logits = new Float32Array(piece + 1000);
+  logits[piece + 10] = 3;
+  assert.equal(b.argmax(logits), piece + 10, 'the maximum in the second piece');
+  logits[20] = 3;
+  assert.equal(b.argmax(logits), 20, 'a tie: the first one');
+  logits[piece + 999] = 4;
+  assert.equal(b.argmax(logits), piece + 999, 'the last element');
+});
+
+test('a weight outside the store runs the reference code and is counted as a fallback', async () => {
+  const b = await backend(1);
+  const r = seededRandom(8);
+  const rows = 5, cols = 7;
+  const data = new Uint16Array(rows * cols).map(() => 0x3f80 + Math.floor(r() * 64));
+  const w: Bf16Matrix = { rows, cols, data };
+  const x = randomF32(2 * cols, r);
+  const want = new Float32Array(2 * rows), got = new Float32Array(2 * rows);
+  reference.linear(x, 2, w, null, want);
+  const before = b.fallbacks.linear;
+  await b.linear(x, 2, w, null, got);
+  assertClose(got, want, 1e-6, 'linear on a weight outside the store');
+  assert.equal(b.fallbacks.linear, before + 1);
+  assert.deepEqual({ ...b.fallbacks, linear: 0 }, { linear: 0, attention: 0, experts: 0 });
 });
 
 test('experts whose MXFP4 scales landed in another memory than their blocks still match', async () => {

@@ -2,8 +2,10 @@
 // several shared memories (store.ts), run by a thread pool with an Atomics hand-off (pool.ts).
 // Weights are used in place where the store put them; activations not already in the weight's
 // memory are copied into that memory's scratch for the op (a few KB per token; it is the price
-// of several memories). Ops the kernels cannot take (a tensor outside the store, a KV cache
-// larger than the scratch) fall back to the reference code, so results are always defined.
+// of several memories). Ops the kernels cannot take (a weight outside the store, a shape the
+// kernels do not handle, a KV cache larger than the scratch) fall back to the reference code, so
+// results are always defined; each fallback is counted per op (`fallbacks`) so tests can require
+// none and `gptoss bench` can show them.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
@@ -30,6 +32,18 @@ export interface WasmBackend extends Backend {
   readonly memoryCount: number;
   /** How the experts take a single token's activations (see BackendOptions.expertActivations). */
   readonly expertActivations: ExpertActivations;
+  /** Calls per op that ran the reference code instead of a kernel since the backend was created (a copy). */
+  readonly fallbacks: FallbackCounts;
+}
+
+/** The ops that can fall back to the reference code. */
+export type FallbackOp = 'linear' | 'attention' | 'experts';
+export type FallbackCounts = Record<FallbackOp, number>;
+
+/** Total of a backend's fallback counts (0 for backends that never fall back, such as the reference). */
+export function fallbackTotal(backend: object): number {
+  const f = (backend as { fallbacks?: FallbackCounts }).fallbacks;
+  return f === undefined ? 0 : Object.values(f).reduce((s, n) => s + n, 0);
 }
 
 const compiled = new Map<boolean, WebAssembly.Module>();
@@ -119,6 +133,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   };
   await pool.ready;
   const reference = createReferenceBackend(store);
+  const fallbacks: FallbackCounts = { linear: 0, attention: 0, experts: 0 };
   /** Pointer to `src` inside memory `mem`: in place when it already lives there, else a scratch copy. */
   const place = (mem: number, s: Scratch, src: Float32Array | Int32Array, count = src.length): number => {
     const loc = store.locate(src);
@@ -160,7 +175,11 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
 
   function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): void {
     const wl = store.locate(w.data);
-    if (wl === null) return void reference.linear(x, tokens, w, bias, out);
+    // A weight the store did not allocate (a caller's own array) has no pointer the kernel can read.
+    if (wl === null) {
+      fallbacks.linear++;
+      return void reference.linear(x, tokens, w, bias, out);
+    }
     const mem = wl.memory;
     const m = store.memories[mem]!;
     const s = new Scratch(m);
@@ -185,17 +204,24 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const mem = loc?.memory ?? 0;
     const m = store.memories[mem]!;
     const s = new Scratch(m);
-    if (tokens * (heads * headDim + 2 * half) * 4 + 256 > s.left) return void reference.rope(x, tokens, heads, headDim, positions, table);
-    const cp = s.take(tokens * half * 4), sp = s.take(tokens * half * 4);
-    const f = m.f32();
-    for (let t = 0; t < tokens; t++) {
-      const row = positions[t]! * table.halfDim;
-      f.set(table.cos.subarray(row, row + half), (cp >>> 2) + t * half);
-      f.set(table.sin.subarray(row, row + half), (sp >>> 2) + t * half);
+    const width = heads * headDim;
+    // Tokens per pass so one pass's cos/sin rows (and x, when copied in) fit the scratch.
+    const per = Math.max(1, Math.floor((s.left - 256) / ((width + 2 * half) * 4)));
+    const mark = s.mark();
+    for (let t0 = 0; t0 < tokens; t0 += per) {
+      const tc = Math.min(per, tokens - t0);
+      s.reset(mark);
+      const cp = s.take(tc * half * 4), sp = s.take(tc * half * 4);
+      const f = m.f32();
+      for (let t = 0; t < tc; t++) {
+        const row = positions[t0 + t]! * table.halfDim;
+        f.set(table.cos.subarray(row, row + half), (cp >>> 2) + t * half);
+        f.set(table.sin.subarray(row, row + half), (sp >>> 2) + t * half);
+      }
+      const xp = place(mem, s, x.subarray(t0 * width, (t0 + tc) * width));
+      instances[mem]!.rope!(xp, tc, heads, half, cp, sp);
+      if (loc === null) copyOut(mem, xp, x, t0 * width, tc * width);
     }
-    const xp = place(mem, s, x, tokens * heads * headDim);
-    instances[mem]!.rope!(xp, tokens, heads, half, cp, sp);
-    if (loc === null) copyOut(mem, xp, x, 0, tokens * heads * headDim);
   }
 
   function attention(
@@ -213,6 +239,11 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const fixed = (copies + keyCount + heads + keyCount * pool.parts) * 4 + 1024;
     const perToken = (2 * heads * headDim + 1) * 4 + 256;
     if (fixed + perToken > s.left) {
+      // The key positions and one row of scores per pool part (plus the whole cache, copied in
+      // when keys or values sit in another memory) must fit one memory's 64 MiB scratch; a cache
+      // too long for that (about 16k keys of gpt-oss's 8 x 64 floats when copied) runs the
+      // reference code.
+      fallbacks.attention++;
       return void reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out);
     }
     const kp = place(mem, s, keys, kvFloats);
@@ -257,7 +288,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   ): void {
     const w1 = moe.mlp1Weight, w2 = moe.mlp2Weight;
     const l1 = store.locate(w1.blocks), l2 = store.locate(w2.blocks);
+    // Weights outside the store have no pointer; rows not made of whole 32-value MXFP4 groups are
+    // a shape the kernels do not handle.
     if (l1 === null || l2 === null || w1.cols % 32 !== 0 || w2.cols % 32 !== 0) {
+      fallbacks.experts++;
       return void reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out);
     }
     const hidden = w1.cols, width1 = w1.rows, inter = w2.cols;
@@ -277,7 +311,12 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
-    if (per < 1) return void reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out);
+    if (per < 1) {
+      // Even one token's activations for every chosen expert do not fit the scratch (a width far
+      // beyond gpt-oss's): the reference code takes it.
+      fallbacks.experts++;
+      return void reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out);
+    }
     const block1 = (w1.rows * w1.cols) / 2, block2 = (w2.rows * w2.cols) / 2;
     const scale1 = (w1.rows * w1.cols) / 32, scale2 = (w2.rows * w2.cols) / 32;
 
@@ -361,14 +400,20 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   function argmax(logits: Float32Array): number {
     const loc = store.locate(logits);
     const mem = loc?.memory ?? 0;
-    const m = store.memories[mem]!;
-    const s = new Scratch(m);
-    if (loc === null && logits.length * 4 > s.left) {
-      let best = 0;
-      for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-      return best;
+    const s = new Scratch(store.memories[mem]!);
+    if (loc !== null) return instances[mem]!.argmax!(loc.ptr, logits.length);
+    // Copied in by pieces that fit the scratch; a later piece wins only with a strictly larger
+    // value, so the first maximum is kept.
+    const per = Math.floor(s.left / 4);
+    const mark = s.mark();
+    let best = 0;
+    for (let i0 = 0; i0 < logits.length; i0 += per) {
+      s.reset(mark);
+      const piece = logits.subarray(i0, Math.min(logits.length, i0 + per));
+      const i = i0 + instances[mem]!.argmax!(place(mem, s, piece), piece.length);
+      if (i0 === 0 || logits[i]! > logits[best]!) best = i;
     }
-    return instances[mem]!.argmax!(place(mem, s, logits), logits.length);
+    return best;
   }
 
   function readBandwidth(buffers: Uint8Array[], minBytes: number): number {
@@ -393,6 +438,9 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   return {
     name: 'wasm',
     expertActivations: mode,
+    get fallbacks() {
+      return { ...fallbacks };
+    },
     readBandwidth,
     store,
     threads,

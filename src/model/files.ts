@@ -1,0 +1,44 @@
+// Opening a checkpoint's files (config.json, *.safetensors, the index, markers): regular files
+// only. A FIFO or a device named like one would make a plain open or read wait forever, so files
+// are opened without blocking and anything but a regular file is refused with one line.
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { readProblem, UserError, type UserErrorKind } from '../errors.ts';
+
+/** Why a file of these stats cannot be read as a file, or undefined for a regular file. */
+function notRegular(s: Stats): string | undefined {
+  if (s.isFile()) return undefined;
+  if (s.isDirectory()) return 'is a folder, not a file';
+  if (s.isFIFO()) return 'is a named pipe (FIFO), not a regular file';
+  if (s.isSocket()) return 'is a socket, not a regular file';
+  if (s.isCharacterDevice() || s.isBlockDevice()) return 'is a device, not a regular file';
+  return 'is not a regular file';
+}
+
+/** Opens `path` for reading when it is a regular file; otherwise UserError(kind, "PATH: why"). */
+export function openRegularFile(path: string, kind: UserErrorKind = 'checkpoint'): number {
+  let fd: number;
+  try {
+    // Without O_NONBLOCK, opening a FIFO for reading waits for a writer. Regular files ignore it.
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    throw new UserError(kind, `${path}: ${readProblem(e)}`);
+  }
+  const problem = notRegular(fstatSync(fd));
+  if (problem !== undefined) {
+    closeSync(fd);
+    throw new UserError(kind, `${path}: ${problem}`);
+  }
+  return fd;
+}
+
+/** The text of the regular file `path` (see openRegularFile for the errors). */
+export function readRegularFile(path: string, kind: UserErrorKind = 'checkpoint'): string {
+  const fd = openRegularFile(path, kind);
+  try {
+    return readFileSync(fd, 'utf8');
+  } catch (e) {
+    throw new UserError(kind, `${path}: ${readProblem(e)}`);
+  } finally {
+    closeSync(fd);
+  }
+}
