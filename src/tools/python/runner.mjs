@@ -178,11 +178,25 @@ let namespace = freshNamespace();
 
 send({ type: 'ready' });
 
-// Last step: no global `process` either. Through it, any JS object of the host would lead to the
-// stdio sockets, whose constructor opens TCP connections (Node 20's permission model does not
-// cover the network). The runner keeps its own references above.
+// Last steps: the JS side the interpreter can reach must hold nothing worth reaching, whatever
+// happens to the Python-level blockers above (user code can drop them and find pyodide's FFI
+// through the garbage collector, which gives it JS objects, hence Object, Function and Error).
+// - No global `process`: through it, any JS object of the host would lead to the stdio sockets,
+//   whose constructor opens TCP connections (Node 20's permission model does not cover the
+//   network). The runner keeps its own references above, in module scope.
 delete globalThis.process;
 delete globalThis.Buffer;
+// - Node's console holds process.stdout and process.stderr (`_stdout`, `_stderr`): replace it by
+//   one whose methods only close over a write to stderr (pyodide reports internal errors there).
+const stderr = proc.stderr;
+const log = (...args) => {
+  stderr.write(args.map((a) => (typeof a === 'string' ? a : String(a))).join(' ') + '\n');
+};
+globalThis.console = Object.freeze(Object.assign(Object.create(null), { log, info: log, debug: log, warn: log, error: log, trace: log }));
+// - A stack-trace hook would hand user code V8's call sites, whose getThis() and getFunction()
+//   expose the receivers of the frames below it (the wasm instance, and any sloppy-mode function):
+//   keep Error.prepareStackTrace unset for good.
+Object.defineProperty(Error, 'prepareStackTrace', { value: undefined, writable: false, configurable: false });
 
 const lines = createInterface({ input: stdin, crlfDelay: Infinity });
 for await (const line of lines) {
