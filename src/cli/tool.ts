@@ -138,9 +138,10 @@ async function runBrowser(argv: string[]): Promise<number> {
     calls.push({ recipient: `browser.${fn}`, content: args, channel: 'analysis' });
   }
   let backend: BrowserBackend;
+  let local: LocalDocsBackend | undefined;
   if (docs !== undefined) {
     const name = stringFlag(p, 'name');
-    backend = await LocalDocsBackend.open(docs, name === undefined ? {} : { name });
+    backend = local = await LocalDocsBackend.open(docs, name === undefined ? {} : { name });
   } else {
     const baseUrl = stringFlag(p, 'base-url');
     const opts = baseUrl === undefined ? {} : { baseUrl };
@@ -152,5 +153,10 @@ async function runBrowser(argv: string[]): Promise<number> {
   const format = formatOf(p);
   let ok = true;
   for (const call of calls) ok = (await callAndPrint(session, call, format)).error === undefined && ok;
+  if (local !== undefined) {
+    // Say which files the collection left out, so a missing document has its reason.
+    await local.indexed;
+    for (const s of local.skipped) process.stderr.write(`gptoss tool: skipped ${s.path}: ${s.reason}\n`);
+  }
   return ok ? 0 : 1;
 }

@@ -38,6 +38,23 @@ test('browser: a tool error is printed as the model sees it, with status 1', asy
   assert.equal(r.stdout, 'No pages to access!\n');
 });
 
+test('browser: files left out of the collection are named on stderr with the reason', async () => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-docs-'));
+  try {
+    writeFileSync(join(dir, 'notes.txt'), 'Freezer B holds the reagents.\n');
+    writeFileSync(join(dir, 'scan.txt'), Buffer.from([0x25, 0x50, 0x44, 0x46, 0x00]));
+    const r = await inProcess('browser', '--docs', dir, 'search', '{"query": "freezer"}');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Freezer B holds the reagents/);
+    assert.equal(r.stderr, 'gptoss tool: skipped scan.txt: binary (contains NUL bytes)\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad usage exits 2 with a one-line message', async () => {
   for (const args of [
     ['browser', 'search', '{"query": "x"}'],
