@@ -1,6 +1,7 @@
 // `gptoss tool`: runs built-in tool calls exactly as the agent loop would and prints the tool
 // message the model would receive, so users can debug their document collections and sandbox
-// settings. Exit status 0 on success, 1 when the tool answered with an error, 2 on bad usage.
+// settings. Exit status 0 on success, 1 when the tool answered with an error, 2 on bad usage,
+// 3 when the python code itself failed (an uncaught exception or a non-zero sys.exit).
 import { UserError } from '../errors.ts';
 import { renderMessage, tokensToText } from '../harmony/index.ts';
 import {
@@ -14,6 +15,7 @@ import {
   type BrowserBackend,
   type Tool,
   type ToolCall,
+  type ToolOutput,
 } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseFlags, readStdin, stringFlag } from './args.ts';
 
@@ -24,7 +26,9 @@ const USAGE = `usage:
 
 Prints the tool message the model receives (several browser calls share one session, so
 cursors and link ids carry over). Output: the message text, or --harmony (rendered tokens as
-text) or --json (the harmony message JSON). Exit status 1 when the tool answered with an error.`;
+text) or --json (the harmony message JSON). Exit status: 0 done, 1 the tool answered with an
+error (timeout, crash, page not found), 2 bad usage, 3 the python code raised an exception or
+exited with a non-zero status (its traceback is the normal answer the model reads).`;
 
 type Format = 'text' | 'harmony' | 'json';
 
@@ -50,13 +54,16 @@ function formatOf(p: ReturnType<typeof parseFlags>): Format {
   return boolFlag(p, 'harmony') ? 'harmony' : boolFlag(p, 'json') ? 'json' : 'text';
 }
 
-async function callAndPrint(tool: Tool, call: ToolCall, format: Format): Promise<boolean> {
+/** Exit status of `gptoss tool python` when the code raised or called sys.exit with a non-zero status. */
+const CODE_FAILED_STATUS = 3;
+
+async function callAndPrint(tool: Tool, call: ToolCall, format: Format): Promise<ToolOutput> {
   const output = await tool.run(call);
   const msg = toolOutputMessage(call, output);
   if (format === 'harmony') process.stdout.write(tokensToText(renderMessage(msg)) + '\n');
   else if (format === 'json') process.stdout.write(JSON.stringify(msg) + '\n');
   else process.stdout.write(output.content.endsWith('\n') ? output.content : output.content + '\n');
-  return output.error === undefined;
+  return output;
 }
 
 async function runPython(argv: string[]): Promise<number> {
@@ -91,8 +98,9 @@ async function runPython(argv: string[]): Promise<number> {
     pool,
   });
   try {
-    const ok = await callAndPrint(tool, { recipient: 'python', content: code, channel: 'analysis' }, formatOf(p));
-    return ok ? 0 : 1;
+    const output = await callAndPrint(tool, { recipient: 'python', content: code, channel: 'analysis' }, formatOf(p));
+    if (output.error !== undefined) return 1;
+    return output.exitStatus === undefined || output.exitStatus === 0 ? 0 : CODE_FAILED_STATUS;
   } finally {
     await tool.close();
     await pool.close();
@@ -130,9 +138,10 @@ async function runBrowser(argv: string[]): Promise<number> {
     calls.push({ recipient: `browser.${fn}`, content: args, channel: 'analysis' });
   }
   let backend: BrowserBackend;
+  let local: LocalDocsBackend | undefined;
   if (docs !== undefined) {
     const name = stringFlag(p, 'name');
-    backend = await LocalDocsBackend.open(docs, name === undefined ? {} : { name });
+    backend = local = await LocalDocsBackend.open(docs, name === undefined ? {} : { name });
   } else {
     const baseUrl = stringFlag(p, 'base-url');
     const opts = baseUrl === undefined ? {} : { baseUrl };
@@ -143,6 +152,11 @@ async function runBrowser(argv: string[]): Promise<number> {
   const session = new BrowserSession(backend);
   const format = formatOf(p);
   let ok = true;
-  for (const call of calls) ok = (await callAndPrint(session, call, format)) && ok;
+  for (const call of calls) ok = (await callAndPrint(session, call, format)).error === undefined && ok;
+  if (local !== undefined) {
+    // Say which files the collection left out, so a missing document has its reason.
+    await local.indexed;
+    for (const s of local.skipped) process.stderr.write(`gptoss tool: skipped ${s.path}: ${s.reason}\n`);
+  }
   return ok ? 0 : 1;
 }

@@ -24,6 +24,12 @@ export interface ToolOutput {
   channel?: string;
   /** Set when the call failed: a short description for logs and exit statuses. */
   error?: string;
+  /**
+   * python: the code's exit status when it ran to its end (0; 1 for an uncaught exception; the
+   * status given to sys.exit). A non-zero status is not a tool error: the traceback is ordinary
+   * output for the model, but `gptoss tool python` reports it in its own exit status.
+   */
+  exitStatus?: number;
 }
 
 export interface Tool {

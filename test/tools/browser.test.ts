@@ -1,8 +1,11 @@
 // The browser tool over the sample collection: the reference display format, page stack and
-// cursors, link ids, find, scrolling, caching, errors as tool messages, and the namespace text.
+// cursors, link ids, find, scrolling, caching, errors as tool messages, and the namespace text;
+// over throwaway folders: a 1 MB single-line file, background indexing and skipped files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BrowserSession, LocalDocsBackend, joinLines, wrapLines, type BrowserBackend, type PageContents } from '../../src/tools/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
@@ -232,4 +235,61 @@ test('a missing document folder and a file given as the folder are one-line inpu
   await assert.rejects(LocalDocsBackend.open(`${DOCS}/no-such-folder`), (e: unknown) => e instanceof UserError && e.kind === 'input' && /^document folder not found: .*no-such-folder$/.test(e.message));
   const file = `${DOCS}/README.md`;
   await assert.rejects(LocalDocsBackend.open(file), (e: unknown) => e instanceof UserError && e.kind === 'input' && e.message === `${file} is a file, not a document folder`);
+});
+
+/** A throwaway document folder with the given files. */
+function folder(files: Record<string, string | Buffer>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-docs-'));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  return dir;
+}
+
+test('a 1 MB single-line file opens, wrapped into 80-column lines to its last character', async () => {
+  const dir = folder({ 'one-line.txt': 'a'.repeat(999_999) + 'Z' });
+  try {
+    const big = await LocalDocsBackend.open(dir, { name: 'big' });
+    const s = new BrowserSession(big);
+    const first = display((await call(s, 'open', { id: 'local://big/one-line.txt' })).content);
+    assert.equal(first.title, 'one-line');
+    assert.equal(first.lines.get(1), 'URL: local://big/one-line.txt');
+    assert.equal(first.lines.get(2), 'a'.repeat(80));
+    // "", "URL: ..." then 12,500 lines of 80 characters: the last is L12501.
+    assert.equal(first.total, 12_501);
+    const last = display((await call(s, 'open', { loc: 12_500, num_lines: 2 })).content);
+    assert.equal(last.lines.get(12_500), 'a'.repeat(80));
+    assert.equal(last.lines.get(12_501), 'a'.repeat(79) + 'Z');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('open returns before indexing; skipped files are reported with their reason, also to the model', async () => {
+  const dir = folder({
+    'guide.md': '# Spill response\n\nCover the spill with absorbent pads.\n',
+    'huge.md': '# Huge\n\n' + 'word '.repeat(2000),
+    'scan.txt': Buffer.from([0x25, 0x50, 0x44, 0x46, 0x00, 0x01, 0x02]),
+  });
+  try {
+    const col = await LocalDocsBackend.open(dir, { name: 'col', maxFileBytes: 4096 });
+    // Only the listing happened: no file has been read yet, and the size limit is known already.
+    assert.equal(col.ready, false);
+    assert.deepEqual(col.skipped, [{ path: 'huge.md', reason: '9.8 KiB, over the 4 KiB limit' }]);
+    await col.indexed;
+    assert.equal(col.ready, true);
+    assert.deepEqual(col.skipped, [
+      { path: 'huge.md', reason: '9.8 KiB, over the 4 KiB limit' },
+      { path: 'scan.txt', reason: 'binary (contains NUL bytes)' },
+    ]);
+    assert.deepEqual(col.paths, ['guide.md']);
+    const s = new BrowserSession(col);
+    const found = display((await call(s, 'search', { query: 'absorbent pads' })).content);
+    assert.match(found.lines.get(4)!, /^ {2}\* 【0†Spill response†col】 /);
+    const huge = await call(s, 'open', { id: 'local://col/huge.md' });
+    assert.match(huge.content, /local:\/\/col\/huge\.md was left out of the collection: 9\.8 KiB, over the 4 KiB limit/);
+    assert.notEqual(huge.error, undefined);
+    const scan = await call(s, 'open', { id: 'local://col/scan.txt' });
+    assert.match(scan.content, /local:\/\/col\/scan\.txt was left out of the collection: binary \(contains NUL bytes\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,7 @@
 // `gptoss tool`: one tool call as the agent loop would make it, printed as the model receives it;
-// exit 0 on success, 1 for a tool error, 2 for bad usage. Output-only cases call the CLI's main()
-// in-process (test/cli/in-process.ts); the rest run bin/gptoss.js as a child process.
+// exit 0 on success, 1 for a tool error, 2 for bad usage, 3 when the python code raised. Output-only
+// cases call the CLI's main() in-process (test/cli/in-process.ts); the rest run bin/gptoss.js as a
+// child process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -37,6 +38,23 @@ test('browser: a tool error is printed as the model sees it, with status 1', asy
   assert.equal(r.stdout, 'No pages to access!\n');
 });
 
+test('browser: files left out of the collection are named on stderr with the reason', async () => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-docs-'));
+  try {
+    writeFileSync(join(dir, 'notes.txt'), 'Freezer B holds the reagents.\n');
+    writeFileSync(join(dir, 'scan.txt'), Buffer.from([0x25, 0x50, 0x44, 0x46, 0x00]));
+    const r = await inProcess('browser', '--docs', dir, 'search', '{"query": "freezer"}');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Freezer B holds the reagents/);
+    assert.equal(r.stderr, 'gptoss tool: skipped scan.txt: binary (contains NUL bytes)\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad usage exits 2 with a one-line message', async () => {
   for (const args of [
     ['browser', 'search', '{"query": "x"}'],
@@ -65,6 +83,18 @@ test('python: prints the output; an endless loop times out with status 1', async
   assert.equal(msg.recipient, 'assistant');
   assert.equal(msg.channel, 'analysis');
   assert.equal(msg.content[0]!.text, '[ERROR] Execution timed out after 1.0 seconds and was stopped.');
+});
+
+test('python: code that raises or exits non-zero prints its traceback and exits 3', async () => {
+  const raised = await inProcess('python', '--code', 'def f():\n    raise ValueError("boom")\nprint("before")\nf()');
+  assert.equal(raised.status, 3, raised.stderr);
+  assert.equal(raised.stdout, 'before\nTraceback (most recent call last):\n  File "<stdin>", line 4, in <module>\n  File "<stdin>", line 2, in f\nValueError: boom\n');
+  const exited = await inProcess('python', '--code', 'import sys\nsys.exit(4)');
+  assert.equal(exited.status, 3, exited.stderr);
+  assert.equal(exited.stdout, 'exit status 4\n');
+  const clean = await inProcess('python', '--code', 'import sys\nprint("done")\nsys.exit(0)');
+  assert.equal(clean.status, 0, clean.stderr);
+  assert.equal(clean.stdout, 'done\n');
 });
 
 test('python: a damaged boot snapshot is discarded and the interpreter boots normally', async () => {

@@ -1,6 +1,9 @@
 // The local document collection: a folder of Markdown, text and HTML files, indexed with BM25
 // (minisearch) so that hospitals and labs can give the model their guidelines and protocols with no
 // data leaving the machine. Documents are addressed as `local://<collection>/<relative path>`.
+// Opening a collection only lists its files; they are read and indexed in the background (a
+// search waits for the index, an open reads its one document), and files left out are recorded
+// with the reason (over the size limit, binary, unreadable).
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, resolve, sep } from 'node:path';
 import MiniSearch from 'minisearch';
@@ -31,7 +34,22 @@ interface LocalDoc {
   url: string;
   page: PageContents; // as shown (URL header + text with link markup)
   source: string; // raw file text, for view-source
-  lines: string[]; // page lines as displayed, links stripped, lowercased (for snippets)
+  shown: string[]; // page lines as displayed, links stripped (for snippets)
+  lines: string[]; // the same lowercased (for scoring)
+}
+
+/** A file of a supported kind that is not in the collection, and why. */
+export interface SkippedFile {
+  /** Relative path, with forward slashes. */
+  path: string;
+  /** e.g. "6.2 MiB, over the 5 MiB limit", "binary (contains NUL bytes)". */
+  reason: string;
+}
+
+/** A file size for messages: "640 KiB", "6.2 MiB". */
+function size(bytes: number): string {
+  const [value, unit] = bytes >= 1024 * 1024 ? [bytes / (1024 * 1024), 'MiB'] : [bytes / 1024, 'KiB'];
+  return `${value >= 10 ? value.toFixed(0) : value.toFixed(1).replace(/\.0$/, '')} ${unit}`;
 }
 
 /** Tokenisation shared by indexing and snippet scoring: words of letters and digits, lowercased. */
@@ -41,16 +59,25 @@ function terms(text: string): string[] {
 
 export class LocalDocsBackend implements BrowserBackend {
   readonly source: string;
-  private readonly docs = new Map<string, LocalDoc>();
+  /** Relative path -> absolute file, for every file listed and not (yet) skipped. */
+  private readonly files = new Map<string, string>();
+  private readonly skips = new Map<string, string>();
+  private readonly loads = new Map<string, Promise<LocalDoc | undefined>>();
+  private readonly loaded = new Map<string, LocalDoc>();
   private readonly index: MiniSearch<{ id: string; title: string; text: string; path: string }>;
+  private indexedAll = false;
+  /** Resolves once every file has been read and indexed (or skipped); never rejects. */
+  readonly indexed: Promise<void>;
 
   private constructor(
     readonly root: string,
     readonly name: string,
-    docs: LocalDoc[],
+    files: Map<string, string>,
+    skipped: SkippedFile[],
   ) {
     this.source = name;
-    for (const d of docs) this.docs.set(d.path, d);
+    for (const [path, file] of files) this.files.set(path, file);
+    for (const s of skipped) this.skips.set(s.path, s.reason);
     this.index = new MiniSearch({
       fields: ['title', 'text', 'path'],
       storeFields: ['title'],
@@ -63,10 +90,13 @@ export class LocalDocsBackend implements BrowserBackend {
         combineWith: 'OR',
       },
     });
-    this.index.addAll(docs.map((d) => ({ id: d.path, title: d.page.title, text: stripLinks(d.page.text), path: d.path })));
+    this.indexed = this.indexAll();
   }
 
-  /** Reads and indexes every supported file under `dir` (hidden folders and node_modules skipped). */
+  /**
+   * Lists every supported file under `dir` (hidden folders and node_modules skipped) and starts
+   * reading and indexing them in the background: the collection is usable at once.
+   */
   static async open(dir: string, options: LocalDocsOptions = {}): Promise<LocalDocsBackend> {
     let root: string;
     try {
@@ -91,20 +121,77 @@ export class LocalDocsBackend implements BrowserBackend {
       }
     };
     await walk(root);
-    const docs: LocalDoc[] = [];
+    const listed = new Map<string, string>();
+    const skipped: SkippedFile[] = [];
     for (const file of files) {
-      const st = await stat(file);
-      if (st.size > maxBytes) continue;
-      const raw = await readFile(file, 'utf8');
       const path = relative(root, file).split(sep).join('/');
-      docs.push(makeDoc(name, path, raw));
+      let bytes: number;
+      try {
+        bytes = (await stat(file)).size;
+      } catch (e) {
+        skipped.push({ path, reason: `unreadable (${(e as NodeJS.ErrnoException).code ?? String(e)})` });
+        continue;
+      }
+      if (bytes > maxBytes) skipped.push({ path, reason: `${size(bytes)}, over the ${size(maxBytes)} limit` });
+      else listed.set(path, file);
     }
-    return new LocalDocsBackend(root, name, docs);
+    return new LocalDocsBackend(root, name, listed, skipped);
   }
 
-  /** Documents in the collection (relative paths). */
+  /** Documents in the collection (relative paths); binary files drop out as indexing finds them. */
   get paths(): string[] {
-    return [...this.docs.keys()];
+    return [...this.files.keys()];
+  }
+
+  /** Files of a supported kind left out of the collection, with the reason; complete once `indexed` resolved. */
+  get skipped(): SkippedFile[] {
+    return [...this.skips].map(([path, reason]) => ({ path, reason }));
+  }
+
+  /** Whether every file has been read and indexed. */
+  get ready(): boolean {
+    return this.indexedAll;
+  }
+
+  private async indexAll(): Promise<void> {
+    for (const path of [...this.files.keys()]) {
+      const doc = await this.load(path);
+      if (doc !== undefined) this.index.add({ id: doc.path, title: doc.page.title, text: stripLinks(doc.page.text), path: doc.path });
+      // A large file costs a moment of CPU: let requests in between files.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    this.indexedAll = true;
+  }
+
+  /** The document at `path`, read once; undefined (and recorded as skipped) when it cannot be used. */
+  private load(path: string): Promise<LocalDoc | undefined> {
+    let pending = this.loads.get(path);
+    if (pending === undefined) {
+      pending = this.read(path);
+      this.loads.set(path, pending);
+    }
+    return pending;
+  }
+
+  private async read(path: string): Promise<LocalDoc | undefined> {
+    const file = this.files.get(path);
+    if (file === undefined) return undefined;
+    const skip = (reason: string): undefined => {
+      this.files.delete(path);
+      this.skips.set(path, reason);
+      return undefined;
+    };
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (e) {
+      return skip(`unreadable (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+    // Text never holds NUL bytes; a PDF or an image renamed .txt does.
+    if (bytes.includes(0)) return skip('binary (contains NUL bytes)');
+    const doc = makeDoc(this.name, path, bytes.toString('utf8'));
+    this.loaded.set(path, doc);
+    return doc;
   }
 
   urlOf(path: string): string {
@@ -128,7 +215,21 @@ export class LocalDocsBackend implements BrowserBackend {
     } catch {
       return undefined;
     }
-    return this.docs.has(path) ? path : undefined;
+    return this.files.has(path) ? path : undefined;
+  }
+
+  /** Why the document a URL names was left out of the collection, if it was. */
+  private skipReason(url: string): string | undefined {
+    const u = url.startsWith(VIEW_SOURCE_PREFIX) ? url.slice(VIEW_SOURCE_PREFIX.length) : url;
+    const prefix = `${LOCAL_SCHEME}//${this.name}/`;
+    let path = u.startsWith(prefix) ? u.slice(prefix.length) : u.replace(/^\/+/, '');
+    path = path.replace(/[#?].*$/, '');
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      return undefined;
+    }
+    return this.skips.get(path);
   }
 
   /**
@@ -140,7 +241,8 @@ export class LocalDocsBackend implements BrowserBackend {
     const path = this.pathOf(url);
     if (path === undefined) return undefined;
     if (url !== page.url || url.startsWith(VIEW_SOURCE_PREFIX)) return encodePath(path);
-    const doc = this.docs.get(path)!;
+    const doc = this.loaded.get(path);
+    if (doc === undefined) return encodePath(path);
     const display = wrapLines(doc.page.text);
     const source = doc.source.split('\n');
     const locate = (i: number, from: number): number => {
@@ -161,11 +263,12 @@ export class LocalDocsBackend implements BrowserBackend {
   }
 
   async search(query: string, topn: number): Promise<PageContents> {
+    await this.indexed;
     const results = this.index.search(query).slice(0, Math.max(1, topn));
     const qterms = [...new Set(terms(query))];
     const hits: (SearchHit & { lineIdx: number })[] = [];
     for (const r of results) {
-      const doc = this.docs.get(String(r.id));
+      const doc = this.loaded.get(String(r.id));
       if (doc === undefined) continue;
       const { lineIdx, snippet } = bestPassage(doc, qterms);
       hits.push({ url: doc.url, title: doc.page.title || doc.path, summary: snippet, lineIdx });
@@ -182,13 +285,15 @@ export class LocalDocsBackend implements BrowserBackend {
   async fetch(url: string): Promise<PageContents> {
     const viewSource = url.startsWith(VIEW_SOURCE_PREFIX);
     const path = this.pathOf(url);
-    if (path === undefined) {
+    const doc = path === undefined ? undefined : await this.load(path);
+    if (doc === undefined) {
+      const reason = this.skipReason(url);
+      if (reason !== undefined) throw new BackendError(`${url} was left out of the collection: ${reason}`);
       if (/^https?:/i.test(url.replace(VIEW_SOURCE_PREFIX, ''))) {
         throw new BackendError(`only documents of the local collection can be opened (${this.urlOf('<path>')}); the web is not reachable`);
       }
       throw new BackendError(`no document ${url} in the collection ${this.urlOf('')}`);
     }
-    const doc = this.docs.get(path)!;
     if (viewSource) return { url: VIEW_SOURCE_PREFIX + doc.url, title: doc.page.title, text: doc.source, urls: {} };
     return doc.page;
   }
@@ -213,8 +318,8 @@ function makeDoc(collection: string, path: string, raw: string): LocalDoc {
   else page = textToPage(raw, url, firstLine(raw) ?? fallbackTitle);
   if (page.title === '') page = { ...page, title: fallbackTitle };
   page = withUrlHeader(page);
-  const lines = stripLinks(wrapLines(page.text).join('\n')).toLowerCase().split('\n');
-  return { path, url, page, source: raw, lines };
+  const shown = stripLinks(wrapLines(page.text).join('\n')).split('\n');
+  return { path, url, page, source: raw, shown, lines: shown.map((l) => l.toLowerCase()) };
 }
 
 function firstLine(text: string): string | undefined {
@@ -247,7 +352,7 @@ function bestPassage(doc: LocalDoc, qterms: string[]): { lineIdx: number; snippe
       bestIdx = i;
     }
   }
-  const shown = stripLinks(wrapLines(doc.page.text).join('\n')).split('\n');
+  const shown = doc.shown;
   let snippet = '';
   for (let j = bestIdx; j < shown.length && snippet.length < 200; j++) {
     const t = shown[j]!.trim().replace(/^(#{1,6}|[-*+]|\d+[.)])\s+/, '');

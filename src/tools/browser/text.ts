@@ -42,42 +42,61 @@ function plen(s: string): number {
   return n;
 }
 
-function psliceEnd(s: string, end: number): [string, string] {
-  const cps = Array.from(s);
-  return [cps.slice(0, end).join(''), cps.slice(end).join('')];
-}
-
-/** `textwrap.wrap(line, width, replace_whitespace=False, drop_whitespace=False)` for one line. */
+/**
+ * `textwrap.wrap(line, width, replace_whitespace=False, drop_whitespace=False)` for one line.
+ * Linear in the line's length: chunks are taken from the front by index, and a word longer than
+ * the width is cut through an offset into its code points, never by re-slicing what is left of it.
+ */
 export function wrapLine(line: string, width = 80): string[] {
   const chunks = expandTabs(line)
     .split(WORDSEP)
     .filter((c) => c !== undefined && c !== '');
-  chunks.reverse();
+  const lengths = chunks.map(plen);
+  let next = 0; // the first chunk not yet placed
+  let cut: string[] | undefined; // code points of chunks[next] once it is being cut
+  let taken = 0; // code points of chunks[next] already placed
+  const advance = (): void => {
+    next++;
+    cut = undefined;
+    taken = 0;
+  };
   const lines: string[] = [];
-  while (chunks.length > 0) {
+  while (next < chunks.length) {
     const cur: string[] = [];
     let curLen = 0;
-    while (chunks.length > 0) {
-      const l = plen(chunks[chunks.length - 1]!);
-      if (curLen + l <= width) {
-        cur.push(chunks.pop()!);
-        curLen += l;
-      } else break;
+    while (next < chunks.length) {
+      const l = lengths[next]! - taken;
+      if (curLen + l > width) break;
+      cur.push(cut === undefined ? chunks[next]! : cut.slice(taken).join(''));
+      curLen += l;
+      advance();
     }
-    if (chunks.length > 0 && plen(chunks[chunks.length - 1]!) > width) {
+    if (next < chunks.length && lengths[next]! - taken > width) {
       // _handle_long_word with break_long_words and break_on_hyphens.
       const spaceLeft = width < 1 ? 1 : width - curLen;
-      const chunk = chunks[chunks.length - 1]!;
+      cut ??= Array.from(chunks[next]!);
       let end = spaceLeft;
-      if (plen(chunk) > spaceLeft) {
-        const cps = Array.from(chunk);
-        const hyphen = cps.slice(0, spaceLeft).lastIndexOf('-');
-        if (hyphen > 0 && cps.slice(0, hyphen).some((c) => c !== '-')) end = hyphen + 1;
+      if (lengths[next]! - taken > spaceLeft) {
+        // chunk.rfind('-', 0, space_left), then any(c != '-' for c in chunk[:hyphen])
+        let hyphen = -1;
+        for (let k = spaceLeft - 1; k >= 0; k--) {
+          if (cut[taken + k] === '-') {
+            hyphen = k;
+            break;
+          }
+        }
+        if (hyphen > 0) {
+          for (let k = 0; k < hyphen; k++) {
+            if (cut[taken + k] !== '-') {
+              end = hyphen + 1;
+              break;
+            }
+          }
+        }
       }
-      const [head, rest] = psliceEnd(chunk, end);
-      cur.push(head);
-      chunks[chunks.length - 1] = rest;
-      if (rest === '') chunks.pop();
+      cur.push(cut.slice(taken, taken + end).join(''));
+      taken += end;
+      if (taken >= lengths[next]!) advance();
     }
     if (cur.length > 0) lines.push(cur.join(''));
   }

@@ -118,7 +118,7 @@ export class PythonTool implements Tool {
       return { author, content: output.trim() === '' ? note : `${output.replace(/\n?$/, '\n')}${note}`, error: 'crashed' };
     }
     if (output.trim() === '') output = NO_OUTPUT_WARNING;
-    return { author, content: output };
+    return result.exitStatus === undefined ? { author, content: output } : { author, content: output, exitStatus: result.exitStatus };
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,8 @@
 // through tsx). With {"makeSnapshot": path} in its config it only writes the boot snapshot.
 // Protocol on stdin/stdout, one JSON object per line:
 //   parent -> child  {"id": n, "code": "...", "stateful": bool}
-//   child -> parent  {"type": "ready"} once, then per run {"id": n, "chunk": "..."}* and {"id": n, "done": true}
+//   child -> parent  {"type": "ready"} once, then per run {"id": n, "chunk": "..."}* and
+//                    {"id": n, "done": true, "status": s} (s: the cell's exit status, 0 when it ended normally)
 // Everything the interpreter could use to reach the host is removed before the first user code:
 // see docs/tools.md "Security model" for the layers and their limits.
 import { constants as fsConstants, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -114,6 +115,8 @@ import ast as _ast, os as _os, sys as _sys, traceback as _traceback
 _os.makedirs("/mnt/data", exist_ok=True)
 
 def _gptoss_run(code, stateful, ns):
+    # Returns the cell's exit status, as a python process would have it: 0, 1 for an uncaught
+    # exception, or the status given to sys.exit.
     try:
         tree = compile(code, "<stdin>", "exec", flags=_ast.PyCF_ONLY_AST)
         last = None
@@ -124,13 +127,20 @@ def _gptoss_run(code, stateful, ns):
             value = eval(compile(last, "<stdin>", "eval"), ns)
             if value is not None:
                 print(repr(value))
+        return 0
     except SystemExit as e:
-        if e.code not in (None, 0):
-            print(e.code if isinstance(e.code, str) else f"exit status {e.code}", file=_sys.stderr)
+        if e.code is None or e.code == 0:
+            return 0
+        if isinstance(e.code, int):
+            print(f"exit status {e.code}", file=_sys.stderr)
+            return e.code & 0xFF or 1
+        print(e.code, file=_sys.stderr)
+        return 1
     except BaseException as e:
         te = _traceback.TracebackException(type(e), e, e.__traceback__)
         _hide_runner_frames(te)
         _sys.stderr.write("".join(te.format()))
+        return 1
     finally:
         _sys.stdout.flush()
         _sys.stderr.flush()
@@ -168,11 +178,25 @@ let namespace = freshNamespace();
 
 send({ type: 'ready' });
 
-// Last step: no global `process` either. Through it, any JS object of the host would lead to the
-// stdio sockets, whose constructor opens TCP connections (Node 20's permission model does not
-// cover the network). The runner keeps its own references above.
+// Last steps: the JS side the interpreter can reach must hold nothing worth reaching, whatever
+// happens to the Python-level blockers above (user code can drop them and find pyodide's FFI
+// through the garbage collector, which gives it JS objects, hence Object, Function and Error).
+// - No global `process`: through it, any JS object of the host would lead to the stdio sockets,
+//   whose constructor opens TCP connections (Node 20's permission model does not cover the
+//   network). The runner keeps its own references above, in module scope.
 delete globalThis.process;
 delete globalThis.Buffer;
+// - Node's console holds process.stdout and process.stderr (`_stdout`, `_stderr`): replace it by
+//   one whose methods only close over a write to stderr (pyodide reports internal errors there).
+const stderr = proc.stderr;
+const log = (...args) => {
+  stderr.write(args.map((a) => (typeof a === 'string' ? a : String(a))).join(' ') + '\n');
+};
+globalThis.console = Object.freeze(Object.assign(Object.create(null), { log, info: log, debug: log, warn: log, error: log, trace: log }));
+// - A stack-trace hook would hand user code V8's call sites, whose getThis() and getFunction()
+//   expose the receivers of the frames below it (the wasm instance, and any sloppy-mode function):
+//   keep Error.prepareStackTrace unset for good.
+Object.defineProperty(Error, 'prepareStackTrace', { value: undefined, writable: false, configurable: false });
 
 const lines = createInterface({ input: stdin, crlfDelay: Infinity });
 for await (const line of lines) {
@@ -183,8 +207,9 @@ for await (const line of lines) {
     namespace.destroy?.();
     namespace = freshNamespace();
   }
+  let status;
   try {
-    runCell(request.code, request.stateful === true, namespace);
+    status = runCell(request.code, request.stateful === true, namespace);
   } catch (e) {
     // Python exceptions are handled in _gptoss_run; anything reaching here is a fault of the
     // interpreter itself (a JS exception through the wasm stack): it cannot be trusted any more.
@@ -194,6 +219,6 @@ for await (const line of lines) {
   }
   const tail = decoder.decode();
   if (tail) send({ id: currentId, chunk: tail });
-  send({ id: currentId, done: true });
+  send({ id: currentId, done: true, status });
   currentId = null;
 }

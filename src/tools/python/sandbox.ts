@@ -103,6 +103,8 @@ export interface RunResult {
   crashed: boolean;
   /** Characters dropped from the middle of the output. */
   droppedChars: number;
+  /** The code's exit status when it ran to its end: 0, 1 for an uncaught exception, or the status given to sys.exit. */
+  exitStatus?: number;
 }
 
 const BOOT_TIMEOUT_MS = 180_000;
@@ -187,7 +189,7 @@ export class SandboxProcess {
   readonly ready: Promise<void>;
   private buffer = '';
   private nextId = 1;
-  private current: { id: number; onChunk: (s: string) => void; onDone: (fatal: boolean) => void } | null = null;
+  private current: { id: number; onChunk: (s: string) => void; onDone: (fatal: boolean, status: number | undefined) => void } | null = null;
   private exited = false;
   private stderr = '';
   private readonly exitWaiters: (() => void)[] = [];
@@ -228,7 +230,7 @@ export class SandboxProcess {
       while ((nl = this.buffer.indexOf('\n')) >= 0) {
         const line = this.buffer.slice(0, nl);
         this.buffer = this.buffer.slice(nl + 1);
-        let msg: { type?: string; id?: number; chunk?: string; done?: boolean; fatal?: boolean };
+        let msg: { type?: string; id?: number; chunk?: string; done?: boolean; fatal?: boolean; status?: unknown };
         try {
           msg = JSON.parse(line) as typeof msg;
         } catch {
@@ -240,7 +242,7 @@ export class SandboxProcess {
         }
         else if (this.current !== null && msg.id === this.current.id) {
           if (typeof msg.chunk === 'string') this.current.onChunk(msg.chunk);
-          if (msg.done === true) this.current.onDone(msg.fatal === true);
+          if (msg.done === true) this.current.onDone(msg.fatal === true, typeof msg.status === 'number' ? msg.status : undefined);
         }
       }
     });
@@ -328,7 +330,7 @@ export class SandboxProcess {
             finish({ timedOut: false, crashed: true });
           }
         },
-        onDone: (fatal) => finish({ timedOut: false, crashed: fatal }),
+        onDone: (fatal, status) => finish(fatal || status === undefined ? { timedOut: false, crashed: fatal } : { timedOut: false, crashed: false, exitStatus: status }),
       };
       this.child.stdin.write(JSON.stringify({ id, code, stateful: opts.stateful }) + '\n');
     });
