@@ -327,11 +327,11 @@ export function createServer(options: ServerOptions): GptossServer {
     const id = newId('chatcmpl').replace('_', '-');
     const created = nowSeconds();
     const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
-    const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e, request.logprobs);
+    const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e);
 
     if (!request.stream) {
       try {
-        const builder = new ChatBuilder(functionNames);
+        const builder = new ChatBuilder(functionNames, request.logprobs);
         const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: onEvent(builder) });
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
@@ -370,13 +370,9 @@ export function createServer(options: ServerOptions): GptossServer {
         choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
         ...extra,
       });
-      let logged = 0;
-      const builder = new ChatBuilder(functionNames, (delta) => {
+      const builder = new ChatBuilder(functionNames, request.logprobs, (delta, logprobs) => {
         const entry = chunk(delta);
-        if (request.logprobs && delta['content'] !== undefined) {
-          (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: builder.tokenLogprobs.slice(logged), refusal: null };
-          logged = builder.tokenLogprobs.length;
-        }
+        if (logprobs !== undefined) (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: logprobs, refusal: null };
         queue.push(undefined, entry);
       });
       queue.push(undefined, chunk({ role: 'assistant', content: '' }));

@@ -299,6 +299,35 @@ test('chat: stop strings, max_tokens and logprobs; the server cap on output toke
   }
 });
 
+test('chat: each streamed chunk carries the logprobs of its own delta; together they equal the non-streamed ones', async () => {
+  const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
+  const s = await start(engine);
+  try {
+    const params = { model: 'prompt-engine', messages: [{ role: 'user' as const, content: 'count' }], logprobs: true, top_logprobs: 2 };
+    for (const stop of [undefined, [' four']]) {
+      const whole = await s.client.chat.completions.create({ ...params, ...(stop !== undefined ? { stop } : {}) });
+      const expected = whole.choices[0]!.logprobs!.content!;
+      assert.equal(expected.map((e) => e.token).join(''), whole.choices[0]!.message.content);
+      const stream = await s.client.chat.completions.create({ ...params, ...(stop !== undefined ? { stop } : {}), stream: true });
+      const streamed: OpenAI.Chat.ChatCompletionTokenLogprob[] = [];
+      let content = '';
+      for await (const chunk of stream) {
+        const choice = chunk.choices[0];
+        if (choice === undefined) continue;
+        const entries = choice.logprobs?.content ?? [];
+        // The chunk's tokens spell its own delta, not the previous chunk's.
+        assert.equal(entries.map((e) => e.token).join(''), choice.delta.content ?? '', JSON.stringify(chunk));
+        streamed.push(...entries);
+        content += choice.delta.content ?? '';
+      }
+      assert.equal(content, whole.choices[0]!.message.content);
+      assert.deepEqual(streamed, expected, `stop ${JSON.stringify(stop)}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
 test('auth, models, health and error shapes', async () => {
   const engine = new PromptEngine(() => REASONED('r', 'ok'), { contextLength: 300 });
   const s = await start(engine, { apiKey: 'sekret', maxBodyBytes: 20000 });
