@@ -269,7 +269,7 @@ export function createServer(options: ServerOptions): GptossServer {
     const store = (responseJson: JsonRecord, builder: ResponseBuilder, appended: Parameters<typeof recordCallIds>[0]): void => {
       if (!request.store) return;
       recordCallIds(appended, builder);
-      ctx.store.put({ id, response: responseJson, turns: [...request.turns, ...appended] });
+      ctx.store.put({ id, response: responseJson, turns: [...request.turns, ...appended], items: [...request.inputItems, ...builder.output] });
     };
 
     if (!request.stream) {

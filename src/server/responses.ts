@@ -20,6 +20,8 @@ export interface ResponsesRequest {
   store: boolean;
   /** Conversation turns (no system/developer) including this request's input, for the store. */
   turns: Message[];
+  /** The input items that carry an id (later requests may refer to them), for the store. */
+  inputItems: JsonRecord[];
   /** Echoed request fields of the response object. */
   echo: {
     instructions: string | null;
@@ -95,7 +97,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     turns.push(...previous.turns);
   }
   const extraInstructions: string[] = [];
-  turns.push(...inputMessages(body['input'], turns, extraInstructions));
+  turns.push(...inputMessages(body['input'], turns, extraInstructions, (id) => ctx.store.item(id)));
   if (!turns.some((m) => m.author.role === 'user' || m.author.role === 'tool')) throw invalid('input', 'input must contain at least one user message or function_call_output');
   const instructions = [instructionsIn, ...extraInstructions].filter((s): s is string => s !== undefined && s !== '').join('\n\n') || undefined;
 
@@ -113,6 +115,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     stream,
     store,
     turns,
+    inputItems: Array.isArray(body['input']) ? body['input'].filter((i): i is JsonRecord => isRecord(i) && typeof i['id'] === 'string' && itemType(i) !== 'item_reference') : [],
     turn: {
       messages: [...head, ...turns],
       builtinTools: builtins,
@@ -152,8 +155,18 @@ function parseToolChoice(v: Json | undefined, functions: readonly ParsedFunction
   throw invalid('tool_choice', "tool_choice must be 'auto', 'none', 'required' or {type:'function', name}");
 }
 
-/** Converts `input` to harmony messages; `prior` holds earlier turns (function call ids live there). */
-function inputMessages(input: Json | undefined, prior: readonly Message[], instructions: string[]): Message[] {
+/** An input item's type: `message` when it has none, `item_reference` for a bare `{id}`. */
+function itemType(item: JsonRecord, param = 'input'): string {
+  const type = optString(item, 'type', `${param}.type`);
+  if (type !== undefined) return type;
+  return item['role'] === undefined && typeof item['id'] === 'string' ? 'item_reference' : 'message';
+}
+
+/**
+ * Converts `input` to harmony messages; `prior` holds earlier turns (function call ids live there),
+ * `stored` finds the items that `item_reference` inputs name.
+ */
+function inputMessages(input: Json | undefined, prior: readonly Message[], instructions: string[], stored: (id: string) => JsonRecord | undefined): Message[] {
   if (input === undefined || input === null) throw invalid('input', 'input is required');
   if (typeof input === 'string') return [createMessage('user', input)];
   if (!Array.isArray(input)) throw invalid('input', 'input must be a string or an array of items');
@@ -163,10 +176,8 @@ function inputMessages(input: Json | undefined, prior: readonly Message[], instr
     const id = callIdOf(m);
     if (id !== undefined && m.recipient !== undefined) callNames.set(id, m.recipient);
   }
-  input.forEach((raw, i) => {
-    const param = `input[${i}]`;
-    const item = record(raw, param);
-    const type = optString(item, 'type', `${param}.type`) ?? 'message';
+  const convert = (item: JsonRecord, param: string, referenced: boolean): void => {
+    const type = itemType(item, param);
     switch (type) {
       case 'message': {
         const role = oneOf(optString(item, 'role', `${param}.role`), ['user', 'assistant', 'system', 'developer'] as const, `${param}.role`);
@@ -213,10 +224,20 @@ function inputMessages(input: Json | undefined, prior: readonly Message[], instr
         // Built-in calls ran on the server; their results are not part of the input, and the model
         // does not need the call without its result.
         break;
+      case 'item_reference': {
+        // Clients that rely on the store (the AI SDK among them) send earlier items by id.
+        const id = optString(item, 'id', `${param}.id`);
+        if (id === undefined) throw invalid(`${param}.id`, `${param}.id is required for an item_reference`);
+        const target = referenced ? undefined : stored(id);
+        if (target === undefined) throw invalid('input', `Item with id '${id}' not found (${param}); only items of stored responses can be referenced.`);
+        convert(target, param, true);
+        break;
+      }
       default:
         throw invalid(`${param}.type`, `unsupported input item type '${type}'`);
     }
-  });
+  };
+  input.forEach((raw, i) => convert(record(raw, `input[${i}]`), `input[${i}]`, false));
   return out;
 }
 

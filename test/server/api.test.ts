@@ -158,6 +158,64 @@ test('responses: function call round trip, by previous_response_id and by replay
   }
 });
 
+test('responses: item_reference inputs resolve to stored items; an unknown id is a 400 naming it', async () => {
+  const engine = new PromptEngine((p) => (p.includes('Thanks!') ? REASONED('Polite.', 'You are welcome.') : weatherModel(p)));
+  const s = await start(engine);
+  try {
+    const first = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather in Paris?', tools: [WEATHER_TOOL] });
+    const [reasoning, call] = first.output;
+    assert.ok(reasoning?.type === 'reasoning' && call?.type === 'function_call');
+    // The AI SDK's next step: earlier output items by reference, the tool's answer in full.
+    const second = await s.client.responses.create({
+      model: 'prompt-engine',
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { type: 'item_reference', id: reasoning.id },
+        { type: 'item_reference', id: call.id! },
+        { type: 'function_call_output', id: 'fco_paris', call_id: call.call_id, output: '{"temperature": 21}' },
+      ],
+      tools: [WEATHER_TOOL],
+    });
+    assert.equal(second.output_text, 'It is 21 degrees.');
+    assert.match(engine.prompts.at(-1)!, /<\|start\|>user<\|message\|>Weather in Paris\?<\|end\|><\|start\|>assistant<\|channel\|>analysis<\|message\|>I need the weather\.<\|end\|><\|start\|>assistant to=functions\.get_weather<\|channel\|>commentary <\|constrain\|>json<\|message\|>\{"location":"Paris"\}<\|call\|><\|start\|>functions\.get_weather to=assistant<\|channel\|>commentary<\|message\|>\{"temperature": 21\}<\|end\|><\|start\|>assistant$/);
+
+    // Input items with ids are stored too, and a reference may omit its type.
+    const answer = second.output.find((o) => o.type === 'message')!;
+    const third = await s.client.responses.create({
+      model: 'prompt-engine',
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { type: 'item_reference', id: call.id! },
+        { type: 'item_reference', id: 'fco_paris' },
+        { id: answer.id } as OpenAI.Responses.ResponseInputItem,
+        { role: 'user', content: 'Thanks!' },
+      ],
+    });
+    assert.equal(third.output_text, 'You are welcome.');
+    assert.match(engine.prompts.at(-1)!, /\{"temperature": 21\}<\|end\|><\|start\|>assistant<\|channel\|>final<\|message\|>It is 21 degrees\.<\|end\|><\|start\|>user<\|message\|>Thanks!<\|end\|><\|start\|>assistant$/);
+
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'rs_missing' }] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'input' && e.message.includes("'rs_missing'") && e.type === 'invalid_request_error',
+    );
+    // Deleting a response forgets its items.
+    await s.client.responses.delete(second.id);
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'fco_paris' }] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.message.includes("'fco_paris'"),
+    );
+    // A response stored with store: false leaves nothing to refer to.
+    const unstored = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather?', tools: [WEATHER_TOOL], store: false });
+    const unstoredCall = unstored.output.find((o) => o.type === 'function_call')!;
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: unstoredCall.id! }] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'input',
+    );
+  } finally {
+    await s.close();
+  }
+});
+
 test('responses: the built-in browser runs on the server and its call is reported', async () => {
   const docs = mkdtempSync(join(tmpdir(), 'gptoss-docs-'));
   writeFileSync(join(docs, 'tides.md'), '# Tides\n\nThe tide in Brest rises 7 metres.\n');
