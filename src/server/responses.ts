@@ -270,6 +270,11 @@ export class ResponseBuilder {
   readonly output: JsonRecord[] = [];
   private sequence = 0;
   private open: OpenItem | undefined;
+  /**
+   * A message or function call whose text ended, held until the next event tells how: its closing
+   * token follows at once, while one cut by max_output_tokens is followed only by the run's end.
+   */
+  private closing: { item: OpenItem; message: Message } | undefined;
   private pendingTools: OpenItem[] = [];
   private readonly emit: ((e: ResponseEvent) => void) | undefined;
   private readonly functionNames: ReadonlySet<string>;
@@ -289,10 +294,15 @@ export class ResponseBuilder {
 
   /** Index the next output item gets (finished items plus the ones still open). */
   private nextIndex(): number {
-    return this.output.length + this.pendingTools.length + (this.open !== undefined ? 1 : 0);
+    return this.output.length + this.pendingTools.length + (this.open !== undefined ? 1 : 0) + (this.closing !== undefined ? 1 : 0);
   }
 
   onEvent(e: AgentEvent): void {
+    if (this.closing !== undefined) {
+      const { item, message } = this.closing;
+      this.closing = undefined;
+      this.finish(item, message, e.type === 'done' ? statusOf(e.result) : 'completed');
+    }
     switch (e.type) {
       case 'message_start':
         if (e.role === 'assistant') this.start(e.channel, e.recipient);
@@ -301,7 +311,11 @@ export class ResponseBuilder {
         if (this.open !== undefined) this.delta(this.open, e.text);
         break;
       case 'message_done':
-        if (this.open !== undefined && e.message.author.role === 'assistant') this.finish(this.open, e.message);
+        if (this.open !== undefined && e.message.author.role === 'assistant') {
+          if (this.open.kind === 'message' || this.open.kind === 'function_call') this.closing = { item: this.open, message: e.message };
+          else this.finish(this.open, e.message, 'completed');
+          this.open = undefined;
+        }
         break;
       case 'tool_result':
         this.toolResult(e.message);
@@ -381,8 +395,7 @@ export class ResponseBuilder {
     return this.sentAnnotations.get(item.id) ?? 0;
   }
 
-  private finish(item: OpenItem, message: Message): void {
-    this.open = undefined;
+  private finish(item: OpenItem, message: Message, status: 'completed' | 'incomplete'): void {
     if (item.kind === 'message' && item.citations !== undefined) {
       const rest = this.cited(item, item.citations.flush());
       if (rest !== '') {
@@ -406,14 +419,14 @@ export class ResponseBuilder {
         const part = { type: 'output_text', text: item.text, annotations, logprobs: [] };
         this.send('response.output_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text, logprobs: [] });
         this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
-        this.done({ id: item.id, type: 'message', status: 'completed', role: 'assistant', content: [part] }, item.index);
+        this.done({ id: item.id, type: 'message', status, role: 'assistant', content: [part] }, item.index);
         break;
       }
       case 'function_call': {
         const args = item.text.trim() === '' ? '{}' : item.text;
         item.text = args;
         this.send('response.function_call_arguments.done', { item_id: item.id, output_index: item.index, arguments: args });
-        this.done(this.functionItem(item, 'completed'), item.index);
+        this.done(this.functionItem(item, status), item.index);
         break;
       }
       case 'web_search_call':
@@ -449,7 +462,7 @@ export class ResponseBuilder {
   }
 
   private functionItem(item: Extract<OpenItem, { kind: 'function_call' }>, status: string): JsonRecord {
-    return { id: item.id, type: 'function_call', status, call_id: item.callId, name: item.name, arguments: status === 'completed' ? item.text : '' };
+    return { id: item.id, type: 'function_call', status, call_id: item.callId, name: item.name, arguments: status === 'in_progress' ? '' : item.text };
   }
 
   private searchItem(item: Extract<OpenItem, { kind: 'web_search_call' }>, status: string): JsonRecord {

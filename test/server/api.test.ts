@@ -107,6 +107,38 @@ test('responses: streaming event sequence with consecutive sequence numbers (ref
   }
 });
 
+test('responses: a message cut off by max_output_tokens is incomplete, streamed and not', async () => {
+  const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
+  const s = await start(engine);
+  try {
+    const whole = await s.client.responses.create({ model: 'prompt-engine', input: 'count', max_output_tokens: 13 });
+    assert.equal(whole.status, 'incomplete');
+    assert.deepEqual(whole.incomplete_details, { reason: 'max_output_tokens' });
+    const message = whole.output.find((o) => o.type === 'message');
+    assert.ok(message !== undefined && message.type === 'message');
+    assert.equal(message.status, 'incomplete');
+    assert.equal(whole.output_text, 'one two');
+
+    const stream = await s.client.responses.create({ model: 'prompt-engine', input: 'count', max_output_tokens: 13, stream: true });
+    const done: OpenAI.Responses.ResponseOutputItem[] = [];
+    let final: OpenAI.Responses.Response | undefined;
+    for await (const e of stream) {
+      if (e.type === 'response.output_item.done') done.push(e.item);
+      if (e.type === 'response.incomplete') final = e.response;
+    }
+    assert.deepEqual(done.map((i) => i.type), ['reasoning', 'message']);
+    assert.equal((done[1] as OpenAI.Responses.ResponseOutputMessage).status, 'incomplete');
+    assert.equal(final?.status, 'incomplete');
+    assert.equal((final!.output[1] as OpenAI.Responses.ResponseOutputMessage).status, 'incomplete');
+
+    // An answer that ended on its own is completed.
+    const full = await s.client.responses.create({ model: 'prompt-engine', input: 'count', stream: true });
+    for await (const e of full) if (e.type === 'response.output_item.done' && e.item.type === 'message') assert.equal(e.item.status, 'completed');
+  } finally {
+    await s.close();
+  }
+});
+
 test('responses: function call round trip, by previous_response_id and by replaying items', async () => {
   const engine = new PromptEngine(weatherModel);
   const s = await start(engine);
