@@ -274,7 +274,7 @@ export function createServer(options: ServerOptions): GptossServer {
 
     if (!request.stream) {
       try {
-        const builder = new ResponseBuilder(functionNames, undefined, request.citations);
+        const builder = new ResponseBuilder(functionNames, undefined, request.citations, request.summarize);
         const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: (e) => builder.onEvent(e) });
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
@@ -289,7 +289,7 @@ export function createServer(options: ServerOptions): GptossServer {
 
     return stream(c, release, info, async (sse, signal) => {
       const queue = new EventQueue(sse);
-      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations);
+      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations, request.summarize);
       const base = { id, createdAt, model: modelName, echo: request.echo };
       builder.send('response.created', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
       builder.send('response.in_progress', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });

@@ -1,8 +1,9 @@
 // POST /v1/responses: the Responses API on the agent loop. Request items become harmony messages
 // (reasoning -> analysis, function_call -> a commentary call to functions.X, function_call_output ->
-// the tool's answer); the loop's events become output items (reasoning, message, function_call,
-// web_search_call, code_interpreter_call) and, when streaming, the Responses event sequence with
-// consecutive sequence numbers, the shapes of the official reference server's recorded streams.
+// the tool's answer, item_reference -> the stored item it names); the loop's events become output
+// items (reasoning, message, function_call, web_search_call, code_interpreter_call) and, when
+// streaming, the Responses event sequence with consecutive sequence numbers, the shapes of the
+// official reference server's recorded streams.
 import type { AgentEvent, AgentResult, AgentTool } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../harmony/index.ts';
@@ -14,6 +15,8 @@ import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, 
 
 export interface ResponsesRequest {
   turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  /** `reasoning.summary` was asked for: reasoning items carry their text as the summary too. */
+  summarize: boolean;
   /** The request's browser, whose pages the answer's citation marks refer to. */
   citations?: CitationSource;
   stream: boolean;
@@ -27,7 +30,7 @@ export interface ResponsesRequest {
     instructions: string | null;
     max_output_tokens: number | null;
     previous_response_id: string | null;
-    reasoning: { effort: ReasoningEffort; summary: null };
+    reasoning: { effort: ReasoningEffort; summary: ReasoningSummary | null };
     temperature: number;
     top_p: number;
     text: { format: Json };
@@ -40,12 +43,15 @@ export interface ResponsesRequest {
 }
 
 const INPUT_TEXT_TYPES = ['input_text', 'output_text', 'text'] as const;
+const REASONING_SUMMARIES = ['auto', 'concise', 'detailed'] as const;
+type ReasoningSummary = (typeof REASONING_SUMMARIES)[number];
 
 /** Validates and converts a request body. `contextRoom` bounds max_output_tokens' default. */
 export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, contextRoom: number): ResponsesRequest {
   const instructionsIn = optString(body, 'instructions');
   const reasoning = body['reasoning'] === undefined || body['reasoning'] === null ? {} : record(body['reasoning'], 'reasoning');
   const effort = oneOf(optString(reasoning, 'effort', 'reasoning.effort'), REASONING_EFFORTS, 'reasoning.effort') ?? ctx.defaultEffort;
+  const summary = oneOf(optString(reasoning, 'summary', 'reasoning.summary'), REASONING_SUMMARIES, 'reasoning.summary');
   const maxOutput = optNumber(body, 'max_output_tokens', { min: 1, integer: true });
   const temperature = optNumber(body, 'temperature', { min: 0, max: 2 });
   const topP = optNumber(body, 'top_p', { min: 0, max: 1 });
@@ -114,6 +120,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     ...(citations !== undefined ? { citations } : {}),
     stream,
     store,
+    summarize: summary !== undefined,
     turns,
     inputItems: Array.isArray(body['input']) ? body['input'].filter((i): i is JsonRecord => isRecord(i) && typeof i['id'] === 'string' && itemType(i) !== 'item_reference') : [],
     turn: {
@@ -131,7 +138,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
       instructions: instructionsIn ?? null,
       max_output_tokens: maxOutput ?? null,
       previous_response_id: previousId ?? null,
-      reasoning: { effort, summary: null },
+      reasoning: { effort, summary: summary ?? null },
       temperature: temperature ?? 1,
       top_p: topP ?? 1,
       text: { format: textFormat },
@@ -280,11 +287,17 @@ export class ResponseBuilder {
   private readonly functionNames: ReadonlySet<string>;
 
   private readonly citationSource: CitationSource | undefined;
+  /**
+   * The request asked for a reasoning summary. There is no summarizer: the raw reasoning is the
+   * summary as well as the content, for clients that read only the summary.
+   */
+  private readonly summarize: boolean;
 
-  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void, citationSource?: CitationSource) {
+  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void, citationSource?: CitationSource, summarize = false) {
     this.functionNames = functionNames;
     this.emit = emit;
     this.citationSource = citationSource;
+    this.summarize = summarize;
   }
 
   send(type: string, fields: Record<string, unknown>): void {
@@ -347,6 +360,7 @@ export class ResponseBuilder {
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: { id: item.id, type: 'reasoning', summary: [], content: [] } });
       this.send('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { type: 'reasoning_text', text: '' } });
+      if (this.summarize) this.send('response.reasoning_summary_part.added', { item_id: item.id, output_index: index, summary_index: 0, part: { type: 'summary_text', text: '' } });
     } else {
       // final answers and commentary preambles are assistant messages
       const item: OpenItem = { kind: 'message', id: newId('msg'), index, text: '' };
@@ -365,6 +379,7 @@ export class ResponseBuilder {
     switch (item.kind) {
       case 'reasoning':
         this.send('response.reasoning_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: text });
+        if (this.summarize) this.send('response.reasoning_summary_text.delta', { item_id: item.id, output_index: item.index, summary_index: 0, delta: text });
         break;
       case 'message':
         this.send('response.output_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: text, logprobs: [] });
@@ -411,7 +426,12 @@ export class ResponseBuilder {
         const part = { type: 'reasoning_text', text: item.text };
         this.send('response.reasoning_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text });
         this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
-        this.done({ id: item.id, type: 'reasoning', summary: [], content: [part] }, item.index);
+        const summary = { type: 'summary_text', text: item.text };
+        if (this.summarize) {
+          this.send('response.reasoning_summary_text.done', { item_id: item.id, output_index: item.index, summary_index: 0, text: item.text });
+          this.send('response.reasoning_summary_part.done', { item_id: item.id, output_index: item.index, summary_index: 0, part: summary });
+        }
+        this.done({ id: item.id, type: 'reasoning', summary: this.summarize ? [summary] : [], content: [part] }, item.index);
         break;
       }
       case 'message': {

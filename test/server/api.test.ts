@@ -107,6 +107,56 @@ test('responses: streaming event sequence with consecutive sequence numbers (ref
   }
 });
 
+test('responses: a request that asks for a reasoning summary gets the reasoning text as its summary too', async () => {
+  const engine = new PromptEngine(() => REASONED('The user greets me.', 'Hello!'));
+  const s = await start(engine);
+  try {
+    const plain = await s.client.responses.create({ model: 'prompt-engine', input: 'hi' });
+    assert.deepEqual(plain.output[0], { id: plain.output[0]!.id, type: 'reasoning', summary: [], content: [{ type: 'reasoning_text', text: 'The user greets me.' }] });
+    assert.equal(plain.reasoning?.summary, null);
+
+    const asked = await s.client.responses.create({ model: 'prompt-engine', input: 'hi', reasoning: { summary: 'auto' } });
+    assert.deepEqual(asked.output[0], {
+      id: asked.output[0]!.id,
+      type: 'reasoning',
+      summary: [{ type: 'summary_text', text: 'The user greets me.' }],
+      content: [{ type: 'reasoning_text', text: 'The user greets me.' }],
+    });
+    assert.equal(asked.reasoning?.summary, 'auto');
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: 'hi', reasoning: { summary: 'long' as 'auto' } }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'reasoning.summary',
+    );
+
+    // Streamed: the summary part events OpenAI sends, around the same text.
+    const stream = s.client.responses.stream({ model: 'prompt-engine', input: 'hi', reasoning: { effort: 'low', summary: 'detailed' } });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of stream) events.push(e);
+    const summaryEvents = events.filter((e) => e.type.startsWith('response.reasoning_summary_'));
+    const types = summaryEvents.map((e) => e.type).filter((t, i, all) => !(t.endsWith('.delta') && all[i - 1] === t));
+    assert.deepEqual(types, ['response.reasoning_summary_part.added', 'response.reasoning_summary_text.delta', 'response.reasoning_summary_text.done', 'response.reasoning_summary_part.done']);
+    const reasoningId = events.find((e) => e.type === 'response.output_item.added')!;
+    for (const e of summaryEvents) {
+      const ev = e as unknown as { item_id: string; output_index: number; summary_index: number };
+      assert.equal(ev.item_id, (reasoningId as OpenAI.Responses.ResponseOutputItemAddedEvent).item.id);
+      assert.equal(ev.output_index, 0);
+      assert.equal(ev.summary_index, 0);
+    }
+    const deltas = summaryEvents.flatMap((e) => (e.type === 'response.reasoning_summary_text.delta' ? [e.delta] : [])).join('');
+    assert.equal(deltas, 'The user greets me.');
+    const partDone = summaryEvents.find((e) => e.type === 'response.reasoning_summary_part.done') as OpenAI.Responses.ResponseReasoningSummaryPartDoneEvent;
+    assert.deepEqual(partDone.part, { type: 'summary_text', text: 'The user greets me.' });
+    const itemDone = events.find((e) => e.type === 'response.output_item.done')!;
+    assert.ok(events.indexOf(partDone) < events.indexOf(itemDone));
+    const final = await stream.finalResponse();
+    const reasoning = final.output[0];
+    assert.ok(reasoning?.type === 'reasoning');
+    assert.deepEqual(reasoning.summary, [{ type: 'summary_text', text: 'The user greets me.' }]);
+  } finally {
+    await s.close();
+  }
+});
+
 test('responses: a message cut off by max_output_tokens is incomplete, streamed and not', async () => {
   const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
   const s = await start(engine);
