@@ -9,7 +9,7 @@ import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ServerOptions } from '../../src/server/index.ts';
-import { PromptEngine, startServer } from './helpers.ts';
+import { ObservedBatchingEngine, PromptEngine, startServer } from './helpers.ts';
 
 /** A server whose batches take every token at once (the contract tests are not about scheduling). */
 const start = (engine: Engine, options: Partial<ServerOptions> = {}) => startServer(engine, { batching: { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 }, ...options });
@@ -523,42 +523,48 @@ test('auth, models, health and error shapes', async () => {
   }
 });
 
-test('429 over --max-concurrency; a client disconnect mid-stream frees the slot and the sequence', async () => {
-  const engine = new PromptEngine(() => REASONED('x'.repeat(50), 'y '.repeat(200)), { delayMs: 5 });
-  const s = await start(engine, { maxConcurrency: 1 });
+// The tests below hold the engine at a step and wait on events; the timeout only turns a missing
+// event into a loud failure (the server closes when it fires) instead of a hang.
+const EVENTS = { timeout: 60_000 };
+
+test('429 over --max-concurrency; a client disconnect mid-stream frees the slot and the sequence', EVENTS, async (t) => {
+  const engine = new PromptEngine(() => REASONED('x'.repeat(50), 'y '.repeat(200)));
+  const batching = new ObservedBatchingEngine(engine);
+  const s = await startServer(batching, { maxConcurrency: 1 }, t.signal);
+  // The generation cannot get past its 30th step (of ~250) until the client has gone.
+  const held = engine.holdAt(30);
   try {
     const controller = new AbortController();
     const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'long' }], stream: true }, { signal: controller.signal });
-    let chunks = 0;
-    const reading = (async () => {
-      try {
-        for await (const _ of stream) if (++chunks === 5) controller.abort();
-      } catch {
-        // aborted by us
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 30));
+    // The slot is taken before the response begins.
     assert.equal(s.server.active, 1);
     await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.RateLimitError);
-    await reading;
-    for (let i = 0; i < 100 && s.server.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const chunks = stream[Symbol.asyncIterator]();
+    for (let i = 0; i < 5; i++) assert.equal((await chunks.next()).done, false);
+    await held;
+    controller.abort();
+    await batching.discarded; // the server saw the disconnect and cancelled the sequence
+    engine.resume();
+    assert.match(await s.logged(/POST \/v1\/chat\/completions (?!429)/), /POST \/v1\/chat\/completions 499/);
+    assert.equal(engine.stepsBegun, 30, 'no step after the disconnect');
     assert.equal(s.server.active, 0, 'slot');
-    for (let i = 0; i < 100 && s.server.engine.activeSequences > 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(s.server.engine.activeSequences, 0, 'sequences in the scheduler');
     assert.equal(engine.live, s.server.engine.pooledSequences, 'the cancelled sequence was freed, not pooled');
     assert.equal(engine.live, 0, 'sequences alive in the engine');
-    assert.match(s.logs.join('\n'), /POST \/v1\/chat\/completions 499/);
   } finally {
     await s.close();
   }
 });
 
-test('8 concurrent streams are batched together with nothing lost or mixed', async () => {
-  const engine = new PromptEngine((p) => REASONED(`Echo ${lastUser(p)}.`, `You said ${lastUser(p)}, ${lastUser(p)}!`), { delayMs: 1 });
-  const s = await start(engine);
+test('8 concurrent streams are batched together with nothing lost or mixed', EVENTS, async (t) => {
+  const engine = new PromptEngine((p) => REASONED(`Echo ${lastUser(p)}.`, `You said ${lastUser(p)}, ${lastUser(p)}!`));
+  const batching = new ObservedBatchingEngine(engine, { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 });
+  const s = await startServer(batching, {}, t.signal);
+  // The first step waits until all eight requests are queued in the scheduler.
+  const held = engine.holdAt(1);
   try {
     const names = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];
-    const results = await Promise.all(
+    const all = Promise.all(
       names.map(async (name, i) => {
         if (i % 2 === 0) {
           const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: name }], stream: true });
@@ -572,8 +578,13 @@ test('8 concurrent streams are batched together with nothing lost or mixed', asy
         return text;
       }),
     );
+    await held;
+    await batching.sequencesStepped(names.length);
+    engine.resume();
+    const results = await all;
     assert.deepEqual(results, names.map((n) => `You said ${n}, ${n}!`));
-    assert.ok(Math.max(...engine.batches) >= 4, `largest batch ${Math.max(...engine.batches)}`);
+    // The seven that queued behind the first step share the next one (with the first one's decode).
+    assert.ok(Math.max(...engine.batches) >= 7, `largest batch ${Math.max(...engine.batches)}`);
   } finally {
     await s.close();
   }
@@ -673,18 +684,22 @@ test('tool_choice required keeps the model from answering before it calls a func
   }
 });
 
-test('a disconnect during a long prefill drops its remaining chunks', async () => {
-  const engine = new PromptEngine(() => REASONED('r', 'done'), { delayMs: 20 });
-  const s = await start(engine, { batching: { prefillChunk: 16, maxBatchTokens: 16 } });
+test('a disconnect during a long prefill drops its remaining chunks', EVENTS, async (t) => {
+  const engine = new PromptEngine(() => REASONED('r', 'done'));
+  const batching = new ObservedBatchingEngine(engine, { prefillChunk: 16, maxBatchTokens: 16 });
+  const s = await startServer(batching, {}, t.signal);
+  // The prompt takes ~40 chunks; the third is running when the client goes.
+  const held = engine.holdAt(3);
   try {
     const controller = new AbortController();
     const request = s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'word '.repeat(600) }] }, { signal: controller.signal });
-    setTimeout(() => controller.abort(), 150);
+    await held;
+    controller.abort();
     await assert.rejects(request);
-    const stepsAtAbort = engine.batches.length;
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(engine.batches.length - stepsAtAbort <= 3, `${engine.batches.length - stepsAtAbort} steps after the disconnect`);
-    assert.ok(engine.batches.length < 20, `${engine.batches.length} of ~40 prefill chunks ran`);
+    await batching.discarded;
+    engine.resume();
+    assert.match(await s.logged(/POST \/v1\/chat\/completions/), /POST \/v1\/chat\/completions 499/);
+    assert.equal(engine.stepsBegun, 3, 'no prefill chunk ran after the disconnect');
     assert.equal(engine.live, 0);
     assert.equal(s.server.active, 0);
   } finally {
