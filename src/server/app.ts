@@ -269,12 +269,12 @@ export function createServer(options: ServerOptions): GptossServer {
     const store = (responseJson: JsonRecord, builder: ResponseBuilder, appended: Parameters<typeof recordCallIds>[0]): void => {
       if (!request.store) return;
       recordCallIds(appended, builder);
-      ctx.store.put({ id, response: responseJson, turns: [...request.turns, ...appended] });
+      ctx.store.put({ id, response: responseJson, turns: [...request.turns, ...appended], items: [...request.inputItems, ...builder.output] });
     };
 
     if (!request.stream) {
       try {
-        const builder = new ResponseBuilder(functionNames, undefined, request.citations);
+        const builder = new ResponseBuilder(functionNames, undefined, request.citations, request.summarize);
         const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: (e) => builder.onEvent(e) });
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
@@ -289,7 +289,7 @@ export function createServer(options: ServerOptions): GptossServer {
 
     return stream(c, release, info, async (sse, signal) => {
       const queue = new EventQueue(sse);
-      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations);
+      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations, request.summarize);
       const base = { id, createdAt, model: modelName, echo: request.echo };
       builder.send('response.created', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
       builder.send('response.in_progress', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
@@ -327,11 +327,11 @@ export function createServer(options: ServerOptions): GptossServer {
     const id = newId('chatcmpl').replace('_', '-');
     const created = nowSeconds();
     const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
-    const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e, request.logprobs);
+    const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e);
 
     if (!request.stream) {
       try {
-        const builder = new ChatBuilder(functionNames);
+        const builder = new ChatBuilder(functionNames, request.logprobs);
         const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: onEvent(builder) });
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
@@ -370,13 +370,9 @@ export function createServer(options: ServerOptions): GptossServer {
         choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
         ...extra,
       });
-      let logged = 0;
-      const builder = new ChatBuilder(functionNames, (delta) => {
+      const builder = new ChatBuilder(functionNames, request.logprobs, (delta, logprobs) => {
         const entry = chunk(delta);
-        if (request.logprobs && delta['content'] !== undefined) {
-          (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: builder.tokenLogprobs.slice(logged), refusal: null };
-          logged = builder.tokenLogprobs.length;
-        }
+        if (logprobs !== undefined) (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: logprobs, refusal: null };
         queue.push(undefined, entry);
       });
       queue.push(undefined, chunk({ role: 'assistant', content: '' }));

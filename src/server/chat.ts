@@ -189,7 +189,11 @@ export interface ChatToolCall {
   function: { name: string; arguments: string };
 }
 
-/** Collects a chat answer from agent events and produces the streamed deltas. */
+/**
+ * Collects a chat answer from agent events and produces the streamed deltas. A content delta is
+ * held until the event of the token that produced it, so that its chunk carries the logprobs of
+ * exactly the tokens it spells (the agent reports a token after the text it completes).
+ */
 export class ChatBuilder {
   reasoning = '';
   content = '';
@@ -198,17 +202,26 @@ export class ChatBuilder {
   private mode: 'reasoning' | 'content' | 'call' | 'none' = 'none';
   /** Length of the current message's text already added to `content`. */
   private finalStreamed = 0;
+  /** Content not yet streamed, and how many logprob entries went out with earlier chunks. */
+  private pendingContent = '';
+  private sentLogprobs = 0;
+  /** Index of the current message's first logprob entry. */
+  private messageLogprobs = 0;
   private readonly functionNames: ReadonlySet<string>;
-  private readonly emit: ((delta: JsonRecord) => void) | undefined;
+  private readonly logprobs: boolean;
+  private readonly emit: ((delta: JsonRecord, logprobs?: JsonRecord[]) => void) | undefined;
 
-  constructor(functionNames: ReadonlySet<string>, emit?: (delta: JsonRecord) => void) {
+  constructor(functionNames: ReadonlySet<string>, logprobs: boolean, emit?: (delta: JsonRecord, logprobs?: JsonRecord[]) => void) {
     this.functionNames = functionNames;
+    this.logprobs = logprobs;
     this.emit = emit;
   }
 
-  onEvent(e: AgentEvent, logprobs: boolean): void {
+  onEvent(e: AgentEvent): void {
     switch (e.type) {
       case 'message_start': {
+        this.flushContent();
+        this.messageLogprobs = this.tokenLogprobs.length;
         const recipient = e.recipient;
         if (e.role !== 'assistant') this.mode = 'none';
         else if (recipient !== undefined && recipient.startsWith('functions.') && this.functionNames.has(recipient.slice('functions.'.length))) {
@@ -230,7 +243,7 @@ export class ChatBuilder {
         } else if (this.mode === 'content') {
           this.content += e.text;
           this.finalStreamed += e.text.length;
-          this.emit?.({ content: e.text });
+          this.pendingContent += e.text;
         } else if (this.mode === 'call') {
           const call = this.toolCalls[this.toolCalls.length - 1]!;
           call.function.arguments += e.text;
@@ -239,18 +252,48 @@ export class ChatBuilder {
         break;
       case 'message_done':
         if (this.mode === 'content' && e.message.channel === 'final') {
-          // A stop string may have cut the final text after it streamed; keep the cut version.
+          // A stop string may have cut the final text after it streamed; keep the cut version, and
+          // the logprobs of the tokens that begin before the cut.
           const text = e.message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
           this.content = this.content.slice(0, this.content.length - this.finalStreamed) + text;
+          this.dropLogprobsAfter(Buffer.byteLength(text));
         }
+        this.flushContent(true);
         this.finalStreamed = 0;
         this.mode = 'none';
         break;
       case 'token':
-        if (logprobs && e.channel === 'final' && this.mode === 'content' && !getTokenizer().isSpecial(e.token.token)) this.tokenLogprobs.push(logprobEntry(e.token));
+        if (this.logprobs && this.mode === 'content' && !getTokenizer().isSpecial(e.token.token)) this.tokenLogprobs.push(logprobEntry(e.token));
+        this.flushContent();
         break;
       default:
         break;
+    }
+  }
+
+  /** Streams the held content with the logprobs not sent yet; at a message's end, also logprobs alone. */
+  private flushContent(messageEnd = false): void {
+    const unsent = this.tokenLogprobs.length - this.sentLogprobs;
+    if (this.pendingContent === '' && !(messageEnd && unsent > 0)) return;
+    const delta = { content: this.pendingContent };
+    this.pendingContent = '';
+    if (!this.logprobs) {
+      this.emit?.(delta);
+      return;
+    }
+    this.emit?.(delta, this.tokenLogprobs.slice(this.sentLogprobs));
+    this.sentLogprobs = this.tokenLogprobs.length;
+  }
+
+  /** Drops the current message's logprob entries of tokens that begin `bytes` or more into it. */
+  private dropLogprobsAfter(bytes: number): void {
+    let offset = 0;
+    for (let i = this.messageLogprobs; i < this.tokenLogprobs.length; i++) {
+      if (offset >= bytes) {
+        this.tokenLogprobs.length = Math.max(i, this.sentLogprobs);
+        return;
+      }
+      offset += (this.tokenLogprobs[i]!['bytes'] as number[]).length;
     }
   }
 }

@@ -1,8 +1,9 @@
 // POST /v1/responses: the Responses API on the agent loop. Request items become harmony messages
 // (reasoning -> analysis, function_call -> a commentary call to functions.X, function_call_output ->
-// the tool's answer); the loop's events become output items (reasoning, message, function_call,
-// web_search_call, code_interpreter_call) and, when streaming, the Responses event sequence with
-// consecutive sequence numbers, the shapes of the official reference server's recorded streams.
+// the tool's answer, item_reference -> the stored item it names); the loop's events become output
+// items (reasoning, message, function_call, web_search_call, code_interpreter_call) and, when
+// streaming, the Responses event sequence with consecutive sequence numbers, the shapes of the
+// official reference server's recorded streams.
 import type { AgentEvent, AgentResult, AgentTool } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../harmony/index.ts';
@@ -14,18 +15,22 @@ import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, 
 
 export interface ResponsesRequest {
   turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  /** `reasoning.summary` was asked for: reasoning items carry their text as the summary too. */
+  summarize: boolean;
   /** The request's browser, whose pages the answer's citation marks refer to. */
   citations?: CitationSource;
   stream: boolean;
   store: boolean;
   /** Conversation turns (no system/developer) including this request's input, for the store. */
   turns: Message[];
+  /** The input items that carry an id (later requests may refer to them), for the store. */
+  inputItems: JsonRecord[];
   /** Echoed request fields of the response object. */
   echo: {
     instructions: string | null;
     max_output_tokens: number | null;
     previous_response_id: string | null;
-    reasoning: { effort: ReasoningEffort; summary: null };
+    reasoning: { effort: ReasoningEffort; summary: ReasoningSummary | null };
     temperature: number;
     top_p: number;
     text: { format: Json };
@@ -38,12 +43,15 @@ export interface ResponsesRequest {
 }
 
 const INPUT_TEXT_TYPES = ['input_text', 'output_text', 'text'] as const;
+const REASONING_SUMMARIES = ['auto', 'concise', 'detailed'] as const;
+type ReasoningSummary = (typeof REASONING_SUMMARIES)[number];
 
 /** Validates and converts a request body. `contextRoom` bounds max_output_tokens' default. */
 export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, contextRoom: number): ResponsesRequest {
   const instructionsIn = optString(body, 'instructions');
   const reasoning = body['reasoning'] === undefined || body['reasoning'] === null ? {} : record(body['reasoning'], 'reasoning');
   const effort = oneOf(optString(reasoning, 'effort', 'reasoning.effort'), REASONING_EFFORTS, 'reasoning.effort') ?? ctx.defaultEffort;
+  const summary = oneOf(optString(reasoning, 'summary', 'reasoning.summary'), REASONING_SUMMARIES, 'reasoning.summary');
   const maxOutput = optNumber(body, 'max_output_tokens', { min: 1, integer: true });
   const temperature = optNumber(body, 'temperature', { min: 0, max: 2 });
   const topP = optNumber(body, 'top_p', { min: 0, max: 1 });
@@ -95,7 +103,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     turns.push(...previous.turns);
   }
   const extraInstructions: string[] = [];
-  turns.push(...inputMessages(body['input'], turns, extraInstructions));
+  turns.push(...inputMessages(body['input'], turns, extraInstructions, (id) => ctx.store.item(id)));
   if (!turns.some((m) => m.author.role === 'user' || m.author.role === 'tool')) throw invalid('input', 'input must contain at least one user message or function_call_output');
   const instructions = [instructionsIn, ...extraInstructions].filter((s): s is string => s !== undefined && s !== '').join('\n\n') || undefined;
 
@@ -112,7 +120,9 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     ...(citations !== undefined ? { citations } : {}),
     stream,
     store,
+    summarize: summary !== undefined,
     turns,
+    inputItems: Array.isArray(body['input']) ? body['input'].filter((i): i is JsonRecord => isRecord(i) && typeof i['id'] === 'string' && itemType(i) !== 'item_reference') : [],
     turn: {
       messages: [...head, ...turns],
       builtinTools: builtins,
@@ -128,7 +138,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
       instructions: instructionsIn ?? null,
       max_output_tokens: maxOutput ?? null,
       previous_response_id: previousId ?? null,
-      reasoning: { effort, summary: null },
+      reasoning: { effort, summary: summary ?? null },
       temperature: temperature ?? 1,
       top_p: topP ?? 1,
       text: { format: textFormat },
@@ -152,8 +162,18 @@ function parseToolChoice(v: Json | undefined, functions: readonly ParsedFunction
   throw invalid('tool_choice', "tool_choice must be 'auto', 'none', 'required' or {type:'function', name}");
 }
 
-/** Converts `input` to harmony messages; `prior` holds earlier turns (function call ids live there). */
-function inputMessages(input: Json | undefined, prior: readonly Message[], instructions: string[]): Message[] {
+/** An input item's type: `message` when it has none, `item_reference` for a bare `{id}`. */
+function itemType(item: JsonRecord, param = 'input'): string {
+  const type = optString(item, 'type', `${param}.type`);
+  if (type !== undefined) return type;
+  return item['role'] === undefined && typeof item['id'] === 'string' ? 'item_reference' : 'message';
+}
+
+/**
+ * Converts `input` to harmony messages; `prior` holds earlier turns (function call ids live there),
+ * `stored` finds the items that `item_reference` inputs name.
+ */
+function inputMessages(input: Json | undefined, prior: readonly Message[], instructions: string[], stored: (id: string) => JsonRecord | undefined): Message[] {
   if (input === undefined || input === null) throw invalid('input', 'input is required');
   if (typeof input === 'string') return [createMessage('user', input)];
   if (!Array.isArray(input)) throw invalid('input', 'input must be a string or an array of items');
@@ -163,10 +183,8 @@ function inputMessages(input: Json | undefined, prior: readonly Message[], instr
     const id = callIdOf(m);
     if (id !== undefined && m.recipient !== undefined) callNames.set(id, m.recipient);
   }
-  input.forEach((raw, i) => {
-    const param = `input[${i}]`;
-    const item = record(raw, param);
-    const type = optString(item, 'type', `${param}.type`) ?? 'message';
+  const convert = (item: JsonRecord, param: string, referenced: boolean): void => {
+    const type = itemType(item, param);
     switch (type) {
       case 'message': {
         const role = oneOf(optString(item, 'role', `${param}.role`), ['user', 'assistant', 'system', 'developer'] as const, `${param}.role`);
@@ -213,10 +231,20 @@ function inputMessages(input: Json | undefined, prior: readonly Message[], instr
         // Built-in calls ran on the server; their results are not part of the input, and the model
         // does not need the call without its result.
         break;
+      case 'item_reference': {
+        // Clients that rely on the store (the AI SDK among them) send earlier items by id.
+        const id = optString(item, 'id', `${param}.id`);
+        if (id === undefined) throw invalid(`${param}.id`, `${param}.id is required for an item_reference`);
+        const target = referenced ? undefined : stored(id);
+        if (target === undefined) throw invalid('input', `Item with id '${id}' not found (${param}); only items of stored responses can be referenced.`);
+        convert(target, param, true);
+        break;
+      }
       default:
         throw invalid(`${param}.type`, `unsupported input item type '${type}'`);
     }
-  });
+  };
+  input.forEach((raw, i) => convert(record(raw, `input[${i}]`), `input[${i}]`, false));
   return out;
 }
 
@@ -249,16 +277,27 @@ export class ResponseBuilder {
   readonly output: JsonRecord[] = [];
   private sequence = 0;
   private open: OpenItem | undefined;
+  /**
+   * A message or function call whose text ended, held until the next event tells how: its closing
+   * token follows at once, while one cut by max_output_tokens is followed only by the run's end.
+   */
+  private closing: { item: OpenItem; message: Message } | undefined;
   private pendingTools: OpenItem[] = [];
   private readonly emit: ((e: ResponseEvent) => void) | undefined;
   private readonly functionNames: ReadonlySet<string>;
 
   private readonly citationSource: CitationSource | undefined;
+  /**
+   * The request asked for a reasoning summary. There is no summarizer: the raw reasoning is the
+   * summary as well as the content, for clients that read only the summary.
+   */
+  private readonly summarize: boolean;
 
-  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void, citationSource?: CitationSource) {
+  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void, citationSource?: CitationSource, summarize = false) {
     this.functionNames = functionNames;
     this.emit = emit;
     this.citationSource = citationSource;
+    this.summarize = summarize;
   }
 
   send(type: string, fields: Record<string, unknown>): void {
@@ -268,10 +307,15 @@ export class ResponseBuilder {
 
   /** Index the next output item gets (finished items plus the ones still open). */
   private nextIndex(): number {
-    return this.output.length + this.pendingTools.length + (this.open !== undefined ? 1 : 0);
+    return this.output.length + this.pendingTools.length + (this.open !== undefined ? 1 : 0) + (this.closing !== undefined ? 1 : 0);
   }
 
   onEvent(e: AgentEvent): void {
+    if (this.closing !== undefined) {
+      const { item, message } = this.closing;
+      this.closing = undefined;
+      this.finish(item, message, e.type === 'done' ? statusOf(e.result) : 'completed');
+    }
     switch (e.type) {
       case 'message_start':
         if (e.role === 'assistant') this.start(e.channel, e.recipient);
@@ -280,7 +324,11 @@ export class ResponseBuilder {
         if (this.open !== undefined) this.delta(this.open, e.text);
         break;
       case 'message_done':
-        if (this.open !== undefined && e.message.author.role === 'assistant') this.finish(this.open, e.message);
+        if (this.open !== undefined && e.message.author.role === 'assistant') {
+          if (this.open.kind === 'message' || this.open.kind === 'function_call') this.closing = { item: this.open, message: e.message };
+          else this.finish(this.open, e.message, 'completed');
+          this.open = undefined;
+        }
         break;
       case 'tool_result':
         this.toolResult(e.message);
@@ -312,6 +360,7 @@ export class ResponseBuilder {
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: { id: item.id, type: 'reasoning', summary: [], content: [] } });
       this.send('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { type: 'reasoning_text', text: '' } });
+      if (this.summarize) this.send('response.reasoning_summary_part.added', { item_id: item.id, output_index: index, summary_index: 0, part: { type: 'summary_text', text: '' } });
     } else {
       // final answers and commentary preambles are assistant messages
       const item: OpenItem = { kind: 'message', id: newId('msg'), index, text: '' };
@@ -330,6 +379,7 @@ export class ResponseBuilder {
     switch (item.kind) {
       case 'reasoning':
         this.send('response.reasoning_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: text });
+        if (this.summarize) this.send('response.reasoning_summary_text.delta', { item_id: item.id, output_index: item.index, summary_index: 0, delta: text });
         break;
       case 'message':
         this.send('response.output_text.delta', { item_id: item.id, output_index: item.index, content_index: 0, delta: text, logprobs: [] });
@@ -360,8 +410,7 @@ export class ResponseBuilder {
     return this.sentAnnotations.get(item.id) ?? 0;
   }
 
-  private finish(item: OpenItem, message: Message): void {
-    this.open = undefined;
+  private finish(item: OpenItem, message: Message, status: 'completed' | 'incomplete'): void {
     if (item.kind === 'message' && item.citations !== undefined) {
       const rest = this.cited(item, item.citations.flush());
       if (rest !== '') {
@@ -377,7 +426,12 @@ export class ResponseBuilder {
         const part = { type: 'reasoning_text', text: item.text };
         this.send('response.reasoning_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text });
         this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
-        this.done({ id: item.id, type: 'reasoning', summary: [], content: [part] }, item.index);
+        const summary = { type: 'summary_text', text: item.text };
+        if (this.summarize) {
+          this.send('response.reasoning_summary_text.done', { item_id: item.id, output_index: item.index, summary_index: 0, text: item.text });
+          this.send('response.reasoning_summary_part.done', { item_id: item.id, output_index: item.index, summary_index: 0, part: summary });
+        }
+        this.done({ id: item.id, type: 'reasoning', summary: this.summarize ? [summary] : [], content: [part] }, item.index);
         break;
       }
       case 'message': {
@@ -385,14 +439,14 @@ export class ResponseBuilder {
         const part = { type: 'output_text', text: item.text, annotations, logprobs: [] };
         this.send('response.output_text.done', { item_id: item.id, output_index: item.index, content_index: 0, text: item.text, logprobs: [] });
         this.send('response.content_part.done', { item_id: item.id, output_index: item.index, content_index: 0, part });
-        this.done({ id: item.id, type: 'message', status: 'completed', role: 'assistant', content: [part] }, item.index);
+        this.done({ id: item.id, type: 'message', status, role: 'assistant', content: [part] }, item.index);
         break;
       }
       case 'function_call': {
         const args = item.text.trim() === '' ? '{}' : item.text;
         item.text = args;
         this.send('response.function_call_arguments.done', { item_id: item.id, output_index: item.index, arguments: args });
-        this.done(this.functionItem(item, 'completed'), item.index);
+        this.done(this.functionItem(item, status), item.index);
         break;
       }
       case 'web_search_call':
@@ -428,7 +482,7 @@ export class ResponseBuilder {
   }
 
   private functionItem(item: Extract<OpenItem, { kind: 'function_call' }>, status: string): JsonRecord {
-    return { id: item.id, type: 'function_call', status, call_id: item.callId, name: item.name, arguments: status === 'completed' ? item.text : '' };
+    return { id: item.id, type: 'function_call', status, call_id: item.callId, name: item.name, arguments: status === 'in_progress' ? '' : item.text };
   }
 
   private searchItem(item: Extract<OpenItem, { kind: 'web_search_call' }>, status: string): JsonRecord {

@@ -9,7 +9,7 @@ import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ServerOptions } from '../../src/server/index.ts';
-import { PromptEngine, startServer } from './helpers.ts';
+import { ObservedBatchingEngine, PromptEngine, startServer } from './helpers.ts';
 
 /** A server whose batches take every token at once (the contract tests are not about scheduling). */
 const start = (engine: Engine, options: Partial<ServerOptions> = {}) => startServer(engine, { batching: { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 }, ...options });
@@ -107,6 +107,88 @@ test('responses: streaming event sequence with consecutive sequence numbers (ref
   }
 });
 
+test('responses: a request that asks for a reasoning summary gets the reasoning text as its summary too', async () => {
+  const engine = new PromptEngine(() => REASONED('The user greets me.', 'Hello!'));
+  const s = await start(engine);
+  try {
+    const plain = await s.client.responses.create({ model: 'prompt-engine', input: 'hi' });
+    assert.deepEqual(plain.output[0], { id: plain.output[0]!.id, type: 'reasoning', summary: [], content: [{ type: 'reasoning_text', text: 'The user greets me.' }] });
+    assert.equal(plain.reasoning?.summary, null);
+
+    const asked = await s.client.responses.create({ model: 'prompt-engine', input: 'hi', reasoning: { summary: 'auto' } });
+    assert.deepEqual(asked.output[0], {
+      id: asked.output[0]!.id,
+      type: 'reasoning',
+      summary: [{ type: 'summary_text', text: 'The user greets me.' }],
+      content: [{ type: 'reasoning_text', text: 'The user greets me.' }],
+    });
+    assert.equal(asked.reasoning?.summary, 'auto');
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: 'hi', reasoning: { summary: 'long' as 'auto' } }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'reasoning.summary',
+    );
+
+    // Streamed: the summary part events OpenAI sends, around the same text.
+    const stream = s.client.responses.stream({ model: 'prompt-engine', input: 'hi', reasoning: { effort: 'low', summary: 'detailed' } });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of stream) events.push(e);
+    const summaryEvents = events.filter((e) => e.type.startsWith('response.reasoning_summary_'));
+    const types = summaryEvents.map((e) => e.type).filter((t, i, all) => !(t.endsWith('.delta') && all[i - 1] === t));
+    assert.deepEqual(types, ['response.reasoning_summary_part.added', 'response.reasoning_summary_text.delta', 'response.reasoning_summary_text.done', 'response.reasoning_summary_part.done']);
+    const reasoningId = events.find((e) => e.type === 'response.output_item.added')!;
+    for (const e of summaryEvents) {
+      const ev = e as unknown as { item_id: string; output_index: number; summary_index: number };
+      assert.equal(ev.item_id, (reasoningId as OpenAI.Responses.ResponseOutputItemAddedEvent).item.id);
+      assert.equal(ev.output_index, 0);
+      assert.equal(ev.summary_index, 0);
+    }
+    const deltas = summaryEvents.flatMap((e) => (e.type === 'response.reasoning_summary_text.delta' ? [e.delta] : [])).join('');
+    assert.equal(deltas, 'The user greets me.');
+    const partDone = summaryEvents.find((e) => e.type === 'response.reasoning_summary_part.done') as OpenAI.Responses.ResponseReasoningSummaryPartDoneEvent;
+    assert.deepEqual(partDone.part, { type: 'summary_text', text: 'The user greets me.' });
+    const itemDone = events.find((e) => e.type === 'response.output_item.done')!;
+    assert.ok(events.indexOf(partDone) < events.indexOf(itemDone));
+    const final = await stream.finalResponse();
+    const reasoning = final.output[0];
+    assert.ok(reasoning?.type === 'reasoning');
+    assert.deepEqual(reasoning.summary, [{ type: 'summary_text', text: 'The user greets me.' }]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('responses: a message cut off by max_output_tokens is incomplete, streamed and not', async () => {
+  const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
+  const s = await start(engine);
+  try {
+    const whole = await s.client.responses.create({ model: 'prompt-engine', input: 'count', max_output_tokens: 13 });
+    assert.equal(whole.status, 'incomplete');
+    assert.deepEqual(whole.incomplete_details, { reason: 'max_output_tokens' });
+    const message = whole.output.find((o) => o.type === 'message');
+    assert.ok(message !== undefined && message.type === 'message');
+    assert.equal(message.status, 'incomplete');
+    assert.equal(whole.output_text, 'one two');
+
+    const stream = await s.client.responses.create({ model: 'prompt-engine', input: 'count', max_output_tokens: 13, stream: true });
+    const done: OpenAI.Responses.ResponseOutputItem[] = [];
+    let final: OpenAI.Responses.Response | undefined;
+    for await (const e of stream) {
+      if (e.type === 'response.output_item.done') done.push(e.item);
+      if (e.type === 'response.incomplete') final = e.response;
+    }
+    assert.deepEqual(done.map((i) => i.type), ['reasoning', 'message']);
+    assert.equal((done[1] as OpenAI.Responses.ResponseOutputMessage).status, 'incomplete');
+    assert.equal(final?.status, 'incomplete');
+    assert.equal((final!.output[1] as OpenAI.Responses.ResponseOutputMessage).status, 'incomplete');
+
+    // An answer that ended on its own is completed.
+    const full = await s.client.responses.create({ model: 'prompt-engine', input: 'count', stream: true });
+    for await (const e of full) if (e.type === 'response.output_item.done' && e.item.type === 'message') assert.equal(e.item.status, 'completed');
+  } finally {
+    await s.close();
+  }
+});
+
 test('responses: function call round trip, by previous_response_id and by replaying items', async () => {
   const engine = new PromptEngine(weatherModel);
   const s = await start(engine);
@@ -153,6 +235,64 @@ test('responses: function call round trip, by previous_response_id and by replay
     }
     assert.ok(types.includes('response.function_call_arguments.done'));
     assert.deepEqual(JSON.parse(args), { location: 'Paris' });
+  } finally {
+    await s.close();
+  }
+});
+
+test('responses: item_reference inputs resolve to stored items; an unknown id is a 400 naming it', async () => {
+  const engine = new PromptEngine((p) => (p.includes('Thanks!') ? REASONED('Polite.', 'You are welcome.') : weatherModel(p)));
+  const s = await start(engine);
+  try {
+    const first = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather in Paris?', tools: [WEATHER_TOOL] });
+    const [reasoning, call] = first.output;
+    assert.ok(reasoning?.type === 'reasoning' && call?.type === 'function_call');
+    // The AI SDK's next step: earlier output items by reference, the tool's answer in full.
+    const second = await s.client.responses.create({
+      model: 'prompt-engine',
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { type: 'item_reference', id: reasoning.id },
+        { type: 'item_reference', id: call.id! },
+        { type: 'function_call_output', id: 'fco_paris', call_id: call.call_id, output: '{"temperature": 21}' },
+      ],
+      tools: [WEATHER_TOOL],
+    });
+    assert.equal(second.output_text, 'It is 21 degrees.');
+    assert.match(engine.prompts.at(-1)!, /<\|start\|>user<\|message\|>Weather in Paris\?<\|end\|><\|start\|>assistant<\|channel\|>analysis<\|message\|>I need the weather\.<\|end\|><\|start\|>assistant to=functions\.get_weather<\|channel\|>commentary <\|constrain\|>json<\|message\|>\{"location":"Paris"\}<\|call\|><\|start\|>functions\.get_weather to=assistant<\|channel\|>commentary<\|message\|>\{"temperature": 21\}<\|end\|><\|start\|>assistant$/);
+
+    // Input items with ids are stored too, and a reference may omit its type.
+    const answer = second.output.find((o) => o.type === 'message')!;
+    const third = await s.client.responses.create({
+      model: 'prompt-engine',
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { type: 'item_reference', id: call.id! },
+        { type: 'item_reference', id: 'fco_paris' },
+        { id: answer.id } as OpenAI.Responses.ResponseInputItem,
+        { role: 'user', content: 'Thanks!' },
+      ],
+    });
+    assert.equal(third.output_text, 'You are welcome.');
+    assert.match(engine.prompts.at(-1)!, /\{"temperature": 21\}<\|end\|><\|start\|>assistant<\|channel\|>final<\|message\|>It is 21 degrees\.<\|end\|><\|start\|>user<\|message\|>Thanks!<\|end\|><\|start\|>assistant$/);
+
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'rs_missing' }] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'input' && e.message.includes("'rs_missing'") && e.type === 'invalid_request_error',
+    );
+    // Deleting a response forgets its items.
+    await s.client.responses.delete(second.id);
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'fco_paris' }] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.message.includes("'fco_paris'"),
+    );
+    // A response stored with store: false leaves nothing to refer to.
+    const unstored = await s.client.responses.create({ model: 'prompt-engine', input: 'Weather?', tools: [WEATHER_TOOL], store: false });
+    const unstoredCall = unstored.output.find((o) => o.type === 'function_call')!;
+    await assert.rejects(
+      s.client.responses.create({ model: 'prompt-engine', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: unstoredCall.id! }] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'input',
+    );
   } finally {
     await s.close();
   }
@@ -299,6 +439,35 @@ test('chat: stop strings, max_tokens and logprobs; the server cap on output toke
   }
 });
 
+test('chat: each streamed chunk carries the logprobs of its own delta; together they equal the non-streamed ones', async () => {
+  const engine = new PromptEngine(() => REASONED('Count.', 'one two three four'));
+  const s = await start(engine);
+  try {
+    const params = { model: 'prompt-engine', messages: [{ role: 'user' as const, content: 'count' }], logprobs: true, top_logprobs: 2 };
+    for (const stop of [undefined, [' four']]) {
+      const whole = await s.client.chat.completions.create({ ...params, ...(stop !== undefined ? { stop } : {}) });
+      const expected = whole.choices[0]!.logprobs!.content!;
+      assert.equal(expected.map((e) => e.token).join(''), whole.choices[0]!.message.content);
+      const stream = await s.client.chat.completions.create({ ...params, ...(stop !== undefined ? { stop } : {}), stream: true });
+      const streamed: OpenAI.Chat.ChatCompletionTokenLogprob[] = [];
+      let content = '';
+      for await (const chunk of stream) {
+        const choice = chunk.choices[0];
+        if (choice === undefined) continue;
+        const entries = choice.logprobs?.content ?? [];
+        // The chunk's tokens spell its own delta, not the previous chunk's.
+        assert.equal(entries.map((e) => e.token).join(''), choice.delta.content ?? '', JSON.stringify(chunk));
+        streamed.push(...entries);
+        content += choice.delta.content ?? '';
+      }
+      assert.equal(content, whole.choices[0]!.message.content);
+      assert.deepEqual(streamed, expected, `stop ${JSON.stringify(stop)}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
 test('auth, models, health and error shapes', async () => {
   const engine = new PromptEngine(() => REASONED('r', 'ok'), { contextLength: 300 });
   const s = await start(engine, { apiKey: 'sekret', maxBodyBytes: 20000 });
@@ -354,42 +523,48 @@ test('auth, models, health and error shapes', async () => {
   }
 });
 
-test('429 over --max-concurrency; a client disconnect mid-stream frees the slot and the sequence', async () => {
-  const engine = new PromptEngine(() => REASONED('x'.repeat(50), 'y '.repeat(200)), { delayMs: 5 });
-  const s = await start(engine, { maxConcurrency: 1 });
+// The tests below hold the engine at a step and wait on events; the timeout only turns a missing
+// event into a loud failure (the server closes when it fires) instead of a hang.
+const EVENTS = { timeout: 60_000 };
+
+test('429 over --max-concurrency; a client disconnect mid-stream frees the slot and the sequence', EVENTS, async (t) => {
+  const engine = new PromptEngine(() => REASONED('x'.repeat(50), 'y '.repeat(200)));
+  const batching = new ObservedBatchingEngine(engine);
+  const s = await startServer(batching, { maxConcurrency: 1 }, t.signal);
+  // The generation cannot get past its 30th step (of ~250) until the client has gone.
+  const held = engine.holdAt(30);
   try {
     const controller = new AbortController();
     const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'long' }], stream: true }, { signal: controller.signal });
-    let chunks = 0;
-    const reading = (async () => {
-      try {
-        for await (const _ of stream) if (++chunks === 5) controller.abort();
-      } catch {
-        // aborted by us
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 30));
+    // The slot is taken before the response begins.
     assert.equal(s.server.active, 1);
     await assert.rejects(s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => e instanceof OpenAI.RateLimitError);
-    await reading;
-    for (let i = 0; i < 100 && s.server.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const chunks = stream[Symbol.asyncIterator]();
+    for (let i = 0; i < 5; i++) assert.equal((await chunks.next()).done, false);
+    await held;
+    controller.abort();
+    await batching.discarded; // the server saw the disconnect and cancelled the sequence
+    engine.resume();
+    assert.match(await s.logged(/POST \/v1\/chat\/completions (?!429)/), /POST \/v1\/chat\/completions 499/);
+    assert.equal(engine.stepsBegun, 30, 'no step after the disconnect');
     assert.equal(s.server.active, 0, 'slot');
-    for (let i = 0; i < 100 && s.server.engine.activeSequences > 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(s.server.engine.activeSequences, 0, 'sequences in the scheduler');
     assert.equal(engine.live, s.server.engine.pooledSequences, 'the cancelled sequence was freed, not pooled');
     assert.equal(engine.live, 0, 'sequences alive in the engine');
-    assert.match(s.logs.join('\n'), /POST \/v1\/chat\/completions 499/);
   } finally {
     await s.close();
   }
 });
 
-test('8 concurrent streams are batched together with nothing lost or mixed', async () => {
-  const engine = new PromptEngine((p) => REASONED(`Echo ${lastUser(p)}.`, `You said ${lastUser(p)}, ${lastUser(p)}!`), { delayMs: 1 });
-  const s = await start(engine);
+test('8 concurrent streams are batched together with nothing lost or mixed', EVENTS, async (t) => {
+  const engine = new PromptEngine((p) => REASONED(`Echo ${lastUser(p)}.`, `You said ${lastUser(p)}, ${lastUser(p)}!`));
+  const batching = new ObservedBatchingEngine(engine, { maxBatchTokens: 1 << 20, prefillChunk: 1 << 20 });
+  const s = await startServer(batching, {}, t.signal);
+  // The first step waits until all eight requests are queued in the scheduler.
+  const held = engine.holdAt(1);
   try {
     const names = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];
-    const results = await Promise.all(
+    const all = Promise.all(
       names.map(async (name, i) => {
         if (i % 2 === 0) {
           const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: name }], stream: true });
@@ -403,8 +578,13 @@ test('8 concurrent streams are batched together with nothing lost or mixed', asy
         return text;
       }),
     );
+    await held;
+    await batching.sequencesStepped(names.length);
+    engine.resume();
+    const results = await all;
     assert.deepEqual(results, names.map((n) => `You said ${n}, ${n}!`));
-    assert.ok(Math.max(...engine.batches) >= 4, `largest batch ${Math.max(...engine.batches)}`);
+    // The seven that queued behind the first step share the next one (with the first one's decode).
+    assert.ok(Math.max(...engine.batches) >= 7, `largest batch ${Math.max(...engine.batches)}`);
   } finally {
     await s.close();
   }
@@ -504,18 +684,22 @@ test('tool_choice required keeps the model from answering before it calls a func
   }
 });
 
-test('a disconnect during a long prefill drops its remaining chunks', async () => {
-  const engine = new PromptEngine(() => REASONED('r', 'done'), { delayMs: 20 });
-  const s = await start(engine, { batching: { prefillChunk: 16, maxBatchTokens: 16 } });
+test('a disconnect during a long prefill drops its remaining chunks', EVENTS, async (t) => {
+  const engine = new PromptEngine(() => REASONED('r', 'done'));
+  const batching = new ObservedBatchingEngine(engine, { prefillChunk: 16, maxBatchTokens: 16 });
+  const s = await startServer(batching, {}, t.signal);
+  // The prompt takes ~40 chunks; the third is running when the client goes.
+  const held = engine.holdAt(3);
   try {
     const controller = new AbortController();
     const request = s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'word '.repeat(600) }] }, { signal: controller.signal });
-    setTimeout(() => controller.abort(), 150);
+    await held;
+    controller.abort();
     await assert.rejects(request);
-    const stepsAtAbort = engine.batches.length;
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(engine.batches.length - stepsAtAbort <= 3, `${engine.batches.length - stepsAtAbort} steps after the disconnect`);
-    assert.ok(engine.batches.length < 20, `${engine.batches.length} of ~40 prefill chunks ran`);
+    await batching.discarded;
+    engine.resume();
+    assert.match(await s.logged(/POST \/v1\/chat\/completions/), /POST \/v1\/chat\/completions 499/);
+    assert.equal(engine.stepsBegun, 3, 'no prefill chunk ran after the disconnect');
     assert.equal(engine.live, 0);
     assert.equal(s.server.active, 0);
   } finally {

@@ -1,10 +1,13 @@
 // Test engines for the server and scheduler tests, and startServer (a server on 127.0.0.1 with the
 // official openai client pointed at it). HashEngine is a deterministic stand-in for a model: each
 // sequence's next-token logits depend on its whole token history (as a transformer's would), so
-// batching, chunked prefill and prefix reuse must reproduce sequential results exactly.
+// batching, chunked prefill and prefix reuse must reproduce sequential results exactly. Tests that
+// need the server mid-run hold the engine at a step and wait on events (a step begun, a sequence
+// discarded, a request's log line), never on the clock.
 import OpenAI from 'openai';
 import { UserError } from '../../src/errors.ts';
 import { createServer, type ServerOptions } from '../../src/server/index.ts';
+import { BatchingEngine } from '../../src/engine/scheduler.ts';
 import { DelegatingEngine, type Engine, type EngineInfo, type Sequence, type StepRequest } from '../../src/engine/engine.ts';
 import { tokensToText } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
@@ -31,7 +34,8 @@ export class HashEngine implements Engine {
   async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     if (this.busy) throw new Error('HashEngine.step is not reentrant');
     this.busy = true;
-    await new Promise((r) => setTimeout(r, 1));
+    // Yield to the event loop like a real engine's step, so that overlapping calls would show.
+    await new Promise((r) => setImmediate(r));
     this.busy = false;
     this.batches.push(batch.map((r) => ({ sequence: r.sequence.id, tokens: r.tokens.length })));
     return batch.map((r) => {
@@ -73,7 +77,7 @@ export function argmax(logits: Float32Array): number {
 /**
  * A stand-in model whose completion depends on its prompt, like a real one: `respond` maps the
  * prompt (as harmony text) to a completion (harmony text, special tokens by name). Every prompt the
- * engine saw is kept, so tests can check what the server rendered. Optional delay per step.
+ * engine saw is kept, so tests can check what the server rendered. `holdAt` stops it at a step.
  */
 export class PromptEngine implements Engine {
   readonly info: EngineInfo;
@@ -81,14 +85,15 @@ export class PromptEngine implements Engine {
   readonly batches: number[] = [];
   live = 0;
   private nextId = 1;
+  /** Steps the engine was asked for so far (held ones included). */
+  stepsBegun = 0;
   private readonly respond: (prompt: string) => string;
-  private readonly delayMs: number;
   private readonly sequences = new Map<number, { tokens: number[]; script: number[] | undefined; cursor: number }>();
+  private hold: { step: number; reached: () => void; opened: Promise<void>; open: () => void } | undefined;
   failWith: Error | undefined;
 
-  constructor(respond: (prompt: string) => string, options: { delayMs?: number; contextLength?: number; name?: string } = {}) {
+  constructor(respond: (prompt: string) => string, options: { contextLength?: number; name?: string } = {}) {
     this.respond = respond;
-    this.delayMs = options.delayMs ?? 0;
     this.info = { name: options.name ?? 'prompt-engine', vocabSize: 201088, contextLength: options.contextLength ?? 131072, randomWeights: false };
   }
   createSequence(): Sequence {
@@ -98,8 +103,31 @@ export class PromptEngine implements Engine {
     this.sequences.set(id, state);
     return { id, get tokens() { return state.tokens; } };
   }
+  /**
+   * Holds step `step` (counting from 1 over the engine's life) and every later one until resume();
+   * resolves once that step has begun, when the test knows exactly how far the run got.
+   */
+  holdAt(step: number): Promise<void> {
+    let open = (): void => {};
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    return new Promise<void>((reached) => {
+      this.hold = { step, reached, opened, open };
+      if (this.stepsBegun >= step) reached();
+    });
+  }
+
+  resume(): void {
+    this.hold?.open();
+    this.hold = undefined;
+  }
+
   async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
-    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    this.stepsBegun++;
+    const hold = this.hold;
+    if (hold !== undefined && this.stepsBegun >= hold.step) {
+      hold.reached();
+      await hold.opened;
+    }
     if (this.failWith !== undefined) throw this.failWith;
     this.batches.push(batch.length);
     return batch.map((r) => {
@@ -184,11 +212,67 @@ export class RecordingEngine extends DelegatingEngine {
   }
 }
 
-/** A server for `engine` on a free port of 127.0.0.1, the openai client for it, and its log lines. */
-export async function startServer(engine: Engine, options: Partial<ServerOptions> = {}) {
+/**
+ * A BatchingEngine that reports what the server does with it: `discarded` resolves when a sequence
+ * is first discarded (a disconnect reached the engine), `sequencesStepped(n)` once n different
+ * sequences have asked for a step (n requests are waiting in the scheduler).
+ */
+export class ObservedBatchingEngine extends BatchingEngine {
+  readonly discarded: Promise<void>;
+  private onDiscard: () => void = () => {};
+  private readonly stepped = new Set<number>();
+  private readonly waiters: { n: number; resolve: () => void }[] = [];
+
+  constructor(...args: ConstructorParameters<typeof BatchingEngine>) {
+    super(...args);
+    this.discarded = new Promise((resolve) => (this.onDiscard = resolve));
+  }
+
+  override discard(sequence: Sequence): void {
+    super.discard(sequence);
+    this.onDiscard();
+  }
+
+  override step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    const result = super.step(batch);
+    for (const r of batch) this.stepped.add(r.sequence.id);
+    for (const w of this.waiters) if (this.stepped.size >= w.n) w.resolve();
+    return result;
+  }
+
+  sequencesStepped(n: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stepped.size >= n) resolve();
+      else this.waiters.push({ n, resolve });
+    });
+  }
+}
+
+/**
+ * A server for `engine` on a free port of 127.0.0.1, the openai client for it, and its log lines;
+ * `logged(pattern)` resolves with the first line matching (one is written when a request ends).
+ * `cancelled` (a test's signal) closes the server when the test times out, so that an event that
+ * never came fails the test instead of keeping the process alive.
+ */
+export async function startServer(engine: Engine, options: Partial<ServerOptions> = {}, cancelled?: AbortSignal) {
   const logs: string[] = [];
-  const server = createServer({ engine, log: (l) => logs.push(l), ...options });
+  const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  const log = (line: string): void => {
+    logs.push(line);
+    for (const w of waiters.splice(0)) {
+      if (w.pattern.test(line)) w.resolve(line);
+      else waiters.push(w);
+    }
+  };
+  const logged = (pattern: RegExp): Promise<string> =>
+    new Promise((resolve) => {
+      const line = logs.find((l) => pattern.test(l));
+      if (line !== undefined) resolve(line);
+      else waiters.push({ pattern, resolve });
+    });
+  const server = createServer({ engine, log, ...options });
   const running = await server.listen(0, '127.0.0.1');
+  cancelled?.addEventListener('abort', () => void running.close(), { once: true });
   const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: options.apiKey ?? 'unused', maxRetries: 0 });
-  return { server, running, client, logs, close: () => running.close() };
+  return { server, running, client, logs, logged, close: () => running.close() };
 }

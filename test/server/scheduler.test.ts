@@ -57,9 +57,12 @@ test('releasing a sequence with a pending step cancels it and frees it at once',
   const pending = batching.step([{ sequence: seq, tokens: [1, 2, 3] }]);
   batching.discard(seq);
   await assert.rejects(pending, CancelledError);
-  await new Promise((r) => setTimeout(r, 20));
   assert.equal(inner.live, 0);
   assert.equal(batching.activeSequences, 0);
+  // The cancelled work never reaches the engine: the next step runs alone.
+  const other = batching.createSequence();
+  await batching.step([{ sequence: other, tokens: [4] }]);
+  assert.deepEqual(inner.batches, [[{ sequence: other.id, tokens: 1 }]]);
 });
 
 test('a prompt over the context window is a context error before any work', async () => {
