@@ -1,4 +1,5 @@
-// The HTTP layer: routes, bearer-token auth, body limits, the concurrency cap, one log line per
+// The HTTP layer: routes, bearer-token auth, the browser guards (Host, Origin, JSON bodies only; see
+// guard.ts and body.ts), body limits, the concurrency cap, one log line per
 // request (never prompt or output text unless logContent), OpenAI-shaped errors, and server-sent
 // events for streaming. Handlers run requests through runner.ts on one shared BatchingEngine.
 import { serve, type ServerType } from '@hono/node-server';
@@ -13,7 +14,9 @@ import { BatchingEngine, type BatchingOptions } from '../engine/scheduler.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
 import { ChatBuilder, chatUsage, finishReasonOf, parseChatRequest } from './chat.ts';
 import { newId, nowSeconds, type BuiltinToolFactories, type ServerContext } from './common.ts';
+import { readJsonBody } from './body.ts';
 import { ApiError, toApiError } from './errors.ts';
+import { HostGuard, originAllowed } from './guard.ts';
 import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, statusOf, type ResponseEvent } from './responses.ts';
 import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
 import { ResponseStore } from './store.ts';
@@ -40,6 +43,13 @@ export interface ServerOptions {
   maxOutputTokens?: number;
   /** Origins allowed to call the API from a web page (CORS); none by default. */
   corsOrigins?: readonly string[];
+  /**
+   * Host header values accepted besides the loopback names and the bound address (DNS-rebinding
+   * guard): `name` (any port), `name:port`, or `*` to accept any.
+   */
+  allowedHosts?: readonly string[];
+  /** Stored responses kept (`store`), by count and by serialized size; defaults 1000 and 256 MiB. */
+  storeLimits?: { maxEntries?: number; maxBytes?: number };
   /** Continuous batching; pass an existing BatchingEngine as `engine` to share it. */
   batching?: BatchingOptions;
 }
@@ -73,7 +83,7 @@ export function createServer(options: ServerOptions): GptossServer {
     modelName,
     modelIds: new Set([modelName, ...(options.aliases ?? ['gpt-oss-20b', 'gpt-oss-120b'])]),
     tools: options.tools ?? {},
-    store: new ResponseStore(),
+    store: new ResponseStore(options.storeLimits?.maxEntries, options.storeLimits?.maxBytes),
     logContent: options.logContent ?? false,
     log: options.log ?? ((line) => process.stderr.write(line + '\n')),
     defaultEffort: options.defaultEffort ?? 'medium',
@@ -120,9 +130,25 @@ export function createServer(options: ServerOptions): GptossServer {
   });
   app.notFound((c) => c.json(new ApiError(404, `Unknown endpoint ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'unknown_url' }).toBody(), 404));
 
-  if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
-    const origins = [...options.corsOrigins];
-    app.use('*', cors({ origin: origins.includes('*') ? '*' : origins, allowHeaders: ['authorization', 'content-type'], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'] }));
+  // Before anything else answers: requests addressed to another host name (DNS rebinding) and
+  // requests from web pages of other origins are refused.
+  const hosts = new HostGuard(options.allowedHosts);
+  const corsOrigins = options.corsOrigins ?? [];
+  app.use('*', async (c, next) => {
+    const host = c.req.header('host') ?? new URL(c.req.url).host;
+    if (!hosts.allows(host)) {
+      throw new ApiError(403, `Host '${host.slice(0, 100)}' is not an address of this server; to accept it, start the server with --allowed-hosts.`, { code: 'host_not_allowed' });
+    }
+    const origin = c.req.header('origin');
+    if (origin !== undefined && !originAllowed(origin, host, corsOrigins)) {
+      throw new ApiError(403, `Requests from web pages of origin '${origin.slice(0, 100)}' are not allowed; to accept them, start the server with --cors.`, { code: 'origin_not_allowed' });
+    }
+    await next();
+  });
+  if (corsOrigins.length > 0) {
+    // No allowHeaders: a preflight is answered with the headers it asks for (the openai SDK sends
+    // x-stainless-*, openai-organization, openai-project, ...); only allowed origins get this far.
+    app.use('*', cors({ origin: corsOrigins.includes('*') ? '*' : [...corsOrigins], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'], exposeHeaders: ['retry-after'] }));
   }
 
   app.get('/health', (c) =>
@@ -179,16 +205,7 @@ export function createServer(options: ServerOptions): GptossServer {
   });
 
   const readBody = async (c: Context): Promise<JsonRecord> => {
-    const length = Number(c.req.header('content-length') ?? '0');
-    if (length > maxBody) throw new ApiError(413, `Request body of ${length} bytes exceeds the limit of ${maxBody} bytes.`, { code: 'request_too_large' });
-    const buffer = await c.req.arrayBuffer();
-    if (buffer.byteLength > maxBody) throw new ApiError(413, `Request body exceeds the limit of ${maxBody} bytes.`, { code: 'request_too_large' });
-    let body: unknown;
-    try {
-      body = JSON.parse(Buffer.from(buffer).toString('utf8'));
-    } catch (e) {
-      throw new ApiError(400, `We could not parse the JSON body of your request: ${(e as Error).message}`, { code: 'invalid_json' });
-    }
+    const body = await readJsonBody(c.req.raw, maxBody);
     if (!isRecord(body)) throw new ApiError(400, 'The request body must be a JSON object.');
     const model = body['model'];
     if (model !== undefined && model !== null) {
@@ -405,6 +422,7 @@ export function createServer(options: ServerOptions): GptossServer {
         let server: ServerType;
         try {
           server = serve({ fetch: app.fetch, port, hostname: host }, (address: AddressInfo) => {
+            hosts.listening(host, address.port);
             const shownHost = host.includes(':') ? `[${host}]` : host;
             resolve({
               url: `http://${shownHost}:${address.port}`,
