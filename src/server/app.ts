@@ -9,6 +9,7 @@ import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { AgentEvent } from '../engine/agent.ts';
+import { shortestJsonBytes } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
 import { BatchingEngine, type BatchingOptions } from '../engine/scheduler.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
@@ -229,14 +230,25 @@ export function createServer(options: ServerOptions): GptossServer {
   };
 
   /**
-   * Checks that the prompt fits the context window before anything streams, and caps the turn's
-   * output at the room the prompt leaves.
+   * Checks that the prompt fits the context window before anything streams, and that the shortest
+   * answer a structured-output schema allows fits what is left (the constraint reserves a token
+   * per byte of it); caps the turn's output at the room the prompt leaves.
    */
-  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string): void => {
+  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string, formatParam: string): void => {
     const promptTokens = renderPrompt(turn.messages).length;
     const window = engine.info.contextLength;
     if (promptTokens >= window) {
       throw new ApiError(400, `This model's maximum context length is ${window} tokens; your request has ${promptTokens} prompt tokens. Shorten the ${param}.`, { param, code: 'context_length_exceeded' });
+    }
+    if (turn.finalSchema !== undefined) {
+      const bytes = shortestJsonBytes(turn.finalSchema);
+      if (bytes > window - promptTokens) {
+        throw new ApiError(
+          400,
+          `The shortest JSON value the ${formatParam} schema allows is ${bytes} bytes, more than the ${window - promptTokens} tokens the context window of ${window} leaves after the prompt (structured outputs reserve a token per byte).`,
+          { param: formatParam, code: 'context_length_exceeded' },
+        );
+      }
     }
     turn.maxTokens = Math.max(1, Math.min(turn.maxTokens, window - promptTokens));
   };
@@ -275,7 +287,7 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseResponsesRequest(ctx, body, room());
-    fitContext(request.turn, 'input');
+    fitContext(request.turn, 'input', 'text.format');
     const release = acquireSlot();
     const id = newId('resp');
     const createdAt = nowSeconds();
@@ -339,7 +351,7 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseChatRequest(ctx, body, room());
-    fitContext(request.turn, 'messages');
+    fitContext(request.turn, 'messages', 'response_format');
     const release = acquireSlot();
     const id = newId('chatcmpl').replace('_', '-');
     const created = nowSeconds();
