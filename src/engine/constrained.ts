@@ -478,16 +478,104 @@ export class JsonAutomaton {
           const tail = [...f.values[j]!.subarray(f.pos), ...this.frameCompletion({ ...parent, phase: 'colon', key: candidate }, false)];
           if (best === undefined || tail.length < best.length) best = tail;
         }
-        out.push(...best!);
+        for (const b of best!) out.push(b);
         i--; // the parent object is done too
         continue;
       }
       if (f.t === 'string' && f.free) childKey = null;
       const parentOfKey = f.t === 'object' && (f.phase === 'start' || f.phase === 'key') && i < state.length - 1;
-      out.push(...this.frameCompletion(parentOfKey ? { ...f, phase: 'colon', key: childKey ?? null } : f, i === state.length - 1));
+      for (const b of this.frameCompletion(parentOfKey ? { ...f, phase: 'colon', key: childKey ?? null } : f, i === state.length - 1)) out.push(b);
       if (!(f.t === 'string' && f.free)) childKey = undefined;
     }
     return Uint8Array.from(out);
+  }
+
+  /**
+   * completion(state).length without writing the bytes out. Every frame but the innermost adds an
+   * amount that depends on the frame alone (an object waiting on a key completes as if at its colon
+   * with a free key), and a token changes only the top of the stack, so those amounts are cached
+   * per frame: checking a candidate token near the end of the budget costs the top frames only,
+   * not the whole (up to MAX_SHORTEST_BYTES long) completion.
+   */
+  completionLength(state: JsonState): number {
+    let total = 0;
+    for (let i = state.length - 1; i >= 0; i--) {
+      const f = state[i]!;
+      const parent = state[i - 1];
+      if (f.t === 'key' && parent?.t === 'object') {
+        let best = Infinity;
+        for (const [j, candidate] of f.candidates.entries()) best = Math.min(best, f.values[j]!.length - f.pos + this.frameCompletionLength({ ...parent, phase: 'colon', key: candidate }, false));
+        total += best;
+        i--;
+        continue;
+      }
+      if (i === state.length - 1) {
+        total += this.frameCompletionLength(f, true);
+        continue;
+      }
+      let below = frameTail.get(f);
+      if (below === undefined) {
+        const parentOfKey = f.t === 'object' && (f.phase === 'start' || f.phase === 'key');
+        frameTail.set(f, (below = this.frameCompletionLength(parentOfKey ? { ...f, phase: 'colon', key: null } : f, false)));
+      }
+      total += below;
+    }
+    return total;
+  }
+
+  /** frameCompletion(f, innermost).length, counted. */
+  private frameCompletionLength(f: Frame, innermost: boolean): number {
+    switch (f.t) {
+      case 'value':
+        return shortestValueBytes(f.node);
+      case 'string': {
+        let n = f.esc === 1 ? 1 : f.esc >= 2 ? 6 - f.esc : 0;
+        n += f.cont;
+        const len = f.len + (f.esc > 0 ? 1 : 0);
+        return n + Math.max(0, f.min - len) + 1;
+      }
+      case 'literal':
+      case 'key':
+        return shortestBytes(f.values).length - f.pos;
+      case 'number':
+        return numberCanEnd(f.phase) ? 0 : 1;
+      case 'array': {
+        let count = f.count + (f.phase === 'value' && !innermost ? 1 : 0);
+        const item = f.node.minItems > 0 ? shortestValueBytes(f.node.items) : 0;
+        let n = 0;
+        if (f.phase === 'start' && f.node.minItems > 0) {
+          n += item;
+          count = 1;
+        }
+        return n + Math.max(0, f.node.minItems - count) * (item + 1) + 1;
+      }
+      case 'object': {
+        const node = f.node;
+        const seen = new Set(f.seen);
+        let n = 0;
+        let first = f.phase === 'start';
+        const valueOf = (key: string | null): Node => (key === null ? (node.additional ?? { kind: 'null' }) : node.properties.get(key)!);
+        const keyBytes = (k: string): number => encoder.encode(JSON.stringify(k)).length;
+        if (f.phase === 'key') {
+          const cost = (k: string): number => JSON.stringify(k).length + shortestValue(node.properties.get(k)!).length;
+          const unseen = node.order.filter((k) => !seen.has(k));
+          const key = unseen.find((k) => node.required.has(k)) ?? unseen.sort((a, b) => cost(a) - cost(b))[0] ?? null;
+          n += (key === null ? 2 : keyBytes(key)) + 1 + shortestValueBytes(valueOf(key));
+          if (key !== null) seen.add(key);
+        } else if (f.phase === 'colon') {
+          n += 1 + shortestValueBytes(valueOf(f.key));
+          if (f.key !== null) seen.add(f.key);
+        } else if (f.phase === 'value' && f.key !== null) {
+          seen.add(f.key);
+        }
+        for (const k of node.order) {
+          if (!node.required.has(k) || seen.has(k)) continue;
+          n += (first ? 0 : 1) + keyBytes(k) + 1 + shortestValueBytes(node.properties.get(k)!);
+          first = false;
+        }
+        return n + 1;
+      }
+    }
   }
 
   private childDone(stack: Frame[], key: string | undefined): void {
@@ -727,6 +815,15 @@ function anyNode(depth: number): Node {
     options.push({ kind: 'object', properties: new Map(), order: [], required: new Set(), additional: inner });
   }
   return { kind: 'union', options };
+}
+
+/** What each frame below the innermost adds to a completion (see completionLength). */
+const frameTail = new WeakMap<Frame, number>();
+
+/** Byte length of shortestValue(node). */
+function shortestValueBytes(nodeIn: Node): number {
+  const node = deref(nodeIn);
+  return shortestOf.get(node)?.bytes ?? encoder.encode(shortestValue(node)).length;
 }
 
 /** Shortest values already written out, by node. */
@@ -1006,7 +1103,7 @@ export class JsonConstraint {
     if (this.stopTokens.includes(token)) return this.complete;
     const next = this.after(token);
     if (next === null) return false;
-    return room === Infinity || this.automaton.completion(next).length + 1 <= room;
+    return room === Infinity || this.automaton.completionLength(next) + 1 <= room;
   }
 
   /** A processor for the sampler; `start` is the index in `generated` where the JSON begins. */

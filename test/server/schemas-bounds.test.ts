@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
-import { JsonConstraint, MAX_SCHEMA_NESTING, MAX_SHORTEST_BYTES, compileSchema, shortestJsonBytes, tokenBytesOf, type JsonSchema } from '../../src/engine/constrained.ts';
+import { JsonAutomaton, JsonConstraint, MAX_SCHEMA_NESTING, MAX_SHORTEST_BYTES, compileSchema, shortestJsonBytes, tokenBytesOf, type JsonSchema } from '../../src/engine/constrained.ts';
 import { isUserError } from '../../src/errors.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 import { PromptEngine, RandomLogitEngine, startServer } from './helpers.ts';
@@ -50,6 +50,35 @@ test('deep and recursive schemas that have finite values compile, and their shor
     assert.ok(shortestJsonBytes(schema) <= MAX_SHORTEST_BYTES);
   }
   assert.equal(shortestJsonBytes(list), '{"next":null}'.length);
+});
+
+test('the completion length used to check candidate tokens equals the completion, on random walks through several schemas', () => {
+  const schemas: JsonSchema[] = [
+    nested(6),
+    { type: 'object', properties: { name: { type: 'string', minLength: 3 }, kids: { type: 'array', items: { $ref: '#' }, maxItems: 3 }, tag: { enum: ['x', 'long-value', 7] } }, required: ['name', 'tag'], additionalProperties: false },
+    { type: 'object', additionalProperties: { type: 'array', items: { type: 'integer' }, minItems: 2 } },
+    { type: 'array', items: { anyOf: [{ type: 'string', minLength: 2 }, { type: 'number' }, { type: 'object', properties: { é: { type: 'boolean' } }, required: ['é'] }] }, minItems: 3 },
+    { type: 'object', properties: { a: { type: 'string' }, b: { type: 'integer', minimum: 1, maximum: 12 }, c: { type: 'null' } }, required: ['c'] },
+  ];
+  let seed = 12345;
+  const random = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  // Bytes a model writes: structure, digits, letters, a non-ASCII letter, escapes, whitespace.
+  const alphabet = [...new TextEncoder().encode('{}[],:"\\ntu0123456789.-eE abcdefgxlnrsé\n')];
+  for (const schema of schemas) {
+    const a = new JsonAutomaton(schema);
+    for (let walk = 0; walk < 30; walk++) {
+      let state = a.initial();
+      for (let step = 0; step < 200 && state.length > 0; step++) {
+        assert.equal(a.completionLength(state), a.completion(state).length, JSON.stringify(schema));
+        const next = alphabet.map((b) => a.feed(state, b)).filter((x) => x !== null);
+        if (next.length === 0) break;
+        state = next[random(next.length)]!;
+      }
+    }
+  }
 });
 
 test('over HTTP the bad schemas are a 400 naming response_format / text.format, streaming or not, before any generation', async () => {
