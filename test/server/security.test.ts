@@ -3,9 +3,12 @@
 // chunked bodies past the limit, uploads cut off midway, metadata and nesting beyond bounds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { HostGuard, parseHost } from '../../src/server/guard.ts';
 import { ResponseStore } from '../../src/server/index.ts';
@@ -106,6 +109,35 @@ test('which hosts a bound address accepts: loopback names, the address itself, e
   any.listening('127.0.0.1', 8000);
   assert.ok(any.allows('whatever.example:1'));
   assert.throws(() => new HostGuard(['bad host:x']), /invalid allowed host 'bad host:x'/);
+});
+
+test('gptoss serve --allowed-hosts: a bad entry is a usage error; names given are accepted, others refused', async () => {
+  const CLI = join(import.meta.dirname, '../../bin/gptoss.js');
+  const bad = spawnSync(process.execPath, [CLI, 'serve', '--allowed-hosts', 'gpu.lan,bad host:x'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+  assert.match(bad.stderr, /invalid allowed host 'bad host:x'/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-hosts-'));
+  const script = join(dir, 'script.json');
+  writeFileSync(script, JSON.stringify({ completions: [ANSWER], name: 'scripted' }));
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--allowed-hosts', 'gpu.lan'], { env: { ...process.env, GPTOSS_SCRIPTED: script }, stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /serving scripted on (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
+        if (m !== null) resolve(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    assert.equal((await raw(url, { path: '/v1/models', headers: { host: 'gpu.lan' } })).status, 200);
+    assert.equal((await raw(url, { path: '/v1/models', headers: { host: 'other.lan' } })).status, 403);
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('requests from web pages of other origins are refused unless --cors allows the origin', async () => {
