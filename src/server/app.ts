@@ -261,26 +261,24 @@ export function createServer(options: ServerOptions): GptossServer {
     const started = (c as unknown as { started?: number }).started ?? performance.now();
     const abort = new AbortController();
     c.req.raw.signal.addEventListener('abort', () => abort.abort(), { once: true });
-    return streamSSE(
-      c,
-      async (sse) => {
-        sse.onAbort(() => abort.abort());
-        try {
-          await body(sse, abort.signal);
-        } catch (e) {
-          if (!(e instanceof ClientGoneError)) throw e;
-        } finally {
-          release();
-          logLine(c, abort.signal.aborted ? 499 : 200, started, info);
+    return streamSSE(c, async (sse) => {
+      sse.onAbort(() => abort.abort());
+      try {
+        await body(sse, abort.signal);
+      } catch (e) {
+        // Handled here, not by streamSSE's error callback: after that callback it writes the raw
+        // message as a second, unshaped error event (internal details included).
+        if (!(e instanceof ClientGoneError)) {
+          const err = toApiError(e);
+          if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+          const b = err.toBody().error;
+          await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) }).catch(() => {});
         }
-      },
-      async (e, sse) => {
-        const err = toApiError(e);
-        if (err.status === 500) ctx.log(`internal error: ${e.stack ?? e.message}`);
-        const b = err.toBody().error;
-        await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) });
-      },
-    );
+      } finally {
+        release();
+        logLine(c, abort.signal.aborted ? 499 : 200, started, info);
+      }
+    });
   };
 
   app.post('/v1/responses', async (c) => {

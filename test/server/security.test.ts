@@ -286,6 +286,29 @@ test('a client that aborts mid-upload is a disconnect (499), not an internal err
   }
 });
 
+test('a stream that fails sends one error event in OpenAI\'s shape, never the raw internal message', async () => {
+  const engine = new PromptEngine(() => ANSWER);
+  const s = await startServer(engine);
+  try {
+    engine.failWith = new Error('secret internal detail at /home/x');
+    for (const [path, body] of [
+      ['/v1/chat/completions', { model: 'prompt-engine', stream: true, messages: [{ role: 'user', content: 'x' }] }],
+      ['/v1/responses', { model: 'prompt-engine', stream: true, input: 'x' }],
+    ] as const) {
+      const r = await raw(s.running.url, { method: 'POST', path, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      assert.ok(!r.body.includes('secret internal detail'), r.body);
+      const data = r.body.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6));
+      for (const d of data) assert.doesNotThrow(() => JSON.parse(d), d);
+      const errors = data.map((d) => JSON.parse(d) as { type?: string; error?: { type: string } }).filter((e) => e.type === 'error');
+      assert.equal(errors.length, 1, r.body);
+      assert.equal(errors[0]!.error!.type, 'server_error');
+    }
+    assert.equal(s.server.active, 0);
+  } finally {
+    await s.close();
+  }
+});
+
 test('metadata is bounded as OpenAI bounds it (16 pairs, 64-char keys, 512-char string values), before generation', async () => {
   const engine = new PromptEngine(() => ANSWER);
   const s = await startServer(engine);
