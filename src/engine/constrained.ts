@@ -473,12 +473,9 @@ export class JsonAutomaton {
       const parent = state[i - 1];
       if (f.t === 'key' && parent?.t === 'object') {
         // Finish the key whose completion (rest of key, value, remaining required keys) is shortest.
-        let best: number[] | undefined;
-        for (const [j, candidate] of f.candidates.entries()) {
-          const tail = [...f.values[j]!.subarray(f.pos), ...this.frameCompletion({ ...parent, phase: 'colon', key: candidate }, false)];
-          if (best === undefined || tail.length < best.length) best = tail;
-        }
-        for (const b of best!) out.push(b);
+        const j = this.bestKey(f, parent).index;
+        for (const b of f.values[j]!.subarray(f.pos)) out.push(b);
+        for (const b of this.frameCompletion({ ...parent, phase: 'colon', key: f.candidates[j]! }, false)) out.push(b);
         i--; // the parent object is done too
         continue;
       }
@@ -503,9 +500,7 @@ export class JsonAutomaton {
       const f = state[i]!;
       const parent = state[i - 1];
       if (f.t === 'key' && parent?.t === 'object') {
-        let best = Infinity;
-        for (const [j, candidate] of f.candidates.entries()) best = Math.min(best, f.values[j]!.length - f.pos + this.frameCompletionLength({ ...parent, phase: 'colon', key: candidate }, false));
-        total += best;
+        total += this.bestKey(f, parent).length;
         i--;
         continue;
       }
@@ -521,6 +516,27 @@ export class JsonAutomaton {
       total += below;
     }
     return total;
+  }
+
+  /**
+   * The candidate key (first of the shortest) that completes the object soonest, and that length:
+   * the rest of the key, `:` and its value, then the required keys still missing. Linear in the
+   * object's keys (a candidate that is itself required drops out of the missing ones).
+   */
+  private bestKey(f: Extract<Frame, { t: 'key' }>, parent: Extract<Frame, { t: 'object' }>): { index: number; length: number } {
+    const node = parent.node;
+    const seen = new Set(parent.seen);
+    const entry = (k: string): number => 1 + encoder.encode(JSON.stringify(k)).length + 1 + shortestValueBytes(node.properties.get(k)!);
+    let missing = 0;
+    for (const k of node.order) if (node.required.has(k) && !seen.has(k)) missing += entry(k);
+    let best = { index: 0, length: Infinity };
+    f.candidates.forEach((candidate, j) => {
+      const value = shortestValueBytes(node.properties.get(candidate)!);
+      const stillMissing = node.required.has(candidate) && !seen.has(candidate) ? missing - entry(candidate) : missing;
+      const length = f.values[j]!.length - f.pos + 1 + value + stillMissing + 1;
+      if (length < best.length) best = { index: j, length };
+    });
+    return best;
   }
 
   /** frameCompletion(f, innermost).length, counted. */
@@ -557,9 +573,7 @@ export class JsonAutomaton {
         const valueOf = (key: string | null): Node => (key === null ? (node.additional ?? { kind: 'null' }) : node.properties.get(key)!);
         const keyBytes = (k: string): number => encoder.encode(JSON.stringify(k)).length;
         if (f.phase === 'key') {
-          const cost = (k: string): number => JSON.stringify(k).length + shortestValue(node.properties.get(k)!).length;
-          const unseen = node.order.filter((k) => !seen.has(k));
-          const key = unseen.find((k) => node.required.has(k)) ?? unseen.sort((a, b) => cost(a) - cost(b))[0] ?? null;
+          const key = nextKey(node, seen);
           n += (key === null ? 2 : keyBytes(key)) + 1 + shortestValueBytes(valueOf(key));
           if (key !== null) seen.add(key);
         } else if (f.phase === 'colon') {
@@ -772,9 +786,7 @@ export class JsonAutomaton {
         const valueOf = (key: string | null): Node => (key === null ? (node.additional ?? { kind: 'null' }) : node.properties.get(key)!);
         if (f.phase === 'key') {
           // After a comma a key must follow: the first missing required key, or any free key.
-          const cost = (k: string): number => JSON.stringify(k).length + shortestValue(node.properties.get(k)!).length;
-          const unseen = node.order.filter((k) => !seen.has(k));
-          const key = unseen.find((k) => node.required.has(k)) ?? unseen.sort((a, b) => cost(a) - cost(b))[0] ?? null;
+          const key = nextKey(node, seen);
           s += (key === null ? '""' : JSON.stringify(key)) + ':' + shortestValue(valueOf(key));
           if (key !== null) seen.add(key);
         } else if (f.phase === 'colon') {
@@ -792,6 +804,25 @@ export class JsonAutomaton {
       }
     }
   }
+}
+
+/**
+ * The key a completion writes after a comma: the first missing required key, else the unseen key
+ * whose entry is shortest (the first of equals), else null (a free key, written `""`).
+ */
+function nextKey(node: ObjectNode, seen: ReadonlySet<string>): string | null {
+  let best: string | null = null;
+  let bestCost = Infinity;
+  for (const k of node.order) {
+    if (seen.has(k)) continue;
+    if (node.required.has(k)) return k;
+    const cost = JSON.stringify(k).length + shortestValue(node.properties.get(k)!).length;
+    if (cost < bestCost) {
+      best = k;
+      bestCost = cost;
+    }
+  }
+  return best;
 }
 
 function shortestBytes(values: readonly Uint8Array[]): Uint8Array {
