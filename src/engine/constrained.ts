@@ -143,7 +143,12 @@ export function compileSchema(schema: JsonSchema): Node {
         const order = Object.keys(props);
         const properties = new Map(order.map((k) => [k, compile((props as Record<string, unknown>)[k], depth + 1, `${path}/properties/${clip(k)}`)] as const));
         const required = new Set(Array.isArray(s.required) ? s.required.filter((r): r is string => typeof r === 'string') : []);
-        for (const r of required) if (!properties.has(r)) properties.set(r, { kind: 'any', depth: ANY_DEPTH }), order.push(r);
+        for (const r of required) {
+          if (properties.has(r)) continue;
+          if (s.additionalProperties === false) throw new UserError('input', `${path}: required property ${clip(JSON.stringify(r))} is not in properties and additionalProperties is false (no object can have it)`);
+          properties.set(r, { kind: 'any', depth: ANY_DEPTH });
+          order.push(r);
+        }
         // Declared properties close the object: structured outputs require additionalProperties
         // false, and writing only declared keys is valid either way.
         let additional: Node | null = null;

@@ -27,6 +27,7 @@ const BAD: [string, JsonSchema, RegExp][] = [
   ['minItems above maxItems', { type: 'array', minItems: 3, maxItems: 2 }, /admits no finite value/],
   ['minLength above maxLength', { type: 'string', minLength: 3, maxLength: 2 }, /admits no finite value/],
   ['an empty anyOf', { anyOf: [] }, /admits no finite value/],
+  ['a required property that additionalProperties: false forbids', { type: 'object', properties: { a: { type: 'string' } }, required: ['a', 'c'], additionalProperties: false }, /#: required property "c" is not in properties and additionalProperties is false/],
   ['a property schema that is not a schema', { type: 'object', properties: { a: null } }, /#\/properties\/a: a schema must be an object or a boolean/],
   [`nesting past ${MAX_SCHEMA_NESTING}`, nested(MAX_SCHEMA_NESTING + 1), new RegExp(`nests more than ${MAX_SCHEMA_NESTING} levels deep`)],
 ];
