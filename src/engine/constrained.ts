@@ -298,7 +298,16 @@ function checkFinite(top: Node, paths: Map<Node, string>): void {
         if (n.minLength <= n.maxLength) rule(n, [], () => 2 + n.minLength);
         break;
       case 'union':
-        for (const o of n.options) rule(n, [o], (len) => len(o));
+        // Only options the automaton would pick for their own first byte: it commits to the first
+        // option that accepts a byte, so a later option starting like an earlier one is never taken.
+        {
+          const taken = new Set<number>();
+          for (const o of n.options) {
+            const starts = firstBytes(o);
+            if (!overlaps(taken, starts)) rule(n, [o], (len) => len(o));
+            for (const b of starts) taken.add(b);
+          }
+        }
         break;
       case 'ref':
         rule(n, [n.target()], (len) => len(n.target()));
@@ -345,6 +354,48 @@ function checkFinite(top: Node, paths: Map<Node, string>): void {
     }
     shortestOf.set(n, best.get(n)!);
   }
+}
+
+const VALUE_START = {
+  string: [0x22],
+  number: [0x2d, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39],
+  boolean: [0x74, 0x66],
+  null: [0x6e],
+  array: [0x5b],
+  object: [0x7b],
+};
+const firstBytesOf = new WeakMap<Node, ReadonlySet<number>>();
+
+/** The bytes a value of `node` can start with (no cycles through unions and $refs: checked first). */
+function firstBytes(node: Node): ReadonlySet<number> {
+  let out = firstBytesOf.get(node);
+  if (out !== undefined) return out;
+  switch (node.kind) {
+    case 'any':
+      out = new Set(Object.values(VALUE_START).flat());
+      break;
+    case 'union':
+      out = new Set(node.options.flatMap((o) => [...firstBytes(o)]));
+      break;
+    case 'ref':
+      out = firstBytes(node.target());
+      break;
+    case 'literals':
+      out = new Set(node.values.map((v) => v[0]!));
+      break;
+    case 'number':
+      out = new Set(node.nonNegative ? VALUE_START.number.slice(1) : VALUE_START.number);
+      break;
+    default:
+      out = new Set(VALUE_START[node.kind]);
+  }
+  firstBytesOf.set(node, out);
+  return out;
+}
+
+function overlaps(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {
+  for (const x of b) if (a.has(x)) return true;
+  return false;
 }
 
 /** A binary min-heap of values by numeric key. */

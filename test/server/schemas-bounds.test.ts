@@ -82,6 +82,21 @@ test('the completion length used to check candidate tokens equals the completion
   }
 });
 
+test('the shortest completion of an anyOf is one the automaton accepts (it commits to the first option that fits a byte)', () => {
+  for (const schema of [
+    { anyOf: [{ type: 'string', minLength: 5 }, { type: 'string' }] },
+    { anyOf: [{ type: 'array', minItems: 3, items: { type: 'integer' } }, { type: 'array' }] },
+    { type: 'object', properties: { a: { anyOf: [{ type: 'object', properties: { x: { type: 'string' } }, required: ['x'] }, { type: 'object' }] } }, required: ['a'] },
+    { anyOf: [{ enum: ['long-value'] }, { type: 'integer' }, { type: 'string' }, { type: 'null' }] },
+  ] as JsonSchema[]) {
+    const a = new JsonAutomaton(schema);
+    const end = a.feedBytes(a.initial(), a.completion(a.initial()));
+    assert.ok(end !== null && a.isComplete(end), JSON.stringify(schema));
+  }
+  // Options the automaton can reach still give the shortest value: `0` beats the enum and the string.
+  assert.equal(shortestJsonBytes({ anyOf: [{ enum: ['long-value'] }, { type: 'integer' }, { type: 'string' }] }), 1);
+});
+
 test('over HTTP the bad schemas are a 400 naming response_format / text.format, streaming or not, before any generation', async () => {
   const engine = new PromptEngine(() => '<|channel|>final<|message|>{}<|return|>');
   const { client, close } = await startServer(engine);
