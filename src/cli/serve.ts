@@ -6,6 +6,7 @@ import type { AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../engine/resolve.ts';
 import { UserError } from '../errors.ts';
+import { HostGuard } from '../server/guard.ts';
 import type { BuiltinToolFactories } from '../server/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
@@ -31,6 +32,8 @@ options:
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
   --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API
+  --allowed-hosts HOSTS   Host header values to accept besides loopback names and the bound address
+                          (comma-separated: name, name:port, or * for any; e.g. behind a proxy)
   --log-content           also log prompts and outputs (off by default: they may hold private data)
 `;
 
@@ -51,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
       ...COMPUTE_FLAG_OPTIONS,
       'log-content': { type: 'boolean' },
       cors: { type: 'string' },
+      'allowed-hosts': { type: 'string' },
       'max-output-tokens': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -69,6 +73,15 @@ export async function run(argv: string[]): Promise<number> {
   const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
   const effortText = stringFlag(p, 'reasoning-effort');
   const effortFlag = effortText === undefined ? undefined : parseEffort(effortText, '--reasoning-effort');
+  const listFlag = (name: string): string[] | undefined =>
+    stringFlag(p, name)
+      ?.split(',')
+      .map((o) => o.trim())
+      .filter((o) => o !== '');
+  const corsOrigins = listFlag('cors');
+  const allowedHosts = listFlag('allowed-hosts');
+  // A bad entry fails now, not after the model has loaded.
+  if (allowedHosts !== undefined) new HostGuard(allowedHosts);
 
   // Tools first: a bad --browser folder fails before the model loads.
   const tools: BuiltinToolFactories = {};
@@ -114,7 +127,8 @@ export async function run(argv: string[]): Promise<number> {
     ...(maxOutputTokens !== undefined ? { maxOutputTokens } : {}),
     tools,
     logContent: boolFlag(p, 'log-content'),
-    ...(stringFlag(p, 'cors') !== undefined ? { corsOrigins: stringFlag(p, 'cors')!.split(',').map((o) => o.trim()).filter((o) => o !== '') } : {}),
+    ...(corsOrigins !== undefined ? { corsOrigins } : {}),
+    ...(allowedHosts !== undefined ? { allowedHosts } : {}),
     // A scripted engine starts a script at every prompt step: give it each prompt in one step.
     ...(scripted !== undefined && scripted !== '' ? { batching: { prefillChunk: 1 << 20, maxBatchTokens: 1 << 20 } } : {}),
     ...(effortFlag !== undefined ? { defaultEffort: effortFlag } : {}),

@@ -1,10 +1,12 @@
 // Structured outputs: decoding constrained by a JSON schema. The schema is compiled into a small
-// tree of nodes; a byte-level pushdown automaton (a stack of immutable frames) follows the output
-// and says which next bytes keep it a valid prefix of some JSON value matching the schema. A token
-// is allowed when all its bytes are accepted in turn. The sampler sees this as a logits processor
-// that sets disallowed tokens to -Infinity. Two budgets keep every output finishable: whitespace
-// runs are short, and when the tokens left are barely enough to close the value the constraint
-// only allows the shortest completion, so the result parses and validates even when cut short.
+// graph of nodes, checked to admit a finite value of bounded size everywhere (a $ref cycle with no
+// way out, or a minItems of a billion, is refused before generation), and a byte-level pushdown
+// automaton (a stack of immutable frames) follows the output and says which next bytes keep it a
+// valid prefix of some JSON value matching the schema. A token is allowed when all its bytes are
+// accepted in turn. The sampler sees this as a logits processor that sets disallowed tokens to
+// -Infinity. Two budgets keep every output finishable: whitespace runs are short, and when the
+// tokens left are barely enough to close the value the constraint only allows the shortest
+// completion, so the result parses and validates even when cut short.
 import { UserError } from '../errors.ts';
 import type { LogitsProcessor } from './sampler.ts';
 
@@ -40,60 +42,80 @@ const encoder = new TextEncoder();
 const DEFAULT_MAX_STRING = 4096;
 /** Nesting allowed inside values whose schema says nothing ("any"). */
 const ANY_DEPTH = 4;
+/** Deepest nesting of subschemas (properties, items, anyOf, $ref ...) structured outputs support. */
+export const MAX_SCHEMA_NESTING = 64;
+/**
+ * Longest "shortest value" any part of a schema may have: the constraint must be able to complete
+ * every value it lets the model begin, within the answer's token budget.
+ */
+export const MAX_SHORTEST_BYTES = 65536;
 
 /**
  * Compiles a JSON schema; unsupported keywords are ignored (the output is still valid JSON). A
- * schema it cannot honour (remote $ref, nothing accepted, nesting past 64) is a UserError('input').
+ * schema it cannot honour is a UserError('input') naming the place (`#/properties/a`): a remote
+ * $ref, nesting past MAX_SCHEMA_NESTING, a part that admits no finite value (an endless $ref cycle,
+ * minItems above maxItems, an empty anyOf), a part whose shortest value is over MAX_SHORTEST_BYTES,
+ * or a $ref cycle through anyOf that never enters an object or array.
  */
 export function compileSchema(schema: JsonSchema): Node {
   const root = schema;
   const memo = new Map<unknown, Node>();
-  const resolveRef = (ref: string): JsonSchema => {
-    if (!ref.startsWith('#')) throw new UserError('input', `unsupported $ref "${ref}" (only local references)`);
+  const paths = new Map<Node, string>();
+  const resolveRef = (ref: string, path: string): JsonSchema => {
+    if (!ref.startsWith('#')) throw new UserError('input', `${path}: unsupported $ref "${clip(ref)}" (only local references)`);
     let at: unknown = root;
     for (const part of ref.slice(1).split('/').filter((p) => p !== '')) {
       const key = decodeURIComponent(part.replace(/~1/g, '/').replace(/~0/g, '~'));
-      at = typeof at === 'object' && at !== null ? (at as Record<string, unknown>)[key] : undefined;
-      if (at === undefined) throw new UserError('input', `$ref "${ref}" does not resolve`);
+      at = typeof at === 'object' && at !== null && Object.hasOwn(at, key) ? (at as Record<string, unknown>)[key] : undefined;
+      if (at === undefined) throw new UserError('input', `${path}: $ref "${clip(ref)}" does not resolve`);
     }
     return at as JsonSchema;
   };
-  const compile = (s: JsonSchema, depth: number): Node => {
-    if (s === true || (typeof s === 'object' && Object.keys(s).length === 0)) return { kind: 'any', depth: ANY_DEPTH };
-    if (s === false) throw new UserError('input', 'schema `false` accepts nothing');
+  const compile = (s: unknown, depth: number, path: string): Node => {
+    if (typeof s !== 'boolean' && (typeof s !== 'object' || s === null || Array.isArray(s))) {
+      throw new UserError('input', `${path}: a schema must be an object or a boolean`);
+    }
+    if (s === true || Object.keys(s).length === 0) return { kind: 'any', depth: ANY_DEPTH };
+    if (s === false) throw new UserError('input', `${path}: schema \`false\` accepts nothing`);
     const cached = memo.get(s);
     if (cached !== undefined) return cached;
-    if (depth > 64) throw new UserError('input', 'schema nests too deeply');
-    if (typeof s.$ref === 'string') {
-      const target = resolveRef(s.$ref);
+    if (depth > MAX_SCHEMA_NESTING) throw new UserError('input', `${path}: the schema nests more than ${MAX_SCHEMA_NESTING} levels deep (the most structured outputs support)`);
+    const o = s as Record<string, unknown>;
+    if (typeof o.$ref === 'string') {
+      const target = resolveRef(o.$ref, path);
       let node: Node | undefined;
-      const ref: Node = { kind: 'ref', target: () => (node ??= compile(target, depth + 1)) };
+      const ref: Node = { kind: 'ref', target: () => (node ??= compile(target, depth + 1, `${path}/$ref`)) };
       memo.set(s, ref);
+      paths.set(ref, path);
       return ref;
     }
     let node: Node;
-    if ('const' in s) node = { kind: 'literals', values: [encoder.encode(JSON.stringify(s.const))] };
-    else if (Array.isArray(s.enum)) {
-      if (s.enum.length === 0) throw new UserError('input', 'empty enum');
-      node = { kind: 'literals', values: s.enum.map((v) => encoder.encode(JSON.stringify(v))) };
-    } else if (Array.isArray(s.anyOf) || Array.isArray(s.oneOf)) {
-      const variants = (s.anyOf ?? s.oneOf) as JsonSchema[];
-      node = { kind: 'union', options: variants.map((v) => compile(v, depth + 1)) };
-    } else if (Array.isArray(s.allOf) && s.allOf.length === 1) {
-      node = compile(s.allOf[0] as JsonSchema, depth + 1);
+    if ('const' in o) node = { kind: 'literals', values: [encoder.encode(JSON.stringify(o.const))] };
+    else if (Array.isArray(o.enum)) {
+      if (o.enum.length === 0) throw new UserError('input', `${path}: empty enum`);
+      node = { kind: 'literals', values: o.enum.map((v) => encoder.encode(JSON.stringify(v))) };
+    } else if (Array.isArray(o.anyOf) || Array.isArray(o.oneOf)) {
+      const word = Array.isArray(o.anyOf) ? 'anyOf' : 'oneOf';
+      const variants = o[word] as unknown[];
+      node = { kind: 'union', options: variants.map((v, i) => compile(v, depth + 1, `${path}/${word}/${i}`)) };
+    } else if (Array.isArray(o.allOf) && o.allOf.length === 1) {
+      node = compile(o.allOf[0], depth + 1, `${path}/allOf/0`);
     } else {
-      const types = Array.isArray(s.type) ? (s.type as string[]) : typeof s.type === 'string' ? [s.type] : inferTypes(s);
-      const options = types.map((t) => compileType(s, t, depth));
+      const types = Array.isArray(o.type) ? (o.type as unknown[]) : typeof o.type === 'string' ? [o.type] : inferTypes(o);
+      const options = types.map((t) => compileType(o, t, depth, path));
       node = options.length === 1 ? options[0]! : { kind: 'union', options };
     }
-    if (s.nullable === true && node.kind !== 'null') node = { kind: 'union', options: [node, { kind: 'null' }] };
+    if (o.nullable === true && node.kind !== 'null') node = { kind: 'union', options: [node, { kind: 'null' }] };
     memo.set(s, node);
+    if (!paths.has(node)) paths.set(node, path);
     return node;
   };
-  const compileType = (s: Record<string, unknown>, type: string, depth: number): Node => {
+  const compileType = (s: Record<string, unknown>, type: unknown, depth: number, path: string): Node => {
     switch (type) {
-      case 'string':
-        return { kind: 'string', minLength: num(s.minLength, 0), maxLength: num(s.maxLength, DEFAULT_MAX_STRING) };
+      case 'string': {
+        const minLength = count(s.minLength, 0, Math.ceil);
+        return { kind: 'string', minLength, maxLength: count(s.maxLength, Math.max(DEFAULT_MAX_STRING, minLength), Math.floor) };
+      }
       case 'number':
       case 'integer': {
         const min = typeof s.minimum === 'number' ? s.minimum : typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum : undefined;
@@ -102,7 +124,7 @@ export function compileSchema(schema: JsonSchema): Node {
           // A small integer range is exact as a list of literals.
           const lo = typeof s.exclusiveMinimum === 'number' ? Math.floor(min) + 1 : Math.ceil(min);
           const hi = typeof s.exclusiveMaximum === 'number' ? Math.ceil(max) - 1 : Math.floor(max);
-          if (hi < lo) throw new UserError('input', 'integer range is empty');
+          if (hi < lo) throw new UserError('input', `${path}: integer range is empty`);
           return { kind: 'literals', values: Array.from({ length: hi - lo + 1 }, (_, i) => encoder.encode(String(lo + i))) };
         }
         return { kind: 'number', integer: type === 'integer', nonNegative: min !== undefined && min >= 0 };
@@ -112,28 +134,44 @@ export function compileSchema(schema: JsonSchema): Node {
       case 'null':
         return { kind: 'null' };
       case 'array': {
-        const items = s.items === undefined ? ({ kind: 'any', depth: ANY_DEPTH } as Node) : compile(s.items as JsonSchema, depth + 1);
-        return { kind: 'array', items, minItems: num(s.minItems, 0), maxItems: num(s.maxItems, Infinity) };
+        const items = s.items === undefined ? ({ kind: 'any', depth: ANY_DEPTH } as Node) : compile(s.items, depth + 1, `${path}/items`);
+        return { kind: 'array', items, minItems: count(s.minItems, 0, Math.ceil), maxItems: count(s.maxItems, Infinity, Math.floor) };
       }
       case 'object': {
-        const props = (s.properties ?? {}) as Record<string, JsonSchema>;
+        const props = s.properties ?? {};
+        if (typeof props !== 'object' || props === null || Array.isArray(props)) throw new UserError('input', `${path}/properties: must be an object mapping names to schemas`);
         const order = Object.keys(props);
-        const properties = new Map(order.map((k) => [k, compile(props[k]!, depth + 1)] as const));
-        const required = new Set(Array.isArray(s.required) ? (s.required as string[]) : []);
-        for (const r of required) if (!properties.has(r)) properties.set(r, { kind: 'any', depth: ANY_DEPTH }), order.push(r);
+        const properties = new Map(order.map((k) => [k, compile((props as Record<string, unknown>)[k], depth + 1, `${path}/properties/${clip(k)}`)] as const));
+        const required = new Set(Array.isArray(s.required) ? s.required.filter((r): r is string => typeof r === 'string') : []);
+        for (const r of required) {
+          if (properties.has(r)) continue;
+          if (s.additionalProperties === false) throw new UserError('input', `${path}: required property ${clip(JSON.stringify(r))} is not in properties and additionalProperties is false (no object can have it)`);
+          properties.set(r, { kind: 'any', depth: ANY_DEPTH });
+          order.push(r);
+        }
         // Declared properties close the object: structured outputs require additionalProperties
         // false, and writing only declared keys is valid either way.
         let additional: Node | null = null;
         if (order.length === 0 && s.additionalProperties !== false) {
-          additional = typeof s.additionalProperties === 'object' ? compile(s.additionalProperties as JsonSchema, depth + 1) : { kind: 'any', depth: ANY_DEPTH };
+          additional =
+            typeof s.additionalProperties === 'object' && s.additionalProperties !== null
+              ? compile(s.additionalProperties, depth + 1, `${path}/additionalProperties`)
+              : { kind: 'any', depth: ANY_DEPTH };
         }
         return { kind: 'object', properties, order, required, additional };
       }
       default:
-        throw new UserError('input', `unsupported schema type "${type}"`);
+        throw new UserError('input', `${path}: unsupported schema type ${clip(JSON.stringify(type) ?? String(type))}`);
     }
   };
-  return compile(schema, 0);
+  const top = compile(schema, 0, '#');
+  checkFinite(top, paths);
+  return top;
+}
+
+/** Bytes of the shortest JSON value a (valid) schema allows: what a constrained answer needs at least. */
+export function shortestJsonBytes(schema: JsonSchema): number {
+  return shortestOf.get(compileSchema(schema))!.bytes;
 }
 
 function inferTypes(s: Record<string, unknown>): string[] {
@@ -142,13 +180,264 @@ function inferTypes(s: Record<string, unknown>): string[] {
   return ['object', 'array', 'string', 'number', 'boolean', 'null'];
 }
 
-function num(v: unknown, fallback: number): number {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : fallback;
+/** A count keyword (minLength, maxItems ...) rounded towards what the schema allows; `fallback` when absent or invalid. */
+function count(v: unknown, fallback: number, round: (x: number) => number): number {
+  return typeof v === 'number' && v >= 0 ? (v === Infinity ? v : round(v)) : fallback;
+}
+
+function clip(s: string): string {
+  return s.length > 60 ? `${s.slice(0, 60)}…` : s;
 }
 
 function deref(node: Node): Exclude<Node, { kind: 'ref' }> {
   while (node.kind === 'ref') node = node.target();
   return node;
+}
+
+// ---- finiteness and shortest values --------------------------------------------------------------
+
+/** The children a node's value is made of (every $ref target is compiled on the way). */
+function childrenOf(node: Node): Node[] {
+  switch (node.kind) {
+    case 'union':
+      return node.options;
+    case 'ref':
+      return [node.target()];
+    case 'array':
+      return [node.items];
+    case 'object':
+      return [...node.properties.values(), ...(node.additional !== null ? [node.additional] : [])];
+    default:
+      return [];
+  }
+}
+
+/** Length in bytes of the shortest value of each node, and for a union the option giving it. */
+const shortestOf = new WeakMap<Node, { bytes: number; via?: Node }>();
+
+/**
+ * Every node reachable from `top` must admit a finite value no longer than MAX_SHORTEST_BYTES (the
+ * constraint completes whatever the model began with its shortest value), and no cycle may run
+ * through unions and $refs alone (starting such a value would recurse forever). Shortest lengths
+ * come from Knuth's generalization of Dijkstra's algorithm (each node's length is at least any of
+ * its parts', so the smallest unsettled candidate is final), linear in the schema, cycles included.
+ */
+function checkFinite(top: Node, paths: Map<Node, string>): void {
+  // Collect every node (forcing $refs), giving unnamed ones the place of their parent.
+  const nodes: Node[] = [top];
+  const seen = new Set<Node>(nodes);
+  for (let i = 0; i < nodes.length; i++) {
+    const node = nodes[i]!;
+    for (const child of childrenOf(node)) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      nodes.push(child);
+      if (!paths.has(child)) paths.set(child, paths.get(node) ?? '#');
+    }
+  }
+  const where = (n: Node): string => paths.get(n) ?? '#';
+
+  // Cycles through unions and $refs only (a white-grey-black depth-first search without recursion).
+  const state = new Map<Node, 1 | 2>();
+  for (const start of nodes) {
+    if (state.has(start)) continue;
+    const stack: [Node, number][] = [[start, 0]];
+    state.set(start, 1);
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1]!;
+      const [node, next] = frame;
+      const edges = node.kind === 'union' ? node.options : node.kind === 'ref' ? [node.target()] : [];
+      if (next >= edges.length) {
+        state.set(node, 2);
+        stack.pop();
+        continue;
+      }
+      frame[1]++;
+      const child = edges[next]!;
+      const s = state.get(child);
+      if (s === 1) throw new UserError('input', `${where(child)}: a $ref cycle through anyOf/oneOf/$ref never enters an object or array (a value would nest forever)`);
+      if (s === undefined) {
+        state.set(child, 1);
+        stack.push([child, 0]);
+      }
+    }
+  }
+
+  // Rules: a node's length from its parts' lengths. A union has one rule per option.
+  interface Rule {
+    head: Node;
+    parts: Node[];
+    waiting: number;
+    length: (part: (n: Node) => number) => number;
+  }
+  const rules: Rule[] = [];
+  const usedBy = new Map<Node, Rule[]>();
+  const rule = (head: Node, parts: Node[], length: Rule['length']): void => {
+    const r: Rule = { head, parts, waiting: parts.length, length };
+    rules.push(r);
+    for (const p of parts) {
+      const list = usedBy.get(p);
+      if (list === undefined) usedBy.set(p, [r]);
+      else list.push(r);
+    }
+  };
+  for (const n of nodes) {
+    switch (n.kind) {
+      case 'any':
+      case 'boolean':
+      case 'null':
+        rule(n, [], () => 4); // null, true
+        break;
+      case 'number':
+        rule(n, [], () => 1);
+        break;
+      case 'literals':
+        rule(n, [], () => shortestBytes(n.values).length);
+        break;
+      case 'string':
+        if (n.minLength <= n.maxLength) rule(n, [], () => 2 + n.minLength);
+        break;
+      case 'union':
+        // Only options the automaton would pick for their own first byte: it commits to the first
+        // option that accepts a byte, so a later option starting like an earlier one is never taken.
+        {
+          const taken = new Set<number>();
+          for (const o of n.options) {
+            const starts = firstBytes(o);
+            if (!overlaps(taken, starts)) rule(n, [o], (len) => len(o));
+            for (const b of starts) taken.add(b);
+          }
+        }
+        break;
+      case 'ref':
+        rule(n, [n.target()], (len) => len(n.target()));
+        break;
+      case 'array':
+        if (n.minItems > n.maxItems) break;
+        if (n.minItems === 0) rule(n, [], () => 2);
+        else rule(n, [n.items], (len) => 2 + n.minItems * (len(n.items) + 1) - 1);
+        break;
+      case 'object': {
+        const keys = n.order.filter((k) => n.required.has(k));
+        rule(n, keys.map((k) => n.properties.get(k)!), (len) => 2 + keys.reduce((sum, k, i) => sum + (i > 0 ? 1 : 0) + encoder.encode(JSON.stringify(k)).length + 1 + len(n.properties.get(k)!), 0));
+        break;
+      }
+    }
+  }
+  const settled = new Map<Node, number>();
+  const best = new Map<Node, { bytes: number; via?: Node }>();
+  const heap = new MinHeap<Node>();
+  const offer = (r: Rule): void => {
+    if (settled.has(r.head)) return;
+    const bytes = r.length((n) => settled.get(n)!);
+    const current = best.get(r.head);
+    if (current !== undefined && current.bytes <= bytes) return;
+    best.set(r.head, r.head.kind === 'union' ? { bytes, via: r.parts[0]! } : { bytes });
+    heap.push(bytes, r.head);
+  };
+  for (const r of rules) if (r.waiting === 0) offer(r);
+  for (let next = heap.pop(); next !== undefined; next = heap.pop()) {
+    const [bytes, node] = next;
+    if (settled.has(node)) continue;
+    settled.set(node, bytes);
+    // A part used twice by one rule (two required properties of one schema) counts twice.
+    for (const r of usedBy.get(node) ?? []) if (--r.waiting === 0) offer(r);
+  }
+  // Deepest first (the order found them outermost first), so the message names the part at fault.
+  for (const n of nodes.slice().reverse()) {
+    const bytes = settled.get(n);
+    if (bytes === undefined || bytes === Infinity) {
+      throw new UserError('input', `${where(n)}: admits no finite value (an endless $ref cycle, minItems above maxItems, minLength above maxLength, or an empty anyOf)`);
+    }
+    if (bytes > MAX_SHORTEST_BYTES) {
+      throw new UserError('input', `${where(n)}: its shortest value is ${bytes} bytes, more than the ${MAX_SHORTEST_BYTES} structured outputs support (lower minItems or minLength)`);
+    }
+    shortestOf.set(n, best.get(n)!);
+  }
+}
+
+const VALUE_START = {
+  string: [0x22],
+  number: [0x2d, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39],
+  boolean: [0x74, 0x66],
+  null: [0x6e],
+  array: [0x5b],
+  object: [0x7b],
+};
+const firstBytesOf = new WeakMap<Node, ReadonlySet<number>>();
+
+/** The bytes a value of `node` can start with (no cycles through unions and $refs: checked first). */
+function firstBytes(node: Node): ReadonlySet<number> {
+  let out = firstBytesOf.get(node);
+  if (out !== undefined) return out;
+  switch (node.kind) {
+    case 'any':
+      out = new Set(Object.values(VALUE_START).flat());
+      break;
+    case 'union':
+      out = new Set(node.options.flatMap((o) => [...firstBytes(o)]));
+      break;
+    case 'ref':
+      out = firstBytes(node.target());
+      break;
+    case 'literals':
+      out = new Set(node.values.map((v) => v[0]!));
+      break;
+    case 'number':
+      out = new Set(node.nonNegative ? VALUE_START.number.slice(1) : VALUE_START.number);
+      break;
+    default:
+      out = new Set(VALUE_START[node.kind]);
+  }
+  firstBytesOf.set(node, out);
+  return out;
+}
+
+function overlaps(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {
+  for (const x of b) if (a.has(x)) return true;
+  return false;
+}
+
+/** A binary min-heap of values by numeric key. */
+class MinHeap<T> {
+  private readonly keys: number[] = [];
+  private readonly values: T[] = [];
+  push(key: number, value: T): void {
+    let i = this.keys.length;
+    this.keys.push(key);
+    this.values.push(value);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.keys[parent]! <= key) break;
+      this.keys[i] = this.keys[parent]!;
+      this.values[i] = this.values[parent]!;
+      i = parent;
+    }
+    this.keys[i] = key;
+    this.values[i] = value;
+  }
+  pop(): [number, T] | undefined {
+    if (this.keys.length === 0) return undefined;
+    const out: [number, T] = [this.keys[0]!, this.values[0]!];
+    const key = this.keys.pop()!;
+    const value = this.values.pop()!;
+    const n = this.keys.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        let child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && this.keys[child + 1]! < this.keys[child]!) child++;
+        if (this.keys[child]! >= key) break;
+        this.keys[i] = this.keys[child]!;
+        this.values[i] = this.values[child]!;
+        i = child;
+      }
+      this.keys[i] = key;
+      this.values[i] = value;
+    }
+    return out;
+  }
 }
 
 // ---- the automaton -----------------------------------------------------------------------------
@@ -240,21 +529,123 @@ export class JsonAutomaton {
       const parent = state[i - 1];
       if (f.t === 'key' && parent?.t === 'object') {
         // Finish the key whose completion (rest of key, value, remaining required keys) is shortest.
-        let best: number[] | undefined;
-        for (const [j, candidate] of f.candidates.entries()) {
-          const tail = [...f.values[j]!.subarray(f.pos), ...this.frameCompletion({ ...parent, phase: 'colon', key: candidate }, false)];
-          if (best === undefined || tail.length < best.length) best = tail;
-        }
-        out.push(...best!);
+        const j = this.bestKey(f, parent).index;
+        for (const b of f.values[j]!.subarray(f.pos)) out.push(b);
+        for (const b of this.frameCompletion({ ...parent, phase: 'colon', key: f.candidates[j]! }, false)) out.push(b);
         i--; // the parent object is done too
         continue;
       }
       if (f.t === 'string' && f.free) childKey = null;
       const parentOfKey = f.t === 'object' && (f.phase === 'start' || f.phase === 'key') && i < state.length - 1;
-      out.push(...this.frameCompletion(parentOfKey ? { ...f, phase: 'colon', key: childKey ?? null } : f, i === state.length - 1));
+      for (const b of this.frameCompletion(parentOfKey ? { ...f, phase: 'colon', key: childKey ?? null } : f, i === state.length - 1)) out.push(b);
       if (!(f.t === 'string' && f.free)) childKey = undefined;
     }
     return Uint8Array.from(out);
+  }
+
+  /**
+   * completion(state).length without writing the bytes out. Every frame but the innermost adds an
+   * amount that depends on the frame alone (an object waiting on a key completes as if at its colon
+   * with a free key), and a token changes only the top of the stack, so those amounts are cached
+   * per frame: checking a candidate token near the end of the budget costs the top frames only,
+   * not the whole (up to MAX_SHORTEST_BYTES long) completion.
+   */
+  completionLength(state: JsonState): number {
+    let total = 0;
+    for (let i = state.length - 1; i >= 0; i--) {
+      const f = state[i]!;
+      const parent = state[i - 1];
+      if (f.t === 'key' && parent?.t === 'object') {
+        total += this.bestKey(f, parent).length;
+        i--;
+        continue;
+      }
+      if (i === state.length - 1) {
+        total += this.frameCompletionLength(f, true);
+        continue;
+      }
+      let below = frameTail.get(f);
+      if (below === undefined) {
+        const parentOfKey = f.t === 'object' && (f.phase === 'start' || f.phase === 'key');
+        frameTail.set(f, (below = this.frameCompletionLength(parentOfKey ? { ...f, phase: 'colon', key: null } : f, false)));
+      }
+      total += below;
+    }
+    return total;
+  }
+
+  /**
+   * The candidate key (first of the shortest) that completes the object soonest, and that length:
+   * the rest of the key, `:` and its value, then the required keys still missing. Linear in the
+   * object's keys (a candidate that is itself required drops out of the missing ones).
+   */
+  private bestKey(f: Extract<Frame, { t: 'key' }>, parent: Extract<Frame, { t: 'object' }>): { index: number; length: number } {
+    const node = parent.node;
+    const seen = new Set(parent.seen);
+    const entry = (k: string): number => 1 + encoder.encode(JSON.stringify(k)).length + 1 + shortestValueBytes(node.properties.get(k)!);
+    let missing = 0;
+    for (const k of node.order) if (node.required.has(k) && !seen.has(k)) missing += entry(k);
+    let best = { index: 0, length: Infinity };
+    f.candidates.forEach((candidate, j) => {
+      const value = shortestValueBytes(node.properties.get(candidate)!);
+      const stillMissing = node.required.has(candidate) && !seen.has(candidate) ? missing - entry(candidate) : missing;
+      const length = f.values[j]!.length - f.pos + 1 + value + stillMissing + 1;
+      if (length < best.length) best = { index: j, length };
+    });
+    return best;
+  }
+
+  /** frameCompletion(f, innermost).length, counted. */
+  private frameCompletionLength(f: Frame, innermost: boolean): number {
+    switch (f.t) {
+      case 'value':
+        return shortestValueBytes(f.node);
+      case 'string': {
+        let n = f.esc === 1 ? 1 : f.esc >= 2 ? 6 - f.esc : 0;
+        n += f.cont;
+        const len = f.len + (f.esc > 0 ? 1 : 0);
+        return n + Math.max(0, f.min - len) + 1;
+      }
+      case 'literal':
+      case 'key':
+        return shortestBytes(f.values).length - f.pos;
+      case 'number':
+        return numberCanEnd(f.phase) ? 0 : 1;
+      case 'array': {
+        let count = f.count + (f.phase === 'value' && !innermost ? 1 : 0);
+        const item = f.node.minItems > 0 ? shortestValueBytes(f.node.items) : 0;
+        let n = 0;
+        if (f.phase === 'start' && f.node.minItems > 0) {
+          n += item;
+          count = 1;
+        }
+        return n + Math.max(0, f.node.minItems - count) * (item + 1) + 1;
+      }
+      case 'object': {
+        const node = f.node;
+        const seen = new Set(f.seen);
+        let n = 0;
+        let first = f.phase === 'start';
+        const valueOf = (key: string | null): Node => (key === null ? (node.additional ?? { kind: 'null' }) : node.properties.get(key)!);
+        const keyBytes = (k: string): number => encoder.encode(JSON.stringify(k)).length;
+        if (f.phase === 'key') {
+          const key = nextKey(node, seen);
+          n += (key === null ? 2 : keyBytes(key)) + 1 + shortestValueBytes(valueOf(key));
+          if (key !== null) seen.add(key);
+        } else if (f.phase === 'colon') {
+          n += 1 + shortestValueBytes(valueOf(f.key));
+          if (f.key !== null) seen.add(f.key);
+        } else if (f.phase === 'value' && f.key !== null) {
+          seen.add(f.key);
+        }
+        for (const k of node.order) {
+          if (!node.required.has(k) || seen.has(k)) continue;
+          n += (first ? 0 : 1) + keyBytes(k) + 1 + shortestValueBytes(node.properties.get(k)!);
+          first = false;
+        }
+        return n + 1;
+      }
+    }
   }
 
   private childDone(stack: Frame[], key: string | undefined): void {
@@ -413,7 +804,7 @@ export class JsonAutomaton {
   private frameCompletion(f: Frame, innermost: boolean): number[] {
     switch (f.t) {
       case 'value':
-        return utf8(shortestValue(f.node, 0));
+        return utf8(shortestValue(f.node));
       case 'string': {
         const out: number[] = [];
         let len = f.len;
@@ -430,17 +821,17 @@ export class JsonAutomaton {
       }
       case 'literal':
       case 'key':
-        return [...shortestOf(f.values).subarray(f.pos)];
+        return [...shortestBytes(f.values).subarray(f.pos)];
       case 'number':
         return numberCanEnd(f.phase) ? [] : [0x30];
       case 'array': {
         let count = f.count + (f.phase === 'value' && !innermost ? 1 : 0);
         let s = '';
         if (f.phase === 'start' && f.node.minItems > 0) {
-          s += shortestValue(f.node.items, 0);
+          s += shortestValue(f.node.items);
           count = 1;
         }
-        for (; count < f.node.minItems; count++) s += ',' + shortestValue(f.node.items, 0);
+        for (; count < f.node.minItems; count++) s += ',' + shortestValue(f.node.items);
         return utf8(s + ']');
       }
       case 'object': {
@@ -451,20 +842,18 @@ export class JsonAutomaton {
         const valueOf = (key: string | null): Node => (key === null ? (node.additional ?? { kind: 'null' }) : node.properties.get(key)!);
         if (f.phase === 'key') {
           // After a comma a key must follow: the first missing required key, or any free key.
-          const cost = (k: string): number => JSON.stringify(k).length + shortestValue(node.properties.get(k)!, 0).length;
-          const unseen = node.order.filter((k) => !seen.has(k));
-          const key = unseen.find((k) => node.required.has(k)) ?? unseen.sort((a, b) => cost(a) - cost(b))[0] ?? null;
-          s += (key === null ? '""' : JSON.stringify(key)) + ':' + shortestValue(valueOf(key), 0);
+          const key = nextKey(node, seen);
+          s += (key === null ? '""' : JSON.stringify(key)) + ':' + shortestValue(valueOf(key));
           if (key !== null) seen.add(key);
         } else if (f.phase === 'colon') {
-          s += ':' + shortestValue(valueOf(f.key), 0);
+          s += ':' + shortestValue(valueOf(f.key));
           if (f.key !== null) seen.add(f.key);
         } else if (f.phase === 'value' && f.key !== null) {
           seen.add(f.key);
         }
         for (const k of node.order) {
           if (!node.required.has(k) || seen.has(k)) continue;
-          s += (first ? '' : ',') + JSON.stringify(k) + ':' + shortestValue(node.properties.get(k)!, 0);
+          s += (first ? '' : ',') + JSON.stringify(k) + ':' + shortestValue(node.properties.get(k)!);
           first = false;
         }
         return utf8(s + '}');
@@ -473,7 +862,26 @@ export class JsonAutomaton {
   }
 }
 
-function shortestOf(values: readonly Uint8Array[]): Uint8Array {
+/**
+ * The key a completion writes after a comma: the first missing required key, else the unseen key
+ * whose entry is shortest (the first of equals), else null (a free key, written `""`).
+ */
+function nextKey(node: ObjectNode, seen: ReadonlySet<string>): string | null {
+  let best: string | null = null;
+  let bestCost = Infinity;
+  for (const k of node.order) {
+    if (seen.has(k)) continue;
+    if (node.required.has(k)) return k;
+    const cost = JSON.stringify(k).length + shortestValue(node.properties.get(k)!).length;
+    if (cost < bestCost) {
+      best = k;
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
+function shortestBytes(values: readonly Uint8Array[]): Uint8Array {
   return values.reduce((a, b) => (b.length < a.length ? b : a));
 }
 
@@ -496,18 +904,41 @@ function anyNode(depth: number): Node {
   return { kind: 'union', options };
 }
 
-function shortestValue(nodeIn: Node, depth: number): string {
+/** What each frame below the innermost adds to a completion (see completionLength). */
+const frameTail = new WeakMap<Frame, number>();
+
+/** Byte length of shortestValue(node). */
+function shortestValueBytes(nodeIn: Node): number {
   const node = deref(nodeIn);
-  if (depth > 32) throw new Error('schema has no finite value');
+  return shortestOf.get(node)?.bytes ?? encoder.encode(shortestValue(node)).length;
+}
+
+/** Shortest values already written out, by node. */
+const shortestText = new WeakMap<Node, string>();
+
+/**
+ * The shortest JSON text of a node's value. Compiled nodes follow the choices checkFinite() made
+ * (finite and bounded by construction); the small "any" nodes made while decoding are computed directly.
+ */
+function shortestValue(nodeIn: Node): string {
+  const node = deref(nodeIn);
+  const cached = shortestText.get(node);
+  if (cached !== undefined) return cached;
+  let text: string;
   switch (node.kind) {
     case 'any':
       return 'null';
-    case 'union':
-      return node.options.map((o) => shortestValue(o, depth + 1)).sort((a, b) => a.length - b.length)[0]!;
+    case 'union': {
+      const via = shortestOf.get(node)?.via;
+      text = via !== undefined ? shortestValue(via) : node.options.map((o) => shortestValue(o)).reduce((a, b) => (b.length < a.length ? b : a));
+      break;
+    }
     case 'literals':
-      return new TextDecoder().decode(node.values.slice().sort((a, b) => a.length - b.length)[0]!);
+      text = new TextDecoder().decode(shortestBytes(node.values));
+      break;
     case 'string':
-      return '"' + 'a'.repeat(node.minLength) + '"';
+      text = '"' + 'a'.repeat(node.minLength) + '"';
+      break;
     case 'number':
       return '0';
     case 'boolean':
@@ -515,10 +946,14 @@ function shortestValue(nodeIn: Node, depth: number): string {
     case 'null':
       return 'null';
     case 'array':
-      return '[' + new Array(node.minItems).fill(shortestValue(node.items, depth + 1)).join(',') + ']';
+      text = '[' + new Array(node.minItems).fill(node.minItems > 0 ? shortestValue(node.items) : '').join(',') + ']';
+      break;
     case 'object':
-      return '{' + node.order.filter((k) => node.required.has(k)).map((k) => JSON.stringify(k) + ':' + shortestValue(node.properties.get(k)!, depth + 1)).join(',') + '}';
+      text = '{' + node.order.filter((k) => node.required.has(k)).map((k) => JSON.stringify(k) + ':' + shortestValue(node.properties.get(k)!)).join(',') + '}';
+      break;
   }
+  shortestText.set(node, text);
+  return text;
 }
 
 function newString(min: number, max: number, free: boolean): Frame {
@@ -755,7 +1190,7 @@ export class JsonConstraint {
     if (this.stopTokens.includes(token)) return this.complete;
     const next = this.after(token);
     if (next === null) return false;
-    return room === Infinity || this.automaton.completion(next).length + 1 <= room;
+    return room === Infinity || this.automaton.completionLength(next) + 1 <= room;
   }
 
   /** A processor for the sampler; `start` is the index in `generated` where the JSON begins. */

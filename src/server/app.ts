@@ -1,4 +1,5 @@
-// The HTTP layer: routes, bearer-token auth, body limits, the concurrency cap, one log line per
+// The HTTP layer: routes, bearer-token auth, the browser guards (Host, Origin, JSON bodies only; see
+// guard.ts and body.ts), body limits, the concurrency cap, one log line per
 // request (never prompt or output text unless logContent), OpenAI-shaped errors, and server-sent
 // events for streaming. Handlers run requests through runner.ts on one shared BatchingEngine.
 import { serve, type ServerType } from '@hono/node-server';
@@ -8,12 +9,15 @@ import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { AgentEvent } from '../engine/agent.ts';
+import { shortestJsonBytes } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
 import { BatchingEngine, type BatchingOptions } from '../engine/scheduler.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
+import { readJsonBody } from './body.ts';
 import { ChatBuilder, chatUsage, finishReasonOf, parseChatRequest } from './chat.ts';
 import { newId, nowSeconds, type BuiltinToolFactories, type ServerContext } from './common.ts';
 import { ApiError, toApiError } from './errors.ts';
+import { HostGuard, originAllowed } from './guard.ts';
 import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, statusOf, type ResponseEvent } from './responses.ts';
 import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
 import { ResponseStore } from './store.ts';
@@ -40,6 +44,13 @@ export interface ServerOptions {
   maxOutputTokens?: number;
   /** Origins allowed to call the API from a web page (CORS); none by default. */
   corsOrigins?: readonly string[];
+  /**
+   * Host header values accepted besides the loopback names and the bound address (DNS-rebinding
+   * guard): `name` (any port), `name:port`, or `*` to accept any.
+   */
+  allowedHosts?: readonly string[];
+  /** Stored responses kept (`store`), by count and by serialized size; defaults 1000 and 256 MiB. */
+  storeLimits?: { maxEntries?: number; maxBytes?: number };
   /** Continuous batching; pass an existing BatchingEngine as `engine` to share it. */
   batching?: BatchingOptions;
 }
@@ -73,7 +84,7 @@ export function createServer(options: ServerOptions): GptossServer {
     modelName,
     modelIds: new Set([modelName, ...(options.aliases ?? ['gpt-oss-20b', 'gpt-oss-120b'])]),
     tools: options.tools ?? {},
-    store: new ResponseStore(),
+    store: new ResponseStore(options.storeLimits?.maxEntries, options.storeLimits?.maxBytes),
     logContent: options.logContent ?? false,
     log: options.log ?? ((line) => process.stderr.write(line + '\n')),
     defaultEffort: options.defaultEffort ?? 'medium',
@@ -120,9 +131,25 @@ export function createServer(options: ServerOptions): GptossServer {
   });
   app.notFound((c) => c.json(new ApiError(404, `Unknown endpoint ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'unknown_url' }).toBody(), 404));
 
-  if (options.corsOrigins !== undefined && options.corsOrigins.length > 0) {
-    const origins = [...options.corsOrigins];
-    app.use('*', cors({ origin: origins.includes('*') ? '*' : origins, allowHeaders: ['authorization', 'content-type'], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'] }));
+  // Before anything else answers: requests addressed to another host name (DNS rebinding) and
+  // requests from web pages of other origins are refused.
+  const hosts = new HostGuard(options.allowedHosts);
+  const corsOrigins = options.corsOrigins ?? [];
+  app.use('*', async (c, next) => {
+    const host = c.req.header('host') ?? new URL(c.req.url).host;
+    if (!hosts.allows(host)) {
+      throw new ApiError(403, `Host '${host.slice(0, 100)}' is not an address of this server; to accept it, start the server with --allowed-hosts.`, { code: 'host_not_allowed' });
+    }
+    const origin = c.req.header('origin');
+    if (origin !== undefined && !originAllowed(origin, host, corsOrigins)) {
+      throw new ApiError(403, `Requests from web pages of origin '${origin.slice(0, 100)}' are not allowed; to accept them, start the server with --cors.`, { code: 'origin_not_allowed' });
+    }
+    await next();
+  });
+  if (corsOrigins.length > 0) {
+    // No allowHeaders: a preflight is answered with the headers it asks for (the openai SDK sends
+    // x-stainless-*, openai-organization, openai-project, ...); only allowed origins get this far.
+    app.use('*', cors({ origin: corsOrigins.includes('*') ? '*' : [...corsOrigins], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'], exposeHeaders: ['retry-after'] }));
   }
 
   app.get('/health', (c) =>
@@ -179,16 +206,7 @@ export function createServer(options: ServerOptions): GptossServer {
   });
 
   const readBody = async (c: Context): Promise<JsonRecord> => {
-    const length = Number(c.req.header('content-length') ?? '0');
-    if (length > maxBody) throw new ApiError(413, `Request body of ${length} bytes exceeds the limit of ${maxBody} bytes.`, { code: 'request_too_large' });
-    const buffer = await c.req.arrayBuffer();
-    if (buffer.byteLength > maxBody) throw new ApiError(413, `Request body exceeds the limit of ${maxBody} bytes.`, { code: 'request_too_large' });
-    let body: unknown;
-    try {
-      body = JSON.parse(Buffer.from(buffer).toString('utf8'));
-    } catch (e) {
-      throw new ApiError(400, `We could not parse the JSON body of your request: ${(e as Error).message}`, { code: 'invalid_json' });
-    }
+    const body = await readJsonBody(c.req.raw, maxBody);
     if (!isRecord(body)) throw new ApiError(400, 'The request body must be a JSON object.');
     const model = body['model'];
     if (model !== undefined && model !== null) {
@@ -212,14 +230,25 @@ export function createServer(options: ServerOptions): GptossServer {
   };
 
   /**
-   * Checks that the prompt fits the context window before anything streams, and caps the turn's
-   * output at the room the prompt leaves.
+   * Checks that the prompt fits the context window before anything streams, and that the shortest
+   * answer a structured-output schema allows fits what is left (the constraint reserves a token
+   * per byte of it); caps the turn's output at the room the prompt leaves.
    */
-  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string): void => {
+  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string, formatParam: string): void => {
     const promptTokens = renderPrompt(turn.messages).length;
     const window = engine.info.contextLength;
     if (promptTokens >= window) {
       throw new ApiError(400, `This model's maximum context length is ${window} tokens; your request has ${promptTokens} prompt tokens. Shorten the ${param}.`, { param, code: 'context_length_exceeded' });
+    }
+    if (turn.finalSchema !== undefined) {
+      const bytes = shortestJsonBytes(turn.finalSchema);
+      if (bytes > window - promptTokens) {
+        throw new ApiError(
+          400,
+          `The shortest JSON value the ${formatParam} schema allows is ${bytes} bytes, more than the ${window - promptTokens} tokens the context window of ${window} leaves after the prompt (structured outputs reserve a token per byte).`,
+          { param: formatParam, code: 'context_length_exceeded' },
+        );
+      }
     }
     turn.maxTokens = Math.max(1, Math.min(turn.maxTokens, window - promptTokens));
   };
@@ -232,33 +261,31 @@ export function createServer(options: ServerOptions): GptossServer {
     const started = (c as unknown as { started?: number }).started ?? performance.now();
     const abort = new AbortController();
     c.req.raw.signal.addEventListener('abort', () => abort.abort(), { once: true });
-    return streamSSE(
-      c,
-      async (sse) => {
-        sse.onAbort(() => abort.abort());
-        try {
-          await body(sse, abort.signal);
-        } catch (e) {
-          if (!(e instanceof ClientGoneError)) throw e;
-        } finally {
-          release();
-          logLine(c, abort.signal.aborted ? 499 : 200, started, info);
+    return streamSSE(c, async (sse) => {
+      sse.onAbort(() => abort.abort());
+      try {
+        await body(sse, abort.signal);
+      } catch (e) {
+        // Handled here, not by streamSSE's error callback: after that callback it writes the raw
+        // message as a second, unshaped error event (internal details included).
+        if (!(e instanceof ClientGoneError)) {
+          const err = toApiError(e);
+          if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+          const b = err.toBody().error;
+          await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) }).catch(() => {});
         }
-      },
-      async (e, sse) => {
-        const err = toApiError(e);
-        if (err.status === 500) ctx.log(`internal error: ${e.stack ?? e.message}`);
-        const b = err.toBody().error;
-        await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) });
-      },
-    );
+      } finally {
+        release();
+        logLine(c, abort.signal.aborted ? 499 : 200, started, info);
+      }
+    });
   };
 
   app.post('/v1/responses', async (c) => {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseResponsesRequest(ctx, body, room());
-    fitContext(request.turn, 'input');
+    fitContext(request.turn, 'input', 'text.format');
     const release = acquireSlot();
     const id = newId('resp');
     const createdAt = nowSeconds();
@@ -322,7 +349,7 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseChatRequest(ctx, body, room());
-    fitContext(request.turn, 'messages');
+    fitContext(request.turn, 'messages', 'response_format');
     const release = acquireSlot();
     const id = newId('chatcmpl').replace('_', '-');
     const created = nowSeconds();
@@ -401,6 +428,7 @@ export function createServer(options: ServerOptions): GptossServer {
         let server: ServerType;
         try {
           server = serve({ fetch: app.fetch, port, hostname: host }, (address: AddressInfo) => {
+            hosts.listening(host, address.port);
             const shownHost = host.includes(':') ? `[${host}]` : host;
             resolve({
               url: `http://${shownHost}:${address.port}`,

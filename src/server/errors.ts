@@ -3,14 +3,14 @@
 // matching status; anything else becomes a 500 whose message names no internals.
 import { isUserError } from '../errors.ts';
 
-export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
+export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
 
 export interface ApiErrorBody {
   error: { message: string; type: ApiErrorType; param: string | null; code: string | null };
 }
 
 export class ApiError extends Error {
-  readonly status: 400 | 401 | 404 | 413 | 429 | 500;
+  readonly status: 400 | 401 | 403 | 404 | 413 | 415 | 429 | 500;
   readonly type: ApiErrorType;
   readonly param: string | null;
   readonly code: string | null;
@@ -31,6 +31,8 @@ function defaultType(status: number): ApiErrorType {
   switch (status) {
     case 401:
       return 'authentication_error';
+    case 403:
+      return 'permission_error';
     case 404:
       return 'not_found_error';
     case 429:

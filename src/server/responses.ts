@@ -11,7 +11,7 @@ import { CitationStream, type CitationSource } from '../tools/index.ts';
 import { builtinTool, formatInstructions, formatSchema, newId, nowSeconds, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
 import { ApiError, invalid } from './errors.ts';
 import type { TurnRequest } from './runner.ts';
-import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
+import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
 
 export interface ResponsesRequest {
   turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
@@ -144,7 +144,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
       text: { format: textFormat },
       tool_choice: (body['tool_choice'] ?? 'auto') as Json,
       tools: toolsIn,
-      metadata: (isRecord(body['metadata']) ? body['metadata'] : {}) as Json,
+      metadata: optMetadata(body) ?? {},
       parallel_tool_calls: optBool(body, 'parallel_tool_calls') ?? false,
       store,
     },

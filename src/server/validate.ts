@@ -67,3 +67,21 @@ export function contentText(v: unknown, param: string, allowedTypes: readonly st
   });
   return out;
 }
+
+/** OpenAI's bounds on `metadata`: at most 16 pairs, keys up to 64 characters, string values up to 512. */
+export const METADATA_LIMITS = { pairs: 16, keyLength: 64, valueLength: 512 } as const;
+
+/** A request's `metadata`: string values under string keys, within METADATA_LIMITS. */
+export function optMetadata(body: JsonRecord, key = 'metadata'): Record<string, string> | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  const m = record(v, key);
+  const entries = Object.entries(m);
+  if (entries.length > METADATA_LIMITS.pairs) throw invalid(key, `${key} may have at most ${METADATA_LIMITS.pairs} key-value pairs, got ${entries.length}`);
+  for (const [k, value] of entries) {
+    if (k.length > METADATA_LIMITS.keyLength) throw invalid(key, `${key} keys may be at most ${METADATA_LIMITS.keyLength} characters, got one of ${k.length}`);
+    if (typeof value !== 'string') throw invalid(`${key}.${k}`, `${key} values must be strings (${key}.${k} is not)`);
+    if (value.length > METADATA_LIMITS.valueLength) throw invalid(`${key}.${k}`, `${key} values may be at most ${METADATA_LIMITS.valueLength} characters, ${key}.${k} has ${value.length}`);
+  }
+  return m as Record<string, string>;
+}
