@@ -1,7 +1,7 @@
 // The server's view of failures: every error a client sees is an ApiError rendered in the OpenAI
 // error shape `{error:{message,type,param,code}}`. User errors from lower layers are mapped to the
 // matching status; anything else becomes a 500 whose message names no internals.
-import { isUserError } from '../errors.ts';
+import { escapeControls, isUserError, MAX_MESSAGE_CHARS, truncateText } from '../errors.ts';
 
 export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
 
@@ -15,7 +15,9 @@ export class ApiError extends Error {
   readonly param: string | null;
   readonly code: string | null;
   constructor(status: ApiError['status'], message: string, options: { type?: ApiErrorType; param?: string | null; code?: string | null } = {}) {
-    super(message);
+    // Messages quote the client's own input (a JSON parser's complaint, a field value): one bounded
+    // line with control characters escaped, whatever a client sends.
+    super(truncateText(escapeControls(message), MAX_MESSAGE_CHARS));
     this.name = 'ApiError';
     this.status = status;
     this.type = options.type ?? defaultType(status);

@@ -388,3 +388,18 @@ test('the response store is bounded by bytes as well as by count, oldest dropped
   for (let i = 0; i < 3; i++) counted.put(entry(`c${i}`, 10));
   assert.equal(counted.size, 2);
 });
+
+test('an error quoting the client input escapes control characters and stays one bounded line', async () => {
+  const s = await startServer(new PromptEngine(() => ANSWER));
+  try {
+    for (const body of ['\u0000', '{"model": "\u001b[2J', `{"x": "${'\u0007'.repeat(10_000)}`]) {
+      const r = await raw(s.running.url, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body });
+      assert.equal(r.status, 400);
+      const e = errorOf(r);
+      assert.doesNotMatch(e.message, /[\u0000-\u001f\u007f-\u009f]/, JSON.stringify(e.message));
+      assert.ok(e.message.length <= 2000, `${e.message.length} characters`);
+    }
+  } finally {
+    await s.close();
+  }
+});
