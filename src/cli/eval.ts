@@ -140,7 +140,7 @@ export async function run(argv: string[]): Promise<number> {
           throw new UserError('usage', `--out ${outDir}: holds a run made with another policy; use another --out folder (or remove it) to evaluate this one`);
         }
       }
-      const all = pickN(parseGold(text, dataPath), n);
+      const all = pickN(parseGold(text, dataPath, format.labels), n);
       cases = all.map((c) => ({ id: c.id, run: (signal) => runClassifyCase(model, policy, c, format, { ...sample, signal }) }));
     } else {
       const all = pickN(parseExact(text, dataPath), n);

@@ -16,8 +16,11 @@ export interface GoldCase {
   label: string;
 }
 
-/** Parses JSONL rows `{id?, text, label}`; a label may be a string, number or boolean. */
-export function parseGold(content: string, source: string): GoldCase[] {
+/**
+ * Parses JSONL rows `{id?, text, label}`; a label may be a string, number or boolean. With
+ * `labels` (the policy's), a gold label outside them is refused: no answer could ever match it.
+ */
+export function parseGold(content: string, source: string, labels?: readonly string[]): GoldCase[] {
   const ids = new CaseIds(source, 'id');
   const out: GoldCase[] = [];
   for (const { row, line, where } of jsonlRows(content, source)) {
@@ -26,6 +29,9 @@ export function parseGold(content: string, source: string): GoldCase[] {
     const raw = row.label;
     const label = typeof raw === 'string' ? raw.trim() : typeof raw === 'number' || typeof raw === 'boolean' ? String(raw) : undefined;
     if (label === undefined || label === '') throw new UserError('input', `${where}: "label" (the correct label) must be a non-empty string, a number or a boolean`);
+    if (labels !== undefined && labels.length > 0 && !labels.includes(label)) {
+      throw new UserError('input', `${where}: the label ${JSON.stringify(label)} is not one of --labels ${labels.join(',')}`);
+    }
     out.push({ id: ids.assign(row, line, { text: row.text, label }), text: row.text, label });
   }
   return out;

@@ -7,7 +7,7 @@
 // file so that a rerun skips the texts already classified under the same policy.
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { isUserError, quoted, UserError } from '../errors.ts';
+import { isUserError, quoted, readProblem, UserError } from '../errors.ts';
 import { CaseIds, jsonlRows } from './jsonl.ts';
 import type { ChatMessage, SampleOptions, Sampler, SamplerResponse } from './types.ts';
 
@@ -218,7 +218,12 @@ function previousResults(path: string, items: readonly ClassifyItem[], policyHas
   const done = new Map<string, ClassifyResult>();
   if (!existsSync(path)) return done;
   const byId = new Map(items.map((i) => [i.id, i]));
-  const lines = readFileSync(path, 'utf8').split('\n');
+  let lines: string[];
+  try {
+    lines = readFileSync(path, 'utf8').split('\n');
+  } catch (e) {
+    throw new UserError('usage', `${path}: cannot read the earlier results: ${readProblem(e)}`);
+  }
   for (let n = 0; n < lines.length; n++) {
     if (lines[n]!.trim() === '') continue;
     let r: ClassifyResult;

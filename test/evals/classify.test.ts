@@ -260,11 +260,17 @@ test('gptoss eval classify: accuracy, per-label precision and recall, confusion 
   }
 });
 
-test('gptoss eval classify: gold rows without a label are refused with their line', async () => {
+test('gptoss eval classify: gold rows without a label, or with one outside --labels, are refused with their line', async () => {
   const dir = tempDir();
   const data = join(dir, 'gold.jsonl');
-  writeFileSync(data, '{"text": "a", "label": 1}\n{"text": "b"}\n');
-  const r = await runCli(['eval', 'classify', '--policy', POLICY, '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', join(dir, 'o')]);
-  assert.equal(r.code, 2);
-  assert.match(r.stderr, /gold\.jsonl:2: "label" \(the correct label\) must be/);
+  const cases: [string, string[], RegExp][] = [
+    ['{"text": "a", "label": 1}\n{"text": "b"}\n', [], /gold\.jsonl:2: "label" \(the correct label\) must be/],
+    ['{"text": "a", "label": 1}\n{"text": "b", "label": "yes"}\n', ['--labels', '0,1'], /gold\.jsonl:2: the label "yes" is not one of --labels 0,1/],
+  ];
+  for (const [content, flags, message] of cases) {
+    writeFileSync(data, content);
+    const r = await runCli(['eval', 'classify', '--policy', POLICY, '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', join(dir, 'o'), ...flags]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, message);
+  }
 });
