@@ -1,21 +1,26 @@
-// `gptoss eval healthbench|mcq|exact`: runs an evaluation against any OpenAI-compatible endpoint
+// `gptoss eval healthbench|mcq|exact|classify`: runs an evaluation against any OpenAI-compatible endpoint
 // (or a local model), resumable, with a progress bar, a summary and an HTML report. The last line
 // printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`; the exit status says whether
 // every case was answered and graded (0) or some were not (1, listed on stderr).
-import { readFileSync, existsSync, statSync } from 'node:fs';
+import { readFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { UserError } from '../errors.ts';
+import { readProblem, UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
   DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
-  runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
+  readResults, runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
+import { parseLabelList, policySha256, type OutputFormat } from '../evals/classify.ts';
+import { classificationMetrics, classificationPairs, parseGold, runClassifyCase } from '../evals/classify-eval.ts';
 
 const USAGE = `usage:
   gptoss eval healthbench --data FILE.jsonl --model URL|DIR --grader URL|DIR --out DIR
                           [--subset hard|consensus] [--effort low|medium|high] [--n N] [--concurrency C]
   gptoss eval mcq   --data FILE.jsonl --model URL|DIR --out DIR [--seed S] [--effort E] [--n N] [--concurrency C]
   gptoss eval exact --data FILE.jsonl --model URL|DIR --out DIR [--effort E] [--n N] [--concurrency C]
+  gptoss eval classify --policy POLICY.md --data GOLD.jsonl --model URL|DIR --out DIR
+                       [--labels A,B,...] [--label-field NAME] [--effort E] [--n N] [--concurrency C]
+                       (GOLD rows: {"id"?, "text", "label"}; accuracy, per-label precision/recall, confusion table)
 every evaluation also takes [--max-tokens N] (default ${DEFAULT_MAX_TOKENS}) [--timeout SECONDS] (default ${DEFAULT_TIMEOUT_S})
 and [--temperature T]; the token cap and the timeout apply to every request, the grader's too.
 
@@ -27,7 +32,7 @@ Exit status: 0 when every case was answered and graded, 1 when some were not (re
 const FLAGS = {
   data: { type: 'string' }, model: { type: 'string' }, grader: { type: 'string' }, out: { type: 'string' },
   subset: { type: 'string' }, effort: { type: 'string' }, n: { type: 'string' }, concurrency: { type: 'string' },
-  seed: { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  seed: { type: 'string' }, policy: { type: 'string' }, labels: { type: 'string' }, 'label-field': { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
 function required(value: string | undefined, flag: string): string {
@@ -48,7 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return kind === undefined ? 2 : 0;
   }
-  if (kind !== 'healthbench' && kind !== 'mcq' && kind !== 'exact') throw new UserError('usage', `unknown evaluation "${kind}" (expected healthbench, mcq or exact)`);
+  if (kind !== 'healthbench' && kind !== 'mcq' && kind !== 'exact' && kind !== 'classify') throw new UserError('usage', `unknown evaluation "${kind}" (expected healthbench, mcq, exact or classify)`);
   const p = parseFlags(rest, FLAGS, false);
   if (boolFlag(p, 'help')) {
     console.log(USAGE);
@@ -103,6 +108,40 @@ export async function run(argv: string[]): Promise<number> {
       settings.seed = seed;
       const all = pickN(parseMcq(text, dataPath), n);
       cases = all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, seed, { ...sample, signal }) }));
+    } else if (kind === 'classify') {
+      const policyPath = resolve(required(stringFlag(p, 'policy'), 'policy'));
+      let policy: string;
+      try {
+        policy = readFileSync(policyPath, 'utf8');
+      } catch (e) {
+        throw new UserError('input', `--policy ${policyPath}: ${readProblem(e)}`);
+      }
+      if (policy.trim() === '') throw new UserError('input', `--policy ${policyPath}: the policy is empty`);
+      const labelsFlag = stringFlag(p, 'labels');
+      const labelField = stringFlag(p, 'label-field');
+      const format: OutputFormat = {
+        ...(labelsFlag !== undefined ? { labels: parseLabelList(labelsFlag) } : {}),
+        ...(labelField !== undefined && labelField !== '' ? { labelField } : {}),
+      };
+      settings.policy = policyPath;
+      // Results are resumed by case id: the hash makes a changed policy visible in summary.json.
+      settings.policy_sha256 = policySha256(policy).slice(0, 16);
+      if (format.labels !== undefined) settings.labels = format.labels.join(',');
+      const earlier = join(outDir, 'summary.json');
+      if (existsSync(earlier)) {
+        // Resumed results were made under the earlier policy: mixing two policies in one score would mislead.
+        let before: unknown;
+        try {
+          before = (JSON.parse(readFileSync(earlier, 'utf8')) as { settings?: Record<string, unknown> }).settings?.policy_sha256;
+        } catch {
+          // An unreadable summary is rewritten at the end of this run.
+        }
+        if (typeof before === 'string' && before !== settings.policy_sha256) {
+          throw new UserError('usage', `--out ${outDir}: holds a run made with another policy; use another --out folder (or remove it) to evaluate this one`);
+        }
+      }
+      const all = pickN(parseGold(text, dataPath, format.labels), n);
+      cases = all.map((c) => ({ id: c.id, run: (signal) => runClassifyCase(model, policy, c, format, { ...sample, signal }) }));
     } else {
       const all = pickN(parseExact(text, dataPath), n);
       cases = all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) }));
@@ -114,6 +153,19 @@ export async function run(argv: string[]): Promise<number> {
       outDir, concurrency, modelLabel: model.label, ...(graderLabel !== undefined ? { graderLabel } : {}), settings, headline,
       progress: progressPrinter(kind),
     });
+    if (kind === 'classify') {
+      // Per-label precision and recall come from all cases together, not case means: add them
+      // with the confusion table to summary.json (the HTML report computes the same table).
+      const wanted = new Set(cases.map((c) => c.id));
+      const metrics = classificationMetrics(classificationPairs(readResults(join(outDir, 'results.jsonl')).filter((r) => wanted.has(r.id))));
+      const summaryPath = join(outDir, 'summary.json');
+      const record = JSON.parse(readFileSync(summaryPath, 'utf8')) as Record<string, unknown>;
+      writeFileSync(summaryPath, JSON.stringify({ ...record, classification: metrics }, null, 2) + '\n');
+      for (const l of metrics.labels) {
+        console.error(`label ${l.label}: precision ${l.precision === null ? '-' : l.precision.toFixed(3)}, recall ${l.recall === null ? '-' : l.recall.toFixed(3)} (${l.support} gold, ${l.predicted} predicted)`);
+      }
+      if (metrics.invalid > 0) console.error(`${metrics.invalid} answer(s) did not follow the policy's output format (counted as wrong)`);
+    }
     const h = summary.headline;
     console.error(`${summary.cases} cases (${summary.resumed} from an earlier run) in ${summary.seconds.toFixed(1)} s; ` +
       `${summary.usage.inputTokens} input and ${summary.usage.outputTokens} output tokens; report: ${join(outDir, 'report.html')}`);

@@ -19,7 +19,8 @@ const commands: Record<string, { summary: string; load: () => Promise<{ run: Com
   chat: { summary: 'interactive chat in the terminal', load: () => import('./chat.ts') },
   tool: { summary: 'run one tool call (python, browser) as the agent loop would', load: () => import('./tool.ts') },
   serve: { summary: 'OpenAI-compatible HTTP server', load: () => import('./serve.ts') },
-  eval: { summary: 'evaluations (healthbench, mcq, exact)', load: () => import('./eval.ts') },
+  classify: { summary: 'label texts against a written policy (gpt-oss-safeguard)', load: () => import('./classify.ts') },
+  eval: { summary: 'evaluations (healthbench, mcq, exact, classify)', load: () => import('./eval.ts') },
 };
 
 function usage(): string {

@@ -1,7 +1,9 @@
 // The self-contained HTML report of a run: headline score, a table and bars of every metric
 // (per-tag means for HealthBench themes and axes), then every case with its conversation, the
-// response (reasoning folded away) and the grading details. No scripts, no external assets, so it
-// can be archived or mailed as one file.
+// response (reasoning folded away) and the grading details; for a classification run, per-label
+// precision and recall and the confusion table. No scripts, no external assets, so it can be
+// archived or mailed as one file.
+import { classificationMetrics, classificationPairs, NO_VALID_ANSWER } from './classify-eval.ts';
 import type { CaseResult, RunLabels, RunSummary } from './types.ts';
 
 function esc(s: string): string {
@@ -32,6 +34,7 @@ details{margin:6px 0} summary{cursor:pointer;color:#3f5f99;font-size:13px}
 .reasoning{background:#f4f4f6;color:#4a5160;font-size:13px}
 .met{color:#17803d;font-weight:700}.unmet{color:#b3261e;font-weight:700}
 .failed{color:#b3261e}
+td.hit{background:#e3f3e6;font-weight:700}td.miss{background:#fbe9e7}
 `;
 
 function metricRows(summary: RunSummary): string {
@@ -55,8 +58,44 @@ function detailsHtml(r: CaseResult): string {
   return `<p class="meta">${pairs.join(' · ')}</p>`;
 }
 
+const fmtOrDash = (v: number | null) => (v === null ? '–' : fmt(v));
+
+/** Per-label precision/recall/F1 and the confusion table (gold rows, predicted columns), when the run classified texts. */
+function classificationHtml(results: readonly CaseResult[]): string {
+  const pairs = classificationPairs(results);
+  if (pairs.length === 0) return '';
+  const m = classificationMetrics(pairs);
+  const labelRows = m.labels
+    .map((l) => `<tr><td>${esc(l.label)}</td><td class="num">${l.support}</td><td class="num">${l.predicted}</td><td class="num">${fmtOrDash(l.precision)}</td><td class="num">${fmtOrDash(l.recall)}</td><td class="num">${fmtOrDash(l.f1)}</td></tr>`)
+    .join('\n');
+  const columns = [...m.labels.map((l) => l.label), ...(m.invalid > 0 ? [NO_VALID_ANSWER] : [])];
+  const golds = m.labels.map((l) => l.label).filter((l) => m.confusion[l] !== undefined);
+  const confusionRows = golds
+    .map((g) => `<tr><th>${esc(g)}</th>${columns.map((c) => {
+      const count = m.confusion[g]?.[c] ?? 0;
+      return `<td class="num${count === 0 ? '' : c === g ? ' hit' : ' miss'}">${count}</td>`;
+    }).join('')}</tr>`)
+    .join('\n');
+  return `<h2>Classification</h2>
+<p class="meta">accuracy ${fmt(m.accuracy)} (${pairs.filter((p) => p.predicted === p.expected).length} of ${m.n} correct)${m.invalid > 0 ? ` · <span class="failed">${m.invalid} answer(s) did not follow the policy's output format</span>` : ''}</p>
+<table><tr><th>label</th><th>gold</th><th>predicted</th><th>precision</th><th>recall</th><th>F1</th></tr>
+${labelRows}
+</table>
+<h2>Confusion table</h2>
+<p class="meta">rows: gold label · columns: predicted label</p>
+<table><tr><th>gold \\ predicted</th>${columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>
+${confusionRows}
+</table>`;
+}
+
+/** A long system message (a classification policy) is folded, so each case shows its text first. */
+function messageHtml(m: { role: string; content: string }): string {
+  const body = `<div class="msg ${esc(m.role)}"><span class="role">${esc(m.role)}</span>${esc(m.content)}</div>`;
+  return m.role === 'system' && m.content.length > 400 ? `<details><summary>${esc(m.role)} message (${m.content.length} characters)</summary>${body}</details>` : body;
+}
+
 function caseHtml(r: CaseResult): string {
-  const prompt = r.prompt.map((m) => `<div class="msg ${esc(m.role)}"><span class="role">${esc(m.role)}</span>${esc(m.content)}</div>`).join('\n');
+  const prompt = r.prompt.map(messageHtml).join('\n');
   const reasoning = r.response.reasoning !== undefined
     ? `<details><summary>reasoning (${r.response.reasoning.length} characters)</summary><div class="msg reasoning">${esc(r.response.reasoning)}</div></details>`
     : '';
@@ -85,6 +124,7 @@ export function renderReport(summary: RunSummary, results: readonly CaseResult[]
 <table><tr><th>metric</th><th>mean (clipped to [0, 1])</th><th>bootstrap std</th><th>n</th><th></th></tr>
 ${metricRows(summary)}
 </table>
+${classificationHtml(results)}
 ${failed}
 <h2>Cases</h2>
 ${results.map(caseHtml).join('\n')}
