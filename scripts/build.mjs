@@ -16,7 +16,8 @@ const ASSET = /\.(wasm|mjs)$/;
 const SKIP_DIRS = new Set([join(src, 'kernels/wasm/assembly')]);
 
 function run(args) {
-  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  // Progress goes to stderr: stdout stays clean for `npm pack --json`.
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: [0, 2, 2] });
   if (r.status !== 0) {
     console.error(`build: ${args.map((a) => relative(root, a) || a).join(' ')} failed`);
     process.exit(r.status ?? 1);
@@ -44,4 +45,4 @@ for (const file of copied) {
   mkdirSync(dirname(target), { recursive: true });
   copyFileSync(file, target);
 }
-console.log(`build: compiled src/ into dist/ and copied ${copied.length} run-time files`);
+console.error(`build: compiled src/ into dist/ and copied ${copied.length} run-time files`);
