@@ -1,7 +1,7 @@
 // The library's one error class. Every failure the caller can cause (a bad option, a model folder
 // that does not load, a prompt longer than the context) reaches the caller as a GptossError whose
 // `code` says which kind; anything else thrown is a bug and keeps its own class and stack.
-import { UserError, type UserErrorKind } from '../errors.ts';
+import { UserError } from '../errors.ts';
 
 /**
  * What went wrong, in one word:
@@ -9,7 +9,7 @@ import { UserError, type UserErrorKind } from '../errors.ts';
  * files), `memory` (the model does not fit), `context` (the prompt does not fit the context
  * window), `tool` (a tool failed in a way the caller must see), `network` (a download or endpoint).
  */
-export type GptossErrorCode = UserErrorKind;
+export type GptossErrorCode = 'usage' | 'input' | 'checkpoint' | 'memory' | 'context' | 'tool' | 'network';
 
 /** An error the caller caused or can fix; `message` is one line naming the problem. */
 export class GptossError extends Error {

@@ -260,3 +260,21 @@ test('on the embedded demo model, chat streams to usage and done, and outputSche
     rmSync(emptyHub, { recursive: true, force: true });
   }
 });
+
+test('the built-in browser searches a documents folder: its call and result are events, and the answer follows', async () => {
+  const search = ids('<|channel|>analysis to=browser.search code<|message|>{"query":"hand washing soap"}<|call|>');
+  const answer = ids('<|channel|>final<|message|>Wash with soap.<|return|>');
+  const scripted = new ScriptedEngine([search, answer]);
+  const model = modelFromEngine(scripted);
+  const r = await model.complete('How do I wash my hands?', { tools: [{ type: 'browser', documents: join(import.meta.dirname, '../fixtures/docs') }] });
+  assert.equal(r.toolCalls.length, 1);
+  const call = r.toolCalls[0]!;
+  assert.equal(call.name, 'browser.search');
+  assert.equal(call.builtin, true);
+  assert.equal(call.isError, false);
+  assert.match(call.output, /hand/i);
+  assert.equal(r.text, 'Wash with soap.');
+  // The browser's namespace was in the system message.
+  assert.match(getTokenizer().decode(scripted.steps[0]![0]!.tokens), /## browser\n/);
+  await assert.rejects(model.complete('x', { tools: [{ type: 'browser', documents: join(tmpdir(), 'no-such-docs-folder') }] }), (e: unknown) => e instanceof GptossError);
+});
