@@ -157,6 +157,19 @@ for await (const e of model.chat('hi', { reasoningEffort: 'max' })) {
   assert.match(bad.stdout, /misuse\.ts\(4,.*Property 'usage' does not exist/);
 });
 
+test('every ts block of docs/api.md type-checks under strict against the shipped .d.ts', () => {
+  const doc = readFileSync(join(ROOT, 'docs/api.md'), 'utf8');
+  const blocks = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  assert.ok(blocks.length >= 5, `docs/api.md has ${blocks.length} ts blocks`);
+  const files = blocks.map((code, i) => {
+    const file = `api-doc-${i + 1}.ts`;
+    writeFileSync(join(pkg.project, file), code);
+    return file;
+  });
+  const r = run(process.execPath, [TSC, '-p', writeTsconfig(files, false)]);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
 test('the public declarations use no `any`', () => {
   const dts = ['index.d.ts', ...readdirSync(join(pkg.project, 'node_modules/gptoss/dist/api')).filter((f) => f.endsWith('.d.ts')).map((f) => `api/${f}`)];
   for (const f of dts) {
