@@ -1,5 +1,6 @@
-// The gptoss package entry: the public, typed library API. Everything else under src/ is private
-// to the package (only this module is in package.json's `exports`); the CLI is one user of it.
+// The gptoss package entry: the public, typed library API (src/api/ wraps the engine, agent loop,
+// server and evals for it). Everything else under src/ is private to the package: only this
+// module is in package.json's `exports`.
 //
 //   import { loadModel } from 'gptoss';
 //   const model = await loadModel();
