@@ -38,8 +38,8 @@ export interface Model {
   readonly randomWeights: boolean;
   /**
    * Runs one chat turn and streams its events: reasoning and text deltas, tool calls and results,
-   * usage, and a final `done`. `messages` may be a string (one user message). Stopping the
-   * iteration early aborts the turn. Turns on one model may run at once; they take turns on the
+   * usage, and a final `done`. `messages` may be a string (one user message). The turn starts
+   * when the iteration does; stopping the iteration early aborts it. Turns on one model may run at once; they take turns on the
    * model's compute.
    */
   chat(messages: readonly ChatMessage[] | string, options?: ChatOptions): AsyncIterable<ChatEvent>;
