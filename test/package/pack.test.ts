@@ -65,14 +65,20 @@ test('the tarball holds dist/ (JavaScript, .d.ts and the run-time wasm and .mjs 
   const stray = files.filter((f) => !['package.json', 'README.md', 'LICENSE'].includes(f) && !f.startsWith('bin/') && !f.startsWith('dist/'));
   assert.deepEqual(stray, []);
   assert.deepEqual(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), []);
-  // Every module the compiled code loads from beside itself is there.
+  // Every file the compiled code loads from beside itself (new URL('./x', import.meta.url), also
+  // inside a conditional) is there.
+  let loads = 0;
   for (const f of files.filter((f) => f.endsWith('.js'))) {
     const text = readFileSync(join(pkg.project, 'node_modules/gptoss', f), 'utf8');
-    for (const m of text.matchAll(/new URL\('(\.\/[^']+)', import\.meta\.url\)/g)) {
-      const target = join(f, '..', m[1]!);
-      assert.ok(files.includes(target), `${f} loads ${m[1]} at run time, but ${target} is not in the tarball`);
+    for (const call of text.matchAll(/new URL\(([^()]*), import\.meta\.url\)/g)) {
+      for (const m of call[1]!.matchAll(/'(\.\/[^']+)'/g)) {
+        const target = join(f, '..', m[1]!);
+        assert.ok(files.includes(target), `${f} loads ${m[1]} at run time, but ${target} is not in the tarball`);
+        loads++;
+      }
     }
   }
+  assert.ok(loads >= 5, `found ${loads} run-time file loads; the scan no longer sees them`);
   assert.equal(existsSync(join(pkg.project, 'node_modules/tsx')), false, 'tsx must be a devDependency only');
 });
 
