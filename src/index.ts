@@ -16,6 +16,9 @@ export type {
   ChatResult,
   ChatUsage,
   SamplingOptions,
+  TextMessage,
+  ToolCallMessage,
+  ToolResultMessage,
 } from './api/chat.ts';
 export type { BrowserTool, FunctionTool, PythonTool, ToolContext, ToolDefinition } from './api/tools.ts';
 export { decode, encode, parseCompletion, renderPrompt, type EncodeOptions, type FunctionDeclaration, type ParsedMessage, type RenderOptions } from './api/harmony.ts';

@@ -12,11 +12,28 @@ import { StructuredOutput } from '../server/structured.ts';
 import { toGptossError } from './errors.ts';
 import { prepareTools, type ToolDefinition } from './tools.ts';
 
-/** One message of the conversation. `system` and `developer` messages become the developer instructions. */
-export interface ChatMessage {
+/** A text message. `system` and `developer` messages become the developer instructions. */
+export interface TextMessage {
   role: 'system' | 'developer' | 'user' | 'assistant';
   content: string;
 }
+
+/** An earlier call of one of your functions by the model (to continue after finishReason 'tool-calls'). */
+export interface ToolCallMessage {
+  role: 'assistant';
+  toolCall: { name: string; arguments: string };
+}
+
+/** Your function's answer to the call before it. */
+export interface ToolResultMessage {
+  role: 'tool';
+  /** The function's name. */
+  name: string;
+  content: string;
+}
+
+/** One message of the conversation. */
+export type ChatMessage = TextMessage | ToolCallMessage | ToolResultMessage;
 
 /** Sampling settings; each is off (or the model card's default) when left out. */
 export interface SamplingOptions {
@@ -76,9 +93,10 @@ export interface ChatUsage {
 
 /**
  * Why a turn ended: `stop` (the answer is complete, or a stop string), `length` (maxTokens),
- * `context` (the context window is full), `abort` (the signal), `tool-limit` (maxToolCalls).
+ * `context` (the context window is full), `abort` (the signal), `tool-limit` (maxToolCalls),
+ * `tool-calls` (the model called a function that has no handler: answer it and chat again).
  */
-export type ChatFinishReason = 'stop' | 'length' | 'context' | 'abort' | 'tool-limit';
+export type ChatFinishReason = 'stop' | 'length' | 'context' | 'abort' | 'tool-limit' | 'tool-calls';
 
 /** An event of a streamed chat turn, in the order the model produces them. */
 export type ChatEvent =
@@ -108,6 +126,8 @@ export interface ChatResult {
   usage: ChatUsage;
   /** The tool calls of the turn with their results, in order. */
   toolCalls: { name: string; builtin: boolean; arguments: string; output: string; isError: boolean }[];
+  /** When finishReason is 'tool-calls': the call of a function without a handler, for you to answer. */
+  pendingToolCall?: { name: string; arguments: string };
 }
 
 /** The harmony messages of `messages` after the system message; instructions come out separately. */
@@ -117,13 +137,24 @@ function harmonyTurns(messages: readonly ChatMessage[] | string): { instructions
   const instructions: string[] = [];
   const turns: Message[] = [];
   for (const [i, m] of list.entries()) {
+    const where = `messages[${i}]`;
     const role: unknown = (m as { role?: unknown } | null)?.role;
+    if (role === 'assistant' && typeof (m as { toolCall?: unknown }).toolCall === 'object') {
+      const call = (m as ToolCallMessage).toolCall;
+      if (call === null || typeof call.name !== 'string' || typeof call.arguments !== 'string') throw new UserError('input', `${where}.toolCall must be { name, arguments } with string values`);
+      turns.push(createMessage('assistant', call.arguments, { channel: 'commentary', recipient: `functions.${call.name}`, contentType: '<|constrain|>json' }));
+      continue;
+    }
     const content: unknown = (m as { content?: unknown } | null)?.content;
-    if (typeof content !== 'string') throw new UserError('input', `messages[${i}].content must be a string`);
+    if (typeof content !== 'string') throw new UserError('input', `${where}.content must be a string`);
     if (role === 'system' || role === 'developer') instructions.push(content);
     else if (role === 'user') turns.push(createMessage('user', content));
     else if (role === 'assistant') turns.push(createMessage('assistant', content, { channel: 'final' }));
-    else throw new UserError('input', `messages[${i}].role must be system, developer, user or assistant, got ${JSON.stringify(role)}`);
+    else if (role === 'tool') {
+      const name: unknown = (m as { name?: unknown }).name;
+      if (typeof name !== 'string' || name === '') throw new UserError('input', `${where}.name must be the function's name`);
+      turns.push(createMessage({ role: 'tool', name: `functions.${name}` }, content, { recipient: 'assistant', channel: 'commentary' }));
+    } else throw new UserError('input', `${where}.role must be system, developer, user, assistant or tool, got ${JSON.stringify(role)}`);
   }
   if (!turns.some((m) => m.author.role === 'user')) throw new UserError('input', 'messages hold no user message');
   return { instructions, turns };
@@ -167,8 +198,7 @@ function finishReasonOf(reason: AgentFinishReason): ChatFinishReason {
     case 'tool_limit':
       return 'tool-limit';
     case 'function_call':
-      // Every declared function has a handler, so the loop never hands a call back.
-      throw new Error('chat: the agent loop returned a function call although every function has a handler');
+      return 'tool-calls';
   }
 }
 
@@ -306,9 +336,15 @@ export async function collectChat(events: AsyncIterable<ChatEvent>): Promise<Cha
     if (e.type === 'tool-call') pending.set(e.callId, { name: e.name, builtin: e.builtin, arguments: e.arguments });
     else if (e.type === 'tool-result') {
       const call = pending.get(e.callId);
+      pending.delete(e.callId);
       toolCalls.push({ name: e.name, builtin: call?.builtin ?? false, arguments: call?.arguments ?? '', output: e.output, isError: e.isError });
     } else if (e.type === 'usage') usage = e.usage;
-    else if (e.type === 'done') return { text: e.text, reasoning: e.reasoning, finishReason: e.finishReason, usage, toolCalls };
+    else if (e.type === 'done') {
+      const result: ChatResult = { text: e.text, reasoning: e.reasoning, finishReason: e.finishReason, usage, toolCalls };
+      const unanswered = [...pending.values()].at(-1);
+      if (e.finishReason === 'tool-calls' && unanswered !== undefined) result.pendingToolCall = { name: unanswered.name, arguments: unanswered.arguments };
+      return result;
+    }
   }
   throw new Error('chat: the event stream ended without a done event');
 }

@@ -28,10 +28,12 @@ export interface FunctionTool<Args extends JsonObject = JsonObject> {
   /** Constrain the model's arguments to `parameters` while sampling (always valid JSON of that shape). */
   strict?: boolean;
   /**
-   * Answers a call. A string is given to the model as it is, anything else as JSON; a thrown
-   * error becomes an error message the model reads.
+   * Answers a call inside the turn. A string is given to the model as it is, anything else as
+   * JSON; a thrown error becomes an error message the model reads. Without handlers (on every
+   * function of the chat) a call ends the turn with finishReason 'tool-calls' for you to answer:
+   * send the conversation again with the call and a `tool` message holding the result.
    */
-  handler(args: Args, context: ToolContext): JsonValue | Promise<JsonValue>;
+  handler?(args: Args, context: ToolContext): JsonValue | Promise<JsonValue>;
 }
 
 /** The built-in browser tool (search, open, find) over a folder of local documents (.md, .txt, .html). */
@@ -86,7 +88,7 @@ export async function prepareTools(tools: readonly ToolDefinition[]): Promise<Pr
         throw new UserError('usage', `${where}.name must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(fn.name)}`);
       }
       if (functions.has(fn.name)) throw new UserError('usage', `${where}: a function named "${fn.name}" is given twice`);
-      if (typeof fn.handler !== 'function') throw new UserError('usage', `${where}.handler must be a function`);
+      if (fn.handler !== undefined && typeof fn.handler !== 'function') throw new UserError('usage', `${where}.handler must be a function`);
       const description: ToolDescription = { name: fn.name, description: fn.description ?? '' };
       if (fn.parameters !== undefined) {
         validateToolSchema(fn.parameters, `${where}.parameters`);
@@ -102,15 +104,19 @@ export async function prepareTools(tools: readonly ToolDefinition[]): Promise<Pr
       throw new UserError('usage', `${where}.type must be function, browser or python, got ${JSON.stringify(type)}`);
     }
   }
+  const withHandler = [...functions.values()].filter((f) => f.handler !== undefined).length;
+  if (withHandler > 0 && withHandler < functions.size) {
+    throw new UserError('usage', 'tools: give every function a handler (answered inside the turn) or none (each call ends the turn for you to answer)');
+  }
   const onFunctionCall: FunctionHandler | undefined =
-    functions.size === 0
+    withHandler === 0
       ? undefined
       : async (call: FunctionCall, signal?: AbortSignal): Promise<string> => {
           // The loop only hands over calls to declared names with arguments that parse as JSON.
           const fn = functions.get(call.name)!;
           const args: unknown = JSON.parse(call.arguments);
           if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new Error('the arguments must be a JSON object');
-          const result = await fn.handler(args as JsonObject, { signal: signal ?? new AbortController().signal });
+          const result = await fn.handler!(args as JsonObject, { signal: signal ?? new AbortController().signal });
           return typeof result === 'string' ? result : (JSON.stringify(result) ?? 'null');
         };
   return { builtin, functionTools, strictSchemas, onFunctionCall };

@@ -278,3 +278,36 @@ test('the built-in browser searches a documents folder: its call and result are 
   assert.match(getTokenizer().decode(scripted.steps[0]![0]!.tokens), /## browser\n/);
   await assert.rejects(model.complete('x', { tools: [{ type: 'browser', documents: join(tmpdir(), 'no-such-docs-folder') }] }), (e: unknown) => e instanceof GptossError);
 });
+
+test('functions without handlers end the turn with the call; the caller answers it with a tool message and chats again', async () => {
+  const call = ids('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Oslo"}<|call|>');
+  const answer = ids('<|channel|>final<|message|>3 degrees.<|return|>');
+  const scripted = new ScriptedEngine([call, answer]);
+  const model = modelFromEngine(scripted);
+  const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }];
+  const first = await model.complete('Weather in Oslo?', { tools, date: null });
+  assert.equal(first.finishReason, 'tool-calls');
+  assert.deepEqual(first.pendingToolCall, { name: 'get_weather', arguments: '{"city":"Oslo"}' });
+  assert.deepEqual(first.toolCalls, []);
+
+  const second = await model.complete(
+    [
+      { role: 'user', content: 'Weather in Oslo?' },
+      { role: 'assistant', toolCall: first.pendingToolCall! },
+      { role: 'tool', name: 'get_weather', content: '{"celsius":3}' },
+    ],
+    { tools, date: null },
+  );
+  assert.equal(second.finishReason, 'stop');
+  assert.equal(second.text, '3 degrees.');
+  assert.equal(second.pendingToolCall, undefined);
+  // The second turn's prompt: the last step that fed more than the one sampled token.
+  const prompt = getTokenizer().decode(scripted.steps.filter((s) => s[0]!.tokens.length > 1).at(-1)![0]!.tokens);
+  assert.match(prompt, /<\|start\|>assistant to=functions\.get_weather<\|channel\|>commentary <\|constrain\|>json<\|message\|>\{"city":"Oslo"\}<\|call\|><\|start\|>functions\.get_weather to=assistant<\|channel\|>commentary<\|message\|>\{"celsius":3\}<\|end\|><\|start\|>assistant$/);
+  assert.deepEqual(renderPrompt([{ role: 'user', content: 'Weather in Oslo?' }, { role: 'assistant', toolCall: first.pendingToolCall! }, { role: 'tool', name: 'get_weather', content: '{"celsius":3}' }], { date: null, functions: tools }), encode(prompt, { allowedSpecial: 'all' }));
+
+  await assert.rejects(
+    model.complete('x', { tools: [...tools, { type: 'function', name: 'other', handler: () => 1 }] }),
+    (e: unknown) => e instanceof GptossError && e.code === 'usage' && /every function a handler/.test(e.message),
+  );
+});
