@@ -133,6 +133,13 @@ test('an AbortSignal ends the turn with finishReason abort and the text so far',
   assert.ok(done.text.startsWith('one two three'));
   assert.ok(done.text.length < 'one two three four five six seven eight nine ten '.length * 5);
   assert.equal(engine.released, 1);
+
+  // A signal aborted before the turn starts: nothing reaches the engine.
+  const idle = new ScriptedEngine([longAnswer]);
+  const r = await modelFromEngine(idle).complete('Count', { signal: AbortSignal.abort() });
+  assert.equal(r.finishReason, 'abort');
+  assert.equal(r.text, '');
+  assert.equal(idle.steps.length, 0);
 });
 
 test('a consumer that stops reading aborts the turn and frees the sequence', async () => {
