@@ -5,10 +5,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
-import {
-  HttpSampler, openSampler, parseExact, parseHealthBench, parseMcq, runEval as runCases, runExactCase, runHealthBenchCase,
-  runMcqCase, seededPermutation, selectSubset, type EvalCase, type SampleOptions, type Sampler,
-} from '../evals/index.ts';
+import { buildCases } from '../evals/cases.ts';
+import { HttpSampler, openSampler, runEval as runCases, type SampleOptions, type Sampler } from '../evals/index.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
 import { translateErrors } from './errors.ts';
 import type { Model } from './model.ts';
@@ -66,13 +64,6 @@ export interface EvalResult {
   reportPath: string;
 }
 
-/** Picks n cases at random with a fixed seed (the same subset every run), keeping file order. */
-function pickN<T>(items: T[], n: number | undefined, permutation: (n: number) => number[]): T[] {
-  if (n === undefined || n >= items.length) return items;
-  const keep = new Set(permutation(items.length).slice(0, n));
-  return items.filter((_, i) => keep.has(i));
-}
-
 /** Runs an evaluation and writes its results and report to `outDir`. */
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
   return translateErrors(async () => {
@@ -89,7 +80,6 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
       throw new UserError('input', `${dataPath}: ${readProblem(e)}`);
     }
     const outDir = resolve(options.outDir);
-    const permutation = (n: number): number[] => seededPermutation(n, 0);
     const sample: SampleOptions = {
       ...(options.reasoningEffort !== undefined ? { effort: options.reasoningEffort } : {}),
       ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
@@ -111,34 +101,20 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     };
     try {
       const model = await open(options.model);
-      let cases: EvalCase[];
-      let graderLabel: string | undefined;
-      let headline = 'accuracy';
-      const settings: Record<string, string | number> = { data: dataPath };
-      if (options.reasoningEffort !== undefined) settings['effort'] = options.reasoningEffort;
-      if (kind === 'healthbench') {
-        const grader = await open(options.grader!);
-        graderLabel = grader.label;
-        headline = 'overall_score';
-        if (options.subset !== undefined) settings['subset'] = options.subset;
-        const all = pickN(selectSubset(parseHealthBench(text, dataPath), options.subset), options.n, permutation);
-        cases = all.map((c) => ({ id: c.promptId, run: (signal) => runHealthBenchCase(model, grader, c, { ...sample, signal }, { signal }) }));
-      } else if (kind === 'mcq') {
-        const seed = options.seed ?? 0;
-        settings['seed'] = seed;
-        const all = pickN(parseMcq(text, dataPath), options.n, permutation);
-        cases = all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, seed, { ...sample, signal }) }));
-      } else {
-        const all = pickN(parseExact(text, dataPath), options.n, permutation);
-        cases = all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) }));
-      }
+      const grader = kind === 'healthbench' ? await open(options.grader!) : undefined;
+      const { cases, headline, settings } = buildCases({
+        kind, text, source: dataPath, model, sample, seed: options.seed ?? 0,
+        ...(grader !== undefined ? { grader } : {}),
+        ...(options.n !== undefined ? { n: options.n } : {}),
+        ...(options.subset !== undefined ? { subset: options.subset } : {}),
+      });
       if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run`);
       const summary = await runCases(cases, {
         name: `${kind} — ${dataPath.split('/').at(-1)}`,
         outDir,
         concurrency: options.concurrency ?? 4,
         modelLabel: model.label,
-        ...(graderLabel !== undefined ? { graderLabel } : {}),
+        ...(grader !== undefined ? { graderLabel: grader.label } : {}),
         settings,
         headline,
         ...(options.onProgress !== undefined ? { progress: options.onProgress } : {}),

@@ -5,10 +5,8 @@ import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
-import {
-  openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
-  runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
-} from '../evals/index.ts';
+import { openSampler, progressPrinter, runEval, type Sampler, type SampleOptions, type RunSummary } from '../evals/index.ts';
+import { buildCases } from '../evals/cases.ts';
 
 const USAGE = `usage:
   gptoss eval healthbench --data FILE.jsonl --model URL|DIR --grader URL|DIR --out DIR
@@ -28,13 +26,6 @@ const FLAGS = {
 function required(value: string | undefined, flag: string): string {
   if (value === undefined || value === '') throw new UserError('usage', `--${flag} is required (see gptoss eval --help)`);
   return value;
-}
-
-/** Picks n cases at random with a fixed seed (the same subset every run), keeping file order. */
-function pickN<T>(items: T[], n: number | undefined): T[] {
-  if (n === undefined || n >= items.length) return items;
-  const keep = new Set(seededPermutation(items.length, 0).slice(0, n));
-  return items.filter((_, i) => keep.has(i));
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -80,32 +71,18 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     const model = await open(modelSpec);
-    let cases: EvalCase[];
-    let graderLabel: string | undefined;
-    let headline = 'accuracy';
-    const settings: Record<string, string | number> = { data: dataPath };
-    if (effort !== undefined) settings.effort = effort;
-
-    if (kind === 'healthbench') {
-      const grader = await open(required(stringFlag(p, 'grader'), 'grader'));
-      graderLabel = grader.label;
-      headline = 'overall_score';
-      if (subset !== undefined) settings.subset = subset;
-      const all = pickN(selectSubset(parseHealthBench(text, dataPath), subset as 'hard' | 'consensus' | undefined), n);
-      cases = all.map((c) => ({ id: c.promptId, run: (signal) => runHealthBenchCase(model, grader, c, { ...sample, signal }, { signal }) }));
-    } else if (kind === 'mcq') {
-      settings.seed = seed;
-      const all = pickN(parseMcq(text, dataPath), n);
-      cases = all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, seed, { ...sample, signal }) }));
-    } else {
-      const all = pickN(parseExact(text, dataPath), n);
-      cases = all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) }));
-    }
+    const grader = kind === 'healthbench' ? await open(required(stringFlag(p, 'grader'), 'grader')) : undefined;
+    const { cases, headline, settings } = buildCases({
+      kind, text, source: dataPath, model, sample, seed,
+      ...(grader !== undefined ? { grader } : {}),
+      ...(n !== undefined ? { n } : {}),
+      ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
+    });
     if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run${subset !== undefined ? ` in subset "${subset}"` : ''}`);
 
     const summary: RunSummary = await runEval(cases, {
       name: `${kind} — ${dataPath.split('/').at(-1)}`,
-      outDir, concurrency, modelLabel: model.label, ...(graderLabel !== undefined ? { graderLabel } : {}), settings, headline,
+      outDir, concurrency, modelLabel: model.label, ...(grader !== undefined ? { graderLabel: grader.label } : {}), settings, headline,
       progress: progressPrinter(kind),
     });
     const h = summary.headline;
