@@ -8,7 +8,7 @@
 //   --layers 4,24        checkpoint depths (default 4,24)
 //   --threads 1,2        thread counts (default 1,2)
 //   --prompt-tokens N    default 512          --gen-tokens N   default 64
-//   --sections a,b       only these sections (machine, inference, tokenizer, serving)
+//   --sections a,b       only these sections (machine, inference, tokenizer, serving, startup)
 //   --skip-peer          ours only           --keep            keep the synthetic checkpoints
 //   --out FILE           default docs/BENCHMARKS.md
 //   --note TEXT          a remark on the run's conditions, printed under the machine
@@ -272,6 +272,7 @@ const sections: BenchSection[] = [
   inferenceSection(),
   optionalSection('tokenizer', 'tokenizer.ts', 'runTokenizerBench'),
   optionalSection('serving', 'serving.ts', 'runServingBench'),
+  optionalSection('startup', 'startup.ts', 'runStartupBench'),
 ].filter((s): s is BenchSection => s !== null);
 
 const only = flags.sections?.split(',');

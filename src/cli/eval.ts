@@ -7,9 +7,9 @@ import { join, resolve } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
-  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, parseExact, parseHealthBench, parseMcq, progressPrinter, runEval, runExactCase, runHealthBenchCase,
-  readResults, runMcqCase, selectSubset, seededPermutation, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
+  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, progressPrinter, readResults, runEval, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
+import { buildCases, pickN } from '../evals/cases.ts';
 import { parseLabelList, policySha256, type OutputFormat } from '../evals/classify.ts';
 import { classificationMetrics, classificationPairs, parseGold, runClassifyCase } from '../evals/classify-eval.ts';
 
@@ -38,13 +38,6 @@ const FLAGS = {
 function required(value: string | undefined, flag: string): string {
   if (value === undefined || value === '') throw new UserError('usage', `--${flag} is required (see gptoss eval --help)`);
   return value;
-}
-
-/** Picks n cases at random with a fixed seed (the same subset every run), keeping file order. */
-function pickN<T>(items: T[], n: number | undefined): T[] {
-  if (n === undefined || n >= items.length) return items;
-  const keep = new Set(seededPermutation(items.length, 0).slice(0, n));
-  return items.filter((_, i) => keep.has(i));
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -91,24 +84,12 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const model = await open(modelSpec);
     let cases: EvalCase[];
-    let graderLabel: string | undefined;
     let headline = 'accuracy';
-    const settings: Record<string, string | number> = { data: dataPath, max_tokens: maxTokens, timeout_s: timeoutS };
-    if (effort !== undefined) settings.effort = effort;
-    if (temperature !== undefined) settings.temperature = temperature;
-
-    if (kind === 'healthbench') {
-      const grader = await open(required(stringFlag(p, 'grader'), 'grader'));
-      graderLabel = grader.label;
-      headline = 'overall_score';
-      if (subset !== undefined) settings.subset = subset;
-      const all = pickN(selectSubset(parseHealthBench(text, dataPath), subset as 'hard' | 'consensus' | undefined), n);
-      cases = all.map((c) => ({ id: c.promptId, run: (signal) => runHealthBenchCase(model, grader, c, { ...sample, signal }, { signal }) }));
-    } else if (kind === 'mcq') {
-      settings.seed = seed;
-      const all = pickN(parseMcq(text, dataPath), n);
-      cases = all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, seed, { ...sample, signal }) }));
-    } else if (kind === 'classify') {
+    let settings: Record<string, string | number>;
+    let grader: Sampler | undefined;
+    if (kind === 'classify') {
+      settings = { data: dataPath };
+      if (effort !== undefined) settings.effort = effort;
       const policyPath = resolve(required(stringFlag(p, 'policy'), 'policy'));
       let policy: string;
       try {
@@ -143,14 +124,22 @@ export async function run(argv: string[]): Promise<number> {
       const all = pickN(parseGold(text, dataPath, format.labels), n);
       cases = all.map((c) => ({ id: c.id, run: (signal) => runClassifyCase(model, policy, c, format, { ...sample, signal }) }));
     } else {
-      const all = pickN(parseExact(text, dataPath), n);
-      cases = all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) }));
+      grader = kind === 'healthbench' ? await open(required(stringFlag(p, 'grader'), 'grader')) : undefined;
+      ({ cases, headline, settings } = buildCases({
+        kind, text, source: dataPath, model, sample, seed,
+        ...(grader !== undefined ? { grader } : {}),
+        ...(n !== undefined ? { n } : {}),
+        ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
+      }));
     }
+    settings.max_tokens = maxTokens;
+    settings.timeout_s = timeoutS;
+    if (temperature !== undefined) settings.temperature = temperature;
     if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run${subset !== undefined ? ` in subset "${subset}"` : ''}`);
 
     const summary: RunSummary = await runEval(cases, {
       name: `${kind} — ${dataPath.split('/').at(-1)}`,
-      outDir, concurrency, modelLabel: model.label, ...(graderLabel !== undefined ? { graderLabel } : {}), settings, headline,
+      outDir, concurrency, modelLabel: model.label, ...(grader !== undefined ? { graderLabel: grader.label } : {}), settings, headline,
       progress: progressPrinter(kind),
     });
     if (kind === 'classify') {

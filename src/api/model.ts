@@ -1,0 +1,102 @@
+// Loading a model for library callers: resolve what to run (a folder, a hub repository id, or the
+// default chain ending at the embedded demo model), load it onto a compute backend, and hand back
+// a Model whose chat() and complete() run turns on it. The engine stays private to the library:
+// other parts of it (the server) find a Model's engine through engineOf().
+import type { Engine } from '../engine/engine.ts';
+import { resolveModel } from '../engine/resolve.ts';
+import { UserError } from '../errors.ts';
+import { chatEvents, collectChat, type ChatEvent, type ChatMessage, type ChatOptions, type ChatResult } from './chat.ts';
+import { translateErrors } from './errors.ts';
+
+/** Where a model comes from and how it runs. */
+export interface LoadModelOptions {
+  /**
+   * A checkpoint folder or a hub repository id (e.g. `openai/gpt-oss-20b`, already downloaded with
+   * `gptoss pull`). Default: $GPTOSS_MODEL, else gpt-oss-20b from the hub cache, else the embedded
+   * demo model (tiny, random weights: it runs everything but answers gibberish).
+   */
+  model?: string;
+  /** `wasm` (WebAssembly SIMD on worker threads, the default) or `reference` (plain TypeScript, slow). */
+  backend?: 'wasm' | 'reference';
+  /** Worker threads of the wasm backend. Default: the machine's cores. */
+  threads?: number;
+  /** Tokens per sequence the model serves (default and most: the model's context length). */
+  contextLength?: number;
+  /** Expert activations of the wasm backend: `q8` (int8, the default) or `split` (exact f32, slower). */
+  expertActivations?: 'q8' | 'split';
+}
+
+/** A loaded model. Close it when done: it holds worker threads and the weights' memory. */
+export interface Model {
+  /** The checkpoint's name (its folder, or the repository id). */
+  readonly name: string;
+  /** Where it was loaded from, in words. */
+  readonly description: string;
+  /** Longest conversation (prompt plus output) in tokens. */
+  readonly contextLength: number;
+  /** True for synthetic checkpoints (such as the demo model): the output is gibberish. */
+  readonly randomWeights: boolean;
+  /**
+   * Runs one chat turn and streams its events: reasoning and text deltas, tool calls and results,
+   * usage, and a final `done`. `messages` may be a string (one user message). The turn starts
+   * when the iteration does; stopping the iteration early aborts it. Turns on one model may run at once; they take turns on the
+   * model's compute.
+   */
+  chat(messages: readonly ChatMessage[] | string, options?: ChatOptions): AsyncIterable<ChatEvent>;
+  /** Runs one chat turn to its end and returns the answer, reasoning, tool calls and usage. */
+  complete(messages: readonly ChatMessage[] | string, options?: ChatOptions): Promise<ChatResult>;
+  /** Frees the model (worker threads, memory). Running turns fail; the model cannot be used again. */
+  close(): Promise<void>;
+}
+
+const engines = new WeakMap<Model, Engine>();
+
+/** The engine behind a Model made by this library (for the server); a UserError for anything else. */
+export function engineOf(model: Model): Engine {
+  const engine = engines.get(model);
+  if (engine === undefined) throw new UserError('usage', 'model must be a Model returned by loadModel()');
+  return engine;
+}
+
+/** A Model over an engine that is already running (the library's own tests inject scripted engines). */
+export function modelFromEngine(engine: Engine, description: string = engine.info.name): Model {
+  let closed = false;
+  const model: Model = {
+    name: engine.info.name,
+    description,
+    contextLength: engine.info.contextLength,
+    randomWeights: engine.info.randomWeights,
+    chat: (messages, options) => chatEvents(engine, messages, options),
+    complete: (messages, options) => collectChat(chatEvents(engine, messages, options)),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await engine.close();
+    },
+  };
+  engines.set(model, engine);
+  return model;
+}
+
+/**
+ * Loads a model: `loadModel()` runs the default (see LoadModelOptions.model), `loadModel({ model:
+ * 'openai/gpt-oss-20b' })` a cached download, `loadModel({ model: './my-checkpoint' })` a folder.
+ * Never downloads anything. Fails with a GptossError (code `usage`, `checkpoint` or `memory`).
+ */
+export async function loadModel(options: LoadModelOptions = {}): Promise<Model> {
+  return translateErrors(async () => {
+    const threads = options.threads;
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 256)) {
+      throw new UserError('usage', `threads must be an integer from 1 to 256, got ${String(threads)}`);
+    }
+    const resolved = await resolveModel(options.model);
+    const { loadEngine } = await import('../engine/local.ts');
+    const engine = await loadEngine(resolved.dir, {
+      ...(options.backend !== undefined ? { backend: options.backend } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
+      ...(options.expertActivations !== undefined ? { expertActivations: options.expertActivations } : {}),
+    });
+    return modelFromEngine(engine, resolved.description);
+  });
+}

@@ -1,0 +1,88 @@
+// The OpenAI-compatible server (Responses and Chat Completions APIs) started in-process on a
+// loaded Model, for library callers: the same server as `gptoss serve`, with library defaults
+// (a free port on loopback, no request log). Closing it leaves the model open.
+import { createServer } from '../server/index.ts';
+import type { BuiltinToolFactories } from '../server/index.ts';
+import type { ReasoningEffort } from '../harmony/index.ts';
+import { UserError } from '../errors.ts';
+import { translateErrors } from './errors.ts';
+import { engineOf, type Model } from './model.ts';
+
+/** How the server runs. */
+export interface ServerOptions {
+  /** Port to listen on; default 0 (a free one: read it from the returned url). */
+  port?: number;
+  /** Address to bind; default 127.0.0.1 (anything else exposes the model to the network). */
+  host?: string;
+  /** Require `Authorization: Bearer <apiKey>` on every /v1 request. */
+  apiKey?: string;
+  /** Model id clients send and see; default the model's name. */
+  modelName?: string;
+  /** Requests generating at once; more get HTTP 429. Default 16. */
+  maxConcurrency?: number;
+  /** Most tokens one request may generate. Default: until the context is full. */
+  maxOutputTokens?: number;
+  /** Effort of requests that name none. Default 'medium'. */
+  reasoningEffort?: ReasoningEffort;
+  /** Origins of web pages allowed to call the API (CORS), or `['*']`. Default none. */
+  corsOrigins?: readonly string[];
+  /** Built-in tools requests may enable: the browser over a documents folder, python. */
+  tools?: { browser?: { documents: string }; python?: boolean };
+  /** Receives one line per request (method, path, status, tokens, time; never content). Default: no log. */
+  log?: (line: string) => void;
+}
+
+/** A running server. */
+export interface RunningServer {
+  /** Where it listens, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** The OpenAI base URL to give clients: `${url}/v1`. */
+  baseUrl: string;
+  port: number;
+  /** Stops listening and drops open connections; the model stays loaded. */
+  close(): Promise<void>;
+}
+
+/** Starts the OpenAI-compatible HTTP server on `model`; resolves once it listens. */
+export async function startServer(model: Model, options: ServerOptions = {}): Promise<RunningServer> {
+  return translateErrors(async () => {
+    const engine = engineOf(model);
+    const port = options.port ?? 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError('usage', `port must be an integer from 0 to 65535, got ${String(port)}`);
+    const host = options.host ?? '127.0.0.1';
+    const tools: BuiltinToolFactories = {};
+    if (options.tools?.browser !== undefined) {
+      const { BrowserSession, LocalDocsBackend } = await import('../tools/index.ts');
+      const docs = await LocalDocsBackend.open(options.tools.browser.documents);
+      tools.browser = () => new BrowserSession(docs);
+    }
+    if (options.tools?.python === true) {
+      const { PythonTool } = await import('../tools/index.ts');
+      // Stateless (a fresh interpreter per call), so one instance serves every request.
+      const python = new PythonTool();
+      tools.python = () => python;
+    }
+    const server = createServer({
+      engine,
+      ...(options.modelName !== undefined ? { modelName: options.modelName } : {}),
+      ...(options.apiKey !== undefined ? { apiKey: options.apiKey } : {}),
+      ...(options.maxConcurrency !== undefined ? { maxConcurrency: options.maxConcurrency } : {}),
+      ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {}),
+      ...(options.reasoningEffort !== undefined ? { defaultEffort: options.reasoningEffort } : {}),
+      ...(options.corsOrigins !== undefined ? { corsOrigins: options.corsOrigins } : {}),
+      tools,
+      log: options.log ?? (() => {}),
+    });
+    let running;
+    try {
+      running = await server.listen(port, host);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new UserError('usage', `port ${port} on ${host} is already in use`);
+      if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UserError('usage', `cannot bind to host ${host}`);
+      throw e;
+    }
+    const { url, close } = running;
+    return { url, baseUrl: `${url}/v1`, port: running.port, close };
+  });
+}

@@ -1,0 +1,62 @@
+// The cases of one evaluation run, from its data file's text: parse the kind's format, take the
+// HealthBench subset and the same random n cases every time, and bind each case to the samplers.
+// Shared by `gptoss eval` and the library's runEval, so both run the same cases the same way.
+import { parseExact, runExactCase } from './exact.ts';
+import { parseHealthBench, runHealthBenchCase, selectSubset } from './healthbench.ts';
+import { parseMcq, runMcqCase } from './mcq.ts';
+import type { EvalCase } from './runner.ts';
+import { seededPermutation } from './stats.ts';
+import type { SampleOptions, Sampler } from './types.ts';
+
+export type EvalKind = 'healthbench' | 'mcq' | 'exact';
+
+export interface CaseSetup {
+  kind: EvalKind;
+  /** The data file's text and its path (for error messages). */
+  text: string;
+  source: string;
+  model: Sampler;
+  /** HealthBench's grader (required there). */
+  grader?: Sampler;
+  sample: SampleOptions;
+  /** Run only n cases. */
+  n?: number;
+  subset?: 'hard' | 'consensus';
+  /** Seed of the multiple-choice option shuffle. */
+  seed: number;
+}
+
+export interface EvalPlan {
+  cases: EvalCase[];
+  /** The metric whose mean is the headline score. */
+  headline: string;
+  /** The run's settings as the report shows them (data file, effort, subset, seed). */
+  settings: Record<string, string | number>;
+}
+
+/** Picks n items at random with a fixed seed (the same subset every run), keeping file order. */
+export function pickN<T>(items: T[], n: number | undefined): T[] {
+  if (n === undefined || n >= items.length) return items;
+  const keep = new Set(seededPermutation(items.length, 0).slice(0, n));
+  return items.filter((_, i) => keep.has(i));
+}
+
+export function buildCases(setup: CaseSetup): EvalPlan {
+  const { model, sample } = setup;
+  const settings: Record<string, string | number> = { data: setup.source };
+  if (sample.effort !== undefined) settings['effort'] = sample.effort;
+  if (setup.kind === 'healthbench') {
+    const grader = setup.grader;
+    if (grader === undefined) throw new Error('buildCases: healthbench needs a grader');
+    if (setup.subset !== undefined) settings['subset'] = setup.subset;
+    const all = pickN(selectSubset(parseHealthBench(setup.text, setup.source), setup.subset), setup.n);
+    return { headline: 'overall_score', settings, cases: all.map((c) => ({ id: c.promptId, run: (signal) => runHealthBenchCase(model, grader, c, { ...sample, signal }, { signal }) })) };
+  }
+  if (setup.kind === 'mcq') {
+    settings['seed'] = setup.seed;
+    const all = pickN(parseMcq(setup.text, setup.source), setup.n);
+    return { headline: 'accuracy', settings, cases: all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, setup.seed, { ...sample, signal }) })) };
+  }
+  const all = pickN(parseExact(setup.text, setup.source), setup.n);
+  return { headline: 'accuracy', settings, cases: all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) })) };
+}
