@@ -18,6 +18,7 @@ import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, 
 import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
 import { ResponseStore } from './store.ts';
 import { isRecord, type JsonRecord } from './validate.ts';
+import { mountWebPage } from './web.ts';
 
 export interface ServerOptions {
   engine: Engine;
@@ -124,6 +125,9 @@ export function createServer(options: ServerOptions): GptossServer {
     const origins = [...options.corsOrigins];
     app.use('*', cors({ origin: origins.includes('*') ? '*' : origins, allowHeaders: ['authorization', 'content-type'], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'] }));
   }
+
+  // The chat page and its files (no key needed to load it; its API calls carry the key).
+  mountWebPage(app, ctx);
 
   app.get('/health', (c) =>
     c.json({ status: 'ok', model: modelName, random_weights: engine.info.randomWeights, context_length: engine.info.contextLength, active, max_concurrency: maxConcurrency }),
