@@ -121,7 +121,7 @@ test('web page: a question, the streamed answer, reasoning, python and browser c
     'The answer is **42**, computed with `print(6*7)`.',
     '',
     '- checked by *python*',
-    '- more at [the multiplication table](https://example.org/times)',
+    '- more at [the multiplication table](https://example.org/times), not [this](javascript:window.pwned=3)',
     '',
     'Raw HTML stays text: <img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>',
   ].join('\n');
@@ -180,9 +180,11 @@ test('web page: a question, the streamed answer, reasoning, python and browser c
     assert.equal(await answer.locator('a').getAttribute('href'), 'https://example.org/times');
     assert.equal(await answer.locator('a').getAttribute('rel'), 'noopener noreferrer');
     assert.equal(await answer.locator('img, script').count(), 0);
+    assert.equal(await answer.locator('cite.source').textContent(), 'this javascript:window.pwned=3');
     assert.ok((await answer.textContent())!.includes('<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'));
     assert.equal(await page.evaluate(() => window.pwned), undefined);
 
+    await page.locator('.turn.assistant .copy').first().scrollIntoViewIfNeeded();
     const shot = mkdtempSync(join(tmpdir(), 'gptoss-webpage-'));
     await page.screenshot({ path: join(shot, 'chat.png') });
     t.diagnostic(`screenshot: ${join(shot, 'chat.png')}`);

@@ -102,6 +102,9 @@ function userView(turn) {
   return article;
 }
 
+/** True when the reader is at (or near) the end of the conversation, so new output should stay in view. */
+const nearBottom = () => ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
+
 /** The text of a turn's answer: its message items. */
 function answerText(turn) {
   return turn.items
@@ -137,7 +140,7 @@ class AssistantView {
   flush() {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
-    const follow = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
+    const follow = nearBottom();
     for (const i of this.pending) this.update(i);
     this.pending.clear();
     if (follow) ui.log.scrollTop = ui.log.scrollHeight;
@@ -163,6 +166,7 @@ class AssistantView {
   /** Draws the footer for the turn's state: copy button, status or error. */
   finish() {
     this.flush();
+    const follow = nearBottom();
     this.footer.replaceChildren();
     const { status, error } = this.turn;
     if (status === 'in_progress') {
@@ -189,6 +193,7 @@ class AssistantView {
       });
       this.footer.prepend(copy);
     }
+    if (follow) ui.log.scrollTop = ui.log.scrollHeight;
   }
 }
 
