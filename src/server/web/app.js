@@ -49,9 +49,14 @@ function load() {
 }
 
 function save() {
-  localStorage.setItem(STORE, JSON.stringify(conversations));
-  if (currentId !== undefined) localStorage.setItem(CURRENT, currentId);
-  else localStorage.removeItem(CURRENT);
+  try {
+    localStorage.setItem(STORE, JSON.stringify(conversations));
+    if (currentId !== undefined) localStorage.setItem(CURRENT, currentId);
+    else localStorage.removeItem(CURRENT);
+  } catch (e) {
+    // Storage full or disabled: the conversation stays on screen; say it will not survive a reload.
+    ui.status.textContent = `Not saved in this browser: ${e instanceof Error ? e.message : String(e)}. Export it to keep it.`;
+  }
 }
 
 const current = () => conversations.find((c) => c.id === currentId);
@@ -378,8 +383,8 @@ async function send(text) {
   } finally {
     running = undefined;
     view.finish();
-    save();
     setBusy(false);
+    save();
   }
 }
 
@@ -468,7 +473,8 @@ ui.prompt.addEventListener('keydown', (e) => {
 ui.stop.addEventListener('click', () => running?.abort());
 
 ui.newChat.addEventListener('click', () => {
-  newConversation();
+  // An empty conversation is already new: do not pile up empty ones.
+  if (current()?.turns.length !== 0) newConversation();
   save();
   renderHistory();
   renderConversation();
