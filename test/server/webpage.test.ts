@@ -120,7 +120,7 @@ test('web page: a question, the streamed answer, reasoning, python and browser c
   const ANSWER = [
     'The answer is **42**, computed with `print(6*7)`.',
     '',
-    '- checked by *python*',
+    '- checked by *python*: 6*7 = 42, 8*9 = 72',
     '- more at [the multiplication table](https://example.org/times), not [this](javascript:window.pwned=3)',
     '',
     'Raw HTML stays text: <img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>',
@@ -177,6 +177,8 @@ test('web page: a question, the streamed answer, reasoning, python and browser c
     assert.equal(await answer.locator('strong').textContent(), '42');
     assert.equal(await answer.locator('code').textContent(), 'print(6*7)');
     assert.equal(await answer.locator('li').count(), 2);
+    assert.deepEqual(await answer.locator('em').allTextContents(), ['python']);
+    assert.equal(await answer.locator('li').first().textContent(), 'checked by python: 6*7 = 42, 8*9 = 72');
     assert.equal(await answer.locator('a').getAttribute('href'), 'https://example.org/times');
     assert.equal(await answer.locator('a').getAttribute('rel'), 'noopener noreferrer');
     assert.equal(await answer.locator('img, script').count(), 0);

@@ -4,7 +4,7 @@
 // only for http(s) targets; any other target (a local document's path and lines) is shown as a
 // citation label naming it.
 
-const INLINE = /`([^`\n]+)`|\*\*([^*\n]+)\*\*|\[((?:\\.|[^\]\\\n])*)\]\(([^()\s]+)\)|\*([^*\s][^*\n]*?)\*|(https?:\/\/[^\s<>()]+[^\s<>().,;:!?'"])/g;
+const INLINE = /`([^`\n]+)`|\*\*([^*\n]+)\*\*|\[((?:\\.|[^\]\\\n])*)\]\(([^()\s]+)\)|(?<![\w*])\*([^*\s][^*\n]*?)\*(?![\w*])|(https?:\/\/[^\s<>()]+[^\s<>().,;:!?'"])/g;
 
 /** Appends `text` with inline markup to `parent`. */
 function renderInline(doc, parent, text) {
