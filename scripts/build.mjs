@@ -1,7 +1,8 @@
 // Builds the package for installing and publishing: the TypeScript in src/ compiled by tsc
 // (tsconfig.build.json: JavaScript plus .d.ts, relative `.ts` imports rewritten to `.js`) into
 // dist/, then the files the compiled code loads from beside itself at run time (the wasm kernels,
-// the kernel worker and the python sandbox's runner) copied to the same relative places.
+// the kernel worker, the python sandbox's runner and the chat page's static files) copied to the
+// same relative places.
 // `npm pack` runs it through prepack.
 import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -14,6 +15,8 @@ const dist = join(root, 'dist');
 /** Run-time files that are not TypeScript (the AssemblyScript sources are build inputs, not shipped). */
 const ASSET = /\.(wasm|mjs)$/;
 const SKIP_DIRS = new Set([join(src, 'kernels/wasm/assembly')]);
+/** Folders shipped whole: the chat page's files are served as they are, not compiled. */
+const STATIC_DIRS = new Set([join(src, 'server/web')]);
 
 function run(args) {
   // Progress goes to stderr: stdout stays clean for `npm pack --json`.
@@ -24,13 +27,13 @@ function run(args) {
   }
 }
 
-function assets(dir) {
+function assets(dir, whole = false) {
   const out = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) {
-      if (!SKIP_DIRS.has(path)) out.push(...assets(path));
-    } else if (ASSET.test(entry.name)) out.push(path);
+      if (!SKIP_DIRS.has(path)) out.push(...assets(path, whole || STATIC_DIRS.has(path)));
+    } else if (whole || ASSET.test(entry.name)) out.push(path);
   }
   return out;
 }

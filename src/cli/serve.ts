@@ -145,6 +145,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';
   process.stderr.write(`serving ${server.context.modelName} on ${running.url}/v1 (context ${server.engine.info.contextLength} tokens, up to ${maxConcurrency} requests at once)\n`);
+  process.stderr.write(`chat page: ${running.url}/\n`);
   if (!loopback && apiKey === undefined) process.stderr.write(`warning: listening on ${host} without --api-key: anyone who can reach this address can use the model\n`);
   if (boolFlag(p, 'log-content')) process.stderr.write('warning: --log-content writes prompts and outputs to the log\n');
 

@@ -22,6 +22,7 @@ import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, 
 import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
 import { ResponseStore } from './store.ts';
 import { isRecord, type JsonRecord } from './validate.ts';
+import { mountWebPage } from './web.ts';
 
 export interface ServerOptions {
   engine: Engine;
@@ -151,6 +152,9 @@ export function createServer(options: ServerOptions): GptossServer {
     // x-stainless-*, openai-organization, openai-project, ...); only allowed origins get this far.
     app.use('*', cors({ origin: corsOrigins.includes('*') ? '*' : [...corsOrigins], allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'], exposeHeaders: ['retry-after'] }));
   }
+
+  // The chat page and its files (no key needed to load it; its API calls carry the key).
+  mountWebPage(app, ctx);
 
   app.get('/health', (c) =>
     c.json({ status: 'ok', model: modelName, random_weights: engine.info.randomWeights, context_length: engine.info.contextLength, active, max_concurrency: maxConcurrency }),

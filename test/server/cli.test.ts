@@ -32,6 +32,10 @@ test('serve: starts on a free port with an API key, answers, and stops on SIGTER
       });
       child.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
     });
+    // The chat page loads without the key (its API calls carry it).
+    const page = await fetch(`${url}/`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<title>gptoss chat<\/title>/);
     const unauthorized = await fetch(`${url}/v1/models`);
     assert.equal(unauthorized.status, 401);
     const r = await fetch(`${url}/v1/chat/completions`, {
@@ -46,6 +50,7 @@ test('serve: starts on a free port with an API key, answers, and stops on SIGTER
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     assert.equal(code, 0);
     assert.match(stderr, /POST \/v1\/chat\/completions 200 in=\d+ out=\d+/);
+    assert.ok(stderr.includes(`chat page: ${url}/\n`), stderr);
     assert.ok(!stderr.includes('private words'), 'no prompt text in the log');
   } finally {
     child.kill('SIGKILL');
