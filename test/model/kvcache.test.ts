@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { HeapStore } from '../../src/kernels/reference.ts';
 import { KvCache, LayerCache } from '../../src/model/kvcache.ts';
 import { buildRopeTable } from '../../src/model/rope.ts';
-import { SHAPES } from '../../src/model/synth.ts';
+import { SHAPES } from '../../src/checkpoint/synth.ts';
 
 const CONTEXT = 131072;
 

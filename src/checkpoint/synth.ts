@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { splitmix32, Xoshiro128 } from '../random.ts';
-import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from './config.ts';
+import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from '../model/config.ts';
 import { isHfConfig, parseHfConfig, toHfConfigJson, hfTensorName } from './hf.ts';
 import { readRegularFile } from './files.ts';
 

@@ -5,11 +5,11 @@
 // `*_scales` [E, rows, cols/32]) and gate_up keeps mlp1's interleaving (even rows glu, odd linear).
 import { UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
-import { validateConfig, type ModelConfig } from './config.ts';
+import { validateConfig, type ModelConfig } from '../model/config.ts';
 import { readRegularFile } from './files.ts';
 import { originalTensorShapes, TensorReader, widenToF32 } from './checkpoint.ts';
 import { SafetensorsCheckpoint } from './safetensors.ts';
-import type { Bf16Matrix, BlockWeights, ModelWeights } from './weights.ts';
+import type { Bf16Matrix, BlockWeights, ModelWeights } from '../model/weights.ts';
 
 /** True when a parsed config.json is the HF layout's (model_type gpt_oss). */
 export function isHfConfig(json: unknown): boolean {

@@ -9,11 +9,11 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import type { TensorStore } from '../kernels/backend.ts';
 import { bf16ToF32 } from '../kernels/reference.ts';
-import { parseOriginalConfig, type ModelConfig } from './config.ts';
+import { parseOriginalConfig, type ModelConfig } from '../model/config.ts';
 import { MARKER_FILE } from './synth.ts';
 import { SafetensorsCheckpoint, type Dtype, type TensorInfo } from './safetensors.ts';
 import { readRegularFile } from './files.ts';
-import type { BlockWeights, Bf16Matrix, EmbeddingTable, ModelWeights, Mxfp4Matrices } from './weights.ts';
+import type { BlockWeights, Bf16Matrix, EmbeddingTable, ModelWeights, Mxfp4Matrices } from '../model/weights.ts';
 
 export type CheckpointLayout = 'original' | 'hf';
 

@@ -11,7 +11,7 @@
 import { closeSync, openSync, readSync, renameSync, writeSync, fstatSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../errors.ts';
-import { contextLength, parseOriginalConfig, type ModelConfig } from './config.ts';
+import { contextLength, parseOriginalConfig, type ModelConfig } from '../model/config.ts';
 import { readRegularFile } from './files.ts';
 import { detectCheckpoint } from './checkpoint.ts';
 import { hfQkvNames, hfTensorName, parseHfConfig } from './hf.ts';
