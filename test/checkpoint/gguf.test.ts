@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync, openSync, readSync, closeSync, statSync, readFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { synthesize, SHAPES } from '../../src/checkpoint/synth.ts';
-import { convertToGguf, readGgufHeader, GGML_TYPE, buildVocab, type GgufHeader, type GgufTensorInfo } from '../../src/checkpoint/gguf.ts';
+import { convertToGguf, buildVocab } from '../../src/checkpoint/gguf-convert.ts';
+import { readGgufHeader, GGML_TYPE, type GgufHeader, type GgufTensorInfo } from '../../src/checkpoint/gguf.ts';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
-import { HeapStore, dequantMxfp4Row, FP4_VALUES } from '../../src/kernels/reference.ts';
+import { HeapStore, dequantMxfp4Row, FP4_VALUES } from '../../src/tensor/index.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import type { ModelWeights } from '../../src/model/weights.ts';
 import { main } from '../../src/cli/main.ts';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { synthesize, SHAPES, ensureDemoModel, DEMO_SEED, originalRecipes, tensorBytes, generateTensorBytes } from '../../src/checkpoint/synth.ts';
 import { SafetensorsCheckpoint } from '../../src/checkpoint/safetensors.ts';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
-import { HeapStore } from '../../src/kernels/reference.ts';
+import { HeapStore } from '../../src/tensor/index.ts';
 import { loadEngine } from '../../src/engine/local.ts';
 import { parseHfConfig, toHfConfigJson, hfTensorName, originalTensorName } from '../../src/checkpoint/hf.ts';
 import type { ModelConfig } from '../../src/model/config.ts';

@@ -3,7 +3,7 @@
 // window can still see, truncation invalidates the tail or reports that a recompute is needed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { HeapStore } from '../../src/kernels/reference.ts';
+import { HeapStore } from '../../src/tensor/index.ts';
 import { KvCache, LayerCache } from '../../src/model/kvcache.ts';
 import { buildRopeTable } from '../../src/model/rope.ts';
 import { SHAPES } from '../../src/checkpoint/synth.ts';
