@@ -13,7 +13,7 @@ import { detectCheckpoint, loadCheckpoint, modelName } from '../../src/checkpoin
 import { contextLength } from '../../src/model/config.ts';
 import { Transformer } from '../../src/model/forward.ts';
 import { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../src/checkpoint/safetensors.ts';
-import { maxAbsDiff } from './golden-data.ts';
+import { maxAbsDiff } from '../model/golden-data.ts';
 
 const GOLDEN = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname;
 const store = new HeapStore();
