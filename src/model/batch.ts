@@ -35,6 +35,11 @@ export function layOutBatch(segments: readonly Segment[], positions: Int32Array)
   return { segments, rows: row, firstRow, positions: positions.subarray(0, row) };
 }
 
+/** Each sequence's cache now counts the batch's tokens (after every layer has written their keys and values). */
+export function advanceCaches(batch: Batch): void {
+  for (const s of batch.segments) s.cache.length += s.tokens.length;
+}
+
 /**
  * The rows to unembed, in order: every row of an 'all' segment, the last row of a 'last' one.
  * With `everyRow` (a trace is attached, so the final norm is seen for each token) all rows are.

@@ -6,7 +6,7 @@
 // batch.ts's business; the activations live in a workspace (workspace.ts) reused across calls.
 import { UserError } from '../errors.ts';
 import type { Backend, RopeTable } from '../kernels/backend.ts';
-import { layOutBatch, logitRows, scatterLogits, type Batch, type Segment } from './batch.ts';
+import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Segment } from './batch.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 import { KvCache } from './kvcache.ts';
 import { buildRopeTable } from './rope.ts';
@@ -132,7 +132,7 @@ export class Transformer {
       await this.moeBlock(n, T, x, ws, trace);
       trace?.(`block.${n}.mlp`, x, T, H);
     }
-    for (const s of segments) s.cache.length += s.tokens.length;
+    advanceCaches(batch);
     await this.unembed(batch, x, ws, trace);
   }
 
