@@ -91,7 +91,7 @@ async function convertGguf(dir: string, gguf: string): Promise<void> {
     cli(['convert', '--to', 'gguf', '--model', dir, '--out', gguf]);
     return;
   } catch (e) {
-    const modulePath = join(ROOT, 'src/model/gguf.ts');
+    const modulePath = join(ROOT, 'src/checkpoint/gguf-convert.ts');
     if (!existsSync(modulePath)) throw e;
     const mod = (await import(pathToFileURL(modulePath).href)) as { convertToGguf?: (d: string, o: string) => Promise<unknown> };
     if (mod.convertToGguf === undefined) throw e;

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import OpenAI from 'openai';
 import { DelegatingEngine, type Engine, type StepRequest } from '../src/engine/engine.ts';
 import { loadEngine } from '../src/engine/local.ts';
-import { SHAPES, synthesize } from '../src/model/synth.ts';
+import { SHAPES, synthesize } from '../src/checkpoint/synth.ts';
 import { createServer } from '../src/server/index.ts';
 import { SPECIAL, getTokenizer } from '../src/tokenizer/index.ts';
 

@@ -1,6 +1,6 @@
 // Seeded generators. mulberry32 for reproducible choices that need no statistical strength
 // (resampling indices, choice shuffles, random test inputs); xoshiro128** for sampling
-// (engine/sampler.ts seeds it from a request's seed) and synthetic weights (model/synth.ts seeds
+// (engine/sampler.ts seeds it from a request's seed) and synthetic weights (checkpoint/synth.ts seeds
 // it from a seed and a per-tensor stream name, so those bytes define every synthetic checkpoint).
 
 /** mulberry32: uniform floats in [0, 1), the same sequence for the same seed. */

@@ -3,7 +3,7 @@
 // a Model whose chat() and complete() run turns on it. The engine stays private to the library:
 // other parts of it (the server) find a Model's engine through engineOf().
 import type { Engine } from '../engine/engine.ts';
-import { resolveModel } from '../engine/resolve.ts';
+import { resolveModel } from '../checkpoint/resolve.ts';
 import { UserError } from '../errors.ts';
 import { chatEvents, collectChat, type ChatEvent, type ChatMessage, type ChatOptions, type ChatResult } from './chat.ts';
 import { translateErrors } from './errors.ts';

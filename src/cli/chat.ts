@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { readProblem, UserError } from '../errors.ts';
 import { AgentSession, type AgentResult, type AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
-import { resolveModel } from '../engine/resolve.ts';
+import { resolveModel } from '../checkpoint/resolve.ts';
 import type { CitationSource } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';

@@ -2,7 +2,7 @@
 // Ollama and node-llama-cpp load as the `gpt-oss` architecture, MXFP4 experts kept as MXFP4.
 import { parseFlags, stringFlag, boolFlag } from './args.ts';
 import { UserError } from '../errors.ts';
-import { convertToGguf } from '../model/gguf.ts';
+import { convertToGguf } from '../checkpoint/gguf-convert.ts';
 import { createProgress, formatBytes } from './progress.ts';
 
 const HELP = `usage: gptoss convert --to gguf --model DIR --out FILE.gguf [options]

@@ -2,7 +2,7 @@
 // (shared with `hf download`), with progress, resume, and size/hash checks.
 import { parseFlags, stringFlag, boolFlag, numberFlag } from './args.ts';
 import { UserError } from '../errors.ts';
-import { pull, hubCacheDir, hubEndpoint } from '../model/hub.ts';
+import { pull, hubCacheDir, hubEndpoint } from '../checkpoint/hub.ts';
 import { createProgress, formatBytes } from './progress.ts';
 
 const HELP = `usage: gptoss pull REPO [options]      e.g. gptoss pull openai/gpt-oss-20b

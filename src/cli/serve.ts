@@ -4,7 +4,7 @@
 // --log-content is given.
 import type { AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
-import { resolveModel } from '../engine/resolve.ts';
+import { resolveModel } from '../checkpoint/resolve.ts';
 import { UserError } from '../errors.ts';
 import { HostGuard } from '../server/guard.ts';
 import type { BuiltinToolFactories } from '../server/index.ts';

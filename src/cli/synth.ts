@@ -2,7 +2,7 @@
 // can be checked (load, generate, bench, convert) before a 13 GB download.
 import { parseFlags, stringFlag, numberFlag, boolFlag } from './args.ts';
 import { UserError } from '../errors.ts';
-import { resolveShape, synthesize, tensorBytes, originalRecipes } from '../model/synth.ts';
+import { resolveShape, synthesize, tensorBytes, originalRecipes } from '../checkpoint/synth.ts';
 import { createProgress, formatBytes } from './progress.ts';
 
 const HELP = `usage: gptoss synth --shape tiny|20b|120b|CONFIG.json --out DIR [options]

@@ -5,10 +5,10 @@
 import { UserError } from '../errors.ts';
 import type { Backend, BackendName, BackendOptions, ExpertActivations } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
-import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../model/checkpoint.ts';
-import { checkCheckpointFits } from '../model/memory.ts';
+import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../checkpoint/checkpoint.ts';
+import { checkCheckpointFits } from '../checkpoint/memory.ts';
 import { contextLength as modelContextLength, type ModelConfig } from '../model/config.ts';
-import { DEMO_CONTEXT_LENGTH, isDemoModel } from '../model/synth.ts';
+import { DEMO_CONTEXT_LENGTH, isDemoModel } from '../checkpoint/synth.ts';
 import { Transformer, type TraceHook } from '../model/forward.ts';
 import type { KvCache } from '../model/kvcache.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';

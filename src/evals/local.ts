@@ -1,6 +1,6 @@
 // Serves a local model (a checkpoint folder or a cached hub repository) in-process on a loopback
 // port, so an evaluation talks to it through the same OpenAI-compatible API as to any endpoint.
-import { resolveModel } from '../engine/resolve.ts';
+import { resolveModel } from '../checkpoint/resolve.ts';
 
 export interface LocalServer {
   baseUrl: string;

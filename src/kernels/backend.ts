@@ -1,7 +1,7 @@
 // The compute backend interface, sized to gpt-oss. Two implementations share these signatures:
 // `reference` (plain TypeScript, the specification in code) and the fast WebAssembly SIMD one.
 // Tests compare them op by op. Activations are f32 row-major [tokens, width]; weights are the
-// stored forms from model/weights.ts (BF16 words, packed MXFP4), allocated through the backend's
+// stored forms of tensor/ (BF16 words, packed MXFP4), allocated through the backend's
 // TensorStore so a fast backend can place them in its own (possibly several) WebAssembly memories
 // and compute on them without copies. The forward pass (model/forward.ts) also takes its
 // activations and KV caches from the store, so a backend that recognises its own buffers
@@ -10,20 +10,7 @@
 // Ops may run synchronously or return a promise (a backend with worker threads); callers always
 // `await` each op and never start the next one before the previous resolved. Ops never keep a
 // reference to their arguments after they return/resolve.
-import type { Bf16Matrix, MoeWeights } from '../model/weights.ts';
-
-/** Where weights, KV caches and activations live. The reference store uses plain ArrayBuffers. */
-export interface TensorStore {
-  /**
-   * A zeroed byte buffer of `bytes` bytes, its byteOffset a multiple of 64 (so f32/u16 views and
-   * SIMD loads are aligned). It stays valid (not detached, not moved) until `free`. `label` (a tensor
-   * name such as "block.3.attn.qkv.weight" or "kv.block.3.keys") is for error messages and profiles.
-   * Throws UserError('memory') when the store cannot hold it.
-   */
-  allocate(bytes: number, label: string): Uint8Array;
-  /** Returns a buffer obtained from `allocate` (KV caches of released sequences, scratch). */
-  free(buffer: Uint8Array): void;
-}
+import type { Bf16Matrix, Mxfp4Matrices, TensorStore } from '../tensor/index.ts';
 
 /** cos/sin tables for YaRN RoPE: [positions, headDim/2] each, concentration already applied. */
 export interface RopeTable {
@@ -40,6 +27,17 @@ export interface AttentionShape {
   headDim: number;
   /** Sliding window (a query at p sees keys at kp with p - kp < window), or 0 for dense attention. */
   window: number;
+}
+
+/**
+ * One layer's experts as the `experts` op reads them (the model's MoeWeights carries these plus
+ * the router and norm): `count` = E matrices each.
+ */
+export interface ExpertWeights {
+  mlp1Weight: Mxfp4Matrices; // E x [2I, hidden], rows interleaved glu/linear
+  mlp1Bias: Float32Array; // [E, 2I]
+  mlp2Weight: Mxfp4Matrices; // E x [hidden, I]
+  mlp2Bias: Float32Array; // [E, hidden]
 }
 
 /** A backend op's result: backends with worker threads return a promise, others return nothing. */
@@ -92,7 +90,7 @@ export interface Backend {
    */
   experts(
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
-    moe: MoeWeights, swigluLimit: number, out: Float32Array,
+    moe: ExpertWeights, swigluLimit: number, out: Float32Array,
   ): OpResult;
 
   /** Frees worker threads and memories. The backend is unusable afterwards. */
@@ -123,8 +121,3 @@ export interface BackendOptions {
 
 export type ExpertActivations = 'q8' | 'split' | 'f32';
 export const EXPERT_ACTIVATIONS: readonly ExpertActivations[] = ['q8', 'split', 'f32'];
-
-/** An f32 view over a store buffer (the store guarantees the alignment). */
-export function f32View(bytes: Uint8Array): Float32Array {
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
-}

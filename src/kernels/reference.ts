@@ -2,48 +2,8 @@
 // reads like the model specification (one function per op, no tricks). It is the specification in code;
 // faster backends are tested against it op by op. Sums are accumulated in doubles and stored as
 // f32, which keeps it well inside the golden fp32 tolerances.
-import { UserError } from '../errors.ts';
-import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../model/weights.ts';
-import type { AttentionShape, Backend, RopeTable, TensorStore } from './backend.ts';
-
-/** Plain ArrayBuffers; the garbage collector frees them. */
-export class HeapStore implements TensorStore {
-  allocate(bytes: number, label: string): Uint8Array {
-    try {
-      return new Uint8Array(bytes);
-    } catch {
-      throw new UserError('memory', `cannot allocate ${(bytes / 2 ** 20).toFixed(1)} MiB for ${label}`);
-    }
-  }
-
-  free(_buffer: Uint8Array): void {
-    // Nothing to do: the buffer is collected once unreferenced.
-  }
-}
-
-/** The FP4 (E2M1) code points of MXFP4, indexed by the 4-bit code. */
-export const FP4_VALUES: readonly number[] = [+0, +0.5, +1, +1.5, +2, +3, +4, +6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
-
-/** Widens `count` BF16 words starting at `offset` into `out` (bf16 is the upper half of an f32). */
-export function bf16ToF32(src: Uint16Array, offset: number, count: number, out: Float32Array): void {
-  const bits = new Uint32Array(out.buffer, out.byteOffset, count);
-  for (let i = 0; i < count; i++) bits[i] = src[offset + i]! << 16;
-}
-
-/** Dequantises row `row` of expert `expert` of an MXFP4 stack into `out` (length m.cols). */
-export function dequantMxfp4Row(m: Mxfp4Matrices, expert: number, row: number, out: Float32Array): void {
-  const groups = m.cols / 32;
-  const rowIndex = expert * m.rows + row;
-  for (let g = 0; g < groups; g++) {
-    const scale = 2 ** (m.scales[rowIndex * groups + g]! - 127);
-    const blockStart = (rowIndex * groups + g) * 16;
-    for (let j = 0; j < 16; j++) {
-      const byte = m.blocks[blockStart + j]!;
-      out[g * 32 + 2 * j] = FP4_VALUES[byte & 0x0f]! * scale;
-      out[g * 32 + 2 * j + 1] = FP4_VALUES[byte >> 4]! * scale;
-    }
-  }
-}
+import { HeapStore, bf16ToF32, dequantMxfp4Row, type Bf16Matrix, type TensorStore } from '../tensor/index.ts';
+import type { AttentionShape, Backend, ExpertWeights, RopeTable } from './backend.ts';
 
 function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): void {
   const width = scale.length;
@@ -140,7 +100,7 @@ export function swiglu(h: Float32Array | Float64Array, limit: number, a: Float32
 
 function experts(
   x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
-  moe: MoeWeights, swigluLimit: number, out: Float32Array,
+  moe: ExpertWeights, swigluLimit: number, out: Float32Array,
 ): void {
   const { mlp1Weight: w1, mlp2Weight: w2 } = moe;
   const hidden = w1.cols;

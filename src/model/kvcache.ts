@@ -6,7 +6,7 @@
 // chunk being processed, and `rewind` spare positions so a truncation by up to that many tokens
 // (prefix reuse) needs no recomputation; their memory is bounded however long the sequence grows.
 // Buffers come from the backend's TensorStore so a fast backend attends to them in place.
-import type { TensorStore } from '../kernels/backend.ts';
+import type { TensorStore } from '../tensor/index.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 
 const INITIAL_DENSE_CAPACITY = 256;

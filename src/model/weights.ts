@@ -3,27 +3,9 @@
 // matrices stay in their stored form (BF16 words, packed MXFP4); small vectors (norms, biases,
 // sinks) are widened to f32 at load. Buffers come from the backend's TensorStore so a fast backend
 // can compute on them in place.
+import type { ExpertWeights } from '../kernels/backend.ts';
+import type { Bf16Matrix } from '../tensor/index.ts';
 import type { ModelConfig } from './config.ts';
-
-/** A row-major BF16 matrix [rows, cols]; each element is the upper 16 bits of an f32. */
-export interface Bf16Matrix {
-  rows: number;
-  cols: number;
-  data: Uint16Array;
-}
-
-/**
- * `count` MXFP4 matrices [rows, cols] (one per expert). Each row is split into groups of 32
- * elements sharing one E8M0 scale: blocks [count, rows, cols/32, 16] (element 2j in the low nibble
- * of byte j), scales [count, rows, cols/32] (exponent biased by 127).
- */
-export interface Mxfp4Matrices {
-  count: number;
-  rows: number;
-  cols: number;
-  blocks: Uint8Array;
-  scales: Uint8Array;
-}
 
 /**
  * The embedding table [rows, cols]: a forward pass reads only the rows of its tokens, so a loader
@@ -45,13 +27,10 @@ export interface AttentionWeights {
   out: { weight: Bf16Matrix; bias: Float32Array }; // [hidden, headDim*Q], [hidden]
 }
 
-export interface MoeWeights {
+/** The router and norm, plus the experts as the backend's `experts` op reads them (mlp1/mlp2 weights and biases). */
+export interface MoeWeights extends ExpertWeights {
   norm: { scale: Float32Array }; // [hidden]
   gate: { weight: Bf16Matrix; bias: Float32Array }; // [E, hidden], [E]
-  mlp1Weight: Mxfp4Matrices; // E x [2I, hidden], rows interleaved glu/linear
-  mlp1Bias: Float32Array; // [E, 2I]
-  mlp2Weight: Mxfp4Matrices; // E x [hidden, I]
-  mlp2Bias: Float32Array; // [E, hidden]
 }
 
 export interface BlockWeights {

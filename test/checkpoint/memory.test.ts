@@ -2,8 +2,8 @@
 // refusal message states the need, the availability and a context that would fit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { estimateMemory, checkFits, weightBytes, modelLabel } from '../../src/model/memory.ts';
-import { SHAPES, originalRecipes, tensorBytes } from '../../src/model/synth.ts';
+import { estimateMemory, checkFits, weightBytes, modelLabel } from '../../src/checkpoint/memory.ts';
+import { SHAPES, originalRecipes, tensorBytes } from '../../src/checkpoint/synth.ts';
 import { UserError } from '../../src/errors.ts';
 
 test('weights: the stored bytes (MXFP4 at 4.25 bits per weight) plus small vectors widened to f32, minus the embedding table left on disk', () => {

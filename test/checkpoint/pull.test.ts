@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeHub, sha256 } from './hub-server.ts';
-import { pull, matchesPattern, repoFolderName } from '../../src/model/hub.ts';
-import { synthesize } from '../../src/model/synth.ts';
-import { SHAPES } from '../../src/model/synth.ts';
-import { toHfConfigJson } from '../../src/model/hf.ts';
+import { pull, matchesPattern, repoFolderName } from '../../src/checkpoint/hub.ts';
+import { synthesize } from '../../src/checkpoint/synth.ts';
+import { SHAPES } from '../../src/checkpoint/synth.ts';
+import { toHfConfigJson } from '../../src/checkpoint/hf.ts';
 import { UserError } from '../../src/errors.ts';
 import { main } from '../../src/cli/main.ts';
 

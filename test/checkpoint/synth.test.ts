@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { synthesize, SHAPES, ensureDemoModel, DEMO_SEED, originalRecipes, tensorBytes, generateTensorBytes } from '../../src/model/synth.ts';
-import { SafetensorsCheckpoint } from '../../src/model/safetensors.ts';
-import { loadCheckpoint } from '../../src/model/checkpoint.ts';
-import { HeapStore } from '../../src/kernels/reference.ts';
+import { synthesize, SHAPES, ensureDemoModel, DEMO_SEED, originalRecipes, tensorBytes, generateTensorBytes } from '../../src/checkpoint/synth.ts';
+import { SafetensorsCheckpoint } from '../../src/checkpoint/safetensors.ts';
+import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
+import { HeapStore } from '../../src/tensor/index.ts';
 import { loadEngine } from '../../src/engine/local.ts';
-import { parseHfConfig, toHfConfigJson, hfTensorName, originalTensorName } from '../../src/model/hf.ts';
+import { parseHfConfig, toHfConfigJson, hfTensorName, originalTensorName } from '../../src/checkpoint/hf.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { main } from '../../src/cli/main.ts';
 

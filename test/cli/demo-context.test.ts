@@ -7,9 +7,9 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEMO_CONTEXT_LENGTH, ensureDemoModel } from '../../src/model/synth.ts';
+import { DEMO_CONTEXT_LENGTH, ensureDemoModel } from '../../src/checkpoint/synth.ts';
 import { contextLength } from '../../src/model/config.ts';
-import { readCheckpointConfig } from '../../src/model/checkpoint.ts';
+import { readCheckpointConfig } from '../../src/checkpoint/checkpoint.ts';
 import { loadEngine } from '../../src/engine/local.ts';
 import { runCli } from './in-process.ts';
 

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { toOriginalConfigJson } from '../../src/model/config.ts';
-import { SHAPES } from '../../src/model/synth.ts';
+import { SHAPES } from '../../src/checkpoint/synth.ts';
 
 const GQA = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname; // window 4, vocab 512
 const MQA = new URL('../fixtures/golden/mqa-l4-e6k3/', import.meta.url).pathname; // window 8, 4 layers

@@ -51,7 +51,7 @@ test('classify through our server: the harmony prompt carries the policy and the
 });
 
 test('classify a local checkpoint served in-process (--model DIR): random weights do not follow the format, and each text is named', async () => {
-  const { synthesize, SHAPES } = await import('../../src/model/synth.ts');
+  const { synthesize, SHAPES } = await import('../../src/checkpoint/synth.ts');
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-classify-model-'));
   try {
     synthesize(SHAPES.tiny, dir, { seed: 5 });

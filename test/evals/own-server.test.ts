@@ -64,7 +64,7 @@ test('healthbench through our server: scripted model and grader, score computed 
 });
 
 test('a local checkpoint is served in-process (--model DIR)', async () => {
-  const { synthesize, SHAPES } = await import('../../src/model/synth.ts');
+  const { synthesize, SHAPES } = await import('../../src/checkpoint/synth.ts');
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-eval-model-'));
   try {
     synthesize(SHAPES.tiny, dir, { seed: 5 });

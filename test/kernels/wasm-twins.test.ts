@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { createReferenceBackend } from '../../src/kernels/reference.ts';
 import { createWasmBackend, fallbackTotal, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
 import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
-import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../src/model/weights.ts';
-import type { RopeTable } from '../../src/kernels/backend.ts';
+import type { Bf16Matrix, Mxfp4Matrices } from '../../src/tensor/index.ts';
+import type { ExpertWeights, RopeTable } from '../../src/kernels/backend.ts';
 import { seededRandom } from '../../src/random.ts';
 
 const reference = createReferenceBackend();
@@ -123,9 +123,7 @@ for (const threads of [1, 2]) {
       for (const [tokens, experts, k, hidden, inter] of [[1, 4, 2, 64, 32], [7, 6, 3, 96, 64], [2, 8, 4, 32, 96], [19, 5, 2, 160, 32]] as const) {
         const mlp1 = mxfp4(b, experts, 2 * inter, hidden, r);
         const mlp2 = mxfp4(b, experts, hidden, inter, r);
-        const moe: MoeWeights = {
-          norm: { scale: new Float32Array(hidden) },
-          gate: { weight: { rows: experts, cols: hidden, data: new Uint16Array(experts * hidden) }, bias: new Float32Array(experts) },
+        const moe: ExpertWeights = {
           mlp1Weight: mlp1, mlp1Bias: randomF32(experts * 2 * inter, r),
           mlp2Weight: mlp2, mlp2Bias: randomF32(experts * hidden, r),
         };
@@ -157,11 +155,9 @@ for (const threads of [1, 2]) {
     const relaxed = await backend(threads, false, 'q8', true), baseline = await backend(threads, false, 'q8', false);
     for (const [experts, k, hidden, inter] of [[4, 4, 2880, 64], [6, 2, 160, 96], [3, 3, 96, 2880]] as const) {
       // The same weights in each backend's own store (a tensor outside the store would fall back to the reference).
-      const moeIn = (b: WasmBackend): MoeWeights => {
+      const moeIn = (b: WasmBackend): ExpertWeights => {
         const r = seededRandom(31 + threads + hidden);
         return {
-          norm: { scale: new Float32Array(hidden) },
-          gate: { weight: { rows: experts, cols: hidden, data: new Uint16Array(experts * hidden) }, bias: new Float32Array(experts) },
           mlp1Weight: mxfp4(b, experts, 2 * inter, hidden, r), mlp1Bias: randomF32(experts * 2 * inter, r),
           mlp2Weight: mxfp4(b, experts, hidden, inter, r), mlp2Bias: randomF32(experts * hidden, r),
         };
@@ -311,9 +307,7 @@ test('experts whose MXFP4 scales landed in another memory than their blocks stil
   const mlp1 = mxfp4(b, experts, 2 * inter, hidden, r);
   const mlp2 = mxfp4(b, experts, hidden, inter, r);
   assert.notEqual(b.store.locate(mlp1.blocks)!.memory, b.store.locate(mlp1.scales)!.memory, 'blocks and scales are in different memories');
-  const moe: MoeWeights = {
-    norm: { scale: new Float32Array(hidden) },
-    gate: { weight: { rows: experts, cols: hidden, data: new Uint16Array(experts * hidden) }, bias: new Float32Array(experts) },
+  const moe: ExpertWeights = {
     mlp1Weight: mlp1, mlp1Bias: randomF32(experts * 2 * inter, r), mlp2Weight: mlp2, mlp2Bias: randomF32(experts * hidden, r),
   };
   const x = randomF32(tokens * hidden, r);

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
 import { MAX_CONTEXT_LENGTH, parseOriginalConfig } from '../../src/model/config.ts';
-import { parseHfConfig, toHfConfigJson } from '../../src/model/hf.ts';
-import { SHAPES } from '../../src/model/synth.ts';
-import { checkCheckpointFits, estimateMemory } from '../../src/model/memory.ts';
-import { SafetensorsFile } from '../../src/model/safetensors.ts';
+import { parseHfConfig, toHfConfigJson } from '../../src/checkpoint/hf.ts';
+import { SHAPES } from '../../src/checkpoint/synth.ts';
+import { checkCheckpointFits, estimateMemory } from '../../src/checkpoint/memory.ts';
+import { SafetensorsFile } from '../../src/checkpoint/safetensors.ts';
 import { runCli } from '../cli/in-process.ts';
 
 const GOLDEN = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname;

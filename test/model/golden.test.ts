@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
-import { dequantMxfp4Row } from '../../src/kernels/reference.ts';
+import { dequantMxfp4Row } from '../../src/tensor/index.ts';
 import { buildRopeTable, yarnParameters } from '../../src/model/rope.ts';
 import { argmaxRow, goldenCases, hasFullvocab, maxAbsDiff, meanAbsDiff, readF32} from './golden-data.ts';
 

@@ -3,10 +3,10 @@
 // window can still see, truncation invalidates the tail or reports that a recompute is needed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { HeapStore } from '../../src/kernels/reference.ts';
+import { HeapStore } from '../../src/tensor/index.ts';
 import { KvCache, LayerCache } from '../../src/model/kvcache.ts';
 import { buildRopeTable } from '../../src/model/rope.ts';
-import { SHAPES } from '../../src/model/synth.ts';
+import { SHAPES } from '../../src/checkpoint/synth.ts';
 
 const CONTEXT = 131072;
 

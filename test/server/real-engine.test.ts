@@ -11,7 +11,7 @@ import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import { loadEngine } from '../../src/engine/local.ts';
 import { tokensToText } from '../../src/harmony/index.ts';
-import { SHAPES, synthesize } from '../../src/model/synth.ts';
+import { SHAPES, synthesize } from '../../src/checkpoint/synth.ts';
 import { RecordingEngine, startServer } from './helpers.ts';
 
 let dir = '';

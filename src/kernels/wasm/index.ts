@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
-import type { Bf16Matrix, MoeWeights, Mxfp4Matrices } from '../../model/weights.ts';
-import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type RopeTable } from '../backend.ts';
+import type { Bf16Matrix, Mxfp4Matrices } from '../../tensor/index.ts';
+import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type ExpertWeights, type RopeTable } from '../backend.ts';
 export type { ExpertActivations } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import { ThreadPool } from './pool.ts';
@@ -284,7 +284,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
 
   function experts(
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
-    moe: MoeWeights, swigluLimit: number, out: Float32Array,
+    moe: ExpertWeights, swigluLimit: number, out: Float32Array,
   ): void {
     const w1 = moe.mlp1Weight, w2 = moe.mlp2Weight;
     const l1 = store.locate(w1.blocks), l2 = store.locate(w2.blocks);

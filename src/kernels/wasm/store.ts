@@ -4,7 +4,7 @@
 // growing it on demand). Every memory starts with a fixed scratch region the kernels use for the
 // activations copied in for one op, so computing never allocates.
 import { UserError } from '../../errors.ts';
-import type { TensorStore } from '../backend.ts';
+import type { TensorStore } from '../../tensor/index.ts';
 
 const PAGE = 65536;
 /** Pages a memory may grow to (Node 20's limit is 65536 = 4 GiB; one page short keeps offsets < 2^32). */

@@ -8,22 +8,8 @@
 import { closeSync, existsSync, fstatSync, openSync, read as readAsync, readSync, readdirSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
+import { DTYPE_SIZES, isDtype, type Dtype, type TensorStore } from '../tensor/index.ts';
 import { openRegularFile, readRegularFile } from './files.ts';
-import type { TensorStore } from '../kernels/backend.ts';
-
-/** Element sizes in bytes of the dtypes the format defines (sub-byte float formats are not supported). */
-export const DTYPE_SIZES = {
-  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
-  U16: 2, I16: 2, F16: 2, BF16: 2,
-  U32: 4, I32: 4, F32: 4,
-  U64: 8, I64: 8, F64: 8,
-} as const;
-
-export type Dtype = keyof typeof DTYPE_SIZES;
-
-export function isDtype(s: unknown): s is Dtype {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZES, s);
-}
 
 export interface TensorInfo {
   name: string;

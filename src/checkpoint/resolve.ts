@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
-import { hubCacheDir, repoFolderName } from '../model/hub.ts';
+import { hubCacheDir, repoFolderName } from './hub.ts';
 
 export const DEFAULT_REPO = 'openai/gpt-oss-20b';
 
@@ -36,7 +36,7 @@ export async function resolveModel(spec: string | undefined, options: ResolveOpt
   if (fromEnv !== undefined && fromEnv !== '') return resolveSpec(fromEnv, 'env', 'GPTOSS_MODEL', env);
   const cached = findInHubCache(DEFAULT_REPO, env);
   if (cached !== undefined) return { dir: cached, source: 'hub-cache', repo: DEFAULT_REPO, description: `${DEFAULT_REPO} (hub cache: ${cached})` };
-  const demoModel = options.demoModel ?? (async () => (await import('../model/synth.ts')).ensureDemoModel());
+  const demoModel = options.demoModel ?? (async () => (await import('./synth.ts')).ensureDemoModel());
   const dir = await demoModel();
   return { dir, source: 'demo', description: `the embedded demo model (${dir}; tiny, random weights)` };
 }

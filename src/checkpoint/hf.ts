@@ -4,12 +4,13 @@
 // The expert tensors keep the original MXFP4 packing (`*_blocks` [E, rows, cols/32, 16],
 // `*_scales` [E, rows, cols/32]) and gate_up keeps mlp1's interleaving (even rows glu, odd linear).
 import { UserError } from '../errors.ts';
-import type { TensorStore } from '../kernels/backend.ts';
-import { validateConfig, type ModelConfig } from './config.ts';
-import { readRegularFile } from './files.ts';
-import { originalTensorShapes, TensorReader, widenToF32 } from './checkpoint.ts';
+import { validateConfig, type ModelConfig } from '../model/config.ts';
+import { readJson } from './files.ts';
+import { originalTensorShapes } from './original.ts';
+import { TensorReader } from './reader.ts';
 import { SafetensorsCheckpoint } from './safetensors.ts';
-import type { Bf16Matrix, BlockWeights, ModelWeights } from './weights.ts';
+import type { BlockWeights, ModelWeights } from '../model/weights.ts';
+import { widenToF32, type Bf16Matrix, type TensorStore } from '../tensor/index.ts';
 
 /** True when a parsed config.json is the HF layout's (model_type gpt_oss). */
 export function isHfConfig(json: unknown): boolean {
@@ -205,16 +206,10 @@ export function hfTensorShapes(config: ModelConfig): Map<string, number[]> {
 /**
  * Loads the HF layout from `dir` into the same ModelWeights the original layout gives: q/k/v are
  * concatenated into the fused qkv (rows q, then k, then v), the experts' MXFP4 tensors are taken
- * as they are (same packing and gate/up interleaving as mlp1). The hook checkpoint.ts calls.
+ * as they are (same packing and gate/up interleaving as mlp1).
  */
 export async function loadHfWeights(dir: string, configPath: string, store: TensorStore): Promise<ModelWeights> {
-  let json: unknown;
-  try {
-    json = JSON.parse(readRegularFile(configPath));
-  } catch (e) {
-    throw new UserError('checkpoint', `${configPath}: not valid JSON (${(e as Error).message})`);
-  }
-  const config = parseHfConfig(json, configPath);
+  const config = parseHfConfig(readJson(configPath), configPath);
   const checkpoint = SafetensorsCheckpoint.open(dir);
   try {
     const shapes = hfTensorShapes(config);

@@ -42,3 +42,13 @@ export function readRegularFile(path: string, kind: UserErrorKind = 'checkpoint'
     closeSync(fd);
   }
 }
+
+/** The parsed JSON of the regular file `path`; UserError("PATH: not valid JSON (why)") otherwise. */
+export function readJson(path: string, kind: UserErrorKind = 'checkpoint'): unknown {
+  const text = readRegularFile(path, kind);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UserError(kind, `${path}: not valid JSON (${(e as Error).message})`);
+  }
+}

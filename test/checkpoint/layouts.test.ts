@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadEngine } from '../../src/engine/local.ts';
 import { parseOriginalConfig } from '../../src/model/config.ts';
-import { hfQkvNames, hfTensorName, toHfConfigJson } from '../../src/model/hf.ts';
-import { SafetensorsCheckpoint, writeSafetensors, type TensorToWrite } from '../../src/model/safetensors.ts';
-import { goldenCases, maxAbsDiff, readF32 } from './golden-data.ts';
+import { hfQkvNames, hfTensorName, toHfConfigJson } from '../../src/checkpoint/hf.ts';
+import { SafetensorsCheckpoint, writeSafetensors, type TensorToWrite } from '../../src/checkpoint/safetensors.ts';
+import { goldenCases, maxAbsDiff, readF32 } from '../model/golden-data.ts';
 
 /** Writes the original-layout checkpoint in `src` to `dest` in the Hugging Face layout. */
 function toHfLayout(src: string, dest: string): void {

@@ -7,8 +7,9 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { splitmix32, Xoshiro128 } from '../random.ts';
-import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from './config.ts';
+import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from '../model/config.ts';
 import { isHfConfig, parseHfConfig, toHfConfigJson, hfTensorName } from './hf.ts';
+import { MARKER_FILE } from './checkpoint.ts';
 import { readRegularFile } from './files.ts';
 
 // ---- shapes ----------------------------------------------------------------------------------
@@ -286,9 +287,6 @@ export interface SynthResult {
   bytes: number;
   config: ModelConfig;
 }
-
-/** The marker file every synthetic checkpoint carries: loaders report `randomWeights` from it. */
-export const MARKER_FILE = 'gptoss.json';
 
 /**
  * Writes a checkpoint with random weights for `config` into `dir`:

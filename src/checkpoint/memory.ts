@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { UserError } from '../errors.ts';
-import { contextLength as modelContextLength, isSlidingLayer, type ModelConfig } from './config.ts';
+import { contextLength as modelContextLength, isSlidingLayer, type ModelConfig } from '../model/config.ts';
 
 export interface MemoryEstimate {
   /** A name for messages: gpt-oss-20b, gpt-oss-120b, or the shape. */

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
-import { resolveModel } from '../../src/engine/resolve.ts';
+import { resolveModel } from '../../src/checkpoint/resolve.ts';
 
 function fakeHub(): { hub: string; snapshot20b: string; cleanup: () => void } {
   const hub = mkdtempSync(join(tmpdir(), 'gptoss-hub-'));

@@ -7,12 +7,13 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
-import { HeapStore, createReferenceBackend } from '../../src/kernels/reference.ts';
-import { detectCheckpoint, loadCheckpoint, modelName } from '../../src/model/checkpoint.ts';
+import { createReferenceBackend } from '../../src/kernels/reference.ts';
+import { HeapStore, type Dtype } from '../../src/tensor/index.ts';
+import { detectCheckpoint, loadCheckpoint, modelName } from '../../src/checkpoint/checkpoint.ts';
 import { contextLength } from '../../src/model/config.ts';
 import { Transformer } from '../../src/model/forward.ts';
-import { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors, type Dtype, type TensorToWrite } from '../../src/model/safetensors.ts';
-import { maxAbsDiff } from './golden-data.ts';
+import { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../src/checkpoint/safetensors.ts';
+import { maxAbsDiff } from '../model/golden-data.ts';
 
 const GOLDEN = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname;
 const store = new HeapStore();
