@@ -15,7 +15,8 @@ const SRC = join(ROOT, 'src');
  * Ranks, lowest first. The two root files are leaves every folder uses; src/index.ts is the public
  * surface over all. Tools sit under the engine: they know only harmony, and the agent loop runs
  * them through their own contract (tools/tool.ts). The CLI is the outermost client: it starts the
- * server and runs evals, and evals may start the server.
+ * server and runs evals, and evals may start the server. The library API (src/api) sits beside the
+ * CLI as the other client of every layer, and only src/index.ts imports it.
  */
 const ORDER: readonly (readonly string[])[] = [
   ['errors.ts', 'random.ts'],
@@ -30,6 +31,7 @@ const ORDER: readonly (readonly string[])[] = [
   ['server'],
   ['evals'],
   ['cli'],
+  ['api'],
   ['index.ts'],
 ];
 
