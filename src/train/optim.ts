@@ -1,0 +1,140 @@
+// The optimiser side of training: AdamW with decoupled weight decay, the learning-rate schedule
+// (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
+// step over a batch of sequences. Deterministic: no randomness, no clock.
+import type { RopeTable } from '../kernels/backend.ts';
+import { backwardTrain, forwardTrain } from './model.ts';
+import { crossEntropy, IGNORE_TARGET } from './ops.ts';
+import type { Param, TrainableModel } from './params.ts';
+
+export interface AdamWOptions {
+  beta1?: number; // default 0.9
+  beta2?: number; // default 0.95 (the usual choice for transformers; 0.999 reacts slowly to spikes)
+  eps?: number; // default 1e-8
+  weightDecay?: number; // default 0.1
+  /** Which parameters decay; default: matrices (weights, embedding, unembedding, experts), not norms, biases or sinks. */
+  decays?: (p: Param) => boolean;
+}
+
+/** Adam moments for every trainable parameter, and the update with decoupled weight decay. */
+export class AdamW {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  private readonly decays: (p: Param) => boolean;
+  private readonly moments = new Map<Param, { m: Float64Array; v: Float64Array }>();
+  /** Updates taken so far (the bias corrections use it). */
+  steps = 0;
+
+  constructor(readonly params: readonly Param[], options: AdamWOptions = {}) {
+    this.beta1 = options.beta1 ?? 0.9;
+    this.beta2 = options.beta2 ?? 0.95;
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0.1;
+    this.decays = options.decays ?? ((p) => p.shape.length >= 2);
+    for (const p of params) this.moments.set(p, { m: new Float64Array(p.value.length), v: new Float64Array(p.value.length) });
+  }
+
+  /**
+   * One update at learning rate `lr` from the parameters' current gradients: the decay shrinks a
+   * weight by lr * weightDecay * w, independent of the gradient's scale (AdamW, not L2 in Adam).
+   * Frozen parameters are left alone.
+   */
+  step(lr: number): void {
+    this.steps++;
+    const c1 = 1 - this.beta1 ** this.steps;
+    const c2 = 1 - this.beta2 ** this.steps;
+    for (const p of this.params) {
+      if (!p.trainable) continue;
+      const { m, v } = this.moments.get(p)!;
+      const decay = this.decays(p) ? lr * this.weightDecay : 0;
+      const w = p.value, g = p.grad;
+      for (let i = 0; i < w.length; i++) {
+        m[i] = this.beta1 * m[i]! + (1 - this.beta1) * g[i]!;
+        v[i] = this.beta2 * v[i]! + (1 - this.beta2) * g[i]! ** 2;
+        const update = m[i]! / c1 / (Math.sqrt(v[i]! / c2) + this.eps);
+        w[i] = w[i]! - decay * w[i]! - lr * update;
+      }
+    }
+  }
+}
+
+export interface Schedule {
+  peak: number;
+  warmupSteps: number;
+  totalSteps: number;
+  /** The rate the cosine ends at, as a fraction of peak (default 0.1). */
+  minRatio?: number;
+}
+
+/**
+ * The learning rate for update `step` (0-based): rising linearly to `peak` over the warm-up (the
+ * first update already moves, at peak/warmupSteps), then a half cosine down to peak*minRatio at
+ * totalSteps, and that floor after.
+ */
+export function learningRate(step: number, s: Schedule): number {
+  const floor = s.peak * (s.minRatio ?? 0.1);
+  if (step < s.warmupSteps) return (s.peak * (step + 1)) / s.warmupSteps;
+  const span = s.totalSteps - s.warmupSteps;
+  if (span <= 0 || step >= s.totalSteps) return floor;
+  const progress = (step - s.warmupSteps) / span;
+  return floor + (s.peak - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
+}
+
+/**
+ * Scales the trainable gradients so their global L2 norm is at most `maxNorm`; returns the norm
+ * before clipping (a diverging run shows here first).
+ */
+export function clipGradients(params: readonly Param[], maxNorm: number): number {
+  let sumSquares = 0;
+  for (const p of params) if (p.trainable) for (const g of p.grad) sumSquares += g * g;
+  const norm = Math.sqrt(sumSquares);
+  if (norm > maxNorm && norm > 0) {
+    const factor = maxNorm / norm;
+    for (const p of params) if (p.trainable) for (let i = 0; i < p.grad.length; i++) p.grad[i] = p.grad[i]! * factor;
+  }
+  return norm;
+}
+
+export interface Sequence {
+  tokens: readonly number[];
+  /** IGNORE_TARGET where no loss (model/nextTokenTargets builds these). */
+  targets: Int32Array;
+}
+
+export interface StepResult {
+  /** Mean loss per counted target over the batch. */
+  loss: number;
+  counted: number;
+  /** The gradient norm before clipping. */
+  gradNorm: number;
+}
+
+/**
+ * One optimiser step on a batch: every counted target of every sequence weighs the same (a long
+ * sequence counts more than a short one), gradients are clipped to `maxGradNorm`, then AdamW
+ * updates at `lr`.
+ */
+export function trainStep(
+  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, rope?: RopeTable,
+): StepResult {
+  let total = 0;
+  for (const s of batch) for (const t of s.targets) if (t !== IGNORE_TARGET) total++;
+  if (total === 0) throw new Error('trainStep: no sequence in the batch has a target');
+  model.zeroGrad();
+  let lossSum = 0;
+  for (const s of batch) {
+    const tape = forwardTrain(model, s.tokens, rope);
+    let counted = 0;
+    for (const t of s.targets) if (t !== IGNORE_TARGET) counted++;
+    if (counted === 0) continue;
+    const ce = crossEntropy(tape.logits, s.tokens.length, model.config.vocabSize, s.targets);
+    const share = counted / total; // from this sequence's mean to the batch's per-token mean
+    for (let i = 0; i < ce.dlogits.length; i++) ce.dlogits[i] = ce.dlogits[i]! * share;
+    backwardTrain(model, tape, ce.dlogits);
+    lossSum += ce.loss * counted;
+  }
+  const gradNorm = clipGradients(model.params(), maxGradNorm);
+  optimizer.step(lr);
+  return { loss: lossSum / total, counted: total, gradNorm };
+}
