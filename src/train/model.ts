@@ -11,6 +11,7 @@ import {
   linearBackward, linearForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward,
   type AttentionSaved, type ExpertParams, type ExpertsSaved,
 } from './ops.ts';
+import type { LoraAdapters, LoraSaved } from './lora.ts';
 import type { Param, TrainableBlock, TrainableModel } from './params.ts';
 
 /** What one block's backward needs from its forward. */
@@ -30,11 +31,15 @@ interface BlockTape {
   indices: Int32Array;
   weights: Float64Array;
   experts: ExpertsSaved;
+  /** The adapters' low-rank activations (x A^T) for the qkv and out projections, when adapted. */
+  loraQkv: LoraSaved | null;
+  loraOut: LoraSaved | null;
 }
 
 export interface Tape {
   tokens: readonly number[];
   rope: RopeTable;
+  lora: LoraAdapters | null;
   blocks: BlockTape[];
   /** The residual stream after the last block, its final norm's 1/rms and output. */
   xFinal: Float64Array;
@@ -60,8 +65,16 @@ function gradOf(p: Param): Float64Array | null {
   return p.trainable ? p.grad : null;
 }
 
+export interface TrainOptions {
+  /** cos/sin tables covering at least the sequence (built for it when absent or too short). */
+  rope?: RopeTable;
+  /** Low-rank adapters added to the attention projections (usually with the base frozen). */
+  lora?: LoraAdapters;
+}
+
 /** Runs `tokens` (positions 0..T-1) through the model; returns the logits [T, vocab] and the tape. */
-export function forwardTrain(model: TrainableModel, tokens: readonly number[], rope?: RopeTable): Tape {
+export function forwardTrain(model: TrainableModel, tokens: readonly number[], options: TrainOptions = {}): Tape {
+  const { rope, lora } = options;
   const c = model.config;
   const T = tokens.length;
   const H = c.hiddenSize;
@@ -82,6 +95,7 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], r
     const xIn = x;
     const attnNorm = rmsnormForward(xIn, T, b.attn.normScale.value, RMSNORM_EPS);
     const qkv = linearForward(attnNorm.out, T, b.attn.qkvWeight.value, width, H, b.attn.qkvBias.value);
+    const loraQkv = lora?.forwardQkv(n, attnNorm.out, T, qkv) ?? null;
     const q = new Float64Array(T * qWidth);
     const k = new Float64Array(T * kvWidth);
     const v = new Float64Array(T * kvWidth);
@@ -94,6 +108,7 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], r
     ropeApply(k, T, c.numKeyValueHeads, c.headDim, table);
     const attention = attentionForward(q, k, v, T, b.attn.sinks.value, attentionShape(c, n));
     const projected = linearForward(attention.out, T, b.attn.outWeight.value, H, qWidth, b.attn.outBias.value);
+    const loraOut = lora?.forwardOut(n, attention.out, T, projected) ?? null;
     const xMid = new Float64Array(T * H);
     for (let i = 0; i < T * H; i++) xMid[i] = xIn[i]! + projected[i]!;
 
@@ -107,16 +122,20 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], r
     blocks.push({
       xIn, xMid, attnInv: attnNorm.inv, attnNormed: attnNorm.out, q, k, v, attention: attention.saved, attnOut: attention.out,
       mlpInv: mlpNorm.inv, mlpNormed: mlpNorm.out, indices: routing.indices, weights: routing.weights, experts: experts.saved,
+      loraQkv, loraOut,
     });
     x = xOut;
   });
 
   const finalNorm = rmsnormForward(x, T, model.norm.value, RMSNORM_EPS);
   const logits = linearForward(finalNorm.out, T, model.unembedding.value, c.vocabSize, H, null);
-  return { tokens, rope: table, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits };
+  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits };
 }
 
-/** Adds the gradients of the loss whose logit gradient is `dlogits` [T, vocab] into every trainable parameter's grad. */
+/**
+ * Adds the gradients of the loss whose logit gradient is `dlogits` [T, vocab] into every
+ * trainable parameter's grad (and the adapters' of the forward, when it had some).
+ */
 export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float64Array): void {
   const c = model.config;
   const T = tape.tokens.length;
@@ -152,6 +171,7 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
     const dxIn = dxMid.slice();
     const dattn = new Float64Array(T * qWidth);
     linearBackward(dxMid, s.attnOut, T, b.attn.outWeight.value, H, qWidth, dattn, gradOf(b.attn.outWeight), gradOf(b.attn.outBias));
+    if (s.loraOut !== null) tape.lora!.backward(s.loraOut, dxMid, s.attnOut, T, dattn);
     const dq = new Float64Array(T * qWidth);
     const dk = new Float64Array(T * kvWidth);
     const dv = new Float64Array(T * kvWidth);
@@ -166,6 +186,7 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
     }
     const dattnNormed = new Float64Array(T * H);
     linearBackward(dqkv, s.attnNormed, T, b.attn.qkvWeight.value, width, H, dattnNormed, gradOf(b.attn.qkvWeight), gradOf(b.attn.qkvBias));
+    if (s.loraQkv !== null) tape.lora!.backward(s.loraQkv, dqkv, s.attnNormed, T, dattnNormed);
     rmsnormBackward(dattnNormed, s.xIn, T, b.attn.normScale.value, s.attnInv, dxIn, gradOf(b.attn.normScale));
     dx = dxIn;
   }
@@ -194,16 +215,16 @@ export function nextTokenTargets(tokens: readonly number[], trained?: readonly b
  * Mean cross-entropy of the model on `tokens` against `targets` (IGNORE_TARGET where no loss),
  * with the gradients ADDED into the parameters' grads (call model.zeroGrad() between steps).
  */
-export function lossAndGradients(model: TrainableModel, tokens: readonly number[], targets: Int32Array, rope?: RopeTable): { loss: number; counted: number } {
+export function lossAndGradients(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): { loss: number; counted: number } {
   if (targets.length !== tokens.length) throw new Error(`lossAndGradients: ${targets.length} targets for ${tokens.length} tokens`);
-  const tape = forwardTrain(model, tokens, rope);
+  const tape = forwardTrain(model, tokens, options);
   const { loss, counted, dlogits } = crossEntropy(tape.logits, tokens.length, model.config.vocabSize, targets);
   backwardTrain(model, tape, dlogits);
   return { loss, counted };
 }
 
 /** The loss only (no tape kept beyond the call, no gradients): for evaluation and finite differences. */
-export function lossOf(model: TrainableModel, tokens: readonly number[], targets: Int32Array, rope?: RopeTable): number {
-  const tape = forwardTrain(model, tokens, rope);
+export function lossOf(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): number {
+  const tape = forwardTrain(model, tokens, options);
   return crossEntropy(tape.logits, tokens.length, model.config.vocabSize, targets).loss;
 }

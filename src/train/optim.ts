@@ -1,8 +1,7 @@
 // The optimiser side of training: AdamW with decoupled weight decay, the learning-rate schedule
 // (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
 // step over a batch of sequences. Deterministic: no randomness, no clock.
-import type { RopeTable } from '../kernels/backend.ts';
-import { backwardTrain, forwardTrain } from './model.ts';
+import { backwardTrain, forwardTrain, type TrainOptions } from './model.ts';
 import { crossEntropy, IGNORE_TARGET } from './ops.ts';
 import type { Param, TrainableModel } from './params.ts';
 
@@ -111,20 +110,22 @@ export interface StepResult {
 }
 
 /**
- * One optimiser step on a batch: every counted target of every sequence weighs the same (a long
+ * One optimiser step on a batch (the optimiser holds whichever parameters train: the model's, an
+ * adapter's, or both): every counted target of every sequence weighs the same (a long
  * sequence counts more than a short one), gradients are clipped to `maxGradNorm`, then AdamW
  * updates at `lr`.
  */
 export function trainStep(
-  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, rope?: RopeTable,
+  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, options: TrainOptions = {},
 ): StepResult {
   let total = 0;
   for (const s of batch) for (const t of s.targets) if (t !== IGNORE_TARGET) total++;
   if (total === 0) throw new Error('trainStep: no sequence in the batch has a target');
   model.zeroGrad();
+  options.lora?.zeroGrad();
   let lossSum = 0;
   for (const s of batch) {
-    const tape = forwardTrain(model, s.tokens, rope);
+    const tape = forwardTrain(model, s.tokens, options);
     let counted = 0;
     for (const t of s.targets) if (t !== IGNORE_TARGET) counted++;
     if (counted === 0) continue;
@@ -134,7 +135,7 @@ export function trainStep(
     backwardTrain(model, tape, ce.dlogits);
     lossSum += ce.loss * counted;
   }
-  const gradNorm = clipGradients(model.params(), maxGradNorm);
+  const gradNorm = clipGradients([...model.params(), ...(options.lora?.params() ?? [])], maxGradNorm);
   optimizer.step(lr);
   return { loss: lossSum / total, counted: total, gradNorm };
 }
