@@ -41,6 +41,8 @@ export interface LoraOptions {
   rank: number;
   alpha: number;
   targets?: readonly LoraTarget[]; // default: all four
+  /** The layers adapted (PEFT's layers_to_transform); default: all. */
+  layers?: readonly number[];
   seed?: number;
 }
 
@@ -65,6 +67,8 @@ export class LoraAdapters {
     this.alpha = alpha;
     this.scale = alpha / rank;
     const targets = new Set(options.targets ?? LORA_TARGETS);
+    const layers = new Set(options.layers ?? Array.from({ length: config.numLayers }, (_, n) => n));
+    for (const n of layers) if (!Number.isInteger(n) || n < 0 || n >= config.numLayers) throw new Error(`LoRA layer ${n} does not exist (the model has ${config.numLayers})`);
     const seed = options.seed ?? 0;
     const H = config.hiddenSize;
     const qWidth = config.headDim * config.numAttentionHeads;
@@ -78,7 +82,7 @@ export class LoraAdapters {
     for (let n = 0; n < config.numLayers; n++) {
       const layer = { qkv: [] as LoraModule[], out: [] as LoraModule[] };
       for (const target of LORA_TARGETS) {
-        if (!targets.has(target)) continue;
+        if (!targets.has(target) || !layers.has(n)) continue;
         const [inFeatures, outFeatures, rowOffset] = shapes[target];
         const path = `model.layers.${n}.self_attn.${target}`;
         const param = (matrix: 'lora_A' | 'lora_B', shape: number[]): Param => {
@@ -98,6 +102,10 @@ export class LoraAdapters {
 
   params(): Param[] {
     return this.modules.flatMap((m) => [m.A, m.B]);
+  }
+
+  module(layer: number, target: LoraTarget): LoraModule | undefined {
+    return this.modules.find((m) => m.layer === layer && m.target === target);
   }
 
   zeroGrad(): void {
