@@ -45,8 +45,9 @@ export interface Tape {
   xFinal: Float64Array;
   finalInv: Float64Array;
   finalNormed: Float64Array;
-  /** [T, vocab]. */
+  /** [T, vocab], or [T, vocabulary.length] with a used vocabulary. */
   logits: Float64Array;
+  vocabulary: Int32Array | null;
 }
 
 function attentionShape(c: ModelConfig, layer: number): AttentionShape {
@@ -70,6 +71,13 @@ export interface TrainOptions {
   rope?: RopeTable;
   /** Low-rank adapters added to the attention projections (usually with the base frozen). */
   lora?: LoraAdapters;
+  /**
+   * The used vocabulary: sorted distinct token ids whose unembedding rows are live. Every other
+   * row must be zero; it stays zero (it gets no gradient), its logit is exactly 0, and the loss
+   * counts those logits in closed form, so training is exact at the cost of the used rows only.
+   * Logits (and their gradient) are then [T, vocabulary.length], in this order.
+   */
+  vocabulary?: Int32Array;
 }
 
 /** Runs `tokens` (positions 0..T-1) through the model; returns the logits [T, vocab] and the tape. */
@@ -128,8 +136,11 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
   });
 
   const finalNorm = rmsnormForward(x, T, model.norm.value, RMSNORM_EPS);
-  const logits = linearForward(finalNorm.out, T, model.unembedding.value, c.vocabSize, H, null);
-  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits };
+  const vocabulary = options.vocabulary ?? null;
+  const logits = vocabulary === null
+    ? linearForward(finalNorm.out, T, model.unembedding.value, c.vocabSize, H, null)
+    : linearForward(finalNorm.out, T, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
+  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits, vocabulary };
 }
 
 /**
@@ -146,7 +157,19 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
   const k = c.expertsPerToken;
 
   const dnormed = new Float64Array(T * H);
-  linearBackward(dlogits, tape.finalNormed, T, model.unembedding.value, c.vocabSize, H, dnormed, gradOf(model.unembedding), null);
+  const used = tape.vocabulary;
+  if (used === null) {
+    linearBackward(dlogits, tape.finalNormed, T, model.unembedding.value, c.vocabSize, H, dnormed, gradOf(model.unembedding), null);
+  } else {
+    // Unused rows are zero: they add nothing to dnormed, and they get no gradient.
+    const dRows = model.unembedding.trainable ? new Float64Array(used.length * H) : null;
+    linearBackward(dlogits, tape.finalNormed, T, gatherRows(model.unembedding.value, H, used), used.length, H, dnormed, dRows, null);
+    if (dRows !== null) {
+      used.forEach((id, i) => {
+        for (let col = 0; col < H; col++) model.unembedding.grad[id * H + col] += dRows[i * H + col]!;
+      });
+    }
+  }
   // dx is the gradient of the residual stream, carried down through the blocks.
   let dx = new Float64Array(T * H);
   rmsnormBackward(dnormed, tape.xFinal, T, model.norm.value, tape.finalInv, dx, gradOf(model.norm));
@@ -218,13 +241,70 @@ export function nextTokenTargets(tokens: readonly number[], trained?: readonly b
 export function lossAndGradients(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): { loss: number; counted: number } {
   if (targets.length !== tokens.length) throw new Error(`lossAndGradients: ${targets.length} targets for ${tokens.length} tokens`);
   const tape = forwardTrain(model, tokens, options);
-  const { loss, counted, dlogits } = crossEntropy(tape.logits, tokens.length, model.config.vocabSize, targets);
+  const { loss, counted, dlogits } = tapeLoss(model, tape, targets);
   backwardTrain(model, tape, dlogits);
   return { loss, counted };
 }
 
 /** The loss only (no tape kept beyond the call, no gradients): for evaluation and finite differences. */
 export function lossOf(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): number {
-  const tape = forwardTrain(model, tokens, options);
-  return crossEntropy(tape.logits, tokens.length, model.config.vocabSize, targets).loss;
+  return tapeLoss(model, forwardTrain(model, tokens, options), targets).loss;
+}
+
+/** The masked cross-entropy of a forward's logits, over the full or the used vocabulary. */
+export function tapeLoss(model: TrainableModel, tape: Tape, targets: Int32Array): { loss: number; counted: number; dlogits: Float64Array } {
+  const T = tape.tokens.length;
+  const used = tape.vocabulary;
+  if (used === null) return crossEntropy(tape.logits, T, model.config.vocabSize, targets);
+  const position = new Map<number, number>();
+  used.forEach((id, i) => position.set(id, i));
+  const compact = targets.map((id, t) => {
+    if (id === IGNORE_TARGET) return IGNORE_TARGET;
+    const i = position.get(id);
+    if (i === undefined) throw new Error(`target token ${id} at ${t} is not in the used vocabulary`);
+    return i;
+  });
+  return crossEntropy(tape.logits, T, used.length, compact, model.config.vocabSize - used.length);
+}
+
+/** Rows `ids` of a [rows, width] matrix, gathered into [ids.length, width]. */
+function gatherRows(matrix: Float64Array, width: number, ids: Int32Array): Float64Array {
+  const out = new Float64Array(ids.length * width);
+  ids.forEach((id, i) => out.set(matrix.subarray(id * width, (id + 1) * width), i * width));
+  return out;
+}
+
+/** The sorted distinct ids of `sequences`' tokens: the used vocabulary of a corpus. */
+export function usedVocabulary(sequences: readonly (readonly number[])[]): Int32Array {
+  const ids = new Set<number>();
+  for (const s of sequences) for (const id of s) ids.add(id);
+  return Int32Array.from([...ids].sort((a, b) => a - b));
+}
+
+/**
+ * Zeroes the unembedding rows outside `vocabulary` (for a model trained from scratch on a corpus
+ * that uses only those tokens), so the used-vocabulary shortcut applies. Returns the rows zeroed.
+ */
+export function zeroUnusedRows(model: TrainableModel, vocabulary: Int32Array): number {
+  const H = model.config.hiddenSize;
+  const used = new Set(vocabulary);
+  let zeroed = 0;
+  for (let id = 0; id < model.config.vocabSize; id++) {
+    if (used.has(id)) continue;
+    model.unembedding.value.fill(0, id * H, (id + 1) * H);
+    zeroed++;
+  }
+  return zeroed;
+}
+
+/** Throws unless every unembedding row outside `vocabulary` is exactly zero (the shortcut's premise). */
+export function checkUnusedRowsZero(model: TrainableModel, vocabulary: Int32Array): void {
+  const H = model.config.hiddenSize;
+  const used = new Set(vocabulary);
+  for (let id = 0; id < model.config.vocabSize; id++) {
+    if (used.has(id)) continue;
+    for (let c = 0; c < H; c++) {
+      if (model.unembedding.value[id * H + c] !== 0) throw new Error(`unembedding row ${id} is not in the used vocabulary but is not zero`);
+    }
+  }
 }

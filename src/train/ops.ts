@@ -359,9 +359,11 @@ export const IGNORE_TARGET = -1;
 
 /**
  * Mean cross-entropy of logits [tokens, vocab] against `targets` over the positions whose target
- * is not IGNORE_TARGET, and its gradient (softmax - one-hot) / counted.
+ * is not IGNORE_TARGET, and its gradient (softmax - one-hot) / counted. `zeroLogits` more logits,
+ * all exactly 0 and never targets, join each softmax in closed form (the rows of an unused
+ * vocabulary); they need no gradient.
  */
-export function crossEntropy(logits: Float64Array, tokens: number, vocab: number, targets: Int32Array): { loss: number; counted: number; dlogits: Float64Array } {
+export function crossEntropy(logits: Float64Array, tokens: number, vocab: number, targets: Int32Array, zeroLogits = 0): { loss: number; counted: number; dlogits: Float64Array } {
   const dlogits = new Float64Array(tokens * vocab);
   let counted = 0;
   for (let t = 0; t < tokens; t++) if (targets[t] !== IGNORE_TARGET) counted++;
@@ -372,9 +374,9 @@ export function crossEntropy(logits: Float64Array, tokens: number, vocab: number
     if (target === IGNORE_TARGET) continue;
     if (!Number.isInteger(target) || target < 0 || target >= vocab) throw new Error(`crossEntropy: target ${target} at ${t} is outside the vocabulary`);
     const row = logits.subarray(t * vocab, (t + 1) * vocab);
-    let max = -Infinity;
+    let max = zeroLogits > 0 ? 0 : -Infinity;
     for (const z of row) max = Math.max(max, z);
-    let sum = 0;
+    let sum = zeroLogits * Math.exp(-max);
     for (const z of row) sum += Math.exp(z - max);
     const logSum = max + Math.log(sum);
     loss += logSum - row[target]!;

@@ -1,8 +1,8 @@
 // The optimiser side of training: AdamW with decoupled weight decay, the learning-rate schedule
 // (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
 // step over a batch of sequences. Deterministic: no randomness, no clock.
-import { backwardTrain, forwardTrain, type TrainOptions } from './model.ts';
-import { crossEntropy, IGNORE_TARGET } from './ops.ts';
+import { backwardTrain, forwardTrain, tapeLoss, type TrainOptions } from './model.ts';
+import { IGNORE_TARGET } from './ops.ts';
 import type { Param, TrainableModel } from './params.ts';
 
 export interface AdamWOptions {
@@ -129,7 +129,7 @@ export function trainStep(
     let counted = 0;
     for (const t of s.targets) if (t !== IGNORE_TARGET) counted++;
     if (counted === 0) continue;
-    const ce = crossEntropy(tape.logits, s.tokens.length, model.config.vocabSize, s.targets);
+    const ce = tapeLoss(model, tape, s.targets);
     const share = counted / total; // from this sequence's mean to the batch's per-token mean
     for (let i = 0; i < ce.dlogits.length; i++) ce.dlogits[i] = ce.dlogits[i]! * share;
     backwardTrain(model, tape, ce.dlogits);
