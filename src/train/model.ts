@@ -8,6 +8,7 @@ import { RMSNORM_EPS } from '../model/forward.ts';
 import { buildRopeTable } from '../model/rope.ts';
 import {
   attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, IGNORE_TARGET,
+  loadBalancingBackward, loadBalancingForward,
   linearBackward, linearForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward,
   type AttentionSaved, type ExpertParams, type ExpertsSaved,
 } from './ops.ts';
@@ -28,6 +29,7 @@ interface BlockTape {
   attnOut: Float64Array; // [T, heads*hd], input of the out projection
   mlpInv: Float64Array;
   mlpNormed: Float64Array;
+  gate: Float64Array; // router logits [T, E]
   indices: Int32Array;
   weights: Float64Array;
   experts: ExpertsSaved;
@@ -78,6 +80,12 @@ export interface TrainOptions {
    * Logits (and their gradient) are then [T, vocabulary.length], in this order.
    */
   vocabulary?: Int32Array;
+  /**
+   * Weight of the router's load-balancing loss added to the cross-entropy (0: none). Full
+   * training uses it so experts share the tokens; transformers' GptOss config calls it
+   * router_aux_loss_coef.
+   */
+  routerBalance?: number;
 }
 
 /** Runs `tokens` (positions 0..T-1) through the model; returns the logits [T, vocab] and the tape. */
@@ -129,7 +137,7 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
 
     blocks.push({
       xIn, xMid, attnInv: attnNorm.inv, attnNormed: attnNorm.out, q, k, v, attention: attention.saved, attnOut: attention.out,
-      mlpInv: mlpNorm.inv, mlpNormed: mlpNorm.out, indices: routing.indices, weights: routing.weights, experts: experts.saved,
+      mlpInv: mlpNorm.inv, mlpNormed: mlpNorm.out, gate, indices: routing.indices, weights: routing.weights, experts: experts.saved,
       loraQkv, loraOut,
     });
     x = xOut;
@@ -145,9 +153,10 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
 
 /**
  * Adds the gradients of the loss whose logit gradient is `dlogits` [T, vocab] into every
- * trainable parameter's grad (and the adapters' of the forward, when it had some).
+ * trainable parameter's grad (and the adapters' of the forward, when it had some). `dgates`,
+ * per layer [T, E], is a further gradient on the router logits (the load-balancing loss's).
  */
-export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float64Array): void {
+export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float64Array, dgates?: readonly Float64Array[]): void {
   const c = model.config;
   const T = tape.tokens.length;
   const H = c.hiddenSize;
@@ -185,7 +194,7 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
     expertsBackward(dx, s.mlpNormed, T, s.indices, s.weights, k, expertParams(c, b), c.swigluLimit, s.experts, dmlpNormed, dweights, {
       w1: gradOf(b.mlp.mlp1Weight), b1: gradOf(b.mlp.mlp1Bias), w2: gradOf(b.mlp.mlp2Weight), b2: gradOf(b.mlp.mlp2Bias),
     });
-    const dgate = new Float64Array(T * c.numExperts);
+    const dgate = dgates?.[n] ?? new Float64Array(T * c.numExperts);
     routeBackward(dweights, s.indices, s.weights, T, c.numExperts, k, dgate);
     linearBackward(dgate, s.mlpNormed, T, b.mlp.gateWeight.value, c.numExperts, H, dmlpNormed, gradOf(b.mlp.gateWeight), gradOf(b.mlp.gateBias));
     rmsnormBackward(dmlpNormed, s.xMid, T, b.mlp.normScale.value, s.mlpInv, dxMid, gradOf(b.mlp.normScale));
@@ -236,19 +245,34 @@ export function nextTokenTargets(tokens: readonly number[], trained?: readonly b
 
 /**
  * Mean cross-entropy of the model on `tokens` against `targets` (IGNORE_TARGET where no loss),
- * with the gradients ADDED into the parameters' grads (call model.zeroGrad() between steps).
+ * plus routerBalance times the load-balancing loss (`balance`, reported unweighted), with the
+ * gradients ADDED into the parameters' grads (call model.zeroGrad() between steps).
  */
-export function lossAndGradients(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): { loss: number; counted: number } {
+export function lossAndGradients(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): { loss: number; counted: number; balance: number } {
   if (targets.length !== tokens.length) throw new Error(`lossAndGradients: ${targets.length} targets for ${tokens.length} tokens`);
   const tape = forwardTrain(model, tokens, options);
   const { loss, counted, dlogits } = tapeLoss(model, tape, targets);
-  backwardTrain(model, tape, dlogits);
-  return { loss, counted };
+  const coef = options.routerBalance ?? 0;
+  if (coef === 0) {
+    backwardTrain(model, tape, dlogits);
+    return { loss, counted, balance: 0 };
+  }
+  const c = model.config;
+  const balance = loadBalancingForward(tape.blocks.map((b) => b.gate), tape.blocks.map((b) => b.indices), tokens.length, c.numExperts, c.expertsPerToken);
+  const dgates = tape.blocks.map(() => new Float64Array(tokens.length * c.numExperts));
+  loadBalancingBackward(balance.saved, coef, tokens.length, c.numExperts, dgates);
+  backwardTrain(model, tape, dlogits, dgates);
+  return { loss: loss + coef * balance.loss, counted, balance: balance.loss };
 }
 
 /** The loss only (no tape kept beyond the call, no gradients): for evaluation and finite differences. */
 export function lossOf(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): number {
-  return tapeLoss(model, forwardTrain(model, tokens, options), targets).loss;
+  const tape = forwardTrain(model, tokens, options);
+  const loss = tapeLoss(model, tape, targets).loss;
+  const coef = options.routerBalance ?? 0;
+  if (coef === 0) return loss;
+  const c = model.config;
+  return loss + coef * loadBalancingForward(tape.blocks.map((b) => b.gate), tape.blocks.map((b) => b.indices), tokens.length, c.numExperts, c.expertsPerToken).loss;
 }
 
 /** The masked cross-entropy of a forward's logits, over the full or the used vocabulary. */

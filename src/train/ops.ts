@@ -240,6 +240,61 @@ export function routeBackward(dweights: Float64Array, indices: Int32Array, weigh
   }
 }
 
+// ---- router load balancing -----------------------------------------------------------------
+
+export interface LoadBalanceSaved {
+  /** Per layer, the softmax over all experts of each token's gate logits [tokens, experts]. */
+  probs: Float64Array[];
+  /** f_e: per expert, the routings (slots) it received per (layer, token). */
+  fraction: Float64Array;
+  /** Number of (layer, token) pairs. */
+  count: number;
+}
+
+/**
+ * The Switch Transformer load-balancing loss as transformers computes it for MoE models, over
+ * all layers' tokens together: with f_e the mean over (layer, token) of how many of the token's
+ * k slots chose expert e, and P_e the mean over (layer, token) of softmax(all gate logits)_e,
+ * loss = E * sum_e f_e * P_e (1 * k when routing is uniform). Only P carries a gradient.
+ */
+export function loadBalancingForward(gates: readonly Float64Array[], indices: readonly Int32Array[], tokens: number, experts: number, k: number): { loss: number; saved: LoadBalanceSaved } {
+  const count = gates.length * tokens;
+  const fraction = new Float64Array(experts);
+  const meanProb = new Float64Array(experts);
+  const probs: Float64Array[] = [];
+  gates.forEach((gate, layer) => {
+    const p = new Float64Array(tokens * experts);
+    for (let t = 0; t < tokens; t++) {
+      let max = -Infinity;
+      for (let e = 0; e < experts; e++) max = Math.max(max, gate[t * experts + e]!);
+      let sum = 0;
+      for (let e = 0; e < experts; e++) sum += Math.exp(gate[t * experts + e]! - max);
+      for (let e = 0; e < experts; e++) {
+        p[t * experts + e] = Math.exp(gate[t * experts + e]! - max) / sum;
+        meanProb[e] += p[t * experts + e]! / count;
+      }
+      for (let j = 0; j < k; j++) fraction[indices[layer]![t * k + j]!] += 1 / count;
+    }
+    probs.push(p);
+  });
+  let loss = 0;
+  for (let e = 0; e < experts; e++) loss += fraction[e]! * meanProb[e]!;
+  return { loss: experts * loss, saved: { probs, fraction, count } };
+}
+
+/** dgates[layer] += d(scale * loss)/d(gate logits): softmax backward of E * f / count. */
+export function loadBalancingBackward(saved: LoadBalanceSaved, scale: number, tokens: number, experts: number, dgates: readonly Float64Array[]): void {
+  const coef = (scale * experts) / saved.count;
+  saved.probs.forEach((p, layer) => {
+    const dgate = dgates[layer]!;
+    for (let t = 0; t < tokens; t++) {
+      let expected = 0;
+      for (let e = 0; e < experts; e++) expected += p[t * experts + e]! * saved.fraction[e]!;
+      for (let e = 0; e < experts; e++) dgate[t * experts + e] += coef * p[t * experts + e]! * (saved.fraction[e]! - expected);
+    }
+  });
+}
+
 // ---- clamped SwiGLU --------------------------------------------------------------------------
 
 /** a = swiglu(h) (kernels/reference.ts's, shared so inference and training cannot drift apart). */

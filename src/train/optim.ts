@@ -2,7 +2,7 @@
 // (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
 // step over a batch of sequences. Deterministic: no randomness, no clock.
 import { backwardTrain, forwardTrain, tapeLoss, type TrainOptions } from './model.ts';
-import { IGNORE_TARGET } from './ops.ts';
+import { IGNORE_TARGET, loadBalancingBackward, loadBalancingForward } from './ops.ts';
 import type { Param, TrainableModel } from './params.ts';
 
 export interface AdamWOptions {
@@ -102,8 +102,10 @@ export interface Sequence {
 }
 
 export interface StepResult {
-  /** Mean loss per counted target over the batch. */
+  /** Mean loss per counted target over the batch (with routerBalance times the balance loss). */
   loss: number;
+  /** The load-balancing loss alone, token-weighted over the batch (0 without routerBalance). */
+  balance: number;
   counted: number;
   /** The gradient norm before clipping. */
   gradNorm: number;
@@ -124,6 +126,9 @@ export function trainStep(
   model.zeroGrad();
   options.lora?.zeroGrad();
   let lossSum = 0;
+  let balanceSum = 0;
+  const coef = options.routerBalance ?? 0;
+  const c = model.config;
   for (const s of batch) {
     const tape = forwardTrain(model, s.tokens, options);
     let counted = 0;
@@ -132,10 +137,19 @@ export function trainStep(
     const ce = tapeLoss(model, tape, s.targets);
     const share = counted / total; // from this sequence's mean to the batch's per-token mean
     for (let i = 0; i < ce.dlogits.length; i++) ce.dlogits[i] = ce.dlogits[i]! * share;
-    backwardTrain(model, tape, ce.dlogits);
+    let dgates: Float64Array[] | undefined;
+    if (coef !== 0) {
+      // Each sequence's balance loss, weighted like its cross-entropy.
+      const T = s.tokens.length;
+      const balance = loadBalancingForward(tape.blocks.map((b) => b.gate), tape.blocks.map((b) => b.indices), T, c.numExperts, c.expertsPerToken);
+      dgates = tape.blocks.map(() => new Float64Array(T * c.numExperts));
+      loadBalancingBackward(balance.saved, coef * share, T, c.numExperts, dgates);
+      balanceSum += balance.loss * counted;
+    }
+    backwardTrain(model, tape, ce.dlogits, dgates);
     lossSum += ce.loss * counted;
   }
   const gradNorm = clipGradients([...model.params(), ...(options.lora?.params() ?? [])], maxGradNorm);
   optimizer.step(lr);
-  return { loss: lossSum / total, counted: total, gradNorm };
+  return { loss: (lossSum + coef * balanceSum) / total, balance: balanceSum / total, counted: total, gradNorm };
 }

@@ -102,6 +102,28 @@ suite('whole-model gradient equals finite differences', () => {
     assert.ok(model.embedding.grad.subarray(unused * TINY.hiddenSize, (unused + 1) * TINY.hiddenSize).every((g) => g === 0));
   });
 
+  it('with the router load-balancing loss added (coefficient 0.5), for the tensors that reach the routers', (t) => {
+    const model = TrainableModel.random(TINY, 13);
+    model.params().forEach((p, i) => {
+      const noise = randomArray(p.value.length, 2000 + i, p.name.endsWith('norm.scale') ? 0.3 : 0.1);
+      for (let j = 0; j < p.value.length; j++) p.value[j] += noise[j]!;
+    });
+    const tokens = [3, 14, 15, 9, 26, 5, 35, 8];
+    const targets = nextTokenTargets(tokens);
+    const options = { routerBalance: 0.5 };
+    const { loss, balance } = lossAndGradients(model, tokens, targets, options);
+    assert.ok(Math.abs(loss - lossOf(model, tokens, targets, options)) < 1e-12);
+    assert.ok(Number.isFinite(balance) && balance > 0, `balance loss ${balance}`);
+    const names = ['block.0.attn.qkv.weight', 'block.0.mlp.gate.weight', 'block.0.mlp.gate.bias', 'block.1.mlp.norm.scale', 'block.1.mlp.gate.weight', 'embedding.weight'];
+    for (const [i, name] of names.entries()) {
+      const p = model.param(name);
+      const indices = name === 'embedding.weight' ? [3 * TINY.hiddenSize + 5, 26 * TINY.hiddenSize + 1] : someIndices(p.value.length, 4, 70 + i);
+      const r = checkGradient(() => lossOf(model, tokens, targets, options), p.value, p.grad, indices);
+      t.diagnostic(`${name}: ${describe(r)}`);
+      assert.ok(r.worst <= 1e-5, `${name}: ${describe(r)}`);
+    }
+  });
+
   it('frozen parameters get no gradient and the others are unchanged by freezing', () => {
     const model = TrainableModel.random(TINY, 12);
     const tokens = [1, 2, 3, 4, 5, 6];

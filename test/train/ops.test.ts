@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { buildRopeTable } from '../../src/model/rope.ts';
 import {
   attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, IGNORE_TARGET, linearBackward,
+  loadBalancingBackward, loadBalancingForward,
   linearForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward, swigluBackward, swigluForward,
   type ExpertParams,
 } from '../../src/train/ops.ts';
@@ -113,6 +114,22 @@ suite('training ops: backward equals finite differences', () => {
       const chosen = new Set(Array.from(indices.subarray(tk * k, (tk + 1) * k)));
       for (let e = 0; e < E; e++) if (!chosen.has(e)) assert.equal(dgate[tk * E + e], 0, 'an unchosen expert gets no gradient');
     }
+  });
+
+  it('router load balancing: gradient through the mean probabilities, k when uniform', (t) => {
+    const T = 5, E = 6, k = 2;
+    const gates = [randomArray(T * E, 40, 2), randomArray(T * E, 41, 2)];
+    const indices = gates.map((g) => routeForward(g, T, E, k).indices);
+    const loss = () => loadBalancingForward(gates, indices, T, E, k).loss;
+    const { saved } = loadBalancingForward(gates, indices, T, E, k);
+    const dgates = [new Float64Array(T * E), new Float64Array(T * E)];
+    loadBalancingBackward(saved, 1, T, E, dgates);
+    expectClose(t, 'balance dgate layer 0', checkGradient(loss, gates[0]!, dgates[0]!, allIndices(T * E)));
+    expectClose(t, 'balance dgate layer 1', checkGradient(loss, gates[1]!, dgates[1]!, allIndices(T * E)));
+    // Equal logits and every expert chosen equally often: E * sum_e (k/E) * (1/E) = k.
+    const flat = [new Float64Array(3 * 3)];
+    const even = [new Int32Array([0, 1, 1, 2, 2, 0])];
+    assert.ok(Math.abs(loadBalancingForward(flat, even, 3, 3, 2).loss - 2) < 1e-15);
   });
 
   it('clamped SwiGLU: both halves, clamped entries get no gradient', (t) => {

@@ -83,6 +83,18 @@ suite('training step and loop', () => {
     for (let i = 0; i < g1.length; i++) assert.ok(Math.abs(model.unembedding.grad[i]! - (4 * g1[i]! + g2[i]!) / 5) < 1e-14);
   });
 
+  it('the step\'s loss includes the weighted load-balancing loss', () => {
+    const model = TrainableModel.random(TINY, 4);
+    const tokens = [1, 2, 3, 4, 5, 6];
+    const targets = nextTokenTargets(tokens);
+    const expected = lossOf(model, tokens, targets, { routerBalance: 0.25 });
+    const plain = lossOf(model, tokens, targets);
+    const r = trainStep(model, new AdamW(model.params()), [{ tokens, targets }], 0, 1e9, { routerBalance: 0.25 });
+    assert.ok(Math.abs(r.loss - expected) < 1e-12);
+    assert.ok(Math.abs(r.loss - (plain + 0.25 * r.balance)) < 1e-12);
+    assert.ok(r.balance > 0);
+  });
+
   it('overfits a short fixed sequence: loss from above 3 to below 0.01 in 40 seeded steps', (t) => {
     const model = TrainableModel.random(TINY, 2024);
     const tokens = [4, 19, 7, 30, 7, 12, 45, 19, 2, 30, 7, 12, 8, 41, 19, 4];
