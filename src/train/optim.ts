@@ -21,7 +21,7 @@ export class AdamW {
   readonly eps: number;
   readonly weightDecay: number;
   private readonly decays: (p: Param) => boolean;
-  private readonly moments = new Map<Param, { m: Float64Array; v: Float64Array }>();
+  private readonly state = new Map<Param, { m: Float64Array; v: Float64Array }>();
   /** Updates taken so far (the bias corrections use it). */
   steps = 0;
 
@@ -31,7 +31,14 @@ export class AdamW {
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.1;
     this.decays = options.decays ?? ((p) => p.shape.length >= 2);
-    for (const p of params) this.moments.set(p, { m: new Float64Array(p.value.length), v: new Float64Array(p.value.length) });
+    for (const p of params) this.state.set(p, { m: new Float64Array(p.value.length), v: new Float64Array(p.value.length) });
+  }
+
+  /** The first and second moments kept for `p` (for saving and restoring a run). */
+  moments(p: Param): { m: Float64Array; v: Float64Array } {
+    const state = this.state.get(p);
+    if (state === undefined) throw new Error(`the optimiser does not hold ${p.name}`);
+    return state;
   }
 
   /**
@@ -45,7 +52,7 @@ export class AdamW {
     const c2 = 1 - this.beta2 ** this.steps;
     for (const p of this.params) {
       if (!p.trainable) continue;
-      const { m, v } = this.moments.get(p)!;
+      const { m, v } = this.state.get(p)!;
       const decay = this.decays(p) ? lr * this.weightDecay : 0;
       const w = p.value, g = p.grad;
       for (let i = 0; i < w.length; i++) {
