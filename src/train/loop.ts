@@ -1,0 +1,153 @@
+// The training loop a fine-tuning command wraps: a seeded plan of batches (examples shuffled per
+// epoch, packed up to a token budget), the schedule, AdamW steps, held-out evaluation, progress
+// reports, and periodic state files from which an interrupted run resumes bit-identically (the
+// plan is a pure function of the seed, so a resumed run skips exactly the steps already taken).
+import { existsSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+import { seededRandom } from '../random.ts';
+import type { LoraAdapters } from './lora.ts';
+import { lossOf, type TrainOptions } from './model.ts';
+import { IGNORE_TARGET } from './ops.ts';
+import { AdamW, learningRate, trainStep, type Sequence } from './optim.ts';
+import type { TrainableModel } from './params.ts';
+import { loadTrainingState, saveTrainingState } from './state.ts';
+
+/**
+ * Batches for `epochs` passes over `lengths.length` examples: each epoch a seeded shuffle, then
+ * consecutive examples packed while their tokens fit in `batchTokens` (an example longer than
+ * the budget forms a batch alone). Returns example indices per step.
+ */
+export function planBatches(lengths: readonly number[], batchTokens: number, epochs: number, seed: number): number[][] {
+  if (!(batchTokens >= 1)) throw new Error(`batchTokens must be at least 1, got ${batchTokens}`);
+  const random = seededRandom(seed);
+  const plan: number[][] = [];
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const order = lengths.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    let batch: number[] = [];
+    let tokens = 0;
+    for (const i of order) {
+      if (batch.length > 0 && tokens + lengths[i]! > batchTokens) {
+        plan.push(batch);
+        batch = [];
+        tokens = 0;
+      }
+      batch.push(i);
+      tokens += lengths[i]!;
+    }
+    if (batch.length > 0) plan.push(batch);
+  }
+  return plan;
+}
+
+export interface Progress {
+  step: number; // updates done, 1-based after the first
+  totalSteps: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  /** Loss-bearing tokens in this step. */
+  tokens: number;
+  /** Held-out loss, on the steps where it was measured. */
+  evalLoss?: number;
+}
+
+export interface FineTuneOptions {
+  epochs: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Tokens per batch (examples are packed up to it). */
+  batchTokens: number;
+  seed: number;
+  /** Warm-up updates (default: 5% of the total, at least 1). */
+  warmupSteps?: number;
+  /** Where the cosine ends, as a fraction of lr (default 0.1). */
+  minRatio?: number;
+  maxGradNorm?: number; // default 1
+  weightDecay?: number; // default 0.1 for full training, 0 for LoRA
+  lora?: LoraAdapters;
+  vocabulary?: Int32Array;
+  routerBalance?: number;
+  /** Held-out examples, evaluated every `evalEvery` steps (default: at the end only) and at the end. */
+  evalExamples?: readonly Sequence[];
+  evalEvery?: number;
+  /** A state file: resumed from when it exists, written every `saveEvery` steps and at the end. */
+  statePath?: string;
+  saveEvery?: number;
+  /** Stop after this many updates in total (an interruption, for tests and time budgets). */
+  stopAfter?: number;
+  onProgress?: (p: Progress) => void;
+}
+
+export interface FineTuneResult {
+  steps: number;
+  totalSteps: number;
+  /** The last step's training loss. */
+  loss: number;
+  evalLoss?: number;
+  resumedFrom: number;
+}
+
+/** Token-weighted mean loss over `examples` (no gradients). */
+export function evaluate(model: TrainableModel, examples: readonly Sequence[], options: TrainOptions = {}): number {
+  let sum = 0;
+  let count = 0;
+  for (const e of examples) {
+    let counted = 0;
+    for (const t of e.targets) if (t !== IGNORE_TARGET) counted++;
+    if (counted === 0) continue;
+    sum += lossOf(model, e.tokens, e.targets, { ...options, routerBalance: 0 }) * counted;
+    count += counted;
+  }
+  if (count === 0) throw new Error('evaluate: no example has a target');
+  return sum / count;
+}
+
+/** Trains `model` (or `options.lora` on a frozen model) on `examples`. */
+export function fineTune(model: TrainableModel, examples: readonly Sequence[], options: FineTuneOptions): FineTuneResult {
+  if (examples.length === 0) throw new Error('fineTune: no examples');
+  const plan = planBatches(examples.map((e) => e.tokens.length), options.batchTokens, options.epochs, options.seed);
+  const totalSteps = plan.length;
+  const schedule = {
+    peak: options.lr,
+    warmupSteps: options.warmupSteps ?? Math.max(1, Math.round(totalSteps * 0.05)),
+    totalSteps,
+    minRatio: options.minRatio ?? 0.1,
+  };
+  const params = options.lora !== undefined ? options.lora.params() : model.params().filter((p) => p.trainable);
+  const optimizer = new AdamW(params, { weightDecay: options.weightDecay ?? (options.lora !== undefined ? 0 : 0.1) });
+  const trainOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, routerBalance: options.routerBalance };
+  const evalOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary };
+
+  let resumedFrom = 0;
+  if (options.statePath !== undefined && existsSync(options.statePath)) {
+    const meta = loadTrainingState(options.statePath, params, optimizer);
+    if (meta['seed'] !== String(options.seed) || meta['total_steps'] !== String(totalSteps)) {
+      throw new UserError('checkpoint', `${options.statePath}: saved for seed ${meta['seed']} and ${meta['total_steps']} steps, not seed ${options.seed} and ${totalSteps}; resume with the same data and settings or start over`);
+    }
+    resumedFrom = optimizer.steps;
+  }
+  const save = (): void => {
+    if (options.statePath !== undefined) saveTrainingState(options.statePath, params, optimizer, { seed: String(options.seed), total_steps: String(totalSteps) });
+  };
+
+  let loss = NaN;
+  let evalLoss: number | undefined;
+  const stop = Math.min(totalSteps, options.stopAfter ?? totalSteps);
+  for (let step = resumedFrom; step < stop; step++) {
+    const lr = learningRate(step, schedule);
+    const result = trainStep(model, optimizer, plan[step]!.map((i) => examples[i]!), lr, options.maxGradNorm ?? 1, trainOptions);
+    loss = result.loss;
+    const done = step + 1;
+    const evalNow = options.evalExamples !== undefined && options.evalExamples.length > 0 &&
+      (done === totalSteps || (options.evalEvery !== undefined && done % options.evalEvery === 0));
+    if (evalNow) evalLoss = evaluate(model, options.evalExamples!, evalOptions);
+    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, ...(evalNow ? { evalLoss } : {}) });
+    if (options.saveEvery !== undefined && done % options.saveEvery === 0) save();
+  }
+  save();
+  return { steps: Math.max(resumedFrom, stop), totalSteps, loss, ...(evalLoss !== undefined ? { evalLoss } : {}), resumedFrom };
+}

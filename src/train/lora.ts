@@ -1,0 +1,199 @@
+// LoRA adapters on the attention projections: for a projection y = x W^T + b, the adapted one is
+// y = x W^T + b + (alpha / r) * (x A^T) B^T with A [r, in] and B [out, r] trained and W frozen.
+// Adapters follow the Hugging Face GptOss model's modules, where q, k and v are separate
+// projections (our checkpoint fuses them as the rows of qkv: q, then k, then v), so each of
+// q_proj/k_proj/v_proj has its own A and B acting on its own rows of qkv, and o_proj adapts out.
+//
+// Tensor names are the ones PEFT writes to adapter_model.safetensors for that model, so an adapter
+// round-trips with PEFT unchanged: `base_model.model.model.layers.{n}.self_attn.{q,k,v,o}_proj.lora_A.weight`
+// ([r, in]) and `...lora_B.weight` ([out, r]) — PEFT's own prefix `base_model.model.`, then the
+// transformers module path `model.layers.{n}.self_attn.q_proj`, with the adapter's name ("default")
+// left out of saved keys. The scale is lora_alpha / r (PEFT's use_rslora would make it
+// lora_alpha / sqrt(r); not supported here). PEFT initialises A uniformly (Kaiming with a = sqrt(5):
+// bound 1/sqrt(in)) and B at zero, so training starts from the base model exactly; we do the same.
+import type { ModelConfig } from '../model/config.ts';
+import { seededRandom, splitmix32 } from '../random.ts';
+import type { Param, TrainableModel } from './params.ts';
+
+export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj';
+export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+
+export interface LoraModule {
+  layer: number;
+  target: LoraTarget;
+  /** The transformers module path, e.g. model.layers.0.self_attn.q_proj. */
+  path: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** First row of the projection's output this module adapts (q/k/v within the fused qkv). */
+  rowOffset: number;
+  A: Param; // [r, in]
+  B: Param; // [out, r]
+}
+
+/** What an adapted projection's backward needs: u = x A^T [T, r] for each module applied. */
+export interface LoraSaved {
+  modules: LoraModule[];
+  u: Float64Array[];
+}
+
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  targets?: readonly LoraTarget[]; // default: all four
+  /** The layers adapted (PEFT's layers_to_transform); default: all. */
+  layers?: readonly number[];
+  seed?: number;
+}
+
+/** The PEFT key prefix of a transformers module: PEFT wraps the causal LM as base_model.model. */
+export function peftKey(path: string, matrix: 'lora_A' | 'lora_B'): string {
+  return `base_model.model.${path}.${matrix}.weight`;
+}
+
+export class LoraAdapters {
+  readonly rank: number;
+  readonly alpha: number;
+  /** alpha / rank: the factor on B A. */
+  readonly scale: number;
+  readonly modules: LoraModule[] = [];
+  private readonly byLayer: { qkv: LoraModule[]; out: LoraModule[] }[] = [];
+
+  constructor(readonly config: ModelConfig, options: LoraOptions) {
+    const { rank, alpha } = options;
+    if (!Number.isInteger(rank) || rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${rank}`);
+    if (!(alpha > 0)) throw new Error(`LoRA alpha must be positive, got ${alpha}`);
+    this.rank = rank;
+    this.alpha = alpha;
+    this.scale = alpha / rank;
+    const targets = new Set(options.targets ?? LORA_TARGETS);
+    const layers = new Set(options.layers ?? Array.from({ length: config.numLayers }, (_, n) => n));
+    for (const n of layers) if (!Number.isInteger(n) || n < 0 || n >= config.numLayers) throw new Error(`LoRA layer ${n} does not exist (the model has ${config.numLayers})`);
+    const seed = options.seed ?? 0;
+    const H = config.hiddenSize;
+    const qWidth = config.headDim * config.numAttentionHeads;
+    const kvWidth = config.headDim * config.numKeyValueHeads;
+    const shapes: Record<LoraTarget, [inFeatures: number, outFeatures: number, rowOffset: number]> = {
+      q_proj: [H, qWidth, 0],
+      k_proj: [H, kvWidth, qWidth],
+      v_proj: [H, kvWidth, qWidth + kvWidth],
+      o_proj: [qWidth, H, 0],
+    };
+    for (let n = 0; n < config.numLayers; n++) {
+      const layer = { qkv: [] as LoraModule[], out: [] as LoraModule[] };
+      for (const target of LORA_TARGETS) {
+        if (!targets.has(target) || !layers.has(n)) continue;
+        const [inFeatures, outFeatures, rowOffset] = shapes[target];
+        const path = `model.layers.${n}.self_attn.${target}`;
+        const param = (matrix: 'lora_A' | 'lora_B', shape: number[]): Param => {
+          const size = shape[0]! * shape[1]!;
+          return { name: peftKey(path, matrix), shape, value: new Float64Array(size), grad: new Float64Array(size), trainable: true };
+        };
+        const module: LoraModule = { layer: n, target, path, inFeatures, outFeatures, rowOffset, A: param('lora_A', [rank, inFeatures]), B: param('lora_B', [outFeatures, rank]) };
+        const random = seededRandom(splitmix32(seed ^ (n * 4 + LORA_TARGETS.indexOf(target)))());
+        const bound = 1 / Math.sqrt(inFeatures);
+        for (let i = 0; i < module.A.value.length; i++) module.A.value[i] = (2 * random() - 1) * bound;
+        this.modules.push(module);
+        (target === 'o_proj' ? layer.out : layer.qkv).push(module);
+      }
+      this.byLayer.push(layer);
+    }
+  }
+
+  params(): Param[] {
+    return this.modules.flatMap((m) => [m.A, m.B]);
+  }
+
+  module(layer: number, target: LoraTarget): LoraModule | undefined {
+    return this.modules.find((m) => m.layer === layer && m.target === target);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params()) p.grad.fill(0);
+  }
+
+  /** Adds layer n's q/k/v adapters into qkv [T, qkvWidth] for input x [T, hidden]. */
+  forwardQkv(layer: number, x: Float64Array, tokens: number, qkv: Float64Array): LoraSaved | null {
+    return this.apply(this.byLayer[layer]!.qkv, x, tokens, qkv, qkv.length / tokens);
+  }
+
+  /** Adds layer n's o_proj adapter into out [T, hidden] for input x [T, heads*hd]. */
+  forwardOut(layer: number, x: Float64Array, tokens: number, out: Float64Array): LoraSaved | null {
+    return this.apply(this.byLayer[layer]!.out, x, tokens, out, out.length / tokens);
+  }
+
+  private apply(modules: LoraModule[], x: Float64Array, tokens: number, out: Float64Array, outWidth: number): LoraSaved | null {
+    if (modules.length === 0) return null;
+    const r = this.rank;
+    const saved: LoraSaved = { modules, u: [] };
+    for (const m of modules) {
+      const u = new Float64Array(tokens * r);
+      for (let t = 0; t < tokens; t++) {
+        for (let j = 0; j < r; j++) {
+          let sum = 0;
+          for (let c = 0; c < m.inFeatures; c++) sum += x[t * m.inFeatures + c]! * m.A.value[j * m.inFeatures + c]!;
+          u[t * r + j] = sum;
+        }
+        for (let o = 0; o < m.outFeatures; o++) {
+          let sum = 0;
+          for (let j = 0; j < r; j++) sum += m.B.value[o * r + j]! * u[t * r + j]!;
+          out[t * outWidth + m.rowOffset + o] += this.scale * sum;
+        }
+      }
+      saved.u.push(u);
+    }
+    return saved;
+  }
+
+  /**
+   * With dy the gradient of the adapted projection's output [T, outWidth]: dB += s * dy^T u,
+   * du = s * dy B, dA += du^T x, dx += du A.
+   */
+  backward(saved: LoraSaved, dy: Float64Array, x: Float64Array, tokens: number, dx: Float64Array): void {
+    const r = this.rank;
+    const outWidth = dy.length / tokens;
+    saved.modules.forEach((m, i) => {
+      const u = saved.u[i]!;
+      const du = new Float64Array(r);
+      for (let t = 0; t < tokens; t++) {
+        du.fill(0);
+        for (let o = 0; o < m.outFeatures; o++) {
+          const g = this.scale * dy[t * outWidth + m.rowOffset + o]!;
+          if (g === 0) continue;
+          for (let j = 0; j < r; j++) {
+            if (m.B.trainable) m.B.grad[o * r + j] += g * u[t * r + j]!;
+            du[j] += g * m.B.value[o * r + j]!;
+          }
+        }
+        for (let j = 0; j < r; j++) {
+          const g = du[j]!;
+          for (let c = 0; c < m.inFeatures; c++) {
+            if (m.A.trainable) m.A.grad[j * m.inFeatures + c] += g * x[t * m.inFeatures + c]!;
+            dx[t * m.inFeatures + c] += g * m.A.value[j * m.inFeatures + c]!;
+          }
+        }
+      }
+    });
+  }
+
+  /** Folds the adapters into the model's weights: W += (alpha/r) B A on each adapted block of rows. */
+  mergeInto(model: TrainableModel): void {
+    const r = this.rank;
+    for (const m of this.modules) {
+      const attn = model.blocks[m.layer]!.attn;
+      const w = m.target === 'o_proj' ? attn.outWeight.value : attn.qkvWeight.value;
+      for (let o = 0; o < m.outFeatures; o++) {
+        for (let c = 0; c < m.inFeatures; c++) {
+          let sum = 0;
+          for (let j = 0; j < r; j++) sum += m.B.value[o * r + j]! * m.A.value[j * m.inFeatures + c]!;
+          w[(m.rowOffset + o) * m.inFeatures + c] += this.scale * sum;
+        }
+      }
+    }
+  }
+}
+
+/** Freezes every base weight (LoRA trains only the adapters). */
+export function freezeBase(model: TrainableModel): void {
+  for (const p of model.params()) p.trainable = false;
+}

@@ -1,0 +1,334 @@
+// The gpt-oss forward pass for training, keeping every activation its backward needs (a tape),
+// and the backward pass that walks the tape in reverse into the parameters' gradients. One
+// sequence at a time, positions from 0, no KV cache: the same math as model/forward.ts (banded
+// attention on even layers, dense on odd; YaRN tables from model/rope.ts), in float64.
+import type { AttentionShape, RopeTable } from '../kernels/backend.ts';
+import { isSlidingLayer, type ModelConfig } from '../model/config.ts';
+import { RMSNORM_EPS } from '../model/forward.ts';
+import { buildRopeTable } from '../model/rope.ts';
+import {
+  attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, IGNORE_TARGET,
+  loadBalancingBackward, loadBalancingForward,
+  linearBackward, linearForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward,
+  type AttentionSaved, type ExpertParams, type ExpertsSaved,
+} from './ops.ts';
+import type { LoraAdapters, LoraSaved } from './lora.ts';
+import type { Param, TrainableBlock, TrainableModel } from './params.ts';
+
+/** What one block's backward needs from its forward. */
+interface BlockTape {
+  /** The residual stream entering the block, and after its attention half. */
+  xIn: Float64Array;
+  xMid: Float64Array;
+  attnInv: Float64Array;
+  attnNormed: Float64Array;
+  q: Float64Array; // after RoPE
+  k: Float64Array; // after RoPE
+  v: Float64Array;
+  attention: AttentionSaved;
+  attnOut: Float64Array; // [T, heads*hd], input of the out projection
+  mlpInv: Float64Array;
+  mlpNormed: Float64Array;
+  gate: Float64Array; // router logits [T, E]
+  indices: Int32Array;
+  weights: Float64Array;
+  experts: ExpertsSaved;
+  /** The adapters' low-rank activations (x A^T) for the qkv and out projections, when adapted. */
+  loraQkv: LoraSaved | null;
+  loraOut: LoraSaved | null;
+}
+
+export interface Tape {
+  tokens: readonly number[];
+  rope: RopeTable;
+  lora: LoraAdapters | null;
+  blocks: BlockTape[];
+  /** The residual stream after the last block, its final norm's 1/rms and output. */
+  xFinal: Float64Array;
+  finalInv: Float64Array;
+  finalNormed: Float64Array;
+  /** [T, vocab], or [T, vocabulary.length] with a used vocabulary. */
+  logits: Float64Array;
+  vocabulary: Int32Array | null;
+}
+
+function attentionShape(c: ModelConfig, layer: number): AttentionShape {
+  return { heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, window: isSlidingLayer(layer) ? c.slidingWindow : 0 };
+}
+
+function expertParams(c: ModelConfig, b: TrainableBlock): ExpertParams {
+  return {
+    w1: b.mlp.mlp1Weight.value, b1: b.mlp.mlp1Bias.value, w2: b.mlp.mlp2Weight.value, b2: b.mlp.mlp2Bias.value,
+    experts: c.numExperts, hidden: c.hiddenSize, intermediate: c.intermediateSize,
+  };
+}
+
+/** A parameter's gradient array, or null when it is frozen (its gradient is never computed). */
+function gradOf(p: Param): Float64Array | null {
+  return p.trainable ? p.grad : null;
+}
+
+export interface TrainOptions {
+  /** cos/sin tables covering at least the sequence (built for it when absent or too short). */
+  rope?: RopeTable;
+  /** Low-rank adapters added to the attention projections (usually with the base frozen). */
+  lora?: LoraAdapters;
+  /**
+   * The used vocabulary: sorted distinct token ids whose unembedding rows are live. Every other
+   * row must be zero; it stays zero (it gets no gradient), its logit is exactly 0, and the loss
+   * counts those logits in closed form, so training is exact at the cost of the used rows only.
+   * Logits (and their gradient) are then [T, vocabulary.length], in this order.
+   */
+  vocabulary?: Int32Array;
+  /**
+   * Weight of the router's load-balancing loss added to the cross-entropy (0: none). Full
+   * training uses it so experts share the tokens; transformers' GptOss config calls it
+   * router_aux_loss_coef.
+   */
+  routerBalance?: number;
+}
+
+/** Runs `tokens` (positions 0..T-1) through the model; returns the logits [T, vocab] and the tape. */
+export function forwardTrain(model: TrainableModel, tokens: readonly number[], options: TrainOptions = {}): Tape {
+  const { rope, lora } = options;
+  const c = model.config;
+  const T = tokens.length;
+  const H = c.hiddenSize;
+  if (T === 0) throw new Error('forwardTrain: no tokens');
+  for (const [i, id] of tokens.entries()) {
+    if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`forwardTrain: token id ${id} at index ${i} is outside the vocabulary`);
+  }
+  const table = rope !== undefined && rope.positions >= T ? rope : buildRopeTable(c, T);
+  const qWidth = c.numAttentionHeads * c.headDim;
+  const kvWidth = c.numKeyValueHeads * c.headDim;
+  const width = qWidth + 2 * kvWidth;
+
+  let x = new Float64Array(T * H);
+  tokens.forEach((id, t) => x.set(model.embedding.value.subarray(id * H, (id + 1) * H), t * H));
+
+  const blocks: BlockTape[] = [];
+  model.blocks.forEach((b, n) => {
+    const xIn = x;
+    const attnNorm = rmsnormForward(xIn, T, b.attn.normScale.value, RMSNORM_EPS);
+    const qkv = linearForward(attnNorm.out, T, b.attn.qkvWeight.value, width, H, b.attn.qkvBias.value);
+    const loraQkv = lora?.forwardQkv(n, attnNorm.out, T, qkv) ?? null;
+    const q = new Float64Array(T * qWidth);
+    const k = new Float64Array(T * kvWidth);
+    const v = new Float64Array(T * kvWidth);
+    for (let t = 0; t < T; t++) {
+      q.set(qkv.subarray(t * width, t * width + qWidth), t * qWidth);
+      k.set(qkv.subarray(t * width + qWidth, t * width + qWidth + kvWidth), t * kvWidth);
+      v.set(qkv.subarray(t * width + qWidth + kvWidth, (t + 1) * width), t * kvWidth);
+    }
+    ropeApply(q, T, c.numAttentionHeads, c.headDim, table);
+    ropeApply(k, T, c.numKeyValueHeads, c.headDim, table);
+    const attention = attentionForward(q, k, v, T, b.attn.sinks.value, attentionShape(c, n));
+    const projected = linearForward(attention.out, T, b.attn.outWeight.value, H, qWidth, b.attn.outBias.value);
+    const loraOut = lora?.forwardOut(n, attention.out, T, projected) ?? null;
+    const xMid = new Float64Array(T * H);
+    for (let i = 0; i < T * H; i++) xMid[i] = xIn[i]! + projected[i]!;
+
+    const mlpNorm = rmsnormForward(xMid, T, b.mlp.normScale.value, RMSNORM_EPS);
+    const gate = linearForward(mlpNorm.out, T, b.mlp.gateWeight.value, c.numExperts, H, b.mlp.gateBias.value);
+    const routing = routeForward(gate, T, c.numExperts, c.expertsPerToken);
+    const experts = expertsForward(mlpNorm.out, T, routing.indices, routing.weights, c.expertsPerToken, expertParams(c, b), c.swigluLimit);
+    const xOut = new Float64Array(T * H);
+    for (let i = 0; i < T * H; i++) xOut[i] = xMid[i]! + experts.out[i]!;
+
+    blocks.push({
+      xIn, xMid, attnInv: attnNorm.inv, attnNormed: attnNorm.out, q, k, v, attention: attention.saved, attnOut: attention.out,
+      mlpInv: mlpNorm.inv, mlpNormed: mlpNorm.out, gate, indices: routing.indices, weights: routing.weights, experts: experts.saved,
+      loraQkv, loraOut,
+    });
+    x = xOut;
+  });
+
+  const finalNorm = rmsnormForward(x, T, model.norm.value, RMSNORM_EPS);
+  const vocabulary = options.vocabulary ?? null;
+  const logits = vocabulary === null
+    ? linearForward(finalNorm.out, T, model.unembedding.value, c.vocabSize, H, null)
+    : linearForward(finalNorm.out, T, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
+  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits, vocabulary };
+}
+
+/**
+ * Adds the gradients of the loss whose logit gradient is `dlogits` [T, vocab] into every
+ * trainable parameter's grad (and the adapters' of the forward, when it had some). `dgates`,
+ * per layer [T, E], is a further gradient on the router logits (the load-balancing loss's).
+ */
+export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float64Array, dgates?: readonly Float64Array[]): void {
+  const c = model.config;
+  const T = tape.tokens.length;
+  const H = c.hiddenSize;
+  const qWidth = c.numAttentionHeads * c.headDim;
+  const kvWidth = c.numKeyValueHeads * c.headDim;
+  const width = qWidth + 2 * kvWidth;
+  const k = c.expertsPerToken;
+
+  const dnormed = new Float64Array(T * H);
+  const used = tape.vocabulary;
+  if (used === null) {
+    linearBackward(dlogits, tape.finalNormed, T, model.unembedding.value, c.vocabSize, H, dnormed, gradOf(model.unembedding), null);
+  } else {
+    // Unused rows are zero: they add nothing to dnormed, and they get no gradient.
+    const dRows = model.unembedding.trainable ? new Float64Array(used.length * H) : null;
+    linearBackward(dlogits, tape.finalNormed, T, gatherRows(model.unembedding.value, H, used), used.length, H, dnormed, dRows, null);
+    if (dRows !== null) {
+      used.forEach((id, i) => {
+        for (let col = 0; col < H; col++) model.unembedding.grad[id * H + col] += dRows[i * H + col]!;
+      });
+    }
+  }
+  // dx is the gradient of the residual stream, carried down through the blocks.
+  let dx = new Float64Array(T * H);
+  rmsnormBackward(dnormed, tape.xFinal, T, model.norm.value, tape.finalInv, dx, gradOf(model.norm));
+
+  for (let n = c.numLayers - 1; n >= 0; n--) {
+    const b = model.blocks[n]!;
+    const s = tape.blocks[n]!;
+
+    // MoE half: x_out = x_mid + experts(norm(x_mid)); the residual passes dx through unchanged.
+    const dxMid = dx.slice();
+    const dmlpNormed = new Float64Array(T * H);
+    const dweights = new Float64Array(T * k);
+    expertsBackward(dx, s.mlpNormed, T, s.indices, s.weights, k, expertParams(c, b), c.swigluLimit, s.experts, dmlpNormed, dweights, {
+      w1: gradOf(b.mlp.mlp1Weight), b1: gradOf(b.mlp.mlp1Bias), w2: gradOf(b.mlp.mlp2Weight), b2: gradOf(b.mlp.mlp2Bias),
+    });
+    const dgate = dgates?.[n] ?? new Float64Array(T * c.numExperts);
+    routeBackward(dweights, s.indices, s.weights, T, c.numExperts, k, dgate);
+    linearBackward(dgate, s.mlpNormed, T, b.mlp.gateWeight.value, c.numExperts, H, dmlpNormed, gradOf(b.mlp.gateWeight), gradOf(b.mlp.gateBias));
+    rmsnormBackward(dmlpNormed, s.xMid, T, b.mlp.normScale.value, s.mlpInv, dxMid, gradOf(b.mlp.normScale));
+
+    // Attention half: x_mid = x_in + out(attention(rope(qkv(norm(x_in))))).
+    const dxIn = dxMid.slice();
+    const dattn = new Float64Array(T * qWidth);
+    linearBackward(dxMid, s.attnOut, T, b.attn.outWeight.value, H, qWidth, dattn, gradOf(b.attn.outWeight), gradOf(b.attn.outBias));
+    if (s.loraOut !== null) tape.lora!.backward(s.loraOut, dxMid, s.attnOut, T, dattn);
+    const dq = new Float64Array(T * qWidth);
+    const dk = new Float64Array(T * kvWidth);
+    const dv = new Float64Array(T * kvWidth);
+    attentionBackward(dattn, s.q, s.k, s.v, T, attentionShape(c, n), s.attention, dq, dk, dv, gradOf(b.attn.sinks));
+    ropeApply(dq, T, c.numAttentionHeads, c.headDim, tape.rope, true);
+    ropeApply(dk, T, c.numKeyValueHeads, c.headDim, tape.rope, true);
+    const dqkv = new Float64Array(T * width);
+    for (let t = 0; t < T; t++) {
+      dqkv.set(dq.subarray(t * qWidth, (t + 1) * qWidth), t * width);
+      dqkv.set(dk.subarray(t * kvWidth, (t + 1) * kvWidth), t * width + qWidth);
+      dqkv.set(dv.subarray(t * kvWidth, (t + 1) * kvWidth), t * width + qWidth + kvWidth);
+    }
+    const dattnNormed = new Float64Array(T * H);
+    linearBackward(dqkv, s.attnNormed, T, b.attn.qkvWeight.value, width, H, dattnNormed, gradOf(b.attn.qkvWeight), gradOf(b.attn.qkvBias));
+    if (s.loraQkv !== null) tape.lora!.backward(s.loraQkv, dqkv, s.attnNormed, T, dattnNormed);
+    rmsnormBackward(dattnNormed, s.xIn, T, b.attn.normScale.value, s.attnInv, dxIn, gradOf(b.attn.normScale));
+    dx = dxIn;
+  }
+
+  const dEmbedding = gradOf(model.embedding);
+  if (dEmbedding !== null) {
+    tape.tokens.forEach((id, t) => {
+      for (let i = 0; i < H; i++) dEmbedding[id * H + i] += dx[t * H + i]!;
+    });
+  }
+}
+
+/**
+ * The targets for next-token training on `tokens`: position t predicts tokens[t+1] when
+ * `trained[t+1]` (an assistant token, say), else IGNORE_TARGET; the last position predicts nothing.
+ * Without `trained` every next token counts.
+ */
+export function nextTokenTargets(tokens: readonly number[], trained?: readonly boolean[]): Int32Array {
+  if (trained !== undefined && trained.length !== tokens.length) throw new Error(`nextTokenTargets: ${trained.length} mask entries for ${tokens.length} tokens`);
+  const targets = new Int32Array(tokens.length).fill(IGNORE_TARGET);
+  for (let t = 0; t + 1 < tokens.length; t++) if (trained === undefined || trained[t + 1] === true) targets[t] = tokens[t + 1]!;
+  return targets;
+}
+
+/**
+ * Mean cross-entropy of the model on `tokens` against `targets` (IGNORE_TARGET where no loss),
+ * plus routerBalance times the load-balancing loss (`balance`, reported unweighted), with the
+ * gradients ADDED into the parameters' grads (call model.zeroGrad() between steps).
+ */
+export function lossAndGradients(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): { loss: number; counted: number; balance: number } {
+  if (targets.length !== tokens.length) throw new Error(`lossAndGradients: ${targets.length} targets for ${tokens.length} tokens`);
+  const tape = forwardTrain(model, tokens, options);
+  const { loss, counted, dlogits } = tapeLoss(model, tape, targets);
+  const coef = options.routerBalance ?? 0;
+  if (coef === 0) {
+    backwardTrain(model, tape, dlogits);
+    return { loss, counted, balance: 0 };
+  }
+  const c = model.config;
+  const balance = loadBalancingForward(tape.blocks.map((b) => b.gate), tape.blocks.map((b) => b.indices), tokens.length, c.numExperts, c.expertsPerToken);
+  const dgates = tape.blocks.map(() => new Float64Array(tokens.length * c.numExperts));
+  loadBalancingBackward(balance.saved, coef, tokens.length, c.numExperts, dgates);
+  backwardTrain(model, tape, dlogits, dgates);
+  return { loss: loss + coef * balance.loss, counted, balance: balance.loss };
+}
+
+/** The loss only (no tape kept beyond the call, no gradients): for evaluation and finite differences. */
+export function lossOf(model: TrainableModel, tokens: readonly number[], targets: Int32Array, options: TrainOptions = {}): number {
+  const tape = forwardTrain(model, tokens, options);
+  const loss = tapeLoss(model, tape, targets).loss;
+  const coef = options.routerBalance ?? 0;
+  if (coef === 0) return loss;
+  const c = model.config;
+  return loss + coef * loadBalancingForward(tape.blocks.map((b) => b.gate), tape.blocks.map((b) => b.indices), tokens.length, c.numExperts, c.expertsPerToken).loss;
+}
+
+/** The masked cross-entropy of a forward's logits, over the full or the used vocabulary. */
+export function tapeLoss(model: TrainableModel, tape: Tape, targets: Int32Array): { loss: number; counted: number; dlogits: Float64Array } {
+  const T = tape.tokens.length;
+  const used = tape.vocabulary;
+  if (used === null) return crossEntropy(tape.logits, T, model.config.vocabSize, targets);
+  const position = new Map<number, number>();
+  used.forEach((id, i) => position.set(id, i));
+  const compact = targets.map((id, t) => {
+    if (id === IGNORE_TARGET) return IGNORE_TARGET;
+    const i = position.get(id);
+    if (i === undefined) throw new Error(`target token ${id} at ${t} is not in the used vocabulary`);
+    return i;
+  });
+  return crossEntropy(tape.logits, T, used.length, compact, model.config.vocabSize - used.length);
+}
+
+/** Rows `ids` of a [rows, width] matrix, gathered into [ids.length, width]. */
+function gatherRows(matrix: Float64Array, width: number, ids: Int32Array): Float64Array {
+  const out = new Float64Array(ids.length * width);
+  ids.forEach((id, i) => out.set(matrix.subarray(id * width, (id + 1) * width), i * width));
+  return out;
+}
+
+/** The sorted distinct ids of `sequences`' tokens: the used vocabulary of a corpus. */
+export function usedVocabulary(sequences: readonly (readonly number[])[]): Int32Array {
+  const ids = new Set<number>();
+  for (const s of sequences) for (const id of s) ids.add(id);
+  return Int32Array.from([...ids].sort((a, b) => a - b));
+}
+
+/**
+ * Zeroes the unembedding rows outside `vocabulary` (for a model trained from scratch on a corpus
+ * that uses only those tokens), so the used-vocabulary shortcut applies. Returns the rows zeroed.
+ */
+export function zeroUnusedRows(model: TrainableModel, vocabulary: Int32Array): number {
+  const H = model.config.hiddenSize;
+  const used = new Set(vocabulary);
+  let zeroed = 0;
+  for (let id = 0; id < model.config.vocabSize; id++) {
+    if (used.has(id)) continue;
+    model.unembedding.value.fill(0, id * H, (id + 1) * H);
+    zeroed++;
+  }
+  return zeroed;
+}
+
+/** Throws unless every unembedding row outside `vocabulary` is exactly zero (the shortcut's premise). */
+export function checkUnusedRowsZero(model: TrainableModel, vocabulary: Int32Array): void {
+  const H = model.config.hiddenSize;
+  const used = new Set(vocabulary);
+  for (let id = 0; id < model.config.vocabSize; id++) {
+    if (used.has(id)) continue;
+    for (let c = 0; c < H; c++) {
+      if (model.unembedding.value[id * H + c] !== 0) throw new Error(`unembedding row ${id} is not in the used vocabulary but is not zero`);
+    }
+  }
+}

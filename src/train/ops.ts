@@ -1,0 +1,442 @@
+// The gpt-oss operations for training, each as a forward that returns what its backward needs
+// and a backward that turns the output's gradient into the inputs' and parameters' gradients.
+// Float64 throughout: this is the reference that faster training kernels will be checked against,
+// and finite-difference gradient checks need the extra precision. Arrays are row-major
+// [rows, cols]; every backward ADDS into the gradient arrays it is given (a tensor used twice,
+// like the residual stream, collects both contributions), so callers pass zeroed arrays.
+// The math is the one the reference backend (kernels/reference.ts) computes for inference.
+import type { AttentionShape, RopeTable } from '../kernels/backend.ts';
+import { swiglu } from '../kernels/reference.ts';
+
+/** The gating SwiGLU's sigmoid slope (the official reference's alpha). */
+export const SWIGLU_ALPHA = 1.702;
+
+// ---- linear ----------------------------------------------------------------------------------
+
+/** out[t, r] = sum_c x[t, c] * w[r, c] + bias[r]; x [tokens, cols], w [rows, cols]. */
+export function linearForward(x: Float64Array, tokens: number, w: Float64Array, rows: number, cols: number, bias: Float64Array | null): Float64Array {
+  const out = new Float64Array(tokens * rows);
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      let sum = bias === null ? 0 : bias[r]!;
+      for (let c = 0; c < cols; c++) sum += x[t * cols + c]! * w[r * cols + c]!;
+      out[t * rows + r] = sum;
+    }
+  }
+  return out;
+}
+
+/** dx += dy @ w; dw += dy^T @ x; dbias += column sums of dy. A null gradient is not wanted. */
+export function linearBackward(
+  dy: Float64Array, x: Float64Array, tokens: number, w: Float64Array, rows: number, cols: number,
+  dx: Float64Array | null, dw: Float64Array | null, dbias: Float64Array | null,
+): void {
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      const g = dy[t * rows + r]!;
+      if (g === 0) continue;
+      if (dbias !== null) dbias[r] += g;
+      if (dx !== null) for (let c = 0; c < cols; c++) dx[t * cols + c] += g * w[r * cols + c]!;
+      if (dw !== null) for (let c = 0; c < cols; c++) dw[r * cols + c] += g * x[t * cols + c]!;
+    }
+  }
+}
+
+// ---- RMSNorm ---------------------------------------------------------------------------------
+
+/** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * scale; returns out and the per-row 1/rms. */
+export function rmsnormForward(x: Float64Array, tokens: number, scale: Float64Array, eps: number): { out: Float64Array; inv: Float64Array } {
+  const width = scale.length;
+  const out = new Float64Array(tokens * width);
+  const inv = new Float64Array(tokens);
+  for (let t = 0; t < tokens; t++) {
+    let sumSquares = 0;
+    for (let c = 0; c < width; c++) sumSquares += x[t * width + c]! ** 2;
+    const r = 1 / Math.sqrt(sumSquares / width + eps);
+    inv[t] = r;
+    for (let c = 0; c < width; c++) out[t * width + c] = x[t * width + c]! * r * scale[c]!;
+  }
+  return { out, inv };
+}
+
+/**
+ * With g = dy * scale and r = 1/rms: dx = r*g - x * r^3 * mean(g*x) (the normaliser depends on
+ * every element of the row); dscale += dy * x * r.
+ */
+export function rmsnormBackward(dy: Float64Array, x: Float64Array, tokens: number, scale: Float64Array, inv: Float64Array, dx: Float64Array, dscale: Float64Array | null): void {
+  const width = scale.length;
+  for (let t = 0; t < tokens; t++) {
+    const r = inv[t]!;
+    let dot = 0;
+    for (let c = 0; c < width; c++) dot += dy[t * width + c]! * scale[c]! * x[t * width + c]!;
+    const coef = (r * r * r * dot) / width;
+    for (let c = 0; c < width; c++) {
+      const i = t * width + c;
+      dx[i] += r * dy[i]! * scale[c]! - x[i]! * coef;
+      if (dscale !== null) dscale[c] += dy[i]! * x[i]! * r;
+    }
+  }
+}
+
+// ---- RoPE ------------------------------------------------------------------------------------
+
+/**
+ * Rotates x [tokens, heads, headDim] in place by the table's row for position t (the sequence
+ * starts at 0), half-split as the model does. With `inverse` it rotates by the opposite angle:
+ * the rotation is orthogonal up to the concentration factor, so the backward of a rotation by
+ * (cos, sin) is the rotation by (cos, -sin) applied to the gradient.
+ */
+export function ropeApply(x: Float64Array, tokens: number, heads: number, headDim: number, table: RopeTable, inverse = false): void {
+  const half = headDim / 2;
+  const sign = inverse ? -1 : 1;
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) {
+      const base = (t * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const cos = table.cos[t * table.halfDim + i]!;
+        const sin = sign * table.sin[t * table.halfDim + i]!;
+        const x1 = x[base + i]!;
+        const x2 = x[base + half + i]!;
+        x[base + i] = x1 * cos - x2 * sin;
+        x[base + half + i] = x2 * cos + x1 * sin;
+      }
+    }
+  }
+}
+
+// ---- attention with sinks --------------------------------------------------------------------
+
+export interface AttentionSaved {
+  /** Softmax weight of key k for query t and head h: [tokens, heads, tokens], 0 where not visible. */
+  probs: Float64Array;
+  /** The sink's share of each softmax: [tokens, heads]. */
+  sinkProbs: Float64Array;
+}
+
+function visible(query: number, key: number, window: number): boolean {
+  return key <= query && (window === 0 || query - key < window);
+}
+
+/**
+ * Causal attention with sinks over one sequence (positions 0..tokens-1): q [tokens, heads, hd],
+ * k and v [tokens, kvHeads, hd] (RoPE applied). The softmax runs over the visible scores and the
+ * head's sink logit; the sink's mass is dropped. Returns out [tokens, heads*hd].
+ */
+export function attentionForward(
+  q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, sinks: Float64Array, shape: AttentionShape,
+): { out: Float64Array; saved: AttentionSaved } {
+  const { heads, kvHeads, headDim, window } = shape;
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const out = new Float64Array(tokens * heads * headDim);
+  const probs = new Float64Array(tokens * heads * tokens);
+  const sinkProbs = new Float64Array(tokens * heads);
+  const scores = new Float64Array(tokens);
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / group);
+      const qBase = (t * heads + h) * headDim;
+      let max = sinks[h]!;
+      for (let s = 0; s <= t; s++) {
+        if (!visible(t, s, window)) continue;
+        const kBase = (s * kvHeads + kvh) * headDim;
+        let dot = 0;
+        for (let d = 0; d < headDim; d++) dot += q[qBase + d]! * k[kBase + d]!;
+        scores[s] = dot * scale;
+        max = Math.max(max, scores[s]!);
+      }
+      let denominator = Math.exp(sinks[h]! - max);
+      for (let s = 0; s <= t; s++) if (visible(t, s, window)) denominator += Math.exp(scores[s]! - max);
+      const row = (t * heads + h) * tokens;
+      sinkProbs[t * heads + h] = Math.exp(sinks[h]! - max) / denominator;
+      for (let s = 0; s <= t; s++) {
+        if (!visible(t, s, window)) continue;
+        const p = Math.exp(scores[s]! - max) / denominator;
+        probs[row + s] = p;
+        const vBase = (s * kvHeads + kvh) * headDim;
+        for (let d = 0; d < headDim; d++) out[qBase + d] += p * v[vBase + d]!;
+      }
+    }
+  }
+  return { out, saved: { probs, sinkProbs } };
+}
+
+/**
+ * Softmax backward with the sink as one more (value-less) entry: with dp_s = dout . v_s and
+ * D = sum_s p_s dp_s, the score gradient is p_s (dp_s - D) and the sink's is -p_sink D.
+ * GQA: every query head of a group adds into its shared K/V head's gradient.
+ */
+export function attentionBackward(
+  dout: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, shape: AttentionShape, saved: AttentionSaved,
+  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null,
+): void {
+  const { heads, kvHeads, headDim, window } = shape;
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const dp = new Float64Array(tokens);
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / group);
+      const qBase = (t * heads + h) * headDim;
+      const row = (t * heads + h) * tokens;
+      let expected = 0;
+      for (let s = 0; s <= t; s++) {
+        if (!visible(t, s, window)) continue;
+        const vBase = (s * kvHeads + kvh) * headDim;
+        let dot = 0;
+        for (let d = 0; d < headDim; d++) dot += dout[qBase + d]! * v[vBase + d]!;
+        dp[s] = dot;
+        expected += saved.probs[row + s]! * dot;
+      }
+      if (dsinks !== null) dsinks[h] += -saved.sinkProbs[t * heads + h]! * expected;
+      for (let s = 0; s <= t; s++) {
+        if (!visible(t, s, window)) continue;
+        const p = saved.probs[row + s]!;
+        const kvBase = (s * kvHeads + kvh) * headDim;
+        const dScore = p * (dp[s]! - expected) * scale;
+        for (let d = 0; d < headDim; d++) {
+          dv[kvBase + d] += p * dout[qBase + d]!;
+          dq[qBase + d] += dScore * k[kvBase + d]!;
+          dk[kvBase + d] += dScore * q[qBase + d]!;
+        }
+      }
+    }
+  }
+}
+
+// ---- MoE router ------------------------------------------------------------------------------
+
+/**
+ * Top-k routing per token, as model/forward.ts's `route` does it (decreasing logit, lower expert
+ * first on exact ties; softmax over the chosen k only), over float64 logits. The choice itself
+ * has no gradient; the weights do.
+ */
+export function routeForward(gate: Float64Array, tokens: number, experts: number, k: number): { indices: Int32Array; weights: Float64Array } {
+  const indices = new Int32Array(tokens * k);
+  const weights = new Float64Array(tokens * k);
+  for (let t = 0; t < tokens; t++) {
+    const g = gate.subarray(t * experts, (t + 1) * experts);
+    const order = Array.from(g.keys()).sort((a, b) => g[b]! - g[a]! || a - b);
+    const max = g[order[0]!]!;
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += Math.exp(g[order[j]!]! - max);
+    for (let j = 0; j < k; j++) {
+      indices[t * k + j] = order[j]!;
+      weights[t * k + j] = Math.exp(g[order[j]!]! - max) / sum;
+    }
+  }
+  return { indices, weights };
+}
+
+/** Softmax backward over each token's k chosen logits; unchosen logits get no gradient. */
+export function routeBackward(dweights: Float64Array, indices: Int32Array, weights: Float64Array, tokens: number, experts: number, k: number, dgate: Float64Array): void {
+  for (let t = 0; t < tokens; t++) {
+    let expected = 0;
+    for (let j = 0; j < k; j++) expected += weights[t * k + j]! * dweights[t * k + j]!;
+    for (let j = 0; j < k; j++) {
+      const i = t * k + j;
+      dgate[t * experts + indices[i]!] += weights[i]! * (dweights[i]! - expected);
+    }
+  }
+}
+
+// ---- router load balancing -----------------------------------------------------------------
+
+export interface LoadBalanceSaved {
+  /** Per layer, the softmax over all experts of each token's gate logits [tokens, experts]. */
+  probs: Float64Array[];
+  /** f_e: per expert, the routings (slots) it received per (layer, token). */
+  fraction: Float64Array;
+  /** Number of (layer, token) pairs. */
+  count: number;
+}
+
+/**
+ * The Switch Transformer load-balancing loss as transformers computes it for MoE models, over
+ * all layers' tokens together: with f_e the mean over (layer, token) of how many of the token's
+ * k slots chose expert e, and P_e the mean over (layer, token) of softmax(all gate logits)_e,
+ * loss = E * sum_e f_e * P_e (1 * k when routing is uniform). Only P carries a gradient.
+ */
+export function loadBalancingForward(gates: readonly Float64Array[], indices: readonly Int32Array[], tokens: number, experts: number, k: number): { loss: number; saved: LoadBalanceSaved } {
+  const count = gates.length * tokens;
+  const fraction = new Float64Array(experts);
+  const meanProb = new Float64Array(experts);
+  const probs: Float64Array[] = [];
+  gates.forEach((gate, layer) => {
+    const p = new Float64Array(tokens * experts);
+    for (let t = 0; t < tokens; t++) {
+      let max = -Infinity;
+      for (let e = 0; e < experts; e++) max = Math.max(max, gate[t * experts + e]!);
+      let sum = 0;
+      for (let e = 0; e < experts; e++) sum += Math.exp(gate[t * experts + e]! - max);
+      for (let e = 0; e < experts; e++) {
+        p[t * experts + e] = Math.exp(gate[t * experts + e]! - max) / sum;
+        meanProb[e] += p[t * experts + e]! / count;
+      }
+      for (let j = 0; j < k; j++) fraction[indices[layer]![t * k + j]!] += 1 / count;
+    }
+    probs.push(p);
+  });
+  let loss = 0;
+  for (let e = 0; e < experts; e++) loss += fraction[e]! * meanProb[e]!;
+  return { loss: experts * loss, saved: { probs, fraction, count } };
+}
+
+/** dgates[layer] += d(scale * loss)/d(gate logits): softmax backward of E * f / count. */
+export function loadBalancingBackward(saved: LoadBalanceSaved, scale: number, tokens: number, experts: number, dgates: readonly Float64Array[]): void {
+  const coef = (scale * experts) / saved.count;
+  saved.probs.forEach((p, layer) => {
+    const dgate = dgates[layer]!;
+    for (let t = 0; t < tokens; t++) {
+      let expected = 0;
+      for (let e = 0; e < experts; e++) expected += p[t * experts + e]! * saved.fraction[e]!;
+      for (let e = 0; e < experts; e++) dgate[t * experts + e] += coef * p[t * experts + e]! * (saved.fraction[e]! - expected);
+    }
+  });
+}
+
+// ---- clamped SwiGLU --------------------------------------------------------------------------
+
+/** a = swiglu(h) (kernels/reference.ts's, shared so inference and training cannot drift apart). */
+export function swigluForward(h: Float64Array, limit: number): Float64Array {
+  const a = new Float64Array(h.length / 2);
+  swiglu(h, limit, a);
+  return a;
+}
+
+/**
+ * With glu = min(h[2i], limit), lin = clamp(h[2i+1], -limit, limit), s = sigmoid(alpha*glu):
+ * da/dglu = (lin + 1) * s * (1 + alpha*glu*(1 - s)); da/dlin = glu * s. A clamped input gets no
+ * gradient (the clamp is flat there).
+ */
+export function swigluBackward(da: Float64Array, h: Float64Array, limit: number, dh: Float64Array): void {
+  for (let i = 0; i < da.length; i++) {
+    const rawGlu = h[2 * i]!;
+    const rawLin = h[2 * i + 1]!;
+    const glu = Math.min(rawGlu, limit);
+    const lin = Math.min(Math.max(rawLin, -limit), limit);
+    const s = 1 / (1 + Math.exp(-SWIGLU_ALPHA * glu));
+    if (rawGlu < limit) dh[2 * i] += da[i]! * (lin + 1) * s * (1 + SWIGLU_ALPHA * glu * (1 - s));
+    if (rawLin > -limit && rawLin < limit) dh[2 * i + 1] += da[i]! * glu * s;
+  }
+}
+
+// ---- experts ---------------------------------------------------------------------------------
+
+/** One MoE layer's expert parameters in float: w1 [E, 2I, H], b1 [E, 2I], w2 [E, H, I], b2 [E, H]. */
+export interface ExpertParams {
+  w1: Float64Array;
+  b1: Float64Array;
+  w2: Float64Array;
+  b2: Float64Array;
+  experts: number;
+  hidden: number;
+  intermediate: number;
+}
+
+export interface ExpertsSaved {
+  /** Per (token, slot): the first projection h [2I], the activation a [I] and the output y [H]. */
+  h: Float64Array;
+  a: Float64Array;
+  y: Float64Array;
+}
+
+/** out[t] = sum_j weights[t,j] * expert_{indices[t,j]}(x[t]); x [tokens, H]. */
+export function expertsForward(
+  x: Float64Array, tokens: number, indices: Int32Array, weights: Float64Array, k: number, p: ExpertParams, limit: number,
+): { out: Float64Array; saved: ExpertsSaved } {
+  const { hidden: H, intermediate: I } = p;
+  const out = new Float64Array(tokens * H);
+  const hAll = new Float64Array(tokens * k * 2 * I);
+  const aAll = new Float64Array(tokens * k * I);
+  const yAll = new Float64Array(tokens * k * H);
+  for (let t = 0; t < tokens; t++) {
+    const xt = x.subarray(t * H, (t + 1) * H);
+    for (let j = 0; j < k; j++) {
+      const slot = t * k + j;
+      const e = indices[slot]!;
+      const h = linearForward(xt, 1, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, p.b1.subarray(e * 2 * I, (e + 1) * 2 * I));
+      const a = swigluForward(h, limit);
+      const y = linearForward(a, 1, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, p.b2.subarray(e * H, (e + 1) * H));
+      hAll.set(h, slot * 2 * I);
+      aAll.set(a, slot * I);
+      yAll.set(y, slot * H);
+      for (let c = 0; c < H; c++) out[t * H + c] += weights[slot]! * y[c]!;
+    }
+  }
+  return { out, saved: { h: hAll, a: aAll, y: yAll } };
+}
+
+export interface ExpertGrads {
+  w1: Float64Array | null;
+  b1: Float64Array | null;
+  w2: Float64Array | null;
+  b2: Float64Array | null;
+}
+
+/** dx += d/dx; dweights += dout . y per slot; expert parameter gradients into `grads`. */
+export function expertsBackward(
+  dout: Float64Array, x: Float64Array, tokens: number, indices: Int32Array, weights: Float64Array, k: number,
+  p: ExpertParams, limit: number, saved: ExpertsSaved, dx: Float64Array, dweights: Float64Array, grads: ExpertGrads,
+): void {
+  const { hidden: H, intermediate: I } = p;
+  const sub = (a: Float64Array | null, e: number, size: number): Float64Array | null => (a === null ? null : a.subarray(e * size, (e + 1) * size));
+  for (let t = 0; t < tokens; t++) {
+    const xt = x.subarray(t * H, (t + 1) * H);
+    const dxt = dx.subarray(t * H, (t + 1) * H);
+    const doutT = dout.subarray(t * H, (t + 1) * H);
+    for (let j = 0; j < k; j++) {
+      const slot = t * k + j;
+      const e = indices[slot]!;
+      const y = saved.y.subarray(slot * H, (slot + 1) * H);
+      let dot = 0;
+      const dy = new Float64Array(H);
+      for (let c = 0; c < H; c++) {
+        dot += doutT[c]! * y[c]!;
+        dy[c] = weights[slot]! * doutT[c]!;
+      }
+      dweights[slot] += dot;
+      const a = saved.a.subarray(slot * I, (slot + 1) * I);
+      const da = new Float64Array(I);
+      linearBackward(dy, a, 1, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, da, sub(grads.w2, e, H * I), sub(grads.b2, e, H));
+      const h = saved.h.subarray(slot * 2 * I, (slot + 1) * 2 * I);
+      const dh = new Float64Array(2 * I);
+      swigluBackward(da, h, limit, dh);
+      linearBackward(dh, xt, 1, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, dxt, sub(grads.w1, e, 2 * I * H), sub(grads.b1, e, 2 * I));
+    }
+  }
+}
+
+// ---- loss ------------------------------------------------------------------------------------
+
+/** A target that contributes no loss (a prompt token, padding). */
+export const IGNORE_TARGET = -1;
+
+/**
+ * Mean cross-entropy of logits [tokens, vocab] against `targets` over the positions whose target
+ * is not IGNORE_TARGET, and its gradient (softmax - one-hot) / counted. `zeroLogits` more logits,
+ * all exactly 0 and never targets, join each softmax in closed form (the rows of an unused
+ * vocabulary); they need no gradient.
+ */
+export function crossEntropy(logits: Float64Array, tokens: number, vocab: number, targets: Int32Array, zeroLogits = 0): { loss: number; counted: number; dlogits: Float64Array } {
+  const dlogits = new Float64Array(tokens * vocab);
+  let counted = 0;
+  for (let t = 0; t < tokens; t++) if (targets[t] !== IGNORE_TARGET) counted++;
+  if (counted === 0) throw new Error('crossEntropy: no position has a target');
+  let loss = 0;
+  for (let t = 0; t < tokens; t++) {
+    const target = targets[t]!;
+    if (target === IGNORE_TARGET) continue;
+    if (!Number.isInteger(target) || target < 0 || target >= vocab) throw new Error(`crossEntropy: target ${target} at ${t} is outside the vocabulary`);
+    const row = logits.subarray(t * vocab, (t + 1) * vocab);
+    let max = zeroLogits > 0 ? 0 : -Infinity;
+    for (const z of row) max = Math.max(max, z);
+    let sum = zeroLogits * Math.exp(-max);
+    for (const z of row) sum += Math.exp(z - max);
+    const logSum = max + Math.log(sum);
+    loss += logSum - row[target]!;
+    for (let i = 0; i < vocab; i++) dlogits[t * vocab + i] = Math.exp(row[i]! - logSum) / counted;
+    dlogits[t * vocab + target] -= 1 / counted;
+  }
+  return { loss: loss / counted, counted, dlogits };
+}

@@ -1,0 +1,109 @@
+// LoRA adapters on disk in PEFT's format, so adapters move both ways between gptoss and Hugging
+// Face PEFT/TRL: a folder with adapter_config.json (peft_type LORA, r, lora_alpha,
+// target_modules, ...) and adapter_model.safetensors holding lora_A [r, in] and lora_B [out, r]
+// per adapted module under the names lora.ts documents. We write F32 tensors; we read F32, BF16
+// or F16. Anything we cannot apply exactly (rsLoRA, DoRA, fan_in_fan_out, modules other than the
+// attention projections, per-module ranks) is refused with a UserError naming it, never ignored.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { widenToF32 } from '../model/checkpoint.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { readRegularFile } from '../model/files.ts';
+import { SafetensorsFile, writeSafetensors } from '../model/safetensors.ts';
+import { LORA_TARGETS, LoraAdapters, type LoraTarget } from './lora.ts';
+
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+
+const KEY = /^base_model\.model\.model\.layers\.(\d+)\.self_attn\.(q_proj|k_proj|v_proj|o_proj)\.lora_(A|B)\.weight$/;
+
+/** Writes `lora` into `dir` (created if needed) as a PEFT LoRA adapter for `baseModel`. */
+export function writePeftAdapter(lora: LoraAdapters, dir: string, baseModel = ''): void {
+  mkdirSync(dir, { recursive: true });
+  const targets = LORA_TARGETS.filter((t) => lora.modules.some((m) => m.target === t));
+  const layers = [...new Set(lora.modules.map((m) => m.layer))].sort((a, b) => a - b);
+  const config = {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: baseModel,
+    r: lora.rank,
+    lora_alpha: lora.alpha,
+    lora_dropout: 0,
+    target_modules: targets,
+    layers_to_transform: layers.length === lora.config.numLayers ? null : layers,
+    bias: 'none',
+    fan_in_fan_out: false,
+    use_rslora: false,
+    use_dora: false,
+    inference_mode: true,
+    init_lora_weights: true,
+  };
+  writeFileSync(join(dir, ADAPTER_CONFIG), JSON.stringify(config, null, 2) + '\n');
+  writeSafetensors(join(dir, ADAPTER_WEIGHTS), lora.params().map((p) => ({ name: p.name, dtype: 'F32' as const, shape: p.shape, data: Float32Array.from(p.value) })));
+}
+
+/** Reads a PEFT LoRA adapter folder for a model of `config`. */
+export function readPeftAdapter(dir: string, config: ModelConfig): LoraAdapters {
+  const configPath = join(dir, ADAPTER_CONFIG);
+  const weightsPath = join(dir, ADAPTER_WEIGHTS);
+  if (!existsSync(configPath)) throw new UserError('checkpoint', `${dir}: no ${ADAPTER_CONFIG} (not a PEFT adapter folder)`);
+  if (!existsSync(weightsPath)) throw new UserError('checkpoint', `${dir}: no ${ADAPTER_WEIGHTS} (adapters saved as .bin are not read; save with safetensors)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readRegularFile(configPath));
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError('checkpoint', `${configPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError('checkpoint', `${configPath}: expected a JSON object`);
+  const c = json as Record<string, unknown>;
+  const bad: (what: string) => never = (what) => {
+    throw new UserError('checkpoint', `${configPath}: ${what}`);
+  };
+  if (c['peft_type'] !== 'LORA') bad(`peft_type is ${JSON.stringify(c['peft_type'])}; only LORA adapters are supported`);
+  const rank = c['r'];
+  const alpha = c['lora_alpha'];
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank < 1 || rank > 65536) bad(`r must be a positive integer, got ${JSON.stringify(rank)}`);
+  if (typeof alpha !== 'number' || !(alpha > 0)) bad(`lora_alpha must be a positive number, got ${JSON.stringify(alpha)}`);
+  if (c['use_rslora'] === true) bad('use_rslora is not supported (its scale is lora_alpha/sqrt(r))');
+  if (c['use_dora'] === true) bad('use_dora (DoRA) is not supported');
+  if (c['fan_in_fan_out'] === true) bad('fan_in_fan_out is not supported (gpt-oss projections are not Conv1D)');
+  for (const field of ['rank_pattern', 'alpha_pattern'] as const) {
+    const v = c[field];
+    if (v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v).length > 0)) bad(`${field} (per-module ranks or alphas) is not supported`);
+  }
+  if (c['bias'] !== undefined && c['bias'] !== 'none') bad(`bias ${JSON.stringify(c['bias'])} is not supported (only "none")`);
+
+  const file = SafetensorsFile.open(weightsPath);
+  try {
+    const found = new Map<string, { layer: number; target: LoraTarget }>();
+    for (const [name, info] of file.tensors) {
+      const m = KEY.exec(name);
+      if (m === null) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" is not a LoRA matrix of an attention projection (only q_proj, k_proj, v_proj and o_proj adapters are supported)`);
+      const layer = Number(m[1]);
+      if (layer >= config.numLayers) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" is for layer ${layer} but the model has ${config.numLayers} layers`);
+      if (!['F32', 'BF16', 'F16'].includes(info.dtype)) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" has dtype ${info.dtype}; expected F32, BF16 or F16`);
+      found.set(name, { layer, target: m[2] as LoraTarget });
+    }
+    if (found.size === 0) throw new UserError('checkpoint', `${weightsPath}: no LoRA tensors`);
+    const targets = LORA_TARGETS.filter((t) => [...found.values()].some((f) => f.target === t));
+    const layers = [...new Set([...found.values()].map((f) => f.layer))];
+    const lora = new LoraAdapters(config, { rank, alpha, targets, layers });
+    for (const p of lora.params()) {
+      const info = file.tensors.get(p.name);
+      if (info === undefined) throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" is missing (every adapted layer needs A and B for each target module)`);
+      if (info.shape.length !== 2 || info.shape[0] !== p.shape[0] || info.shape[1] !== p.shape[1]) {
+        throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(p.shape)} (r=${rank} and this model's projection sizes)`);
+      }
+      const raw = new Uint8Array(info.byteLength);
+      file.readInto(p.name, raw);
+      const values = new Float32Array(p.value.length);
+      widenToF32(info.dtype, raw, values);
+      p.value.set(values);
+    }
+    return lora;
+  } finally {
+    file.close();
+  }
+}
