@@ -26,6 +26,7 @@ const ORDER: readonly (readonly string[])[] = [
   ['kernels'],
   ['model'],
   ['checkpoint'],
+  ['train'],
   ['tools'],
   ['engine'],
   ['server'],

@@ -4,9 +4,9 @@
 // trained model loses accuracy; `quantiseMxfp4` picks each group's scale to minimise that loss.
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FP4_VALUES } from '../kernels/reference.ts';
+import { FP4_VALUES } from '../tensor/index.ts';
 import { toOriginalConfigJson } from '../model/config.ts';
-import { writeSafetensors, type TensorToWrite } from '../model/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import type { TrainableModel } from './params.ts';
 
 const f32 = new Float32Array(1);

@@ -5,9 +5,9 @@
 // exactly) for full training of small models. Float64 doubles the memory of f32 and quadruples
 // BF16's, so this is for small models; a refusal names the size before anything is allocated.
 import { UserError } from '../errors.ts';
-import { bf16ToF32, dequantMxfp4Row } from '../kernels/reference.ts';
+import { bf16ToF32, dequantMxfp4Row, type Bf16Matrix, type Mxfp4Matrices } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
-import type { Bf16Matrix, ModelWeights, Mxfp4Matrices } from '../model/weights.ts';
+import type { ModelWeights } from '../model/weights.ts';
 import { seededRandom, splitmix32 } from '../random.ts';
 
 export interface Param {

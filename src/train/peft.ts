@@ -7,10 +7,10 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
-import { widenToF32 } from '../model/checkpoint.ts';
+import { widenToF32 } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { readRegularFile } from '../model/files.ts';
-import { SafetensorsFile, writeSafetensors } from '../model/safetensors.ts';
+import { readRegularFile } from '../checkpoint/files.ts';
+import { SafetensorsFile, writeSafetensors } from '../checkpoint/safetensors.ts';
 import { LORA_TARGETS, LoraAdapters, type LoraTarget } from './lora.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';

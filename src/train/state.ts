@@ -5,7 +5,7 @@
 // interruption while saving leaves the previous state intact.
 import { renameSync } from 'node:fs';
 import { UserError } from '../errors.ts';
-import { SafetensorsFile, writeSafetensors } from '../model/safetensors.ts';
+import { SafetensorsFile, writeSafetensors } from '../checkpoint/safetensors.ts';
 import type { AdamW } from './optim.ts';
 import type { Param } from './params.ts';
 

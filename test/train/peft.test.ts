@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
-import { writeSafetensors } from '../../src/model/safetensors.ts';
+import { writeSafetensors } from '../../src/checkpoint/safetensors.ts';
 import { LoraAdapters } from '../../src/train/lora.ts';
 import { forwardTrain } from '../../src/train/model.ts';
 import { TrainableModel } from '../../src/train/params.ts';
