@@ -4,7 +4,6 @@
 // --log-content is given.
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
-import { UserError } from '../errors.ts';
 import { HostGuard } from '../server/guard.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import type { CommandContext } from './context.ts';

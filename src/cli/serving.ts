@@ -3,7 +3,7 @@
 // reported once the index is ready), the server's built-in tool factories, and binding the port
 // with one-line errors instead of raw socket codes.
 import { UserError } from '../errors.ts';
-import type { BuiltinToolFactories, GptossServer } from '../server/index.ts';
+import type { BuiltinToolFactories, GptossServer, RunningServer } from '../server/index.ts';
 import type { LocalDocsBackend } from '../tools/index.ts';
 
 /** A skipped file as the user reads it. */
@@ -79,7 +79,7 @@ export interface ListenNames {
 }
 
 /** Starts listening; a port in use or an address that cannot be bound is a UserError naming the setting to change. */
-export async function listen(server: GptossServer, port: number, host: string, names: ListenNames): Promise<Awaited<ReturnType<GptossServer['listen']>>> {
+export async function listen(server: GptossServer, port: number, host: string, names: ListenNames): Promise<RunningServer> {
   try {
     return await server.listen(port, host);
   } catch (e) {
