@@ -23,6 +23,7 @@ export type {
 export type { BrowserTool, FunctionTool, PythonTool, ToolContext, ToolDefinition } from './api/tools.ts';
 export { decode, encode, parseCompletion, renderPrompt, type EncodeOptions, type FunctionDeclaration, type ParsedMessage, type RenderOptions } from './api/harmony.ts';
 export { startServer, type RunningServer, type ServerOptions } from './api/server.ts';
-export { runEval, type EvalMetric, type EvalOptions, type EvalResult } from './api/eval.ts';
+export { runEval, type ClassificationMetrics, type EvalMetric, type EvalOptions, type EvalResult, type LabelMetrics } from './api/eval.ts';
+export { classify, type Classification, type ClassificationFailure, type ClassifyInput, type ClassifyOptions, type ClassifyResult } from './api/classify.ts';
 export { GptossError, type GptossErrorCode } from './api/errors.ts';
 export type { JsonObject, JsonValue, ReasoningEffort } from './harmony/index.ts';

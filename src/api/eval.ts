@@ -1,23 +1,35 @@
-// Evaluations for library callers: run a HealthBench, multiple-choice or exact-answer file against a
-// loaded Model (served in-process on loopback, as `gptoss eval` serves a local model) or an
-// OpenAI-compatible endpoint, with the same resumable runner, results.jsonl, summary and HTML
-// report as the CLI.
+// Evaluations for library callers: run a HealthBench, multiple-choice, exact-answer or gold-label
+// classification file against a loaded Model (served in-process on loopback, as `gptoss eval`
+// serves a local model) or an OpenAI-compatible endpoint, with the same resumable runner,
+// results.jsonl, summary and HTML report as the CLI.
 import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
 import { buildCases } from '../evals/cases.ts';
-import { HttpSampler, openSampler, runEval as runCases, type SampleOptions, type Sampler } from '../evals/index.ts';
+import { readResults, runEval as runCases, type SampleOptions, type Sampler } from '../evals/index.ts';
+import { refuseOtherPolicy, writeClassificationMetrics } from '../evals/classify-eval.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
+import type { OutputFormat } from '../evals/classify.ts';
+import { outputFormat } from './classify.ts';
 import { translateErrors } from './errors.ts';
 import type { Model } from './model.ts';
-import { startServer } from './server.ts';
+import { openTarget } from './sampler.ts';
 
 /** What to evaluate, on what, and where the results go. */
 export interface EvalOptions {
-  /** `healthbench` (rubric-graded, needs a grader), `mcq` (multiple choice) or `exact` (an integer answer). */
-  kind: 'healthbench' | 'mcq' | 'exact';
-  /** The cases: a JSONL file in the kind's format (see the evals guide). */
+  /**
+   * `healthbench` (rubric-graded, needs a grader), `mcq` (multiple choice), `exact` (an integer
+   * answer) or `classify` (texts with gold labels, classified against `policy`).
+   */
+  kind: 'healthbench' | 'mcq' | 'exact' | 'classify';
+  /** The cases: a JSONL file in the kind's format (see the evals guide; classify: `{id?, text, label}` rows). */
   data: string;
+  /** classify: the policy text (required there). */
+  policy?: string;
+  /** classify: the labels the policy allows (a gold label outside them is refused). */
+  labels?: readonly string[];
+  /** classify: the field of a JSON answer that holds the label. */
+  labelField?: string;
   /** The model under test: a loaded Model, or an OpenAI-compatible base URL (`URL#model` picks a model). */
   model: Model | string;
   /** HealthBench's grader, like `model`. */
@@ -49,6 +61,29 @@ export interface EvalMetric {
   n: number;
 }
 
+/** One label's figures over a classify evaluation; null where the label was never predicted (precision) or never gold (recall). */
+export interface LabelMetrics {
+  label: string;
+  /** Cases whose gold label this is. */
+  support: number;
+  /** Cases predicted with this label. */
+  predicted: number;
+  precision: number | null;
+  recall: number | null;
+  f1: number | null;
+}
+
+/** A classify evaluation's figures from all its cases together. */
+export interface ClassificationMetrics {
+  n: number;
+  accuracy: number;
+  /** Answers that did not follow the policy's output format (counted as wrong). */
+  invalid: number;
+  labels: LabelMetrics[];
+  /** confusion[gold][predicted] = count; answers without a valid label are under `(no valid answer)`. */
+  confusion: Record<string, Record<string, number>>;
+}
+
 /** The outcome of an evaluation. */
 export interface EvalResult {
   /** The headline score (HealthBench: overall_score; the others: accuracy). */
@@ -62,14 +97,17 @@ export interface EvalResult {
   usage: { inputTokens: number; outputTokens: number };
   /** The HTML report. */
   reportPath: string;
+  /** classify: accuracy, per-label precision, recall and F1, and the confusion table (also in summary.json). */
+  classification?: ClassificationMetrics;
 }
 
 /** Runs an evaluation and writes its results and report to `outDir`. */
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
   return translateErrors(async () => {
     const { kind } = options;
-    if (kind !== 'healthbench' && kind !== 'mcq' && kind !== 'exact') throw new UserError('usage', `kind must be healthbench, mcq or exact, got ${JSON.stringify(kind)}`);
+    if (kind !== 'healthbench' && kind !== 'mcq' && kind !== 'exact' && kind !== 'classify') throw new UserError('usage', `kind must be healthbench, mcq, exact or classify, got ${JSON.stringify(kind)}`);
     if (kind === 'healthbench' && options.grader === undefined) throw new UserError('usage', 'a healthbench evaluation needs a grader');
+    const classify = kind === 'classify' ? classifySpec(options) : undefined;
     const dataPath = resolve(options.data);
     let text: string;
     try {
@@ -86,28 +124,22 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
       ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
     };
     const opened: Sampler[] = [];
-    const open = async (target: Model | string): Promise<Sampler> => {
-      let sampler: Sampler;
-      if (typeof target === 'string') {
-        if (!/^https?:\/\//i.test(target)) throw new UserError('usage', `model "${target}" is not an http(s) URL; pass a Model from loadModel() for a local model`);
-        sampler = await openSampler(target, options.apiKey !== undefined ? { apiKey: options.apiKey } : {});
-      } else {
-        const server = await startServer(target);
-        const http = new HttpSampler({ baseUrl: server.baseUrl });
-        sampler = { label: `${target.name} (in-process)`, complete: (messages, opts) => http.complete(messages, opts), close: () => server.close() };
-      }
+    const open = async (target: Model | string, what: string): Promise<Sampler> => {
+      const sampler = await openTarget(target, options.apiKey !== undefined ? { apiKey: options.apiKey } : {}, what);
       opened.push(sampler);
       return sampler;
     };
     try {
-      const model = await open(options.model);
-      const grader = kind === 'healthbench' ? await open(options.grader!) : undefined;
+      const model = await open(options.model, 'model');
+      const grader = kind === 'healthbench' ? await open(options.grader!, 'grader') : undefined;
       const { cases, headline, settings } = buildCases({
         kind, text, source: dataPath, model, sample, seed: options.seed ?? 0,
         ...(grader !== undefined ? { grader } : {}),
         ...(options.n !== undefined ? { n: options.n } : {}),
         ...(options.subset !== undefined ? { subset: options.subset } : {}),
+        ...(classify !== undefined ? { classify } : {}),
       });
+      if (classify !== undefined) refuseOtherPolicy(outDir, String(settings['policy_sha256']), `outDir ${outDir}`);
       if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run`);
       const summary = await runCases(cases, {
         name: `${kind} — ${dataPath.split('/').at(-1)}`,
@@ -119,9 +151,21 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
         headline,
         ...(options.onProgress !== undefined ? { progress: options.onProgress } : {}),
       });
-      return { score: summary.headline, metrics: summary.metrics, cases: summary.cases, failed: summary.failed, usage: summary.usage, reportPath: join(outDir, 'report.html') };
+      const result: EvalResult = { score: summary.headline, metrics: summary.metrics, cases: summary.cases, failed: summary.failed, usage: summary.usage, reportPath: join(outDir, 'report.html') };
+      if (classify !== undefined) {
+        const wanted = new Set(cases.map((c) => c.id));
+        result.classification = writeClassificationMetrics(outDir, readResults(join(outDir, 'results.jsonl')).filter((r) => wanted.has(r.id)));
+      }
+      return result;
     } finally {
       for (const s of opened) await s.close?.();
     }
   });
+}
+
+/** A classify evaluation's policy and output format, checked. */
+function classifySpec(options: EvalOptions): { policy: string; format: OutputFormat } {
+  const { policy, labels, labelField } = options;
+  if (typeof policy !== 'string' || policy.trim() === '') throw new UserError('usage', 'a classify evaluation needs policy (the policy text, not empty)');
+  return { policy, format: outputFormat(labels, labelField) };
 }

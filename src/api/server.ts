@@ -2,9 +2,9 @@
 // loaded Model, for library callers: the same server as `gptoss serve`, with library defaults
 // (a free port on loopback, no request log). Closing it leaves the model open.
 import { createServer } from '../server/index.ts';
-import type { BuiltinToolFactories } from '../server/index.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
 import { UserError } from '../errors.ts';
+import { listen, serverTools } from '../cli/serving.ts';
 import { translateErrors } from './errors.ts';
 import { engineOf, type Model } from './model.ts';
 
@@ -28,7 +28,10 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** Built-in tools requests may enable: the browser over a documents folder, python. */
   tools?: { browser?: { documents: string }; python?: boolean };
-  /** Receives one line per request (method, path, status, tokens, time; never content). Default: no log. */
+  /**
+   * Receives one line per request (method, path, status, tokens, time; never content), and with the
+   * browser, once its documents are indexed, a line per file it left out and why. Default: no log.
+   */
   log?: (line: string) => void;
 }
 
@@ -50,18 +53,11 @@ export async function startServer(model: Model, options: ServerOptions = {}): Pr
     const port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError('usage', `port must be an integer from 0 to 65535, got ${String(port)}`);
     const host = options.host ?? '127.0.0.1';
-    const tools: BuiltinToolFactories = {};
-    if (options.tools?.browser !== undefined) {
-      const { BrowserSession, LocalDocsBackend } = await import('../tools/index.ts');
-      const docs = await LocalDocsBackend.open(options.tools.browser.documents);
-      tools.browser = () => new BrowserSession(docs);
-    }
-    if (options.tools?.python === true) {
-      const { PythonTool } = await import('../tools/index.ts');
-      // Stateless (a fresh interpreter per call), so one instance serves every request.
-      const python = new PythonTool();
-      tools.python = () => python;
-    }
+    const tools = await serverTools({
+      ...(options.tools?.browser !== undefined ? { browser: options.tools.browser.documents } : {}),
+      python: options.tools?.python === true,
+      ...(options.log !== undefined ? { report: options.log } : {}),
+    });
     const server = createServer({
       engine,
       ...(options.modelName !== undefined ? { modelName: options.modelName } : {}),
@@ -73,15 +69,7 @@ export async function startServer(model: Model, options: ServerOptions = {}): Pr
       tools,
       log: options.log ?? (() => {}),
     });
-    let running;
-    try {
-      running = await server.listen(port, host);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE') throw new UserError('usage', `port ${port} on ${host} is already in use`);
-      if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UserError('usage', `cannot bind to host ${host}`);
-      throw e;
-    }
+    const running = await listen(server, port, host, { port: 'port', host: 'host' });
     const { url, close } = running;
     return { url, baseUrl: `${url}/v1`, port: running.port, close };
   });

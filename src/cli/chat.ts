@@ -9,9 +9,11 @@ import { resolveModel } from '../checkpoint/resolve.ts';
 import type { CitationSource } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
+import type { CommandContext } from './context.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { runRepl } from './chat/repl.ts';
+import { openDocuments } from './serving.ts';
 
 const USAGE = `usage: gptoss chat [options] [PROMPT...]
 
@@ -38,9 +40,7 @@ options:
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,
-/load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.
-
-Test hook: GPTOSS_SCRIPTED=FILE.json replays scripted completions instead of a model (docs/chat.md).`;
+/load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.`;
 
 /** The answer length for random weights when --max-tokens is not given (they never end an answer). */
 const RANDOM_WEIGHTS_MAX_TOKENS = 256;
@@ -53,7 +53,7 @@ export interface ChatSettings {
   color: boolean;
 }
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], context: CommandContext = {}): Promise<number> {
   const p = parseFlags(argv, {
     model: { type: 'string' },
     'reasoning-effort': { type: 'string', short: 'r' },
@@ -100,8 +100,9 @@ export async function run(argv: string[]): Promise<number> {
   let citations: CitationSource | undefined;
   const browserDir = stringFlag(p, 'browser');
   if (browserDir !== undefined) {
-    const { BrowserSession, LocalDocsBackend } = await import('../tools/index.ts');
-    const browser = new BrowserSession(await LocalDocsBackend.open(browserDir));
+    const { BrowserSession } = await import('../tools/index.ts');
+    // The files left out are told on stderr once the index is ready (the chat starts before that).
+    const browser = new BrowserSession(await openDocuments(browserDir, (line) => void process.stderr.write(`${line}\n`)));
     tools.push(browser);
     citations = browser;
   }
@@ -113,7 +114,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const side = interactive ? process.stdout : process.stderr;
-  const engine = await openEngine(stringFlag(p, 'model'), contextFlag, compute, side, maxTokensFlag === undefined);
+  const engine = await openEngine(context.engine, stringFlag(p, 'model'), contextFlag, compute, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
   const session = new AgentSession(engine, {
@@ -124,8 +125,7 @@ export async function run(argv: string[]): Promise<number> {
     sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
     ...(seed !== undefined ? { seed } : {}),
     // Ctrl-C is honoured between prompt chunks, not only once the whole prompt is processed.
-    // (The scripted test engine starts a script at every prompt step, so it gets one step.)
-    ...(scriptedPath() === undefined ? { prefillChunk: 256 } : {}),
+    prefillChunk: 256,
   });
   const color = process.stdout.isTTY === true && noColorUnset();
   try {
@@ -158,19 +158,18 @@ function readTextFile(path: string, origin: string): string {
   }
 }
 
-/** The engine: GPTOSS_SCRIPTED (test hook), else the resolved checkpoint. Says so when weights are random. */
+/** The engine: the caller's (CommandContext), else the resolved checkpoint. Says so when weights are random. */
 async function openEngine(
+  given: Engine | undefined,
   model: string | undefined,
   contextFlag: number | undefined,
   compute: LoadEngineOptions,
   side: NodeJS.WritableStream,
   capped: boolean,
 ): Promise<Engine> {
-  const scripted = scriptedPath();
   let engine: Engine;
-  if (scripted !== undefined) {
-    const { scriptedEngineFromFile } = await import('./chat/scripted.ts');
-    engine = scriptedEngineFromFile(scripted);
+  if (given !== undefined) {
+    engine = given;
   } else {
     const resolved = await resolveModel(model);
     side.write(`loading ${resolved.description}…\n`);
@@ -235,10 +234,4 @@ async function answerOnce(
 function noColorUnset(): boolean {
   const v = process.env['NO_COLOR'];
   return v === undefined || v === '';
-}
-
-/** GPTOSS_SCRIPTED, the test hook's completions file, when set. */
-function scriptedPath(): string | undefined {
-  const v = process.env['GPTOSS_SCRIPTED'];
-  return v === undefined || v === '' ? undefined : v;
 }

@@ -2,16 +2,16 @@
 // (or a local model), resumable, with a progress bar, a summary and an HTML report. The last line
 // printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`; the exit status says whether
 // every case was answered and graded (0) or some were not (1, listed on stderr).
-import { readFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
-  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, progressPrinter, readResults, runEval, type EvalCase, type Sampler, type SampleOptions, type RunSummary,
+  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, progressPrinter, readResults, runEval, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
-import { buildCases, pickN } from '../evals/cases.ts';
-import { parseLabelList, policySha256, type OutputFormat } from '../evals/classify.ts';
-import { classificationMetrics, classificationPairs, parseGold, runClassifyCase } from '../evals/classify-eval.ts';
+import { buildCases } from '../evals/cases.ts';
+import { parseLabelList, type OutputFormat } from '../evals/classify.ts';
+import { refuseOtherPolicy, writeClassificationMetrics } from '../evals/classify-eval.ts';
 
 const USAGE = `usage:
   gptoss eval healthbench --data FILE.jsonl --model URL|DIR --grader URL|DIR --out DIR
@@ -83,14 +83,10 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     const model = await open(modelSpec);
-    let cases: EvalCase[];
-    let headline = 'accuracy';
-    let settings: Record<string, string | number>;
-    let grader: Sampler | undefined;
+    let classifySpec: { policy: string; format: OutputFormat } | undefined;
+    let policyPath: string | undefined;
     if (kind === 'classify') {
-      settings = { data: dataPath };
-      if (effort !== undefined) settings.effort = effort;
-      const policyPath = resolve(required(stringFlag(p, 'policy'), 'policy'));
+      policyPath = resolve(required(stringFlag(p, 'policy'), 'policy'));
       let policy: string;
       try {
         policy = readFileSync(policyPath, 'utf8');
@@ -100,37 +96,25 @@ export async function run(argv: string[]): Promise<number> {
       if (policy.trim() === '') throw new UserError('input', `--policy ${policyPath}: the policy is empty`);
       const labelsFlag = stringFlag(p, 'labels');
       const labelField = stringFlag(p, 'label-field');
-      const format: OutputFormat = {
-        ...(labelsFlag !== undefined ? { labels: parseLabelList(labelsFlag) } : {}),
-        ...(labelField !== undefined && labelField !== '' ? { labelField } : {}),
+      classifySpec = {
+        policy,
+        format: {
+          ...(labelsFlag !== undefined ? { labels: parseLabelList(labelsFlag) } : {}),
+          ...(labelField !== undefined && labelField !== '' ? { labelField } : {}),
+        },
       };
+    }
+    const grader = kind === 'healthbench' ? await open(required(stringFlag(p, 'grader'), 'grader')) : undefined;
+    const { cases, headline, settings } = buildCases({
+      kind, text, source: dataPath, model, sample, seed,
+      ...(grader !== undefined ? { grader } : {}),
+      ...(n !== undefined ? { n } : {}),
+      ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
+      ...(classifySpec !== undefined ? { classify: classifySpec } : {}),
+    });
+    if (policyPath !== undefined) {
       settings.policy = policyPath;
-      // Results are resumed by case id: the hash makes a changed policy visible in summary.json.
-      settings.policy_sha256 = policySha256(policy).slice(0, 16);
-      if (format.labels !== undefined) settings.labels = format.labels.join(',');
-      const earlier = join(outDir, 'summary.json');
-      if (existsSync(earlier)) {
-        // Resumed results were made under the earlier policy: mixing two policies in one score would mislead.
-        let before: unknown;
-        try {
-          before = (JSON.parse(readFileSync(earlier, 'utf8')) as { settings?: Record<string, unknown> }).settings?.policy_sha256;
-        } catch {
-          // An unreadable summary is rewritten at the end of this run.
-        }
-        if (typeof before === 'string' && before !== settings.policy_sha256) {
-          throw new UserError('usage', `--out ${outDir}: holds a run made with another policy; use another --out folder (or remove it) to evaluate this one`);
-        }
-      }
-      const all = pickN(parseGold(text, dataPath, format.labels), n);
-      cases = all.map((c) => ({ id: c.id, run: (signal) => runClassifyCase(model, policy, c, format, { ...sample, signal }) }));
-    } else {
-      grader = kind === 'healthbench' ? await open(required(stringFlag(p, 'grader'), 'grader')) : undefined;
-      ({ cases, headline, settings } = buildCases({
-        kind, text, source: dataPath, model, sample, seed,
-        ...(grader !== undefined ? { grader } : {}),
-        ...(n !== undefined ? { n } : {}),
-        ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
-      }));
+      refuseOtherPolicy(outDir, String(settings.policy_sha256), `--out ${outDir}`);
     }
     settings.max_tokens = maxTokens;
     settings.timeout_s = timeoutS;
@@ -143,13 +127,8 @@ export async function run(argv: string[]): Promise<number> {
       progress: progressPrinter(kind),
     });
     if (kind === 'classify') {
-      // Per-label precision and recall come from all cases together, not case means: add them
-      // with the confusion table to summary.json (the HTML report computes the same table).
       const wanted = new Set(cases.map((c) => c.id));
-      const metrics = classificationMetrics(classificationPairs(readResults(join(outDir, 'results.jsonl')).filter((r) => wanted.has(r.id))));
-      const summaryPath = join(outDir, 'summary.json');
-      const record = JSON.parse(readFileSync(summaryPath, 'utf8')) as Record<string, unknown>;
-      writeFileSync(summaryPath, JSON.stringify({ ...record, classification: metrics }, null, 2) + '\n');
+      const metrics = writeClassificationMetrics(outDir, readResults(join(outDir, 'results.jsonl')).filter((r) => wanted.has(r.id)));
       for (const l of metrics.labels) {
         console.error(`label ${l.label}: precision ${l.precision === null ? '-' : l.precision.toFixed(3)}, recall ${l.recall === null ? '-' : l.recall.toFixed(3)} (${l.support} gold, ${l.predicted} predicted)`);
       }

@@ -1,9 +1,12 @@
 // The `gptoss` command: dispatches to one module per subcommand (loaded lazily, so `gptoss tokenize`
 // never pays for the engine) and turns user errors into one line on stderr and exit status 2.
 import { isUserError } from '../errors.ts';
+import type { CommandContext } from './context.ts';
+
+export type { CommandContext } from './context.ts';
 
 /** A subcommand: receives its own argv (without the command name), returns the exit status. */
-export type Command = (argv: string[]) => Promise<number>;
+export type Command = (argv: string[], context?: CommandContext) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<{ run: Command }> }> = {
   tokenize: { summary: 'text on stdin -> token ids', load: () => import('./tokenize.ts') },
@@ -30,7 +33,7 @@ function usage(): string {
   return lines.join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], context: CommandContext = {}): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
@@ -43,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const { run } = await command.load();
-    return await run(rest);
+    return await run(rest, context);
   } catch (e) {
     if (isUserError(e)) {
       console.error(`gptoss ${name}: ${e.message}`);

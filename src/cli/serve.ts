@@ -2,14 +2,13 @@
 // engine with continuous batching. Binds to loopback unless told otherwise; with an API key every
 // /v1 request needs it. Logs one line per request and never prompt or output text unless
 // --log-content is given.
-import type { AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
-import { UserError } from '../errors.ts';
 import { HostGuard } from '../server/guard.ts';
-import type { BuiltinToolFactories } from '../server/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
+import type { CommandContext } from './context.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
+import { listen, serverTools } from './serving.ts';
 
 const HELP = `usage: gptoss serve [options]
 
@@ -37,7 +36,7 @@ options:
   --log-content           also log prompts and outputs (off by default: they may hold private data)
 `;
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], context: CommandContext = {}): Promise<number> {
   const p = parseFlags(
     argv,
     {
@@ -80,30 +79,22 @@ export async function run(argv: string[]): Promise<number> {
       .filter((o) => o !== '');
   const corsOrigins = listFlag('cors');
   const allowedHosts = listFlag('allowed-hosts');
+  const browserDir = stringFlag(p, 'browser');
   // A bad entry fails now, not after the model has loaded.
   if (allowedHosts !== undefined) new HostGuard(allowedHosts);
 
   // Tools first: a bad --browser folder fails before the model loads.
-  const tools: BuiltinToolFactories = {};
-  const browserDir = stringFlag(p, 'browser');
-  if (browserDir !== undefined) {
-    const { BrowserSession, LocalDocsBackend } = await import('../tools/index.ts');
-    const docs = await LocalDocsBackend.open(browserDir);
-    tools.browser = () => new BrowserSession(docs);
-  }
-  if (boolFlag(p, 'python')) {
-    const { PythonTool, defaultSandboxPool } = await import('../tools/index.ts');
-    // Stateless (a fresh interpreter per call), so one instance serves every request.
-    const python: AgentTool = new PythonTool();
-    tools.python = () => python;
+  const report = (line: string): void => void process.stderr.write(`${line}\n`);
+  const tools = await serverTools({ ...(browserDir !== undefined ? { browser: browserDir } : {}), python: boolFlag(p, 'python'), report });
+  if (tools.python !== undefined) {
+    const { defaultSandboxPool } = await import('../tools/index.ts');
+    // Load an interpreter in the background now: the first call then does not wait for it.
     defaultSandboxPool().fill();
   }
 
   let engine: Engine;
-  const scripted = process.env['GPTOSS_SCRIPTED'];
-  if (scripted !== undefined && scripted !== '') {
-    const { scriptedEngineFromFile } = await import('./chat/scripted.ts');
-    engine = scriptedEngineFromFile(scripted);
+  if (context.engine !== undefined) {
+    engine = context.engine;
   } else {
     const resolved = await resolveModel(stringFlag(p, 'model'));
     process.stderr.write(`loading ${resolved.description}…\n`);
@@ -129,18 +120,13 @@ export async function run(argv: string[]): Promise<number> {
     logContent: boolFlag(p, 'log-content'),
     ...(corsOrigins !== undefined ? { corsOrigins } : {}),
     ...(allowedHosts !== undefined ? { allowedHosts } : {}),
-    // A scripted engine starts a script at every prompt step: give it each prompt in one step.
-    ...(scripted !== undefined && scripted !== '' ? { batching: { prefillChunk: 1 << 20, maxBatchTokens: 1 << 20 } } : {}),
     ...(effortFlag !== undefined ? { defaultEffort: effortFlag } : {}),
   });
   let running;
   try {
-    running = await server.listen(port, host);
+    running = await listen(server, port, host, { port: '--port', host: '--host' });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
     await engine.close();
-    if (code === 'EADDRINUSE') throw new UserError('usage', `port ${port} on ${host} is already in use (pass --port)`);
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UserError('usage', `cannot bind to --host ${host}`);
     throw e;
   }
   const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';

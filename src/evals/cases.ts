@@ -1,6 +1,8 @@
 // The cases of one evaluation run, from its data file's text: parse the kind's format, take the
 // HealthBench subset and the same random n cases every time, and bind each case to the samplers.
 // Shared by `gptoss eval` and the library's runEval, so both run the same cases the same way.
+import { policySha256, type OutputFormat } from './classify.ts';
+import { parseGold, runClassifyCase } from './classify-eval.ts';
 import { parseExact, runExactCase } from './exact.ts';
 import { parseHealthBench, runHealthBenchCase, selectSubset } from './healthbench.ts';
 import { parseMcq, runMcqCase } from './mcq.ts';
@@ -8,7 +10,7 @@ import type { EvalCase } from './runner.ts';
 import { seededPermutation } from './stats.ts';
 import type { SampleOptions, Sampler } from './types.ts';
 
-export type EvalKind = 'healthbench' | 'mcq' | 'exact';
+export type EvalKind = 'healthbench' | 'mcq' | 'exact' | 'classify';
 
 export interface CaseSetup {
   kind: EvalKind;
@@ -24,6 +26,8 @@ export interface CaseSetup {
   subset?: 'hard' | 'consensus';
   /** Seed of the multiple-choice option shuffle. */
   seed: number;
+  /** A classify evaluation's policy text and the output format it prescribes (required there). */
+  classify?: { policy: string; format: OutputFormat };
 }
 
 export interface EvalPlan {
@@ -51,6 +55,15 @@ export function buildCases(setup: CaseSetup): EvalPlan {
     if (setup.subset !== undefined) settings['subset'] = setup.subset;
     const all = pickN(selectSubset(parseHealthBench(setup.text, setup.source), setup.subset), setup.n);
     return { headline: 'overall_score', settings, cases: all.map((c) => ({ id: c.promptId, run: (signal) => runHealthBenchCase(model, grader, c, { ...sample, signal }, { signal }) })) };
+  }
+  if (setup.kind === 'classify') {
+    const spec = setup.classify;
+    if (spec === undefined) throw new Error('buildCases: classify needs a policy');
+    // Results are resumed by case id: the hash makes a changed policy visible in summary.json.
+    settings['policy_sha256'] = policySha256(spec.policy).slice(0, 16);
+    if (spec.format.labels !== undefined) settings['labels'] = spec.format.labels.join(',');
+    const all = pickN(parseGold(setup.text, setup.source, spec.format.labels), setup.n);
+    return { headline: 'accuracy', settings, cases: all.map((c) => ({ id: c.id, run: (signal) => runClassifyCase(model, spec.policy, c, spec.format, { ...sample, signal }) })) };
   }
   if (setup.kind === 'mcq') {
     settings['seed'] = setup.seed;

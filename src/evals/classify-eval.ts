@@ -4,6 +4,8 @@
 // answer". Besides accuracy, each case carries `precision:L` (when it was predicted L) and
 // `recall:L` (when its gold label is L), so the means the harness reports are exactly each label's
 // precision and recall; classificationMetrics gives the same figures with the confusion table.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { classifyText, FormatError, policyMessages, type OutputFormat } from './classify.ts';
 import { CaseIds, jsonlRows } from './jsonl.ts';
@@ -128,4 +130,36 @@ export function classificationPairs(results: readonly CaseResult[]): { expected:
     if (d.task === 'classify' && typeof d.expected === 'string') out.push({ expected: d.expected, predicted: typeof d.predicted === 'string' ? d.predicted : null });
   }
   return out;
+}
+
+/**
+ * Refuses to resume the run in `outDir` when it was made under another policy (its summary.json's
+ * policy_sha256 differs): mixing two policies in one score would mislead. `outName` names the
+ * folder in the message (`--out DIR`, `outDir DIR`).
+ */
+export function refuseOtherPolicy(outDir: string, policyHash: string, outName: string): void {
+  const earlier = join(outDir, 'summary.json');
+  if (!existsSync(earlier)) return;
+  let before: unknown;
+  try {
+    before = (JSON.parse(readFileSync(earlier, 'utf8')) as { settings?: Record<string, unknown> }).settings?.policy_sha256;
+  } catch {
+    // An unreadable summary is rewritten at the end of this run.
+  }
+  if (typeof before === 'string' && before !== policyHash) {
+    throw new UserError('usage', `${outName}: holds a run made with another policy; use another folder (or remove it) to evaluate this one`);
+  }
+}
+
+/**
+ * Per-label precision and recall come from all cases together, not case means: computes them with
+ * the confusion table from the run's results and adds them to its summary.json (the HTML report
+ * computes the same table).
+ */
+export function writeClassificationMetrics(outDir: string, results: readonly CaseResult[]): ClassificationMetrics {
+  const metrics = classificationMetrics(classificationPairs(results));
+  const summaryPath = join(outDir, 'summary.json');
+  const record = JSON.parse(readFileSync(summaryPath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(summaryPath, JSON.stringify({ ...record, classification: metrics }, null, 2) + '\n');
+  return metrics;
 }

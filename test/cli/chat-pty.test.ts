@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { conversationFromJSONText, messageText } from '../../src/harmony/index.ts';
+import { cliCommand } from './in-process.ts';
 
 const hasScript = spawnSync('script', ['--version']).status === 0;
 
@@ -65,7 +66,7 @@ test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /l
       ],
     }),
   );
-  const pty = new Pty(`${process.execPath} bin/gptoss.js chat --show-reasoning`, { GPTOSS_SCRIPTED: scripted, NO_COLOR: '' });
+  const pty = new Pty(`${process.execPath} ${cliCommand(scripted).join(' ')} chat --show-reasoning`, { NO_COLOR: '' });
   try {
     let at = await pty.waitFor(/> /);
     pty.type('Hi there\r');

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli/main.ts';
+import { main, type CommandContext } from '../../src/cli/main.ts';
 
 export interface CliResult {
   code: number;
@@ -17,17 +17,18 @@ let queue: Promise<unknown> = Promise.resolve();
 
 /**
  * `gptoss ...args` in-process: exit status and output, as a child process would give them. `env`
- * entries are set for the call ('' included) and restored after it.
+ * entries are set for the call ('' included) and restored after it; `context` gives the model
+ * commands an engine (a scripted one) instead of loading a checkpoint.
  */
-export function runCli(args: string[], stdin: string | Uint8Array = '', env: Record<string, string> = {}): Promise<CliResult> {
-  const result = queue.then(() => runNow(args, stdin, env));
+export function runCli(args: string[], stdin: string | Uint8Array = '', env: Record<string, string> = {}, context: CommandContext = {}): Promise<CliResult> {
+  const result = queue.then(() => runNow(args, stdin, env, context));
   queue = result.catch(() => undefined);
   return result;
 }
 
 type Write = typeof process.stdout.write;
 
-async function runNow(args: string[], stdin: string | Uint8Array, env: Record<string, string>): Promise<CliResult> {
+async function runNow(args: string[], stdin: string | Uint8Array, env: Record<string, string>, context: CommandContext): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const outWrite = process.stdout.write;
@@ -51,7 +52,7 @@ async function runNow(args: string[], stdin: string | Uint8Array, env: Record<st
   const savedEnv = Object.keys(env).map((k) => [k, process.env[k]] as const);
   Object.assign(process.env, env);
   try {
-    const code = await main(args);
+    const code = await main(args, context);
     return { code, stdout, stderr };
   } finally {
     for (const [k, v] of savedEnv) {
@@ -65,14 +66,21 @@ async function runNow(args: string[], stdin: string | Uint8Array, env: Record<st
 }
 
 const BIN = fileURLToPath(new URL('../../bin/gptoss.js', import.meta.url));
+const SCRIPTED_BIN = fileURLToPath(new URL('./scripted-gptoss.ts', import.meta.url));
+
+/** The command line of `gptoss` as a process: bin/gptoss.js, or with a script file, gptoss on that scripted engine. */
+export function cliCommand(script?: string): string[] {
+  return script === undefined ? [BIN] : ['--import', 'tsx', SCRIPTED_BIN, script];
+}
 
 /**
  * `gptoss ...args` in a child process through bin/gptoss.js, for tests whose subject is the process
- * boundary (exit status, real stdin/stdout). `env` is added to this process's environment.
+ * boundary (exit status, real stdin/stdout). `env` is added to this process's environment. With
+ * `script` (a Script file, test/cli/scripted.ts), the model commands run on that scripted engine.
  */
-export function runCliProcess(args: string[], stdin: string | Uint8Array = '', env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCliProcess(args: string[], stdin: string | Uint8Array = '', env: Record<string, string> = {}, script?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [...cliCommand(script), ...args], { env: { ...process.env, ...env } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

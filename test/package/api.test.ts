@@ -1,16 +1,17 @@
 // The library API (src/index.ts) over ScriptedEngine replaying real harmony completions: chat events
 // in order, a user function answered by its handler, abort by signal and by a consumer that stops
-// reading, errors as GptossError with a code, the tokenizer and harmony functions, the server and an
-// evaluation on a Model; and chat with structured output on the embedded demo model.
+// reading, errors as GptossError with a code, the tokenizer and harmony functions, the server, an
+// evaluation and policy classification (plain and against gold labels) on a Model; and chat with
+// structured output on the embedded demo model.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DelegatingEngine, type Sequence } from '../../src/engine/engine.ts';
+import { DelegatingEngine, type Sequence, type StepRequest } from '../../src/engine/engine.ts';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
 import { modelFromEngine } from '../../src/api/model.ts';
-import { GptossError, decode, encode, loadModel, parseCompletion, renderPrompt, runEval, startServer, type ChatEvent, type JsonObject } from '../../src/index.ts';
+import { GptossError, classify, decode, encode, loadModel, parseCompletion, renderPrompt, runEval, startServer, type ChatEvent, type Classification, type JsonObject } from '../../src/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 
 const ids = (s: string): number[] => getTokenizer().encode(s, { allowedSpecial: 'all' });
@@ -220,6 +221,25 @@ test('startServer serves the model over the OpenAI API and close() leaves the mo
   await assert.rejects(startServer(model, { port: 70000 }), (e: unknown) => e instanceof GptossError && e.code === 'usage');
 });
 
+test('startServer with the browser: the log names each document left out, once the index is ready', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-api-docs-'));
+  const model = modelFromEngine(new ScriptedEngine([]));
+  try {
+    writeFileSync(join(dir, 'guide.md'), '# Guide\n\nWash hands.\n');
+    writeFileSync(join(dir, 'scan.txt'), Buffer.from([0x25, 0x50, 0x44, 0x46, 0x00]));
+    let told!: (line: string) => void;
+    const skippedLine = new Promise<string>((resolve) => (told = resolve));
+    const server = await startServer(model, { tools: { browser: { documents: dir } }, log: (line) => line.startsWith('browser:') && told(line) });
+    try {
+      assert.equal(await skippedLine, 'browser: left out scan.txt (binary (contains NUL bytes))');
+    } finally {
+      await server.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('runEval scores an exact-answer file on a Model and writes the report', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-api-eval-'));
   try {
@@ -234,6 +254,121 @@ test('runEval scores an exact-answer file on a Model and writes the report', asy
     assert.deepEqual(progress, [0, 1, 2]);
     assert.match(readFileSync(result.reportPath, 'utf8'), /<html/i);
     await assert.rejects(runEval({ kind: 'exact', data: join(dir, 'missing.jsonl'), model, outDir: join(dir, 'out2') }), (e: unknown) => e instanceof GptossError && e.code === 'input');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const PHI_POLICY = '# PHI\n\nDoes the message identify a patient together with health information? Answer with JSON: {"violation": 0 or 1, "rationale": "..."}.';
+const final = (analysis: string, answer: string): number[] => ids(`<|channel|>analysis<|message|>${analysis}<|end|><|start|>assistant<|channel|>final<|message|>${answer}<|return|>`);
+
+test('classify labels texts on a Model: JSON fields, reasoning, a format failure with its answer, label counts; a rerun resumes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-api-classify-'));
+  try {
+    const resultsPath = join(dir, 'results.jsonl');
+    const scripted = new ScriptedEngine([
+      final('Names a patient and a diagnosis.', '{"violation": 1, "rationale": "patient and diagnosis"}'),
+      final('General question.', '{"violation": 0, "rationale": "no patient"}'),
+      final('Unsure.', 'maybe'),
+    ]);
+    const inputs = [{ id: 'm1', text: 'Ms. Alvarez in room 12 tested positive for influenza A.' }, 'What does HbA1c measure?', { id: 'm3', text: 'Call me back.' }];
+    const seen: Classification[] = [];
+    const progress: number[] = [];
+    const run = await classify(inputs, {
+      model: modelFromEngine(scripted), policy: PHI_POLICY, labels: ['0', '1'], concurrency: 1, resultsPath,
+      onResult: (r) => seen.push(r), onProgress: (done) => progress.push(done),
+    });
+    assert.deepEqual(run.results.map((r) => [r.id, r.label]), [['m1', '1'], [run.results[1]!.id, '0']]);
+    assert.match(run.results[1]!.id, /^sha256:/);
+    assert.deepEqual(run.results[0]!.fields, { violation: 1, rationale: 'patient and diagnosis' });
+    assert.equal(run.results[0]!.reasoning, 'Names a patient and a diagnosis.');
+    assert.equal(run.results[0]!.text, 'Ms. Alvarez in room 12 tested positive for influenza A.');
+    assert.ok(run.results[0]!.usage !== undefined && run.results[0]!.usage.outputTokens > 0);
+    assert.deepEqual(seen.map((r) => r.label), ['1', '0']);
+    assert.deepEqual(progress, [0, 1, 2, 3]);
+    assert.equal(run.failed.length, 1);
+    assert.equal(run.failed[0]!.id, 'm3');
+    assert.equal(run.failed[0]!.answer, 'maybe');
+    assert.match(run.failed[0]!.error, /^input:3 \(id "m3"\): the answer does not follow the policy's output format: expected one of "0", "1", got "maybe"$/);
+    assert.deepEqual(run.labelCounts, [{ label: '0', count: 1 }, { label: '1', count: 1 }]);
+    assert.equal(run.classified, 2);
+    // The policy went in as the instructions and the text as the user message.
+    const prompt = getTokenizer().decode(scripted.steps[0]![0]!.tokens);
+    assert.ok(prompt.includes('Does the message identify a patient') && prompt.includes('<|start|>user<|message|>Ms. Alvarez in room 12'), prompt);
+    assert.equal(readFileSync(resultsPath, 'utf8').trim().split('\n').length, 2);
+
+    // The rerun classifies only the text that failed.
+    const again = await classify(inputs, { model: modelFromEngine(new ScriptedEngine([final('A request.', '{"violation": 0}')])), policy: PHI_POLICY, labels: ['0', '1'], resultsPath });
+    assert.equal(again.resumed, 2);
+    assert.equal(again.classified, 1);
+    assert.deepEqual(again.results.map((r) => r.label), ['1', '0', '0']);
+    assert.deepEqual(again.failed, []);
+    // Another policy never reuses these results.
+    await assert.rejects(classify(inputs, { model: modelFromEngine(new ScriptedEngine([])), policy: 'Another policy.', resultsPath }), (e: unknown) => e instanceof GptossError && e.code === 'usage' && /another policy/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Aborts `controller` when the engine is first asked for a step: the abort lands while a text is in flight. */
+class AbortOnStep extends DelegatingEngine {
+  constructor(
+    inner: ScriptedEngine,
+    private readonly controller: AbortController,
+  ) {
+    super(inner);
+  }
+  override step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    this.controller.abort();
+    return super.step(batch);
+  }
+}
+
+test('classify: bad options are GptossErrors with a code; an AbortSignal rejects the run with its reason', async () => {
+  const model = modelFromEngine(new ScriptedEngine([]));
+  const bad: [Parameters<typeof classify>, string, RegExp][] = [
+    [[['x'], { model, policy: '  ' }], 'usage', /policy/],
+    [[['x'], { model, policy: 'P', labels: ['0', '0'] }], 'usage', /"0" twice/],
+    [[[], { model, policy: 'P' }], 'input', /no texts/],
+    [[[{ text: 5 } as unknown as string], { model, policy: 'P' }], 'input', /inputs\[0\]/],
+    [[['x'], { model: 'not-a-url', policy: 'P' }], 'usage', /not an http\(s\) URL/],
+    [[['x'], { model, policy: 'P', concurrency: 0 }], 'usage', /concurrency/],
+    [[['x'], { model, policy: 'P', reasoningEffort: 'max' as 'low' }], 'usage', /reasoningEffort/],
+  ];
+  for (const [args, code, message] of bad) {
+    await assert.rejects(classify(...args), (e: unknown) => e instanceof GptossError && e.code === code && message.test(e.message), message.source);
+  }
+  const before = new AbortController();
+  before.abort();
+  await assert.rejects(classify(['x'], { model, policy: 'P', signal: before.signal }), (e: unknown) => (e as Error).name === 'AbortError');
+  const during = new AbortController();
+  const aborting = modelFromEngine(new AbortOnStep(new ScriptedEngine([final('r', '0'), final('r', '1')]), during));
+  await assert.rejects(classify(['a', 'b'], { model: aborting, policy: 'P', concurrency: 1, signal: during.signal }), (e: unknown) => (e as Error).name === 'AbortError');
+});
+
+test('runEval classify scores gold labels: accuracy, per-label precision and recall, the confusion table; another policy is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-api-eval-classify-'));
+  try {
+    const data = join(dir, 'gold.jsonl');
+    writeFileSync(data, [
+      { id: 'a', text: 'Patient J. Smith, DOB 1970-01-02, has diabetes.', label: 1 },
+      { id: 'b', text: 'How long should I wash my hands?', label: 0 },
+      { id: 'c', text: 'Bed 4 is stable.', label: 1 },
+    ].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const model = modelFromEngine(new ScriptedEngine([final('Identifies a patient.', '{"violation": 1}'), final('No patient.', '{"violation": 0}'), final('No name.', '{"violation": 0}')]));
+    const outDir = join(dir, 'out');
+    const result = await runEval({ kind: 'classify', policy: PHI_POLICY, labels: ['0', '1'], data, model, outDir, concurrency: 1 });
+    assert.equal(result.cases, 3);
+    assert.ok(Math.abs(result.score.mean - 2 / 3) < 1e-12, String(result.score.mean));
+    const c = result.classification!;
+    assert.equal(c.n, 3);
+    assert.deepEqual(c.labels.map((l) => [l.label, l.support, l.predicted, l.precision, l.recall]), [['0', 1, 2, 0.5, 1], ['1', 2, 1, 1, 0.5]]);
+    assert.deepEqual(c.confusion, { '0': { '0': 1 }, '1': { '1': 1, '0': 1 } });
+    const summary = JSON.parse(readFileSync(join(outDir, 'summary.json'), 'utf8')) as { classification: unknown; settings: Record<string, unknown> };
+    assert.deepEqual(summary.classification, c);
+    assert.equal(summary.settings['labels'], '0,1');
+    await assert.rejects(runEval({ kind: 'classify', policy: 'Another policy.', data, model, outDir }), (e: unknown) => e instanceof GptossError && e.code === 'usage' && /another policy/.test(e.message));
+    await assert.rejects(runEval({ kind: 'classify', data, model, outDir: join(dir, 'out2') }), (e: unknown) => e instanceof GptossError && e.code === 'usage' && /needs policy/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -13,7 +13,7 @@ import { packAndInstall, type InstalledPackage } from '../../scripts/pack-instal
 
 const ROOT = join(import.meta.dirname, '../..');
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
-const PUBLIC_EXPORTS = ['GptossError', 'decode', 'encode', 'loadModel', 'parseCompletion', 'renderPrompt', 'runEval', 'startServer'];
+const PUBLIC_EXPORTS = ['GptossError', 'classify', 'decode', 'encode', 'loadModel', 'parseCompletion', 'renderPrompt', 'runEval', 'startServer'];
 
 let work: string;
 let pkg: InstalledPackage;
@@ -113,7 +113,7 @@ test('the installed command runs the compiled code', () => {
 test('a consumer type-checks under strict against the shipped .d.ts, and misuse does not', () => {
   writeFileSync(
     join(pkg.project, 'consumer.ts'),
-    `import { loadModel, startServer, runEval, encode, decode, renderPrompt, parseCompletion, GptossError, type ChatEvent, type Model, type ToolDefinition, type ChatResult } from 'gptoss';
+    `import { loadModel, startServer, runEval, classify, encode, decode, renderPrompt, parseCompletion, GptossError, type ChatEvent, type Model, type ToolDefinition, type ChatResult } from 'gptoss';
 const tools: ToolDefinition[] = [
   { type: 'function', name: 'add', description: 'Adds one.', parameters: { type: 'object', properties: { n: { type: 'number' } } }, strict: true, handler: (args, { signal }) => (signal.aborted ? null : Number(args['n']) + 1) },
   { type: 'python' },
@@ -136,6 +136,11 @@ export async function main(): Promise<void> {
   await server.close();
   const result = await runEval({ kind: 'exact', data: 'cases.jsonl', model, outDir: 'out' });
   const score: number = result.score.mean;
+  const labelled = await classify(['a text', { id: 'm2', text: 'another' }], { model, policy: 'Answer 0 or 1.', labels: ['0', '1'], reasoningEffort: 'low', resultsPath: 'out.jsonl' });
+  const counts: number = labelled.labelCounts.reduce((n, c) => n + c.count, 0) + labelled.results.length + labelled.failed.length;
+  const gold = await runEval({ kind: 'classify', policy: 'Answer 0 or 1.', labels: ['0', '1'], data: 'gold.jsonl', model, outDir: 'out-c' });
+  const recall: number | null | undefined = gold.classification?.labels[0]?.recall;
+  void [counts, recall];
   const ids: number[] = encode('x');
   const messages = parseCompletion(renderPrompt('hi'));
   void [done, url, score, decode(ids), messages[0]?.channel];
@@ -165,12 +170,14 @@ for await (const e of model.chat('hi', { reasoningEffort: 'max' })) {
   assert.match(bad.stdout, /misuse\.ts\(4,.*Property 'usage' does not exist/);
 });
 
-test('every ts block of docs/api.md type-checks under strict against the shipped .d.ts', () => {
-  const doc = readFileSync(join(ROOT, 'docs/api.md'), 'utf8');
-  const blocks = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  assert.ok(blocks.length >= 5, `docs/api.md has ${blocks.length} ts blocks`);
-  const files = blocks.map((code, i) => {
-    const file = `api-doc-${i + 1}.ts`;
+test('every ts block of docs/api.md and docs/classify.md type-checks under strict against the shipped .d.ts', () => {
+  const blocksOf = (doc: string): string[] => [...readFileSync(join(ROOT, 'docs', doc), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  const api = blocksOf('api.md');
+  const classify = blocksOf('classify.md');
+  assert.ok(api.length >= 6, `docs/api.md has ${api.length} ts blocks`);
+  assert.ok(classify.length >= 1, `docs/classify.md has ${classify.length} ts blocks`);
+  const files = [...api, ...classify].map((code, i) => {
+    const file = `doc-block-${i + 1}.ts`;
     writeFileSync(join(pkg.project, file), code);
     return file;
   });

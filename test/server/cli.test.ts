@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cliCommand } from '../cli/in-process.ts';
 
 const CLI = join(import.meta.dirname, '../../bin/gptoss.js');
 
@@ -21,7 +22,7 @@ test('serve: starts on a free port with an API key, answers, and stops on SIGTER
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-serve-cli-'));
   const script = join(dir, 'script.json');
   writeFileSync(script, JSON.stringify({ completions: ['<|channel|>analysis<|message|>Greet.<|end|><|start|>assistant<|channel|>final<|message|>Hi from the CLI.<|return|>'], name: 'scripted' }));
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--api-key', 'k1'], { env: { ...process.env, GPTOSS_SCRIPTED: script }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...cliCommand(script), 'serve', '--port', '0', '--api-key', 'k1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   try {
     const url = await new Promise<string>((resolve, reject) => {

@@ -14,6 +14,7 @@ import { HostGuard, parseHost } from '../../src/server/guard.ts';
 import { ResponseStore } from '../../src/server/index.ts';
 import { MAX_JSON_NESTING, jsonNesting } from '../../src/server/body.ts';
 import { PromptEngine, startServer } from './helpers.ts';
+import { cliCommand } from '../cli/in-process.ts';
 
 const ANSWER = '<|channel|>analysis<|message|>r<|end|><|start|>assistant<|channel|>final<|message|>ok<|return|>';
 
@@ -121,7 +122,7 @@ test('gptoss serve --allowed-hosts: a bad entry is a usage error; names given ar
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-hosts-'));
   const script = join(dir, 'script.json');
   writeFileSync(script, JSON.stringify({ completions: [ANSWER], name: 'scripted' }));
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--allowed-hosts', 'gpu.lan'], { env: { ...process.env, GPTOSS_SCRIPTED: script }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...cliCommand(script), 'serve', '--port', '0', '--allowed-hosts', 'gpu.lan'], { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     let stderr = '';
     const url = await new Promise<string>((resolve, reject) => {
