@@ -17,11 +17,17 @@ class Pty {
   private readonly child: ChildProcessWithoutNullStreams;
   raw = '';
   readonly exited: Promise<number | null>;
+  /** Called after every chunk of output: the pending waitFor checks. */
+  private readonly onOutput = new Set<() => void>();
 
   constructor(command: string, env: Record<string, string>) {
     this.child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stdout.on('data', (d: Buffer) => (this.raw += d.toString()));
-    this.child.stderr.on('data', (d: Buffer) => (this.raw += d.toString()));
+    const append = (d: Buffer) => {
+      this.raw += d.toString();
+      for (const check of [...this.onOutput]) check();
+    };
+    this.child.stdout.on('data', append);
+    this.child.stderr.on('data', append);
     this.exited = new Promise((resolve) => this.child.on('close', resolve));
   }
 
@@ -34,16 +40,29 @@ class Pty {
     this.child.stdin.write(keys);
   }
 
-  /** Waits until the screen after `from` matches; returns the offset after the match. */
-  async waitFor(pattern: RegExp, from = 0, timeoutMs = 60000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const rest = this.screen.slice(from);
-      const m = pattern.exec(rest);
-      if (m !== null) return from + m.index + m[0].length;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; screen:\n${this.screen}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  /**
+   * Resolves when the screen after `from` matches (checked on each chunk of output); returns the
+   * offset after the match. The timeout is only a safety net that fails with the screen.
+   */
+  waitFor(pattern: RegExp, from = 0, timeoutMs = 120_000): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const m = pattern.exec(this.screen.slice(from));
+        if (m === null) return false;
+        finish();
+        resolve(from + m.index + m[0].length);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`timed out waiting for ${pattern}; screen:\n${this.screen}`));
+      }, timeoutMs);
+      const finish = () => {
+        clearTimeout(timer);
+        this.onOutput.delete(check);
+      };
+      if (!check()) this.onOutput.add(check);
+    });
   }
 
   kill(): void {
@@ -53,7 +72,9 @@ class Pty {
 
 test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /load, /quit', { skip: hasScript ? false : 'util-linux script not available' }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-pty-'));
-  const count = Array.from({ length: 150 }, (_, i) => `n${i}`).join(' ');
+  // Long enough (thousands of steps of 15 ms) that Ctrl-C lands mid-answer however slow the machine
+  // is when the test reads the first numbers.
+  const count = Array.from({ length: 3000 }, (_, i) => `n${i}`).join(' ');
   const scripted = join(dir, 'script.json');
   writeFileSync(
     scripted,
@@ -78,11 +99,11 @@ test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /l
     at = await pty.waitFor(/reasoning effort: high\n/, at);
     at = await pty.waitFor(/> /, at);
 
-    pty.type('Count to 150\r');
+    pty.type('Count to 3000\r');
     at = await pty.waitFor(/Counting: n0 n1 n2/, at);
     pty.type('\x03');
     at = await pty.waitFor(/\[stopped\]\n/, at);
-    assert.ok(!pty.screen.includes('n149'), 'the answer was cut short');
+    assert.ok(!pty.screen.includes('n2999'), 'the answer was cut short');
     at = await pty.waitFor(/> /, at);
 
     pty.type('\x03');
