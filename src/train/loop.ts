@@ -51,6 +51,8 @@ export interface Progress {
   lr: number;
   /** Loss-bearing tokens in this step. */
   tokens: number;
+  /** Every token the step ran through the model (prompts included): what tokens/s counts. */
+  inputTokens: number;
   /** Held-out loss, on the steps where it was measured. */
   evalLoss?: number;
 }
@@ -139,13 +141,14 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
   const stop = Math.min(totalSteps, options.stopAfter ?? totalSteps);
   for (let step = resumedFrom; step < stop; step++) {
     const lr = learningRate(step, schedule);
-    const result = trainStep(model, optimizer, plan[step]!.map((i) => examples[i]!), lr, options.maxGradNorm ?? 1, trainOptions);
+    const batch = plan[step]!.map((i) => examples[i]!);
+    const result = trainStep(model, optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions);
     loss = result.loss;
     const done = step + 1;
     const evalNow = options.evalExamples !== undefined && options.evalExamples.length > 0 &&
       (done === totalSteps || (options.evalEvery !== undefined && done % options.evalEvery === 0));
     if (evalNow) evalLoss = evaluate(model, options.evalExamples!, evalOptions);
-    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, ...(evalNow ? { evalLoss } : {}) });
+    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, inputTokens: batch.reduce((n, e) => n + e.tokens.length, 0), ...(evalNow ? { evalLoss } : {}) });
     if (options.saveEvery !== undefined && done % options.saveEvery === 0) save();
   }
   save();
