@@ -4,6 +4,7 @@
 // --full (written as a checkpoint, experts in MXFP4). Conversations are split into training and
 // held-out sets by a seeded shuffle; the run's state is saved beside the output every few
 // updates, so an interrupted run continues with --resume to the same weights bit for bit.
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -152,7 +153,8 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   if (!s.resume && existsSync(statePath)) throw new UserError('usage', `an interrupted run's state is at ${statePath}: pass --resume to continue it, or delete it to start over`);
 
   // The data first: a bad line fails before the model is loaded.
-  const examples = readConversationsJsonl(readRegularFile(s.data, 'input'), s.data);
+  const dataText = readRegularFile(s.data, 'input');
+  const examples = readConversationsJsonl(dataText, s.data);
   const resolved = await resolveModel(s.model);
   const { config } = await readCheckpointConfig(resolved.dir);
   const elements = parameterShapes(config).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
@@ -220,6 +222,13 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     ...(shortcut ? { vocabulary } : {}),
     ...(evalSet.length > 0 ? { evalExamples: evalSet } : {}),
     statePath, saveEvery: s.saveEvery,
+    // Everything else that shapes the run, so a resume with other data or settings is refused.
+    stateMetadata: {
+      data_sha256: createHash('sha256').update(dataText).digest('hex'),
+      model: resolved.dir,
+      mode: s.full ? 'full' : `lora r=${s.rank} alpha=${s.alpha} targets=${s.targets.join(',')}`,
+      lr: String(s.lr), batch_tokens: String(s.batchTokens), epochs: String(s.epochs), eval_split: String(s.evalSplit),
+    },
     ...(s.stopAfter !== undefined ? { stopAfter: s.stopAfter } : {}),
     onProgress,
   });

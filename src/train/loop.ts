@@ -79,6 +79,11 @@ export interface FineTuneOptions {
   /** A state file: resumed from when it exists, written every `saveEvery` steps and at the end. */
   statePath?: string;
   saveEvery?: number;
+  /**
+   * More settings the state records (e.g. the data's hash, the learning rate): a resume with any
+   * of them different is refused, naming it, as one with another seed or plan is.
+   */
+  stateMetadata?: Record<string, string>;
   /** Stop after this many updates in total (an interruption, for tests and time budgets). */
   stopAfter?: number;
   onProgress?: (p: Progress) => void;
@@ -130,10 +135,15 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
     if (meta['seed'] !== String(options.seed) || meta['total_steps'] !== String(totalSteps)) {
       throw new UserError('checkpoint', `${options.statePath}: saved for seed ${meta['seed']} and ${meta['total_steps']} steps, not seed ${options.seed} and ${totalSteps}; resume with the same data and settings or start over`);
     }
+    for (const [key, value] of Object.entries(options.stateMetadata ?? {})) {
+      if (meta[key] !== value) {
+        throw new UserError('checkpoint', `${options.statePath}: saved with ${key} ${JSON.stringify(meta[key] ?? null)}, not ${JSON.stringify(value)}; resume with the same data and settings or start over`);
+      }
+    }
     resumedFrom = optimizer.steps;
   }
   const save = (): void => {
-    if (options.statePath !== undefined) saveTrainingState(options.statePath, params, optimizer, { seed: String(options.seed), total_steps: String(totalSteps) });
+    if (options.statePath !== undefined) saveTrainingState(options.statePath, params, optimizer, { ...options.stateMetadata, seed: String(options.seed), total_steps: String(totalSteps) });
   };
 
   let loss = NaN;

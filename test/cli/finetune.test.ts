@@ -118,6 +118,9 @@ suite('gptoss finetune', () => {
     assert.equal(again.code, 2);
     assert.match(again.stderr, /^gptoss finetune: an interrupted run's state is at .*: pass --resume to continue it/);
 
+    const otherLr = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--lr', '1e-3', '--resume']);
+    assert.equal(otherLr.code, 2);
+    assert.match(otherLr.stderr, /saved with lr "0\.03", not "0\.001"; resume with the same data and settings or start over/);
     const resumed = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--resume']);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal(summary(resumed.stdout)['resumed_from'], 2);
