@@ -46,6 +46,7 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --batch-tokens N   tokens per update, whole turns packed up to it (default 1024)
   --seed S           seed of the adapter's initialisation, the split and the order (default 0)
   --eval-split F     share of conversations held out for the eval loss (default 0.1; 0 for none)
+  --eval-every N     also measure the eval loss every N updates (default: at the end only)
   --save-every N     save the run's state every N updates (default 1 for LoRA, 10 with --full)
   --stop-after N     stop after N updates in all (a time budget); --resume continues
   --resume           continue the interrupted run whose state is beside --out
@@ -70,6 +71,7 @@ export interface FinetuneSettings {
   batchTokens: number;
   seed: number;
   evalSplit: number;
+  evalEvery: number | undefined;
   saveEvery: number;
   stopAfter: number | undefined;
   resume: boolean;
@@ -93,7 +95,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     data: { type: 'string' }, out: { type: 'string' }, model: { type: 'string' },
     'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
-    'eval-split': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
+    'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
     quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   }, false);
   if (boolFlag(p, 'help')) return 'help';
@@ -114,6 +116,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     batchTokens: numberFlag(p, 'batch-tokens', { min: 1, integer: true }) ?? 1024,
     seed: numberFlag(p, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }) ?? 0,
     evalSplit: numberFlag(p, 'eval-split', { min: 0, max: 0.9 }) ?? 0.1,
+    evalEvery: numberFlag(p, 'eval-every', { min: 1, integer: true }),
     saveEvery: numberFlag(p, 'save-every', { min: 1, integer: true }) ?? (full ? 10 : 1),
     stopAfter: numberFlag(p, 'stop-after', { min: 1, integer: true }),
     resume: boolFlag(p, 'resume'),
@@ -220,7 +223,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     epochs: s.epochs, lr: s.lr, batchTokens: s.batchTokens, seed: s.seed,
     ...(lora !== undefined ? { lora } : { routerBalance: ROUTER_BALANCE }),
     ...(shortcut ? { vocabulary } : {}),
-    ...(evalSet.length > 0 ? { evalExamples: evalSet } : {}),
+    ...(evalSet.length > 0 ? { evalExamples: evalSet, ...(s.evalEvery !== undefined ? { evalEvery: s.evalEvery } : {}) } : {}),
     statePath, saveEvery: s.saveEvery,
     // Everything else that shapes the run, so a resume with other data or settings is refused.
     stateMetadata: {

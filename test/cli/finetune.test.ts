@@ -65,9 +65,10 @@ suite('gptoss finetune', () => {
 
   it('LoRA: progress and eval loss on stderr, a PEFT adapter that lowers the loss and that logits --adapter serves', async (t) => {
     const out = join(tmp, 'lora');
-    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA]);
+    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--eval-every', '4']);
     assert.equal(r.code, 0, r.stderr);
     const s = summary(r.stdout);
+    assert.match(r.stderr, /^step 4\/\d+ .* eval \d+\.\d{4} /m, 'the eval loss every 4 updates');
     assert.equal(s['wrote'], 'lora-adapter');
     assert.equal(s['steps'], s['total_steps']);
     assert.equal(typeof s['eval_loss'], 'number');
