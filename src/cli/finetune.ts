@@ -20,7 +20,7 @@ import { fineTune, type Progress } from '../train/loop.ts';
 import { freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../train/lora.ts';
 import { checkUnusedRowsZero, nextTokenTargets, usedVocabulary } from '../train/model.ts';
 import type { Sequence } from '../train/optim.ts';
-import { MAX_TRAINABLE_BYTES, parameterShapes, TrainableModel } from '../train/params.ts';
+import { MAX_TRAINABLE_BYTES, trainableElements, TrainableModel } from '../train/params.ts';
 import { writePeftAdapter } from '../train/peft.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 
@@ -160,9 +160,11 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   const examples = readConversationsJsonl(dataText, s.data);
   const resolved = await resolveModel(s.model);
   const { config } = await readCheckpointConfig(resolved.dir);
-  const elements = parameterShapes(config).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
-  if (elements * 16 > MAX_TRAINABLE_BYTES) {
-    throw new UserError('memory', `${resolved.description}: training in float64 needs ${(elements * 16 / 2 ** 30).toFixed(1)} GiB for its ${elements} parameters and gradients; at most ${MAX_TRAINABLE_BYTES / 2 ** 30} GiB is allowed (fine-tuning here is for small models)`);
+  // Checked before gigabytes are read: float64 values, and gradients for what trains.
+  const elements = trainableElements(config);
+  const bytes = elements * (s.full ? 16 : 8);
+  if (bytes > MAX_TRAINABLE_BYTES) {
+    throw new UserError('memory', `${resolved.description}: ${s.full ? 'full training' : 'a LoRA base'} in float64 needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${elements} parameters; at most ${MAX_TRAINABLE_BYTES / 2 ** 30} GiB is allowed (fine-tuning here is for small models)`);
   }
   const context = modelContextLength(config);
   for (const e of examples) {
@@ -175,7 +177,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   const loaded = await loadCheckpoint(resolved.dir, new HeapStore());
   let model: TrainableModel;
   try {
-    model = TrainableModel.fromWeights(loaded.weights);
+    model = TrainableModel.fromWeights(loaded.weights, { frozen: !s.full });
   } finally {
     loaded.weights.embedding.weight.close();
   }

@@ -66,7 +66,10 @@ function expertParams(c: ModelConfig, b: TrainableBlock): ExpertParams {
 
 /** A parameter's gradient array, or null when it is frozen (its gradient is never computed). */
 function gradOf(p: Param): Float64Array | null {
-  return p.trainable ? p.grad : null;
+  if (!p.trainable) return null;
+  // A typed array drops writes past its end: a weight made trainable without a gradient would train silently wrong.
+  if (p.grad.length !== p.value.length) throw new Error(`${p.name} is trainable but has no gradient (it was built frozen)`);
+  return p.grad;
 }
 
 export interface TrainOptions {
