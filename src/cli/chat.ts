@@ -175,7 +175,7 @@ async function openEngine(
     engine = scriptedEngineFromFile(scripted);
   } else {
     const resolved = await resolveModel(model);
-    side.write(`loading ${resolved.description}…\n`);
+    side.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''}…\n`);
     const { defaultContextLength, loadEngine } = await import('../engine/local.ts');
     const started = performance.now();
     // The same default as every other command (the demo model's included), at most chat's own.

@@ -108,7 +108,7 @@ export async function run(argv: string[]): Promise<number> {
     engine = scriptedEngineFromFile(scripted);
   } else {
     const resolved = await resolveModel(stringFlag(p, 'model'));
-    process.stderr.write(`loading ${resolved.description}…\n`);
+    process.stderr.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''}…\n`);
     const { loadEngine } = await import('../engine/local.ts');
     engine = await loadEngine(resolved.dir, {
       ...(contextLength !== undefined ? { contextLength } : {}),
