@@ -1,11 +1,11 @@
 // `gptoss merge`: folds a PEFT LoRA adapter into a checkpoint and writes the merged model as an
 // `original/`-layout checkpoint. The adapted attention matrices become bf16(W + (alpha/r) B A);
 // everything else, the MXFP4 experts included (adapters are attention-only), is copied as stored.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { HeapStore } from '../tensor/index.ts';
-import { loadCheckpoint, readCheckpointConfig } from '../checkpoint/checkpoint.ts';
+import { loadCheckpoint, MARKER_FILE, readCheckpointConfig } from '../checkpoint/checkpoint.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
 import { mergeLoraIntoWeights, writeWeightsCheckpoint } from '../train/merge.ts';
 import { readPeftAdapter } from '../train/peft.ts';
@@ -44,6 +44,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const report = mergeLoraIntoWeights(loaded.weights, adapter);
     writeWeightsCheckpoint(loaded.weights, out);
+    // An adapter does not make random weights meaningful: the merged model keeps the warning.
+    if (loaded.randomWeights) writeFileSync(join(out, MARKER_FILE), JSON.stringify({ random_weights: true, description: `${resolved.description} merged with the adapter ${adapterDir}: RANDOM base weights` }, null, 2) + '\n');
     console.log(JSON.stringify({
       dir: outFlag, base_model: resolved.repo ?? resolved.dir, adapter: adapterDir, modules: report.modules,
       entries: report.entries, changed: report.changed, max_rounding_error: report.maxError, rms_rounding_error: report.rmsError, rms_update: report.rmsDelta,

@@ -5,7 +5,7 @@
 // byte for byte; the merge's rounding error is at most half a BF16 step of each entry.
 import { after, before, describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeapStore } from '../../src/tensor/index.ts';
@@ -108,6 +108,7 @@ suite('adapters at inference and merged', () => {
     const out = join(tmp, 'merged');
     const r = await runCli(['merge', '--model', base, '--adapter', adapterDir, '--out', out]);
     assert.equal(r.code, 0, r.stderr);
+    assert.ok(!existsSync(join(out, 'gptoss.json')), 'a trained base is not marked');
     const summary = JSON.parse(r.stdout) as { modules: number; max_rounding_error: number };
     assert.equal(summary.modules, 4 * TINY.numLayers);
     assert.match(r.stderr, /MXFP4 experts, router, norms and embeddings copied unchanged/);
@@ -126,6 +127,12 @@ suite('adapters at inference and merged', () => {
       a.close();
       b.close();
     }
+
+    const randomBase = join(tmp, 'random-base');
+    cpSync(base, randomBase, { recursive: true });
+    writeFileSync(join(randomBase, 'gptoss.json'), JSON.stringify({ random_weights: true }));
+    assert.equal((await runCli(['merge', '--model', randomBase, '--adapter', adapterDir, '--out', join(tmp, 'merged-random')])).code, 0);
+    assert.equal((JSON.parse(readFileSync(join(tmp, 'merged-random', 'gptoss.json'), 'utf8')) as { random_weights: boolean }).random_weights, true, 'random base weights stay marked');
 
     const again = await runCli(['merge', '--model', base, '--adapter', adapterDir, '--out', out]);
     assert.equal(again.code, 2);
