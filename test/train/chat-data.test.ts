@@ -67,6 +67,20 @@ suite('chat-format training data', () => {
     ]);
   });
 
+  it('a preamble beside tool calls goes on commentary; arguments given as an object, answers matched by name', () => {
+    const convo = conversationFromChatJSON({ messages: [
+      { role: 'user', content: 'Weather?' },
+      { role: 'assistant', content: [{ type: 'output_text', text: 'Checking.' }], tool_calls: [{ type: 'function', function: { name: 'get_weather', arguments: { city: 'Oslo' } } }] },
+      { role: 'tool', name: 'get_weather', content: 'cold' },
+    ] });
+    assert.deepEqual(convo.messages.slice(1), [
+      message.user('Weather?'),
+      message.assistant('Checking.', { channel: 'commentary' }),
+      message.assistant('{"city":"Oslo"}', { channel: 'commentary', recipient: 'functions.get_weather', contentType: '<|constrain|>json' }),
+      message.tool('functions.get_weather', 'cold', { channel: 'commentary' }),
+    ]);
+  });
+
   it('a multi-turn conversation gives one example per assistant turn', () => {
     const line = JSON.stringify({ messages: [
       { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' },
