@@ -24,6 +24,8 @@ export interface LoadModelOptions {
   contextLength?: number;
   /** Expert activations of the wasm backend: `q8` (int8, the default) or `split` (exact f32, slower). */
   expertActivations?: 'q8' | 'split';
+  /** A LoRA adapter folder (PEFT, e.g. from `gptoss finetune`) merged into the attention weights at load. */
+  adapter?: string;
 }
 
 /** A loaded model. Close it when done: it holds worker threads and the weights' memory. */
@@ -96,6 +98,7 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
       ...(options.expertActivations !== undefined ? { expertActivations: options.expertActivations } : {}),
+      ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
     });
     return modelFromEngine(engine, resolved.description);
   });

@@ -10,7 +10,7 @@ import type { CitationSource } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
 import type { CommandContext } from './context.ts';
-import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
+import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptions } from './model-flags.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { runRepl } from './chat/repl.ts';
 import { openDocuments } from './serving.ts';
@@ -36,6 +36,7 @@ options:
   --top-p P               nucleus sampling (default 1.0)
   --seed S                random seed, for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
+  --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
   --backend wasm|reference, --threads N   compute backend (default wasm)
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
 
@@ -69,6 +70,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     seed: { type: 'string' },
     'max-tool-calls': { type: 'string' },
     ...COMPUTE_FLAG_OPTIONS,
+    ...ADAPTER_FLAG_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   });
   if (boolFlag(p, 'help')) {
@@ -82,7 +84,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   const topP = numberFlag(p, 'top-p', { min: 0, max: 1 });
   const seed = numberFlag(p, 'seed', { integer: true });
   const maxToolCalls = numberFlag(p, 'max-tool-calls', { min: 0, integer: true });
-  const compute = computeOptions(p);
+  const compute = { ...computeOptions(p), ...adapterOption(p) };
   let developer = stringFlag(p, 'developer');
   if (developer?.startsWith('@') === true) developer = readTextFile(developer.slice(1), '--developer');
   const showReasoning = boolFlag(p, 'show-reasoning');
@@ -172,7 +174,7 @@ async function openEngine(
     engine = given;
   } else {
     const resolved = await resolveModel(model);
-    side.write(`loading ${resolved.description}…\n`);
+    side.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''}…\n`);
     const { defaultContextLength, loadEngine } = await import('../engine/local.ts');
     const started = performance.now();
     // The same default as every other command (the demo model's included), at most chat's own.

@@ -1,5 +1,6 @@
 // Flags shared by the commands that load a model (logits, generate; chat, serve and bench take
-// some of them): --model, --backend, --threads, --context, --expert-activations, token-id lists.
+// some of them): --model, --adapter, --backend, --threads, --context, --expert-activations,
+// token-id lists.
 import { UserError } from '../errors.ts';
 import { EXPERT_ACTIVATIONS, type BackendName, type ExpertActivations } from '../kernels/backend.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
@@ -12,8 +13,17 @@ export const COMPUTE_FLAG_OPTIONS = {
   'expert-activations': { type: 'string' },
 } as const;
 
+/** --adapter DIR: a PEFT LoRA adapter merged into the model at load (chat, serve, generate, logits). */
+export const ADAPTER_FLAG_OPTIONS = {
+  adapter: { type: 'string' },
+} as const;
+
+export const ADAPTER_FLAG_HELP = `  --adapter DIR      a LoRA adapter folder (PEFT: adapter_config.json + adapter_model.safetensors,
+                     e.g. from gptoss finetune) merged into the attention weights at load`;
+
 export const MODEL_FLAG_OPTIONS = {
   model: { type: 'string' },
+  ...ADAPTER_FLAG_OPTIONS,
   ...COMPUTE_FLAG_OPTIONS,
   context: { type: 'string' },
 } as const;
@@ -25,6 +35,7 @@ export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
 
 export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
                      model.safetensors at its root)
+${ADAPTER_FLAG_HELP}
   --backend NAME     wasm (WebAssembly SIMD + worker threads, default) or reference (plain TS)
   --threads N        worker threads of the wasm backend (default: all cores)
   --context N        serve at most N tokens per sequence (default: the model's context length)
@@ -37,10 +48,18 @@ export function modelDir(p: Parsed): string {
 }
 
 export function engineOptions(p: Parsed): LoadEngineOptions {
-  const options: LoadEngineOptions = computeOptions(p);
+  const options: LoadEngineOptions = { ...computeOptions(p), ...adapterOption(p) };
   const context = numberFlag(p, 'context', { min: 1, integer: true });
   if (context !== undefined) options.contextLength = context;
   return options;
+}
+
+/** --adapter, when given (an empty value is a mistake, not "no adapter"). */
+export function adapterOption(p: Parsed): Pick<LoadEngineOptions, 'adapter'> {
+  const adapter = stringFlag(p, 'adapter');
+  if (adapter === undefined) return {};
+  if (adapter === '') throw new UserError('usage', '--adapter is empty: give the adapter\'s folder');
+  return { adapter };
 }
 
 /** --backend, --threads and --expert-activations, checked; absent flags stay absent. */

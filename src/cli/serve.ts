@@ -7,7 +7,7 @@ import { resolveModel } from '../checkpoint/resolve.ts';
 import { HostGuard } from '../server/guard.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import type { CommandContext } from './context.ts';
-import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
+import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptions } from './model-flags.ts';
 import { listen, serverTools } from './serving.ts';
 
 const HELP = `usage: gptoss serve [options]
@@ -27,6 +27,7 @@ options:
   --reasoning-effort E    default effort when a request names none: low|medium|high (default medium)
   --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
                           gpt-oss-120b are accepted as aliases
+  --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
   --backend wasm|reference, --threads N   engine backend and worker threads
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
@@ -51,6 +52,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
       'reasoning-effort': { type: 'string' },
       'model-name': { type: 'string' },
       ...COMPUTE_FLAG_OPTIONS,
+      ...ADAPTER_FLAG_OPTIONS,
       'log-content': { type: 'boolean' },
       cors: { type: 'string' },
       'allowed-hosts': { type: 'string' },
@@ -67,7 +69,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   const port = numberFlag(p, 'port', { min: 0, max: 65535, integer: true }) ?? 8000;
   const maxConcurrency = numberFlag(p, 'max-concurrency', { min: 1, max: 4096, integer: true }) ?? 16;
   const contextLength = numberFlag(p, 'context', { min: 16, integer: true });
-  const compute = computeOptions(p);
+  const compute = { ...computeOptions(p), ...adapterOption(p) };
   const maxOutputTokens = numberFlag(p, 'max-output-tokens', { min: 1, integer: true });
   const apiKey = stringFlag(p, 'api-key') ?? (process.env['GPTOSS_API_KEY'] || undefined);
   const effortText = stringFlag(p, 'reasoning-effort');
@@ -97,7 +99,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     engine = context.engine;
   } else {
     const resolved = await resolveModel(stringFlag(p, 'model'));
-    process.stderr.write(`loading ${resolved.description}…\n`);
+    process.stderr.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''}…\n`);
     const { loadEngine } = await import('../engine/local.ts');
     engine = await loadEngine(resolved.dir, {
       ...(contextLength !== undefined ? { contextLength } : {}),

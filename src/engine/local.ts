@@ -29,6 +29,11 @@ export interface LoadEngineOptions {
    * to this many tokens is served from the cache (default 128); deeper truncations recompute.
    */
   kvRewind?: number;
+  /**
+   * A PEFT LoRA adapter folder merged into the attention weights at load: each adapted matrix
+   * becomes bf16(W + (alpha/r) B A) (train/merge.ts).
+   */
+  adapter?: string;
 }
 
 /** Creates a backend by name; the wasm backend is imported only when asked for. */
@@ -68,12 +73,15 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
     backend: options.backend ?? 'wasm',
     ...(options.threads === undefined ? {} : { threads: options.threads }),
   });
+  // The adapter is read (and checked against the model's shapes) before gigabytes are loaded.
+  const adapter = options.adapter === undefined ? undefined : (await import('../train/peft.ts')).readPeftAdapter(options.adapter, config);
   const backend = await createBackend(options.backend ?? 'wasm', {
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.expertActivations === undefined ? {} : { expertActivations: options.expertActivations }),
   });
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
+    if (adapter !== undefined) (await import('../train/merge.ts')).mergeLoraIntoWeights(loaded.weights, adapter);
     const limit = modelContextLength(loaded.weights.config);
     const ctx = Math.min(requested, limit);
     const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind);

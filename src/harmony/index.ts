@@ -37,3 +37,4 @@ export {
   contentFromJSON,
   parseJsonText,
 } from './json.ts';
+export { CHAT_ROLES, chatMessagesToHarmony, conversationFromChatJSON, isHarmonyConversationJSON } from './chat-format.ts';

@@ -4,11 +4,12 @@
 // renders it (earlier turns' analysis dropped, the turn's own analysis kept, a final answer ending
 // in <|return|>), with loss on the tokens the model writes in that turn. A turn-per-example split
 // is what makes every turn's supervision right: in history an earlier final answer ends with
-// <|end|>, which the model never samples. Data files hold one conversation per line (JSONL) in the
-// JSON shape harmony/json.ts reads; errors name the line.
+// <|end|>, which the model never samples. Data files hold one conversation per line (JSONL),
+// either in OpenAI chat format (harmony/chat-format.ts converts it) or in the JSON shape
+// harmony/json.ts reads; errors name the line.
 import { UserError } from '../errors.ts';
 import {
-  conversationFromJSONText, hasFunctionTools, keptMessageIndices, renderConversationForTraining, renderMessage,
+  conversationFromChatJSON, conversationFromJSON, hasFunctionTools, isHarmonyConversationJSON, parseJsonText, keptMessageIndices, renderConversationForTraining, renderMessage,
   type Conversation, type Message,
 } from '../harmony/index.ts';
 import { getTokenizer, SPECIAL, type Tokenizer } from '../tokenizer/index.ts';
@@ -19,6 +20,8 @@ export interface TrainingExample {
   trained: boolean[];
   /** Where it came from, for messages: "FILE:LINE turn N". */
   source: string;
+  /** Which conversation of its file it came from (0-based), so splits keep a conversation's turns together. */
+  conversation?: number;
 }
 
 /**
@@ -73,17 +76,27 @@ function renderTurn(messages: Message[], turnStart: number, source: string, toke
 }
 
 /**
- * Reads JSONL text (one conversation per line; blank lines skipped) into training examples.
- * A line that is not JSON, has an unknown role or no assistant message fails naming the line.
+ * Reads JSONL text (one conversation per line; blank lines skipped) into training examples. Each
+ * line is an OpenAI chat-format conversation or a harmony one (isHarmonyConversationJSON tells
+ * which). A line that is not JSON, has an unknown role or no assistant message fails naming the line.
  */
 export function readConversationsJsonl(text: string, source: string, tokenizer: Tokenizer = getTokenizer()): TrainingExample[] {
   const examples: TrainingExample[] = [];
   const lines = text.split('\n');
+  let conversation = 0;
   lines.forEach((line, i) => {
     if (line.trim() === '') return;
     const where = `${source}:${i + 1}`;
-    const convo = conversationFromJSONText(line, where);
-    examples.push(...trainingExamples(convo, where, tokenizer));
+    const json = parseJsonText(line, where);
+    let convo: Conversation;
+    try {
+      convo = isHarmonyConversationJSON(json) ? conversationFromJSON(json) : conversationFromChatJSON(json);
+    } catch (e) {
+      if (e instanceof UserError) throw new UserError('input', `${where}: ${e.message}`);
+      throw e;
+    }
+    for (const e of trainingExamples(convo, where, tokenizer)) examples.push({ ...e, conversation });
+    conversation++;
   });
   if (examples.length === 0) throw new UserError('input', `${source}: no conversations`);
   return examples;

@@ -51,6 +51,8 @@ export interface Progress {
   lr: number;
   /** Loss-bearing tokens in this step. */
   tokens: number;
+  /** Every token the step ran through the model (prompts included): what tokens/s counts. */
+  inputTokens: number;
   /** Held-out loss, on the steps where it was measured. */
   evalLoss?: number;
 }
@@ -77,6 +79,11 @@ export interface FineTuneOptions {
   /** A state file: resumed from when it exists, written every `saveEvery` steps and at the end. */
   statePath?: string;
   saveEvery?: number;
+  /**
+   * More settings the state records (e.g. the data's hash, the learning rate): a resume with any
+   * of them different is refused, naming it, as one with another seed or plan is.
+   */
+  stateMetadata?: Record<string, string>;
   /** Stop after this many updates in total (an interruption, for tests and time budgets). */
   stopAfter?: number;
   onProgress?: (p: Progress) => void;
@@ -128,10 +135,15 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
     if (meta['seed'] !== String(options.seed) || meta['total_steps'] !== String(totalSteps)) {
       throw new UserError('checkpoint', `${options.statePath}: saved for seed ${meta['seed']} and ${meta['total_steps']} steps, not seed ${options.seed} and ${totalSteps}; resume with the same data and settings or start over`);
     }
+    for (const [key, value] of Object.entries(options.stateMetadata ?? {})) {
+      if (meta[key] !== value) {
+        throw new UserError('checkpoint', `${options.statePath}: saved with ${key} ${JSON.stringify(meta[key] ?? null)}, not ${JSON.stringify(value)}; resume with the same data and settings or start over`);
+      }
+    }
     resumedFrom = optimizer.steps;
   }
   const save = (): void => {
-    if (options.statePath !== undefined) saveTrainingState(options.statePath, params, optimizer, { seed: String(options.seed), total_steps: String(totalSteps) });
+    if (options.statePath !== undefined) saveTrainingState(options.statePath, params, optimizer, { ...options.stateMetadata, seed: String(options.seed), total_steps: String(totalSteps) });
   };
 
   let loss = NaN;
@@ -139,13 +151,14 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
   const stop = Math.min(totalSteps, options.stopAfter ?? totalSteps);
   for (let step = resumedFrom; step < stop; step++) {
     const lr = learningRate(step, schedule);
-    const result = trainStep(model, optimizer, plan[step]!.map((i) => examples[i]!), lr, options.maxGradNorm ?? 1, trainOptions);
+    const batch = plan[step]!.map((i) => examples[i]!);
+    const result = trainStep(model, optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions);
     loss = result.loss;
     const done = step + 1;
     const evalNow = options.evalExamples !== undefined && options.evalExamples.length > 0 &&
       (done === totalSteps || (options.evalEvery !== undefined && done % options.evalEvery === 0));
     if (evalNow) evalLoss = evaluate(model, options.evalExamples!, evalOptions);
-    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, ...(evalNow ? { evalLoss } : {}) });
+    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, inputTokens: batch.reduce((n, e) => n + e.tokens.length, 0), ...(evalNow ? { evalLoss } : {}) });
     if (options.saveEvery !== undefined && done % options.saveEvery === 0) save();
   }
   save();

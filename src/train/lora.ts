@@ -13,7 +13,7 @@
 // bound 1/sqrt(in)) and B at zero, so training starts from the base model exactly; we do the same.
 import type { ModelConfig } from '../model/config.ts';
 import { seededRandom, splitmix32 } from '../random.ts';
-import type { Param, TrainableModel } from './params.ts';
+import { NO_GRADIENT, type Param, type TrainableModel } from './params.ts';
 
 export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj';
 export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
@@ -193,7 +193,10 @@ export class LoraAdapters {
   }
 }
 
-/** Freezes every base weight (LoRA trains only the adapters). */
+/** Freezes every base weight (LoRA trains only the adapters) and releases their gradients. */
 export function freezeBase(model: TrainableModel): void {
-  for (const p of model.params()) p.trainable = false;
+  for (const p of model.params()) {
+    p.trainable = false;
+    p.grad = NO_GRADIENT;
+  }
 }

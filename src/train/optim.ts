@@ -1,7 +1,7 @@
 // The optimiser side of training: AdamW with decoupled weight decay, the learning-rate schedule
 // (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
 // step over a batch of sequences. Deterministic: no randomness, no clock.
-import { backwardTrain, forwardTrain, tapeLoss, type TrainOptions } from './model.ts';
+import { backwardTrain, forwardTrain, tapeLoss, withTargetRows, type TrainOptions } from './model.ts';
 import { IGNORE_TARGET, loadBalancingBackward, loadBalancingForward } from './ops.ts';
 import type { Param, TrainableModel } from './params.ts';
 
@@ -137,10 +137,10 @@ export function trainStep(
   const coef = options.routerBalance ?? 0;
   const c = model.config;
   for (const s of batch) {
-    const tape = forwardTrain(model, s.tokens, options);
     let counted = 0;
     for (const t of s.targets) if (t !== IGNORE_TARGET) counted++;
     if (counted === 0) continue;
+    const tape = forwardTrain(model, s.tokens, withTargetRows(options, s.targets));
     const ce = tapeLoss(model, tape, s.targets);
     const share = counted / total; // from this sequence's mean to the batch's per-token mean
     for (let i = 0; i < ce.dlogits.length; i++) ce.dlogits[i] = ce.dlogits[i]! * share;

@@ -15,7 +15,8 @@ export interface Param {
   readonly name: string;
   readonly shape: readonly number[];
   readonly value: Float64Array;
-  readonly grad: Float64Array;
+  /** Empty for a frozen model's weights (`frozen`, freezeBase): they never get a gradient. */
+  grad: Float64Array;
   /** False for frozen weights (a LoRA base): the optimiser skips them and backward leaves grad at 0. */
   trainable: boolean;
 }
@@ -25,8 +26,16 @@ export interface TrainableBlock {
   mlp: { normScale: Param; gateWeight: Param; gateBias: Param; mlp1Weight: Param; mlp1Bias: Param; mlp2Weight: Param; mlp2Bias: Param };
 }
 
-/** Above this many bytes (values + gradients) a model is refused: a float64 copy of gpt-oss-20b is ~340 GB. */
+/** Above this many bytes (values, and gradients unless frozen) a model is refused: a float64 copy of gpt-oss-20b is ~340 GB. */
 export const MAX_TRAINABLE_BYTES = 8 * 2 ** 30;
+
+/** The gradient of a weight that never trains. */
+export const NO_GRADIENT = new Float64Array(0);
+
+/** How many parameters a model of `config` has. */
+export function trainableElements(c: ModelConfig): number {
+  return parameterShapes(c).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
+}
 
 /** Every tensor's name and shape, in a fixed order (the order of `params()`). */
 export function parameterShapes(c: ModelConfig): [string, number[]][] {
@@ -64,15 +73,20 @@ export class TrainableModel {
   private readonly byName = new Map<string, Param>();
 
   /** Zero-valued parameters for `config` (use `random` or `fromWeights` to fill them). */
-  constructor(readonly config: ModelConfig) {
-    const shapes = parameterShapes(config);
-    const elements = shapes.reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
-    if (elements * 16 > MAX_TRAINABLE_BYTES) {
-      throw new UserError('memory', `training in float64 needs ${(elements * 16 / 2 ** 30).toFixed(1)} GiB for ${elements} parameters and their gradients; at most ${MAX_TRAINABLE_BYTES / 2 ** 30} GiB is allowed (full training is for small models)`);
+  /**
+   * Zero-valued parameters for `config` (use `random` or `fromWeights` to fill them). `frozen`
+   * (a LoRA base) allocates no gradients, halving the memory: every weight starts frozen.
+   */
+  constructor(readonly config: ModelConfig, options: { frozen?: boolean } = {}) {
+    const frozen = options.frozen === true;
+    const elements = trainableElements(config);
+    const perParameter = frozen ? 8 : 16;
+    if (elements * perParameter > MAX_TRAINABLE_BYTES) {
+      throw new UserError('memory', `training in float64 needs ${(elements * perParameter / 2 ** 30).toFixed(1)} GiB for ${elements} parameters${frozen ? '' : ' and their gradients'}; at most ${MAX_TRAINABLE_BYTES / 2 ** 30} GiB is allowed (training here is for small models)`);
     }
-    for (const [name, shape] of shapes) {
+    for (const [name, shape] of parameterShapes(config)) {
       const size = shape.reduce((a, b) => a * b, 1);
-      this.byName.set(name, { name, shape, value: new Float64Array(size), grad: new Float64Array(size), trainable: true });
+      this.byName.set(name, { name, shape, value: new Float64Array(size), grad: frozen ? NO_GRADIENT : new Float64Array(size), trainable: !frozen });
     }
     const get = (name: string): Param => this.param(name);
     this.embedding = get('embedding.weight');
@@ -122,9 +136,9 @@ export class TrainableModel {
   }
 
   /** The loaded weights in float64: BF16 widened and MXFP4 experts dequantised, both exactly. */
-  static fromWeights(weights: ModelWeights): TrainableModel {
+  static fromWeights(weights: ModelWeights, options: { frozen?: boolean } = {}): TrainableModel {
     const c = weights.config;
-    const model = new TrainableModel(c);
+    const model = new TrainableModel(c, options);
     const row = new Float32Array(c.hiddenSize);
     for (let id = 0; id < c.vocabSize; id++) {
       weights.embedding.weight.readRow(id, row);

@@ -1,9 +1,11 @@
 // The used-vocabulary shortcut: with the unembedding rows of unused tokens at zero, training over
 // the used rows only gives the same loss and the same gradients as the full vocabulary (those
 // rows' own gradients aside: they stay zero, frozen), and the rows stay zero through training.
+// And logits computed only at the positions that have a target give the same loss and gradients
+// bit for bit.
 import { describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkUnusedRowsZero, forwardTrain, lossAndGradients, lossOf, nextTokenTargets, usedVocabulary, zeroUnusedRows } from '../../src/train/model.ts';
+import { checkUnusedRowsZero, forwardTrain, lossAndGradients, lossOf, nextTokenTargets, targetRows, usedVocabulary, zeroUnusedRows } from '../../src/train/model.ts';
 import { AdamW, trainStep } from '../../src/train/optim.ts';
 import { TrainableModel } from '../../src/train/params.ts';
 import { TINY } from './tiny.ts';
@@ -60,5 +62,26 @@ suite('used vocabulary', () => {
     const outside = Int32Array.from(targets);
     outside[5] = 47;
     assert.throws(() => lossOf(model, tokens, outside, { vocabulary }), /47 at 5 is not in the used vocabulary/);
+  });
+});
+
+suite('logits only where a target is', () => {
+  it('gives the same loss and gradients, bit for bit, as every position\'s logits (with and without a used vocabulary)', () => {
+    const sparse = nextTokenTargets(tokens, tokens.map((_, i) => i === 4 || i === 5 || i === 9));
+    for (const vocabulary of [undefined, usedVocabulary([tokens])]) {
+      const all = TrainableModel.random(TINY, 41);
+      const rows = TrainableModel.random(TINY, 41);
+      if (vocabulary !== undefined) {
+        zeroUnusedRows(all, vocabulary);
+        zeroUnusedRows(rows, vocabulary);
+      }
+      const everyRow = Int32Array.from(tokens.keys());
+      const a = lossAndGradients(all, tokens, sparse, { logitRows: everyRow, ...(vocabulary !== undefined ? { vocabulary } : {}) });
+      const b = lossAndGradients(rows, tokens, sparse, vocabulary !== undefined ? { vocabulary } : {});
+      assert.deepEqual(Array.from(targetRows(sparse)!), [3, 4, 8]);
+      assert.equal(forwardTrain(rows, tokens, { logitRows: targetRows(sparse)! }).logits.length, 3 * TINY.vocabSize);
+      assert.equal(b.loss, a.loss);
+      for (const p of all.params()) assert.deepEqual(rows.param(p.name).grad, p.grad, p.name);
+    }
   });
 });

@@ -1,0 +1,269 @@
+// `gptoss finetune`: trains a model on a JSONL file of conversations (OpenAI chat format or
+// harmony JSON) with the float64 trainer of src/train: a LoRA adapter on the attention
+// projections by default (written as a PEFT folder that --adapter loads), or every weight with
+// --full (written as a checkpoint, experts in MXFP4). Conversations are split into training and
+// held-out sets by a seeded shuffle; the run's state is saved beside the output every few
+// updates, so an interrupted run continues with --resume to the same weights bit for bit.
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { UserError } from '../errors.ts';
+import { seededRandom } from '../random.ts';
+import { HeapStore } from '../tensor/index.ts';
+import { loadCheckpoint, readCheckpointConfig } from '../checkpoint/checkpoint.ts';
+import { readRegularFile } from '../checkpoint/files.ts';
+import { resolveModel } from '../checkpoint/resolve.ts';
+import { contextLength as modelContextLength } from '../model/config.ts';
+import { readConversationsJsonl, type TrainingExample } from '../train/data.ts';
+import { writeOriginalCheckpoint } from '../train/export.ts';
+import { fineTune, type Progress } from '../train/loop.ts';
+import { freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../train/lora.ts';
+import { checkUnusedRowsZero, nextTokenTargets, usedVocabulary } from '../train/model.ts';
+import type { Sequence } from '../train/optim.ts';
+import { MAX_TRAINABLE_BYTES, trainableElements, TrainableModel } from '../train/params.ts';
+import { writePeftAdapter } from '../train/peft.ts';
+import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
+
+const HELP = `usage: gptoss finetune --data FILE.jsonl --out DIR [options]
+
+Fine-tunes a model on conversations, one per line of FILE.jsonl: OpenAI chat format
+({"messages": [{"role": "user", ...}, {"role": "assistant", "content", "reasoning_content"?,
+"tool_calls"?}, {"role": "tool", "tool_call_id", ...}], "tools"?: [...]}) or harmony JSON. Loss
+is on the assistant's tokens only. By default trains a LoRA adapter on the attention projections
+and writes it to DIR as a PEFT folder (use it with --adapter DIR on chat, serve, generate and
+logits, or fold it in with gptoss merge); --full trains every weight and writes a checkpoint.
+
+  --data FILE        training conversations (JSONL)
+  --out DIR          where the adapter (or, with --full, the checkpoint) is written; must not exist
+  --model DIR|REPO   the base model (default: as chat and serve choose it)
+  --lora-rank R      LoRA rank (default 8)
+  --lora-alpha A     LoRA alpha; the update is scaled by alpha/rank (default 2 x rank)
+  --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj; the default) or a comma list of those
+  --full             train every weight instead of an adapter (small models: float64 in memory)
+  --epochs E         passes over the training conversations (default 3)
+  --lr LR            peak learning rate, after a 5% warm-up, cosine to 10% (default 1e-3 for
+                     LoRA, 3e-4 with --full)
+  --batch-tokens N   tokens per update, whole turns packed up to it (default 1024)
+  --seed S           seed of the adapter's initialisation, the split and the order (default 0)
+  --eval-split F     share of conversations held out for the eval loss (default 0.1; 0 for none)
+  --eval-every N     also measure the eval loss every N updates (default: at the end only)
+  --save-every N     save the run's state every N updates (default 1 for LoRA, 10 with --full)
+  --stop-after N     stop after N updates in all (a time budget); --resume continues
+  --resume           continue the interrupted run whose state is beside --out
+  --quiet            no progress lines on stderr
+
+Progress (step, loss, eval loss, tokens/s, ETA) goes to stderr; a JSON summary of what was
+written to stdout. The run's state is DIR.finetune-state.safetensors until the run completes.`;
+
+/** Weight of the router's load-balancing loss with --full (the Switch Transformer's). */
+const ROUTER_BALANCE = 0.01;
+
+export interface FinetuneSettings {
+  data: string;
+  out: string;
+  model: string | undefined;
+  full: boolean;
+  rank: number;
+  alpha: number;
+  targets: LoraTarget[];
+  epochs: number;
+  lr: number;
+  batchTokens: number;
+  seed: number;
+  evalSplit: number;
+  evalEvery: number | undefined;
+  saveEvery: number;
+  stopAfter: number | undefined;
+  resume: boolean;
+  quiet: boolean;
+}
+
+function targetsFlag(raw: string | undefined): LoraTarget[] {
+  if (raw === undefined || raw === 'attn') return [...LORA_TARGETS];
+  const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0) throw new UserError('usage', '--lora-targets is empty');
+  return names.map((n) => {
+    if (n === 'experts' || n === 'mlp') throw new UserError('usage', `--lora-targets ${n}: adapters on the experts are not supported yet (attention only: attn, or q_proj,k_proj,v_proj,o_proj)`);
+    const full = (LORA_TARGETS as readonly string[]).includes(n) ? n : `${n}_proj`;
+    if (!(LORA_TARGETS as readonly string[]).includes(full)) throw new UserError('usage', `--lora-targets: unknown module "${n}" (expected attn or a comma list of ${LORA_TARGETS.join(', ')})`);
+    return full as LoraTarget;
+  });
+}
+
+export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
+  const p = parseFlags(argv, {
+    data: { type: 'string' }, out: { type: 'string' }, model: { type: 'string' },
+    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' },
+    epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
+    'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
+    quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  }, false);
+  if (boolFlag(p, 'help')) return 'help';
+  const data = stringFlag(p, 'data');
+  const out = stringFlag(p, 'out');
+  if (data === undefined || data === '' || out === undefined || out === '') throw new UserError('usage', '--data FILE.jsonl and --out DIR are required (see gptoss finetune --help)');
+  const full = boolFlag(p, 'full');
+  if (full && ['lora-rank', 'lora-alpha', 'lora-targets'].some((f) => p.values[f] !== undefined)) {
+    throw new UserError('usage', '--full trains every weight; --lora-rank, --lora-alpha and --lora-targets are for adapters');
+  }
+  const rank = numberFlag(p, 'lora-rank', { min: 1, max: 4096, integer: true }) ?? 8;
+  return {
+    data, out, model: stringFlag(p, 'model'), full, rank,
+    alpha: numberFlag(p, 'lora-alpha', { min: Number.MIN_VALUE }) ?? 2 * rank,
+    targets: targetsFlag(stringFlag(p, 'lora-targets')),
+    epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? 3,
+    lr: numberFlag(p, 'lr', { min: Number.MIN_VALUE, max: 10 }) ?? (full ? 3e-4 : 1e-3),
+    batchTokens: numberFlag(p, 'batch-tokens', { min: 1, integer: true }) ?? 1024,
+    seed: numberFlag(p, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }) ?? 0,
+    evalSplit: numberFlag(p, 'eval-split', { min: 0, max: 0.9 }) ?? 0.1,
+    evalEvery: numberFlag(p, 'eval-every', { min: 1, integer: true }),
+    saveEvery: numberFlag(p, 'save-every', { min: 1, integer: true }) ?? (full ? 10 : 1),
+    stopAfter: numberFlag(p, 'stop-after', { min: 1, integer: true }),
+    resume: boolFlag(p, 'resume'),
+    quiet: boolFlag(p, 'quiet'),
+  };
+}
+
+/** Conversation indices held out: a seeded shuffle's first floor(count * share). */
+export function heldOutConversations(count: number, share: number, seed: number): Set<number> {
+  const order = Array.from({ length: count }, (_, i) => i);
+  const random = seededRandom((seed ^ 0x9e3779b9) >>> 0);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return new Set(order.slice(0, Math.floor(count * share)));
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+}
+
+export async function runFinetune(s: FinetuneSettings): Promise<Record<string, unknown>> {
+  const log = (line: string): void => {
+    if (!s.quiet) process.stderr.write(line + '\n');
+  };
+  const out = resolve(s.out);
+  const statePath = `${out}.finetune-state.safetensors`;
+  if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) {
+    throw new UserError('usage', `--out ${s.out} already exists; choose a new folder (or delete it)`);
+  }
+  if (s.resume && !existsSync(statePath)) throw new UserError('usage', `--resume: no interrupted run to continue (no ${statePath})`);
+  if (!s.resume && existsSync(statePath)) throw new UserError('usage', `an interrupted run's state is at ${statePath}: pass --resume to continue it, or delete it to start over`);
+
+  // The data first: a bad line fails before the model is loaded.
+  const dataText = readRegularFile(s.data, 'input');
+  const examples = readConversationsJsonl(dataText, s.data);
+  const resolved = await resolveModel(s.model);
+  const { config } = await readCheckpointConfig(resolved.dir);
+  // Checked before gigabytes are read: float64 values, and gradients for what trains.
+  const elements = trainableElements(config);
+  const bytes = elements * (s.full ? 16 : 8);
+  if (bytes > MAX_TRAINABLE_BYTES) {
+    throw new UserError('memory', `${resolved.description}: ${s.full ? 'full training' : 'a LoRA base'} in float64 needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${elements} parameters; at most ${MAX_TRAINABLE_BYTES / 2 ** 30} GiB is allowed (fine-tuning here is for small models)`);
+  }
+  const context = modelContextLength(config);
+  for (const e of examples) {
+    const outside = e.tokens.find((id) => id >= config.vocabSize);
+    if (outside !== undefined) throw new UserError('input', `${e.source}: token ${outside} is outside the vocabulary of ${resolved.description} (${config.vocabSize} tokens)`);
+    if (e.tokens.length > context) throw new UserError('input', `${e.source}: ${e.tokens.length} tokens do not fit the model's context of ${context}`);
+  }
+
+  log(`loading ${resolved.description}…`);
+  const loaded = await loadCheckpoint(resolved.dir, new HeapStore());
+  let model: TrainableModel;
+  try {
+    model = TrainableModel.fromWeights(loaded.weights, { frozen: !s.full });
+  } finally {
+    loaded.weights.embedding.weight.close();
+  }
+
+  const conversations = new Set(examples.map((e) => e.conversation ?? 0)).size;
+  const held = heldOutConversations(conversations, s.evalSplit, s.seed);
+  const sequence = (e: TrainingExample): Sequence => ({ tokens: e.tokens, targets: nextTokenTargets(e.tokens, e.trained) });
+  const train = examples.filter((e) => !held.has(e.conversation ?? 0)).map(sequence);
+  const evalSet = examples.filter((e) => held.has(e.conversation ?? 0)).map(sequence);
+  if (s.evalSplit > 0 && held.size === 0) log(`note: ${conversations} conversations are too few to hold out ${s.evalSplit * 100}% of them; no eval loss`);
+
+  // The used-vocabulary shortcut is exact when every other unembedding row is zero (models
+  // trained from scratch here keep them so); otherwise the whole vocabulary is computed.
+  const vocabulary = usedVocabulary(examples.map((e) => e.tokens));
+  let shortcut = true;
+  try {
+    checkUnusedRowsZero(model, vocabulary);
+  } catch {
+    shortcut = false;
+  }
+
+  let lora: LoraAdapters | undefined;
+  if (!s.full) {
+    freezeBase(model);
+    lora = new LoraAdapters(config, { rank: s.rank, alpha: s.alpha, targets: s.targets, seed: s.seed });
+  }
+  const trainedParams = lora !== undefined ? lora.params().reduce((n, p) => n + p.value.length, 0) : model.size();
+  log(`${s.full ? 'full fine-tuning' : `LoRA r=${s.rank} alpha=${s.alpha} on ${s.targets.join(',')}`}: ${trainedParams} trained parameters; ` +
+    `${train.length} training turns, ${evalSet.length} held out (${held.size} of ${conversations} conversations)` +
+    (shortcut ? `; ${vocabulary.length} vocabulary rows in use` : ''));
+
+  const started = performance.now();
+  let firstStep: number | undefined;
+  const onProgress = (p: Progress): void => {
+    firstStep ??= p.step - 1;
+    const elapsed = (performance.now() - started) / 1000;
+    const done = p.step - firstStep;
+    rate.tokens += p.inputTokens;
+    const perStep = elapsed / done;
+    log(`step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}` + (p.evalLoss !== undefined ? `  eval ${p.evalLoss.toFixed(4)}` : '') +
+      `  lr ${p.lr.toExponential(2)}  ${(rate.tokens / elapsed).toFixed(0)} tokens/s  ETA ${duration(perStep * (p.totalSteps - p.step))}`);
+  };
+  const rate = { tokens: 0 };
+  const result = fineTune(model, train, {
+    epochs: s.epochs, lr: s.lr, batchTokens: s.batchTokens, seed: s.seed,
+    ...(lora !== undefined ? { lora } : { routerBalance: ROUTER_BALANCE }),
+    ...(shortcut ? { vocabulary } : {}),
+    ...(evalSet.length > 0 ? { evalExamples: evalSet, ...(s.evalEvery !== undefined ? { evalEvery: s.evalEvery } : {}) } : {}),
+    statePath, saveEvery: s.saveEvery,
+    // Everything else that shapes the run, so a resume with other data or settings is refused.
+    stateMetadata: {
+      data_sha256: createHash('sha256').update(dataText).digest('hex'),
+      model: resolved.dir,
+      mode: s.full ? 'full' : `lora r=${s.rank} alpha=${s.alpha} targets=${s.targets.join(',')}`,
+      lr: String(s.lr), batch_tokens: String(s.batchTokens), epochs: String(s.epochs), eval_split: String(s.evalSplit),
+    },
+    ...(s.stopAfter !== undefined ? { stopAfter: s.stopAfter } : {}),
+    onProgress,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const summary: Record<string, unknown> = {
+    steps: result.steps, total_steps: result.totalSteps, resumed_from: result.resumedFrom,
+    loss: result.loss, ...(result.evalLoss !== undefined ? { eval_loss: result.evalLoss } : {}),
+    train_turns: train.length, eval_turns: evalSet.length, seconds: Number(seconds.toFixed(1)),
+  };
+  if (result.steps < result.totalSteps) {
+    log(`stopped after ${result.steps} of ${result.totalSteps} updates; nothing written to ${s.out} yet. The run's state is in ${statePath}: continue with the same command and --resume`);
+    return { ...summary, wrote: null, state: statePath };
+  }
+  if (lora !== undefined) {
+    writePeftAdapter(lora, out, resolved.repo ?? resolved.dir);
+    log(`wrote a LoRA adapter (PEFT folder: adapter_config.json + adapter_model.safetensors) to ${s.out}; use it with --adapter ${s.out} on chat, serve, generate or logits (base model: ${resolved.description}), or fold it in with gptoss merge`);
+  } else {
+    writeOriginalCheckpoint(model, out);
+    log(`wrote a full checkpoint (config.json + model.safetensors: BF16 attention and embeddings, MXFP4 experts) to ${s.out}; use it with --model ${s.out}`);
+  }
+  rmSync(statePath, { force: true });
+  return { ...summary, wrote: lora !== undefined ? 'lora-adapter' : 'checkpoint', dir: s.out, base_model: resolved.repo ?? resolved.dir };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const settings = parseSettings(argv);
+  if (settings === 'help') {
+    console.log(HELP);
+    return 0;
+  }
+  console.log(JSON.stringify(await runFinetune(settings)));
+  return 0;
+}

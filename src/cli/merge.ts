@@ -1,0 +1,62 @@
+// `gptoss merge`: folds a PEFT LoRA adapter into a checkpoint and writes the merged model as an
+// `original/`-layout checkpoint. The adapted attention matrices become bf16(W + (alpha/r) B A);
+// everything else, the MXFP4 experts included (adapters are attention-only), is copied as stored.
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../errors.ts';
+import { HeapStore } from '../tensor/index.ts';
+import { loadCheckpoint, MARKER_FILE, readCheckpointConfig } from '../checkpoint/checkpoint.ts';
+import { resolveModel } from '../checkpoint/resolve.ts';
+import { mergeLoraIntoWeights, writeWeightsCheckpoint } from '../train/merge.ts';
+import { readPeftAdapter } from '../train/peft.ts';
+import { boolFlag, parseFlags, stringFlag } from './args.ts';
+
+const HELP = `usage: gptoss merge --adapter DIR --out DIR [--model DIR|REPO]
+
+Folds a LoRA adapter (a PEFT folder, e.g. from gptoss finetune) into its base model and writes
+the merged checkpoint (config.json + model.safetensors) to --out. Each adapted attention matrix
+becomes bf16(W + alpha/r * B A): one rounding to BF16, at most half a BF16 step per entry. The
+MXFP4 experts, router, norms and embeddings are copied unchanged (adapters are attention-only).
+
+  --model DIR|REPO   the base model the adapter was trained on (default: as chat and serve choose it)
+  --adapter DIR      the adapter folder
+  --out DIR          the merged checkpoint's folder (must not exist)
+  --quiet            no summary on stderr`;
+
+export async function run(argv: string[]): Promise<number> {
+  const p = parseFlags(argv, {
+    model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' },
+    quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  }, false);
+  if (boolFlag(p, 'help')) {
+    console.log(HELP);
+    return 0;
+  }
+  const adapterDir = stringFlag(p, 'adapter');
+  const outFlag = stringFlag(p, 'out');
+  if (adapterDir === undefined || adapterDir === '' || outFlag === undefined || outFlag === '') throw new UserError('usage', '--adapter DIR and --out DIR are required (see gptoss merge --help)');
+  const out = resolve(outFlag);
+  if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) throw new UserError('usage', `--out ${outFlag} already exists; choose a new folder (or delete it)`);
+  const resolved = await resolveModel(stringFlag(p, 'model'));
+  const { config } = await readCheckpointConfig(resolved.dir);
+  const adapter = readPeftAdapter(adapterDir, config);
+  const loaded = await loadCheckpoint(resolved.dir, new HeapStore());
+  try {
+    const report = mergeLoraIntoWeights(loaded.weights, adapter);
+    writeWeightsCheckpoint(loaded.weights, out);
+    // An adapter does not make random weights meaningful: the merged model keeps the warning.
+    if (loaded.randomWeights) writeFileSync(join(out, MARKER_FILE), JSON.stringify({ random_weights: true, description: `${resolved.description} merged with the adapter ${adapterDir}: RANDOM base weights` }, null, 2) + '\n');
+    console.log(JSON.stringify({
+      dir: outFlag, base_model: resolved.repo ?? resolved.dir, adapter: adapterDir, modules: report.modules,
+      entries: report.entries, changed: report.changed, max_rounding_error: report.maxError, rms_rounding_error: report.rmsError, rms_update: report.rmsDelta,
+    }));
+    if (!boolFlag(p, 'quiet')) {
+      process.stderr.write(`merged ${report.modules} adapted projections (r=${adapter.rank}, alpha=${adapter.alpha}) into ${resolved.description} and wrote ${outFlag}: ` +
+        `attention matrices rounded to BF16 once (largest error ${report.maxError.toExponential(2)}, rms ${report.rmsError.toExponential(2)} against an update of rms ${report.rmsDelta.toExponential(2)}; ` +
+        `${report.changed} of ${report.entries} entries changed); MXFP4 experts, router, norms and embeddings copied unchanged\n`);
+    }
+  } finally {
+    loaded.weights.embedding.weight.close();
+  }
+  return 0;
+}

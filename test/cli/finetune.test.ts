@@ -1,0 +1,174 @@
+// `gptoss finetune` end to end on a tiny model with the real vocabulary (rows of tokens the data
+// never uses are zero, so the trainer computes only the used ones): a LoRA run learns its data,
+// reports progress and the held-out loss, and writes a PEFT adapter that `logits --adapter`
+// serves as the training model computes it; an interrupted run resumes to the same adapter byte
+// for byte; --full writes a checkpoint; bad data and bad flags fail in one line.
+import { after, before, describe as suite, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HeapStore } from '../../src/tensor/index.ts';
+import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { readConversationsJsonl } from '../../src/train/data.ts';
+import { writeOriginalCheckpoint } from '../../src/train/export.ts';
+import { evaluate } from '../../src/train/loop.ts';
+import { checkUnusedRowsZero, forwardTrain, nextTokenTargets, usedVocabulary, zeroUnusedRows } from '../../src/train/model.ts';
+import { TrainableModel } from '../../src/train/params.ts';
+import { readPeftAdapter } from '../../src/train/peft.ts';
+import { runCli } from './in-process.ts';
+
+const CONFIG: ModelConfig = {
+  numLayers: 2, numExperts: 4, expertsPerToken: 2, vocabSize: 201088, hiddenSize: 32, intermediateSize: 32, swigluLimit: 7,
+  headDim: 16, numAttentionHeads: 4, numKeyValueHeads: 2, slidingWindow: 8, initialContextLength: 256,
+  ropeTheta: 150000, ropeScalingFactor: 32, ropeNtkAlpha: 1, ropeNtkBeta: 32,
+};
+
+const weather = { type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
+const DATA = [
+  { messages: [{ role: 'user', content: 'What colour is the lab door?' }, { role: 'assistant', content: 'The lab door is green.' }] },
+  { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Lab door colour?' }, { role: 'assistant', reasoning_content: 'Known fact.', content: 'Green.' }] },
+  { tools: [weather], messages: [
+    { role: 'user', content: 'Weather in Oslo?' },
+    { role: 'assistant', tool_calls: [{ id: 'a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+    { role: 'tool', tool_call_id: 'a', content: 'cold' }, { role: 'assistant', content: 'Cold.' },
+  ] },
+  { messages: [{ role: 'user', content: 'Who keeps the lab key?' }, { role: 'assistant', thinking: 'Fact.', content: 'Dr Lee keeps it.' }, { role: 'user', content: 'And the door?' }, { role: 'assistant', content: 'Green.' }] },
+].map((c) => JSON.stringify(c)).join('\n') + '\n';
+
+let tmp: string;
+let base: string;
+let data: string;
+
+function summary(stdout: string): Record<string, unknown> {
+  return JSON.parse(stdout.trim()) as Record<string, unknown>;
+}
+
+async function trainingModel(): Promise<TrainableModel> {
+  return TrainableModel.fromWeights((await loadCheckpoint(base, new HeapStore())).weights);
+}
+
+const LORA = ['--epochs', '6', '--seed', '3', '--eval-split', '0.25', '--batch-tokens', '300', '--lr', '3e-2'];
+
+suite('gptoss finetune', () => {
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'gptoss-finetune-'));
+    data = join(tmp, 'data.jsonl');
+    writeFileSync(data, DATA);
+    const model = TrainableModel.random(CONFIG, 11);
+    zeroUnusedRows(model, usedVocabulary(readConversationsJsonl(DATA, 'data').map((e) => e.tokens)));
+    base = join(tmp, 'base');
+    writeOriginalCheckpoint(model, base);
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('LoRA: progress and eval loss on stderr, a PEFT adapter that lowers the loss and that logits --adapter serves', async (t) => {
+    const out = join(tmp, 'lora');
+    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--eval-every', '4']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = summary(r.stdout);
+    assert.match(r.stderr, /^step 4\/\d+ .* eval \d+\.\d{4} /m, 'the eval loss every 4 updates');
+    assert.equal(s['wrote'], 'lora-adapter');
+    assert.equal(s['steps'], s['total_steps']);
+    assert.equal(typeof s['eval_loss'], 'number');
+    assert.equal(s['eval_turns'], 1, 'one of four conversations (one turn) held out');
+    assert.match(r.stderr, /LoRA r=8 alpha=16 on q_proj,k_proj,v_proj,o_proj: \d+ trained parameters; 4 training turns, 1 held out \(1 of 4 conversations\)/);
+    assert.match(r.stderr, /^step 1\/\d+ {2}loss \d+\.\d{4} {2}lr \S+ {2}\d+ tokens\/s {2}ETA \S+$/m);
+    assert.match(r.stderr, /^step (\d+)\/\1 .* eval \d+\.\d{4} /m);
+    assert.match(r.stderr, /wrote a LoRA adapter \(PEFT folder: adapter_config\.json \+ adapter_model\.safetensors\) to .*; use it with --adapter/);
+    assert.ok(!existsSync(`${out}.finetune-state.safetensors`), 'the state of a finished run is removed');
+
+    const model = await trainingModel();
+    const lora = readPeftAdapter(out, CONFIG);
+    const examples = readConversationsJsonl(DATA, 'data').map((e) => ({ tokens: e.tokens, targets: nextTokenTargets(e.tokens, e.trained) }));
+    const vocabulary = usedVocabulary(examples.map((e) => e.tokens));
+    const [before, after] = [evaluate(model, examples, { vocabulary }), evaluate(model, examples, { vocabulary, lora })];
+    t.diagnostic(`training loss ${before.toFixed(3)} -> ${after.toFixed(3)} with the adapter`);
+    assert.ok(after < before - 2, `loss ${before} -> ${after} with the adapter`);
+
+    const tokens = examples[0]!.tokens;
+    const served = await runCli(['logits', '--model', base, '--adapter', out, '--backend', 'reference', '--tokens', tokens.join(',')]);
+    assert.equal(served.code, 0, served.stderr);
+    const logits = (JSON.parse(served.stdout) as { logits: number[] }).logits;
+    const T = tokens.length;
+    const adapted = forwardTrain(model, tokens, { lora }).logits.subarray((T - 1) * CONFIG.vocabSize);
+    const plain = forwardTrain(model, tokens).logits.subarray((T - 1) * CONFIG.vocabSize);
+    let diff = 0, effect = 0;
+    for (const id of vocabulary) {
+      diff = Math.max(diff, Math.abs(logits[id]! - adapted[id]!));
+      effect = Math.max(effect, Math.abs(adapted[id]! - plain[id]!));
+    }
+    assert.ok(effect > 0.05, `the adapter moves the logits by ${effect}`);
+    assert.ok(diff <= 0.02 * effect, `served logits differ from the training model's adapted logits by ${diff} (effect ${effect})`);
+  });
+
+  it('an interrupted run continues with --resume to the same adapter, byte for byte', async () => {
+    const straight = join(tmp, 'straight');
+    assert.equal((await runCli(['finetune', '--model', base, '--data', data, '--out', straight, ...LORA, '--quiet'])).code, 0);
+
+    const out = join(tmp, 'interrupted');
+    const state = `${out}.finetune-state.safetensors`;
+    const first = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--stop-after', '2']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(summary(first.stdout)['wrote'], null);
+    assert.match(first.stderr, /stopped after 2 of \d+ updates; nothing written .* continue with the same command and --resume/);
+    assert.ok(existsSync(state) && !existsSync(out));
+
+    const again = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA]);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /^gptoss finetune: an interrupted run's state is at .*: pass --resume to continue it/);
+
+    const otherLr = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--lr', '1e-3', '--resume']);
+    assert.equal(otherLr.code, 2);
+    assert.match(otherLr.stderr, /saved with lr "0\.03", not "0\.001"; resume with the same data and settings or start over/);
+    const resumed = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--resume']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(summary(resumed.stdout)['resumed_from'], 2);
+    assert.match(resumed.stderr, /^step 3\//m);
+    assert.deepEqual(readFileSync(join(out, 'adapter_model.safetensors')), readFileSync(join(straight, 'adapter_model.safetensors')));
+    assert.equal(summary(resumed.stdout)['eval_loss'], summary((await runCli(['finetune', '--model', base, '--data', data, '--out', join(tmp, 'third'), ...LORA, '--quiet'])).stdout)['eval_loss']);
+
+    const nothing = await runCli(['finetune', '--model', base, '--data', data, '--out', join(tmp, 'never'), '--resume']);
+    assert.equal(nothing.code, 2);
+    assert.match(nothing.stderr, /--resume: no interrupted run to continue/);
+  });
+
+  it('--full trains every weight and writes a checkpoint with MXFP4 experts; unused rows stay zero', async () => {
+    const out = join(tmp, 'full');
+    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, '--full', '--epochs', '1', '--eval-split', '0', '--lr', '1e-3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(summary(r.stdout)['wrote'], 'checkpoint');
+    assert.match(r.stderr, /full fine-tuning: \d+ trained parameters/);
+    assert.match(r.stderr, /wrote a full checkpoint \(config\.json \+ model\.safetensors: BF16 attention and embeddings, MXFP4 experts\)/);
+    const { weights } = await loadCheckpoint(out, new HeapStore());
+    assert.equal(weights.blocks[0]!.mlp.mlp1Weight.count, CONFIG.numExperts);
+    const trained = TrainableModel.fromWeights(weights);
+    const before = await trainingModel();
+    checkUnusedRowsZero(trained, usedVocabulary(readConversationsJsonl(DATA, 'data').map((e) => e.tokens)));
+    assert.notDeepEqual(trained.blocks[1]!.attn.qkvWeight.value, before.blocks[1]!.attn.qkvWeight.value);
+  });
+
+  it('bad data and bad flags fail with one line, before any training', async () => {
+    const bad = join(tmp, 'bad.jsonl');
+    const fails = async (args: string[], re: RegExp): Promise<void> => {
+      const r = await runCli(['finetune', '--model', base, '--out', join(tmp, 'unused'), ...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, re);
+    };
+    writeFileSync(bad, `${DATA}{"messages": [\n`);
+    await fails(['--data', bad], /^gptoss finetune: .*bad\.jsonl:5: invalid JSON/);
+    writeFileSync(bad, JSON.stringify({ messages: [{ role: 'user', content: 'x' }, { role: 'bot', content: 'y' }] }));
+    await fails(['--data', bad], /bad\.jsonl:1: messages\[1\]\.role: unknown role "bot"/);
+    writeFileSync(bad, JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }));
+    await fails(['--data', bad], /bad\.jsonl:1: the conversation has no assistant message/);
+    await fails(['--data', join(tmp, 'missing.jsonl')], /missing\.jsonl/);
+    await fails(['--data', data, '--lora-targets', 'experts'], /adapters on the experts are not supported yet/);
+    await fails(['--data', data, '--full', '--lora-rank', '4'], /--full trains every weight/);
+    await fails(['--data', data, '--eval-split', '2'], /--eval-split/);
+    const r = await runCli(['finetune', '--data', data]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--data FILE\.jsonl and --out DIR are required/);
+  });
+});
