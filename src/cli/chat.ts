@@ -34,7 +34,7 @@ options:
   --top-p P               nucleus sampling (default 1.0)
   --seed S                random seed, for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
-  --backend wasm|reference, --threads N   compute backend (default wasm)
+  --backend wasm|reference|webgpu, --threads N   compute backend (default wasm)
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,

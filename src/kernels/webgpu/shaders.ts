@@ -1,0 +1,359 @@
+// The WGSL kernels of the WebGPU backend, one compute shader per Backend op (the experts take
+// three: the fused up projection with SwiGLU, the down projection, and the weighted combine).
+// Arithmetic is f32 throughout (the exact mode). Every shader reads its sizes from a uniform block
+// `p` at binding 0 and finds its item from a 2D grid of workgroups (a dispatch dimension holds at
+// most 65535), so `item = wid.x + wid.y * nw.x` and items past the end return at once.
+
+/** Workgroup width of every kernel. */
+export const WORKGROUP = 64;
+/** Tokens one workgroup of the matrix kernels carries at once (its accumulators). */
+export const TOKEN_BLOCK = 8;
+/** Longest attention head the attention kernel holds in workgroup memory. */
+export const MAX_HEAD_DIM = 256;
+
+const header = /* wgsl */ `
+fn itemOf(wid: vec3u, nw: vec3u) -> u32 { return wid.x + wid.y * nw.x; }
+`;
+
+export const RMSNORM = /* wgsl */ `${header}
+struct P { tokens: u32, width: u32, eps: f32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> scale: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outp: array<f32>;
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = itemOf(wid, nw);
+  if (t >= p.tokens) { return; }
+  let base = t * p.width;
+  var sum = 0.0;
+  for (var c = lid; c < p.width; c += ${WORKGROUP}u) { let v = x[base + c]; sum += v * v; }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(partial[0] / f32(p.width) + p.eps);
+  for (var c = lid; c < p.width; c += ${WORKGROUP}u) { outp[base + c] = x[base + c] * inv * scale[c]; }
+}
+`;
+
+/**
+ * out[t, rowBase + r] = x[t] . w[r] + bias[rowBase + r] for the rows r of one weight chunk; w holds
+ * BF16 words two to a u32 (element i in the low half when i is even), widened by a shift.
+ */
+export const LINEAR_BF16 = /* wgsl */ `${header}
+struct P { tokens: u32, rows: u32, cols: u32, hasBias: u32, rowBase: u32, outStride: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> outp: array<f32>;
+var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = itemOf(wid, nw);
+  if (r >= p.rows) { return; }
+  let rowStart = r * p.cols;
+  for (var t0 = 0u; t0 < p.tokens; t0 += ${TOKEN_BLOCK}u) {
+    let n = min(${TOKEN_BLOCK}u, p.tokens - t0);
+    var acc = array<f32, ${TOKEN_BLOCK}>();
+    for (var c = lid; c < p.cols; c += ${WORKGROUP}u) {
+      let i = rowStart + c;
+      let word = w[i >> 1u];
+      let wv = bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+      for (var j = 0u; j < n; j++) { acc[j] += x[(t0 + j) * p.cols + c] * wv; }
+    }
+    for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] = acc[j]; }
+    workgroupBarrier();
+    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (lid < n) {
+      let row = p.rowBase + r;
+      var b = 0.0;
+      if (p.hasBias == 1u) { b = bias[row]; }
+      outp[(t0 + lid) * p.outStride + row] = partial[lid * ${WORKGROUP}u] + b;
+    }
+    workgroupBarrier();
+  }
+}
+`;
+
+/** x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin per (token, head, i < half); cos/sin are gathered per token. */
+export const ROPE = /* wgsl */ `${header}
+struct P { tokens: u32, heads: u32, half: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> cosT: array<f32>;
+@group(0) @binding(3) var<storage, read> sinT: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (idx >= p.tokens * p.heads * p.half) { return; }
+  let i = idx % p.half;
+  let th = idx / p.half; // token * heads + head
+  let t = th / p.heads;
+  let base = th * 2u * p.half;
+  let c = cosT[t * p.half + i];
+  let s = sinT[t * p.half + i];
+  let x1 = x[base + i];
+  let x2 = x[base + p.half + i];
+  x[base + i] = x1 * c - x2 * s;
+  x[base + p.half + i] = x2 * c + x1 * s;
+}
+`;
+
+/**
+ * Attention with sinks, one workgroup per (token, query head): a first pass over the keys finds
+ * the largest visible score (starting from the sink), a second turns scores into weights a tile
+ * of 64 keys at a time and accumulates the values, each thread owning head dimensions lid + 64m.
+ */
+export const ATTENTION = /* wgsl */ `${header}
+struct P { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, keyCount: u32, window: u32, group: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> keys: array<f32>;
+@group(0) @binding(3) var<storage, read> vals: array<f32>;
+@group(0) @binding(4) var<storage, read> keyPos: array<i32>;
+@group(0) @binding(5) var<storage, read> pos: array<i32>;
+@group(0) @binding(6) var<storage, read> sinks: array<f32>;
+@group(0) @binding(7) var<storage, read_write> outp: array<f32>;
+var<workgroup> qs: array<f32, ${MAX_HEAD_DIM}>;
+var<workgroup> red: array<f32, ${WORKGROUP}>;
+var<workgroup> wts: array<f32, ${WORKGROUP}>;
+const SLOTS = ${MAX_HEAD_DIM / WORKGROUP}u;
+
+fn visible(k: u32, qp: i32) -> bool {
+  let kp = keyPos[k];
+  return kp >= 0 && kp <= qp && (p.window == 0u || u32(qp - kp) < p.window);
+}
+
+fn score(k: u32, kvh: u32) -> f32 {
+  let kb = (k * p.kvHeads + kvh) * p.headDim;
+  var dot = 0.0;
+  for (var d = 0u; d < p.headDim; d++) { dot += qs[d] * keys[kb + d]; }
+  return dot * p.scale;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let item = itemOf(wid, nw);
+  if (item >= p.tokens * p.heads) { return; }
+  let t = item / p.heads;
+  let h = item % p.heads;
+  let kvh = h / p.group;
+  let qp = pos[t];
+  let qb = item * p.headDim;
+  for (var d = lid; d < p.headDim; d += ${WORKGROUP}u) { qs[d] = q[qb + d]; }
+  workgroupBarrier();
+
+  var m = sinks[h];
+  for (var k = lid; k < p.keyCount; k += ${WORKGROUP}u) {
+    if (visible(k, qp)) { m = max(m, score(k, kvh)); }
+  }
+  red[lid] = m;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  m = red[0];
+  workgroupBarrier();
+
+  var acc = array<f32, SLOTS>();
+  var den = 0.0;
+  for (var k0 = 0u; k0 < p.keyCount; k0 += ${WORKGROUP}u) {
+    let k = k0 + lid;
+    var wk = 0.0;
+    if (k < p.keyCount && visible(k, qp)) { wk = exp(score(k, kvh) - m); }
+    den += wk;
+    wts[lid] = wk;
+    workgroupBarrier();
+    let n = min(${WORKGROUP}u, p.keyCount - k0);
+    for (var j = 0u; j < n; j++) {
+      let wj = wts[j];
+      if (wj != 0.0) {
+        let vb = ((k0 + j) * p.kvHeads + kvh) * p.headDim;
+        for (var s = 0u; s < SLOTS; s++) {
+          let d = lid + s * ${WORKGROUP}u;
+          if (d < p.headDim) { acc[s] += wj * vals[vb + d]; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  red[lid] = den;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  // The sink joins the denominator but carries no value.
+  let total = red[0] + exp(sinks[h] - m);
+  for (var s = 0u; s < SLOTS; s++) {
+    let d = lid + s * ${WORKGROUP}u;
+    if (d < p.headDim) { outp[qb + d] = acc[s] / total; }
+  }
+}
+`;
+
+// MXFP4 decoding shared by the expert kernels: a u32 word of a row holds 8 values (4 bytes, low
+// nibble first), its group's E8M0 scale byte is 2^(s - 127).
+const mxfp4 = /* wgsl */ `
+var<private> FP4: array<f32, 16> = array<f32, 16>(0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0);
+
+fn scaleOf(index: u32) -> f32 {
+  let s = (scales[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu;
+  return ldexp(1.0, i32(s) - 127);
+}
+
+/** The 8 values of word wi (columns 8wi..8wi+7) of chunk row R, with cols columns per row. */
+fn decode8(R: u32, wi: u32, cols: u32) -> array<f32, 8> {
+  let word = blocks[R * (cols / 8u) + wi];
+  let sc = scaleOf(R * (cols / 32u) + wi / 4u);
+  var v: array<f32, 8>;
+  for (var b = 0u; b < 4u; b++) {
+    let byte = (word >> (b * 8u)) & 0xffu;
+    v[2u * b] = FP4[byte & 15u] * sc;
+    v[2u * b + 1u] = FP4[byte >> 4u] * sc;
+  }
+  return v;
+}
+`;
+
+// The expert groups of one dispatch: groups[g] = (expert within the chunk, first gathered row,
+// row count, expert index in the layer), one group per wid.y.
+const expertBindings = /* wgsl */ `
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> groups: array<vec4u>;
+@group(0) @binding(2) var<storage, read> blocks: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<u32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+`;
+
+/**
+ * Up projection and SwiGLU: workgroup (i, g) computes rows 2i (glu) and 2i+1 (linear) of group g's
+ * expert for the group's tokens (x rows found through `rowToken`) and writes act[row, i].
+ */
+export const EXPERTS_UP = /* wgsl */ `
+struct P { hidden: u32, inter: u32, groupBase: u32, pad: u32, limit: f32, pad1: u32, pad2: u32, pad3: u32 }
+${expertBindings}
+@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(6) var<storage, read> rowToken: array<u32>;
+@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+${mxfp4}
+var<workgroup> partial: array<f32, ${2 * WORKGROUP * TOKEN_BLOCK}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = wid.x;
+  let g = groups[p.groupBase + wid.y];
+  let rowsPerExpert = 2u * p.inter;
+  let Rg = g.x * rowsPerExpert + 2u * i;
+  let words = p.hidden / 8u;
+  for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
+    let n = min(${TOKEN_BLOCK}u, g.z - t0);
+    var accG = array<f32, ${TOKEN_BLOCK}>();
+    var accL = array<f32, ${TOKEN_BLOCK}>();
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let vg = decode8(Rg, wi, p.hidden);
+      let vl = decode8(Rg + 1u, wi, p.hidden);
+      for (var j = 0u; j < n; j++) {
+        let xb = rowToken[g.y + t0 + j] * p.hidden + wi * 8u;
+        for (var e = 0u; e < 8u; e++) {
+          let xv = x[xb + e];
+          accG[j] += xv * vg[e];
+          accL[j] += xv * vl[e];
+        }
+      }
+    }
+    for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) {
+      partial[(2u * j) * ${WORKGROUP}u + lid] = accG[j];
+      partial[(2u * j + 1u) * ${WORKGROUP}u + lid] = accL[j];
+    }
+    workgroupBarrier();
+    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        for (var j = 0u; j < ${2 * TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (lid < n) {
+      let b = g.w * rowsPerExpert + 2u * i;
+      let glu = min(partial[(2u * lid) * ${WORKGROUP}u] + bias[b], p.limit);
+      let lin = clamp(partial[(2u * lid + 1u) * ${WORKGROUP}u] + bias[b + 1u], -p.limit, p.limit);
+      act[(g.y + t0 + lid) * p.inter + i] = glu / (1.0 + exp(-1.702 * glu)) * (lin + 1.0);
+    }
+    workgroupBarrier();
+  }
+}
+`;
+
+/** Down projection: workgroup (r, g) writes y[row, r] = act[row] . w2[e, r] + bias2[e, r] for group g's rows. */
+export const EXPERTS_DOWN = /* wgsl */ `
+struct P { hidden: u32, inter: u32, groupBase: u32, pad: u32 }
+${expertBindings}
+@group(0) @binding(5) var<storage, read> act: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+${mxfp4}
+var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.x;
+  let g = groups[p.groupBase + wid.y];
+  let R = g.x * p.hidden + r;
+  let words = p.inter / 8u;
+  for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
+    let n = min(${TOKEN_BLOCK}u, g.z - t0);
+    var acc = array<f32, ${TOKEN_BLOCK}>();
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let v = decode8(R, wi, p.inter);
+      for (var j = 0u; j < n; j++) {
+        let ab = (g.y + t0 + j) * p.inter + wi * 8u;
+        for (var e = 0u; e < 8u; e++) { acc[j] += act[ab + e] * v[e]; }
+      }
+    }
+    for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] = acc[j]; }
+    workgroupBarrier();
+    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (lid < n) { y[(g.y + t0 + lid) * p.hidden + r] = partial[lid * ${WORKGROUP}u] + bias[g.w * p.hidden + r]; }
+    workgroupBarrier();
+  }
+}
+`;
+
+/** out[t, c] = sum_j weight[t, j] * y[slotRow[t, j], c], slots in order. */
+export const EXPERTS_COMBINE = /* wgsl */ `${header}
+struct P { tokens: u32, hidden: u32, k: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> slotRow: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> outp: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (idx >= p.tokens * p.hidden) { return; }
+  let t = idx / p.hidden;
+  let c = idx % p.hidden;
+  var sum = 0.0;
+  for (var j = 0u; j < p.k; j++) { sum += weights[t * p.k + j] * y[slotRow[t * p.k + j] * p.hidden + c]; }
+  outp[idx] = sum;
+}
+`;
