@@ -196,3 +196,40 @@ test('experts with one expert larger than a weight buffer run the reference code
   assert.deepEqual(got, want);
   assert.equal(split.fallbacks.experts, before + 1);
 });
+
+test("gpt-oss's own widths: 2880-wide experts, 64 heads over 8 KV heads, more rows than one dispatch dimension", { skip }, async () => {
+  const r = seededRandom(99);
+  // 70000 rows: the dispatch grid needs a second dimension (at most 65535 workgroups per dimension).
+  const w = bf16Matrix(70000, 24, r);
+  const x = randomF32(3 * 24, r);
+  const want = new Float32Array(3 * 70000), got = new Float32Array(3 * 70000);
+  reference.linear(x, 3, w, null, want);
+  await whole.linear(x, 3, w, null, got);
+  assertClose(got, want, 1e-5, 'linear 3x24 -> 70000');
+
+  const [tokens, experts, k, hidden, inter] = [3, 5, 4, 2880, 2880];
+  const moe: ExpertWeights = {
+    mlp1Weight: mxfp4(experts, 2 * inter, hidden, r), mlp1Bias: randomF32(experts * 2 * inter, r),
+    mlp2Weight: mxfp4(experts, hidden, inter, r), mlp2Bias: randomF32(experts * hidden, r),
+  };
+  const xe = randomF32(tokens * hidden, r);
+  const indices = Int32Array.from([0, 1, 2, 3, 4, 3, 2, 1, 1, 0, 4, 2]), weights = Float32Array.from({ length: tokens * k }, () => r());
+  const wantE = new Float32Array(tokens * hidden), gotE = new Float32Array(tokens * hidden);
+  reference.experts(xe, tokens, indices, weights, k, moe, 7, wantE);
+  await whole.experts(xe, tokens, indices, weights, k, moe, 7, gotE);
+  assertClose(gotE, wantE, 2e-5, 'experts at 2880');
+
+  for (const window of [0, 128]) {
+    const shape = { heads: 64, kvHeads: 8, headDim: 64, window };
+    const keyCount = 700, t = 5;
+    const positions = Int32Array.from({ length: t }, (_, i) => keyCount - t + i);
+    const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => i);
+    const q = randomF32(t * 64 * 64, r, 2), keys = randomF32(keyCount * 8 * 64, r), values = randomF32(keyCount * 8 * 64, r);
+    const sinks = randomF32(64, r, 3);
+    const wantA = new Float32Array(t * 64 * 64), gotA = new Float32Array(t * 64 * 64);
+    reference.attention(q, t, positions, keys, values, keyCount, keyPositions, sinks, shape, wantA);
+    await whole.attention(q, t, positions, keys, values, keyCount, keyPositions, sinks, shape, gotA);
+    assertClose(gotA, wantA, 1e-5, `attention 64/8 heads, window ${window}`);
+  }
+  assertNoFallbacks(whole);
+});
