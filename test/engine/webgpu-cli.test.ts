@@ -1,10 +1,12 @@
 // `--backend webgpu` from the command line: logits on a golden case through bin/gptoss.js (skipped
 // with the reason when no WebGPU adapter exists, unless GPTOSS_REQUIRE_WEBGPU=1), and, with the
-// Vulkan loader pointed at no driver, the one-line error naming the fix and exit status 2.
+// Vulkan loader pointed at no driver, the one-line error naming the fix and exit status 2; bench
+// on webgpu names the adapter.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
+import { runBench } from '../../src/cli/bench.ts';
 import { runCli } from '../cli/in-process.ts';
 import { goldenCase, maxAbsDiff, readF32 } from '../model/golden-data.ts';
 
@@ -28,6 +30,15 @@ describe('gptoss --backend webgpu', () => {
     assert.equal(out.logits.length, seq.length);
     const diff = maxAbsDiff(out.logits.flat(), readF32(gold, seq.logits.fp32));
     assert.ok(diff <= gold.golden.tolerances.fp32.max_abs, `differs by ${diff}`);
+  });
+
+  it('bench reports the adapter, f32 expert activations and no fallbacks', { skip: available.ok ? false : 'no WebGPU adapter' }, async () => {
+    const r = await runBench({ model: gold.dir, promptTokens: 8, genTokens: 2, threads: 1, backend: 'webgpu', profile: false });
+    assert.equal(r.backend, 'webgpu');
+    assert.equal(r.expert_activations, 'f32');
+    assert.ok(r.adapter !== undefined && r.adapter.length > 0);
+    assert.deepEqual(r.fallbacks, { linear: 0, attention: 0, experts: 0 });
+    assert.ok(Number.isFinite(r.decode_tok_s) && r.decode_tok_s > 0);
   });
 
   it('without an adapter: one line naming the fix, exit status 2', () => {
