@@ -142,29 +142,33 @@ for (const layout of ['whole', 'split'] as const) {
   });
 }
 
-test('attention with sinks (banded and dense, GQA, ring buffer, empty slots) matches the reference', { skip }, async () => {
-  const r = seededRandom(21);
-  for (const [tokens, keyCount, heads, kvHeads, headDim, window] of [
-    [1, 9, 4, 2, 16, 0], [5, 12, 8, 2, 18, 4], [6, 6, 4, 1, 64, 0], [3, 20, 6, 3, 7, 5], [2, 150, 4, 4, 130, 0], [4, 200, 8, 1, 64, 128],
-  ] as const) {
-    const start = keyCount - tokens;
-    const positions = Int32Array.from({ length: tokens }, (_, i) => start + i);
-    // A ring buffer: positions rotated, with one empty slot when there is room.
-    const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => (i + 3) % keyCount);
-    if (keyCount > 8) keyPositions[2] = -1;
-    const q = randomF32(tokens * heads * headDim, r, 2);
-    const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
-    const values = randomF32(keyCount * kvHeads * headDim, r);
-    const sinks = randomF32(heads, r, 3);
-    const shape = { heads, kvHeads, headDim, window };
-    const want = new Float32Array(tokens * heads * headDim);
-    reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, want);
-    const got = new Float32Array(want.length);
-    await whole.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, got);
-    assertClose(got, want, 1e-5, `attention ${JSON.stringify(shape)} t=${tokens} k=${keyCount}`);
-  }
-  assertNoFallbacks(whole);
-});
+for (const layout of ['whole', 'split'] as const) {
+  test(`attention with sinks (banded and dense, GQA, ring buffer, empty slots) matches the reference, cache ${layout}`, { skip }, async () => {
+    // Split: the cache goes up in 8 KiB buffers (32 positions of 1 x 64 floats), its chunks combined.
+    const b = layout === 'whole' ? whole : split;
+    const r = seededRandom(21);
+    for (const [tokens, keyCount, heads, kvHeads, headDim, window] of [
+      [1, 9, 4, 2, 16, 0], [5, 12, 8, 2, 18, 4], [6, 6, 4, 1, 64, 0], [3, 20, 6, 3, 7, 5], [2, 150, 4, 4, 130, 0], [4, 200, 8, 1, 64, 128], [1, 300, 4, 1, 64, 0], [3, 1, 2, 1, 8, 0],
+    ] as const) {
+      const start = keyCount - tokens;
+      const positions = Int32Array.from({ length: tokens }, (_, i) => start + i);
+      // A ring buffer: positions rotated, with one empty slot when there is room.
+      const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => (i + 3) % keyCount);
+      if (keyCount > 8) keyPositions[2] = -1;
+      const q = randomF32(tokens * heads * headDim, r, 2);
+      const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
+      const values = randomF32(keyCount * kvHeads * headDim, r);
+      const sinks = randomF32(heads, r, 3);
+      const shape = { heads, kvHeads, headDim, window };
+      const want = new Float32Array(tokens * heads * headDim);
+      reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, want);
+      const got = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, got);
+      assertClose(got, want, 1e-5, `attention ${JSON.stringify(shape)} t=${tokens} k=${keyCount}`);
+    }
+    assertNoFallbacks(b);
+  });
+}
 
 test('rope matches the reference', { skip }, async () => {
   const r = seededRandom(4);

@@ -1,18 +1,19 @@
 // The WebGPU backend: every Backend op as a WGSL compute shader (shaders.ts) on a Dawn device,
 // in f32 arithmetic (the exact mode). Weights are uploaded on first use and kept on the GPU, split
 // into buffers of at most one storage binding each (128 MiB on portable adapters): BF16 matrices by
-// whole rows, MXFP4 experts by whole experts. Activations, the KV cache and the routing go up per
-// op and the op's result comes back, so a step moves activations both ways; keeping them (and the
-// cache) on the GPU is the next step. Ops a shape makes impossible (one row or one expert larger
-// than a binding, a cache beyond a binding, MXFP4 rows not made of whole 32-value groups) run the
-// reference code and are counted in `fallbacks`, as on the wasm backend.
+// whole rows, MXFP4 experts by whole experts. Activations, the KV cache (cut likewise by whole
+// positions) and the routing go up per op and the op's result comes back, so a step moves
+// activations both ways; keeping them (and the cache) on the GPU is the next step. Ops a shape
+// makes impossible (one row or one expert larger than a binding, a head wider than 256, MXFP4 rows
+// not made of whole 32-value groups) run the reference code and are counted in `fallbacks`, as on
+// the wasm backend.
 /// <reference types="@webgpu/types" />
 import { HeapStore, type Bf16Matrix, type Mxfp4Matrices } from '../../tensor/index.ts';
 import type { AttentionShape, Backend, BackendOptions, ExpertWeights, RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
 import { Usage, f32, grid, openDevice, readBack, storage, uniforms, upload, type GpuHandle } from './device.ts';
-import { ATTENTION, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_BF16, MAX_HEAD_DIM, RMSNORM, ROPE, WORKGROUP } from './shaders.ts';
+import { ATTENTION_COMBINE, ATTENTION_PARTIAL, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_BF16, MAX_HEAD_DIM, RMSNORM, ROPE, WORKGROUP } from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
   /** One line naming the adapter the backend runs on. */
@@ -26,7 +27,10 @@ export interface WebGpuBackend extends Backend {
 }
 
 export interface WebGpuBackendOptions extends BackendOptions {
-  /** Largest weight buffer in bytes (default: the device's storage binding limit); tests lower it to exercise the split. */
+  /**
+   * Largest weight or KV-cache buffer in bytes (default: the device's storage binding limit);
+   * tests lower it to exercise the split.
+   */
   maxBindingBytes?: number;
 }
 
@@ -42,12 +46,15 @@ interface ExpertChunks {
   scales: GPUBuffer[];
 }
 
-type Kernel = 'rmsnorm' | 'linear' | 'rope' | 'attention' | 'expertsUp' | 'expertsDown' | 'expertsCombine';
+/** Workgroups an attention call aims for (queries x key splits) so that a decode step fills a GPU. */
+const ATTENTION_WORKGROUPS = 4096;
+
+type Kernel = 'rmsnorm' | 'linear' | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine';
 
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const gpu: GpuHandle = await openDevice();
   const { device } = gpu;
-  // Weights are cut to `maxBinding`; activations only need to fit the device's own limit.
+  // Weights and the KV cache are cut to `maxBinding`; activations only need to fit the device's own limit.
   const maxBinding = Math.min(gpu.maxBinding, options.maxBindingBytes ?? Infinity);
   const activationLimit = gpu.maxBinding;
   const store = new HeapStore();
@@ -58,7 +65,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   void device.lost.then(() => { lost = true; });
 
   const sources: Record<Kernel, string> = {
-    rmsnorm: RMSNORM, linear: LINEAR_BF16, rope: ROPE, attention: ATTENTION,
+    rmsnorm: RMSNORM, linear: LINEAR_BF16, rope: ROPE, attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
     expertsUp: EXPERTS_UP, expertsDown: EXPERTS_DOWN, expertsCombine: EXPERTS_COMBINE,
   };
   device.pushErrorScope('validation');
@@ -216,21 +223,44 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     sinks: Float32Array, shape: AttentionShape, out: Float32Array,
   ): Promise<void> {
     const { heads, kvHeads, headDim, window } = shape;
-    const kvFloats = keyCount * kvHeads * headDim;
-    if (headDim > MAX_HEAD_DIM || kvFloats * 4 > activationLimit || tokens * heads * headDim * 4 > activationLimit) {
+    const items = tokens * heads, width = heads * headDim;
+    const keyFloats = kvHeads * headDim;
+    // Keys per buffer (a cache longer than one binding is cut into chunks of whole positions), and
+    // keys per workgroup: enough splits that a decode step (heads x 1 queries) fills the GPU.
+    const chunkKeys = Math.floor(maxBinding / (keyFloats * 4));
+    const splitsWanted = Math.max(1, Math.min(Math.ceil(keyCount / WORKGROUP), Math.ceil(ATTENTION_WORKGROUPS / items)));
+    const span = Math.ceil(Math.ceil(keyCount / splitsWanted) / WORKGROUP) * WORKGROUP;
+    const chunks: { k0: number; k1: number; splits: number; splitBase: number }[] = [];
+    let splitsTotal = 0;
+    for (let k0 = 0; k0 < keyCount; k0 += chunkKeys) {
+      const k1 = Math.min(keyCount, k0 + chunkKeys);
+      const splits = Math.ceil((k1 - k0) / span);
+      chunks.push({ k0, k1, splits, splitBase: splitsTotal });
+      splitsTotal += splits;
+    }
+    if (keyCount === 0) return void out.fill(0, 0, tokens * width); // nothing visible: the sink takes all the mass
+    if (headDim > MAX_HEAD_DIM || chunkKeys < 1 || tokens * width * 4 > activationLimit || items * splitsTotal * (headDim + 2) * 4 > activationLimit) {
       fallbacks.attention++;
       return void reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out);
     }
-    const width = heads * headDim;
     await run((encoder, temp) => {
+      const qb = temp(upload(device, q.subarray(0, tokens * width)));
+      const pb = temp(upload(device, positions.subarray(0, tokens)));
+      const partial = temp(storage(device, items * splitsTotal * (headDim + 2) * 4));
+      for (const c of chunks) {
+        const u = temp(uniforms(device, [
+          items, heads, kvHeads, headDim, c.k1 - c.k0, window, heads / kvHeads, f32(1 / Math.sqrt(headDim)),
+          span, c.splits, c.splitBase, splitsTotal,
+        ]));
+        dispatch(encoder, 'attentionPartial', [
+          u, qb,
+          temp(upload(device, keys.subarray(c.k0 * keyFloats, c.k1 * keyFloats))), temp(upload(device, values.subarray(c.k0 * keyFloats, c.k1 * keyFloats))),
+          temp(upload(device, keyPositions.subarray(c.k0, c.k1))), pb, partial,
+        ], grid(items * c.splits));
+      }
       const o = temp(storage(device, tokens * width * 4));
-      const u = temp(uniforms(device, [tokens, heads, kvHeads, headDim, keyCount, window, heads / kvHeads, f32(1 / Math.sqrt(headDim))]));
-      dispatch(encoder, 'attention', [
-        u, temp(upload(device, q.subarray(0, tokens * width))),
-        temp(upload(device, keys.subarray(0, kvFloats))), temp(upload(device, values.subarray(0, kvFloats))),
-        temp(upload(device, keyPositions.subarray(0, keyCount))), temp(upload(device, positions.subarray(0, tokens))),
-        constant(sinks), o,
-      ], grid(tokens * heads));
+      const u = temp(uniforms(device, [items, heads, headDim, splitsTotal]));
+      dispatch(encoder, 'attentionCombine', [u, partial, constant(sinks), o], grid(items));
       return o;
     }, out, tokens * width);
   }

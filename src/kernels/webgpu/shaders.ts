@@ -1,5 +1,6 @@
-// The WGSL kernels of the WebGPU backend, one compute shader per Backend op (the experts take
-// three: the fused up projection with SwiGLU, the down projection, and the weighted combine).
+// The WGSL kernels of the WebGPU backend, one compute shader per Backend op (attention takes two:
+// split partial sums and their combine; the experts three: the fused up projection with SwiGLU,
+// the down projection, and the weighted combine).
 // Arithmetic is f32 throughout (the exact mode). Every shader reads its sizes from a uniform block
 // `p` at binding 0 and finds its item from a 2D grid of workgroups (a dispatch dimension holds at
 // most 65535), so `item = wid.x + wid.y * nw.x` and items past the end return at once.
@@ -61,6 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   let rowStart = r * p.cols;
   for (var t0 = 0u; t0 < p.tokens; t0 += ${TOKEN_BLOCK}u) {
     let n = min(${TOKEN_BLOCK}u, p.tokens - t0);
+    // Explicit initialisers: see ATTENTION_PARTIAL.
     var acc = array<f32, ${TOKEN_BLOCK}>();
     for (var c = lid; c < p.cols; c += ${WORKGROUP}u) {
       let i = rowStart + c;
@@ -113,24 +115,32 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
 `;
 
 /**
- * Attention with sinks, one workgroup per (token, query head): a first pass over the keys finds
- * the largest visible score (starting from the sink), a second turns scores into weights a tile
- * of 64 keys at a time and accumulates the values, each thread owning head dimensions lid + 64m.
+ * Attention with sinks in two kernels, so that the keys can be split over many workgroups (a decode
+ * step has only heads x 1 queries) and over several buffers (a long cache exceeds one binding).
+ * ATTENTION_PARTIAL: workgroup (query item = token * heads + head, split s) takes the keys
+ * [s * span, (s + 1) * span) of one key chunk; a first pass finds the largest visible score, a
+ * second turns scores into weights a tile of 64 keys at a time and accumulates the values, each
+ * thread owning head dimensions lid + 64m. It writes (max, sum of weights, weighted values) to
+ * partial[item, splitBase + s]. ATTENTION_COMBINE rescales every split to the common maximum (the
+ * sink's logit included), adds the sink to the denominator (it carries no value) and divides.
  */
-export const ATTENTION = /* wgsl */ `${header}
-struct P { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, keyCount: u32, window: u32, group: u32, scale: f32 }
+export const ATTENTION_PARTIAL = /* wgsl */ `${header}
+struct P {
+  items: u32, heads: u32, kvHeads: u32, headDim: u32, keyCount: u32, window: u32, group: u32, scale: f32,
+  span: u32, splits: u32, splitBase: u32, splitsTotal: u32,
+}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> keys: array<f32>;
 @group(0) @binding(3) var<storage, read> vals: array<f32>;
 @group(0) @binding(4) var<storage, read> keyPos: array<i32>;
 @group(0) @binding(5) var<storage, read> pos: array<i32>;
-@group(0) @binding(6) var<storage, read> sinks: array<f32>;
-@group(0) @binding(7) var<storage, read_write> outp: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 var<workgroup> qs: array<f32, ${MAX_HEAD_DIM}>;
 var<workgroup> red: array<f32, ${WORKGROUP}>;
 var<workgroup> wts: array<f32, ${WORKGROUP}>;
 const SLOTS = ${MAX_HEAD_DIM / WORKGROUP}u;
+const NONE = -3.0e38; // below any score: no visible key yet
 
 fn visible(k: u32, qp: i32) -> bool {
   let kp = keyPos[k];
@@ -146,18 +156,22 @@ fn score(k: u32, kvh: u32) -> f32 {
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let item = itemOf(wid, nw);
-  if (item >= p.tokens * p.heads) { return; }
+  let idx = itemOf(wid, nw);
+  if (idx >= p.items * p.splits) { return; }
+  let item = idx / p.splits;
+  let split = idx % p.splits;
   let t = item / p.heads;
   let h = item % p.heads;
   let kvh = h / p.group;
   let qp = pos[t];
   let qb = item * p.headDim;
+  let k0 = split * p.span;
+  let k1 = min(p.keyCount, k0 + p.span);
   for (var d = lid; d < p.headDim; d += ${WORKGROUP}u) { qs[d] = q[qb + d]; }
   workgroupBarrier();
 
-  var m = sinks[h];
-  for (var k = lid; k < p.keyCount; k += ${WORKGROUP}u) {
+  var m = NONE;
+  for (var k = k0 + lid; k < k1; k += ${WORKGROUP}u) {
     if (visible(k, qp)) { m = max(m, score(k, kvh)); }
   }
   red[lid] = m;
@@ -169,20 +183,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   m = red[0];
   workgroupBarrier();
 
+  // Explicit initialisers: Dawn's Vulkan path on llvmpipe was seen to keep a loop-local array's
+  // old contents across iterations without them.
   var acc = array<f32, SLOTS>();
   var den = 0.0;
-  for (var k0 = 0u; k0 < p.keyCount; k0 += ${WORKGROUP}u) {
-    let k = k0 + lid;
+  for (var kt = k0; kt < k1; kt += ${WORKGROUP}u) {
+    let k = kt + lid;
     var wk = 0.0;
-    if (k < p.keyCount && visible(k, qp)) { wk = exp(score(k, kvh) - m); }
+    if (k < k1 && visible(k, qp)) { wk = exp(score(k, kvh) - m); }
     den += wk;
     wts[lid] = wk;
     workgroupBarrier();
-    let n = min(${WORKGROUP}u, p.keyCount - k0);
+    let n = min(${WORKGROUP}u, k1 - kt);
     for (var j = 0u; j < n; j++) {
       let wj = wts[j];
       if (wj != 0.0) {
-        let vb = ((k0 + j) * p.kvHeads + kvh) * p.headDim;
+        let vb = ((kt + j) * p.kvHeads + kvh) * p.headDim;
         for (var s = 0u; s < SLOTS; s++) {
           let d = lid + s * ${WORKGROUP}u;
           if (d < p.headDim) { acc[s] += wj * vals[vb + d]; }
@@ -197,11 +213,46 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
     if (lid < s) { red[lid] += red[lid + s]; }
     workgroupBarrier();
   }
-  // The sink joins the denominator but carries no value.
-  let total = red[0] + exp(sinks[h] - m);
+  let base = (item * p.splitsTotal + p.splitBase + split) * (p.headDim + 2u);
+  if (lid == 0u) {
+    partial[base] = m;
+    partial[base + 1u] = red[0];
+  }
   for (var s = 0u; s < SLOTS; s++) {
     let d = lid + s * ${WORKGROUP}u;
-    if (d < p.headDim) { outp[qb + d] = acc[s] / total; }
+    if (d < p.headDim) { partial[base + 2u + d] = acc[s]; }
+  }
+}
+`;
+
+export const ATTENTION_COMBINE = /* wgsl */ `${header}
+struct P { items: u32, heads: u32, headDim: u32, splitsTotal: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read> sinks: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outp: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let item = itemOf(wid, nw);
+  if (item >= p.items) { return; }
+  let sink = sinks[item % p.heads];
+  let stride = p.headDim + 2u;
+  let first = item * p.splitsTotal * stride;
+  var m = sink;
+  for (var s = 0u; s < p.splitsTotal; s++) { m = max(m, partial[first + s * stride]); }
+  var den = exp(sink - m);
+  for (var s = 0u; s < p.splitsTotal; s++) {
+    let b = first + s * stride;
+    den += partial[b + 1u] * exp(partial[b] - m);
+  }
+  for (var d = lid; d < p.headDim; d += ${WORKGROUP}u) {
+    var sum = 0.0;
+    for (var s = 0u; s < p.splitsTotal; s++) {
+      let b = first + s * stride;
+      sum += partial[b + 2u + d] * exp(partial[b] - m);
+    }
+    outp[item * p.headDim + d] = sum / den;
   }
 }
 `;
