@@ -12,7 +12,7 @@ import { HeapStore, type Bf16Matrix, type Mxfp4Matrices } from '../../tensor/ind
 import type { AttentionShape, Backend, BackendOptions, ExpertWeights, RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
-import { Usage, f32, grid, openDevice, readBack, storage, uniforms, upload, type GpuHandle } from './device.ts';
+import { BufferPool, f32, grid, openDevice, upload, type GpuHandle } from './device.ts';
 import { ATTENTION_COMBINE, ATTENTION_PARTIAL, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_BF16, MAX_HEAD_DIM, RMSNORM, ROPE, WORKGROUP } from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
@@ -92,30 +92,28 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   };
 
   /**
-   * Runs `record` (which queues dispatches and returns the buffer holding the result) and copies
-   * the result into `out`; every buffer the op created is destroyed after. GPU validation and
-   * out-of-memory errors become exceptions.
+   * Runs `record` (which queues dispatches on buffers from `pool` and returns the buffer holding
+   * the result) and copies the result into `out`; the op's buffers go back to the pool after.
+   * GPU validation and out-of-memory errors become exceptions.
    */
-  const run = async (
-    record: (encoder: GPUCommandEncoder, temp: <B extends GPUBuffer>(b: B) => B) => GPUBuffer,
-    out: Float32Array, floats: number,
-  ): Promise<void> => {
+  const pool = new BufferPool(device, gpu.maxBinding);
+  const run = async (record: (encoder: GPUCommandEncoder) => GPUBuffer, out: Float32Array, floats: number): Promise<void> => {
     if (lost) throw new Error('webgpu: the device was lost');
-    const temps: GPUBuffer[] = [];
-    const temp = <B extends GPUBuffer>(b: B): B => (temps.push(b), b);
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
+    let failure: unknown = null;
     try {
       const encoder = device.createCommandEncoder();
-      const result = record(encoder, temp);
-      await readBack(device, encoder, result, out, 0, floats);
-    } finally {
-      const validation = await device.popErrorScope();
-      const memory = await device.popErrorScope();
-      for (const b of temps) b.destroy();
-      const error = validation ?? memory;
-      if (error !== null) throw new Error(`webgpu: ${error.message}`);
+      await pool.readBack(encoder, record(encoder), out, floats);
+    } catch (e) {
+      failure = e;
     }
+    const validation = await device.popErrorScope();
+    const memory = await device.popErrorScope();
+    pool.release();
+    const error = validation ?? memory;
+    if (error !== null) throw new Error(`webgpu: ${error.message}`);
+    if (failure !== null) throw failure;
   };
 
   // Constant tensors (weights, biases, norm scales, sinks) stay on the GPU, keyed by their array.
@@ -173,10 +171,10 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
 
   async function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): Promise<void> {
     const n = scale.length;
-    await run((encoder, temp) => {
-      const o = temp(storage(device, tokens * n * 4));
-      const u = temp(uniforms(device, [tokens, n, f32(eps), 0]));
-      dispatch(encoder, 'rmsnorm', [u, temp(upload(device, x.subarray(0, tokens * n))), constant(scale), o], grid(tokens));
+    await run((encoder) => {
+      const o = pool.output(tokens * n * 4);
+      const u = pool.uniforms([tokens, n, f32(eps), 0]);
+      dispatch(encoder, 'rmsnorm', [u, pool.input(x.subarray(0, tokens * n)), constant(scale), o], grid(tokens));
       return o;
     }, out, tokens * n);
   }
@@ -187,13 +185,13 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       fallbacks.linear++;
       return void reference.linear(x, tokens, w, bias, out);
     }
-    await run((encoder, temp) => {
-      const xb = temp(upload(device, x.subarray(0, tokens * w.cols)));
-      const o = temp(storage(device, tokens * w.rows * 4));
+    await run((encoder) => {
+      const xb = pool.input(x.subarray(0, tokens * w.cols));
+      const o = pool.output(tokens * w.rows * 4);
       const bb = bias === null ? zero : constant(bias);
       chunks.buffers.forEach((buffer, i) => {
         const r0 = chunks.starts[i]!, rows = chunks.starts[i + 1]! - r0;
-        const u = temp(uniforms(device, [tokens, rows, w.cols, bias === null ? 0 : 1, r0, w.rows, 0, 0]));
+        const u = pool.uniforms([tokens, rows, w.cols, bias === null ? 0 : 1, r0, w.rows, 0, 0]);
         dispatch(encoder, 'linear', [u, xb, buffer, bb, o], grid(rows));
       });
       return o;
@@ -209,10 +207,10 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       sin.set(table.sin.subarray(row, row + half), t * half);
     }
     const floats = tokens * heads * headDim;
-    await run((encoder, temp) => {
-      const xb = temp(upload(device, x.subarray(0, floats), Usage.COPY_SRC));
-      const u = temp(uniforms(device, [tokens, heads, half, 0]));
-      dispatch(encoder, 'rope', [u, xb, temp(upload(device, cos)), temp(upload(device, sin))], grid(Math.ceil((tokens * heads * half) / WORKGROUP)));
+    await run((encoder) => {
+      const xb = pool.input(x.subarray(0, floats));
+      const u = pool.uniforms([tokens, heads, half, 0]);
+      dispatch(encoder, 'rope', [u, xb, pool.input(cos), pool.input(sin)], grid(Math.ceil((tokens * heads * half) / WORKGROUP)));
       return xb;
     }, x, floats);
   }
@@ -243,23 +241,23 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       fallbacks.attention++;
       return void reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out);
     }
-    await run((encoder, temp) => {
-      const qb = temp(upload(device, q.subarray(0, tokens * width)));
-      const pb = temp(upload(device, positions.subarray(0, tokens)));
-      const partial = temp(storage(device, items * splitsTotal * (headDim + 2) * 4));
+    await run((encoder) => {
+      const qb = pool.input(q.subarray(0, tokens * width));
+      const pb = pool.input(positions.subarray(0, tokens));
+      const partial = pool.output(items * splitsTotal * (headDim + 2) * 4);
       for (const c of chunks) {
-        const u = temp(uniforms(device, [
+        const u = pool.uniforms([
           items, heads, kvHeads, headDim, c.k1 - c.k0, window, heads / kvHeads, f32(1 / Math.sqrt(headDim)),
           span, c.splits, c.splitBase, splitsTotal,
-        ]));
+        ]);
         dispatch(encoder, 'attentionPartial', [
           u, qb,
-          temp(upload(device, keys.subarray(c.k0 * keyFloats, c.k1 * keyFloats))), temp(upload(device, values.subarray(c.k0 * keyFloats, c.k1 * keyFloats))),
-          temp(upload(device, keyPositions.subarray(c.k0, c.k1))), pb, partial,
+          pool.input(keys.subarray(c.k0 * keyFloats, c.k1 * keyFloats)), pool.input(values.subarray(c.k0 * keyFloats, c.k1 * keyFloats)),
+          pool.input(keyPositions.subarray(c.k0, c.k1)), pb, partial,
         ], grid(items * c.splits));
       }
-      const o = temp(storage(device, tokens * width * 4));
-      const u = temp(uniforms(device, [items, heads, headDim, splitsTotal]));
+      const o = pool.output(tokens * width * 4);
+      const u = pool.uniforms([items, heads, headDim, splitsTotal]);
       dispatch(encoder, 'attentionCombine', [u, partial, constant(sinks), o], grid(items));
       return o;
     }, out, tokens * width);
@@ -313,23 +311,23 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       return { table, spans };
     };
     const up = tableFor(c1.starts), down = tableFor(c2.starts);
-    await run((encoder, temp) => {
-      const xb = temp(upload(device, x.subarray(0, tokens * hidden)));
-      const act = temp(storage(device, pairs * inter * 4));
-      const y = temp(storage(device, pairs * hidden * 4));
-      const o = temp(storage(device, tokens * hidden * 4));
-      const upTable = temp(upload(device, up.table)), downTable = temp(upload(device, down.table));
-      const rt = temp(upload(device, rowToken));
+    await run((encoder) => {
+      const xb = pool.input(x.subarray(0, tokens * hidden));
+      const act = pool.output(pairs * inter * 4);
+      const y = pool.output(pairs * hidden * 4);
+      const o = pool.output(tokens * hidden * 4);
+      const upTable = pool.input(up.table), downTable = pool.input(down.table);
+      const rt = pool.input(rowToken);
       for (const s of up.spans) {
-        const u = temp(uniforms(device, [hidden, inter, s.first, 0, f32(swigluLimit), 0, 0, 0]));
+        const u = pool.uniforms([hidden, inter, s.first, 0, f32(swigluLimit), 0, 0, 0]);
         dispatch(encoder, 'expertsUp', [u, upTable, c1.blocks[s.chunk]!, c1.scales[s.chunk]!, constant(moe.mlp1Bias), xb, rt, act], [inter, s.count]);
       }
       for (const s of down.spans) {
-        const u = temp(uniforms(device, [hidden, inter, s.first, 0]));
+        const u = pool.uniforms([hidden, inter, s.first, 0]);
         dispatch(encoder, 'expertsDown', [u, downTable, c2.blocks[s.chunk]!, c2.scales[s.chunk]!, constant(moe.mlp2Bias), act, y], [hidden, s.count]);
       }
-      const u = temp(uniforms(device, [tokens, hidden, k, 0]));
-      dispatch(encoder, 'expertsCombine', [u, y, temp(upload(device, slotRow)), temp(upload(device, weights.subarray(0, pairs))), o], grid(Math.ceil((tokens * hidden) / WORKGROUP)));
+      const u = pool.uniforms([tokens, hidden, k, 0]);
+      dispatch(encoder, 'expertsCombine', [u, y, pool.input(slotRow), pool.input(weights.subarray(0, pairs)), o], grid(Math.ceil((tokens * hidden) / WORKGROUP)));
       return o;
     }, out, tokens * hidden);
   }
