@@ -13,7 +13,7 @@ import type { AttentionShape, Backend, BackendOptions, ExpertWeights, RopeTable 
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
 import { BufferPool, f32, grid, openDevice, upload, type GpuHandle } from './device.ts';
-import { ATTENTION_COMBINE, ATTENTION_PARTIAL, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_BF16, MAX_HEAD_DIM, RMSNORM, ROPE, WORKGROUP } from './shaders.ts';
+import { ATTENTION_COMBINE, ATTENTION_PARTIAL, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM, RMSNORM, ROPE, WORKGROUP, linearBf16, linearLanes, type LinearLanes } from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
   /** One line naming the adapter the backend runs on. */
@@ -49,7 +49,7 @@ interface ExpertChunks {
 /** Workgroups an attention call aims for (queries x key splits) so that a decode step fills a GPU. */
 const ATTENTION_WORKGROUPS = 4096;
 
-type Kernel = 'rmsnorm' | 'linear' | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine';
+type Kernel = 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine';
 
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const gpu: GpuHandle = await openDevice();
@@ -65,7 +65,9 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   void device.lost.then(() => { lost = true; });
 
   const sources: Record<Kernel, string> = {
-    rmsnorm: RMSNORM, linear: LINEAR_BF16, rope: ROPE, attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
+    rmsnorm: RMSNORM, rope: ROPE,
+    ...Object.fromEntries(LINEAR_LANES.map((lanes) => [`linear${lanes}`, linearBf16(lanes)])) as Record<`linear${LinearLanes}`, string>,
+    attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
     expertsUp: EXPERTS_UP, expertsDown: EXPERTS_DOWN, expertsCombine: EXPERTS_COMBINE,
   };
   device.pushErrorScope('validation');
@@ -189,10 +191,11 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       const xb = pool.input(x.subarray(0, tokens * w.cols));
       const o = pool.output(tokens * w.rows * 4);
       const bb = bias === null ? zero : constant(bias);
+      const lanes = linearLanes(w.cols);
       chunks.buffers.forEach((buffer, i) => {
         const r0 = chunks.starts[i]!, rows = chunks.starts[i + 1]! - r0;
         const u = pool.uniforms([tokens, rows, w.cols, bias === null ? 0 : 1, r0, w.rows, 0, 0]);
-        dispatch(encoder, 'linear', [u, xb, buffer, bb, o], grid(rows));
+        dispatch(encoder, `linear${lanes}`, [u, xb, buffer, bb, o], grid(Math.ceil(rows / (WORKGROUP / lanes))));
       });
       return o;
     }, out, tokens * w.rows);

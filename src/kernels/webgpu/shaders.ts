@@ -44,9 +44,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
 
 /**
  * out[t, rowBase + r] = x[t] . w[r] + bias[rowBase + r] for the rows r of one weight chunk; w holds
- * BF16 words two to a u32 (element i in the low half when i is even), widened by a shift.
+ * BF16 words two to a u32 (element i in the low half when i is even), widened by a shift. `lanes`
+ * threads share a row (64 for gpt-oss's 2880-wide rows; fewer for narrow ones, so a workgroup
+ * takes several rows instead of leaving threads idle), summed in workgroup memory.
  */
-export const LINEAR_BF16 = /* wgsl */ `${header}
+export function linearBf16(lanes: number): string {
+  const rowsPerGroup = WORKGROUP / lanes;
+  return /* wgsl */ `${header}
 struct P { tokens: u32, rows: u32, cols: u32, hasBias: u32, rowBase: u32, outStride: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -57,37 +61,49 @@ var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let r = itemOf(wid, nw);
-  if (r >= p.rows) { return; }
+  let lane = lid % ${lanes}u;
+  let r = itemOf(wid, nw) * ${rowsPerGroup}u + lid / ${lanes}u;
+  // Threads past the last row still take part in the barriers.
+  let valid = r < p.rows;
   let rowStart = r * p.cols;
   for (var t0 = 0u; t0 < p.tokens; t0 += ${TOKEN_BLOCK}u) {
     let n = min(${TOKEN_BLOCK}u, p.tokens - t0);
     // Explicit initialisers: see ATTENTION_PARTIAL.
     var acc = array<f32, ${TOKEN_BLOCK}>();
-    for (var c = lid; c < p.cols; c += ${WORKGROUP}u) {
-      let i = rowStart + c;
-      let word = w[i >> 1u];
-      let wv = bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
-      for (var j = 0u; j < n; j++) { acc[j] += x[(t0 + j) * p.cols + c] * wv; }
+    if (valid) {
+      for (var c = lane; c < p.cols; c += ${lanes}u) {
+        let i = rowStart + c;
+        let word = w[i >> 1u];
+        let wv = bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+        for (var j = 0u; j < n; j++) { acc[j] += x[(t0 + j) * p.cols + c] * wv; }
+      }
     }
     for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] = acc[j]; }
     workgroupBarrier();
-    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
-      if (lid < s) {
+    for (var s = ${lanes / 2}u; s > 0u; s >>= 1u) {
+      if (lane < s) {
         for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
       }
       workgroupBarrier();
     }
-    if (lid < n) {
+    if (valid) {
       let row = p.rowBase + r;
       var b = 0.0;
       if (p.hasBias == 1u) { b = bias[row]; }
-      outp[(t0 + lid) * p.outStride + row] = partial[lid * ${WORKGROUP}u] + b;
+      for (var j = lane; j < n; j += ${lanes}u) { outp[(t0 + j) * p.outStride + row] = partial[j * ${WORKGROUP}u + lid - lane] + b; }
     }
     workgroupBarrier();
   }
 }
 `;
+}
+
+/** Threads per row of the linear kernel for rows of `cols` values: about 8 values each, 4 to 64. */
+export const LINEAR_LANES = [4, 8, 16, 32, 64] as const;
+export type LinearLanes = (typeof LINEAR_LANES)[number];
+export function linearLanes(cols: number): LinearLanes {
+  return Math.min(WORKGROUP, Math.max(4, 2 ** Math.ceil(Math.log2(Math.ceil(cols / 8))))) as LinearLanes;
+}
 
 /** x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin per (token, head, i < half); cos/sin are gathered per token. */
 export const ROPE = /* wgsl */ `${header}
