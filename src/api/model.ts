@@ -16,8 +16,8 @@ export interface LoadModelOptions {
    * demo model (tiny, random weights: it runs everything but answers gibberish).
    */
   model?: string;
-  /** `wasm` (WebAssembly SIMD on worker threads, the default) or `reference` (plain TypeScript, slow). */
-  backend?: 'wasm' | 'reference';
+  /** `wasm` (WebAssembly SIMD on worker threads, the default), `reference` (plain TypeScript, slow) or `webgpu` (a GPU through WebGPU). */
+  backend?: 'wasm' | 'reference' | 'webgpu';
   /** Worker threads of the wasm backend. Default: the machine's cores. */
   threads?: number;
   /** Tokens per sequence the model serves (default and most: the model's context length). */

@@ -34,7 +34,7 @@ export interface EstimateOptions {
   sequences?: number;
   /** Tokens pushed through the weights at once during prefill (default 512). */
   prefillChunk?: number;
-  /** 'wasm' or 'reference': the wasm backend keeps its worker threads' own memories. */
+  /** 'wasm', 'reference' or 'webgpu': only the wasm backend keeps worker threads' own memories. */
   backend?: string;
   /** Worker threads of the wasm backend (default 2). */
   threads?: number;
@@ -78,7 +78,7 @@ export function estimateMemory(config: ModelConfig, opts: EstimateOptions = {}):
   // 2I-wide hidden states and outputs; plus attention scores of one head row and the logits row.
   const perToken = 4 * (6 * H + qkvRows + config.numAttentionHeads * config.headDim + config.numExperts + config.expertsPerToken * (3 * config.intermediateSize + H));
   const activationBytes = chunk * perToken + 4 * config.vocabSize * 2 + 4 * config.numAttentionHeads * ctx;
-  const threads = opts.backend === 'reference' ? 0 : opts.threads ?? 2;
+  const threads = opts.backend === 'reference' || opts.backend === 'webgpu' ? 0 : opts.threads ?? 2;
   const overheadBytes = 200e6 + threads * 40e6;
   const kvCacheBytes = kvPerSequence * sequences;
   const ropeTableBytes = ctx * config.headDim * 4;

@@ -20,7 +20,7 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --prompt-tokens N    prompt length for the prefill measurement (default 512)
   --gen-tokens N       tokens decoded one by one (default 64)
   --threads N          worker threads (default: the core count, ${availableParallelism()} here)
-  --backend B          wasm (default) or reference
+  --backend B          wasm (default), reference or webgpu
   --profile            time per backend op kind (prefill and decode)
   --expert-activations q8 (default: int8 like llama.cpp, error of the bf16 reference's size),
                        split (exact integer dots) or f32
@@ -49,6 +49,8 @@ export interface BenchResult {
   bytes_per_token: number;
   decode_ceiling_tok_s: number;
   memories?: number;
+  /** The GPU adapter (webgpu backend only). */
+  adapter?: string;
   /** Calls per op the wasm backend ran through the reference code (absent for the reference backend). */
   fallbacks?: Record<string, number>;
   profile?: { prefill: OpProfile; decode: OpProfile };
@@ -194,6 +196,7 @@ export async function runBench(opts: {
     const bpt = bytesPerToken(config);
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     const fallbacks = (engine.backend as unknown as { fallbacks?: Record<string, number> }).fallbacks;
+    const adapter = (engine.backend as { adapter?: string }).adapter;
     return {
       backend: engine.backend.name,
       // The mode the backend runs (the wasm backend says which; the reference backend is exact).
@@ -214,6 +217,7 @@ export async function runBench(opts: {
       bytes_per_token: bpt,
       decode_ceiling_tok_s: bandwidth / bpt,
       ...(memories === undefined ? {} : { memories }),
+      ...(adapter === undefined ? {} : { adapter }),
       ...(fallbacks === undefined ? {} : { fallbacks }),
       ...(opts.profile ? { profile: { prefill: prefillProfile, decode: decodeProfile } } : {}),
     };
@@ -257,7 +261,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const gb = (b: number): string => (b / 1e9).toFixed(2);
-  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}`);
+  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}${r.adapter === undefined ? '' : `, adapter ${r.adapter}`}`);
   console.log(`read files        ${r.read_s.toFixed(2)} s (${gb(r.read_bytes)} GB)`);
   console.log(`load              ${r.load_s.toFixed(2)} s (${(r.load_s / Math.max(r.read_s, 1e-9)).toFixed(2)}x the file read)`);
   console.log(`prefill           ${r.prefill_tok_s.toFixed(2)} tok/s (${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s)`);

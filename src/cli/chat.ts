@@ -37,7 +37,7 @@ options:
   --seed S                random seed, for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
-  --backend wasm|reference, --threads N   compute backend (default wasm)
+  --backend wasm|reference|webgpu, --threads N   compute backend (default wasm)
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,

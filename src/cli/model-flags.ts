@@ -2,7 +2,7 @@
 // some of them): --model, --adapter, --backend, --threads, --context, --expert-activations,
 // token-id lists.
 import { UserError } from '../errors.ts';
-import { EXPERT_ACTIVATIONS, type BackendName, type ExpertActivations } from '../kernels/backend.ts';
+import { BACKEND_NAMES, EXPERT_ACTIVATIONS, type BackendName, type ExpertActivations } from '../kernels/backend.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { numberFlag, stringFlag, type Parsed } from './args.ts';
 
@@ -36,7 +36,8 @@ export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
 export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
                      model.safetensors at its root)
 ${ADAPTER_FLAG_HELP}
-  --backend NAME     wasm (WebAssembly SIMD + worker threads, default) or reference (plain TS)
+  --backend NAME     wasm (WebAssembly SIMD + worker threads, default), reference (plain TS)
+                     or webgpu (a GPU through WebGPU; see docs/models.md)
   --threads N        worker threads of the wasm backend (default: all cores)
   --context N        serve at most N tokens per sequence (default: the model's context length)
 ${EXPERT_ACTIVATIONS_HELP}`;
@@ -67,7 +68,7 @@ export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | '
   const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations'> = {};
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined) {
-    if (backend !== 'reference' && backend !== 'wasm') throw new UserError('usage', `--backend must be wasm or reference, got "${backend}"`);
+    if (!(BACKEND_NAMES as readonly string[]).includes(backend)) throw new UserError('usage', `--backend must be wasm, reference or webgpu, got "${backend}"`);
     options.backend = backend as BackendName;
   }
   const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });

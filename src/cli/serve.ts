@@ -28,7 +28,7 @@ options:
   --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
                           gpt-oss-120b are accepted as aliases
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
-  --backend wasm|reference, --threads N   engine backend and worker threads
+  --backend wasm|reference|webgpu, --threads N   engine backend and worker threads
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
   --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API

@@ -14,7 +14,7 @@ import type { KvCache } from '../model/kvcache.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
 
 export interface LoadEngineOptions {
-  /** 'wasm' (WebAssembly SIMD + worker threads, the default) or 'reference' (plain TypeScript, the readable oracle). */
+  /** 'wasm' (WebAssembly SIMD + worker threads, the default), 'reference' (plain TypeScript, the readable oracle) or 'webgpu' (a GPU through WebGPU). */
   backend?: BackendName;
   /** Worker threads for the wasm backend. */
   threads?: number;
@@ -36,14 +36,21 @@ export interface LoadEngineOptions {
   adapter?: string;
 }
 
-/** Creates a backend by name; the wasm backend is imported only when asked for. */
+/**
+ * Creates a backend by name; the wasm and webgpu backends are imported only when asked for. A
+ * missing WebGPU adapter or package is a UserError naming the fix.
+ */
 export async function createBackend(name: BackendName, options: BackendOptions = {}): Promise<Backend> {
   if (name === 'reference') return createReferenceBackend();
   if (name === 'wasm') {
     const { createWasmBackend } = await import('../kernels/wasm/index.ts');
     return createWasmBackend(options);
   }
-  throw new UserError('usage', `unknown backend "${String(name)}" (expected reference or wasm)`);
+  if (name === 'webgpu') {
+    const { createWebGpuBackend } = await import('../kernels/webgpu/index.ts');
+    return createWebGpuBackend(options);
+  }
+  throw new UserError('usage', `unknown backend "${String(name)}" (expected reference, wasm or webgpu)`);
 }
 
 /**

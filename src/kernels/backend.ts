@@ -1,5 +1,6 @@
-// The compute backend interface, sized to gpt-oss. Two implementations share these signatures:
-// `reference` (plain TypeScript, the specification in code) and the fast WebAssembly SIMD one.
+// The compute backend interface, sized to gpt-oss. Three implementations share these signatures:
+// `reference` (plain TypeScript, the specification in code), the fast WebAssembly SIMD one, and
+// WebGPU (WGSL compute shaders).
 // Tests compare them op by op. Activations are f32 row-major [tokens, width]; weights are the
 // stored forms of tensor/ (BF16 words, packed MXFP4), allocated through the backend's
 // TensorStore so a fast backend can place them in its own (possibly several) WebAssembly memories
@@ -100,9 +101,11 @@ export interface Backend {
 /**
  * The backends `loadEngine` can select by name: 'reference' is `createReferenceBackend()` from
  * kernels/reference.ts; 'wasm' is `createWasmBackend(options: BackendOptions): Promise<Backend>`
- * exported by kernels/wasm/index.ts.
+ * exported by kernels/wasm/index.ts; 'webgpu' is `createWebGpuBackend(options)` from
+ * kernels/webgpu/index.ts (WGSL kernels on a WebGPU device, through the optional `webgpu` package).
  */
-export type BackendName = 'reference' | 'wasm';
+export type BackendName = 'reference' | 'wasm' | 'webgpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'reference', 'webgpu'];
 
 export interface BackendOptions {
   /** Worker threads for backends that use them (default: the number of cores). */

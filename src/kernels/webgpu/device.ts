@@ -1,0 +1,157 @@
+// Finding a WebGPU device under Node through Dawn's bindings (the optional `webgpu` package), and
+// the buffer plumbing the backend's ops share: weight uploads, a pool of per-op buffers (inputs,
+// outputs, uniform blocks, read-back), 2D dispatch grids. The GPU object that `create()` returns must stay referenced while the
+// device is in use (Dawn crashes when Node collects it), so the handle keeps it.
+import { UserError } from '../../errors.ts';
+
+/** GPUBufferUsage and GPUMapMode flags (the spec's values; Node has no such globals). */
+export const Usage = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
+const MAP_READ = 1;
+
+/** The fix printed when no adapter is found. */
+export const NO_ADAPTER_FIX =
+  'install a Vulkan driver (a GPU vendor driver, or Mesa 25+ for the software llvmpipe adapter, e.g. Debian bookworm-backports mesa-vulkan-drivers) or use --backend wasm';
+
+export interface GpuHandle {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  /** One line naming the adapter (vendor, architecture, description). */
+  adapterName: string;
+  /** Largest storage binding the device allows (128 MiB on portable adapters). */
+  maxBinding: number;
+  /** The object `create()` returned, held so that Node does not collect it while the device lives. */
+  readonly gpu: GPU;
+}
+
+/**
+ * Opens the default adapter and a device with its largest storage limits. Throws UserError('usage')
+ * naming the fix when the `webgpu` package or an adapter is missing.
+ */
+export async function openDevice(): Promise<GpuHandle> {
+  let mod: { create(flags: string[]): GPU; globals: object };
+  try {
+    mod = (await import('webgpu')) as unknown as typeof mod;
+  } catch {
+    throw new UserError('usage', "--backend webgpu needs the optional npm package 'webgpu' (npm install webgpu@0.6.2), or use --backend wasm");
+  }
+  // The spec's globals (GPUBufferUsage and friends) for code that expects them.
+  for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  const gpu = mod.create([]);
+  const adapter = await gpu.requestAdapter();
+  if (adapter === null) throw new UserError('usage', `no WebGPU adapter found: ${NO_ADAPTER_FIX}`);
+  const limits = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+      maxBufferSize: limits.maxBufferSize,
+      maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
+    },
+  });
+  const info = adapter.info;
+  const adapterName = [info.vendor, info.architecture, info.description].filter((s) => s !== undefined && s !== '').join(' ') || 'unknown adapter';
+  return { device, adapter, adapterName, maxBinding: limits.maxStorageBufferBindingSize, gpu };
+}
+
+/** Whether a WebGPU adapter can be opened here (for tests that skip without one); probed once per process. */
+export function webGpuAvailable(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  probe ??= openDevice().then(
+    (h) => {
+      probed = h.gpu; // see the header: the create() result must outlive its devices
+      h.device.destroy();
+      return { ok: true as const };
+    },
+    (e: unknown) => ({ ok: false as const, reason: e instanceof Error ? e.message : String(e) }),
+  );
+  return probe;
+}
+let probe: Promise<{ ok: true } | { ok: false; reason: string }> | undefined;
+let probed: GPU | undefined;
+
+/** A buffer holding `data` (padded to 4 bytes), usable as a storage binding. */
+export function upload(device: GPUDevice, data: ArrayBufferView, extraUsage = 0): GPUBuffer {
+  const bytes = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+  const buffer = device.createBuffer({ size: bytes, usage: Usage.STORAGE | Usage.COPY_DST | extraUsage, mappedAtCreation: true });
+  new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  buffer.unmap();
+  return buffer;
+}
+
+export const f32 = (v: number): { f32: number } => ({ f32: v });
+
+/** A dispatch grid of at least `n` workgroups, no dimension over 65535. */
+export function grid(n: number): [number, number] {
+  const x = Math.max(1, Math.min(n, 65535));
+  return [x, Math.max(1, Math.ceil(n / x))];
+}
+
+/**
+ * Buffers for one op's activations, uniforms and read-back, reused from op to op (sizes rounded up
+ * to powers of two so that they recur): an op takes what it needs and `release` returns it all once
+ * the op's results were read back, so nothing the GPU still uses is handed out again.
+ */
+export class BufferPool {
+  private readonly free = new Map<string, GPUBuffer[]>();
+  private readonly taken: [string, GPUBuffer][] = [];
+  /** `maxBinding`: the largest storage binding; a buffer rounded past it would not bind whole. */
+  constructor(private readonly device: GPUDevice, private readonly maxBinding: number) {}
+
+  private take(bytes: number, usage: number): GPUBuffer {
+    const rounded = Math.max(256, 2 ** Math.ceil(Math.log2(Math.max(bytes, 1))));
+    const size = rounded <= this.maxBinding ? rounded : Math.ceil(bytes / 16) * 16;
+    const key = `${usage}:${size}`;
+    const buffer = this.free.get(key)?.pop() ?? this.device.createBuffer({ size, usage });
+    this.taken.push([key, buffer]);
+    return buffer;
+  }
+
+  /** A storage buffer holding `data`. */
+  input(data: ArrayBufferView): GPUBuffer {
+    const buffer = this.take(data.byteLength, Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC);
+    if (data.byteLength % 4 === 0) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    else {
+      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      this.device.queue.writeBuffer(buffer, 0, padded);
+    }
+    return buffer;
+  }
+
+  /** A storage buffer for results (its contents are undefined until a kernel writes them). */
+  output(bytes: number): GPUBuffer {
+    return this.take(bytes, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST);
+  }
+
+  /** A uniform block of 32-bit fields: integers as given, `f32(v)` entries as floats. */
+  uniforms(fields: (number | { f32: number })[]): GPUBuffer {
+    const words = new Uint32Array(Math.ceil(fields.length / 4) * 4);
+    const floats = new Float32Array(words.buffer);
+    fields.forEach((v, i) => {
+      if (typeof v === 'number') words[i] = v >>> 0;
+      else floats[i] = v.f32;
+    });
+    const buffer = this.take(words.byteLength, Usage.UNIFORM | Usage.COPY_DST);
+    this.device.queue.writeBuffer(buffer, 0, words);
+    return buffer;
+  }
+
+  /** Copies `floats` f32 values of `src` into `dst` once the encoder's work has run. */
+  async readBack(encoder: GPUCommandEncoder, src: GPUBuffer, dst: Float32Array, floats: number): Promise<void> {
+    const bytes = Math.max(4, floats * 4);
+    const staging = this.take(bytes, Usage.MAP_READ | Usage.COPY_DST);
+    encoder.copyBufferToBuffer(src, 0, staging, 0, bytes);
+    this.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(MAP_READ, 0, bytes);
+    dst.set(new Float32Array(staging.getMappedRange(0, bytes), 0, floats));
+    staging.unmap();
+  }
+
+  /** Returns every buffer taken since the last release. */
+  release(): void {
+    for (const [key, buffer] of this.taken) {
+      let list = this.free.get(key);
+      if (list === undefined) this.free.set(key, (list = []));
+      list.push(buffer);
+    }
+    this.taken.length = 0;
+  }
+}

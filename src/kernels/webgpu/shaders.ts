@@ -1,0 +1,426 @@
+// The WGSL kernels of the WebGPU backend, one compute shader per Backend op (attention takes two:
+// split partial sums and their combine; the experts three: the fused up projection with SwiGLU,
+// the down projection, and the weighted combine).
+// Arithmetic is f32 throughout (the exact mode). Every shader reads its sizes from a uniform block
+// `p` at binding 0 and finds its item from a 2D grid of workgroups (a dispatch dimension holds at
+// most 65535), so `item = wid.x + wid.y * nw.x` and items past the end return at once.
+
+/** Workgroup width of every kernel. */
+export const WORKGROUP = 64;
+/** Tokens one workgroup of the matrix kernels carries at once (its accumulators). */
+export const TOKEN_BLOCK = 8;
+/** Longest attention head the attention kernel holds in workgroup memory. */
+export const MAX_HEAD_DIM = 256;
+
+const header = /* wgsl */ `
+fn itemOf(wid: vec3u, nw: vec3u) -> u32 { return wid.x + wid.y * nw.x; }
+`;
+
+export const RMSNORM = /* wgsl */ `${header}
+struct P { tokens: u32, width: u32, eps: f32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> scale: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outp: array<f32>;
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = itemOf(wid, nw);
+  if (t >= p.tokens) { return; }
+  let base = t * p.width;
+  var sum = 0.0;
+  for (var c = lid; c < p.width; c += ${WORKGROUP}u) { let v = x[base + c]; sum += v * v; }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(partial[0] / f32(p.width) + p.eps);
+  for (var c = lid; c < p.width; c += ${WORKGROUP}u) { outp[base + c] = x[base + c] * inv * scale[c]; }
+}
+`;
+
+/**
+ * out[t, rowBase + r] = x[t] . w[r] + bias[rowBase + r] for the rows r of one weight chunk; w holds
+ * BF16 words two to a u32 (element i in the low half when i is even), widened by a shift. `lanes`
+ * threads share a row (64 for gpt-oss's 2880-wide rows; fewer for narrow ones, so a workgroup
+ * takes several rows instead of leaving threads idle), summed in workgroup memory.
+ */
+export function linearBf16(lanes: number): string {
+  const rowsPerGroup = WORKGROUP / lanes;
+  return /* wgsl */ `${header}
+struct P { tokens: u32, rows: u32, cols: u32, hasBias: u32, rowBase: u32, outStride: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> outp: array<f32>;
+var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let lane = lid % ${lanes}u;
+  let r = itemOf(wid, nw) * ${rowsPerGroup}u + lid / ${lanes}u;
+  // Threads past the last row still take part in the barriers.
+  let valid = r < p.rows;
+  let rowStart = r * p.cols;
+  for (var t0 = 0u; t0 < p.tokens; t0 += ${TOKEN_BLOCK}u) {
+    let n = min(${TOKEN_BLOCK}u, p.tokens - t0);
+    // Explicit initialisers: see ATTENTION_PARTIAL.
+    var acc = array<f32, ${TOKEN_BLOCK}>();
+    if (valid) {
+      for (var c = lane; c < p.cols; c += ${lanes}u) {
+        let i = rowStart + c;
+        let word = w[i >> 1u];
+        let wv = bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+        for (var j = 0u; j < n; j++) { acc[j] += x[(t0 + j) * p.cols + c] * wv; }
+      }
+    }
+    for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] = acc[j]; }
+    workgroupBarrier();
+    for (var s = ${lanes / 2}u; s > 0u; s >>= 1u) {
+      if (lane < s) {
+        for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (valid) {
+      let row = p.rowBase + r;
+      var b = 0.0;
+      if (p.hasBias == 1u) { b = bias[row]; }
+      for (var j = lane; j < n; j += ${lanes}u) { outp[(t0 + j) * p.outStride + row] = partial[j * ${WORKGROUP}u + lid - lane] + b; }
+    }
+    workgroupBarrier();
+  }
+}
+`;
+}
+
+/** Threads per row of the linear kernel for rows of `cols` values: about 8 values each, 4 to 64. */
+export const LINEAR_LANES = [4, 8, 16, 32, 64] as const;
+export type LinearLanes = (typeof LINEAR_LANES)[number];
+export function linearLanes(cols: number): LinearLanes {
+  return Math.min(WORKGROUP, Math.max(4, 2 ** Math.ceil(Math.log2(Math.ceil(cols / 8))))) as LinearLanes;
+}
+
+/** x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin per (token, head, i < half); cos/sin are gathered per token. */
+export const ROPE = /* wgsl */ `${header}
+struct P { tokens: u32, heads: u32, half: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> cosT: array<f32>;
+@group(0) @binding(3) var<storage, read> sinT: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (idx >= p.tokens * p.heads * p.half) { return; }
+  let i = idx % p.half;
+  let th = idx / p.half; // token * heads + head
+  let t = th / p.heads;
+  let base = th * 2u * p.half;
+  let c = cosT[t * p.half + i];
+  let s = sinT[t * p.half + i];
+  let x1 = x[base + i];
+  let x2 = x[base + p.half + i];
+  x[base + i] = x1 * c - x2 * s;
+  x[base + p.half + i] = x2 * c + x1 * s;
+}
+`;
+
+/**
+ * Attention with sinks in two kernels, so that the keys can be split over many workgroups (a decode
+ * step has only heads x 1 queries) and over several buffers (a long cache exceeds one binding).
+ * ATTENTION_PARTIAL: workgroup (query item = token * heads + head, split s) takes the keys
+ * [s * span, (s + 1) * span) of one key chunk; a first pass finds the largest visible score, a
+ * second turns scores into weights a tile of 64 keys at a time and accumulates the values, each
+ * thread owning head dimensions lid + 64m. It writes (max, sum of weights, weighted values) to
+ * partial[item, splitBase + s]. ATTENTION_COMBINE rescales every split to the common maximum (the
+ * sink's logit included), adds the sink to the denominator (it carries no value) and divides.
+ */
+export const ATTENTION_PARTIAL = /* wgsl */ `${header}
+struct P {
+  items: u32, heads: u32, kvHeads: u32, headDim: u32, keyCount: u32, window: u32, group: u32, scale: f32,
+  span: u32, splits: u32, splitBase: u32, splitsTotal: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> keys: array<f32>;
+@group(0) @binding(3) var<storage, read> vals: array<f32>;
+@group(0) @binding(4) var<storage, read> keyPos: array<i32>;
+@group(0) @binding(5) var<storage, read> pos: array<i32>;
+@group(0) @binding(6) var<storage, read_write> partial: array<f32>;
+var<workgroup> qs: array<f32, ${MAX_HEAD_DIM}>;
+var<workgroup> red: array<f32, ${WORKGROUP}>;
+var<workgroup> wts: array<f32, ${WORKGROUP}>;
+const SLOTS = ${MAX_HEAD_DIM / WORKGROUP}u;
+const NONE = -3.0e38; // below any score: no visible key yet
+
+fn visible(k: u32, qp: i32) -> bool {
+  let kp = keyPos[k];
+  return kp >= 0 && kp <= qp && (p.window == 0u || u32(qp - kp) < p.window);
+}
+
+fn score(k: u32, kvh: u32) -> f32 {
+  let kb = (k * p.kvHeads + kvh) * p.headDim;
+  var dot = 0.0;
+  for (var d = 0u; d < p.headDim; d++) { dot += qs[d] * keys[kb + d]; }
+  return dot * p.scale;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = itemOf(wid, nw);
+  if (idx >= p.items * p.splits) { return; }
+  let item = idx / p.splits;
+  let split = idx % p.splits;
+  let t = item / p.heads;
+  let h = item % p.heads;
+  let kvh = h / p.group;
+  let qp = pos[t];
+  let qb = item * p.headDim;
+  let k0 = split * p.span;
+  let k1 = min(p.keyCount, k0 + p.span);
+  for (var d = lid; d < p.headDim; d += ${WORKGROUP}u) { qs[d] = q[qb + d]; }
+  workgroupBarrier();
+
+  var m = NONE;
+  for (var k = k0 + lid; k < k1; k += ${WORKGROUP}u) {
+    if (visible(k, qp)) { m = max(m, score(k, kvh)); }
+  }
+  red[lid] = m;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  m = red[0];
+  workgroupBarrier();
+
+  // Explicit initialisers: Dawn's Vulkan path on llvmpipe was seen to keep a loop-local array's
+  // old contents across iterations without them.
+  var acc = array<f32, SLOTS>();
+  var den = 0.0;
+  for (var kt = k0; kt < k1; kt += ${WORKGROUP}u) {
+    let k = kt + lid;
+    var wk = 0.0;
+    if (k < k1 && visible(k, qp)) { wk = exp(score(k, kvh) - m); }
+    den += wk;
+    wts[lid] = wk;
+    workgroupBarrier();
+    let n = min(${WORKGROUP}u, k1 - kt);
+    for (var j = 0u; j < n; j++) {
+      let wj = wts[j];
+      if (wj != 0.0) {
+        let vb = ((kt + j) * p.kvHeads + kvh) * p.headDim;
+        for (var s = 0u; s < SLOTS; s++) {
+          let d = lid + s * ${WORKGROUP}u;
+          if (d < p.headDim) { acc[s] += wj * vals[vb + d]; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  red[lid] = den;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let base = (item * p.splitsTotal + p.splitBase + split) * (p.headDim + 2u);
+  if (lid == 0u) {
+    partial[base] = m;
+    partial[base + 1u] = red[0];
+  }
+  for (var s = 0u; s < SLOTS; s++) {
+    let d = lid + s * ${WORKGROUP}u;
+    if (d < p.headDim) { partial[base + 2u + d] = acc[s]; }
+  }
+}
+`;
+
+export const ATTENTION_COMBINE = /* wgsl */ `${header}
+struct P { items: u32, heads: u32, headDim: u32, splitsTotal: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read> sinks: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outp: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let item = itemOf(wid, nw);
+  if (item >= p.items) { return; }
+  let sink = sinks[item % p.heads];
+  let stride = p.headDim + 2u;
+  let first = item * p.splitsTotal * stride;
+  var m = sink;
+  for (var s = 0u; s < p.splitsTotal; s++) { m = max(m, partial[first + s * stride]); }
+  var den = exp(sink - m);
+  for (var s = 0u; s < p.splitsTotal; s++) {
+    let b = first + s * stride;
+    den += partial[b + 1u] * exp(partial[b] - m);
+  }
+  for (var d = lid; d < p.headDim; d += ${WORKGROUP}u) {
+    var sum = 0.0;
+    for (var s = 0u; s < p.splitsTotal; s++) {
+      let b = first + s * stride;
+      sum += partial[b + 2u + d] * exp(partial[b] - m);
+    }
+    outp[item * p.headDim + d] = sum / den;
+  }
+}
+`;
+
+// MXFP4 decoding shared by the expert kernels: a u32 word of a row holds 8 values (4 bytes, low
+// nibble first), its group's E8M0 scale byte is 2^(s - 127).
+const mxfp4 = /* wgsl */ `
+var<private> FP4: array<f32, 16> = array<f32, 16>(0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0);
+
+fn scaleOf(index: u32) -> f32 {
+  let s = (scales[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu;
+  return ldexp(1.0, i32(s) - 127);
+}
+
+/** The 8 values of word wi (columns 8wi..8wi+7) of chunk row R, with cols columns per row. */
+fn decode8(R: u32, wi: u32, cols: u32) -> array<f32, 8> {
+  let word = blocks[R * (cols / 8u) + wi];
+  let sc = scaleOf(R * (cols / 32u) + wi / 4u);
+  var v: array<f32, 8>;
+  for (var b = 0u; b < 4u; b++) {
+    let byte = (word >> (b * 8u)) & 0xffu;
+    v[2u * b] = FP4[byte & 15u] * sc;
+    v[2u * b + 1u] = FP4[byte >> 4u] * sc;
+  }
+  return v;
+}
+`;
+
+// The expert groups of one dispatch: groups[g] = (expert within the chunk, first gathered row,
+// row count, expert index in the layer), one group per wid.y.
+const expertBindings = /* wgsl */ `
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> groups: array<vec4u>;
+@group(0) @binding(2) var<storage, read> blocks: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<u32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+`;
+
+/**
+ * Up projection and SwiGLU: workgroup (i, g) computes rows 2i (glu) and 2i+1 (linear) of group g's
+ * expert for the group's tokens (x rows found through `rowToken`) and writes act[row, i].
+ */
+export const EXPERTS_UP = /* wgsl */ `
+struct P { hidden: u32, inter: u32, groupBase: u32, pad: u32, limit: f32, pad1: u32, pad2: u32, pad3: u32 }
+${expertBindings}
+@group(0) @binding(5) var<storage, read> x: array<f32>;
+@group(0) @binding(6) var<storage, read> rowToken: array<u32>;
+@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+${mxfp4}
+var<workgroup> partial: array<f32, ${2 * WORKGROUP * TOKEN_BLOCK}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = wid.x;
+  let g = groups[p.groupBase + wid.y];
+  let rowsPerExpert = 2u * p.inter;
+  let Rg = g.x * rowsPerExpert + 2u * i;
+  let words = p.hidden / 8u;
+  for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
+    let n = min(${TOKEN_BLOCK}u, g.z - t0);
+    var accG = array<f32, ${TOKEN_BLOCK}>();
+    var accL = array<f32, ${TOKEN_BLOCK}>();
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let vg = decode8(Rg, wi, p.hidden);
+      let vl = decode8(Rg + 1u, wi, p.hidden);
+      for (var j = 0u; j < n; j++) {
+        let xb = rowToken[g.y + t0 + j] * p.hidden + wi * 8u;
+        for (var e = 0u; e < 8u; e++) {
+          let xv = x[xb + e];
+          accG[j] += xv * vg[e];
+          accL[j] += xv * vl[e];
+        }
+      }
+    }
+    for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) {
+      partial[(2u * j) * ${WORKGROUP}u + lid] = accG[j];
+      partial[(2u * j + 1u) * ${WORKGROUP}u + lid] = accL[j];
+    }
+    workgroupBarrier();
+    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        for (var j = 0u; j < ${2 * TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (lid < n) {
+      let b = g.w * rowsPerExpert + 2u * i;
+      let glu = min(partial[(2u * lid) * ${WORKGROUP}u] + bias[b], p.limit);
+      let lin = clamp(partial[(2u * lid + 1u) * ${WORKGROUP}u] + bias[b + 1u], -p.limit, p.limit);
+      act[(g.y + t0 + lid) * p.inter + i] = glu / (1.0 + exp(-1.702 * glu)) * (lin + 1.0);
+    }
+    workgroupBarrier();
+  }
+}
+`;
+
+/** Down projection: workgroup (r, g) writes y[row, r] = act[row] . w2[e, r] + bias2[e, r] for group g's rows. */
+export const EXPERTS_DOWN = /* wgsl */ `
+struct P { hidden: u32, inter: u32, groupBase: u32, pad: u32 }
+${expertBindings}
+@group(0) @binding(5) var<storage, read> act: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+${mxfp4}
+var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.x;
+  let g = groups[p.groupBase + wid.y];
+  let R = g.x * p.hidden + r;
+  let words = p.inter / 8u;
+  for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
+    let n = min(${TOKEN_BLOCK}u, g.z - t0);
+    var acc = array<f32, ${TOKEN_BLOCK}>();
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let v = decode8(R, wi, p.inter);
+      for (var j = 0u; j < n; j++) {
+        let ab = (g.y + t0 + j) * p.inter + wi * 8u;
+        for (var e = 0u; e < 8u; e++) { acc[j] += act[ab + e] * v[e]; }
+      }
+    }
+    for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] = acc[j]; }
+    workgroupBarrier();
+    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] += partial[j * ${WORKGROUP}u + lid + s]; }
+      }
+      workgroupBarrier();
+    }
+    if (lid < n) { y[(g.y + t0 + lid) * p.hidden + r] = partial[lid * ${WORKGROUP}u] + bias[g.w * p.hidden + r]; }
+    workgroupBarrier();
+  }
+}
+`;
+
+/** out[t, c] = sum_j weight[t, j] * y[slotRow[t, j], c], slots in order. */
+export const EXPERTS_COMBINE = /* wgsl */ `${header}
+struct P { tokens: u32, hidden: u32, k: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> slotRow: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> outp: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (idx >= p.tokens * p.hidden) { return; }
+  let t = idx / p.hidden;
+  let c = idx % p.hidden;
+  var sum = 0.0;
+  for (var j = 0u; j < p.k; j++) { sum += weights[t * p.k + j] * y[slotRow[t * p.k + j] * p.hidden + c]; }
+  outp[idx] = sum;
+}
+`;

@@ -1,0 +1,60 @@
+// `--backend webgpu` from the command line: logits on a golden case through bin/gptoss.js (skipped
+// with the reason when no WebGPU adapter exists, unless GPTOSS_REQUIRE_WEBGPU=1), and, with the
+// Vulkan loader pointed at no driver, the one-line error naming the fix and exit status 2; bench
+// on webgpu names the adapter.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
+import { runBench } from '../../src/cli/bench.ts';
+import { runCli } from '../cli/in-process.ts';
+import { goldenCase, maxAbsDiff, readF32 } from '../model/golden-data.ts';
+
+const BIN = new URL('../../bin/gptoss.js', import.meta.url).pathname;
+const gold = goldenCase(new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname);
+const available = await webGpuAvailable();
+if (!available.ok && process.env.GPTOSS_REQUIRE_WEBGPU === '1') throw new Error(`GPTOSS_REQUIRE_WEBGPU=1 but ${available.reason}`);
+
+function gptoss(args: string[], env: NodeJS.ProcessEnv = process.env): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', maxBuffer: 64 << 20, env });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('gptoss --backend webgpu', () => {
+  const seq = gold.golden.sequences[1]!;
+
+  it('logits --all-positions match the golden f32 logits', { skip: available.ok ? false : `no WebGPU adapter: ${available.ok ? '' : available.reason}` }, () => {
+    const r = gptoss(['logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'webgpu']);
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { logits: number[][] };
+    assert.equal(out.logits.length, seq.length);
+    const diff = maxAbsDiff(out.logits.flat(), readF32(gold, seq.logits.fp32));
+    assert.ok(diff <= gold.golden.tolerances.fp32.max_abs, `differs by ${diff}`);
+  });
+
+  it('bench reports the adapter, f32 expert activations and no fallbacks', { skip: available.ok ? false : 'no WebGPU adapter' }, async () => {
+    const r = await runBench({ model: gold.dir, promptTokens: 8, genTokens: 2, threads: 1, backend: 'webgpu', profile: false });
+    assert.equal(r.backend, 'webgpu');
+    assert.equal(r.expert_activations, 'f32');
+    assert.ok(r.adapter !== undefined && r.adapter.length > 0);
+    assert.deepEqual(r.fallbacks, { linear: 0, attention: 0, experts: 0 });
+    assert.ok(Number.isFinite(r.decode_tok_s) && r.decode_tok_s > 0);
+  });
+
+  it('without an adapter: one line naming the fix, exit status 2', () => {
+    // The Vulkan loader finds no driver at these paths, so Dawn offers no adapter.
+    const r = gptoss(['logits', '--model', gold.dir, '--tokens', '1,2', '--backend', 'webgpu'], { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    const ours = r.stderr.split('\n').filter((l) => l.startsWith('gptoss '));
+    assert.equal(ours.length, 1, r.stderr);
+    assert.match(ours[0]!, /no WebGPU adapter found: install a Vulkan driver .* or use --backend wasm$/);
+    assert.doesNotMatch(r.stderr, /^\s+at .*\.ts:\d+/m, 'no stack trace of ours');
+  });
+
+  it('an unknown backend name lists webgpu among the choices', async () => {
+    const r = await runCli(['logits', '--model', gold.dir, '--tokens', '1', '--backend', 'cuda']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--backend must be wasm, reference or webgpu, got "cuda"/);
+  });
+});
