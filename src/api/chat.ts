@@ -2,12 +2,13 @@
 // AgentSession run (the agent loop renders, generates, parses and runs tools) and translates its
 // events; the consumer's pace never blocks generation (events queue until read), and a consumer
 // that stops reading aborts the run and frees its sequence.
-import { AgentSession, createConversation, type AgentEvent, type AgentFinishReason, type AgentResult, type AgentTool, type PromptOptions } from '../engine/agent.ts';
+import { AgentSession, harmonyPromptOptions, type AgentEvent, type AgentFinishReason, type AgentResult, type PromptOptions } from '../engine/agent.ts';
 import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { LogitsProcessor } from '../engine/sampler.ts';
 import { UserError } from '../errors.ts';
-import { REASONING_EFFORTS, createMessage, messageText, type Conversation, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
+import type { Tool } from '../tools/index.ts';
+import { REASONING_EFFORTS, createConversation, createMessage, messageText, type Conversation, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
 import { StructuredOutput } from '../server/structured.ts';
 import { toGptossError } from './errors.ts';
 import { prepareTools, type ToolDefinition } from './tools.ts';
@@ -165,7 +166,7 @@ export interface PromptSpec {
   reasoningEffort?: ReasoningEffort;
   instructions?: string;
   date?: string | null;
-  tools: readonly AgentTool[];
+  tools: readonly Tool[];
   functionTools: readonly ToolDescription[];
 }
 
@@ -183,7 +184,7 @@ export function buildConversation(messages: readonly ChatMessage[] | string, spe
     tools: spec.tools,
     functionTools: spec.functionTools,
   };
-  const conversation = createConversation(prompt);
+  const conversation = createConversation(harmonyPromptOptions(prompt));
   conversation.messages.push(...turns);
   return { conversation, prompt };
 }

@@ -2,12 +2,12 @@
 // engine with continuous batching. Binds to loopback unless told otherwise; with an API key every
 // /v1 request needs it. Logs one line per request and never prompt or output text unless
 // --log-content is given.
-import type { AgentTool } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
 import { UserError } from '../errors.ts';
 import { HostGuard } from '../server/guard.ts';
 import type { BuiltinToolFactories } from '../server/index.ts';
+import type { Tool } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 
@@ -94,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
   if (boolFlag(p, 'python')) {
     const { PythonTool, defaultSandboxPool } = await import('../tools/index.ts');
     // Stateless (a fresh interpreter per call), so one instance serves every request.
-    const python: AgentTool = new PythonTool();
+    const python: Tool = new PythonTool();
     tools.python = () => python;
     defaultSandboxPool().fill();
   }

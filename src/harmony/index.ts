@@ -37,3 +37,4 @@ export {
   contentFromJSON,
   parseJsonText,
 } from './json.ts';
+export { today, buildSystemMessage, buildDeveloperMessage, promptHead, createConversation, type PromptOptions } from './prompt.ts';

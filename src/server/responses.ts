@@ -4,10 +4,10 @@
 // items (reasoning, message, function_call, web_search_call, code_interpreter_call) and, when
 // streaming, the Responses event sequence with consecutive sequence numbers, the shapes of the
 // official reference server's recorded streams.
-import type { AgentEvent, AgentResult, AgentTool } from '../engine/agent.ts';
+import type { AgentEvent, AgentResult } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../harmony/index.ts';
-import { CitationStream, type CitationSource } from '../tools/index.ts';
+import { CitationStream, type CitationSource, type Tool } from '../tools/index.ts';
 import { builtinTool, formatInstructions, formatSchema, newId, nowSeconds, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
 import { ApiError, invalid } from './errors.ts';
 import type { TurnRequest } from './runner.ts';
@@ -63,7 +63,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
 
   // Tools.
   const functions: ParsedFunction[] = [];
-  const builtins: AgentTool[] = [];
+  const builtins: Tool[] = [];
   const toolsIn = optArray(body, 'tools') ?? [];
   toolsIn.forEach((t, i) => {
     const tool = record(t, `tools[${i}]`);

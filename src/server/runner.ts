@@ -2,18 +2,19 @@
 // outputs into the sampler, maps the client's disconnect to the run's abort signal, and frees or
 // pools the sequence afterwards. Both API front ends (responses.ts, chat.ts) build a TurnRequest
 // and translate the AgentEvents it reports.
-import { AgentSession, type AgentEvent, type AgentResult, type AgentTool } from '../engine/agent.ts';
+import { AgentSession, type AgentEvent, type AgentResult } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import type { Engine, Sequence } from '../engine/engine.ts';
 import type { LogitsProcessor, SamplingParams } from '../engine/sampler.ts';
 import { BatchingEngine } from '../engine/scheduler.ts';
 import { renderConversationForCompletion, type Message, type ToolDescription } from '../harmony/index.ts';
 import { StructuredOutput } from './structured.ts';
+import type { Tool } from '../tools/index.ts';
 
 export interface TurnRequest {
   /** The whole conversation: system, developer, then the turns. */
   messages: Message[];
-  builtinTools: readonly AgentTool[];
+  builtinTools: readonly Tool[];
   functionTools: readonly ToolDescription[];
   /** Strict functions' parameter schemas (constrained arguments). */
   functionSchemas: ReadonlyMap<string, JsonSchema>;
