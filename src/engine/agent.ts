@@ -23,6 +23,7 @@ import { CompletionStream, type CompletionEvent, type CompletionProcessor } from
 import type { Engine, Sequence } from './engine.ts';
 import { generate, type FinishReason, type GeneratedToken } from './generate.ts';
 import { RecipientClassifier, type RecipientTarget } from './recipient.ts';
+export { isToolCall } from './recipient.ts';
 import { Rng, samplingParams, type SamplingParams } from './sampler.ts';
 
 export type { ToolCall, ToolOutput, RecipientTarget };

@@ -1,7 +1,7 @@
 // The HTTP layer: routes, bearer-token auth, the browser guards (Host, Origin, JSON bodies only; see
 // guard.ts and body.ts), body limits, the concurrency cap, one log line per
 // request (never prompt or output text unless logContent), OpenAI-shaped errors, and server-sent
-// events for streaming. Handlers run requests through runner.ts on one shared BatchingEngine.
+// events for streaming. Handlers run requests through the engine's turn API on one shared BatchingEngine.
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
@@ -12,14 +12,14 @@ import type { AgentEvent } from '../engine/agent.ts';
 import { shortestJsonBytes } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
 import { BatchingEngine, type BatchingOptions } from '../engine/scheduler.ts';
+import { prepareTurn, runTurn, type PreparedTurn, type TurnResult } from '../engine/turn.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
 import { readJsonBody } from './body.ts';
 import { ChatBuilder, chatUsage, finishReasonOf, parseChatRequest } from './chat.ts';
 import { newId, nowSeconds, type BuiltinToolFactories, type ServerContext } from './common.ts';
-import { ApiError, toApiError } from './errors.ts';
+import { ApiError, ClientGoneError, toApiError } from './errors.ts';
 import { HostGuard, originAllowed } from './guard.ts';
 import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, statusOf, type ResponseEvent } from './responses.ts';
-import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
 import { ResponseStore } from './store.ts';
 import { isRecord, type JsonRecord } from './validate.ts';
 import { mountWebPage } from './web.ts';
@@ -238,8 +238,9 @@ export function createServer(options: ServerOptions): GptossServer {
    * answer a structured-output schema allows fits what is left (the constraint reserves a token
    * per byte of it); caps the turn's output at the room the prompt leaves.
    */
-  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string, formatParam: string): void => {
-    const promptTokens = renderPrompt(turn.messages).length;
+  const fitContext = (prepared: PreparedTurn, param: string, formatParam: string): void => {
+    const turn = prepared.request;
+    const promptTokens = prepared.prompt.length;
     const window = engine.info.contextLength;
     if (promptTokens >= window) {
       throw new ApiError(400, `This model's maximum context length is ${window} tokens; your request has ${promptTokens} prompt tokens. Shorten the ${param}.`, { param, code: 'context_length_exceeded' });
@@ -254,7 +255,17 @@ export function createServer(options: ServerOptions): GptossServer {
         );
       }
     }
-    turn.maxTokens = Math.max(1, Math.min(turn.maxTokens, window - promptTokens));
+    turn.maxTokens = Math.max(1, Math.min(turn.maxTokens ?? window, window - promptTokens));
+  };
+
+  /** Runs a prepared turn; a failure after the client went away is a disconnect, not a server fault. */
+  const run = async (turn: PreparedTurn, signal: AbortSignal, onEvent: (e: AgentEvent) => void): Promise<TurnResult> => {
+    try {
+      return await runTurn(engine, turn, { signal, onEvent });
+    } catch (e) {
+      if (signal.aborted) throw new ClientGoneError();
+      throw e;
+    }
   };
 
   /** Most tokens one request may generate: the server's cap, never more than the window. */
@@ -289,11 +300,11 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseResponsesRequest(ctx, body, room());
-    fitContext(request.turn, 'input', 'text.format');
+    const turn = prepareTurn(request.turn);
+    fitContext(turn, 'input', 'text.format');
     const release = acquireSlot();
     const id = newId('resp');
     const createdAt = nowSeconds();
-    const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
     const finishInfo = (output: string): void => {
       if (ctx.logContent) info.content = { prompt: JSON.stringify(body['input']), output };
     };
@@ -305,8 +316,8 @@ export function createServer(options: ServerOptions): GptossServer {
 
     if (!request.stream) {
       try {
-        const builder = new ResponseBuilder(functionNames, undefined, request.citations, request.summarize);
-        const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: (e) => builder.onEvent(e) });
+        const builder = new ResponseBuilder(undefined, request.citations, request.summarize);
+        const { result } = await run(turn, c.req.raw.signal, (e) => builder.onEvent(e));
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
         finishInfo(result.finalText);
@@ -320,11 +331,11 @@ export function createServer(options: ServerOptions): GptossServer {
 
     return stream(c, release, info, async (sse, signal) => {
       const queue = new EventQueue(sse);
-      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations, request.summarize);
+      const builder = new ResponseBuilder((e) => queue.push(e.type, e), request.citations, request.summarize);
       const base = { id, createdAt, model: modelName, echo: request.echo };
       builder.send('response.created', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
       builder.send('response.in_progress', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
-      const { result } = await runTurn(engine, { ...request.turn, signal, onEvent: (e) => builder.onEvent(e) });
+      const { result } = await run(turn, signal, (e) => builder.onEvent(e));
       info.inputTokens = result.usage.promptTokens;
       info.outputTokens = result.usage.completionTokens;
       finishInfo(result.finalText);
@@ -353,17 +364,17 @@ export function createServer(options: ServerOptions): GptossServer {
     const body = await readBody(c);
     const info = c.get('log');
     const request = parseChatRequest(ctx, body, room());
-    fitContext(request.turn, 'messages', 'response_format');
+    const turn = prepareTurn(request.turn);
+    fitContext(turn, 'messages', 'response_format');
     const release = acquireSlot();
     const id = newId('chatcmpl').replace('_', '-');
     const created = nowSeconds();
-    const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
     const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e);
 
     if (!request.stream) {
       try {
-        const builder = new ChatBuilder(functionNames, request.logprobs);
-        const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: onEvent(builder) });
+        const builder = new ChatBuilder(request.logprobs);
+        const { result } = await run(turn, c.req.raw.signal, onEvent(builder));
         info.inputTokens = result.usage.promptTokens;
         info.outputTokens = result.usage.completionTokens;
         if (ctx.logContent) info.content = { prompt: JSON.stringify(body['messages']), output: builder.content };
@@ -401,13 +412,13 @@ export function createServer(options: ServerOptions): GptossServer {
         choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
         ...extra,
       });
-      const builder = new ChatBuilder(functionNames, request.logprobs, (delta, logprobs) => {
+      const builder = new ChatBuilder(request.logprobs, (delta, logprobs) => {
         const entry = chunk(delta);
         if (logprobs !== undefined) (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: logprobs, refusal: null };
         queue.push(undefined, entry);
       });
       queue.push(undefined, chunk({ role: 'assistant', content: '' }));
-      const { result } = await runTurn(engine, { ...request.turn, signal, onEvent: onEvent(builder) });
+      const { result } = await run(turn, signal, onEvent(builder));
       info.inputTokens = result.usage.promptTokens;
       info.outputTokens = result.usage.completionTokens;
       if (ctx.logContent) info.content = { prompt: JSON.stringify(body['messages']), output: builder.content };

@@ -11,11 +11,11 @@ import { REASONING_EFFORTS, createMessage, type Message } from '../harmony/index
 import { getTokenizer } from '../tokenizer/index.ts';
 import { formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
 import { invalid } from './errors.ts';
-import type { TurnRequest } from './runner.ts';
+import type { TurnRequest } from '../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
 
 export interface ChatRequest {
-  turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  turn: TurnRequest;
   stream: boolean;
   includeUsage: boolean;
   logprobs: boolean;
@@ -207,12 +207,10 @@ export class ChatBuilder {
   private sentLogprobs = 0;
   /** Index of the current message's first logprob entry. */
   private messageLogprobs = 0;
-  private readonly functionNames: ReadonlySet<string>;
   private readonly logprobs: boolean;
   private readonly emit: ((delta: JsonRecord, logprobs?: JsonRecord[]) => void) | undefined;
 
-  constructor(functionNames: ReadonlySet<string>, logprobs: boolean, emit?: (delta: JsonRecord, logprobs?: JsonRecord[]) => void) {
-    this.functionNames = functionNames;
+  constructor(logprobs: boolean, emit?: (delta: JsonRecord, logprobs?: JsonRecord[]) => void) {
     this.logprobs = logprobs;
     this.emit = emit;
   }
@@ -222,14 +220,14 @@ export class ChatBuilder {
       case 'message_start': {
         this.flushContent();
         this.messageLogprobs = this.tokenLogprobs.length;
-        const recipient = e.recipient;
+        const target = e.target;
         if (e.role !== 'assistant') this.mode = 'none';
-        else if (recipient !== undefined && recipient.startsWith('functions.') && this.functionNames.has(recipient.slice('functions.'.length))) {
+        else if (target.kind === 'function') {
           this.mode = 'call';
-          const call: ChatToolCall = { id: newId('call'), type: 'function', function: { name: recipient.slice('functions.'.length), arguments: '' } };
+          const call: ChatToolCall = { id: newId('call'), type: 'function', function: { name: target.name, arguments: '' } };
           this.toolCalls.push(call);
           this.emit?.({ tool_calls: [{ index: this.toolCalls.length - 1, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
-        } else if (recipient !== undefined) this.mode = 'none';
+        } else if (target.kind !== 'none') this.mode = 'none';
         // The final answer and commentary preambles (text meant for the user before a tool call)
         // are content; analysis is reasoning.
         else if (e.channel === 'final' || e.channel === 'commentary') this.mode = 'content';

@@ -4,17 +4,17 @@
 // items (reasoning, message, function_call, web_search_call, code_interpreter_call) and, when
 // streaming, the Responses event sequence with consecutive sequence numbers, the shapes of the
 // official reference server's recorded streams.
-import type { AgentEvent, AgentResult } from '../engine/agent.ts';
+import type { AgentEvent, AgentResult, RecipientTarget } from '../engine/agent.ts';
 import type { JsonSchema } from '../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../harmony/index.ts';
 import { CitationStream, type CitationSource, type Tool } from '../tools/index.ts';
 import { builtinTool, formatInstructions, formatSchema, newId, nowSeconds, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
 import { ApiError, invalid } from './errors.ts';
-import type { TurnRequest } from './runner.ts';
+import type { TurnRequest } from '../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
 
 export interface ResponsesRequest {
-  turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  turn: TurnRequest;
   /** `reasoning.summary` was asked for: reasoning items carry their text as the summary too. */
   summarize: boolean;
   /** The request's browser, whose pages the answer's citation marks refer to. */
@@ -284,7 +284,6 @@ export class ResponseBuilder {
   private closing: { item: OpenItem; message: Message } | undefined;
   private pendingTools: OpenItem[] = [];
   private readonly emit: ((e: ResponseEvent) => void) | undefined;
-  private readonly functionNames: ReadonlySet<string>;
 
   private readonly citationSource: CitationSource | undefined;
   /**
@@ -293,8 +292,7 @@ export class ResponseBuilder {
    */
   private readonly summarize: boolean;
 
-  constructor(functionNames: ReadonlySet<string>, emit?: (e: ResponseEvent) => void, citationSource?: CitationSource, summarize = false) {
-    this.functionNames = functionNames;
+  constructor(emit?: (e: ResponseEvent) => void, citationSource?: CitationSource, summarize = false) {
     this.emit = emit;
     this.citationSource = citationSource;
     this.summarize = summarize;
@@ -318,7 +316,7 @@ export class ResponseBuilder {
     }
     switch (e.type) {
       case 'message_start':
-        if (e.role === 'assistant') this.start(e.channel, e.recipient);
+        if (e.role === 'assistant') this.start(e.channel, e.target);
         break;
       case 'delta':
         if (this.open !== undefined) this.delta(this.open, e.text);
@@ -338,22 +336,23 @@ export class ResponseBuilder {
     }
   }
 
-  private start(channel: string | undefined, recipient: string | undefined): void {
+  private start(channel: string | undefined, target: RecipientTarget): void {
     const index = this.nextIndex();
-    if (recipient !== undefined && recipient.startsWith('functions.') && this.functionNames.has(recipient.slice('functions.'.length))) {
-      const item: OpenItem = { kind: 'function_call', id: newId('fc'), index, callId: newId('call'), name: recipient.slice('functions.'.length), text: '' };
+    if (target.kind === 'function') {
+      const item: OpenItem = { kind: 'function_call', id: newId('fc'), index, callId: newId('call'), name: target.name, text: '' };
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: this.functionItem(item, 'in_progress') });
-    } else if (recipient !== undefined && (recipient === 'browser' || recipient.startsWith('browser.') || /^functions\.(search|open|find)$/.test(recipient))) {
-      // Built-in browser calls (and misrouted functions.search/open/find) are announced when they run.
-      this.open = { kind: 'web_search_call', id: newId('ws'), index, text: '', recipient };
-    } else if (recipient !== undefined && (recipient === 'python' || recipient.startsWith('python.'))) {
+    } else if (target.kind === 'builtin' && target.tool === 'browser') {
+      // Built-in browser calls (misrouted functions.search/open/find among them) are announced when they run.
+      this.open = { kind: 'web_search_call', id: newId('ws'), index, text: '', recipient: target.recipient };
+    } else if (target.kind === 'builtin' && target.tool === 'python') {
       const item: OpenItem = { kind: 'code_interpreter_call', id: newId('ci'), index, text: '' };
       this.open = item;
       this.send('response.output_item.added', { output_index: index, item: this.codeItem(item, 'in_progress', null) });
       this.send('response.code_interpreter_call.in_progress', { output_index: index, item_id: item.id });
-    } else if (recipient !== undefined) {
-      // A call to a tool that does not exist: the loop answers the model with an error; no item.
+    } else if (target.kind !== 'none') {
+      // A call to a tool that does not exist (the loop answers the model with an error), or a
+      // message addressed to no tool: no item.
       this.open = undefined;
     } else if (channel === 'analysis') {
       const item: OpenItem = { kind: 'reasoning', id: newId('rs'), index, text: '' };
