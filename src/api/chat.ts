@@ -2,7 +2,7 @@
 // turn through the engine's turn API (render once, the agent loop generates, parses and runs
 // tools) and translates its events; the consumer's pace never blocks generation (events queue until read), and a consumer
 // that stops reading aborts the run and frees its sequence.
-import { harmonyPromptOptions, isToolCall, type AgentEvent, type AgentFinishReason, type AgentResult, type PromptOptions, type RecipientTarget } from '../engine/agent.ts';
+import { isToolCall, type AgentEvent, type AgentFinishReason, type AgentResult, type RecipientTarget } from '../engine/agent.ts';
 import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
 import { prepareTurn, runTurn } from '../engine/turn.ts';
@@ -169,23 +169,22 @@ export interface PromptSpec {
   functionTools: readonly ToolDescription[];
 }
 
-/** The harmony conversation of a turn (system, developer, then `messages`) and the loop's prompt options. */
-export function buildConversation(messages: readonly ChatMessage[] | string, spec: PromptSpec): { conversation: Conversation; prompt: PromptOptions } {
+/** The harmony conversation of a turn: system, developer, then `messages`. */
+export function buildConversation(messages: readonly ChatMessage[] | string, spec: PromptSpec): { conversation: Conversation } {
   if (spec.reasoningEffort !== undefined && !REASONING_EFFORTS.includes(spec.reasoningEffort)) {
     throw new UserError('usage', `reasoningEffort must be low, medium or high, got ${JSON.stringify(spec.reasoningEffort)}`);
   }
   const { instructions, turns } = harmonyTurns(messages);
   const all = [...(spec.instructions !== undefined ? [spec.instructions] : []), ...instructions];
-  const prompt: PromptOptions = {
+  const conversation = createConversation({
     ...(spec.reasoningEffort !== undefined ? { reasoningEffort: spec.reasoningEffort } : {}),
     ...(all.length > 0 ? { instructions: all.join('\n\n') } : {}),
     ...(spec.date !== undefined ? { date: spec.date } : {}),
-    tools: spec.tools,
+    toolNamespaces: spec.tools.map((t) => t.namespace()),
     functionTools: spec.functionTools,
-  };
-  const conversation = createConversation(harmonyPromptOptions(prompt));
+  });
   conversation.messages.push(...turns);
-  return { conversation, prompt };
+  return { conversation };
 }
 
 function finishReasonOf(reason: AgentFinishReason): ChatFinishReason {

@@ -50,7 +50,7 @@ export interface PromptOptions extends Omit<HarmonyPromptOptions, 'toolNamespace
 }
 
 /** Harmony's prompt options for `options`: the tools' namespaces in the order given. */
-export function harmonyPromptOptions(options: PromptOptions): HarmonyPromptOptions {
+function harmonyPromptOptions(options: PromptOptions): HarmonyPromptOptions {
   const { tools, ...rest } = options;
   return tools === undefined || tools.length === 0 ? rest : { ...rest, toolNamespaces: tools.map((t) => t.namespace()) };
 }
