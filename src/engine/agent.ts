@@ -1,7 +1,7 @@
-// The agent loop: render the conversation, generate, parse the completion as it streams, and when
-// the model addresses a tool (browser.*, python, any registered tool, functions.*) run it, append
-// the result as a tool message and generate again, until a final answer, a function call for the
-// caller, or a limit. One AgentSession owns one conversation and one engine Sequence, so every
+// The agent loop: render the conversation, generate, let completion.ts parse the completion as it
+// streams, and when the model addresses a tool (browser.*, python, any registered tool, through
+// the tools' registry; functions.* through the caller) run it, append the result as a tool message
+// and generate again, until a final answer, a function call for the caller, or a limit. One AgentSession owns one conversation and one engine Sequence, so every
 // turn and tool call pays only for the tokens after the cached prefix. Malformed model output
 // becomes a tool error message the model reads; it never throws.
 import {
@@ -23,9 +23,9 @@ import { CompletionStream, type CompletionEvent, type CompletionProcessor } from
 import type { Engine, Sequence } from './engine.ts';
 import { generate, type FinishReason, type GeneratedToken } from './generate.ts';
 import { RecipientClassifier, type RecipientTarget } from './recipient.ts';
-export { isToolCall } from './recipient.ts';
 import { Rng, samplingParams, type SamplingParams } from './sampler.ts';
 
+export { isToolCall } from './recipient.ts';
 export type { ToolCall, ToolOutput, RecipientTarget };
 
 /** A call to a developer-declared function (`functions.<name>`), for the caller to answer. */
