@@ -1,7 +1,7 @@
 // The HTTP layer, middleware only: bearer-token auth, the browser guards (Host, Origin, JSON bodies
 // only; see guard.ts and body.ts), the concurrency cap, one log line per request (never prompt or
 // output text unless logContent), OpenAI-shaped errors, /health and /metrics. The APIs mount their
-// own routes (responses/route.ts, chat/route.ts, models.ts) over the shared pieces of turn.ts, and
+// own routes (responses/route.ts, chat/route.ts, models.ts) over the shared pieces of route-kit.ts, and
 // run their turns through the engine's turn API on one shared BatchingEngine.
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
@@ -18,7 +18,7 @@ import { HostGuard, originAllowed } from './guard.ts';
 import { mountModels } from './models.ts';
 import { mountResponses } from './responses/route.ts';
 import { ResponseStore } from './store.ts';
-import { createRouteKit, type RequestLog } from './turn.ts';
+import { createRouteKit, type RequestLog } from './route-kit.ts';
 import { mountWebPage } from './web.ts';
 
 export interface ServerOptions {

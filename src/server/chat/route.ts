@@ -2,7 +2,7 @@
 // with the completion object collected from the same events.
 import type { Hono } from 'hono';
 import { newId, nowSeconds } from '../common.ts';
-import type { RouteKit, TurnReply } from '../turn.ts';
+import type { RouteKit, TurnReply } from '../route-kit.ts';
 import type { JsonRecord } from '../validate.ts';
 import { ChatBuilder, chatUsage, finishReasonOf } from './events.ts';
 import { parseChatRequest } from './request.ts';

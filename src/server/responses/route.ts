@@ -3,7 +3,7 @@
 import type { Hono } from 'hono';
 import { newId, nowSeconds } from '../common.ts';
 import { ApiError } from '../errors.ts';
-import type { RouteKit, TurnReply } from '../turn.ts';
+import type { RouteKit, TurnReply } from '../route-kit.ts';
 import type { JsonRecord } from '../validate.ts';
 import { ResponseBuilder, recordCallIds, responseObject, statusOf } from './events.ts';
 import { parseResponsesRequest } from './request.ts';
