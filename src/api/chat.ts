@@ -1,14 +1,14 @@
-// A chat turn for library callers: messages in, an async iterable of typed events out. Wraps one
-// AgentSession run (the agent loop renders, generates, parses and runs tools) and translates its
-// events; the consumer's pace never blocks generation (events queue until read), and a consumer
+// A chat turn for library callers: messages in, an async iterable of typed events out. Runs one
+// turn through the engine's turn API (render once, the agent loop generates, parses and runs
+// tools) and translates its events; the consumer's pace never blocks generation (events queue until read), and a consumer
 // that stops reading aborts the run and frees its sequence.
-import { AgentSession, createConversation, type AgentEvent, type AgentFinishReason, type AgentResult, type AgentTool, type PromptOptions } from '../engine/agent.ts';
+import { isToolCall, type AgentEvent, type AgentFinishReason, type AgentResult, type RecipientTarget } from '../engine/agent.ts';
 import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
-import type { LogitsProcessor } from '../engine/sampler.ts';
+import { prepareTurn, runTurn } from '../engine/turn.ts';
 import { UserError } from '../errors.ts';
-import { REASONING_EFFORTS, createMessage, messageText, type Conversation, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
-import { StructuredOutput } from '../server/structured.ts';
+import type { Tool } from '../tools/index.ts';
+import { REASONING_EFFORTS, createConversation, createMessage, messageText, type Conversation, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
 import { toGptossError } from './errors.ts';
 import { prepareTools, type ToolDefinition } from './tools.ts';
 
@@ -165,27 +165,26 @@ export interface PromptSpec {
   reasoningEffort?: ReasoningEffort;
   instructions?: string;
   date?: string | null;
-  tools: readonly AgentTool[];
+  tools: readonly Tool[];
   functionTools: readonly ToolDescription[];
 }
 
-/** The harmony conversation of a turn (system, developer, then `messages`) and the loop's prompt options. */
-export function buildConversation(messages: readonly ChatMessage[] | string, spec: PromptSpec): { conversation: Conversation; prompt: PromptOptions } {
+/** The harmony conversation of a turn: system, developer, then `messages`. */
+export function buildConversation(messages: readonly ChatMessage[] | string, spec: PromptSpec): { conversation: Conversation } {
   if (spec.reasoningEffort !== undefined && !REASONING_EFFORTS.includes(spec.reasoningEffort)) {
     throw new UserError('usage', `reasoningEffort must be low, medium or high, got ${JSON.stringify(spec.reasoningEffort)}`);
   }
   const { instructions, turns } = harmonyTurns(messages);
   const all = [...(spec.instructions !== undefined ? [spec.instructions] : []), ...instructions];
-  const prompt: PromptOptions = {
+  const conversation = createConversation({
     ...(spec.reasoningEffort !== undefined ? { reasoningEffort: spec.reasoningEffort } : {}),
     ...(all.length > 0 ? { instructions: all.join('\n\n') } : {}),
     ...(spec.date !== undefined ? { date: spec.date } : {}),
-    tools: spec.tools,
+    toolNamespaces: spec.tools.map((t) => t.namespace()),
     functionTools: spec.functionTools,
-  };
-  const conversation = createConversation(prompt);
+  });
   conversation.messages.push(...turns);
-  return { conversation, prompt };
+  return { conversation };
 }
 
 function finishReasonOf(reason: AgentFinishReason): ChatFinishReason {
@@ -202,9 +201,6 @@ function finishReasonOf(reason: AgentFinishReason): ChatFinishReason {
   }
 }
 
-/** Recipients that address no tool (as the agent loop reads them). */
-const NOT_A_TOOL = new Set(['all', 'assistant', 'user']);
-
 /** Translates the loop's events into the library's; keeps the state the translation needs. */
 class EventTranslator {
   private calls = 0;
@@ -216,19 +212,17 @@ class EventTranslator {
     switch (e.type) {
       case 'delta':
         // A message to a tool streams its arguments: they come whole in the tool-call event.
-        if (e.recipient !== undefined && !NOT_A_TOOL.has(e.recipient)) return;
+        if (isToolCall(e.target)) return;
         if (e.channel === 'analysis') this.push({ type: 'reasoning-delta', text: e.text });
         else this.push({ type: 'text-delta', text: e.text, channel: e.channel === 'commentary' ? 'commentary' : 'final' });
         return;
       case 'tool_call': {
         this.callId = `call_${++this.calls}`;
-        const fn = e.call.recipient.startsWith('functions.');
-        this.push({ type: 'tool-call', callId: this.callId, name: fn ? e.call.recipient.slice('functions.'.length) : e.call.recipient, builtin: !fn, arguments: e.call.content });
+        this.push({ type: 'tool-call', callId: this.callId, name: toolName(e.target), builtin: e.target.kind === 'builtin', arguments: e.call.content });
         return;
       }
       case 'tool_result': {
-        const fn = e.call.recipient.startsWith('functions.');
-        this.push({ type: 'tool-result', callId: this.callId, name: fn ? e.call.recipient.slice('functions.'.length) : e.call.recipient, output: messageText(e.message), isError: e.error !== undefined });
+        this.push({ type: 'tool-result', callId: this.callId, name: toolName(e.target), output: messageText(e.message), isError: e.error !== undefined });
         return;
       }
       case 'done':
@@ -239,6 +233,13 @@ class EventTranslator {
         return;
     }
   }
+}
+
+/** The name a tool event reports: a function's own name, or the recipient the model wrote. */
+function toolName(target: RecipientTarget): string {
+  if (target.kind === 'function') return target.name;
+  if (target.kind === 'none') return '';
+  return target.recipient.startsWith('functions.') ? target.recipient.slice('functions.'.length) : target.recipient;
 }
 
 function usageOf(r: AgentResult): ChatUsage {
@@ -259,26 +260,24 @@ export async function* chatEvents(engine: Engine, messages: readonly ChatMessage
   if (options.signal?.aborted === true) controller.abort(options.signal.reason);
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  let session: AgentSession | undefined;
   let run: Promise<void> | undefined;
   try {
     const tools = await prepareTools(options.tools ?? []);
     if (options.outputSchema !== undefined) compileSchema(options.outputSchema as JsonSchema);
-    const { conversation, prompt } = buildConversation(messages, { ...options, tools: tools.builtin, functionTools: tools.functionTools });
-    session = new AgentSession(engine, {
-      ...prompt,
-      conversation,
+    const { conversation } = buildConversation(messages, { ...options, tools: tools.builtin, functionTools: tools.functionTools });
+    const turn = prepareTurn({
+      messages: conversation.messages,
+      builtinTools: tools.builtin,
+      functionTools: tools.functionTools,
       ...(tools.onFunctionCall !== undefined ? { onFunctionCall: tools.onFunctionCall } : {}),
       ...(options.maxToolCalls !== undefined ? { maxToolCalls: options.maxToolCalls } : {}),
-      ...(options.sampling !== undefined ? { sampling: options.sampling } : {}),
-      ...(options.seed !== undefined ? { seed: options.seed } : {}),
-    });
-    const structured = new StructuredOutput({
-      ...(options.outputSchema !== undefined ? { finalSchema: options.outputSchema as JsonSchema } : {}),
       functionSchemas: tools.strictSchemas,
+      ...(options.outputSchema !== undefined ? { finalSchema: options.outputSchema as JsonSchema } : {}),
+      sampling: options.sampling ?? {},
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
       ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
+      ...(options.stop !== undefined && options.stop.length > 0 ? { stopStrings: options.stop } : {}),
     });
-    const processors: LogitsProcessor[] = structured.active ? [structured.processor] : [];
 
     const queue: ChatEvent[] = [];
     let wake: (() => void) | undefined;
@@ -288,15 +287,7 @@ export async function* chatEvents(engine: Engine, messages: readonly ChatMessage
       queue.push(e);
       wake?.();
     });
-    run = session
-      .run({
-        signal: controller.signal,
-        onEvent: (e) => translator.translate(e),
-        ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
-        ...(options.stop !== undefined && options.stop.length > 0 ? { stopStrings: options.stop } : {}),
-        ...(processors.length > 0 ? { processors } : {}),
-      })
-      .then(
+    run = runTurn(engine, turn, { signal: controller.signal, onEvent: (e) => translator.translate(e) }).then(
         () => undefined,
         (e: unknown) => {
           failure = { error: e };
@@ -323,7 +314,6 @@ export async function* chatEvents(engine: Engine, messages: readonly ChatMessage
     controller.abort();
     options.signal?.removeEventListener('abort', onAbort);
     await run;
-    session?.close();
   }
 }
 

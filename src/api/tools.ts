@@ -2,7 +2,8 @@
 // and python sandbox, and the caller's own functions with a JSON Schema and a handler. Turns them
 // into what the agent loop takes: built-in tool instances, function descriptions for the developer
 // message, strict argument schemas, and one function-call handler.
-import type { AgentTool, FunctionCall, FunctionHandler } from '../engine/agent.ts';
+import type { FunctionCall, FunctionHandler } from '../engine/agent.ts';
+import type { Tool } from '../tools/index.ts';
 import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
 import { UserError } from '../errors.ts';
 import { validateToolSchema, type JsonObject, type JsonValue, type ToolDescription } from '../harmony/index.ts';
@@ -53,7 +54,7 @@ export type ToolDefinition = FunctionTool | BrowserTool | PythonTool;
 
 /** The agent loop's view of a chat's tools. */
 export interface PreparedTools {
-  builtin: AgentTool[];
+  builtin: Tool[];
   functionTools: ToolDescription[];
   /** Argument schemas of the strict functions, by name. */
   strictSchemas: Map<string, JsonSchema>;
@@ -62,7 +63,7 @@ export interface PreparedTools {
 
 /** Checks the definitions and builds the tools; a bad definition is a UserError('usage'|'input'). */
 export async function prepareTools(tools: readonly ToolDefinition[]): Promise<PreparedTools> {
-  const builtin: AgentTool[] = [];
+  const builtin: Tool[] = [];
   const functions = new Map<string, FunctionTool>();
   const functionTools: ToolDescription[] = [];
   const strictSchemas = new Map<string, JsonSchema>();

@@ -3,10 +3,10 @@
 // terminal; otherwise (or with a prompt argument) one prompt in, the answer out, for scripts.
 import { readFileSync } from 'node:fs';
 import { readProblem, UserError } from '../errors.ts';
-import { AgentSession, type AgentResult, type AgentTool } from '../engine/agent.ts';
+import { AgentSession, type AgentResult } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
-import type { CitationSource } from '../tools/index.ts';
+import type { CitationSource, Tool } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
 import type { CommandContext } from './context.ts';
@@ -98,7 +98,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   }
 
   // Tools first: a bad --browser folder should fail before minutes of model loading.
-  const tools: AgentTool[] = [];
+  const tools: Tool[] = [];
   let citations: CitationSource | undefined;
   const browserDir = stringFlag(p, 'browser');
   if (browserDir !== undefined) {
@@ -142,7 +142,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   }
 }
 
-async function closeTools(tools: readonly AgentTool[]): Promise<void> {
+async function closeTools(tools: readonly Tool[]): Promise<void> {
   for (const t of tools) await (t as { close?: () => Promise<void> }).close?.();
   if (tools.some((t) => t.name === 'python')) {
     const { defaultSandboxPool } = await import('../tools/index.ts');

@@ -1,44 +1,32 @@
-// The agent loop: render the conversation, generate, parse the completion as it streams, and when
-// the model addresses a tool (browser.*, python, any registered tool, functions.*) run it, append
-// the result as a tool message and generate again, until a final answer, a function call for the
-// caller, or a limit. One AgentSession owns one conversation and one engine Sequence, so every
+// The agent loop: render the conversation, generate, let completion.ts parse the completion as it
+// streams, and when the model addresses a tool (browser.*, python, any registered tool, through
+// the tools' registry; functions.* through the caller) run it, append the result as a tool message
+// and generate again, until a final answer, a function call for the caller, or a limit. One AgentSession owns one conversation and one engine Sequence, so every
 // turn and tool call pays only for the tokens after the cached prefix. Malformed model output
 // becomes a tool error message the model reads; it never throws.
-import { UserError } from '../errors.ts';
 import {
-  StreamParser,
+  createConversation,
+  buildSystemMessage,
   createMessage,
-  developerContent,
   messageText,
   renderConversationForCompletion,
-  systemContent,
   type Conversation,
   type DropAnalysis,
   type Message,
+  type PromptOptions as HarmonyPromptOptions,
   type ReasoningEffort,
-  type Role,
-  type ToolDescription,
-  type ToolNamespaceConfig,
 } from '../harmony/index.ts';
-import { SPECIAL } from '../tokenizer/index.ts';
-import type { ToolCall, ToolOutput } from '../tools/index.ts';
+import { toolCallFromMessage, toolOutputMessage, type Tool, type ToolCall, type ToolOutput } from '../tools/tool.ts';
+import { errorText } from '../tools/errors.ts';
+import { ToolRegistry, availableText, toolError, unknownToolText } from '../tools/registry.ts';
+import { CompletionStream, type CompletionEvent, type CompletionProcessor } from './completion.ts';
 import type { Engine, Sequence } from './engine.ts';
-import { StopStringMatcher, generate, type FinishReason, type GeneratedToken } from './generate.ts';
-import { Rng, samplingParams, type LogitsProcessor, type SamplingParams } from './sampler.ts';
+import { generate, type FinishReason, type GeneratedToken } from './generate.ts';
+import { RecipientClassifier, type RecipientTarget } from './recipient.ts';
+import { Rng, samplingParams, type SamplingParams } from './sampler.ts';
 
-// ---- tools -----------------------------------------------------------------------------------
-
-// ToolCall and ToolOutput are the tools' own contract (src/tools/tool.ts): one definition, imported
-// as types only, so the loop does not load the browser or python code unless a caller does.
-export type { ToolCall, ToolOutput };
-
-/** A tool the loop runs itself (a built-in: browser, python). Its namespace goes in the system message. */
-export interface AgentTool {
-  /** Namespace name; calls to `name` or `name.<fn>` are routed here. */
-  readonly name: string;
-  namespace(): ToolNamespaceConfig;
-  run(call: ToolCall, signal?: AbortSignal): Promise<ToolOutput>;
-}
+export { isToolCall } from './recipient.ts';
+export type { ToolCall, ToolOutput, RecipientTarget };
 
 /** A call to a developer-declared function (`functions.<name>`), for the caller to answer. */
 export interface FunctionCall {
@@ -55,19 +43,16 @@ export type FunctionHandler = (call: FunctionCall, signal?: AbortSignal) => Prom
 
 // ---- options, events, results ---------------------------------------------------------------
 
-export interface PromptOptions {
-  /** Reasoning effort in the system message. Default 'medium'. */
-  reasoningEffort?: ReasoningEffort;
-  /** Identity line of the system message (harmony's default when absent). */
-  modelIdentity?: string;
-  /** "Current date:" of the system message; default today (local time), null for none. */
-  date?: string | null;
-  /** Developer instructions (the API's system prompt). */
-  instructions?: string;
-  /** Built-in tools; their namespaces go in the system message. */
-  tools?: readonly AgentTool[];
-  /** Developer-declared functions, rendered in the developer message's `functions` namespace. */
-  functionTools?: readonly ToolDescription[];
+/** The prompt head's options (harmony's), with the built-in tools themselves instead of their namespaces. */
+export interface PromptOptions extends Omit<HarmonyPromptOptions, 'toolNamespaces'> {
+  /** Built-in tools the loop runs; their namespaces go in the system message. */
+  tools?: readonly Tool[];
+}
+
+/** Harmony's prompt options for `options`: the tools' namespaces in the order given. */
+function harmonyPromptOptions(options: PromptOptions): HarmonyPromptOptions {
+  const { tools, ...rest } = options;
+  return tools === undefined || tools.length === 0 ? rest : { ...rest, toolNamespaces: tools.map((t) => t.namespace()) };
 }
 
 export interface AgentOptions extends PromptOptions {
@@ -92,22 +77,26 @@ export interface RunOptions {
   maxTokens?: number;
   /** Ends the answer when the final channel's text contains one of these (the text before it is kept). */
   stopStrings?: readonly string[];
-  processors?: readonly LogitsProcessor[];
+  /** Logits processors; they see the harmony parse of the completion so far (structured outputs). */
+  processors?: readonly CompletionProcessor[];
+  /** The rendering of the conversation as it stands, when the caller already has it (the first generation uses it instead of rendering again). */
+  prompt?: readonly number[];
   logprobs?: boolean;
   topLogprobs?: number;
   signal?: AbortSignal;
   onEvent?: (event: AgentEvent) => void;
 }
 
+/**
+ * The loop's events. Message events carry the message's `target` (which tool it is for, worked
+ * out once when the message begins): consumers read it instead of classifying recipients again.
+ */
 export type AgentEvent =
   | { type: 'prefill_progress'; done: number; total: number }
   | { type: 'prefill'; promptTokens: number; cachedTokens: number; ms: number }
-  | { type: 'token'; token: GeneratedToken; channel: string | undefined }
-  | { type: 'message_start'; role: Role; channel?: string; recipient?: string; contentType?: string }
-  | { type: 'delta'; channel: string | undefined; recipient: string | undefined; text: string }
-  | { type: 'message_done'; message: Message }
-  | { type: 'tool_call'; call: ToolCall }
-  | { type: 'tool_result'; call: ToolCall; message: Message; error?: string }
+  | CompletionEvent
+  | { type: 'tool_call'; call: ToolCall; target: RecipientTarget }
+  | { type: 'tool_result'; call: ToolCall; target: RecipientTarget; message: Message; error?: string }
   | { type: 'done'; result: AgentResult };
 
 /**
@@ -146,62 +135,15 @@ export interface AgentResult {
   logprobs?: GeneratedToken[];
 }
 
-// ---- prompt construction ---------------------------------------------------------------------
-
-/** Today's date as harmony's system message writes it (local time, YYYY-MM-DD, like the reference). */
-export function today(now: Date = new Date()): string {
-  const pad = (n: number): string => String(n).padStart(2, '0');
-  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
-}
-
-/** The system message: identity, effort, date and the built-in tools' namespaces. */
-export function buildSystemMessage(options: PromptOptions = {}): Message {
-  const tools: Record<string, ToolNamespaceConfig> = {};
-  for (const tool of options.tools ?? []) tools[tool.name] = tool.namespace();
-  const date = options.date === undefined ? today() : options.date;
-  return createMessage(
-    'system',
-    systemContent({
-      reasoningEffort: options.reasoningEffort ?? 'medium',
-      ...(options.modelIdentity !== undefined ? { modelIdentity: options.modelIdentity } : {}),
-      ...(date !== null ? { conversationStartDate: date } : {}),
-      ...(Object.keys(tools).length > 0 ? { tools } : {}),
-    }),
-  );
-}
-
-/** The developer message (instructions and function tools), or undefined when there is neither. */
-export function buildDeveloperMessage(options: PromptOptions = {}): Message | undefined {
-  const hasFunctions = (options.functionTools?.length ?? 0) > 0;
-  if (options.instructions === undefined && !hasFunctions) return undefined;
-  return createMessage(
-    'developer',
-    developerContent({
-      ...(options.instructions !== undefined ? { instructions: options.instructions } : {}),
-      ...(hasFunctions ? { functionTools: [...options.functionTools!] } : {}),
-    }),
-  );
-}
-
-/** A new conversation: the system message, then the developer message if any. */
-export function createConversation(options: PromptOptions = {}): Conversation {
-  const developer = buildDeveloperMessage(options);
-  return { messages: developer === undefined ? [buildSystemMessage(options)] : [buildSystemMessage(options), developer] };
-}
-
 // ---- the session -----------------------------------------------------------------------------
 
 const DEFAULT_MAX_TOOL_CALLS = 16;
-
-/** Recipients that address no tool: a message to these is ordinary output. */
-const NOT_A_TOOL = new Set(['all', 'assistant', 'user']);
 
 export class AgentSession {
   readonly engine: Engine;
   conversation: Conversation;
   private promptOptions: PromptOptions;
-  private readonly tools: readonly AgentTool[];
-  private readonly functionNames: Set<string>;
+  private readonly recipients: RecipientClassifier;
   private readonly onFunctionCall: FunctionHandler | undefined;
   private readonly dropAnalysis: DropAnalysis;
   readonly maxToolCalls: number;
@@ -214,8 +156,7 @@ export class AgentSession {
   constructor(engine: Engine, options: AgentOptions = {}) {
     this.engine = engine;
     this.promptOptions = { ...options };
-    this.tools = options.tools ?? [];
-    this.functionNames = new Set((options.functionTools ?? []).map((f) => f.name));
+    this.recipients = new RecipientClassifier(new ToolRegistry(options.tools ?? []), (options.functionTools ?? []).map((f) => f.name));
     this.onFunctionCall = options.onFunctionCall;
     this.dropAnalysis = options.dropAnalysis ?? 'completed-turns';
     this.maxToolCalls = options.maxToolCalls ?? DEFAULT_MAX_TOOL_CALLS;
@@ -223,7 +164,7 @@ export class AgentSession {
     this.rng = new Rng(options.seed);
     this.sequence = options.sequence;
     this.prefillChunk = options.prefillChunk;
-    this.conversation = options.conversation !== undefined ? { messages: [...options.conversation.messages] } : createConversation(options);
+    this.conversation = options.conversation !== undefined ? { messages: [...options.conversation.messages] } : createConversation(harmonyPromptOptions(options));
   }
 
   get reasoningEffort(): ReasoningEffort {
@@ -233,7 +174,7 @@ export class AgentSession {
   /** Changes the effort in the system message (the next prompt re-processes from the system message on). */
   setReasoningEffort(effort: ReasoningEffort): void {
     this.promptOptions = { ...this.promptOptions, reasoningEffort: effort };
-    const system = buildSystemMessage(this.promptOptions);
+    const system = buildSystemMessage(harmonyPromptOptions(this.promptOptions));
     const i = this.conversation.messages.findIndex((m) => m.author.role === 'system');
     if (i >= 0) {
       const old = this.conversation.messages[i]!;
@@ -247,7 +188,7 @@ export class AgentSession {
 
   /** Starts over with a fresh system (and developer) message. The KV cache keeps the shared prefix. */
   reset(): void {
-    this.conversation = createConversation(this.promptOptions);
+    this.conversation = createConversation(harmonyPromptOptions(this.promptOptions));
   }
 
   /** Replaces the conversation (e.g. one loaded from a file). */
@@ -322,19 +263,23 @@ export class AgentSession {
       appended.push(m);
     };
 
+    let given = options.prompt;
     for (;;) {
-      const prompt = renderConversationForCompletion(this.conversation, 'assistant', { dropAnalysis: this.dropAnalysis });
+      // The caller's rendering serves the first generation; later ones render the grown conversation.
+      const prompt = given ?? renderConversationForCompletion(this.conversation, 'assistant', { dropAnalysis: this.dropAnalysis });
+      given = undefined;
       this.sequence ??= this.engine.createSequence();
-      const stream = new CompletionStream(emit, options.stopStrings);
+      const stream = new CompletionStream(emit, this.recipients, options.stopStrings);
       const remaining = options.maxTokens === undefined ? undefined : options.maxTokens - usage.completionTokens;
       if (remaining !== undefined && remaining <= 0) return finish('length');
+      const processors = options.processors?.map((p) => (logits: Float32Array, generated: readonly number[]) => p(logits, generated, stream));
 
       const gen = await generate(this.engine, this.sequence, prompt, {
         sampling: this.sampling,
         rng: this.rng,
         ...(remaining !== undefined ? { maxTokens: remaining } : {}),
         ...(this.prefillChunk !== undefined ? { prefillChunk: this.prefillChunk } : {}),
-        ...(options.processors !== undefined ? { processors: options.processors } : {}),
+        ...(processors !== undefined ? { processors } : {}),
         ...(options.logprobs !== undefined ? { logprobs: options.logprobs } : {}),
         ...(options.topLogprobs !== undefined ? { topLogprobs: options.topLogprobs } : {}),
         ...(options.signal !== undefined ? { signal: options.signal } : {}),
@@ -348,7 +293,7 @@ export class AgentSession {
         },
       });
       const messages = stream.end();
-      for (const m of messages) append(m);
+      for (const m of messages) append(m.message);
 
       usage.generations++;
       usage.promptTokens += gen.usage.promptTokens;
@@ -363,42 +308,28 @@ export class AgentSession {
       if (gen.finishReason !== 'stop') return finish(gen.finishReason);
 
       const last = messages[messages.length - 1];
-      const recipient = last?.recipient;
-      if (last === undefined || last.author.role !== 'assistant' || recipient === undefined || NOT_A_TOOL.has(recipient)) return finish('stop');
-
-      const call: ToolCall = { recipient, content: messageText(last) };
-      if (last.channel !== undefined) call.channel = last.channel;
-      if (last.contentType !== undefined) call.contentType = last.contentType;
+      if (last === undefined || last.message.author.role !== 'assistant' || last.target.kind === 'none' || last.target.kind === 'addressed') return finish('stop');
+      const { message, target } = last;
+      const call = toolCallFromMessage(message);
 
       if (toolCalls >= this.maxToolCalls) return finish('tool_limit', { pendingCall: call });
 
       // A function the caller answers: hand the call back unless a handler is installed.
-      const fn = this.asFunctionCall(call, last);
-      if (fn !== undefined && 'call' in fn && this.onFunctionCall === undefined) {
-        emit({ type: 'tool_call', call });
-        return finish('function_call', { functionCall: fn.call });
-      }
+      const fn = target.kind === 'function' ? this.functionCall(call, target.name, message) : undefined;
+      emit({ type: 'tool_call', call, target });
+      if (fn !== undefined && 'call' in fn && this.onFunctionCall === undefined) return finish('function_call', { functionCall: fn.call });
 
-      emit({ type: 'tool_call', call });
       toolCalls++;
-      const output = await this.dispatch(call, fn, options.signal);
-      const result = createMessage({ role: 'tool', name: output.author ?? call.recipient }, output.content, {
-        recipient: 'assistant',
-        ...((output.channel ?? call.channel) !== undefined ? { channel: (output.channel ?? call.channel)! } : {}),
-      });
+      const output = await this.dispatch(call, target, fn, options.signal);
+      const result = toolOutputMessage(call, output);
       append(result);
-      emit({ type: 'tool_result', call, message: result, ...(output.error !== undefined ? { error: output.error } : {}) });
+      emit({ type: 'tool_result', call, target, message: result, ...(output.error !== undefined ? { error: output.error } : {}) });
       if (options.signal?.aborted === true) return finish('abort');
     }
   }
 
-  /** For `functions.*` recipients: the parsed call, or the error the model should read. */
-  private asFunctionCall(call: ToolCall, message: Message): { call: FunctionCall } | { error: string } | undefined {
-    if (!call.recipient.startsWith('functions.')) return undefined;
-    const name = call.recipient.slice('functions.'.length);
-    // The reference server sends misrouted functions.search/open/find to the browser.
-    if (!this.functionNames.has(name) && this.findTool(`browser.${name}`) !== undefined) return undefined;
-    if (!this.functionNames.has(name)) return { error: `Error: unknown function "${name}". ${this.availableText()}` };
+  /** A declared function's call with its arguments checked as JSON, or the error the model should read. */
+  private functionCall(call: ToolCall, name: string, message: Message): { call: FunctionCall } | { error: string } {
     const args = call.content.trim() === '' ? '{}' : call.content;
     try {
       JSON.parse(args);
@@ -408,157 +339,26 @@ export class AgentSession {
     return { call: { name, arguments: args, message } };
   }
 
-  private findTool(recipient: string): AgentTool | undefined {
-    return this.tools.find((t) => recipient === t.name || recipient.startsWith(`${t.name}.`));
-  }
-
-  private availableText(): string {
-    const names: string[] = [];
-    for (const t of this.tools) {
-      const ns = t.namespace();
-      if (ns.tools.length === 0) names.push(t.name);
-      else for (const fn of ns.tools) names.push(`${t.name}.${fn.name}`);
-    }
-    for (const f of this.functionNames) names.push(`functions.${f}`);
-    return names.length === 0 ? 'No tools are available.' : `Available tools: ${names.join(', ')}.`;
-  }
-
-  private async dispatch(call: ToolCall, fn: { call: FunctionCall } | { error: string } | undefined, signal: AbortSignal | undefined): Promise<ToolOutput> {
-    if (fn !== undefined) {
-      if ('error' in fn) return { content: fn.error, error: fn.error };
-      try {
-        return { content: await this.onFunctionCall!(fn.call, signal) };
-      } catch (e) {
-        const text = `Error: ${call.recipient} failed: ${errorText(e)}`;
-        return { content: text, error: text };
+  private async dispatch(call: ToolCall, target: RecipientTarget, fn: { call: FunctionCall } | { error: string } | undefined, signal: AbortSignal | undefined): Promise<ToolOutput> {
+    switch (target.kind) {
+      case 'function':
+        if (fn === undefined || 'error' in fn) return toolError(fn?.error ?? '');
+        try {
+          return { content: await this.onFunctionCall!(fn.call, signal) };
+        } catch (e) {
+          return toolError(`Error: ${call.recipient} failed: ${errorText(e)}`);
+        }
+      case 'builtin': {
+        // The tool sees the call as addressed to it (a misrouted functions.search arrives as browser.search);
+        // its message keeps the recipient the model wrote.
+        const out = await this.recipients.tools.run(target.recipient === call.recipient ? call : { ...call, recipient: target.recipient }, signal);
+        return out.author === undefined ? { ...out, author: call.recipient } : out;
       }
-    }
-    let target = call;
-    let tool = this.findTool(call.recipient);
-    if (tool === undefined && call.recipient.startsWith('functions.')) {
-      target = { ...call, recipient: `browser.${call.recipient.slice('functions.'.length)}` };
-      tool = this.findTool(target.recipient);
-    }
-    if (tool === undefined) {
-      const text = `Error: unknown tool "${call.recipient}". ${this.availableText()}`;
-      return { content: text, error: text };
-    }
-    try {
-      const out = await tool.run(target, signal);
-      return out.author === undefined ? { ...out, author: call.recipient } : out;
-    } catch (e) {
-      const text = `Error: ${call.recipient} failed: ${errorText(e)}`;
-      return { content: text, error: text };
-    }
-  }
-}
-
-function errorText(e: unknown): string {
-  if (e instanceof UserError || e instanceof Error) return e.message.split('\n')[0] ?? String(e);
-  return String(e);
-}
-
-// ---- streaming one completion ----------------------------------------------------------------
-
-/**
- * Feeds one completion's tokens to the lenient harmony parser and turns them into events; holds
- * back final-channel text that may be the start of a stop string, and reports when one completed.
- */
-class CompletionStream {
-  private readonly parser = new StreamParser({ role: 'assistant', strict: false });
-  private readonly emit: (e: AgentEvent) => void;
-  private readonly stops: readonly string[];
-  private matcher: StopStringMatcher | undefined;
-  private shown = 0;
-  private inContent = false;
-  private emittedMessages = 0;
-  /** The final text before the stop string, once one was hit. */
-  private cutText: string | undefined;
-  stopString: string | undefined;
-
-  constructor(emit: (e: AgentEvent) => void, stopStrings: readonly string[] | undefined) {
-    this.emit = emit;
-    this.stops = (stopStrings ?? []).filter((s) => s !== '');
-  }
-
-  get channel(): string | undefined {
-    return this.parser.currentChannel;
-  }
-
-  /** Processes one token; returns true when a stop string ended the answer. */
-  push(token: number): boolean {
-    const event = this.parser.process(token);
-    if (!this.inContent && this.parser.state === 'content') this.startMessage();
-    if (event.delta !== undefined && this.inContent) this.delta(event.delta);
-    if (event.completed !== undefined) this.completeMessages();
-    if (this.parser.state !== 'content') this.inContent = false;
-    // A message that ended and a new one that began within this token (lenient recovery).
-    if (!this.inContent && this.parser.state === 'content') this.startMessage();
-    return this.stopString !== undefined;
-  }
-
-  /** Ends the completion: a message in progress (cut by a limit or a stop string) is closed as it stands. */
-  end(): Message[] {
-    this.parser.processEos();
-    this.completeMessages();
-    const messages = [...this.parser.messages];
-    if (this.cutText !== undefined) {
-      // The final message ends where the stop string began.
-      const last = messages[messages.length - 1];
-      if (last !== undefined) messages[messages.length - 1] = { ...last, content: [{ type: 'text', text: this.cutText }] };
-    }
-    return messages;
-  }
-
-  private startMessage(): void {
-    this.inContent = true;
-    this.shown = 0;
-    const channel = this.parser.currentChannel;
-    this.matcher = channel === 'final' && this.stops.length > 0 && this.parser.currentRecipient === undefined ? new StopStringMatcher(this.stops) : undefined;
-    const e: AgentEvent = { type: 'message_start', role: this.parser.currentRole ?? 'assistant' };
-    if (channel !== undefined) e.channel = channel;
-    const recipient = this.parser.currentRecipient;
-    if (recipient !== undefined) e.recipient = recipient;
-    const contentType = this.parser.currentContentType;
-    if (contentType !== undefined) e.contentType = contentType;
-    this.emit(e);
-  }
-
-  private delta(text: string): void {
-    const channel = this.parser.currentChannel;
-    const recipient = this.parser.currentRecipient;
-    if (this.matcher === undefined) {
-      this.emit({ type: 'delta', channel, recipient, text });
-      return;
-    }
-    const hit = this.matcher.push(text);
-    const content = this.parser.currentContent;
-    const safe = this.matcher.safeLength();
-    if (safe > this.shown) {
-      this.emit({ type: 'delta', channel, recipient, text: content.slice(this.shown, safe) });
-      this.shown = safe;
-    }
-    if (hit !== undefined) {
-      this.stopString = hit.stop;
-      this.cutText = hit.textBefore;
-    }
-  }
-
-  private completeMessages(): void {
-    const msgs = this.parser.messages;
-    for (; this.emittedMessages < msgs.length; this.emittedMessages++) {
-      const m = msgs[this.emittedMessages]!;
-      // Text held back for a stop string that never came.
-      if (this.matcher !== undefined && this.stopString === undefined && this.emittedMessages === msgs.length - 1) {
-        const full = messageText(m);
-        if (full.length > this.shown) this.emit({ type: 'delta', channel: m.channel, recipient: m.recipient, text: full.slice(this.shown) });
-        this.matcher = undefined;
-      }
-      if (this.stopString !== undefined && this.emittedMessages === msgs.length - 1 && this.cutText !== undefined) {
-        this.emit({ type: 'message_done', message: { ...m, content: [{ type: 'text', text: this.cutText }] } });
-      } else {
-        this.emit({ type: 'message_done', message: m });
-      }
+      default:
+        if (target.kind === 'unknown' && target.function) {
+          return toolError(`Error: unknown function "${call.recipient.slice('functions.'.length)}". ${availableText(this.recipients.available())}`);
+        }
+        return toolError(unknownToolText(call.recipient, this.recipients.available()));
     }
   }
 }
@@ -573,6 +373,3 @@ export async function runAgent(engine: Engine, userText: string, options: AgentO
   }
 }
 
-/** `<|call|>` and `<|return|>` as numbers, re-exported for callers that inspect raw tokens. */
-export const CALL_TOKEN = SPECIAL.call;
-export const RETURN_TOKEN = SPECIAL.return;

@@ -38,3 +38,4 @@ export {
   parseJsonText,
 } from './json.ts';
 export { CHAT_ROLES, chatMessagesToHarmony, conversationFromChatJSON, isHarmonyConversationJSON } from './chat-format.ts';
+export { today, buildSystemMessage, buildDeveloperMessage, promptHead, createConversation, type PromptOptions } from './prompt.ts';

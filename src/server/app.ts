@@ -1,27 +1,24 @@
-// The HTTP layer: routes, bearer-token auth, the browser guards (Host, Origin, JSON bodies only; see
-// guard.ts and body.ts), body limits, the concurrency cap, one log line per
-// request (never prompt or output text unless logContent), OpenAI-shaped errors, and server-sent
-// events for streaming. Handlers run requests through runner.ts on one shared BatchingEngine.
+// The HTTP layer, middleware only: bearer-token auth, the browser guards (Host, Origin, JSON bodies
+// only; see guard.ts and body.ts), the concurrency cap, one log line per request (never prompt or
+// output text unless logContent), OpenAI-shaped errors, /health and /metrics. The APIs mount their
+// own routes (responses/route.ts, chat/route.ts, models.ts) over the shared pieces of route-kit.ts, and
+// run their turns through the engine's turn API on one shared BatchingEngine.
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
-import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { AgentEvent } from '../engine/agent.ts';
-import { shortestJsonBytes } from '../engine/constrained.ts';
 import type { Engine } from '../engine/engine.ts';
 import { BatchingEngine, type BatchingOptions } from '../engine/scheduler.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
-import { readJsonBody } from './body.ts';
-import { ChatBuilder, chatUsage, finishReasonOf, parseChatRequest } from './chat.ts';
-import { newId, nowSeconds, type BuiltinToolFactories, type ServerContext } from './common.ts';
-import { ApiError, toApiError } from './errors.ts';
+import { mountChat } from './chat/route.ts';
+import type { BuiltinToolFactories, ServerContext } from './common.ts';
+import { ApiError, ClientGoneError, toApiError } from './errors.ts';
 import { HostGuard, originAllowed } from './guard.ts';
-import { ResponseBuilder, parseResponsesRequest, recordCallIds, responseObject, statusOf, type ResponseEvent } from './responses.ts';
-import { ClientGoneError, renderPrompt, runTurn, type TurnRequest } from './runner.ts';
+import { mountModels } from './models.ts';
+import { mountResponses } from './responses/route.ts';
 import { ResponseStore } from './store.ts';
-import { isRecord, type JsonRecord } from './validate.ts';
+import { createRouteKit, type RequestLog } from './route-kit.ts';
 import { mountWebPage } from './web.ts';
 
 export interface ServerOptions {
@@ -69,12 +66,6 @@ export interface GptossServer {
   /** Requests currently generating. */
   readonly active: number;
   listen(port?: number, host?: string): Promise<RunningServer>;
-}
-
-interface RequestLog {
-  inputTokens?: number;
-  outputTokens?: number;
-  content?: { prompt: string; output: string };
 }
 
 export function createServer(options: ServerOptions): GptossServer {
@@ -200,25 +191,7 @@ export function createServer(options: ServerOptions): GptossServer {
     return c.text(lines.join('\n') + '\n', 200, { 'content-type': 'text/plain; version=0.0.4' });
   });
 
-  // Aliases are accepted in requests but not listed: the list names what is actually served.
-  const models = (): JsonRecord[] => [{ id: modelName, object: 'model', created: 0, owned_by: 'gptoss' }];
-  app.get('/v1/models', (c) => c.json({ object: 'list', data: models() }));
-  app.get('/v1/models/:id{.+}', (c) => {
-    const id = c.req.param('id');
-    if (!ctx.modelIds.has(id)) throw new ApiError(404, `The model '${id}' does not exist`, { param: 'model', code: 'model_not_found' });
-    return c.json({ id, object: 'model', created: 0, owned_by: 'gptoss' });
-  });
-
-  const readBody = async (c: Context): Promise<JsonRecord> => {
-    const body = await readJsonBody(c.req.raw, maxBody);
-    if (!isRecord(body)) throw new ApiError(400, 'The request body must be a JSON object.');
-    const model = body['model'];
-    if (model !== undefined && model !== null) {
-      if (typeof model !== 'string') throw new ApiError(400, 'model must be a string', { param: 'model' });
-      if (!ctx.modelIds.has(model)) throw new ApiError(404, `The model '${model}' does not exist; this server serves ${[...ctx.modelIds].map((m) => `'${m}'`).join(', ')}`, { param: 'model', code: 'model_not_found' });
-    }
-    return body;
-  };
+  mountModels(app as unknown as Hono, ctx);
 
   /** Reserves a generation slot, or 429. */
   const acquireSlot = (): (() => void) => {
@@ -233,192 +206,9 @@ export function createServer(options: ServerOptions): GptossServer {
     };
   };
 
-  /**
-   * Checks that the prompt fits the context window before anything streams, and that the shortest
-   * answer a structured-output schema allows fits what is left (the constraint reserves a token
-   * per byte of it); caps the turn's output at the room the prompt leaves.
-   */
-  const fitContext = (turn: Omit<TurnRequest, 'signal' | 'onEvent'>, param: string, formatParam: string): void => {
-    const promptTokens = renderPrompt(turn.messages).length;
-    const window = engine.info.contextLength;
-    if (promptTokens >= window) {
-      throw new ApiError(400, `This model's maximum context length is ${window} tokens; your request has ${promptTokens} prompt tokens. Shorten the ${param}.`, { param, code: 'context_length_exceeded' });
-    }
-    if (turn.finalSchema !== undefined) {
-      const bytes = shortestJsonBytes(turn.finalSchema);
-      if (bytes > window - promptTokens) {
-        throw new ApiError(
-          400,
-          `The shortest JSON value the ${formatParam} schema allows is ${bytes} bytes, more than the ${window - promptTokens} tokens the context window of ${window} leaves after the prompt (structured outputs reserve a token per byte).`,
-          { param: formatParam, code: 'context_length_exceeded' },
-        );
-      }
-    }
-    turn.maxTokens = Math.max(1, Math.min(turn.maxTokens, window - promptTokens));
-  };
-
-  /** Most tokens one request may generate: the server's cap, never more than the window. */
-  const room = (): number => Math.min(engine.info.contextLength, options.maxOutputTokens ?? Infinity);
-
-  /** Runs an SSE stream; the client's disconnect aborts the generation. */
-  const stream = (c: Context, release: () => void, info: RequestLog, body: (sse: SSEStreamingApi, signal: AbortSignal) => Promise<void>): Response => {
-    const started = (c as unknown as { started?: number }).started ?? performance.now();
-    const abort = new AbortController();
-    c.req.raw.signal.addEventListener('abort', () => abort.abort(), { once: true });
-    return streamSSE(c, async (sse) => {
-      sse.onAbort(() => abort.abort());
-      try {
-        await body(sse, abort.signal);
-      } catch (e) {
-        // Handled here, not by streamSSE's error callback: after that callback it writes the raw
-        // message as a second, unshaped error event (internal details included).
-        if (!(e instanceof ClientGoneError)) {
-          const err = toApiError(e);
-          if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-          const b = err.toBody().error;
-          await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) }).catch(() => {});
-        }
-      } finally {
-        release();
-        logLine(c, abort.signal.aborted ? 499 : 200, started, info);
-      }
-    });
-  };
-
-  app.post('/v1/responses', async (c) => {
-    const body = await readBody(c);
-    const info = c.get('log');
-    const request = parseResponsesRequest(ctx, body, room());
-    fitContext(request.turn, 'input', 'text.format');
-    const release = acquireSlot();
-    const id = newId('resp');
-    const createdAt = nowSeconds();
-    const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
-    const finishInfo = (output: string): void => {
-      if (ctx.logContent) info.content = { prompt: JSON.stringify(body['input']), output };
-    };
-    const store = (responseJson: JsonRecord, builder: ResponseBuilder, appended: Parameters<typeof recordCallIds>[0]): void => {
-      if (!request.store) return;
-      recordCallIds(appended, builder);
-      ctx.store.put({ id, response: responseJson, turns: [...request.turns, ...appended], items: [...request.inputItems, ...builder.output] });
-    };
-
-    if (!request.stream) {
-      try {
-        const builder = new ResponseBuilder(functionNames, undefined, request.citations, request.summarize);
-        const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: (e) => builder.onEvent(e) });
-        info.inputTokens = result.usage.promptTokens;
-        info.outputTokens = result.usage.completionTokens;
-        finishInfo(result.finalText);
-        const json = responseObject({ id, createdAt, model: modelName, status: statusOf(result), output: builder.output, echo: request.echo, result });
-        store(json, builder, result.messages);
-        return c.json(json);
-      } finally {
-        release();
-      }
-    }
-
-    return stream(c, release, info, async (sse, signal) => {
-      const queue = new EventQueue(sse);
-      const builder = new ResponseBuilder(functionNames, (e) => queue.push(e.type, e), request.citations, request.summarize);
-      const base = { id, createdAt, model: modelName, echo: request.echo };
-      builder.send('response.created', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
-      builder.send('response.in_progress', { response: responseObject({ ...base, status: 'in_progress', output: [] }) });
-      const { result } = await runTurn(engine, { ...request.turn, signal, onEvent: (e) => builder.onEvent(e) });
-      info.inputTokens = result.usage.promptTokens;
-      info.outputTokens = result.usage.completionTokens;
-      finishInfo(result.finalText);
-      if (result.finishReason !== 'abort') {
-        const status = statusOf(result);
-        const json = responseObject({ ...base, status, output: builder.output, result });
-        store(json, builder, result.messages);
-        builder.send(status === 'completed' ? 'response.completed' : 'response.incomplete', { response: json });
-      }
-      await queue.drain();
-    });
-  });
-
-  app.get('/v1/responses/:id', (c) => {
-    const stored = ctx.store.get(c.req.param('id'));
-    if (stored === undefined) throw new ApiError(404, `Response with id '${c.req.param('id')}' not found.`, { param: 'response_id', code: 'response_not_found' });
-    return c.json(stored.response as JsonRecord);
-  });
-  app.delete('/v1/responses/:id', (c) => {
-    const id = c.req.param('id');
-    if (!ctx.store.delete(id)) throw new ApiError(404, `Response with id '${id}' not found.`, { param: 'response_id', code: 'response_not_found' });
-    return c.json({ id, object: 'response', deleted: true });
-  });
-
-  app.post('/v1/chat/completions', async (c) => {
-    const body = await readBody(c);
-    const info = c.get('log');
-    const request = parseChatRequest(ctx, body, room());
-    fitContext(request.turn, 'messages', 'response_format');
-    const release = acquireSlot();
-    const id = newId('chatcmpl').replace('_', '-');
-    const created = nowSeconds();
-    const functionNames = new Set(request.turn.functionTools.map((f) => f.name));
-    const onEvent = (builder: ChatBuilder) => (e: AgentEvent) => builder.onEvent(e);
-
-    if (!request.stream) {
-      try {
-        const builder = new ChatBuilder(functionNames, request.logprobs);
-        const { result } = await runTurn(engine, { ...request.turn, signal: c.req.raw.signal, onEvent: onEvent(builder) });
-        info.inputTokens = result.usage.promptTokens;
-        info.outputTokens = result.usage.completionTokens;
-        if (ctx.logContent) info.content = { prompt: JSON.stringify(body['messages']), output: builder.content };
-        const message: JsonRecord = {
-          role: 'assistant',
-          content: builder.toolCalls.length > 0 && builder.content === '' ? null : builder.content,
-          // (a preamble written before a tool call is content too, as harmony means it for the user)
-          reasoning: builder.reasoning,
-          reasoning_content: builder.reasoning,
-          refusal: null,
-        };
-        if (builder.toolCalls.length > 0) message['tool_calls'] = builder.toolCalls as unknown as JsonRecord[];
-        return c.json({
-          id,
-          object: 'chat.completion',
-          created,
-          model: modelName,
-          system_fingerprint: 'gptoss',
-          choices: [{ index: 0, message, finish_reason: finishReasonOf(result, builder), logprobs: request.logprobs ? { content: builder.tokenLogprobs, refusal: null } : null }],
-          usage: chatUsage(result),
-        });
-      } finally {
-        release();
-      }
-    }
-
-    return stream(c, release, info, async (sse, signal) => {
-      const queue = new EventQueue(sse);
-      const chunk = (delta: JsonRecord, finish: string | null = null, extra: JsonRecord = {}): JsonRecord => ({
-        id,
-        object: 'chat.completion.chunk',
-        created,
-        model: modelName,
-        system_fingerprint: 'gptoss',
-        choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-        ...extra,
-      });
-      const builder = new ChatBuilder(functionNames, request.logprobs, (delta, logprobs) => {
-        const entry = chunk(delta);
-        if (logprobs !== undefined) (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: logprobs, refusal: null };
-        queue.push(undefined, entry);
-      });
-      queue.push(undefined, chunk({ role: 'assistant', content: '' }));
-      const { result } = await runTurn(engine, { ...request.turn, signal, onEvent: onEvent(builder) });
-      info.inputTokens = result.usage.promptTokens;
-      info.outputTokens = result.usage.completionTokens;
-      if (ctx.logContent) info.content = { prompt: JSON.stringify(body['messages']), output: builder.content };
-      if (result.finishReason !== 'abort') {
-        queue.push(undefined, chunk({}, finishReasonOf(result, builder), request.includeUsage ? { usage: null } : {}));
-        if (request.includeUsage) queue.push(undefined, { ...chunk({}), choices: [], usage: chatUsage(result) });
-        queue.push(undefined, '[DONE]');
-      }
-      await queue.drain();
-    });
-  });
+  const kit = createRouteKit({ ctx, engine, maxBodyBytes: maxBody, maxOutputTokens: options.maxOutputTokens, acquireSlot, logLine });
+  mountResponses(app as unknown as Hono, kit);
+  mountChat(app as unknown as Hono, kit);
 
   return {
     app: app as unknown as Hono,
@@ -451,20 +241,4 @@ export function createServer(options: ServerOptions): GptossServer {
       });
     },
   };
-}
-
-/**
- * Writes SSE events in order without blocking the generation: agent events arrive synchronously
- * from the sampler loop, while writes are asynchronous.
- */
-class EventQueue {
-  private chain: Promise<void> = Promise.resolve();
-  constructor(private readonly sse: SSEStreamingApi) {}
-  push(event: string | undefined, data: ResponseEvent | JsonRecord | string): void {
-    const text = typeof data === 'string' ? data : JSON.stringify(data);
-    this.chain = this.chain.then(() => this.sse.writeSSE(event === undefined ? { data: text } : { event, data: text })).catch(() => {});
-  }
-  drain(): Promise<void> {
-    return this.chain;
-  }
 }

@@ -3,8 +3,7 @@
 // with no Content-Length (the limit is counted while reading, and reading stops at once), and no
 // JSON nested deeper than the server's own recursive code can walk. A client that goes away
 // mid-upload is a disconnect, not a server fault.
-import { ApiError } from './errors.ts';
-import { ClientGoneError } from './runner.ts';
+import { ApiError, ClientGoneError } from './errors.ts';
 
 /**
  * Deepest JSON nesting accepted anywhere in a body: room for a tool schema nested 100 deep inside

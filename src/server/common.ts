@@ -2,20 +2,19 @@
 // (OpenAI tool definitions -> harmony ToolDescriptions, strict schemas for constrained arguments),
 // built-in tools by their API names, prompt assembly and ids.
 import { randomUUID } from 'node:crypto';
-import type { AgentTool } from '../engine/agent.ts';
-import { buildDeveloperMessage, buildSystemMessage } from '../engine/agent.ts';
 import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
 import { isUserError } from '../errors.ts';
 import type { Engine } from '../engine/engine.ts';
-import { validateToolSchema, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
+import { promptHead as harmonyPromptHead, validateToolSchema, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
+import type { Tool } from '../tools/index.ts';
 import { invalid } from './errors.ts';
 import type { ResponseStore } from './store.ts';
 import { isRecord, optBool, optString, record, type Json, type JsonRecord } from './validate.ts';
 
 export interface BuiltinToolFactories {
   /** A fresh browser per request (its page stack is per conversation). */
-  browser?: () => AgentTool;
-  python?: () => AgentTool;
+  browser?: () => Tool;
+  python?: () => Tool;
 }
 
 export interface ServerContext {
@@ -89,7 +88,7 @@ function checkedSchema(schema: JsonSchema, param: string): JsonSchema {
 }
 
 /** The built-in tool a request names, or a 400 when the server was started without it. */
-export function builtinTool(ctx: ServerContext, kind: 'browser' | 'python', param: string): AgentTool {
+export function builtinTool(ctx: ServerContext, kind: 'browser' | 'python', param: string): Tool {
   const factory = kind === 'browser' ? ctx.tools.browser : ctx.tools.python;
   if (factory === undefined) {
     const flag = kind === 'browser' ? '--browser DOCS_DIR' : '--python';
@@ -102,17 +101,15 @@ export function builtinTool(ctx: ServerContext, kind: 'browser' | 'python', para
 export function promptHead(options: {
   effort: ReasoningEffort;
   instructions: string | undefined;
-  builtinTools: readonly AgentTool[];
+  builtinTools: readonly Tool[];
   functionTools: readonly ToolDescription[];
 }): Message[] {
-  const prompt = {
+  return harmonyPromptHead({
     reasoningEffort: options.effort,
-    tools: options.builtinTools,
+    toolNamespaces: options.builtinTools.map((t) => t.namespace()),
     functionTools: options.functionTools,
     ...(options.instructions !== undefined && options.instructions !== '' ? { instructions: options.instructions } : {}),
-  };
-  const developer = buildDeveloperMessage(prompt);
-  return developer === undefined ? [buildSystemMessage(prompt)] : [buildSystemMessage(prompt), developer];
+  });
 }
 
 /** The JSON schema of a `json_schema` format (Responses `text.format`, Chat `response_format.json_schema`). */

@@ -9,6 +9,14 @@ export interface ApiErrorBody {
   error: { message: string; type: ApiErrorType; param: string | null; code: string | null };
 }
 
+/** The client went away while its request ran (nothing is left to send). */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('the client disconnected');
+    this.name = 'ClientGoneError';
+  }
+}
+
 export class ApiError extends Error {
   readonly status: 400 | 401 | 403 | 404 | 413 | 415 | 429 | 500;
   readonly type: ApiErrorType;

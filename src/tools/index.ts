@@ -1,7 +1,8 @@
 // Public surface of the built-in tools: the Tool contract, the browser (sessions, backends,
 // citations) and the sandboxed python tool, and a per-conversation registry.
 export { toolCallFromMessage, toolOutputMessage, type Tool, type ToolCall, type ToolOutput } from './tool.ts';
-export { ToolRegistry } from './registry.ts';
+export { ToolRegistry, toolError, unknownToolText, availableText } from './registry.ts';
+export { errorText } from './errors.ts';
 export {
   BrowserSession,
   ToolUsageError,

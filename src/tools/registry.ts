@@ -1,6 +1,6 @@
 // The tools of one conversation, routed by recipient: `browser.search` goes to the tool named
-// `browser`, `python` to `python`. Unknown recipients and tools that throw become tool messages the
-// model can read, never exceptions.
+// `browser`, `python` to `python`. The agent loop runs built-in tools through it; unknown
+// recipients and tools that throw become tool messages the model can read, never exceptions.
 import { errorText } from './errors.ts';
 import type { Tool, ToolCall, ToolOutput } from './tool.ts';
 import type { ToolNamespaceConfig } from '../harmony/index.ts';
@@ -31,28 +31,50 @@ export class ToolRegistry {
     return this.tools.get(name);
   }
 
-  /** Namespaces for the system message, sorted by name as harmony renders them. */
+  /** Namespaces for the system message, sorted by name. */
   namespaces(): ToolNamespaceConfig[] {
     return this.list()
       .map((t) => t.namespace())
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  /** The recipients the tools answer: `browser.search`, ..., or the bare name of a tool without functions (`python`). */
+  recipients(): string[] {
+    const names: string[] = [];
+    for (const t of this.tools.values()) {
+      const ns = t.namespace();
+      if (ns.tools.length === 0) names.push(t.name);
+      else for (const fn of ns.tools) names.push(`${t.name}.${fn.name}`);
+    }
+    return names;
+  }
+
+  /** Runs a call; an unknown recipient or a tool that throws is answered with an error the model reads. */
   async run(call: ToolCall, signal?: AbortSignal): Promise<ToolOutput> {
     const tool = this.route(call.recipient);
-    if (tool === undefined) {
-      const available = this.list().map((t) => t.name).join(', ') || 'none';
-      return { author: call.recipient, content: `Unknown tool \`${call.recipient}\`. Available tools: ${available}.`, error: 'unknown tool' };
-    }
+    if (tool === undefined) return toolError(unknownToolText(call.recipient, this.recipients()));
     try {
       return await tool.run(call, signal);
     } catch (e) {
-      if (signal?.aborted === true) throw e;
-      return { author: call.recipient, content: `Error running \`${call.recipient}\`: ${errorText(e)}`, error: errorText(e) };
+      return toolError(`Error: ${call.recipient} failed: ${errorText(e)}`);
     }
   }
 
   async close(): Promise<void> {
     await Promise.all(this.list().map((t) => t.close?.()));
   }
+}
+
+/** A failed call's output: the error text is what the model reads. */
+export function toolError(text: string): ToolOutput {
+  return { content: text, error: text };
+}
+
+/** The answer to a call of a tool that does not exist, listing what does. */
+export function unknownToolText(recipient: string, available: readonly string[]): string {
+  return `Error: unknown tool "${recipient}". ${availableText(available)}`;
+}
+
+export function availableText(available: readonly string[]): string {
+  return available.length === 0 ? 'No tools are available.' : `Available tools: ${available.join(', ')}.`;
 }

@@ -1,7 +1,6 @@
 // The contract between the built-in tools and whoever runs them (the agent loop, the server, the
 // `gptoss tool` command): a tool declares its harmony namespace and answers one call at a time.
-// The agent loop (src/engine/agent.ts) takes ToolCall and ToolOutput from here, and its AgentTool
-// matches Tool structurally, so tools do not depend on the engine.
+// The agent loop (src/engine/agent.ts) uses this contract as is; tools do not depend on the engine.
 import { createMessage, type Message, type ToolNamespaceConfig } from '../harmony/index.ts';
 
 /** What the model sent: the recipient from the message header and the raw message content. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConversation } from '../../src/engine/agent.ts';
+import { createConversation } from '../../src/harmony/index.ts';
 import type { CommandContext } from '../../src/cli/main.ts';
 import { runCli, runCliProcess } from './in-process.ts';
 import { scriptedEngine, type Script } from './scripted.ts';

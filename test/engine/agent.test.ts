@@ -5,16 +5,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
-import { AgentSession, buildSystemMessage, createConversation, today, type AgentEvent, type AgentTool, type ToolCall } from '../../src/engine/agent.ts';
+import { AgentSession, type AgentEvent, type ToolCall } from '../../src/engine/agent.ts';
+import type { Tool } from '../../src/tools/index.ts';
 import { commonPrefixLength } from '../../src/engine/engine.ts';
-import { messageText, renderConversationForCompletion, systemText, type SystemContent } from '../../src/harmony/index.ts';
+import { buildSystemMessage, createConversation, today, messageText, renderConversationForCompletion, systemText, type SystemContent } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 
 const tok = getTokenizer();
 const ids = (s: string): number[] => tok.encode(s, { allowedSpecial: 'all' });
 
 /** A tool with real behaviour: looks keys up in a table, fails loudly on bad input. */
-class LookupTool implements AgentTool {
+class LookupTool implements Tool {
   readonly name = 'lookup';
   readonly calls: ToolCall[] = [];
   constructor(private readonly table: Record<string, string>) {}
@@ -76,7 +77,7 @@ test('tool call -> tool result -> final answer, with events in order and the KV 
   const finalDeltas = events.filter((e) => e.type === 'delta' && e.channel === 'final').map((e) => (e as { text: string }).text);
   assert.equal(finalDeltas.join(''), 'The capital is Paris.');
   const start = events.find((e) => e.type === 'message_start' && e.recipient !== undefined);
-  assert.deepEqual(start, { type: 'message_start', role: 'assistant', channel: 'analysis', recipient: 'lookup.get', contentType: 'code' });
+  assert.deepEqual(start, { type: 'message_start', role: 'assistant', channel: 'analysis', recipient: 'lookup.get', contentType: 'code', target: { kind: 'builtin', recipient: 'lookup.get', tool: 'lookup' } });
   assert.equal(events.filter((e) => e.type === 'token').length, result.usage.completionTokens);
 
   // Prefix reuse: the generation after the tool call feeds only the tokens after the cached prefix.
@@ -255,7 +256,7 @@ test('a call whose header never reaches <|message|> does not crash the loop', as
 });
 
 test('functions.search with no such function goes to the browser, as the reference server does; a throwing handler is a tool error', async () => {
-  class EchoBrowser implements AgentTool {
+  class EchoBrowser implements Tool {
     readonly name = 'browser';
     readonly calls: ToolCall[] = [];
     namespace() {

@@ -76,8 +76,8 @@ test('the registry routes by namespace, sorts namespaces and turns failures into
   assert.deepEqual(reg.namespaces().map((n) => n.name), ['broken', 'echo']);
   assert.equal(reg.route('echo.say'), echo);
   assert.deepEqual(await reg.run({ recipient: 'echo.say', content: 'hi' }), { content: 'hi' });
-  assert.deepEqual(await reg.run({ recipient: 'broken', content: '' }), { author: 'broken', content: 'Error running `broken`: disk on fire', error: 'disk on fire' });
+  assert.deepEqual(await reg.run({ recipient: 'broken', content: '' }), { content: 'Error: broken failed: disk on fire', error: 'Error: broken failed: disk on fire' });
   const unknown = await reg.run({ recipient: 'shell.exec', content: 'ls' });
-  assert.equal(unknown.content, 'Unknown tool `shell.exec`. Available tools: echo, broken.');
-  assert.equal(unknown.error, 'unknown tool');
+  assert.equal(unknown.content, 'Error: unknown tool "shell.exec". Available tools: echo, broken.');
+  assert.equal(unknown.error, unknown.content);
 });

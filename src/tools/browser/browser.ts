@@ -5,6 +5,7 @@
 import { browserToolNamespace, type ToolNamespaceConfig } from '../../harmony/index.ts';
 import { getTokenizer } from '../../tokenizer/index.ts';
 import type { Tool, ToolCall, ToolOutput } from '../tool.ts';
+import { errorText } from '../errors.ts';
 import { BackendError, VIEW_SOURCE_PREFIX, type BrowserBackend } from './backend.ts';
 import type { Extract, PageContents } from './page.ts';
 import { joinLines, maybeTruncate, stripLinks, unquote, wrapLines } from './text.ts';
@@ -345,10 +346,6 @@ export function findInPage(pattern: string, page: PageContents): PageContents {
 /** `json.dumps({"error": msg})` as Python writes it (a space after the colon). */
 function pyJsonError(msg: string): string {
   return `{"error": ${JSON.stringify(msg)}}`;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 // ---- argument checking: a wrong argument is a message to the model, not a crash -------------

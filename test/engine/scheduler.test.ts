@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BatchingEngine, CancelledError } from '../../src/engine/scheduler.ts';
 import type { Engine } from '../../src/engine/engine.ts';
-import { HashEngine, argmax } from './helpers.ts';
+import { HashEngine, argmax } from '../server/helpers.ts';
 
 /** Greedy generation of `n` tokens after `prompt` on any engine. */
 async function greedy(engine: Engine, prompt: number[], n: number, sequence = engine.createSequence()): Promise<number[]> {

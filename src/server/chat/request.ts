@@ -1,21 +1,18 @@
-// POST /v1/chat/completions: Chat Completions on the agent loop. System and developer messages
-// become the developer instructions; an assistant message's reasoning (`reasoning` or
-// `reasoning_content`) becomes an analysis message, its tool_calls commentary calls to
-// functions.X, and tool messages the functions' answers. The model's reasoning comes back in
-// `message.reasoning` and `message.reasoning_content` (and the same fields of streamed deltas),
-// never inside `content`.
-import type { AgentEvent, AgentResult } from '../engine/agent.ts';
-import type { JsonSchema } from '../engine/constrained.ts';
-import type { GeneratedToken } from '../engine/generate.ts';
-import { REASONING_EFFORTS, createMessage, type Message } from '../harmony/index.ts';
-import { getTokenizer } from '../tokenizer/index.ts';
-import { formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from './common.ts';
-import { invalid } from './errors.ts';
-import type { TurnRequest } from './runner.ts';
-import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from './validate.ts';
+// A Chat Completions request as a turn: System and developer messages become the developer
+// instructions; an assistant message's reasoning (`reasoning` or `reasoning_content`) becomes an
+// analysis message, its tool_calls commentary calls to functions.X, and tool messages the
+// functions' answers. (The model's reasoning comes back in `message.reasoning` and
+// `message.reasoning_content`, never inside `content`: see events.ts.)
+import type { JsonSchema } from '../../engine/constrained.ts';
+import { REASONING_EFFORTS, createMessage, type Message } from '../../harmony/index.ts';
+import { getTokenizer } from '../../tokenizer/index.ts';
+import { formatInstructions, formatSchema, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
+import { invalid } from '../errors.ts';
+import type { TurnRequest } from '../../engine/turn.ts';
+import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
 
 export interface ChatRequest {
-  turn: Omit<TurnRequest, 'signal' | 'onEvent'>;
+  turn: TurnRequest;
   stream: boolean;
   includeUsage: boolean;
   logprobs: boolean;
@@ -181,150 +178,3 @@ function chatMessages(messages: Json[], instructions: string[]): Message[] {
   return out;
 }
 
-// ---- output ------------------------------------------------------------------------------------
-
-export interface ChatToolCall {
-  id: string;
-  type: 'function';
-  function: { name: string; arguments: string };
-}
-
-/**
- * Collects a chat answer from agent events and produces the streamed deltas. A content delta is
- * held until the event of the token that produced it, so that its chunk carries the logprobs of
- * exactly the tokens it spells (the agent reports a token after the text it completes).
- */
-export class ChatBuilder {
-  reasoning = '';
-  content = '';
-  readonly toolCalls: ChatToolCall[] = [];
-  readonly tokenLogprobs: JsonRecord[] = [];
-  private mode: 'reasoning' | 'content' | 'call' | 'none' = 'none';
-  /** Length of the current message's text already added to `content`. */
-  private finalStreamed = 0;
-  /** Content not yet streamed, and how many logprob entries went out with earlier chunks. */
-  private pendingContent = '';
-  private sentLogprobs = 0;
-  /** Index of the current message's first logprob entry. */
-  private messageLogprobs = 0;
-  private readonly functionNames: ReadonlySet<string>;
-  private readonly logprobs: boolean;
-  private readonly emit: ((delta: JsonRecord, logprobs?: JsonRecord[]) => void) | undefined;
-
-  constructor(functionNames: ReadonlySet<string>, logprobs: boolean, emit?: (delta: JsonRecord, logprobs?: JsonRecord[]) => void) {
-    this.functionNames = functionNames;
-    this.logprobs = logprobs;
-    this.emit = emit;
-  }
-
-  onEvent(e: AgentEvent): void {
-    switch (e.type) {
-      case 'message_start': {
-        this.flushContent();
-        this.messageLogprobs = this.tokenLogprobs.length;
-        const recipient = e.recipient;
-        if (e.role !== 'assistant') this.mode = 'none';
-        else if (recipient !== undefined && recipient.startsWith('functions.') && this.functionNames.has(recipient.slice('functions.'.length))) {
-          this.mode = 'call';
-          const call: ChatToolCall = { id: newId('call'), type: 'function', function: { name: recipient.slice('functions.'.length), arguments: '' } };
-          this.toolCalls.push(call);
-          this.emit?.({ tool_calls: [{ index: this.toolCalls.length - 1, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
-        } else if (recipient !== undefined) this.mode = 'none';
-        // The final answer and commentary preambles (text meant for the user before a tool call)
-        // are content; analysis is reasoning.
-        else if (e.channel === 'final' || e.channel === 'commentary') this.mode = 'content';
-        else this.mode = 'reasoning';
-        break;
-      }
-      case 'delta':
-        if (this.mode === 'reasoning') {
-          this.reasoning += e.text;
-          this.emit?.({ reasoning: e.text, reasoning_content: e.text });
-        } else if (this.mode === 'content') {
-          this.content += e.text;
-          this.finalStreamed += e.text.length;
-          this.pendingContent += e.text;
-        } else if (this.mode === 'call') {
-          const call = this.toolCalls[this.toolCalls.length - 1]!;
-          call.function.arguments += e.text;
-          this.emit?.({ tool_calls: [{ index: this.toolCalls.length - 1, function: { arguments: e.text } }] });
-        }
-        break;
-      case 'message_done':
-        if (this.mode === 'content' && e.message.channel === 'final') {
-          // A stop string may have cut the final text after it streamed; keep the cut version, and
-          // the logprobs of the tokens that begin before the cut.
-          const text = e.message.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
-          this.content = this.content.slice(0, this.content.length - this.finalStreamed) + text;
-          this.dropLogprobsAfter(Buffer.byteLength(text));
-        }
-        this.flushContent(true);
-        this.finalStreamed = 0;
-        this.mode = 'none';
-        break;
-      case 'token':
-        if (this.logprobs && this.mode === 'content' && !getTokenizer().isSpecial(e.token.token)) this.tokenLogprobs.push(logprobEntry(e.token));
-        this.flushContent();
-        break;
-      default:
-        break;
-    }
-  }
-
-  /** Streams the held content with the logprobs not sent yet; at a message's end, also logprobs alone. */
-  private flushContent(messageEnd = false): void {
-    const unsent = this.tokenLogprobs.length - this.sentLogprobs;
-    if (this.pendingContent === '' && !(messageEnd && unsent > 0)) return;
-    const delta = { content: this.pendingContent };
-    this.pendingContent = '';
-    if (!this.logprobs) {
-      this.emit?.(delta);
-      return;
-    }
-    this.emit?.(delta, this.tokenLogprobs.slice(this.sentLogprobs));
-    this.sentLogprobs = this.tokenLogprobs.length;
-  }
-
-  /** Drops the current message's logprob entries of tokens that begin `bytes` or more into it. */
-  private dropLogprobsAfter(bytes: number): void {
-    let offset = 0;
-    for (let i = this.messageLogprobs; i < this.tokenLogprobs.length; i++) {
-      if (offset >= bytes) {
-        this.tokenLogprobs.length = Math.max(i, this.sentLogprobs);
-        return;
-      }
-      offset += (this.tokenLogprobs[i]!['bytes'] as number[]).length;
-    }
-  }
-}
-
-function tokenInfo(id: number): { token: string; bytes: number[] } {
-  const tok = getTokenizer();
-  const bytes = [...tok.tokenBytes(id)];
-  return { token: tok.tokenName(id) ?? Buffer.from(bytes).toString('utf8'), bytes };
-}
-
-function logprobEntry(t: GeneratedToken): JsonRecord {
-  return {
-    ...tokenInfo(t.token),
-    logprob: t.logprob ?? 0,
-    top_logprobs: (t.topLogprobs ?? []).map((a) => ({ ...tokenInfo(a.token), logprob: a.logprob })),
-  } as JsonRecord;
-}
-
-export function finishReasonOf(result: AgentResult, builder: ChatBuilder): 'stop' | 'length' | 'tool_calls' {
-  if (result.finishReason === 'function_call') return 'tool_calls';
-  if (result.finishReason === 'length' || result.finishReason === 'context') return 'length';
-  return 'stop';
-}
-
-export function chatUsage(result: AgentResult): JsonRecord {
-  const u = result.usage;
-  return {
-    prompt_tokens: u.promptTokens,
-    completion_tokens: u.completionTokens,
-    total_tokens: u.promptTokens + u.completionTokens,
-    prompt_tokens_details: { cached_tokens: u.cachedTokens },
-    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
-  };
-}

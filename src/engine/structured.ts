@@ -3,9 +3,11 @@
 // reasoning before it stays free. When the token budget runs low before the answer began, the
 // processor steers the completion into a final message (`<|end|><|start|>assistant<|channel|>final
 // <|message|>`) and then the shortest completion of the JSON, so even a cut-short answer parses.
-import { JsonConstraint, tokenBytesOf, type JsonSchema, type TokenBytes } from '../engine/constrained.ts';
-import type { LogitsProcessor } from '../engine/sampler.ts';
-import { StreamParser } from '../harmony/index.ts';
+// Where the completion stands (header, channel, which tool the message is for) is read from the
+// agent loop's own parse (CompletionView), not parsed again.
+import type { CompletionProcessor, CompletionView } from './completion.ts';
+import { JsonConstraint, tokenBytesOf, type JsonSchema, type TokenBytes } from './constrained.ts';
+import type { LogitsProcessor } from './sampler.ts';
 import { SPECIAL, getTokenizer, type Tokenizer } from '../tokenizer/index.ts';
 
 export interface StructuredOptions {
@@ -29,12 +31,11 @@ export class StructuredOutput {
   private readonly tok: Tokenizer;
   private readonly vocab: TokenBytes;
   private readonly options: StructuredOptions;
-  private parser!: StreamParser;
-  private consumed = 0;
   /** Tokens sampled over the whole run (all generations of the agent loop). */
   private total = 0;
-  private headerTokens: number[] = [];
-  private roleKnown = true;
+  /** The completion the constraint belongs to, and the message in it. */
+  private completion: CompletionView | undefined;
+  private constraintMessage = -1;
   private constraint: LogitsProcessor | undefined;
   private remaining = Infinity;
   /** Bytes of the shortest valid final answer (computed on first need). */
@@ -51,21 +52,22 @@ export class StructuredOutput {
     this.headerAssistant = this.tok.encodeOrdinary('assistant');
     this.headerFinal = finalHeader(this.tok);
     this.finalWord = [...new Set([this.tok.encodeOrdinary('final')[0]!, ...this.tok.encodeOrdinary('fin').slice(0, 1), ...this.tok.encodeOrdinary('f').slice(0, 1)])];
-    this.reset();
   }
 
-  get active(): boolean {
-    return this.options.finalSchema !== undefined || (this.options.functionSchemas?.size ?? 0) > 0 || this.options.forbidFinal === true;
+  /** Whether these options constrain anything (a processor is worth building). */
+  static needed(options: StructuredOptions): boolean {
+    return options.finalSchema !== undefined || (options.functionSchemas?.size ?? 0) > 0 || options.forbidFinal === true;
   }
 
-  readonly processor: LogitsProcessor = (logits, generated) => {
-    if (generated.length < this.consumed) this.reset();
-    for (; this.consumed < generated.length; this.consumed++) this.observe(generated[this.consumed]!);
+  readonly processor: CompletionProcessor = (logits, generated, completion) => {
+    // A new generation, or the message the constraint was made for has ended.
+    if (completion !== this.completion || completion.state !== 'content' || completion.messageIndex !== this.constraintMessage) this.constraint = undefined;
+    this.completion = completion;
     this.total++;
     const remaining = this.options.maxTokens === undefined ? Infinity : this.options.maxTokens - this.total + 1;
     this.remaining = remaining;
-    if (this.parser.state === 'content') this.ensureConstraint();
-    if (this.options.forbidFinal === true && this.parser.state === 'header' && this.headerTokens.at(-1) === SPECIAL.channel) {
+    if (completion.state === 'content') this.ensureConstraint(completion);
+    if (this.options.forbidFinal === true && completion.state === 'header' && completion.headerTokens.at(-1) === SPECIAL.channel) {
       // A call is required: the channel cannot be `final` (the model goes on with analysis or a call).
       for (const t of this.finalWord) logits[t] = -Infinity;
     }
@@ -78,61 +80,41 @@ export class StructuredOutput {
     this.shortestAnswer ??= new JsonConstraint(this.options.finalSchema, this.vocab, { stopTokens: [SPECIAL.return] }).completion().length;
     const needed = this.shortestAnswer + 1 + this.headerFinal.length + this.headerAssistant.length + 2;
     if (remaining > needed + 2) return;
-    const forced = this.steer();
+    const forced = this.steer(completion);
     if (forced !== undefined) {
       logits.fill(-Infinity);
       logits[forced] = 0;
     }
   };
 
-  private reset(): void {
-    this.parser = new StreamParser({ role: 'assistant', strict: false, tokenizer: this.tok });
-    this.consumed = 0;
-    this.headerTokens = [];
-    this.roleKnown = true;
-    this.constraint = undefined;
-  }
-
-  private observe(token: number): void {
-    const before = this.parser.state;
-    this.parser.process(token);
-    if (this.parser.state === 'header') {
-      if (before !== 'header') {
-        this.headerTokens = [];
-        this.roleKnown = false;
-      } else this.headerTokens.push(token);
-    }
-    if (this.parser.state !== 'content' && before === 'content') this.constraint = undefined;
-  }
-
   /** Starts the JSON constraint when the current message is one that must be JSON. */
-  private ensureConstraint(): void {
+  private ensureConstraint(completion: CompletionView): void {
     if (this.constraint !== undefined) return;
-    const recipient = this.parser.currentRecipient;
-    const channel = this.parser.currentChannel;
+    const target = completion.target;
     let schema: JsonSchema | undefined;
     let stop: number[] = [SPECIAL.return];
-    if (recipient === undefined && channel === 'final') schema = this.options.finalSchema;
-    else if (recipient?.startsWith('functions.') === true) {
-      schema = this.options.functionSchemas?.get(recipient.slice('functions.'.length));
+    if (target.kind === 'none' && completion.channel === 'final') schema = this.options.finalSchema;
+    else if (target.kind === 'function') {
+      schema = this.options.functionSchemas?.get(target.name);
       stop = [SPECIAL.call];
     }
     if (schema === undefined) return;
     // The JSON starts at the next token: the one after `<|message|>`.
     const constraint = new JsonConstraint(schema, this.vocab, { stopTokens: stop });
-    this.constraint = constraint.processor({ start: this.consumed, remaining: () => this.remaining });
+    this.constraint = constraint.processor({ start: completion.tokens, remaining: () => this.remaining });
+    this.constraintMessage = completion.messageIndex;
   }
 
   /** The next token on the shortest way into a final message, from wherever the completion is. */
-  private steer(): number | undefined {
-    switch (this.parser.state) {
+  private steer(completion: CompletionView): number | undefined {
+    switch (completion.state) {
       case 'content':
         return SPECIAL.end;
       case 'expect-start':
         return SPECIAL.start;
       case 'header': {
-        const target = this.roleKnown ? this.headerFinal : [...this.headerAssistant, ...this.headerFinal];
-        const h = this.headerTokens;
+        const target = completion.roleKnown ? this.headerFinal : [...this.headerAssistant, ...this.headerFinal];
+        const h = completion.headerTokens;
         const isPrefix = h.length < target.length && h.every((t, i) => t === target[i]);
         return isPrefix ? target[h.length] : SPECIAL.message;
       }
