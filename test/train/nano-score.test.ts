@@ -16,7 +16,7 @@ const final = (t: string): string => `<|channel|>final<|message|>${t}<|return|>`
 
 suite('the nano held-out scorer', () => {
   it('numbers in text and rounding to the answer\'s decimals', () => {
-    assert.deepEqual(numbersIn('Give 1,250 mg, then .5 mL 【1†L9】'), [1250, 0.5, 1, 9]);
+    assert.deepEqual(numbersIn('Give 1,250 mg, then .5 mL 【1†L9】 or 2'), [1250, 0.5, 2]);
     assert.ok(statesNumber(337.5, 337.5));
     assert.ok(statesNumber(337.50000000000006, 337.5));
     assert.ok(!statesNumber(2.675, 2.68)); // 2.675 is stored just below the tie, so it rounds to 2.67
@@ -60,6 +60,8 @@ suite('the nano held-out scorer', () => {
     const open = ' to=browser.open<|channel|>analysis code<|message|>{"id":0}<|call|><|start|>browser.open to=assistant<|channel|>analysis<|message|>[1] Ibuprofen\nL10: - Maximum single dose: 400 mg.<|end|><|start|>assistant';
     assert.deepEqual(scoreCompletion(LOOKUP, search + open + final('The maximum single dose is 400 mg 【1†L10】.')), { id: 'l', effort: 'medium', valid: true, toolCorrect: true, answerCorrect: true });
     assert.equal(scoreCompletion(LOOKUP, search + final('400 mg')).toolCorrect, false);
+    // A citation's numbers are no answer: line 400 cited, 401 stated.
+    assert.equal(scoreCompletion(LOOKUP, search + open + final('It is 401 mg 【1†L400】.')).answerCorrect, false);
     assert.deepEqual(scoreCompletion(OFF, analysis('Out of scope.') + final('I can only help with clinical arithmetic.')), { id: 'o', effort: 'high', valid: true, toolCorrect: true, answerCorrect: true });
     const eager = scoreCompletion(OFF, python('print(1)', '1') + final('1'));
     assert.deepEqual([eager.toolCorrect, eager.answerCorrect], [false, false]);

@@ -42,9 +42,9 @@ function text(m: Message): string {
   return m.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
 }
 
-/** The numbers written in a text ("1,250" is 1250; "【1†L9】" gives 1 and 9). */
+/** The numbers written in a text ("1,250" is 1250), leaving out citations ("【1†L9】"), whose numbers are no answer. */
 export function numbersIn(s: string): number[] {
-  return (s.match(/\d[\d,]*(?:\.\d+)?|\.\d+/g) ?? []).map((n) => Number(n.replace(/,/g, ''))).filter((n) => Number.isFinite(n));
+  return (s.replace(/【[^】]*】/g, ' ').match(/\d[\d,]*(?:\.\d+)?|\.\d+/g) ?? []).map((n) => Number(n.replace(/,/g, ''))).filter((n) => Number.isFinite(n));
 }
 
 function decimalsOf(v: number): number {
