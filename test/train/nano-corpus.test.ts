@@ -75,8 +75,8 @@ suite('python arithmetic as the tool prints it', () => {
         return;
       }
       const sample: CorpusItem[] = [];
-      for (const task of Object.keys(TEMPLATES)) sample.push(...all().filter((i) => i.task === task).slice(0, 4));
-      assert.ok(sample.length >= 24);
+      for (const task of [...Object.keys(TEMPLATES), 'lookup-dose']) sample.push(...all().filter((i) => i.task === task).slice(0, 4));
+      assert.equal(sample.length, 36);
       // One interpreter run for the whole sample: each code in its own function scope, a marker between outputs.
       const program = sample.map((i) => `def _case():\n${i.code!.split('\n').map((l) => `    ${l}`).join('\n')}\n_case()\nprint("=====")`).join('\n');
       const out = await tool.run({ recipient: 'python', content: program });
@@ -150,13 +150,14 @@ suite('the corpus', () => {
       const last = ms[ms.length - 1]!;
       assert.equal(last.channel, 'final', i.id);
       const calls = ms.filter((m) => m.recipient !== undefined && m.author.role === 'assistant');
-      if (i.tool === 'python') {
-        assert.equal(calls.length, 1);
-        assert.equal(calls[0]!.recipient, 'python');
-        assert.equal(calls[0]!.contentType, 'code');
-        const result = ms[ms.indexOf(calls[0]!) + 1]!;
+      if (i.tool === 'python' || i.tool === 'browser+python') {
+        assert.deepEqual(calls.map((m) => m.recipient), i.tool === 'python' ? ['python'] : ['browser.search', 'browser.open', 'python']);
+        const call = calls[calls.length - 1]!;
+        assert.equal(call.contentType, 'code');
+        const result = ms[ms.indexOf(call) + 1]!;
         assert.deepEqual([result.author, result.recipient, result.channel], [{ role: 'tool', name: 'python' }, 'assistant', 'analysis']);
         assert.equal(messageText(result), `${i.printed}\n`);
+        if (i.tool === 'browser+python') assert.match(messageText(last), /【1†L\d+】【1†L\d+】/);
       } else if (i.tool === 'browser') {
         assert.deepEqual(calls.map((m) => m.recipient), ['browser.search', 'browser.open']);
         assert.match(messageText(last), /【1†L\d+】/);
@@ -187,6 +188,12 @@ suite('the corpus', () => {
         case 'dose': assert.ok(close(i.answer, Math.min(a * b, c), 0.005 + 1e-12), i.id); break;
         case 'infusion': assert.ok(close(i.answer, c / (a / b), 0.005 + 1e-12), i.id); break;
         case 'bmi': assert.ok(close(i.answer, a / (b > 3 ? b / 100 : b) ** 2, 0.05 + 1e-12), i.id); break;
+        case 'lookup-dose': {
+          const drug = DRUGS.find((d) => i.question.toLowerCase().includes(d.name))!;
+          const fact = (kind: string): number => drug.facts.find((f) => f.kind === kind)!.value;
+          assert.ok(close(i.answer, Math.min(fact('child-dose') * a, fact('max-single')), 0.005 + 1e-12), i.id);
+          break;
+        }
         case 'lookup': {
           const drug = DRUGS.find((d) => i.question.toLowerCase().includes(d.name));
           assert.ok(drug?.facts.some((f) => f.value === i.answer && f.unit === i.unit), i.id);

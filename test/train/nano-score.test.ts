@@ -63,6 +63,12 @@ suite('the nano held-out scorer', () => {
     // A citation's numbers are no answer: line 400 cited, 401 stated.
     assert.equal(scoreCompletion(LOOKUP, search + open + final('It is 401 mg 【1†L400】.')).answerCorrect, false);
     assert.deepEqual(scoreCompletion(OFF, analysis('Out of scope.') + final('I can only help with clinical arithmetic.')), { id: 'o', effort: 'high', valid: true, toolCorrect: true, answerCorrect: true });
+    // A dose from the documents needs the lookup and the computation.
+    const both: ScoredItem = { id: 'b', effort: 'low', tool: 'browser+python', answer: 180, unit: 'mg', code: 'dose = round(10 * 18, 2)\nprint(min(dose, 400))' };
+    const compute = python(both.code!, '180');
+    assert.equal(scoreCompletion(both, search + open + compute + final('Give 180 mg 【1†L9】.')).toolCorrect, true);
+    assert.equal(scoreCompletion(both, compute + final('Give 180 mg.')).toolCorrect, false);
+    assert.equal(scoreCompletion(both, search + open + final('Give 180 mg.')).toolCorrect, false);
     const eager = scoreCompletion(OFF, python('print(1)', '1') + final('1'));
     assert.deepEqual([eager.toolCorrect, eager.answerCorrect], [false, false]);
   });

@@ -14,8 +14,8 @@ import {
 import { seededRandom } from '../../random.ts';
 import { getTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
 import { trainingExamples } from '../data.ts';
-import { lookupProblem, outOfDomainProblem } from './lookup.ts';
-import { hash32, pick, PYTHON_TASKS, pythonProblem, type Rng, type Split, type TaskKind } from './tasks.ts';
+import { doseLookupProblem, lookupProblem, outOfDomainProblem, type Drug, type Fact } from './lookup.ts';
+import { hash32, pick, pythonProblem, TASKS, type Rng, type Split, type TaskKind } from './tasks.ts';
 
 /** A tool call as the agent loop hands it to a tool, and the part of the answer the corpus uses. */
 export interface CorpusToolCall {
@@ -50,8 +50,8 @@ export interface CorpusItem {
   question: string;
   /** The numbers the user gave. */
   operands: number[];
-  /** The tool the answer needs, if any. */
-  tool: 'python' | 'browser' | null;
+  /** The tool the answer needs, if any ('browser+python': a lookup, then the computation). */
+  tool: 'python' | 'browser' | 'browser+python' | null;
   /** The true answer and its unit (none out of domain). */
   answer?: number;
   unit?: string;
@@ -63,7 +63,7 @@ export interface CorpusItem {
 
 /** Share of each task in the corpus (relative weights). */
 export const TASK_WEIGHTS: Record<TaskKind, number> = {
-  add: 1, subtract: 1, multiply: 1, divide: 1, convert: 1.5, dose: 2, infusion: 1.5, bmi: 1, lookup: 2, 'out-of-domain': 0.6,
+  add: 1, subtract: 1, multiply: 1, divide: 1, convert: 1.5, dose: 2, infusion: 1.5, bmi: 1, lookup: 1.5, 'lookup-dose': 1.5, 'out-of-domain': 0.6,
 };
 
 function drawTask(rng: Rng): TaskKind {
@@ -111,28 +111,35 @@ async function item(options: CorpusOptions, split: Split, index: number): Promis
   }
   if (task === 'lookup') {
     const p = lookupProblem(rng, split);
-    const browser = options.browser();
     const plan = effort === 'low' ? `Search the documents for ${p.query}.` : effort === 'medium' ? `I need the ${p.phrase} of ${p.drug.name} from the documents. I will search for it.` : `The user asks for the ${p.phrase} of ${p.drug.name}. This is a fact from the local documents, so I will search for the ${p.drug.name} monograph, open it and cite the line.`;
-    const search = toolCall('browser.search', JSON.stringify({ query: p.query }));
-    const results = await runTool(browser, search);
-    const resultsText = messageText(results);
-    const link = new RegExp(`【(\\d+)†${escapeRegExp(p.drug.title)}†`).exec(resultsText);
-    if (link === null) throw new Error(`${id}: the search for "${p.query}" did not list "${p.drug.title}"`);
-    const choose = analysis(effort === 'low' ? `Open result ${link[1]}.` : `Result ${link[1]} is the ${p.drug.title}. I will open it.`);
-    const open = toolCall('browser.open', JSON.stringify({ id: Number(link[1]) }));
-    const page = await runTool(browser, open);
-    const pageText = messageText(page);
-    const cursor = /^\[(\d+)\]/.exec(pageText);
-    const line = new RegExp(`^L(\\d+): - ${escapeRegExp(p.fact.line)}`, 'm').exec(pageText);
-    if (cursor === null || line === null) throw new Error(`${id}: the opened ${p.drug.name} page does not show "${p.fact.line}"`);
-    const cite = `【${cursor[1]}†L${line[1]}】`;
+    const read = await browse(options.browser(), p.drug, p.query, effort, id);
+    const cite = read.cite(p.fact);
     const answer = `${p.fact.value} ${p.fact.unit}`;
-    const messages = [system, message.user(p.question), analysis(plan), search, results, choose, open, page];
-    if (effort === 'high') messages.push(analysis(`Line ${line[1]} says: ${p.fact.line}. So the ${p.phrase} is ${answer}.`));
+    const messages = [system, message.user(p.question), analysis(plan), ...read.messages];
+    if (effort === 'high') messages.push(analysis(`Line ${read.line(p.fact)} says: ${p.fact.line}. So the ${p.phrase} is ${answer}.`));
     messages.push(message.assistant(`The ${p.phrase} of ${p.drug.name} is ${answer} ${cite}.`, { channel: 'final' }));
     return {
       id, split, task, template: p.template, effort, question: p.question, operands: [], tool: 'browser',
       answer: p.fact.value, unit: p.fact.unit, conversation: { messages },
+    };
+  }
+  if (task === 'lookup-dose') {
+    const p = doseLookupProblem(rng, split);
+    const name = p.drug.name;
+    const plan = effort === 'low' ? `Look up ${name}: mg/kg and max dose.` : effort === 'medium' ? `I need the ${name} dose per kg and its maximum single dose from the documents, then the dose for ${p.kg} kg.` : `The user wants a weight-based ${name} dose for ${p.kg} kg. I will look up the mg/kg dose and the maximum single dose in the ${name} monograph, compute the dose with python and cap it at the maximum, then cite the lines.`;
+    const read = await browse(options.browser(), p.drug, p.query, effort, id);
+    const facts = `Line ${read.line(p.perKg)}: ${p.perKg.value} mg/kg; line ${read.line(p.max)}: maximum ${p.max.value} mg.`;
+    const compute = analysis(effort === 'low' ? `${p.perKg.value} mg/kg x ${p.kg} kg, max ${p.max.value} mg.` : `${facts} So the dose is ${p.perKg.value} x ${p.kg} mg, at most ${p.max.value} mg. I will compute it with python.`);
+    const call = toolCall('python', p.code);
+    const result = message.tool('python', `${p.printed}\n`, { channel: 'analysis' });
+    const messages = [system, message.user(p.question), analysis(plan), ...read.messages, compute, call, result];
+    const capped = p.product > p.max.value;
+    if (effort === 'high') messages.push(analysis(`Check: ${p.perKg.value} x ${p.kg} = ${p.product} mg is ${capped ? 'above' : 'within'} the ${p.max.value} mg maximum, so the dose is ${p.answer} mg.`));
+    const why = capped ? `${p.perKg.value} mg/kg x ${p.kg} kg would be ${p.product} mg, above the ${p.max.value} mg maximum` : `${p.perKg.value} mg/kg x ${p.kg} kg, below the ${p.max.value} mg maximum`;
+    messages.push(message.assistant(`Give ${p.answer} mg of ${name} (${why}) ${read.cite(p.perKg)}${read.cite(p.max)}.`, { channel: 'final' }));
+    return {
+      id, split, task, template: p.template, effort, question: p.question, operands: [p.kg], tool: 'browser+python',
+      answer: p.answer, unit: 'mg', code: p.code, printed: p.printed, conversation: { messages },
     };
   }
   const p = pythonProblem(task, rng, split);
@@ -146,6 +153,26 @@ async function item(options: CorpusOptions, split: Split, index: number): Promis
     id, split, task, template: p.template, effort, question: p.question, operands: p.operands, tool: 'python',
     answer: p.answer, unit: p.unit, code: p.code, printed: p.printed, conversation: { messages },
   };
+}
+
+/** A search for the drug's monograph and its opening, run through the browser; where each fact's line is. */
+async function browse(browser: CorpusTool, drug: Drug, query: string, effort: ReasoningEffort, id: string): Promise<{ messages: Message[]; line: (f: Fact) => number; cite: (f: Fact) => string }> {
+  const search = toolCall('browser.search', JSON.stringify({ query }));
+  const results = await runTool(browser, search);
+  const link = new RegExp(`【(\\d+)†${escapeRegExp(drug.title)}†`).exec(messageText(results));
+  if (link === null) throw new Error(`${id}: the search for "${query}" did not list "${drug.title}"`);
+  const choose = analysis(effort === 'low' ? `Open result ${link[1]}.` : `Result ${link[1]} is the ${drug.title}. I will open it.`);
+  const open = toolCall('browser.open', JSON.stringify({ id: Number(link[1]) }));
+  const page = await runTool(browser, open);
+  const pageText = messageText(page);
+  const cursor = /^\[(\d+)\]/.exec(pageText);
+  if (cursor === null) throw new Error(`${id}: the opened page has no cursor`);
+  const line = (f: Fact): number => {
+    const m = new RegExp(`^L(\\d+): - ${escapeRegExp(f.line)}`, 'm').exec(pageText);
+    if (m === null) throw new Error(`${id}: the opened ${drug.name} page does not show "${f.line}"`);
+    return Number(m[1]);
+  };
+  return { messages: [search, results, choose, open, page], line, cite: (f) => `【${cursor[1]}†L${line(f)}】` };
 }
 
 function messageText(m: Message): string {
@@ -173,7 +200,7 @@ export async function generateCorpus(options: CorpusOptions): Promise<Corpus> {
 /** Conversation counts per task and split. */
 export function coverage(corpus: Corpus): Record<Split, Record<TaskKind, number>> {
   const count = (items: CorpusItem[]): Record<TaskKind, number> => {
-    const out = Object.fromEntries([...PYTHON_TASKS, 'lookup', 'out-of-domain'].map((t) => [t, 0])) as Record<TaskKind, number>;
+    const out = Object.fromEntries(TASKS.map((t) => [t, 0])) as Record<TaskKind, number>;
     for (const it of items) out[it.task]++;
     return out;
   };

@@ -2,7 +2,8 @@
 // for them, and the out-of-domain questions with the reply that says what it can help with. The
 // values here are what the documents state; the corpus finds each fact's line in the page the real
 // browser shows and fails if it is not there, so a document edit cannot silently disagree.
-import { pick, templatesOf, type Rng, type Split } from './tasks.ts';
+import { literal, min, mul, named, printed, round } from './python.ts';
+import { drawNumber, pick, templatesOf, writeNumber, type Rng, type Split } from './tasks.ts';
 
 export type FactKind = 'max-single' | 'max-daily' | 'child-dose' | 'strength';
 
@@ -93,6 +94,52 @@ export function lookupProblem(rng: Rng, split: Split): LookupProblem {
   const phrase = pick(rng, words.phrases);
   const name = rng() < 0.3 ? drug.name[0]!.toUpperCase() + drug.name.slice(1) : drug.name;
   return { template: `lookup.${index}`, question: LOOKUP_TEMPLATES[index]!(name, phrase), drug, fact, query: `${drug.name} ${words.query}`, phrase };
+}
+
+// ---- a dose from the documents -------------------------------------------------------------------
+
+const DOSE_LOOKUP_TEMPLATES: ((drug: string, kg: string) => string)[] = [
+  (d, kg) => `What dose of ${d} for a ${kg} kg child?`,
+  (d, kg) => `How many mg of ${d} should a ${kg} kg patient get per dose?`,
+  (d, kg) => `${d} dose for ${kg} kg?`,
+  (d, kg) => `Using the monograph, work out the ${d} dose for someone weighing ${kg} kg.`,
+  (d, kg) => `Patient is ${kg} kg. What single dose of ${d} do I give?`,
+  (d, kg) => `Calculate the weight-based ${d} dose for ${kg} kg, respecting the maximum.`,
+  (d, kg) => `${kg} kg child, ${d}: how many mg?`,
+  (d, kg) => `Look up ${d} and tell me the dose in mg for ${kg} kg.`,
+  (d, kg) => `What is the correct ${d} dose for a weight of ${kg} kilograms?`,
+  (d, kg) => `dose of ${d} in mg for ${kg}kg`,
+];
+
+export interface DoseLookupProblem {
+  template: string;
+  question: string;
+  drug: Drug;
+  perKg: Fact;
+  max: Fact;
+  kg: number;
+  query: string;
+  code: string;
+  printed: string;
+  answer: number;
+  /** The mg/kg product before the cap. */
+  product: number;
+}
+
+/** A weight-based dose whose mg/kg and maximum single dose the model reads in the drug's monograph. */
+export function doseLookupProblem(rng: Rng, split: Split): DoseLookupProblem {
+  const index = pick(rng, templatesOf(DOSE_LOOKUP_TEMPLATES.length, split));
+  const drug = pick(rng, DRUGS);
+  const perKg = drug.facts.find((f) => f.kind === 'child-dose')!;
+  const max = drug.facts.find((f) => f.kind === 'max-single')!;
+  const kg = drawNumber(rng, split, 3, 60, rng() < 0.4 ? 1 : 0);
+  const product = round(mul(literal(perKg.value), literal(kg)), 2);
+  const dose = min(named('dose', product), literal(max.value));
+  const name = rng() < 0.3 ? drug.name[0]!.toUpperCase() + drug.name.slice(1) : drug.name;
+  return {
+    template: `lookup-dose.${index}`, question: DOSE_LOOKUP_TEMPLATES[index]!(name, writeNumber(rng, kg)), drug, perKg, max, kg,
+    query: `${drug.name} dose mg/kg maximum`, code: `dose = ${product.code}\nprint(${dose.code})`, printed: printed(dose), answer: dose.value, product: product.value,
+  };
 }
 
 // ---- out of domain -----------------------------------------------------------------------------

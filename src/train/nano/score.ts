@@ -3,7 +3,7 @@
 // between them, as harmony text or token ids. Per reasoning effort and overall: the share that
 // parse as valid harmony (strict parser, ending in a final-channel answer), the share with the
 // right tool call where one is needed (python: the expected code, or a tool result that prints the
-// true value; browser: a search then an open) and no tool call where none is, and the share whose
+// true value; browser: a search then an open; a dose from the documents: both) and no tool call where none is, and the share whose
 // final answer states the true number with its unit (out of domain: says what it can help with).
 import { parseMessagesFromCompletionTokens, REASONING_EFFORTS, type Message, type ReasoningEffort } from '../../harmony/index.ts';
 import { getTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
@@ -77,19 +77,20 @@ export function scoreCompletion(item: ScoredItem, completion: string | readonly 
     return { ...base, valid: false, toolCorrect: false, answerCorrect: false, problem };
   }
   const calls = messages.map((m, i) => ({ m, i })).filter(({ m }) => m.author.role === 'assistant' && m.recipient !== undefined);
-  let toolCorrect: boolean;
-  if (item.tool === null) toolCorrect = calls.length === 0;
-  else if (item.tool === 'python') {
-    toolCorrect = calls.some(({ m, i }) => {
-      if (m.recipient !== 'python') return false;
-      if (item.code !== undefined && text(m).trim() === item.code.trim()) return true;
-      const result = messages[i + 1];
-      return result !== undefined && result.author.role === 'tool' && item.answer !== undefined && numbersIn(text(result)).some((x) => statesNumber(x, item.answer!));
-    });
-  } else {
+  const pythonRight = (): boolean => calls.some(({ m, i }) => {
+    if (m.recipient !== 'python') return false;
+    if (item.code !== undefined && text(m).trim() === item.code.trim()) return true;
+    const result = messages[i + 1];
+    return result !== undefined && result.author.role === 'tool' && item.answer !== undefined && numbersIn(text(result)).some((x) => statesNumber(x, item.answer!));
+  });
+  const browserRight = (): boolean => {
     const search = calls.findIndex(({ m }) => m.recipient === 'browser.search');
-    toolCorrect = search >= 0 && calls.slice(search + 1).some(({ m }) => m.recipient === 'browser.open');
-  }
+    return search >= 0 && calls.slice(search + 1).some(({ m }) => m.recipient === 'browser.open');
+  };
+  const toolCorrect = item.tool === null ? calls.length === 0
+    : item.tool === 'python' ? pythonRight()
+    : item.tool === 'browser' ? browserRight()
+    : browserRight() && pythonRight();
   const final = text(last);
   let answerCorrect: boolean;
   if (item.answer === undefined) answerCorrect = HELP_WORDS.test(final) && numbersIn(final).length === 0;

@@ -10,8 +10,8 @@ import { add, div, literal, min, mul, named, printed, pyRound, round, square, su
 export type Split = 'train' | 'heldout';
 export const PYTHON_TASKS = ['add', 'subtract', 'multiply', 'divide', 'convert', 'dose', 'infusion', 'bmi'] as const;
 export type PythonTask = (typeof PYTHON_TASKS)[number];
-export type TaskKind = PythonTask | 'lookup' | 'out-of-domain';
-export const TASKS: readonly TaskKind[] = [...PYTHON_TASKS, 'lookup', 'out-of-domain'];
+export type TaskKind = PythonTask | 'lookup' | 'lookup-dose' | 'out-of-domain';
+export const TASKS: readonly TaskKind[] = [...PYTHON_TASKS, 'lookup', 'lookup-dose', 'out-of-domain'];
 
 export type Rng = () => number;
 
@@ -190,7 +190,7 @@ const CONVERT: Template[] = [
 /** Dose templates: w[0] mg/kg, w[1] weight in kg, w[2] maximum in mg. */
 const DOSE: Template[] = [
   t('mg', (w) => `Dose ${w[0]} mg/kg for a ${w[1]} kg patient, max ${w[2]} mg. What dose?`),
-  t('mg', (w) => `A child weighs ${w[1]} kg. The drug is ${w[0]} mg/kg with a maximum of ${w[2]} mg. How many mg?`),
+  t('mg', (w) => `The patient weighs ${w[1]} kg. The drug is ${w[0]} mg/kg with a maximum of ${w[2]} mg. How many mg?`),
   t('mg', (w) => `What is the dose at ${w[0]} mg per kg for ${w[1]} kg (maximum single dose ${w[2]} mg)?`),
   t('mg', (w) => `${w[0]} mg/kg x ${w[1]} kg, capped at ${w[2]} mg = ?`),
   t('mg', (w) => `Weight ${w[1]} kg; prescribe ${w[0]} mg/kg, not more than ${w[2]} mg. Dose in mg?`),
