@@ -223,6 +223,13 @@ suite('the corpus', () => {
     for (const task of Object.keys(TEMPLATES)) assert.ok(new Set(corpus.train.filter((i) => i.task === task).map((i) => i.template)).size >= 5, task);
   });
 
+  it('phrasings vary: words and symbols for operations, numbers and units written several ways', () => {
+    const questions = corpus.train.map((i) => i.question);
+    for (const marker of [/divided by/, / \/ /, /times/, / x /, / \* /, /How many m?c?g|How many mL are in/, /Convert .* to /, /\d,\d{3}/, /\d\.\d*0\b/, /micrograms|milligrams|millilitres|kilograms|grams|litres/, /\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b/]) {
+      assert.ok(questions.some((q) => marker.test(q)), `no training question matches ${marker}`);
+    }
+  });
+
   it('the vocabulary holds every token of every conversation and every number below 1000', () => {
     const small: Corpus = { train: corpus.train.slice(0, 40), heldout: corpus.heldout.slice(0, 10) };
     const vocab = corpusVocabulary(small);

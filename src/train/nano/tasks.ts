@@ -83,7 +83,19 @@ export function writeNumber(rng: Rng, v: number): string {
   if (Number.isInteger(v) && v <= 12 && r < 0.15) return SMALL_WORDS[v]!;
   if (v >= 1000 && Number.isInteger(v) && r < 0.5) return v.toLocaleString('en-US');
   if (v > 0 && v < 1 && r < 0.2) return plain.slice(1);
+  // A trailing zero, as on a label ("2.50").
+  if (!Number.isInteger(v) && r > 0.9) return `${plain}0`;
   return plain;
+}
+
+const UNIT_WORDS: Record<string, string[]> = {
+  kg: ['kilograms', 'kilos'], g: ['grams'], mg: ['milligrams'], mcg: ['micrograms', 'µg', 'ug'], L: ['litres', 'liters', 'l'], mL: ['millilitres', 'milliliters', 'ml', 'cc'],
+};
+
+/** A unit as a person might write it: the symbol, or sometimes a word or another spelling. */
+export function writeUnit(rng: Rng, unit: string): string {
+  const words = UNIT_WORDS[unit];
+  return words !== undefined && rng() < 0.3 ? pick(rng, words) : unit;
 }
 
 /** The answer as the final channel writes it: the printed value without a trailing ".0". */
@@ -319,7 +331,7 @@ function build(task: PythonTask, rng: Rng, split: Split): Built {
       const expr = e.isFloat ? round(e, 6) : e;
       const op = c.power > 0 ? 'multiply' : 'divide';
       return {
-        operands: [amount], words: [writeNumber(rng, amount), c.from, c.to], expr, unit: c.to,
+        operands: [amount], words: [writeNumber(rng, amount), writeUnit(rng, c.from), writeUnit(rng, c.to)], expr, unit: c.to,
         plan: {
           low: `${c.from} to ${c.to}: ${op} by ${factor}.`,
           medium: `1 ${c.power > 0 ? c.from : c.to} = ${factor} ${c.power > 0 ? c.to : c.from}, so I ${op} ${amount} by ${factor}. I will compute it with python.`,
