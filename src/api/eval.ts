@@ -14,6 +14,7 @@ import { outputFormat } from './classify.ts';
 import { translateErrors } from './errors.ts';
 import type { Model } from './model.ts';
 import { openTarget } from './sampler.ts';
+import type { ClassificationMetrics } from '../evals/classify-eval.ts';
 
 /** What to evaluate, on what, and where the results go. */
 export interface EvalOptions {
@@ -61,28 +62,8 @@ export interface EvalMetric {
   n: number;
 }
 
-/** One label's figures over a classify evaluation; null where the label was never predicted (precision) or never gold (recall). */
-export interface LabelMetrics {
-  label: string;
-  /** Cases whose gold label this is. */
-  support: number;
-  /** Cases predicted with this label. */
-  predicted: number;
-  precision: number | null;
-  recall: number | null;
-  f1: number | null;
-}
-
-/** A classify evaluation's figures from all its cases together. */
-export interface ClassificationMetrics {
-  n: number;
-  accuracy: number;
-  /** Answers that did not follow the policy's output format (counted as wrong). */
-  invalid: number;
-  labels: LabelMetrics[];
-  /** confusion[gold][predicted] = count; answers without a valid label are under `(no valid answer)`. */
-  confusion: Record<string, Record<string, number>>;
-}
+// One definition of the classification figures: the evaluation computes them, the library returns them.
+export type { ClassificationMetrics, LabelMetrics } from '../evals/classify-eval.ts';
 
 /** The outcome of an evaluation. */
 export interface EvalResult {
