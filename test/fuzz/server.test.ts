@@ -230,7 +230,13 @@ test('random JSON schemas: a 400 naming the format, or output that the schema ac
     } catch {
       continue; // a schema ajv cannot compile was accepted by the server: nothing more to check here
     }
-    assert.ok(validate(JSON.parse(text)), `${what}: output ${text} does not match: ${ajv.errorsText(validate.errors)}`);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      assert.fail(`${what}: a finished answer that is not JSON: ${JSON.stringify(text)}; reply ${reply.text.slice(0, 1500)}`);
+    }
+    assert.ok(validate(value), `${what}: output ${text} does not match: ${ajv.errorsText(validate.errors)}`);
   }
   await untilIdle(random);
 });
