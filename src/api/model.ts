@@ -24,6 +24,8 @@ export interface LoadModelOptions {
   contextLength?: number;
   /** Expert activations of the wasm backend: `q8` (int8, the default) or `split` (exact f32, slower). */
   expertActivations?: 'q8' | 'split';
+  /** KV cache element type: `bf16` (half the memory, the default with `q8`) or `f32` (exact, the default with `split`). */
+  kvCacheType?: 'f32' | 'bf16';
 }
 
 /** A loaded model. Close it when done: it holds worker threads and the weights' memory. */
@@ -96,6 +98,7 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
       ...(options.expertActivations !== undefined ? { expertActivations: options.expertActivations } : {}),
+      ...(options.kvCacheType !== undefined ? { kvCacheType: options.kvCacheType } : {}),
     });
     return modelFromEngine(engine, resolved.description);
   });
