@@ -835,8 +835,6 @@ export function attention(
   const group = heads / kvHeads;
   const tt = tileTokens(group);
   const tiles = (tokens + tt - 1) / tt;
-  const u0 = sliceStart(tiles * kvHeads, part, parts, 1);
-  const u1 = sliceStart(tiles * kvHeads, part + 1, parts, 1);
   const hp = paddedDim(headDim);
   const bf16 = kvBf16 != 0;
   const esize: usize = bf16 ? 2 : 4;
@@ -854,7 +852,9 @@ export function attention(
   const prow = lrow + (<usize>maxRows << 2);
   const kpb = prow + (<usize>maxRows << 2);
   const rowBytes = <usize>hp << 2;
-  for (let u = u0; u < u1; u++) {
+  // Units dealt round-robin: under the causal mask later tiles see more keys, so contiguous
+  // slices would leave the first thread idle for most of a prompt's first chunk.
+  for (let u = part; u < tiles * kvHeads; u += parts) {
     const tile = u / kvHeads, kvh = u - tile * kvHeads;
     const t0 = tile * tt;
     const rows = min(tt, tokens - t0) * group;
