@@ -224,6 +224,31 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
+  test(`attention where a window or the causal edge falls exactly on a key block's edge matches the reference, ${threads} thread(s)`, async () => {
+    const b = await backend(threads);
+    const r = seededRandom(61 + threads);
+    const heads = 8, kvHeads = 2, headDim = 64, keyCount = 200;
+    // Slot = position, so the kernel's 64-key blocks hold positions 0-63, 64-127, ...
+    const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => i);
+    const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
+    const values = randomF32(keyCount * kvHeads * headDim, r);
+    const sinks = randomF32(heads, r, 3);
+    // [first query position, window]: 57..64 sees key 64 (the second block's first) only from its
+    // last query; 82..89 with window 20 sees key 63 (the first block's last) only from its first.
+    for (const [first, window] of [[57, 0], [82, 20], [57, 8]] as const) {
+      const tokens = 8;
+      const positions = Int32Array.from({ length: tokens }, (_, i) => first + i);
+      const q = randomF32(tokens * heads * headDim, r, 2);
+      const shape = { heads, kvHeads, headDim, window };
+      const want = new Float32Array(tokens * heads * headDim);
+      reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, want);
+      const got = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, got);
+      assertClose(got, want, 1e-5, `attention from ${first}, window ${window}`);
+    }
+    assertNoFallbacks(b);
+  });
+
   test(`attention over a bf16 KV cache matches the reference on the same bf16 cache, ${threads} thread(s)`, async () => {
     const b = await backend(threads);
     const r = seededRandom(41 + threads);
