@@ -26,6 +26,8 @@ export interface LoadModelOptions {
   expertActivations?: 'q8' | 'split';
   /** A LoRA adapter folder (PEFT, e.g. from `gptoss finetune`) merged into the attention weights at load. */
   adapter?: string;
+  /** KV cache element type: `bf16` (half the memory, the default with `q8`) or `f32` (exact, the default with `split`). */
+  kvCacheType?: 'f32' | 'bf16';
 }
 
 /** A loaded model. Close it when done: it holds worker threads and the weights' memory. */
@@ -99,6 +101,7 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
       ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
       ...(options.expertActivations !== undefined ? { expertActivations: options.expertActivations } : {}),
       ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
+      ...(options.kvCacheType !== undefined ? { kvCacheType: options.kvCacheType } : {}),
     });
     return modelFromEngine(engine, resolved.description);
   });

@@ -1,13 +1,16 @@
 // How much memory a model needs before it is loaded, and whether this machine has it. The estimate
 // follows what the loader and engine actually hold: weights as stored (BF16 matrices, MXFP4
-// experts packed at 4.25 bits per weight, small vectors widened to f32), f32 KV caches (banded
+// experts packed at 4.25 bits per weight, small vectors widened to f32), KV caches at their element
+// size (f32 or bf16; banded
 // layers bounded by the sliding window, dense layers up to the context), the RoPE cos/sin tables
 // (built for every position of the context at load), the activation workspace of one prefill
 // chunk, and the runtime's own overhead.
 import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { UserError } from '../errors.ts';
+import type { KvCacheType } from '../kernels/backend.ts';
 import { contextLength as modelContextLength, isSlidingLayer, type ModelConfig } from '../model/config.ts';
+import { kvBytesPerPosition } from '../model/kvcache.ts';
 
 export interface MemoryEstimate {
   /** A name for messages: gpt-oss-20b, gpt-oss-120b, or the shape. */
@@ -38,6 +41,8 @@ export interface EstimateOptions {
   backend?: string;
   /** Worker threads of the wasm backend (default 2). */
   threads?: number;
+  /** Element type of the KV caches (default 'f32'). */
+  kvCacheType?: KvCacheType;
 }
 
 /** gpt-oss-20b / gpt-oss-120b when the shape is a released one, else a short description. */
@@ -65,8 +70,8 @@ export function estimateMemory(config: ModelConfig, opts: EstimateOptions = {}):
   const sequences = opts.sequences ?? 1;
   const chunk = Math.min(opts.prefillChunk ?? 512, ctx);
   const w = weightBytes(config);
-  // Keys and values in f32 plus one position per slot; banded layers keep the window plus the chunk being processed.
-  const perPosition = 2 * config.numKeyValueHeads * config.headDim * 4 + 4;
+  // Keys and values at their element size plus one position per slot; banded layers keep the window plus the chunk being processed.
+  const perPosition = kvBytesPerPosition(config.numKeyValueHeads * config.headDim, opts.kvCacheType ?? 'f32');
   let kvPerSequence = 0;
   for (let n = 0; n < config.numLayers; n++) {
     const slots = isSlidingLayer(n) ? Math.min(ctx, config.slidingWindow + chunk) : ctx;

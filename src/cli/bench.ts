@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 import { loadEngine } from '../engine/local.ts';
-import type { Backend, BackendName, ExpertActivations } from '../kernels/backend.ts';
+import type { Backend, BackendName, ExpertActivations, KvCacheType } from '../kernels/backend.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { ModelWeights } from '../model/weights.ts';
@@ -24,6 +24,7 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --profile            time per backend op kind (prefill and decode)
   --expert-activations q8 (default: int8 like llama.cpp, error of the bf16 reference's size),
                        split (exact integer dots) or f32
+  --kv-cache f32|bf16  KV cache element type (default bf16 with q8, f32 otherwise)
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {
@@ -33,6 +34,8 @@ export interface OpProfile {
 export interface BenchResult {
   backend: string;
   expert_activations: string;
+  /** Element type of the KV cache. */
+  kv_cache: string;
   threads: number;
   layers: number;
   prompt_tokens: number;
@@ -157,12 +160,14 @@ function argmax(x: Float32Array): number {
 export async function runBench(opts: {
   model: string; promptTokens: number; genTokens: number; threads: number; backend: BackendName; profile: boolean;
   expertActivations?: ExpertActivations;
+  kvCacheType?: KvCacheType;
 }): Promise<BenchResult> {
   const read = timeFileRead(opts.model);
   const t0 = performance.now();
   const engine = await loadEngine(opts.model, {
     backend: opts.backend, threads: opts.threads, contextLength: opts.promptTokens + opts.genTokens + 1,
     ...(opts.expertActivations !== undefined ? { expertActivations: opts.expertActivations } : {}),
+    ...(opts.kvCacheType !== undefined ? { kvCacheType: opts.kvCacheType } : {}),
   });
   const loadS = (performance.now() - t0) / 1000;
   try {
@@ -201,6 +206,7 @@ export async function runBench(opts: {
       backend: engine.backend.name,
       // The mode the backend runs (the wasm backend says which; the reference backend is exact).
       expert_activations: (engine.backend as { expertActivations?: string }).expertActivations ?? 'f64',
+      kv_cache: engine.model.kvCacheType,
       threads: opts.threads,
       layers: config.numLayers,
       prompt_tokens: opts.promptTokens,
@@ -253,6 +259,7 @@ export async function run(argv: string[]): Promise<number> {
     threads: compute.threads ?? availableParallelism(),
     backend: compute.backend ?? 'wasm',
     ...(compute.expertActivations !== undefined ? { expertActivations: compute.expertActivations } : {}),
+    ...(compute.kvCacheType !== undefined ? { kvCacheType: compute.kvCacheType } : {}),
     profile: boolFlag(p, 'profile'),
   };
   const r = await runBench(opts);
@@ -261,7 +268,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const gb = (b: number): string => (b / 1e9).toFixed(2);
-  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}${r.adapter === undefined ? '' : `, adapter ${r.adapter}`}`);
+  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}, KV cache ${r.kv_cache}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}${r.adapter === undefined ? '' : `, adapter ${r.adapter}`}`);
   console.log(`read files        ${r.read_s.toFixed(2)} s (${gb(r.read_bytes)} GB)`);
   console.log(`load              ${r.load_s.toFixed(2)} s (${(r.load_s / Math.max(r.read_s, 1e-9)).toFixed(2)}x the file read)`);
   console.log(`prefill           ${r.prefill_tok_s.toFixed(2)} tok/s (${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s)`);

@@ -39,6 +39,7 @@ options:
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
   --backend wasm|reference|webgpu, --threads N   compute backend (default wasm)
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
+  --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,
 /load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.`;

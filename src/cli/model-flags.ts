@@ -1,8 +1,8 @@
 // Flags shared by the commands that load a model (logits, generate; chat, serve and bench take
 // some of them): --model, --adapter, --backend, --threads, --context, --expert-activations,
-// token-id lists.
+// --kv-cache, token-id lists.
 import { UserError } from '../errors.ts';
-import { BACKEND_NAMES, EXPERT_ACTIVATIONS, type BackendName, type ExpertActivations } from '../kernels/backend.ts';
+import { BACKEND_NAMES, EXPERT_ACTIVATIONS, KV_CACHE_TYPES, type BackendName, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { numberFlag, stringFlag, type Parsed } from './args.ts';
 
@@ -11,6 +11,7 @@ export const COMPUTE_FLAG_OPTIONS = {
   backend: { type: 'string' },
   threads: { type: 'string' },
   'expert-activations': { type: 'string' },
+  'kv-cache': { type: 'string' },
 } as const;
 
 /** --adapter DIR: a PEFT LoRA adapter merged into the model at load (chat, serve, generate, logits). */
@@ -31,7 +32,10 @@ export const MODEL_FLAG_OPTIONS = {
 export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
                      how the wasm backend feeds one token to the MXFP4 experts: q8 (default; int8
                      like llama.cpp, error of the size of the official bf16 reference's) or
-                     split (exact as f32, ~1.4x slower decode)`;
+                     split (exact as f32, ~1.4x slower decode)
+  --kv-cache f32|bf16
+                     element type of the KV cache: bf16 halves its memory (default with q8) and
+                     f32 is exact (default with split and with the reference backend)`;
 
 export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
                      model.safetensors at its root)
@@ -63,9 +67,9 @@ export function adapterOption(p: Parsed): Pick<LoadEngineOptions, 'adapter'> {
   return { adapter };
 }
 
-/** --backend, --threads and --expert-activations, checked; absent flags stay absent. */
-export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations'> {
-  const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations'> = {};
+/** --backend, --threads, --expert-activations and --kv-cache, checked; absent flags stay absent. */
+export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType'> {
+  const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType'> = {};
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined) {
     if (!(BACKEND_NAMES as readonly string[]).includes(backend)) throw new UserError('usage', `--backend must be wasm, reference or webgpu, got "${backend}"`);
@@ -75,6 +79,11 @@ export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | '
   if (threads !== undefined) options.threads = threads;
   const acts = expertActivationsFlag(p);
   if (acts !== undefined) options.expertActivations = acts;
+  const kv = stringFlag(p, 'kv-cache');
+  if (kv !== undefined) {
+    if (!(KV_CACHE_TYPES as readonly string[]).includes(kv)) throw new UserError('usage', `--kv-cache must be one of ${KV_CACHE_TYPES.join(', ')}, got "${kv}"`);
+    options.kvCacheType = kv as KvCacheType;
+  }
   return options;
 }
 

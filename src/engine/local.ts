@@ -3,7 +3,7 @@
 // all the sequences' new tokens through the weights as one batch (attention per sequence). Steps
 // are serialised: the activation workspace is shared, and a backend op must finish before the next.
 import { UserError } from '../errors.ts';
-import type { Backend, BackendName, BackendOptions, ExpertActivations } from '../kernels/backend.ts';
+import { EXPERT_ACTIVATIONS, type Backend, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../checkpoint/checkpoint.ts';
 import { checkCheckpointFits } from '../checkpoint/memory.ts';
@@ -20,6 +20,12 @@ export interface LoadEngineOptions {
   threads?: number;
   /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
   expertActivations?: ExpertActivations;
+  /**
+   * Element type of the KV caches: 'bf16' halves their memory (keys and values rounded to bf16 as
+   * they are stored; logits stay within the golden cases' bf16 tolerance), 'f32' is exact. Default:
+   * 'bf16' with the wasm backend's 'q8' experts, 'f32' with 'split' and with the reference backend.
+   */
+  kvCacheType?: KvCacheType;
   /** Serve at most this many tokens per sequence (default: defaultContextLength; maximum: the model's context length). */
   contextLength?: number;
   /** Longest chunk of tokens pushed through the weights at once (default 512). */
@@ -66,6 +72,20 @@ function defaultContextOf(dir: string, config: ModelConfig): number {
   return Math.min(isDemoModel(dir) ? DEMO_CONTEXT_LENGTH : Infinity, modelContextLength(config));
 }
 
+/** The KV cache type `options` asks for, or the default for its backend and expert activations. */
+export function resolveKvCacheType(options: Pick<LoadEngineOptions, 'backend' | 'expertActivations' | 'kvCacheType'>): KvCacheType {
+  if (options.kvCacheType === 'bf16' && options.backend === 'webgpu') {
+    // The WGSL attention reads an f32 cache; a bf16 one would be read as the wrong words.
+    throw new UserError('usage', 'the webgpu backend keeps an f32 KV cache: --kv-cache bf16 needs --backend wasm or reference');
+  }
+  if (options.kvCacheType !== undefined) return options.kvCacheType;
+  if ((options.backend ?? 'wasm') !== 'wasm') return 'f32';
+  // The wasm backend's own default: GPTOSS_EXPERT_ACTIVATIONS when it names a mode, else 'q8'.
+  const env = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
+  const acts = options.expertActivations ?? (env !== undefined && EXPERT_ACTIVATIONS.includes(env) ? env : 'q8');
+  return acts === 'q8' ? 'bf16' : 'f32';
+}
+
 /** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
 export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
   // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
@@ -74,8 +94,10 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
   if (!Number.isInteger(requested) || requested < 1) {
     throw new UserError('usage', `context length must be a positive integer, got ${requested}`);
   }
+  const kvCacheType = resolveKvCacheType(options);
   checkCheckpointFits(config, {
     contextLength: requested,
+    kvCacheType,
     ...(options.prefillChunk === undefined ? {} : { prefillChunk: options.prefillChunk }),
     backend: options.backend ?? 'wasm',
     ...(options.threads === undefined ? {} : { threads: options.threads }),
@@ -91,7 +113,7 @@ export async function loadEngine(modelDir: string, options: LoadEngineOptions = 
     if (adapter !== undefined) (await import('../train/merge.ts')).mergeLoraIntoWeights(loaded.weights, adapter);
     const limit = modelContextLength(loaded.weights.config);
     const ctx = Math.min(requested, limit);
-    const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind);
+    const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind, kvCacheType);
     return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights }, loaded.layout);
   } catch (e) {
     await backend.close();

@@ -22,6 +22,16 @@ export interface RopeTable {
   positions: number;
 }
 
+/**
+ * A KV cache's keys or values: f32, or bf16 words (the upper halves of f32, rounded to nearest
+ * even when stored) for the 16-bit cache.
+ */
+export type KvArray = Float32Array | Uint16Array;
+
+/** Element type of the KV cache: 'f32' (exact) or 'bf16' (half the memory). */
+export type KvCacheType = 'f32' | 'bf16';
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f32', 'bf16'];
+
 export interface AttentionShape {
   heads: number; // query heads
   kvHeads: number; // query head h uses K/V head floor(h / (heads / kvHeads))
@@ -66,7 +76,8 @@ export interface Backend {
 
   /**
    * Attention with sinks. q [tokens, heads, headDim] (RoPE applied) at absolute `positions`;
-   * keys/values [keyCount, kvHeads, headDim] (RoPE applied to keys) at absolute `keyPositions`,
+   * keys/values [keyCount, kvHeads, headDim] (RoPE applied to keys; both f32 or both bf16 words)
+   * at absolute `keyPositions`,
    * in any order (a ring buffer); entries with keyPositions[i] < 0 are empty slots, never attended.
    * A query at p sees keys at kp with 0 <= kp <= p (and p - kp < window when window > 0).
    * Scores are q.k / sqrt(headDim); the softmax runs over the visible scores plus the per-head
@@ -75,7 +86,7 @@ export interface Backend {
    */
   attention(
     q: Float32Array, tokens: number, positions: Int32Array,
-    keys: Float32Array, values: Float32Array, keyCount: number, keyPositions: Int32Array,
+    keys: KvArray, values: KvArray, keyCount: number, keyPositions: Int32Array,
     sinks: Float32Array, shape: AttentionShape, out: Float32Array,
   ): OpResult;
 

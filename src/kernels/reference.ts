@@ -3,7 +3,7 @@
 // faster backends are tested against it op by op. Sums are accumulated in doubles and stored as
 // f32, which keeps it well inside the golden fp32 tolerances.
 import { HeapStore, bf16ToF32, dequantMxfp4Row, type Bf16Matrix, type TensorStore } from '../tensor/index.ts';
-import type { AttentionShape, Backend, ExpertWeights, RopeTable } from './backend.ts';
+import type { AttentionShape, Backend, ExpertWeights, KvArray, RopeTable } from './backend.ts';
 
 function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): void {
   const width = scale.length;
@@ -45,12 +45,22 @@ function rope(x: Float32Array, tokens: number, heads: number, headDim: number, p
   }
 }
 
+/** The first `count` entries of a KV array as f32 (bf16 words widened). */
+function kvAsF32(a: KvArray, count: number): Float32Array {
+  if (a instanceof Float32Array) return a;
+  const f = new Float32Array(count);
+  bf16ToF32(a, 0, count, f);
+  return f;
+}
+
 function attention(
   q: Float32Array, tokens: number, positions: Int32Array,
-  keys: Float32Array, values: Float32Array, keyCount: number, keyPositions: Int32Array,
+  kvKeys: KvArray, kvValues: KvArray, keyCount: number, keyPositions: Int32Array,
   sinks: Float32Array, shape: AttentionShape, out: Float32Array,
 ): void {
   const { heads, kvHeads, headDim, window } = shape;
+  const keys = kvAsF32(kvKeys, keyCount * kvHeads * headDim);
+  const values = kvAsF32(kvValues, keyCount * kvHeads * headDim);
   const groupSize = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
   const scores = new Float64Array(keyCount);

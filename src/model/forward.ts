@@ -5,7 +5,7 @@
 // to themselves and to their own sequence's KV cache. Which rows belong to which sequence is
 // batch.ts's business; the activations live in a workspace (workspace.ts) reused across calls.
 import { UserError } from '../errors.ts';
-import type { Backend, RopeTable } from '../kernels/backend.ts';
+import type { Backend, KvCacheType, RopeTable } from '../kernels/backend.ts';
 import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Segment } from './batch.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 import { KvCache } from './kvcache.ts';
@@ -44,13 +44,15 @@ export class Transformer {
     readonly maxChunk = 512,
     /** Spare positions banded layers keep so truncations by up to this many tokens need no recompute. */
     readonly kvRewind = 128,
+    /** Element type of the KV caches this model creates. */
+    readonly kvCacheType: KvCacheType = 'f32',
   ) {
     this.config = weights.config;
     this.rope = buildRopeTable(this.config, contextLength);
   }
 
   newCache(label = 'kv'): KvCache {
-    return new KvCache(this.config, this.backend.store, this.contextLength, { label, rewind: this.kvRewind });
+    return new KvCache(this.config, this.backend.store, this.contextLength, { label, rewind: this.kvRewind, type: this.kvCacheType });
   }
 
   /**

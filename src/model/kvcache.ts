@@ -5,16 +5,18 @@
 // keep only what a sliding window can still see: the last `window - 1` positions, room for the
 // chunk being processed, and `rewind` spare positions so a truncation by up to that many tokens
 // (prefix reuse) needs no recomputation; their memory is bounded however long the sequence grows.
-// Buffers come from the backend's TensorStore so a fast backend attends to them in place.
-import type { TensorStore } from '../tensor/index.ts';
+// Buffers come from the backend's TensorStore so a fast backend attends to them in place. Entries
+// are f32, or bf16 words ('bf16': half the memory, rounded to nearest even as they are written).
+import type { KvArray, KvCacheType } from '../kernels/backend.ts';
+import { f32ToBf16, type TensorStore } from '../tensor/index.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 
 const INITIAL_DENSE_CAPACITY = 256;
 
 export class LayerCache {
-  /** [capacity, kvHeads*headDim] each. */
-  keys: Float32Array;
-  values: Float32Array;
+  /** [capacity, kvHeads*headDim] each: f32, or bf16 words. */
+  keys: KvArray;
+  values: KvArray;
   /** Absolute position held by each slot, -1 when empty. */
   positions: Int32Array;
   capacity = 0;
@@ -33,10 +35,20 @@ export class LayerCache {
     readonly maxCapacity: number,
     /** Extra positions a banded ring keeps so short truncations are served from the cache. */
     readonly rewind = 0,
+    readonly type: KvCacheType = 'f32',
   ) {
-    this.keys = new Float32Array(0);
-    this.values = new Float32Array(0);
+    this.keys = this.entries(new Uint8Array(0), 0);
+    this.values = this.entries(new Uint8Array(0), 0);
     this.positions = new Int32Array(0);
+  }
+
+  /** Bytes per key or value entry. */
+  get elementBytes(): number {
+    return this.type === 'bf16' ? 2 : 4;
+  }
+
+  private entries(buf: Uint8Array, count: number): KvArray {
+    return this.type === 'bf16' ? new Uint16Array(buf.buffer, buf.byteOffset, count) : new Float32Array(buf.buffer, buf.byteOffset, count);
   }
 
   /** Slots needed to append `count` tokens after `length` without losing a key still visible. */
@@ -56,11 +68,11 @@ export class LayerCache {
   }
 
   private resize(capacity: number): void {
-    const kBuf = this.store.allocate(capacity * this.width * 4, `${this.label}.keys`);
-    const vBuf = this.store.allocate(capacity * this.width * 4, `${this.label}.values`);
+    const kBuf = this.store.allocate(capacity * this.width * this.elementBytes, `${this.label}.keys`);
+    const vBuf = this.store.allocate(capacity * this.width * this.elementBytes, `${this.label}.values`);
     const pBuf = this.store.allocate(capacity * 4, `${this.label}.positions`);
-    const keys = new Float32Array(kBuf.buffer, kBuf.byteOffset, capacity * this.width);
-    const values = new Float32Array(vBuf.buffer, vBuf.byteOffset, capacity * this.width);
+    const keys = this.entries(kBuf, capacity * this.width);
+    const values = this.entries(vBuf, capacity * this.width);
     const positions = new Int32Array(pBuf.buffer, pBuf.byteOffset, capacity);
     positions.fill(-1);
     let used = 0;
@@ -69,8 +81,8 @@ export class LayerCache {
       const p = this.positions[s]!;
       if (p < 0) continue;
       const slot = p % capacity;
-      keys.set(this.keys.subarray(s * this.width, (s + 1) * this.width), slot * this.width);
-      values.set(this.values.subarray(s * this.width, (s + 1) * this.width), slot * this.width);
+      copyEntries(this.keys, s * this.width, keys, slot * this.width, this.width);
+      copyEntries(this.values, s * this.width, values, slot * this.width, this.width);
       positions[slot] = p;
       used = Math.max(used, slot + 1);
     }
@@ -88,8 +100,8 @@ export class LayerCache {
     for (let i = 0; i < count; i++) {
       const p = start + i;
       const slot = p % this.capacity;
-      this.keys.set(k.subarray(i * this.width, (i + 1) * this.width), slot * this.width);
-      this.values.set(v.subarray(i * this.width, (i + 1) * this.width), slot * this.width);
+      storeEntries(k.subarray(i * this.width, (i + 1) * this.width), this.keys, slot * this.width);
+      storeEntries(v.subarray(i * this.width, (i + 1) * this.width), this.values, slot * this.width);
       this.positions[slot] = p;
       if (slot + 1 > this.used) this.used = slot + 1;
     }
@@ -117,12 +129,29 @@ export class LayerCache {
 
   release(): void {
     this.freeBuffers();
-    this.keys = new Float32Array(0);
-    this.values = new Float32Array(0);
+    this.keys = this.entries(new Uint8Array(0), 0);
+    this.values = this.entries(new Uint8Array(0), 0);
     this.positions = new Int32Array(0);
     this.capacity = 0;
     this.used = 0;
   }
+}
+
+/** Copies `count` entries between two KV arrays of the same element type. */
+function copyEntries(src: KvArray, from: number, dst: KvArray, to: number, count: number): void {
+  if (src instanceof Float32Array) (dst as Float32Array).set(src.subarray(from, from + count), to);
+  else (dst as Uint16Array).set(src.subarray(from, from + count), to);
+}
+
+/** Stores f32 entries into a KV array, narrowing to bf16 when it holds bf16 words. */
+function storeEntries(src: Float32Array, dst: KvArray, to: number): void {
+  if (dst instanceof Float32Array) dst.set(src, to);
+  else f32ToBf16(src, dst, to);
+}
+
+/** Bytes one position of one layer takes: keys and values of `width` entries each, plus its position. */
+export function kvBytesPerPosition(width: number, type: KvCacheType): number {
+  return 2 * width * (type === 'bf16' ? 2 : 4) + 4;
 }
 
 /** All layers' caches of one sequence, and how many positions they hold. */
@@ -131,13 +160,13 @@ export class KvCache {
   /** Positions 0..length-1 have been processed. */
   length = 0;
 
-  constructor(config: ModelConfig, store: TensorStore, contextLength: number, options: { label?: string; rewind?: number } = {}) {
+  constructor(config: ModelConfig, store: TensorStore, contextLength: number, options: { label?: string; rewind?: number; type?: KvCacheType } = {}) {
     const label = options.label ?? 'kv';
     const width = config.numKeyValueHeads * config.headDim;
     this.layers = [];
     for (let n = 0; n < config.numLayers; n++) {
       const window = isSlidingLayer(n) ? config.slidingWindow : 0;
-      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength, options.rewind ?? 0));
+      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength, options.rewind ?? 0, options.type ?? 'f32'));
     }
   }
 
@@ -171,7 +200,7 @@ export class KvCache {
   /** Bytes held by the caches (for memory reports). */
   bytes(): number {
     let total = 0;
-    for (const layer of this.layers) total += layer.capacity * (layer.width * 8 + 4);
+    for (const layer of this.layers) total += layer.capacity * kvBytesPerPosition(layer.width, layer.type);
     return total;
   }
 }

@@ -29,6 +29,18 @@ export function bf16ToF32(src: Uint16Array, offset: number, count: number, out: 
   for (let i = 0; i < count; i++) bits[i] = src[offset + i]! << 16;
 }
 
+/**
+ * Narrows `count` f32 values of `src` into BF16 words at `out[offset..]`, rounding to nearest even
+ * (NaN stays a quiet NaN rather than rounding into infinity).
+ */
+export function f32ToBf16(src: Float32Array, out: Uint16Array, offset: number, count = src.length): void {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, count);
+  for (let i = 0; i < count; i++) {
+    const b = bits[i]!;
+    out[offset + i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+}
+
 /** Widens little-endian BF16/F16/F32 bytes to f32 (`out.length` elements; callers check the dtype is one of those). */
 export function widenToF32(dtype: Dtype, raw: Uint8Array, out: Float32Array): void {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { estimateMemory, checkFits, weightBytes, modelLabel } from '../../src/checkpoint/memory.ts';
 import { SHAPES, originalRecipes, tensorBytes } from '../../src/checkpoint/synth.ts';
 import { UserError } from '../../src/errors.ts';
+import { HeapStore } from '../../src/tensor/index.ts';
+import { LayerCache, kvBytesPerPosition } from '../../src/model/kvcache.ts';
 
 test('weights: the stored bytes (MXFP4 at 4.25 bits per weight) plus small vectors widened to f32, minus the embedding table left on disk', () => {
   for (const shape of ['tiny', '20b', '120b'] as const) {
@@ -29,6 +31,22 @@ test('KV cache: dense layers grow with the context, banded layers stay bounded b
   assert.equal(long.kvCacheBytes - short.kvCacheBytes, (c.numLayers / 2) * (131072 - 4096) * perPos);
   assert.equal(estimateMemory(c, { contextLength: 4096, sequences: 3 }).kvCacheBytes, 3 * short.kvCacheBytes);
   assert.ok(long.totalBytes > 19e9 && short.totalBytes < 14e9, `${short.totalBytes} ${long.totalBytes}`);
+});
+
+test('KV cache in bf16: counted at 2 bytes per entry, as the cache allocates it (half the f32 cache)', () => {
+  const c = SHAPES['20b'];
+  const width = c.numKeyValueHeads * c.headDim;
+  // What a bf16 layer really allocates per position: keys and values of 2-byte entries plus a position.
+  const layer = new LayerCache(new HeapStore(), 'probe', width, 0, 1000, 0, 'bf16');
+  layer.reserve(0, 300);
+  assert.equal(layer.keys.byteLength + layer.values.byteLength + layer.positions.byteLength, layer.capacity * (2 * width * 2 + 4));
+  assert.equal(kvBytesPerPosition(width, 'bf16'), 2 * width * 2 + 4);
+  const f32 = estimateMemory(c, { contextLength: 131072 });
+  const bf16 = estimateMemory(c, { contextLength: 131072, kvCacheType: 'bf16' });
+  const shortBf16 = estimateMemory(c, { contextLength: 4096, kvCacheType: 'bf16' });
+  assert.equal(bf16.kvCacheBytes - shortBf16.kvCacheBytes, (c.numLayers / 2) * (131072 - 4096) * kvBytesPerPosition(width, 'bf16'));
+  assert.ok(f32.kvCacheBytes > 6.4e9 && bf16.kvCacheBytes < 3.3e9, `${f32.kvCacheBytes} ${bf16.kvCacheBytes}`);
+  assert.equal(f32.totalBytes - bf16.totalBytes, f32.kvCacheBytes - bf16.kvCacheBytes);
 });
 
 test('checkFits refuses with the needed and available sizes and a context that fits', () => {

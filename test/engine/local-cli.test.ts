@@ -45,6 +45,19 @@ describe('gptoss logits / generate', () => {
     assert.ok(diff > gold.golden.tolerances.fp32.max_abs, `q8 did not take effect (differs by only ${diff})`);
   });
 
+  it('logits --kv-cache bf16 stays within the bf16 tolerance of the reference and takes effect', async () => {
+    const run = (kv: string) => inProcess('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'reference', '--kv-cache', kv);
+    const [bf16, f32] = await Promise.all([run('bf16'), run('f32')]);
+    assert.equal(bf16.status, 0, bf16.stderr);
+    assert.equal(f32.status, 0, f32.stderr);
+    const ours = (JSON.parse(bf16.stdout) as { logits: number[][] }).logits.flat();
+    const exact = (JSON.parse(f32.stdout) as { logits: number[][] }).logits.flat();
+    const diff = maxAbsDiff(ours, readF32(gold, seq.logits.fp32));
+    assert.ok(diff <= gold.golden.tolerances.bf16.max_abs, `differs by ${diff}`);
+    assert.ok(maxAbsDiff(ours, exact) > 0, 'the bf16 cache did not take effect');
+    assert.ok(maxAbsDiff(exact, readF32(gold, seq.logits.fp32)) <= gold.golden.tolerances.fp32.max_abs);
+  });
+
   it('logits prints the last position as {"logits": [...]}', () => {
     const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--backend', 'wasm', '--expert-activations', 'split');
     assert.equal(r.status, 0, r.stderr);
@@ -91,6 +104,7 @@ describe('gptoss logits / generate', () => {
       ['generate', '--model', '/nonexistent/model', '--tokens', '1'],
       ['logits', '--model', gold.dir, '--tokens', '1,2,3,4,5', '--context', '4', '--backend', 'reference'],
       ['generate', '--model', gold.dir, '--tokens', '1', '--expert-activations', 'fp8'],
+      ['logits', '--model', gold.dir, '--tokens', '1', '--kv-cache', 'f16'],
     ];
     const results = await Promise.all(cases.map((args) => inProcess(...args)));
     for (const [i, args] of cases.entries()) {
@@ -101,5 +115,6 @@ describe('gptoss logits / generate', () => {
     }
     assert.equal(results[4]!.stderr, 'gptoss logits: 5 tokens do not fit the context window of 4 tokens (see --context)\n');
     assert.match(results[5]!.stderr, /--expert-activations must be one of q8, split, f32, got "fp8"/);
+    assert.match(results[6]!.stderr, /--kv-cache must be one of f32, bf16, got "f16"/);
   });
 });

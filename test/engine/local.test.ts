@@ -1,11 +1,12 @@
 // The local engine's KV cache against full recomputation: prefill vs token-by-token decode,
 // chunked prefill, sequences far beyond the sliding window (banded rings stay bounded),
 // truncate + re-feed (served from the cache, or recomputed when the ring lost the window),
-// batches of several sequences, and the errors a caller can cause.
-import { after, before, describe, it } from 'node:test';
+// batches of several sequences, and the errors a caller can cause. The bf16 KV cache is held to the
+// same recomputation tolerances: decode and prefill attend to the same rounded entries.
+import { after, before, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UserError } from '../../src/errors.ts';
-import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
+import { loadEngine, resolveKvCacheType, type LocalEngine } from '../../src/engine/local.ts';
 import type { Sequence } from '../../src/engine/engine.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,14 +47,22 @@ async function oneShot(engine: LocalEngine, ids: number[]): Promise<Float32Array
 // The wasm backend also blocks its sums by batch size, so results vary a little more with T.
 const TOLERANCE = { reference: 2e-5, wasm: 3e-4 } as const;
 type BackendName = keyof typeof TOLERANCE;
+// With a bf16 cache, the wasm backend's keys differ across T in their last f32 bits, and an entry
+// that lands near a bf16 rounding tie can round either way: one bf16 step (2^-8 relative) in a few
+// entries, about 1e-2 on these logits (of size ~9). The reference's sums do not depend on T.
+const BF16_TOLERANCE = { reference: 2e-5, wasm: 2e-2 } as const;
 
-const CASES = [['gqa4 (window 4)', GQA, 'reference'], ['mqa (window 8, 4 layers)', MQA, 'reference'], ['mqa (window 8, 4 layers)', MQA, 'wasm']] as const;
-for (const [label, dir, backend] of CASES) {
-  const TOL = TOLERANCE[backend];
-  describe(`local engine KV cache: ${label}, ${backend} backend`, () => {
+const CASES = [
+  ['gqa4 (window 4)', GQA, 'reference', 'f32'], ['mqa (window 8, 4 layers)', MQA, 'reference', 'f32'], ['mqa (window 8, 4 layers)', MQA, 'wasm', 'f32'],
+  ['gqa4 (window 4)', GQA, 'reference', 'bf16'], ['mqa (window 8, 4 layers)', MQA, 'wasm', 'bf16'],
+] as const;
+for (const [label, dir, backend, kvCacheType] of CASES) {
+  const TOL = (kvCacheType === 'bf16' ? BF16_TOLERANCE : TOLERANCE)[backend];
+  describe(`local engine KV cache: ${label}, ${backend} backend, ${kvCacheType} cache`, () => {
     let engine: LocalEngine;
     before(async () => {
-      engine = await loadEngine(dir, { backend, threads: 2, kvRewind: 0, expertActivations: 'split' });
+      engine = await loadEngine(dir, { backend, threads: 2, kvRewind: 0, expertActivations: 'split', kvCacheType });
+      assert.equal(engine.model.kvCacheType, kvCacheType);
     });
     after(() => engine.close());
 
@@ -208,4 +217,13 @@ describe('local engine: memory pre-flight', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('the KV cache type: bf16 by default with q8 on wasm, f32 with split and on the other backends; bf16 refused on webgpu', () => {
+  assert.equal(resolveKvCacheType({}), 'bf16');
+  assert.equal(resolveKvCacheType({ expertActivations: 'split' }), 'f32');
+  assert.equal(resolveKvCacheType({ backend: 'reference' }), 'f32');
+  assert.equal(resolveKvCacheType({ backend: 'webgpu' }), 'f32');
+  assert.equal(resolveKvCacheType({ backend: 'reference', kvCacheType: 'bf16' }), 'bf16');
+  assert.throws(() => resolveKvCacheType({ backend: 'webgpu', kvCacheType: 'bf16' }), (e: unknown) => e instanceof UserError && /webgpu backend keeps an f32 KV cache/.test(e.message));
 });

@@ -1,7 +1,8 @@
 // The golden parity suite (official PyTorch logits, see test/fixtures/golden/README.md) through
 // the wasm backend with 1 and 2 threads in its exact mode ('split' expert activations): f32
 // logits at every stored position and the greedy continuation through the KV cache, within each
-// case's tolerances. Its default mode ('q8') is held to the bf16 tolerance below. Each case also
+// case's tolerances (the exact mode keeps an f32 KV cache). Its default mode ('q8', with a bf16 KV
+// cache) is held to the bf16 tolerance below, and so is a bf16 KV cache alone. Each case also
 // requires that no op fell back to the reference code (the kernels, not their twin, made the logits).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,7 @@ for (const threads of [1, 2]) {
       let engine: LocalEngine;
       before(async () => {
         engine = await loadEngine(c.dir, { backend: 'wasm', threads, expertActivations: 'split' });
+        assert.equal(engine.model.kvCacheType, 'f32', 'the exact mode keeps an f32 KV cache by default');
       });
       after(async () => {
         await engine.close();
@@ -72,6 +74,7 @@ describe('q8 expert activations stay within the bf16 tolerance of the golden cas
     it(c.name, async (t) => {
       const engine = await loadEngine(c.dir, { backend: 'wasm', threads: 2, expertActivations: 'q8' });
       try {
+        assert.equal(engine.model.kvCacheType, 'bf16', 'q8 runs with a bf16 KV cache by default');
         for (const s of g.sequences) {
           const positions = s.logits.fp32.positions!;
           const seq = engine.createSequence();
@@ -98,6 +101,45 @@ describe('q8 expert activations stay within the bf16 tolerance of the golden cas
           const tol = g.tolerances.bf16;
           assert.ok(q8Mean <= tol.mean_abs, `mean error ${q8Mean} exceeds the bf16 tolerance ${tol.mean_abs}`);
           assert.ok(q8Max <= tol.max_abs, `max error ${q8Max} exceeds the bf16 tolerance ${tol.max_abs}`);
+        }
+        assertNoFallbacks(engine);
+      } finally {
+        await engine.close();
+      }
+    });
+  }
+});
+
+// A bf16 KV cache alone (exact experts): keys and values rounded to bf16 as they are stored keep
+// the logits within the bf16 tolerance, prefilled at once and fed one token at a time.
+describe('a bf16 KV cache stays within the bf16 tolerance of the golden cases', () => {
+  for (const c of goldenCases()) {
+    const g = c.golden;
+    const V = (g as unknown as { config: { vocab_size: number } }).config.vocab_size;
+    it(c.name, async (t) => {
+      const engine = await loadEngine(c.dir, { backend: 'wasm', threads: 2, expertActivations: 'split', kvCacheType: 'bf16' });
+      try {
+        for (const s of g.sequences) {
+          const positions = s.logits.fp32.positions!;
+          const f32 = readF32(c, s.logits.fp32), tol = g.tolerances.bf16;
+          const seq = engine.createSequence();
+          const all = await engine.stepAll(seq, s.tokens);
+          engine.release(seq);
+          const oneShot = new Float32Array(positions.length * V);
+          positions.forEach((p, r) => oneShot.set(all.subarray(p * V, (p + 1) * V), r * V));
+          const stepped = new Float32Array(positions.length * V);
+          const seq2 = engine.createSequence();
+          for (let p = 0; p < s.length; p++) {
+            const [logits] = await engine.step([{ sequence: seq2, tokens: [s.tokens[p]!] }]);
+            const r = positions.indexOf(p);
+            if (r >= 0) stepped.set(logits!.subarray(0, V), r * V);
+          }
+          engine.release(seq2);
+          for (const [how, ours] of [['in one step', oneShot], ['token by token', stepped]] as const) {
+            const mean = meanAbsDiff(ours, f32), max = maxAbsDiff(ours, f32);
+            t.diagnostic(`${c.name} ${s.name} ${how}: |bf16 cache - f32| mean ${mean.toExponential(2)} max ${max.toExponential(2)} (limits ${tol.mean_abs}, ${tol.max_abs})`);
+            assert.ok(mean <= tol.mean_abs && max <= tol.max_abs, `${how}: mean ${mean}, max ${max}`);
+          }
         }
         assertNoFallbacks(engine);
       } finally {

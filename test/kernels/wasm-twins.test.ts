@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createReferenceBackend } from '../../src/kernels/reference.ts';
 import { createWasmBackend, fallbackTotal, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
 import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
-import type { Bf16Matrix, Mxfp4Matrices } from '../../src/tensor/index.ts';
+import { f32ToBf16, type Bf16Matrix, type Mxfp4Matrices } from '../../src/tensor/index.ts';
 import type { ExpertWeights, RopeTable } from '../../src/kernels/backend.ts';
 import { seededRandom } from '../../src/random.ts';
 
@@ -181,19 +181,34 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(baseline);
   });
 
-  test(`attention with sinks (banded and dense, ring buffer, empty slots) matches the reference, ${threads} thread(s)`, async () => {
+  // Ragged against the kernel's tiles (64 keys per block, up to 32 query rows of one KV head per
+  // tile): prompt lengths and key counts not multiples of them, windows smaller and larger than a
+  // key block, one query head per KV head and gpt-oss's 8, head sizes not a multiple of 4, and
+  // shapes large enough that both threads take a share.
+  const attentionShapes = [
+    [1, 9, 4, 2, 16, 0], [5, 12, 8, 2, 18, 4], [6, 6, 4, 1, 64, 0], [3, 20, 6, 3, 7, 5],
+    [37, 300, 8, 2, 64, 0], [37, 300, 8, 2, 64, 20], [70, 333, 16, 2, 64, 100], [45, 130, 8, 8, 12, 0],
+    [1, 200, 64, 8, 64, 128], [9, 517, 64, 8, 64, 0],
+  ] as const;
+
+  /** A ring buffer: positions rotated, with one empty slot when there is room; queries at the last positions. */
+  function attentionCase(r: () => number, tokens: number, keyCount: number, heads: number, kvHeads: number, headDim: number) {
+    const start = keyCount - tokens;
+    const positions = Int32Array.from({ length: tokens }, (_, i) => start + i);
+    const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => (i + 3) % keyCount);
+    if (keyCount > 8) keyPositions[2] = -1;
+    const q = randomF32(tokens * heads * headDim, r, 2);
+    const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
+    const values = randomF32(keyCount * kvHeads * headDim, r);
+    const sinks = randomF32(heads, r, 3);
+    return { positions, keyPositions, q, keys, values, sinks };
+  }
+
+  test(`attention with sinks (banded and dense, ring buffer, empty slots, ragged tiles) matches the reference, ${threads} thread(s)`, async () => {
     const b = await backend(threads);
     const r = seededRandom(21 + threads);
-    for (const [tokens, keyCount, heads, kvHeads, headDim, window] of [[1, 9, 4, 2, 16, 0], [5, 12, 8, 2, 18, 4], [6, 6, 4, 1, 64, 0], [3, 20, 6, 3, 7, 5]] as const) {
-      const start = keyCount - tokens;
-      const positions = Int32Array.from({ length: tokens }, (_, i) => start + i);
-      // A ring buffer: positions rotated, with one empty slot when there is room.
-      const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => (i + 3) % keyCount);
-      if (keyCount > 8) keyPositions[2] = -1;
-      const q = randomF32(tokens * heads * headDim, r, 2);
-      const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
-      const values = randomF32(keyCount * kvHeads * headDim, r);
-      const sinks = randomF32(heads, r, 3);
+    for (const [tokens, keyCount, heads, kvHeads, headDim, window] of attentionShapes) {
+      const { positions, keyPositions, q, keys, values, sinks } = attentionCase(r, tokens, keyCount, heads, kvHeads, headDim);
       const shape = { heads, kvHeads, headDim, window };
       const want = new Float32Array(tokens * heads * headDim);
       reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, want);
@@ -205,6 +220,62 @@ for (const threads of [1, 2]) {
       const got2 = new Float32Array(want.length);
       await b.attention(q, tokens, positions, ks, vs, keyCount, keyPositions, sinks, shape, got2);
       assertClose(got2, want, 1e-5, `attention over a store cache ${JSON.stringify(shape)}`);
+    }
+    assertNoFallbacks(b);
+  });
+
+  test(`attention where a window or the causal edge falls exactly on a key block's edge matches the reference, ${threads} thread(s)`, async () => {
+    const b = await backend(threads);
+    const r = seededRandom(61 + threads);
+    const heads = 8, kvHeads = 2, headDim = 64, keyCount = 200;
+    // Slot = position, so the kernel's 64-key blocks hold positions 0-63, 64-127, ...
+    const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => i);
+    const keys = randomF32(keyCount * kvHeads * headDim, r, 2);
+    const values = randomF32(keyCount * kvHeads * headDim, r);
+    const sinks = randomF32(heads, r, 3);
+    // [first query position, window]: 57..64 sees key 64 (the second block's first) only from its
+    // last query; 82..89 with window 20 sees key 63 (the first block's last) only from its first.
+    for (const [first, window] of [[57, 0], [82, 20], [57, 8]] as const) {
+      const tokens = 8;
+      const positions = Int32Array.from({ length: tokens }, (_, i) => first + i);
+      const q = randomF32(tokens * heads * headDim, r, 2);
+      const shape = { heads, kvHeads, headDim, window };
+      const want = new Float32Array(tokens * heads * headDim);
+      reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, want);
+      const got = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, got);
+      assertClose(got, want, 1e-5, `attention from ${first}, window ${window}`);
+    }
+    assertNoFallbacks(b);
+  });
+
+  test(`attention over a bf16 KV cache matches the reference on the same bf16 cache, ${threads} thread(s)`, async () => {
+    const b = await backend(threads);
+    const r = seededRandom(41 + threads);
+    for (const [tokens, keyCount, heads, kvHeads, headDim, window] of attentionShapes) {
+      const { positions, keyPositions, q, keys, values, sinks } = attentionCase(r, tokens, keyCount, heads, kvHeads, headDim);
+      const shape = { heads, kvHeads, headDim, window };
+      const n = keys.length;
+      const kb = new Uint16Array(n), vb = new Uint16Array(n);
+      f32ToBf16(keys, kb, 0);
+      f32ToBf16(values, vb, 0);
+      const want = new Float32Array(tokens * heads * headDim);
+      reference.attention(q, tokens, positions, kb, vb, keyCount, keyPositions, sinks, shape, want);
+      const got = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, kb, vb, keyCount, keyPositions, sinks, shape, got);
+      assertClose(got, want, 1e-5, `bf16 attention ${JSON.stringify(shape)} t=${tokens} k=${keyCount}`);
+      // In the store (in place), as the model's caches are.
+      const ku = b.store.allocate(n * 2, 'kv.keys'), vu = b.store.allocate(n * 2, 'kv.values');
+      const ks = new Uint16Array(ku.buffer, ku.byteOffset, n), vs = new Uint16Array(vu.buffer, vu.byteOffset, n);
+      ks.set(kb); vs.set(vb);
+      const got2 = new Float32Array(want.length);
+      await b.attention(q, tokens, positions, ks, vs, keyCount, keyPositions, sinks, shape, got2);
+      assertClose(got2, want, 1e-5, `bf16 attention over a store cache ${JSON.stringify(shape)}`);
+      // And rounding the cache to bf16 costs about bf16's precision against the f32 cache.
+      const exact = new Float32Array(want.length);
+      reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, exact);
+      const err = relativeError(got, exact);
+      assert.ok(err > 0 && err < 3e-2, `bf16 cache error ${err} against f32 ${JSON.stringify(shape)}`);
     }
     assertNoFallbacks(b);
   });

@@ -41,6 +41,31 @@ describe('KV cache', () => {
     }
   });
 
+  it('a bf16 layer stores keys and values rounded to bf16 (nearest even) and keeps them through regrowth', () => {
+    const width = 3;
+    const layer = new LayerCache(new HeapStore(), 'bf16', width, 0, 1000, 0, 'bf16');
+    assert.ok(layer.keys instanceof Uint16Array && layer.values instanceof Uint16Array);
+    // bf16 keeps 7 fraction bits. 1 + 2^-8 is halfway between 1 and 1 + 2^-7: the tie goes to the even
+    // one (1); 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6 and goes up to the even 1 + 2^-6.
+    const k = Float32Array.from({ length: 300 * width }, (_, i) => [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(i + 0.5)][i % 3]!);
+    const v = Float32Array.from(k, (x) => -x);
+    for (let p = 0; p < 300; p += 100) {
+      layer.reserve(p, 100);
+      layer.write(p, 100, k.subarray(p * width, (p + 100) * width), v.subarray(p * width, (p + 100) * width));
+    }
+    assert.ok(layer.capacity >= 300);
+    const widen = (w: number): number => new Float32Array(new Uint32Array([w << 16]).buffer)[0]!;
+    /** Within half a bf16 step of x. */
+    const near = (w: number, x: number): boolean => Math.abs(widen(w) - x) <= Math.abs(x) * 2 ** -8;
+    for (const p of [0, 99, 100, 299]) {
+      assert.equal(widen(layer.keys[p * width]!), 1);
+      assert.equal(widen(layer.keys[p * width + 1]!), 1 + 2 ** -6);
+      assert.ok(near(layer.keys[p * width + 2]!, -(p * width + 2.5)), `key at ${p}`);
+      assert.ok(near(layer.values[p * width + 2]!, p * width + 2.5), `value at ${p}`);
+      assert.equal(widen(layer.values[p * width]!), -1);
+    }
+  });
+
   it('a banded ring stays bounded and holds the window plus the rewind, at any position', () => {
     const window = 128;
     const rewind = 16;

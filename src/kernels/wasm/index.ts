@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import type { Bf16Matrix, Mxfp4Matrices } from '../../tensor/index.ts';
-import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type ExpertWeights, type RopeTable } from '../backend.ts';
+import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type ExpertWeights, type KvArray, type RopeTable } from '../backend.ts';
 export type { ExpertActivations } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import { ThreadPool } from './pool.ts';
@@ -144,6 +144,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     else new Int32Array(m.buffer, p, count).set(src.subarray(0, count));
     return p;
   };
+  /** Pointer to the first `bytes` of a typed array inside memory `mem`: in place when it lives there, else a scratch copy. */
+  const placeBytes = (mem: number, s: Scratch, src: KvArray, bytes: number): number => {
+    const loc = store.locate(src);
+    if (loc !== null && loc.memory === mem) return loc.ptr;
+    const p = s.take(bytes);
+    new Uint8Array(store.memories[mem]!.buffer, p, bytes).set(new Uint8Array(src.buffer, src.byteOffset, bytes));
+    return p;
+  };
 
   /** Pointer for an op's output: in place when `dst` lives in `mem`, else scratch (copied back by the caller). */
   const outPtr = (mem: number, s: Scratch, dst: Float32Array, count: number): { ptr: number; copy: boolean } => {
@@ -226,7 +234,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
 
   function attention(
     q: Float32Array, tokens: number, positions: Int32Array,
-    keys: Float32Array, values: Float32Array, keyCount: number, keyPositions: Int32Array,
+    keys: KvArray, values: KvArray, keyCount: number, keyPositions: Int32Array,
     sinks: Float32Array, shape: AttentionShape, out: Float32Array,
   ): void {
     const { heads, kvHeads, headDim, window } = shape;
@@ -234,23 +242,25 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const mem = kl !== null && vl !== null && kl.memory === vl.memory ? kl.memory : (kl?.memory ?? 0);
     const m = store.memories[mem]!;
     const s = new Scratch(m);
-    const kvFloats = keyCount * kvHeads * headDim;
-    const copies = (kl?.memory === mem ? 0 : kvFloats) + (vl?.memory === mem ? 0 : kvFloats);
-    const fixed = (copies + keyCount + heads + keyCount * pool.parts) * 4 + 1024;
+    const bf16 = keys instanceof Uint16Array;
+    const kvBytes = keyCount * kvHeads * headDim * (bf16 ? 2 : 4);
+    const copies = (kl?.memory === mem ? 0 : kvBytes) + (vl?.memory === mem ? 0 : kvBytes);
+    const perThread = instances[mem]!.attentionScratch!(heads, kvHeads, headDim);
+    const fixed = copies + (keyCount + heads) * 4 + perThread * pool.parts + 1024;
     const perToken = (2 * heads * headDim + 1) * 4 + 256;
-    if (fixed + perToken > s.left) {
-      // The key positions and one row of scores per pool part (plus the whole cache, copied in
-      // when keys or values sit in another memory) must fit one memory's 64 MiB scratch; a cache
-      // too long for that (about 16k keys of gpt-oss's 8 x 64 floats when copied) runs the
-      // reference code.
+    if (fixed + perToken > s.left || (values instanceof Uint16Array) !== bf16) {
+      // The key positions and each thread's tile buffers (plus the whole cache, copied in when
+      // keys or values sit in another memory) must fit one memory's 64 MiB scratch; a cache too
+      // long for that (about 16k keys of gpt-oss's 8 x 64 f32 when copied) runs the reference
+      // code, as do keys and values of different element types.
       fallbacks.attention++;
       return void reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out);
     }
-    const kp = place(mem, s, keys, kvFloats);
-    const vp = place(mem, s, values, kvFloats);
+    const kp = placeBytes(mem, s, keys, kvBytes);
+    const vp = placeBytes(mem, s, values, kvBytes);
     const kposp = place(mem, s, keyPositions, keyCount);
     const sinkp = place(mem, s, sinks, heads);
-    const scores = s.take(keyCount * 4 * pool.parts);
+    const tiles = s.take(perThread * pool.parts);
     const per = Math.max(1, Math.floor((s.left - 1024) / perToken));
     const width = heads * headDim;
     const mark = s.mark();
@@ -260,7 +270,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const qp = place(mem, s, q.subarray(t0 * width, (t0 + tc) * width));
       const pp = place(mem, s, positions.subarray(t0, t0 + tc));
       const o = outPtr(mem, s, out.subarray(t0 * width), tc * width);
-      pool.run('attention', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, scores]);
+      pool.run('attention', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? 1 : 0], tc * keyCount * width);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * width, tc * width);
     }
   }
