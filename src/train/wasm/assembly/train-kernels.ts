@@ -83,49 +83,54 @@ export function linearForward(x: usize, w: usize, bias: usize, out: usize, token
 
 /**
  * dx[t, c] = sum_r dy[t, r] * w[r, c]; dy [tokens, rows], w [rows, cols], dx [tokens, cols]
- * (overwritten). Four rows of w scale into one row of dx per pass over it.
+ * (overwritten). A tile of 4 tokens x 8 columns stays in registers across all rows; a column
+ * strip of w (rows x 32 bytes) is reused by every block of tokens.
  */
 export function linearBackwardInput(dy: usize, w: usize, dx: usize, tokens: i32, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols << 2;
-  const vecEnd = cols & ~3;
-  memory.fill(dx, 0, <usize>tokens * rowBytes);
-  for (let t = 0; t < tokens; t++) {
-    const g = dy + ((<usize>t * <usize>rows) << 2);
-    const d = dx + <usize>t * rowBytes;
-    let r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      const s0 = load<f32>(g + (<usize>r << 2)), s1 = load<f32>(g + (<usize>r << 2), 4);
-      const s2 = load<f32>(g + (<usize>r << 2), 8), s3 = load<f32>(g + (<usize>r << 2), 12);
-      if (s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0) continue;
-      const g0 = f32x4.splat(s0), g1 = f32x4.splat(s1), g2 = f32x4.splat(s2), g3 = f32x4.splat(s3);
-      const w0 = w + <usize>r * rowBytes, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-      for (let c = 0; c < vecEnd; c += 4) {
-        const o = <usize>c << 2;
-        let acc = ld(d + o);
-        acc = madd(g0, ld(w0 + o), acc);
-        acc = madd(g1, ld(w1 + o), acc);
-        acc = madd(g2, ld(w2 + o), acc);
-        acc = madd(g3, ld(w3 + o), acc);
-        v128.store(d + o, acc);
+  const dyBytes = <usize>rows << 2;
+  const end8 = cols & ~7;
+  for (let c = 0; c < end8; c += 8) {
+    const o = <usize>c << 2;
+    let t = 0;
+    for (; t + 4 <= tokens; t += 4) {
+      const g0 = dy + <usize>t * dyBytes, g1 = g0 + dyBytes, g2 = g1 + dyBytes, g3 = g2 + dyBytes;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+      for (let r = 0; r < rows; r++) {
+        const wr = w + <usize>r * rowBytes + o;
+        const va = ld(wr), vb = ld(wr + 16);
+        const q = <usize>r << 2;
+        const s0 = v128.load32_splat(g0 + q), s1 = v128.load32_splat(g1 + q), s2 = v128.load32_splat(g2 + q), s3 = v128.load32_splat(g3 + q);
+        a0 = madd(s0, va, a0); a1 = madd(s1, va, a1); a2 = madd(s2, va, a2); a3 = madd(s3, va, a3);
+        b0 = madd(s0, vb, b0); b1 = madd(s1, vb, b1); b2 = madd(s2, vb, b2); b3 = madd(s3, vb, b3);
       }
-      for (let c = vecEnd; c < cols; c++) {
-        const o = <usize>c << 2;
-        store<f32>(d + o, load<f32>(d + o) + s0 * load<f32>(w0 + o) + s1 * load<f32>(w1 + o) + s2 * load<f32>(w2 + o) + s3 * load<f32>(w3 + o));
-      }
+      const d0 = dx + <usize>t * rowBytes + o, d1 = d0 + rowBytes, d2 = d1 + rowBytes, d3 = d2 + rowBytes;
+      v128.store(d0, a0); v128.store(d1, a1); v128.store(d2, a2); v128.store(d3, a3);
+      v128.store(d0, b0, 16); v128.store(d1, b1, 16); v128.store(d2, b2, 16); v128.store(d3, b3, 16);
     }
-    for (; r < rows; r++) {
-      const s = load<f32>(g + (<usize>r << 2));
-      if (s == 0) continue;
-      const gs = f32x4.splat(s);
-      const wr = w + <usize>r * rowBytes;
-      for (let c = 0; c < vecEnd; c += 4) {
-        const o = <usize>c << 2;
-        v128.store(d + o, madd(gs, ld(wr + o), ld(d + o)));
+    for (; t < tokens; t++) {
+      const g = dy + <usize>t * dyBytes;
+      let a = f32x4.splat(0), b = f32x4.splat(0);
+      for (let r = 0; r < rows; r++) {
+        const wr = w + <usize>r * rowBytes + o;
+        const s = v128.load32_splat(g + (<usize>r << 2));
+        a = madd(s, ld(wr), a);
+        b = madd(s, ld(wr + 16), b);
       }
-      for (let c = vecEnd; c < cols; c++) {
-        const o = <usize>c << 2;
-        store<f32>(d + o, load<f32>(d + o) + s * load<f32>(wr + o));
-      }
+      const d = dx + <usize>t * rowBytes + o;
+      v128.store(d, a);
+      v128.store(d, b, 16);
+    }
+  }
+  // The last cols % 8 columns.
+  for (let t = 0; t < tokens; t++) {
+    const g = dy + <usize>t * dyBytes;
+    for (let c = end8; c < cols; c++) {
+      const o = <usize>c << 2;
+      let s: f32 = 0;
+      for (let r = 0; r < rows; r++) s += load<f32>(g + (<usize>r << 2)) * load<f32>(w + <usize>r * rowBytes + o);
+      store<f32>(dx + <usize>t * rowBytes + o, s);
     }
   }
 }
