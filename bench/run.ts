@@ -8,7 +8,7 @@
 //   --layers 4,24        checkpoint depths (default 4,24)
 //   --threads 1,2        thread counts (default 1,2)
 //   --prompt-tokens N    default 512          --gen-tokens N   default 64
-//   --sections a,b       only these sections (machine, inference, tokenizer, serving, startup)
+//   --sections a,b       only these sections (machine, inference, tokenizer, serving, startup, training)
 //   --skip-peer          ours only           --keep            keep the synthetic checkpoints
 //   --out FILE           default docs/BENCHMARKS.md
 //   --note TEXT          a remark on the run's conditions, printed under the machine
@@ -273,6 +273,7 @@ const sections: BenchSection[] = [
   optionalSection('tokenizer', 'tokenizer.ts', 'runTokenizerBench'),
   optionalSection('serving', 'serving.ts', 'runServingBench'),
   optionalSection('startup', 'startup.ts', 'runStartupBench'),
+  optionalSection('training', 'train.ts', 'runTrainingBench'),
 ].filter((s): s is BenchSection => s !== null);
 
 const only = flags.sections?.split(',');

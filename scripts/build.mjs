@@ -14,7 +14,7 @@ const src = join(root, 'src');
 const dist = join(root, 'dist');
 /** Run-time files that are not TypeScript (the AssemblyScript sources are build inputs, not shipped). */
 const ASSET = /\.(wasm|mjs)$/;
-const SKIP_DIRS = new Set([join(src, 'kernels/wasm/assembly')]);
+const SKIP_DIRS = new Set([join(src, 'kernels/wasm/assembly'), join(src, 'train/wasm/assembly')]);
 /** Folders shipped whole: the chat page's files are served as they are, not compiled. */
 const STATIC_DIRS = new Set([join(src, 'server/web')]);
 

@@ -73,6 +73,8 @@ export interface FineTuneOptions {
   lora?: LoraAdapters;
   vocabulary?: Int32Array;
   routerBalance?: number;
+  /** Where the matrix products run (TrainOptions.precision): 'f64' (default) or 'f32' on the WebAssembly kernels. */
+  precision?: 'f64' | 'f32';
   /** Held-out examples, evaluated every `evalEvery` steps (default: at the end only) and at the end. */
   evalExamples?: readonly Sequence[];
   evalEvery?: number;
@@ -126,8 +128,9 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
   };
   const params = options.lora !== undefined ? options.lora.params() : model.params().filter((p) => p.trainable);
   const optimizer = new AdamW(params, { weightDecay: options.weightDecay ?? (options.lora !== undefined ? 0 : 0.1) });
-  const trainOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, routerBalance: options.routerBalance };
-  const evalOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary };
+  const { precision } = options;
+  const trainOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, routerBalance: options.routerBalance, precision };
+  const evalOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, precision };
 
   let resumedFrom = 0;
   if (options.statePath !== undefined && existsSync(options.statePath)) {

@@ -1,17 +1,18 @@
 // The gpt-oss forward pass for training, keeping every activation its backward needs (a tape),
 // and the backward pass that walks the tape in reverse into the parameters' gradients. One
 // sequence at a time, positions from 0, no KV cache: the same math as model/forward.ts (banded
-// attention on even layers, dense on odd; YaRN tables from model/rope.ts), in float64.
+// attention on even layers, dense on odd; YaRN tables from model/rope.ts), in float64, or with the
+// matrix products in f32 on the WebAssembly kernels (`precision: 'f32'`; everything else float64).
 import type { AttentionShape, RopeTable } from '../kernels/backend.ts';
 import { isSlidingLayer, type ModelConfig } from '../model/config.ts';
 import { RMSNORM_EPS } from '../model/forward.ts';
 import { buildRopeTable } from '../model/rope.ts';
 import {
-  attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, IGNORE_TARGET,
-  loadBalancingBackward, loadBalancingForward,
-  linearBackward, linearForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward,
-  type AttentionSaved, type ExpertParams, type ExpertsSaved,
+  attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, F64_LINEAR, IGNORE_TARGET,
+  loadBalancingBackward, loadBalancingForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward,
+  type AttentionSaved, type ExpertParams, type ExpertsSaved, type LinearKernels,
 } from './ops.ts';
+import { wasmLinear } from './wasm/index.ts';
 import type { LoraAdapters, LoraSaved } from './lora.ts';
 import type { Param, TrainableBlock, TrainableModel } from './params.ts';
 
@@ -51,6 +52,8 @@ export interface Tape {
   logits: Float64Array;
   vocabulary: Int32Array | null;
   logitRows: Int32Array | null;
+  /** The matrix products the forward used; the backward uses the same. */
+  linear: LinearKernels;
 }
 
 function attentionShape(c: ModelConfig, layer: number): AttentionShape {
@@ -97,6 +100,22 @@ export interface TrainOptions {
    * times faster with the same results bit for bit.
    */
   logitRows?: Int32Array;
+  /**
+   * Where the matrix products (projections, router, experts, unembedding) run: 'f64' (default),
+   * the float64 reference; 'f32', the WebAssembly SIMD kernels, several times faster, with
+   * results within f32 rounding of the reference. Everything else stays float64.
+   */
+  precision?: 'f64' | 'f32';
+}
+
+/** Attention as matrix products on the f32 kernels; the float64 reference keeps its scalar loops. */
+function fastAttention(linear: LinearKernels): LinearKernels | undefined {
+  return linear.precision === 'f32' ? linear : undefined;
+}
+
+/** The matrix products `precision` names. */
+export function linearKernels(precision: 'f64' | 'f32' = 'f64'): LinearKernels {
+  return precision === 'f32' ? wasmLinear() : F64_LINEAR;
 }
 
 /** The positions of `targets` that carry a loss, or undefined when every position does (or none). */
@@ -111,6 +130,7 @@ export function targetRows(targets: Int32Array): Int32Array | undefined {
 /** Runs `tokens` (positions 0..T-1) through the model; returns the logits [T, vocab] and the tape. */
 export function forwardTrain(model: TrainableModel, tokens: readonly number[], options: TrainOptions = {}): Tape {
   const { rope, lora } = options;
+  const linear = linearKernels(options.precision);
   const c = model.config;
   const T = tokens.length;
   const H = c.hiddenSize;
@@ -130,7 +150,7 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
   model.blocks.forEach((b, n) => {
     const xIn = x;
     const attnNorm = rmsnormForward(xIn, T, b.attn.normScale.value, RMSNORM_EPS);
-    const qkv = linearForward(attnNorm.out, T, b.attn.qkvWeight.value, width, H, b.attn.qkvBias.value);
+    const qkv = linear.forward(attnNorm.out, T, b.attn.qkvWeight.value, width, H, b.attn.qkvBias.value);
     const loraQkv = lora?.forwardQkv(n, attnNorm.out, T, qkv) ?? null;
     const q = new Float64Array(T * qWidth);
     const k = new Float64Array(T * kvWidth);
@@ -142,16 +162,16 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
     }
     ropeApply(q, T, c.numAttentionHeads, c.headDim, table);
     ropeApply(k, T, c.numKeyValueHeads, c.headDim, table);
-    const attention = attentionForward(q, k, v, T, b.attn.sinks.value, attentionShape(c, n));
-    const projected = linearForward(attention.out, T, b.attn.outWeight.value, H, qWidth, b.attn.outBias.value);
+    const attention = attentionForward(q, k, v, T, b.attn.sinks.value, attentionShape(c, n), fastAttention(linear));
+    const projected = linear.forward(attention.out, T, b.attn.outWeight.value, H, qWidth, b.attn.outBias.value);
     const loraOut = lora?.forwardOut(n, attention.out, T, projected) ?? null;
     const xMid = new Float64Array(T * H);
     for (let i = 0; i < T * H; i++) xMid[i] = xIn[i]! + projected[i]!;
 
     const mlpNorm = rmsnormForward(xMid, T, b.mlp.normScale.value, RMSNORM_EPS);
-    const gate = linearForward(mlpNorm.out, T, b.mlp.gateWeight.value, c.numExperts, H, b.mlp.gateBias.value);
+    const gate = linear.forward(mlpNorm.out, T, b.mlp.gateWeight.value, c.numExperts, H, b.mlp.gateBias.value);
     const routing = routeForward(gate, T, c.numExperts, c.expertsPerToken);
-    const experts = expertsForward(mlpNorm.out, T, routing.indices, routing.weights, c.expertsPerToken, expertParams(c, b), c.swigluLimit);
+    const experts = expertsForward(mlpNorm.out, T, routing.indices, routing.weights, c.expertsPerToken, expertParams(c, b), c.swigluLimit, linear);
     const xOut = new Float64Array(T * H);
     for (let i = 0; i < T * H; i++) xOut[i] = xMid[i]! + experts.out[i]!;
 
@@ -170,9 +190,9 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
   const P = logitRows === null ? T : logitRows.length;
   const rowsIn = logitRows === null ? finalNorm.out : gatherRows(finalNorm.out, H, logitRows);
   const logits = vocabulary === null
-    ? linearForward(rowsIn, P, model.unembedding.value, c.vocabSize, H, null)
-    : linearForward(rowsIn, P, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
-  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits, vocabulary, logitRows };
+    ? linear.forward(rowsIn, P, model.unembedding.value, c.vocabSize, H, null)
+    : linear.forward(rowsIn, P, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
+  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits, vocabulary, logitRows, linear };
 }
 
 /**
@@ -188,6 +208,7 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
   const kvWidth = c.numKeyValueHeads * c.headDim;
   const width = qWidth + 2 * kvWidth;
   const k = c.expertsPerToken;
+  const linear = tape.linear;
 
   const dnormed = new Float64Array(T * H);
   // With logitRows the unembedding saw only those positions: its gradients are theirs, scattered back.
@@ -197,11 +218,11 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
   const dRowsIn = rows === null ? dnormed : new Float64Array(P * H);
   const used = tape.vocabulary;
   if (used === null) {
-    linearBackward(dlogits, rowsIn, P, model.unembedding.value, c.vocabSize, H, dRowsIn, gradOf(model.unembedding), null);
+    linear.backward(dlogits, rowsIn, P, model.unembedding.value, c.vocabSize, H, dRowsIn, gradOf(model.unembedding), null);
   } else {
     // Unused rows are zero: they add nothing to dnormed, and they get no gradient.
     const dRows = model.unembedding.trainable ? new Float64Array(used.length * H) : null;
-    linearBackward(dlogits, rowsIn, P, gatherRows(model.unembedding.value, H, used), used.length, H, dRowsIn, dRows, null);
+    linear.backward(dlogits, rowsIn, P, gatherRows(model.unembedding.value, H, used), used.length, H, dRowsIn, dRows, null);
     if (dRows !== null) {
       used.forEach((id, i) => {
         for (let col = 0; col < H; col++) model.unembedding.grad[id * H + col] += dRows[i * H + col]!;
@@ -223,21 +244,21 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
     const dweights = new Float64Array(T * k);
     expertsBackward(dx, s.mlpNormed, T, s.indices, s.weights, k, expertParams(c, b), c.swigluLimit, s.experts, dmlpNormed, dweights, {
       w1: gradOf(b.mlp.mlp1Weight), b1: gradOf(b.mlp.mlp1Bias), w2: gradOf(b.mlp.mlp2Weight), b2: gradOf(b.mlp.mlp2Bias),
-    });
+    }, linear);
     const dgate = dgates?.[n] ?? new Float64Array(T * c.numExperts);
     routeBackward(dweights, s.indices, s.weights, T, c.numExperts, k, dgate);
-    linearBackward(dgate, s.mlpNormed, T, b.mlp.gateWeight.value, c.numExperts, H, dmlpNormed, gradOf(b.mlp.gateWeight), gradOf(b.mlp.gateBias));
+    linear.backward(dgate, s.mlpNormed, T, b.mlp.gateWeight.value, c.numExperts, H, dmlpNormed, gradOf(b.mlp.gateWeight), gradOf(b.mlp.gateBias));
     rmsnormBackward(dmlpNormed, s.xMid, T, b.mlp.normScale.value, s.mlpInv, dxMid, gradOf(b.mlp.normScale));
 
     // Attention half: x_mid = x_in + out(attention(rope(qkv(norm(x_in))))).
     const dxIn = dxMid.slice();
     const dattn = new Float64Array(T * qWidth);
-    linearBackward(dxMid, s.attnOut, T, b.attn.outWeight.value, H, qWidth, dattn, gradOf(b.attn.outWeight), gradOf(b.attn.outBias));
+    linear.backward(dxMid, s.attnOut, T, b.attn.outWeight.value, H, qWidth, dattn, gradOf(b.attn.outWeight), gradOf(b.attn.outBias));
     if (s.loraOut !== null) tape.lora!.backward(s.loraOut, dxMid, s.attnOut, T, dattn);
     const dq = new Float64Array(T * qWidth);
     const dk = new Float64Array(T * kvWidth);
     const dv = new Float64Array(T * kvWidth);
-    attentionBackward(dattn, s.q, s.k, s.v, T, attentionShape(c, n), s.attention, dq, dk, dv, gradOf(b.attn.sinks));
+    attentionBackward(dattn, s.q, s.k, s.v, T, attentionShape(c, n), s.attention, dq, dk, dv, gradOf(b.attn.sinks), fastAttention(linear));
     ropeApply(dq, T, c.numAttentionHeads, c.headDim, tape.rope, true);
     ropeApply(dk, T, c.numKeyValueHeads, c.headDim, tape.rope, true);
     const dqkv = new Float64Array(T * width);
@@ -247,7 +268,7 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
       dqkv.set(dv.subarray(t * kvWidth, (t + 1) * kvWidth), t * width + qWidth + kvWidth);
     }
     const dattnNormed = new Float64Array(T * H);
-    linearBackward(dqkv, s.attnNormed, T, b.attn.qkvWeight.value, width, H, dattnNormed, gradOf(b.attn.qkvWeight), gradOf(b.attn.qkvBias));
+    linear.backward(dqkv, s.attnNormed, T, b.attn.qkvWeight.value, width, H, dattnNormed, gradOf(b.attn.qkvWeight), gradOf(b.attn.qkvBias));
     if (s.loraQkv !== null) tape.lora!.backward(s.loraQkv, dqkv, s.attnNormed, T, dattnNormed);
     rmsnormBackward(dattnNormed, s.xIn, T, b.attn.normScale.value, s.attnInv, dxIn, gradOf(b.attn.normScale));
     dx = dxIn;

@@ -5,6 +5,8 @@
 // [rows, cols]; every backward ADDS into the gradient arrays it is given (a tensor used twice,
 // like the residual stream, collects both contributions), so callers pass zeroed arrays.
 // The math is the one the reference backend (kernels/reference.ts) computes for inference.
+// The matrix products, where training spends its time, go through LinearKernels so that the
+// f32 WebAssembly twins (train/wasm) can stand in for the float64 ones.
 import type { AttentionShape, RopeTable } from '../kernels/backend.ts';
 import { swiglu } from '../kernels/reference.ts';
 
@@ -41,6 +43,23 @@ export function linearBackward(
     }
   }
 }
+
+/**
+ * The linear layer's matrix products, as one precision computes them: `forward` returns
+ * x W^T + b, `backward` ADDS dy W into dx and dy^T x into dw (and column sums of dy into dbias).
+ * Inputs and gradients stay float64 either way; an f32 implementation rounds inside.
+ */
+export interface LinearKernels {
+  readonly precision: 'f64' | 'f32';
+  forward(x: Float64Array, tokens: number, w: Float64Array, rows: number, cols: number, bias: Float64Array | null): Float64Array;
+  backward(
+    dy: Float64Array, x: Float64Array, tokens: number, w: Float64Array, rows: number, cols: number,
+    dx: Float64Array | null, dw: Float64Array | null, dbias: Float64Array | null,
+  ): void;
+}
+
+/** The float64 reference products above. */
+export const F64_LINEAR: LinearKernels = { precision: 'f64', forward: linearForward, backward: linearBackward };
 
 // ---- RMSNorm ---------------------------------------------------------------------------------
 
@@ -124,7 +143,9 @@ function visible(query: number, key: number, window: number): boolean {
  */
 export function attentionForward(
   q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, sinks: Float64Array, shape: AttentionShape,
+  linear?: LinearKernels,
 ): { out: Float64Array; saved: AttentionSaved } {
+  if (linear !== undefined) return attentionForwardProducts(q, k, v, tokens, sinks, shape, linear);
   const { heads, kvHeads, headDim, window } = shape;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
@@ -168,8 +189,12 @@ export function attentionForward(
  */
 export function attentionBackward(
   dout: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, shape: AttentionShape, saved: AttentionSaved,
-  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null,
+  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null, linear?: LinearKernels,
 ): void {
+  if (linear !== undefined) {
+    attentionBackwardProducts(dout, q, k, v, tokens, shape, saved, dq, dk, dv, dsinks, linear);
+    return;
+  }
   const { heads, kvHeads, headDim, window } = shape;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
@@ -201,6 +226,99 @@ export function attentionBackward(
         }
       }
     }
+  }
+}
+
+// The same attention as whole-sequence matrix products per head (scores = Q K^T, out = P V, and
+// in the backward dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q), so that `linear` (the f32
+// WebAssembly kernels) does the work. Masked entries are computed and then zeroed: twice the
+// causal work, still far faster in SIMD than the scalar loops above, which stay the reference.
+
+/** Head `h` of x [tokens, heads, headDim], packed as [tokens, headDim]. */
+function headOf(x: Float64Array, tokens: number, heads: number, headDim: number, h: number): Float64Array {
+  const out = new Float64Array(tokens * headDim);
+  for (let t = 0; t < tokens; t++) out.set(x.subarray((t * heads + h) * headDim, (t * heads + h + 1) * headDim), t * headDim);
+  return out;
+}
+
+function addHead(into: Float64Array, packed: Float64Array, tokens: number, heads: number, headDim: number, h: number): void {
+  for (let t = 0; t < tokens; t++) {
+    const base = (t * heads + h) * headDim;
+    for (let d = 0; d < headDim; d++) into[base + d] += packed[t * headDim + d]!;
+  }
+}
+
+const NONE = new Float64Array(0);
+
+function attentionForwardProducts(
+  q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, sinks: Float64Array, shape: AttentionShape, linear: LinearKernels,
+): { out: Float64Array; saved: AttentionSaved } {
+  const { heads, kvHeads, headDim, window } = shape;
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const out = new Float64Array(tokens * heads * headDim);
+  const probs = new Float64Array(tokens * heads * tokens);
+  const sinkProbs = new Float64Array(tokens * heads);
+  for (let kvh = 0; kvh < kvHeads; kvh++) {
+    const kh = headOf(k, tokens, kvHeads, headDim, kvh);
+    const vh = headOf(v, tokens, kvHeads, headDim, kvh);
+    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+      const scores = linear.forward(headOf(q, tokens, heads, headDim, h), tokens, kh, tokens, headDim, null);
+      const p = new Float64Array(tokens * tokens);
+      for (let t = 0; t < tokens; t++) {
+        const first = window === 0 ? 0 : Math.max(0, t - window + 1);
+        let max = sinks[h]!;
+        for (let s = first; s <= t; s++) max = Math.max(max, scores[t * tokens + s]! * scale);
+        let denominator = Math.exp(sinks[h]! - max);
+        for (let s = first; s <= t; s++) denominator += Math.exp(scores[t * tokens + s]! * scale - max);
+        sinkProbs[t * heads + h] = Math.exp(sinks[h]! - max) / denominator;
+        const row = (t * heads + h) * tokens;
+        for (let s = first; s <= t; s++) p[t * tokens + s] = probs[row + s] = Math.exp(scores[t * tokens + s]! * scale - max) / denominator;
+      }
+      const oh = new Float64Array(tokens * headDim);
+      linear.backward(p, NONE, tokens, vh, tokens, headDim, oh, null, null);
+      addHead(out, oh, tokens, heads, headDim, h);
+    }
+  }
+  return { out, saved: { probs, sinkProbs } };
+}
+
+function attentionBackwardProducts(
+  dout: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, shape: AttentionShape, saved: AttentionSaved,
+  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null, linear: LinearKernels,
+): void {
+  const { heads, kvHeads, headDim, window } = shape;
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  for (let kvh = 0; kvh < kvHeads; kvh++) {
+    const kh = headOf(k, tokens, kvHeads, headDim, kvh);
+    const vh = headOf(v, tokens, kvHeads, headDim, kvh);
+    const dkh = new Float64Array(tokens * headDim);
+    const dvh = new Float64Array(tokens * headDim);
+    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+      const doh = headOf(dout, tokens, heads, headDim, h);
+      const dp = linear.forward(doh, tokens, vh, tokens, headDim, null);
+      const p = new Float64Array(tokens * tokens);
+      const dscores = new Float64Array(tokens * tokens);
+      for (let t = 0; t < tokens; t++) {
+        const first = window === 0 ? 0 : Math.max(0, t - window + 1);
+        const row = (t * heads + h) * tokens;
+        let expected = 0;
+        for (let s = first; s <= t; s++) expected += saved.probs[row + s]! * dp[t * tokens + s]!;
+        if (dsinks !== null) dsinks[h] += -saved.sinkProbs[t * heads + h]! * expected;
+        for (let s = first; s <= t; s++) {
+          const ps = saved.probs[row + s]!;
+          p[t * tokens + s] = ps;
+          dscores[t * tokens + s] = ps * (dp[t * tokens + s]! - expected) * scale;
+        }
+      }
+      linear.backward(p, doh, tokens, NONE, tokens, headDim, null, dvh, null);
+      const dqh = new Float64Array(tokens * headDim);
+      linear.backward(dscores, headOf(q, tokens, heads, headDim, h), tokens, kh, tokens, headDim, dqh, dkh, null);
+      addHead(dq, dqh, tokens, heads, headDim, h);
+    }
+    addHead(dk, dkh, tokens, kvHeads, headDim, kvh);
+    addHead(dv, dvh, tokens, kvHeads, headDim, kvh);
   }
 }
 
@@ -341,27 +459,55 @@ export interface ExpertsSaved {
   y: Float64Array;
 }
 
-/** out[t] = sum_j weights[t,j] * expert_{indices[t,j]}(x[t]); x [tokens, H]. */
+/** The slots (t * k + j) routed to expert `e`, ascending: the rows one expert runs as a batch. */
+function slotsOf(indices: Int32Array, e: number): number[] {
+  const slots: number[] = [];
+  for (let slot = 0; slot < indices.length; slot++) if (indices[slot] === e) slots.push(slot);
+  return slots;
+}
+
+/** Rows `slots` (of `width` each, row = slot or slot / k) of `from`, packed. */
+function gatherSlots(from: Float64Array, width: number, slots: readonly number[], divisor: number): Float64Array {
+  const out = new Float64Array(slots.length * width);
+  slots.forEach((slot, i) => {
+    const row = Math.floor(slot / divisor);
+    out.set(from.subarray(row * width, (row + 1) * width), i * width);
+  });
+  return out;
+}
+
+function scatterSlots(packed: Float64Array, width: number, slots: readonly number[], into: Float64Array): void {
+  slots.forEach((slot, i) => into.set(packed.subarray(i * width, (i + 1) * width), slot * width));
+}
+
+/**
+ * out[t] = sum_j weights[t,j] * expert_{indices[t,j]}(x[t]); x [tokens, H]. Each expert runs
+ * once on all the tokens routed to it (a matrix product rather than one per token).
+ */
 export function expertsForward(
   x: Float64Array, tokens: number, indices: Int32Array, weights: Float64Array, k: number, p: ExpertParams, limit: number,
+  linear: LinearKernels = F64_LINEAR,
 ): { out: Float64Array; saved: ExpertsSaved } {
   const { hidden: H, intermediate: I } = p;
   const out = new Float64Array(tokens * H);
   const hAll = new Float64Array(tokens * k * 2 * I);
   const aAll = new Float64Array(tokens * k * I);
   const yAll = new Float64Array(tokens * k * H);
+  for (let e = 0; e < p.experts; e++) {
+    const slots = slotsOf(indices.subarray(0, tokens * k), e);
+    if (slots.length === 0) continue;
+    const n = slots.length;
+    const h = linear.forward(gatherSlots(x, H, slots, k), n, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, p.b1.subarray(e * 2 * I, (e + 1) * 2 * I));
+    const a = swigluForward(h, limit);
+    const y = linear.forward(a, n, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, p.b2.subarray(e * H, (e + 1) * H));
+    scatterSlots(h, 2 * I, slots, hAll);
+    scatterSlots(a, I, slots, aAll);
+    scatterSlots(y, H, slots, yAll);
+  }
   for (let t = 0; t < tokens; t++) {
-    const xt = x.subarray(t * H, (t + 1) * H);
     for (let j = 0; j < k; j++) {
       const slot = t * k + j;
-      const e = indices[slot]!;
-      const h = linearForward(xt, 1, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, p.b1.subarray(e * 2 * I, (e + 1) * 2 * I));
-      const a = swigluForward(h, limit);
-      const y = linearForward(a, 1, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, p.b2.subarray(e * H, (e + 1) * H));
-      hAll.set(h, slot * 2 * I);
-      aAll.set(a, slot * I);
-      yAll.set(y, slot * H);
-      for (let c = 0; c < H; c++) out[t * H + c] += weights[slot]! * y[c]!;
+      for (let c = 0; c < H; c++) out[t * H + c] += weights[slot]! * yAll[slot * H + c]!;
     }
   }
   return { out, saved: { h: hAll, a: aAll, y: yAll } };
@@ -378,31 +524,40 @@ export interface ExpertGrads {
 export function expertsBackward(
   dout: Float64Array, x: Float64Array, tokens: number, indices: Int32Array, weights: Float64Array, k: number,
   p: ExpertParams, limit: number, saved: ExpertsSaved, dx: Float64Array, dweights: Float64Array, grads: ExpertGrads,
+  linear: LinearKernels = F64_LINEAR,
 ): void {
   const { hidden: H, intermediate: I } = p;
   const sub = (a: Float64Array | null, e: number, size: number): Float64Array | null => (a === null ? null : a.subarray(e * size, (e + 1) * size));
+  // Per slot: the gradient reaching the expert's output, and the weight's own gradient.
+  const dyAll = new Float64Array(tokens * k * H);
   for (let t = 0; t < tokens; t++) {
-    const xt = x.subarray(t * H, (t + 1) * H);
-    const dxt = dx.subarray(t * H, (t + 1) * H);
-    const doutT = dout.subarray(t * H, (t + 1) * H);
     for (let j = 0; j < k; j++) {
       const slot = t * k + j;
-      const e = indices[slot]!;
-      const y = saved.y.subarray(slot * H, (slot + 1) * H);
       let dot = 0;
-      const dy = new Float64Array(H);
       for (let c = 0; c < H; c++) {
-        dot += doutT[c]! * y[c]!;
-        dy[c] = weights[slot]! * doutT[c]!;
+        dot += dout[t * H + c]! * saved.y[slot * H + c]!;
+        dyAll[slot * H + c] = weights[slot]! * dout[t * H + c]!;
       }
       dweights[slot] += dot;
-      const a = saved.a.subarray(slot * I, (slot + 1) * I);
-      const da = new Float64Array(I);
-      linearBackward(dy, a, 1, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, da, sub(grads.w2, e, H * I), sub(grads.b2, e, H));
-      const h = saved.h.subarray(slot * 2 * I, (slot + 1) * 2 * I);
-      const dh = new Float64Array(2 * I);
-      swigluBackward(da, h, limit, dh);
-      linearBackward(dh, xt, 1, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, dxt, sub(grads.w1, e, 2 * I * H), sub(grads.b1, e, 2 * I));
+    }
+  }
+  const dxAll = new Float64Array(tokens * k * H);
+  for (let e = 0; e < p.experts; e++) {
+    const slots = slotsOf(indices.subarray(0, tokens * k), e);
+    if (slots.length === 0) continue;
+    const n = slots.length;
+    const da = new Float64Array(n * I);
+    linear.backward(gatherSlots(dyAll, H, slots, 1), gatherSlots(saved.a, I, slots, 1), n, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, da, sub(grads.w2, e, H * I), sub(grads.b2, e, H));
+    const dh = new Float64Array(n * 2 * I);
+    swigluBackward(da, gatherSlots(saved.h, 2 * I, slots, 1), limit, dh);
+    const dxe = new Float64Array(n * H);
+    linear.backward(dh, gatherSlots(x, H, slots, k), n, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, dxe, sub(grads.w1, e, 2 * I * H), sub(grads.b1, e, 2 * I));
+    scatterSlots(dxe, H, slots, dxAll);
+  }
+  for (let t = 0; t < tokens; t++) {
+    for (let j = 0; j < k; j++) {
+      const slot = t * k + j;
+      for (let c = 0; c < H; c++) dx[t * H + c] += dxAll[slot * H + c]!;
     }
   }
 }

@@ -147,6 +147,12 @@ suite('gptoss finetune', () => {
     const before = await trainingModel();
     checkUnusedRowsZero(trained, usedVocabulary(readConversationsJsonl(DATA, 'data').map((e) => e.tokens)));
     assert.notDeepEqual(trained.blocks[1]!.attn.qkvWeight.value, before.blocks[1]!.attn.qkvWeight.value);
+
+    // The same run with the matrix products in f32 on the WebAssembly kernels ends at the same loss, to f32 rounding.
+    const f32 = await runCli(['finetune', '--model', base, '--data', data, '--out', join(tmp, 'full-f32'), '--full', '--epochs', '1', '--eval-split', '0', '--lr', '1e-3', '--precision', 'f32', '--quiet']);
+    assert.equal(f32.code, 0, f32.stderr);
+    const [lossF64, lossF32] = [summary(r.stdout)['loss'] as number, summary(f32.stdout)['loss'] as number];
+    assert.ok(Math.abs(lossF32 - lossF64) < 1e-4 * lossF64, `f32 loss ${lossF32}, float64 ${lossF64}`);
   });
 
   it('bad data and bad flags fail with one line, before any training', async () => {
@@ -167,6 +173,7 @@ suite('gptoss finetune', () => {
     await fails(['--data', data, '--lora-targets', 'experts'], /adapters on the experts are not supported yet/);
     await fails(['--data', data, '--full', '--lora-rank', '4'], /--full trains every weight/);
     await fails(['--data', data, '--eval-split', '2'], /--eval-split/);
+    await fails(['--data', data, '--precision', 'f16'], /--precision f16: expected f64 or f32/);
     const r = await runCli(['finetune', '--data', data]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--data FILE\.jsonl and --out DIR are required/);

@@ -59,7 +59,7 @@ function writeTsconfig(files: string[], emit: boolean): string {
 
 test('the tarball holds dist/ (JavaScript, .d.ts, the run-time wasm and .mjs files and the chat page), bin/, README, LICENSE and nothing else', () => {
   const files = pkg.files;
-  for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/gptoss.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/kernels/wasm/kernels.wasm', 'dist/kernels/wasm/kernels-relaxed.wasm', 'dist/kernels/wasm/worker.mjs', 'dist/tools/python/runner.mjs', 'dist/server/web/index.html', 'dist/server/web/app.js', 'dist/server/web/style.css']) {
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/gptoss.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/kernels/wasm/kernels.wasm', 'dist/kernels/wasm/kernels-relaxed.wasm', 'dist/kernels/wasm/worker.mjs', 'dist/train/wasm/train-kernels.wasm', 'dist/tools/python/runner.mjs', 'dist/server/web/index.html', 'dist/server/web/app.js', 'dist/server/web/style.css']) {
     assert.ok(files.includes(f), `${f} is missing from the tarball`);
   }
   const stray = files.filter((f) => !['package.json', 'README.md', 'LICENSE'].includes(f) && !f.startsWith('bin/') && !f.startsWith('dist/'));
