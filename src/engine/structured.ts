@@ -71,6 +71,14 @@ export class StructuredOutput {
       // A call is required: the channel cannot be `final` (the model goes on with analysis or a call).
       for (const t of this.finalWord) logits[t] = -Infinity;
     }
+    if (completion.state === 'header' && this.options.finalSchema !== undefined) {
+      // A completion that stops inside a header never reaches the answer the schema constrains (a
+      // random-weight model did, and the reply was "completed" with no output): the header must
+      // reach <|message|>.
+      logits[SPECIAL.return] = -Infinity;
+      logits[SPECIAL.call] = -Infinity;
+      logits[SPECIAL.end] = -Infinity;
+    }
     if (this.constraint !== undefined) {
       this.constraint(logits, generated);
       return;

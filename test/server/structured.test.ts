@@ -93,3 +93,23 @@ test('a schema the constraint cannot honour is a 400 naming it, before any gener
     await close();
   }
 });
+
+test('structured output: a completion cannot stop inside its header, so a schema-constrained answer always comes', async () => {
+  // The model tries to end while still in the header (no <|message|>): before, the reply was an
+  // empty "completed" answer that is not JSON.
+  const s = await startServer(new PromptEngine(() => '<|channel|>final words that never end the header<|return|>'));
+  try {
+    const schema = { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'], additionalProperties: false };
+    const chat = await s.client.chat.completions.create({
+      model: 'gpt-oss-20b', max_tokens: 40, messages: [{ role: 'user', content: 'json' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'o', schema, strict: true } },
+    });
+    assert.equal(chat.choices[0]!.finish_reason, 'stop');
+    assert.equal(typeof (JSON.parse(chat.choices[0]!.message.content!) as { a: unknown }).a, 'number');
+    const r = await s.client.responses.create({ model: 'gpt-oss-20b', max_output_tokens: 40, input: 'json', text: { format: { type: 'json_schema', name: 'o', schema, strict: true } } });
+    assert.equal(r.status, 'completed');
+    assert.equal(typeof (JSON.parse(r.output_text) as { a: unknown }).a, 'number');
+  } finally {
+    await s.close();
+  }
+});
