@@ -5,71 +5,29 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReferenceBackend } from '../../src/kernels/reference.ts';
-import { createWasmBackend, fallbackTotal, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
+import { createWasmBackend, relaxedSimdAvailable, type ExpertActivations, type WasmBackend } from '../../src/kernels/wasm/index.ts';
 import { SCRATCH_BYTES } from '../../src/kernels/wasm/store.ts';
 import { f32ToBf16, type Bf16Matrix, type Mxfp4Matrices } from '../../src/tensor/index.ts';
 import type { ExpertWeights, RopeTable } from '../../src/kernels/backend.ts';
 import { seededRandom } from '../../src/random.ts';
+import { assertClose, assertNoFallbacks, randomBf16, randomF32, randomMxfp4, randomRouting, relativeError } from './twins.ts';
 
 const reference = createReferenceBackend();
 
-
-function randomF32(n: number, r: () => number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
-  return a;
-}
 
 function f32In(b: WasmBackend, n: number, label: string): Float32Array {
   const u = b.store.allocate(n * 4, label);
   return new Float32Array(u.buffer, u.byteOffset, n);
 }
 
+/** A random BF16 matrix in `b`'s store. */
 function bf16Matrix(b: WasmBackend, rows: number, cols: number, r: () => number): Bf16Matrix {
-  const u = b.store.allocate(rows * cols * 2, 'w');
-  const data = new Uint16Array(u.buffer, u.byteOffset, rows * cols);
-  const f = new Float32Array(1);
-  const bits = new Uint32Array(f.buffer);
-  for (let i = 0; i < data.length; i++) {
-    f[0] = (r() * 2 - 1) * 0.5;
-    data[i] = bits[0]! >>> 16;
-  }
-  return { rows, cols, data };
+  return randomBf16(rows, cols, r, (bytes, label) => b.store.allocate(bytes, label));
 }
 
+/** Random packed MXFP4 experts in `b`'s store. */
 function mxfp4(b: WasmBackend, count: number, rows: number, cols: number, r: () => number): Mxfp4Matrices {
-  const groups = cols / 32;
-  const blocks = b.store.allocate(count * rows * groups * 16, 'blocks');
-  const scales = b.store.allocate(count * rows * groups, 'scales');
-  for (let i = 0; i < blocks.length; i++) blocks[i] = Math.floor(r() * 256);
-  // Exponents around 2^-4 with a few extremes, including the subnormal E8M0 codes 0 and 1.
-  for (let i = 0; i < scales.length; i++) scales[i] = i % 97 === 0 ? (i % 2) : 118 + Math.floor(r() * 10);
-  return { count, rows, cols, blocks, scales };
-}
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  let maxRef = 1e-3, worst = 0;
-  for (const v of expected) maxRef = Math.max(maxRef, Math.abs(v));
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-  return worst / maxRef;
-}
-
-/** Max |a - b| relative to the largest |b| (at least 1e-3 so all-tiny outputs still compare). */
-function assertClose(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let maxRef = 1e-3;
-  for (const v of expected) maxRef = Math.max(maxRef, Math.abs(v));
-  let worst = 0, at = -1;
-  for (let i = 0; i < actual.length; i++) {
-    const d = Math.abs(actual[i]! - expected[i]!);
-    if (!(d <= worst)) { worst = d; at = i; }
-  }
-  assert.ok(worst / maxRef <= tol, `${what}: max error ${worst} at ${at} (scale ${maxRef}), tolerance ${tol}`);
-}
-
-/** The kernels ran: no op of `b` took the reference code. */
-function assertNoFallbacks(b: WasmBackend): void {
-  assert.equal(fallbackTotal(b), 0, `fallbacks to the reference code: ${JSON.stringify(b.fallbacks)}`);
+  return randomMxfp4(count, rows, cols, r, (bytes, label) => b.store.allocate(bytes, label));
 }
 
 const backends: WasmBackend[] = [];
@@ -128,13 +86,7 @@ for (const threads of [1, 2]) {
           mlp2Weight: mlp2, mlp2Bias: randomF32(experts * hidden, r),
         };
         const x = randomF32(tokens * hidden, r, 2);
-        const indices = new Int32Array(tokens * k);
-        const weights = new Float32Array(tokens * k);
-        for (let t = 0; t < tokens; t++) {
-          const chosen = new Set<number>();
-          while (chosen.size < k) chosen.add(Math.floor(r() * experts));
-          [...chosen].forEach((e, j) => { indices[t * k + j] = e; weights[t * k + j] = r(); });
-        }
+        const { indices, weights } = randomRouting(tokens, experts, k, r);
         const limit = 1.5; // low, so the clamp is exercised
         const want = new Float32Array(tokens * hidden);
         reference.experts(x, tokens, indices, weights, k, moe, limit, want);

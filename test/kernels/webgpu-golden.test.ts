@@ -9,7 +9,7 @@ import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
 import { fallbackTotal } from '../../src/kernels/wasm/index.ts';
 import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
 import type { WebGpuBackend } from '../../src/kernels/webgpu/index.ts';
-import { argmaxRow, goldenCases, maxAbsDiff, readF32 } from '../model/golden-data.ts';
+import { argmaxRow, goldenCases, goldenLogits, greedyContinuation, maxAbsDiff, readF32 } from '../model/golden-data.ts';
 
 const available = await webGpuAvailable();
 if (!available.ok && process.env.GPTOSS_REQUIRE_WEBGPU === '1') throw new Error(`GPTOSS_REQUIRE_WEBGPU=1 but ${available.reason}`);
@@ -34,12 +34,7 @@ for (const c of goldenCases()) {
 
     for (const s of g.sequences) {
       it(`${s.name}: f32 logits and argmax match the reference`, async (t) => {
-        const seq = engine.createSequence();
-        const logits = await engine.stepAll(seq, s.tokens);
-        engine.release(seq);
-        const positions = s.logits.fp32.positions!;
-        const ours = new Float32Array(positions.length * V);
-        positions.forEach((p, r) => ours.set(logits.subarray(p * V, (p + 1) * V), r * V));
+        const { all: logits, atPositions: ours } = await goldenLogits(engine, s, V);
         const diff = maxAbsDiff(ours, readF32(c, s.logits.fp32));
         t.diagnostic(`${c.name} ${s.name} webgpu (${(engine.backend as WebGpuBackend).adapter}): f32 logits max abs diff ${diff.toExponential(2)} (limit ${g.tolerances.fp32.max_abs})`);
         assert.ok(diff <= g.tolerances.fp32.max_abs, `f32 logits differ by ${diff}`);
@@ -49,17 +44,7 @@ for (const c of goldenCases()) {
     }
 
     it('greedy continuation through the KV cache equals the reference', async () => {
-      const { prompt, generated, max_new_tokens: n } = g.greedy_fp32;
-      const seq = engine.createSequence();
-      let [logits] = await engine.step([{ sequence: seq, tokens: prompt }]);
-      const out: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const id = argmaxRow(logits!, 0, V);
-        out.push(id);
-        [logits] = await engine.step([{ sequence: seq, tokens: [id] }]);
-      }
-      engine.release(seq);
-      assert.deepEqual(out, generated);
+      assert.deepEqual(await greedyContinuation(engine, g, V), g.greedy_fp32.generated);
       assertNoFallbacks(engine);
     });
   });

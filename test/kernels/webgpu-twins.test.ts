@@ -5,61 +5,16 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReferenceBackend } from '../../src/kernels/reference.ts';
-import { fallbackTotal } from '../../src/kernels/wasm/index.ts';
 import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
 import type { WebGpuBackend } from '../../src/kernels/webgpu/index.ts';
-import type { Bf16Matrix, Mxfp4Matrices } from '../../src/tensor/index.ts';
 import type { ExpertWeights, RopeTable } from '../../src/kernels/backend.ts';
 import { seededRandom } from '../../src/random.ts';
+import { assertClose, assertNoFallbacks, randomBf16 as bf16Matrix, randomF32, randomMxfp4 as mxfp4, randomRouting } from './twins.ts';
 
 const reference = createReferenceBackend();
 const available = await webGpuAvailable();
 if (!available.ok && process.env.GPTOSS_REQUIRE_WEBGPU === '1') throw new Error(`GPTOSS_REQUIRE_WEBGPU=1 but ${available.reason}`);
 const skip = available.ok ? false : `no WebGPU adapter: ${available.reason}`;
-
-function randomF32(n: number, r: () => number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
-  return a;
-}
-
-function bf16Matrix(rows: number, cols: number, r: () => number): Bf16Matrix {
-  const data = new Uint16Array(rows * cols);
-  const f = new Float32Array(1);
-  const bits = new Uint32Array(f.buffer);
-  for (let i = 0; i < data.length; i++) {
-    f[0] = (r() * 2 - 1) * 0.5;
-    data[i] = bits[0]! >>> 16;
-  }
-  return { rows, cols, data };
-}
-
-function mxfp4(count: number, rows: number, cols: number, r: () => number): Mxfp4Matrices {
-  const groups = cols / 32;
-  const blocks = new Uint8Array(count * rows * groups * 16);
-  const scales = new Uint8Array(count * rows * groups);
-  for (let i = 0; i < blocks.length; i++) blocks[i] = Math.floor(r() * 256);
-  // Exponents around 2^-4 with a few extremes, including the subnormal E8M0 codes 0 and 1.
-  for (let i = 0; i < scales.length; i++) scales[i] = i % 97 === 0 ? (i % 2) : 118 + Math.floor(r() * 10);
-  return { count, rows, cols, blocks, scales };
-}
-
-/** Max |a - b| relative to the largest |b| (at least 1e-3 so all-tiny outputs still compare). */
-function assertClose(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let maxRef = 1e-3;
-  for (const v of expected) maxRef = Math.max(maxRef, Math.abs(v));
-  let worst = 0, at = -1;
-  for (let i = 0; i < actual.length; i++) {
-    const d = Math.abs(actual[i]! - expected[i]!);
-    if (!(d <= worst)) { worst = d; at = i; }
-  }
-  assert.ok(worst / maxRef <= tol, `${what}: max error ${worst} at ${at} (scale ${maxRef}), tolerance ${tol}`);
-}
-
-function assertNoFallbacks(b: WebGpuBackend): void {
-  assert.equal(fallbackTotal(b), 0, `fallbacks to the reference code: ${JSON.stringify(b.fallbacks)}`);
-}
 
 let whole: WebGpuBackend, split: WebGpuBackend;
 before(async () => {
@@ -124,13 +79,7 @@ for (const layout of ['whole', 'split'] as const) {
         mlp2Weight: mxfp4(experts, hidden, inter, r), mlp2Bias: randomF32(experts * hidden, r),
       };
       const x = randomF32(tokens * hidden, r, 2);
-      const indices = new Int32Array(tokens * k);
-      const weights = new Float32Array(tokens * k);
-      for (let t = 0; t < tokens; t++) {
-        const chosen = new Set<number>();
-        while (chosen.size < k) chosen.add(Math.floor(r() * experts));
-        [...chosen].forEach((e, j) => { indices[t * k + j] = e; weights[t * k + j] = r(); });
-      }
+      const { indices, weights } = randomRouting(tokens, experts, k, r);
       const limit = 1.5; // low, so the clamp is exercised
       const want = new Float32Array(tokens * hidden);
       reference.experts(x, tokens, indices, weights, k, moe, limit, want);

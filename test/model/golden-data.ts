@@ -73,3 +73,37 @@ export function argmaxRow(x: Float32Array, row: number, width: number): number {
   for (let i = 1; i < width; i++) if (x[row * width + i]! > x[row * width + best]!) best = i;
   return best;
 }
+
+/** What the engine-level golden checks need of an engine (LocalEngine has it). */
+export interface GoldenEngine {
+  createSequence(): { readonly id: number };
+  release(sequence: { readonly id: number }): void;
+  stepAll(sequence: { readonly id: number }, tokens: readonly number[]): Promise<Float32Array>;
+  step(batch: readonly { sequence: { readonly id: number }; tokens: readonly number[] }[]): Promise<Float32Array[]>;
+}
+
+/** Feeds `s` whole through a fresh sequence: every position's logits, and those at the golden positions packed. */
+export async function goldenLogits(engine: GoldenEngine, s: GoldenSequence, vocab: number): Promise<{ all: Float32Array; atPositions: Float32Array }> {
+  const seq = engine.createSequence();
+  const all = await engine.stepAll(seq, s.tokens);
+  engine.release(seq);
+  const positions = s.logits.fp32.positions!;
+  const atPositions = new Float32Array(positions.length * vocab);
+  positions.forEach((p, r) => atPositions.set(all.subarray(p * vocab, (p + 1) * vocab), r * vocab));
+  return { all, atPositions };
+}
+
+/** The greedy continuation of the case's prompt, one token at a time through the KV cache. */
+export async function greedyContinuation(engine: GoldenEngine, golden: Golden, vocab: number): Promise<number[]> {
+  const { prompt, max_new_tokens: n } = golden.greedy_fp32;
+  const seq = engine.createSequence();
+  let [logits] = await engine.step([{ sequence: seq, tokens: prompt }]);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = argmaxRow(logits!, 0, vocab);
+    out.push(id);
+    [logits] = await engine.step([{ sequence: seq, tokens: [id] }]);
+  }
+  engine.release(seq);
+  return out;
+}
