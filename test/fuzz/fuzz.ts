@@ -2,7 +2,7 @@
 // stays short; `npm run fuzz` scales both up), a seeded source of random choices, and the property
 // every fuzzed entry point must keep: a correct result or a clear one-line error, never a crash.
 import assert from 'node:assert/strict';
-import { isUserError } from '../../src/errors.ts';
+import { isUserError, MAX_MESSAGE_CHARS } from '../../src/errors.ts';
 import { seededRandom } from '../../src/random.ts';
 
 /** Cases per fuzz target: the suite's default, times GPTOSS_FUZZ_SCALE (npm run fuzz sets it). */
@@ -33,8 +33,8 @@ export class Rng {
   }
 }
 
-/** The longest error line the project prints for one problem (long inputs are quoted truncated). */
-export const MAX_ERROR_LENGTH = 2000;
+/** The longest error line the project prints for one problem: the message bound plus its ellipsis. */
+export const MAX_ERROR_LENGTH = MAX_MESSAGE_CHARS + 1;
 
 /** What a clear error is: a UserError whose message is one line, bounded, with no control bytes. */
 export function assertClearError(e: unknown, what: string): void {
