@@ -8,21 +8,9 @@ import {
   conversation, conversationFromChatJSON, createMessage, developerContent, isHarmonyConversationJSON, message, renderConversationForTraining,
   systemContent, tokensToText, type JsonValue,
 } from '../../src/harmony/index.ts';
-import { readConversationsJsonl, type TrainingExample } from '../../src/train/data.ts';
+import { readConversationsJsonl } from '../../src/train/data.ts';
+import { trainedText } from './trained-text.ts';
 
-function trainedText(e: TrainingExample): string[] {
-  const parts: string[] = [];
-  let run: number[] = [];
-  e.tokens.forEach((id, i) => {
-    if (e.trained[i]) run.push(id);
-    else if (run.length > 0) {
-      parts.push(tokensToText(run));
-      run = [];
-    }
-  });
-  if (run.length > 0) parts.push(tokensToText(run));
-  return parts;
-}
 
 const weatherTool = { type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
 

@@ -5,22 +5,9 @@ import { describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { UserError } from '../../src/errors.ts';
 import { conversation, message, renderConversationForTraining, tokensToText } from '../../src/harmony/index.ts';
-import { readConversationsJsonl, trainingExamples, type TrainingExample } from '../../src/train/data.ts';
+import { readConversationsJsonl, trainingExamples } from '../../src/train/data.ts';
+import { trainedText } from './trained-text.ts';
 
-/** The trained stretches of an example as text, one string per contiguous stretch. */
-function trainedText(e: TrainingExample): string[] {
-  const parts: string[] = [];
-  let run: number[] = [];
-  e.tokens.forEach((id, i) => {
-    if (e.trained[i]) run.push(id);
-    else if (run.length > 0) {
-      parts.push(tokensToText(run));
-      run = [];
-    }
-  });
-  if (run.length > 0) parts.push(tokensToText(run));
-  return parts;
-}
 
 suite('training examples from conversations', () => {
   it('one turn: the model writes everything after <|start|>assistant, analysis and final alike', () => {
