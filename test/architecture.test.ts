@@ -197,3 +197,34 @@ test('no import cycles between files of src/', () => {
   const cycles = importCycles(importGraph());
   assert.deepEqual(cycles, [], `files that import each other (directly or through others):\n${cycles.map((c) => c.join(' <-> ')).join('\n')}`);
 });
+
+/**
+ * The files under src/ other than the loop's own (engine/agent.ts) and the turn API's
+ * (engine/turn.ts) that name the agent loop's session in code: every front end (chat, server,
+ * library, evals) runs turns through prepareTurn/runTurn, never the loop directly.
+ */
+function agentLoopBypasses(files: ReadonlyMap<string, string>): string[] {
+  const own = new Set(['engine/agent.ts', 'engine/turn.ts']);
+  const found: string[] = [];
+  for (const [path, text] of files) {
+    if (own.has(path.split(/[\\/]/).join('/'))) continue;
+    const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+    if (/\bAgentSession\b/.test(code)) found.push(path);
+  }
+  return found.sort();
+}
+
+test('the bypass check finds a front end that holds the agent loop itself, and ignores comments', () => {
+  const files = new Map([
+    ['engine/turn.ts', "import { AgentSession } from './agent.ts';"],
+    ['cli/chat.ts', "import { AgentSession } from '../engine/agent.ts';\nconst s = new AgentSession(engine);"],
+    ['server/app.ts', "// unlike AgentSession, ...\nimport { runTurn } from '../engine/turn.ts';"],
+    ['api/chat.ts', 'import type { AgentSession } from "../engine/agent.ts";'],
+  ]);
+  assert.deepEqual(agentLoopBypasses(files), ['api/chat.ts', 'cli/chat.ts']);
+});
+
+test('every front end runs turns through the turn API: only engine/turn.ts holds the agent loop', () => {
+  const files = new Map(sourceFiles(SRC).map((f) => [relative(SRC, f), readFileSync(f, 'utf8')] as const));
+  assert.deepEqual(agentLoopBypasses(files), [], 'these files drive AgentSession directly instead of prepareTurn/runTurn (src/engine/turn.ts)');
+});

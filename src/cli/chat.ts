@@ -3,7 +3,7 @@
 // terminal; otherwise (or with a prompt argument) one prompt in, the answer out, for scripts.
 import { readFileSync } from 'node:fs';
 import { readProblem, UserError } from '../errors.ts';
-import { AgentSession, type AgentResult } from '../engine/agent.ts';
+import type { AgentResult } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
 import type { CitationSource, Tool } from '../tools/index.ts';
@@ -13,6 +13,7 @@ import type { CommandContext } from './context.ts';
 import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptions } from './model-flags.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { runRepl } from './chat/repl.ts';
+import { ChatSession } from './chat/session.ts';
 import { openDocuments } from './serving.ts';
 
 const USAGE = `usage: gptoss chat [options] [PROMPT...]
@@ -120,7 +121,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   const engine = await openEngine(context.engine, stringFlag(p, 'model'), contextFlag, compute, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
-  const session = new AgentSession(engine, {
+  const session = new ChatSession(engine, {
     reasoningEffort: effort,
     tools,
     ...(developer !== undefined ? { instructions: developer } : {}),
@@ -203,7 +204,7 @@ async function openEngine(
 
 /** Script mode: one prompt, the final answer on stdout. */
 async function answerOnce(
-  session: AgentSession,
+  session: ChatSession,
   prompt: string,
   settings: { showReasoning: boolean; raw: boolean; maxTokens: number | undefined; color: boolean; citations: CitationSource | undefined },
 ): Promise<number> {

@@ -1,12 +1,13 @@
 // The agent loop: render the conversation, generate, let completion.ts parse the completion as it
 // streams, and when the model addresses a tool (browser.*, python, any registered tool, through
 // the tools' registry; functions.* through the caller) run it, append the result as a tool message
-// and generate again, until a final answer, a function call for the caller, or a limit. One AgentSession owns one conversation and one engine Sequence, so every
-// turn and tool call pays only for the tokens after the cached prefix. Malformed model output
-// becomes a tool error message the model reads; it never throws.
+// and generate again, until a final answer, a function call for the caller, or a limit. One
+// AgentSession owns one conversation and one engine Sequence, so every generation of a turn pays
+// only for the tokens after the cached prefix. Clients do not hold a session: they run turns through
+// turn.ts, which makes one per turn. Malformed model output becomes a tool error message the model
+// reads; it never throws.
 import {
   createConversation,
-  buildSystemMessage,
   createMessage,
   messageText,
   renderConversationForCompletion,
@@ -14,7 +15,6 @@ import {
   type DropAnalysis,
   type Message,
   type PromptOptions as HarmonyPromptOptions,
-  type ReasoningEffort,
 } from '../harmony/index.ts';
 import { toolCallFromMessage, toolOutputMessage, type Tool, type ToolCall, type ToolOutput } from '../tools/tool.ts';
 import { errorText } from '../tools/errors.ts';
@@ -142,7 +142,6 @@ const DEFAULT_MAX_TOOL_CALLS = 16;
 export class AgentSession {
   readonly engine: Engine;
   conversation: Conversation;
-  private promptOptions: PromptOptions;
   private readonly recipients: RecipientClassifier;
   private readonly onFunctionCall: FunctionHandler | undefined;
   private readonly dropAnalysis: DropAnalysis;
@@ -155,7 +154,6 @@ export class AgentSession {
 
   constructor(engine: Engine, options: AgentOptions = {}) {
     this.engine = engine;
-    this.promptOptions = { ...options };
     this.recipients = new RecipientClassifier(new ToolRegistry(options.tools ?? []), (options.functionTools ?? []).map((f) => f.name));
     this.onFunctionCall = options.onFunctionCall;
     this.dropAnalysis = options.dropAnalysis ?? 'completed-turns';
@@ -165,35 +163,6 @@ export class AgentSession {
     this.sequence = options.sequence;
     this.prefillChunk = options.prefillChunk;
     this.conversation = options.conversation !== undefined ? { messages: [...options.conversation.messages] } : createConversation(harmonyPromptOptions(options));
-  }
-
-  get reasoningEffort(): ReasoningEffort {
-    return this.promptOptions.reasoningEffort ?? 'medium';
-  }
-
-  /** Changes the effort in the system message (the next prompt re-processes from the system message on). */
-  setReasoningEffort(effort: ReasoningEffort): void {
-    this.promptOptions = { ...this.promptOptions, reasoningEffort: effort };
-    const system = buildSystemMessage(harmonyPromptOptions(this.promptOptions));
-    const i = this.conversation.messages.findIndex((m) => m.author.role === 'system');
-    if (i >= 0) {
-      const old = this.conversation.messages[i]!;
-      const content = old.content[0];
-      this.conversation.messages[i] =
-        content !== undefined && content.type === 'system_content' ? { ...old, content: [{ ...content, reasoningEffort: effort }] } : system;
-    } else {
-      this.conversation.messages.unshift(system);
-    }
-  }
-
-  /** Starts over with a fresh system (and developer) message. The KV cache keeps the shared prefix. */
-  reset(): void {
-    this.conversation = createConversation(harmonyPromptOptions(this.promptOptions));
-  }
-
-  /** Replaces the conversation (e.g. one loaded from a file). */
-  load(conversation: Conversation): void {
-    this.conversation = { messages: [...conversation.messages] };
   }
 
   /** Appends a user message. */
@@ -362,14 +331,3 @@ export class AgentSession {
     }
   }
 }
-
-/** Convenience for one-shot use (evals, scripts): a fresh session, one user message, the result. */
-export async function runAgent(engine: Engine, userText: string, options: AgentOptions & RunOptions = {}): Promise<AgentResult> {
-  const session = new AgentSession(engine, options);
-  try {
-    return await session.send(userText, options);
-  } finally {
-    session.close();
-  }
-}
-

@@ -1,5 +1,5 @@
 // The turn API: one request's turn on the agent loop, for every client of the engine (the server's
-// two front ends, the library's chat). `prepareTurn` renders the prompt once (the caller checks it
+// two front ends, the library's chat, the chat CLI). `prepareTurn` renders the prompt once (the caller checks it
 // against the context window with the same tokens); `runTurn` picks a sequence from the prefix
 // cache with that prompt, hands the same prompt to the loop's first generation, wires logit bias
 // and structured outputs into the sampler (reading the loop's own harmony parse), maps the
@@ -52,6 +52,15 @@ export interface PreparedTurn {
 export interface TurnRun {
   signal?: AbortSignal;
   onEvent?: (event: AgentEvent) => void;
+  /**
+   * A sequence the caller owns and keeps across turns (the chat's one conversation): the turn runs
+   * on it and leaves it as it is, so the next turn pays only for the tokens after its cached prefix.
+   * Without it the turn takes one from the engine (the prefix cache of a BatchingEngine) and frees
+   * or pools it afterwards.
+   */
+  sequence?: Sequence;
+  /** Prompt tokens per engine step, so an abort is seen between chunks of a long prompt. */
+  prefillChunk?: number;
 }
 
 export interface TurnResult {
@@ -67,7 +76,8 @@ export function prepareTurn(request: TurnRequest): PreparedTurn {
 
 export async function runTurn(engine: Engine, turn: PreparedTurn, run: TurnRun = {}): Promise<TurnResult> {
   const { request, prompt } = turn;
-  const sequence: Sequence = engine instanceof BatchingEngine ? engine.acquire(prompt) : engine.createSequence();
+  const owned = run.sequence === undefined;
+  const sequence: Sequence = run.sequence ?? (engine instanceof BatchingEngine ? engine.acquire(prompt) : engine.createSequence());
   const structured: StructuredOptions = {
     ...(request.finalSchema !== undefined ? { finalSchema: request.finalSchema } : {}),
     functionSchemas: request.functionSchemas,
@@ -84,6 +94,7 @@ export async function runTurn(engine: Engine, turn: PreparedTurn, run: TurnRun =
     ...(request.seed !== undefined ? { seed: request.seed } : {}),
     sequence,
     dropAnalysis: 'completed-turns',
+    ...(run.prefillChunk !== undefined ? { prefillChunk: run.prefillChunk } : {}),
   });
   const processors: CompletionProcessor[] = [];
   if (request.logitBias !== undefined && request.logitBias.size > 0) {
@@ -96,10 +107,11 @@ export async function runTurn(engine: Engine, turn: PreparedTurn, run: TurnRun =
   let ok = false;
   // An abort frees the sequence at once, even in the middle of a long prefill (its queued
   // chunks are dropped and the run ends with a cancelled step).
+  // (A caller's own sequence stays: generate sees the abort between chunks.)
   const onAbort = (): void => {
     if (engine instanceof BatchingEngine) engine.discard(sequence);
   };
-  run.signal?.addEventListener('abort', onAbort, { once: true });
+  if (owned) run.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const result = await session.run({
       prompt,
@@ -115,9 +127,12 @@ export async function runTurn(engine: Engine, turn: PreparedTurn, run: TurnRun =
     return { result, promptTokens: prompt.length };
   } finally {
     run.signal?.removeEventListener('abort', onAbort);
-    // A finished turn leaves its sequence in the prefix cache; a cancelled or failed one frees it now.
-    if (ok) engine.release(sequence);
-    else if (engine instanceof BatchingEngine) engine.discard(sequence);
-    else engine.release(sequence);
+    // A finished turn leaves its sequence in the prefix cache; a cancelled or failed one frees it
+    // now. The caller's own sequence is the caller's to free.
+    if (owned) {
+      if (ok) engine.release(sequence);
+      else if (engine instanceof BatchingEngine) engine.discard(sequence);
+      else engine.release(sequence);
+    }
   }
 }

@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
 import { AgentSession, type AgentEvent, type ToolCall } from '../../src/engine/agent.ts';
 import type { Tool } from '../../src/tools/index.ts';
-import { commonPrefixLength } from '../../src/engine/engine.ts';
-import { buildSystemMessage, createConversation, today, messageText, renderConversationForCompletion, systemText, type SystemContent } from '../../src/harmony/index.ts';
+import { createConversation, today, messageText, renderConversationForCompletion } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 
 const tok = getTokenizer();
@@ -228,22 +227,6 @@ test('maxTokens, a full context and an abort end the run with the partial answer
   const full = await new AgentSession(new ScriptedEngine([answer], { contextLength: promptLength + 5 }), { date: null }).send('Count');
   assert.equal(full.finishReason, 'context');
   assert.equal(full.usage.completionTokens, 5);
-});
-
-test('the system message carries effort, date and built-in tools; /effort changes it', () => {
-  const session = new AgentSession(new ScriptedEngine([]), { tools: [new LookupTool({})], date: '2025-08-05', reasoningEffort: 'low', instructions: 'Be brief.' });
-  const sys = (): string => systemText(session.conversation.messages[0]!.content[0] as SystemContent);
-  assert.match(sys(), /Reasoning: low/);
-  assert.match(sys(), /Current date: 2025-08-05/);
-  assert.match(sys(), /namespace lookup \{/);
-  assert.equal(session.conversation.messages[1]!.author.role, 'developer');
-  session.setReasoningEffort('high');
-  assert.match(sys(), /Reasoning: high/);
-  assert.equal(session.reasoningEffort, 'high');
-  const before = renderConversationForCompletion(session.conversation);
-  session.reset();
-  assert.equal(commonPrefixLength(before, renderConversationForCompletion(session.conversation)), before.length);
-  assert.match(systemText(buildSystemMessage({ date: null }).content[0] as SystemContent), /Reasoning: medium/);
 });
 
 test('a call whose header never reaches <|message|> does not crash the loop', async () => {

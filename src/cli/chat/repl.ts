@@ -3,11 +3,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { isUserError, readProblem } from '../../errors.ts';
-import type { AgentSession } from '../../engine/agent.ts';
 import { conversationFromJSONText, conversationToJSON, messageText } from '../../harmony/index.ts';
 import type { CitationSource } from '../../tools/index.ts';
 import { parseEffort } from '../args.ts';
 import { AnswerPrinter } from './printer.ts';
+import type { ChatSession } from './session.ts';
 
 export interface ReplSettings {
   showReasoning: boolean;
@@ -29,7 +29,7 @@ const HELP = `commands:
   /quit                       exit (also Ctrl-D, or Ctrl-C twice at an empty prompt)
 Ctrl-C while the model answers stops the answer.`;
 
-export async function runRepl(session: AgentSession, settings: ReplSettings): Promise<number> {
+export async function runRepl(session: ChatSession, settings: ReplSettings): Promise<number> {
   const out = process.stdout;
   const paint = (code: string, s: string): string => (settings.color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const info = session.engine.info;
