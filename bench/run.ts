@@ -1,4 +1,5 @@
-// `npm run bench`: writes docs/BENCHMARKS.md. The document is a list of sections, each a function
+// `npm run bench`: writes its sections of docs/BENCHMARKS.md (each between its marker comments,
+// bench/document.ts; the hand-written rest of the page is kept). Each section is a function
 // returning markdown; areas add theirs here (the tokenizer's and the server's are loaded when their
 // bench files exist). The inference section synthesises gpt-oss-20b-shaped checkpoints with random
 // weights, converts them to GGUF for node-llama-cpp (installed on demand into .cache/peer), and
@@ -8,18 +9,20 @@
 //   --layers 4,24        checkpoint depths (default 4,24)
 //   --threads 1,2        thread counts (default 1,2)
 //   --prompt-tokens N    default 512          --gen-tokens N   default 64
-//   --sections a,b       only these sections (machine, inference, tokenizer, serving, startup, training)
+//   --sections a,b       only these sections (machine, inference, tokenizer, serving, startup, training);
+//                        the others keep what the page has
 //   --skip-peer          ours only           --keep            keep the synthetic checkpoints
 //   --out FILE           default docs/BENCHMARKS.md
 //   --note TEXT          a remark on the run's conditions, printed under the machine
 //   --repeat N           run each engine N times, interleaved, and keep each one's best decode (default 1)
 import { execSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, totalmem, freemem, availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BenchResult, OpProfile } from '../src/cli/bench.ts';
+import { writeSections } from './document.ts';
 import { runPeer, PEER_VERSION, type PeerResult } from './peer-llama.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -279,16 +282,17 @@ const sections: BenchSection[] = [
 const only = flags.sections?.split(',');
 const outFile = flags.out ?? join(ROOT, 'docs/BENCHMARKS.md');
 mkdirSync(CACHE, { recursive: true });
-const parts = ['# Benchmarks', '', 'Written by `npm run bench` (bench/run.ts). Numbers from one run on the machine below.', ''];
+const measured = new Map<string, string>();
 for (const s of sections) {
   if (only !== undefined && !only.includes(s.name)) continue;
   log(`section ${s.name}`);
   try {
-    parts.push(await s.run(), '');
+    measured.set(s.name, await s.run());
   } catch (e) {
-    parts.push(`## ${s.name}`, '', `Failed: ${(e as Error).message}`, '');
+    // The section keeps its previous figures; the run says it failed.
+    log(`section ${s.name} failed, left as it was: ${(e as Error).message}`);
+    process.exitCode = 1;
   }
 }
-mkdirSync(dirname(outFile), { recursive: true });
-writeFileSync(outFile, parts.join('\n'));
-log(`wrote ${outFile} (${statSync(outFile).size} bytes)`);
+writeSections(outFile, measured);
+log(`wrote ${[...measured.keys()].join(', ') || 'no sections'} into ${outFile} (${statSync(outFile).size} bytes)`);

@@ -6,7 +6,8 @@
 // One measurement: node --import tsx bench/train.ts [--hidden 128] [--layers 4] [--experts 4]
 //   [--topk 2] [--vocab 2000 (used)] [--vocabsize 201088] [--seq 512] [--steps 2] [--precision f64|f32]
 // The BENCHMARKS.md section (each shape and precision in its own process): runTrainingBench(),
-// or `npm run bench -- --sections training`, or this file with --section.
+// or `npm run bench -- --sections training`, or this file with --section (--write puts it in the
+// page between its markers, bench/document.ts).
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,6 +17,7 @@ import { seededRandom } from '../src/random.ts';
 import { lossAndGradients, nextTokenTargets } from '../src/train/model.ts';
 import { AdamW, trainStep } from '../src/train/optim.ts';
 import { TrainableModel } from '../src/train/params.ts';
+import { writeSections } from './document.ts';
 
 interface Shape {
   hidden: number;
@@ -104,7 +106,7 @@ export async function runTrainingBench(): Promise<string> {
     '',
     'With the full 201,088-token vocabulary most of an f32 step is the optimiser walking the embedding and unembedding tables, whose unused rows never change.',
     '',
-    'Alone: `node --import tsx bench/train.ts --section` (or one shape: `bench/train.ts --hidden 256 --experts 8 --precision f32`).',
+    'Alone: `node --import tsx bench/train.ts --section [--write]` (`--write` replaces this section of docs/BENCHMARKS.md; or one shape: `bench/train.ts --hidden 256 --experts 8 --precision f32`).',
   ].join('\n');
 }
 
@@ -113,10 +115,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     options: {
       hidden: { type: 'string' }, layers: { type: 'string' }, experts: { type: 'string' }, topk: { type: 'string' }, vocab: { type: 'string' },
       vocabsize: { type: 'string' }, seq: { type: 'string' }, steps: { type: 'string' }, precision: { type: 'string' }, section: { type: 'boolean' },
+      write: { type: 'boolean' },
     },
   });
   if (f.section === true) {
-    console.log(await runTrainingBench());
+    const section = await runTrainingBench();
+    // --write: into the page between the training section's markers, the rest of the page kept.
+    if (f.write === true) writeSections(fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url)), new Map([['training', section]]));
+    else console.log(section);
   } else {
     const precision = f.precision ?? 'f64';
     if (precision !== 'f64' && precision !== 'f32') throw new Error(`--precision ${precision}: expected f64 or f32`);
