@@ -49,8 +49,13 @@ export interface Model {
   chat(messages: readonly ChatMessage[] | string, options?: ChatOptions): AsyncIterable<ChatEvent>;
   /** Runs one chat turn to its end and returns the answer, reasoning, tool calls and usage. */
   complete(messages: readonly ChatMessage[] | string, options?: ChatOptions): Promise<ChatResult>;
-  /** Frees the model (worker threads, memory). Running turns fail; the model cannot be used again. */
+  /** Frees the model (worker threads, memory). Running turns fail; the model cannot be used again. Closing twice is harmless. */
   close(): Promise<void>;
+  /**
+   * The same as close(), for `await using model = await loadModel()` (TypeScript 5.2+, with
+   * `esnext.disposable` in `lib` or Node's types): the model is closed when the scope ends, also on a throw.
+   */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 const engines = new WeakMap<Model, Engine>();
@@ -77,6 +82,7 @@ export function modelFromEngine(engine: Engine, description: string = engine.inf
       closed = true;
       await engine.close();
     },
+    [Symbol.asyncDispose]: () => model.close(),
   };
   engines.set(model, engine);
   return model;

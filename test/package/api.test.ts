@@ -57,6 +57,39 @@ test('chat streams reasoning and text deltas, then usage, then done, and frees i
   assert.equal(engine.released, 1);
 });
 
+/** Counts close() calls on the engine under a Model. */
+class CloseCounter extends DelegatingEngine {
+  closed = 0;
+  override async close(): Promise<void> {
+    this.closed++;
+    await super.close();
+  }
+}
+
+test('`await using` closes the model when its scope ends, also when the scope throws; close() is idempotent', async () => {
+  const engine = new CloseCounter(new ScriptedEngine([reasoningThenAnswer]));
+  {
+    await using model = modelFromEngine(engine);
+    assert.equal((await model.complete('Hi', { date: null })).text, 'Hello there, friend.');
+    assert.equal(engine.closed, 0);
+  }
+  assert.equal(engine.closed, 1);
+
+  const thrown = new CloseCounter(new ScriptedEngine([]));
+  await assert.rejects(async () => {
+    await using model = modelFromEngine(thrown);
+    void model;
+    throw new Error('the scope failed');
+  }, /the scope failed/);
+  assert.equal(thrown.closed, 1);
+
+  const twice = new CloseCounter(new ScriptedEngine([]));
+  const model = modelFromEngine(twice);
+  await model.close();
+  await model[Symbol.asyncDispose]();
+  assert.equal(twice.closed, 1);
+});
+
 test('complete() collects the same turn: answer, reasoning, finish reason and usage', async () => {
   const model = modelFromEngine(new ScriptedEngine([reasoningThenAnswer]));
   const r = await model.complete('Hi');

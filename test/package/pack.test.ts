@@ -146,6 +146,12 @@ export async function main(): Promise<void> {
   void [done, url, score, decode(ids), messages[0]?.channel];
   await model.close();
 }
+export async function scoped(): Promise<number> {
+  await using model = await loadModel();
+  const disposable: AsyncDisposable = model;
+  void disposable;
+  return model.contextLength;
+}
 export function codeOf(e: unknown): string | undefined {
   return e instanceof GptossError ? e.code : undefined;
 }
