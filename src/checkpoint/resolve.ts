@@ -1,6 +1,6 @@
 // Which checkpoint `chat`, `serve` and `eval` run when the user names one or none: --model (a folder
-// or a hub repository id), then $GPTOSS_MODEL, then gpt-oss-20b from the Hugging Face hub cache,
-// then the embedded demo model (tiny, random weights). Never downloads anything.
+// or a hub repository id), then $GPTOSS_MODEL, then gpt-oss-20b from the Hugging Face hub cache
+// (not for finetune), then the embedded demo model (tiny, random weights). Never downloads anything.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -24,6 +24,11 @@ export interface ResolveOptions {
   env?: NodeJS.ProcessEnv;
   /** Writes (once) and returns the embedded demo model's folder; injectable for tests. */
   demoModel?: () => string;
+  /**
+   * Whether the default chain looks for gpt-oss-20b in the hub cache (default true). finetune
+   * skips it: a model that size cannot be trained here, so its default is the embedded model.
+   */
+  hubDefault?: boolean;
 }
 
 /** Resolves `--model` (or its absence) to a checkpoint folder; throws UserError('usage') with the fix. */
@@ -34,7 +39,7 @@ export async function resolveModel(spec: string | undefined, options: ResolveOpt
   if (spec !== undefined) return resolveSpec(spec, 'flag', '--model', env);
   const fromEnv = env['GPTOSS_MODEL'];
   if (fromEnv !== undefined && fromEnv !== '') return resolveSpec(fromEnv, 'env', 'GPTOSS_MODEL', env);
-  const cached = findInHubCache(DEFAULT_REPO, env);
+  const cached = options.hubDefault === false ? undefined : findInHubCache(DEFAULT_REPO, env);
   if (cached !== undefined) return { dir: cached, source: 'hub-cache', repo: DEFAULT_REPO, description: `${DEFAULT_REPO} (hub cache: ${cached})` };
   const demoModel = options.demoModel ?? (async () => (await import('./synth.ts')).ensureDemoModel());
   const dir = await demoModel();

@@ -35,7 +35,7 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
 
   --data FILE        training conversations (JSONL)
   --out DIR          where the adapter (or, with --full, the checkpoint) is written; must not exist
-  --model DIR|REPO   the base model (default: as chat and serve choose it)
+  --model DIR|REPO   the base model (default: $GPTOSS_MODEL, else the embedded demo model)
   --lora-rank R      LoRA rank (default 8)
   --lora-alpha A     LoRA alpha; the update is scaled by alpha/rank (default 2 x rank)
   --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj; the default) or a comma list of those
@@ -164,7 +164,9 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   // The data first: a bad line fails before the model is loaded.
   const dataText = readRegularFile(s.data, 'input');
   const examples = readConversationsJsonl(dataText, s.data);
-  const resolved = await resolveModel(s.model);
+  // Without --model (or $GPTOSS_MODEL): the embedded model, never a cached gpt-oss-20b that the
+  // memory check below would refuse.
+  const resolved = await resolveModel(s.model, { hubDefault: false });
   const { config } = await readCheckpointConfig(resolved.dir);
   // Checked before gigabytes are read: float64 values, and gradients for what trains.
   const elements = trainableElements(config);

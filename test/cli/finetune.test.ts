@@ -5,12 +5,13 @@
 // for byte; --full writes a checkpoint; bad data and bad flags fail in one line.
 import { after, before, describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeapStore } from '../../src/tensor/index.ts';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
-import type { ModelConfig } from '../../src/model/config.ts';
+import { toOriginalConfigJson, type ModelConfig } from '../../src/model/config.ts';
+import { SHAPES } from '../../src/checkpoint/synth.ts';
 import { readConversationsJsonl } from '../../src/train/data.ts';
 import { writeOriginalCheckpoint } from '../../src/train/export.ts';
 import { evaluate } from '../../src/train/loop.ts';
@@ -153,6 +154,21 @@ suite('gptoss finetune', () => {
     assert.equal(f32.code, 0, f32.stderr);
     const [lossF64, lossF32] = [summary(r.stdout)['loss'] as number, summary(f32.stdout)['loss'] as number];
     assert.ok(Math.abs(lossF32 - lossF64) < 1e-4 * lossF64, `f32 loss ${lossF32}, float64 ${lossF64}`);
+  });
+
+  it('without --model it trains the embedded demo model, not a gpt-oss-20b in the hub cache (too large to train here)', async () => {
+    const hub = join(tmp, 'hub');
+    const snapshot = join(hub, 'models--openai--gpt-oss-20b', 'snapshots', 'abc', 'original');
+    mkdirSync(snapshot, { recursive: true });
+    writeFileSync(join(snapshot, 'config.json'), JSON.stringify(toOriginalConfigJson(SHAPES['20b'])));
+    const cache = join(tmp, 'gptoss-cache');
+    const r = await runCli(['finetune', '--data', data, '--out', join(tmp, 'default-base'), '--epochs', '1', '--eval-split', '0', '--stop-after', '1', '--quiet'], '', {
+      GPTOSS_MODEL: '',
+      GPTOSS_CACHE: cache,
+      HF_HUB_CACHE: hub,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(summary(r.stdout)['base_model'], join(cache, 'demo-tiny'));
   });
 
   it('bad data and bad flags fail with one line, before any training', async () => {
