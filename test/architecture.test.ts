@@ -12,14 +12,14 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SRC = join(ROOT, 'src');
 
 /**
- * Ranks, lowest first. The two root files are leaves every folder uses; src/index.ts is the public
+ * Ranks, lowest first. The three root files are leaves every folder uses; src/index.ts is the public
  * surface over all. Tools sit under the engine: they know only harmony, and the agent loop runs
  * them through their own contract (tools/tool.ts). The CLI is the outermost client: it starts the
  * server and runs evals, and evals may start the server. The library API (src/api) sits beside the
  * CLI as the other client of every layer, and only src/index.ts imports it.
  */
 const ORDER: readonly (readonly string[])[] = [
-  ['errors.ts', 'random.ts'],
+  ['errors.ts', 'random.ts', 'files.ts'],
   ['tokenizer'],
   ['harmony'],
   ['tensor'],

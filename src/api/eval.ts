@@ -2,10 +2,10 @@
 // classification file against a loaded Model (served in-process on loopback, as `gptoss eval`
 // serves a local model) or an OpenAI-compatible endpoint, with the same resumable runner,
 // results.jsonl, summary and HTML report as the CLI.
-import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readProblem, UserError } from '../errors.ts';
-import { buildCases } from '../evals/cases.ts';
+import { UserError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
+import { planCases } from '../evals/cases.ts';
 import { readResults, runEval as runCases, type SampleOptions, type Sampler } from '../evals/index.ts';
 import { refuseOtherPolicy, writeClassificationMetrics } from '../evals/classify-eval.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
@@ -90,20 +90,23 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     if (kind === 'healthbench' && options.grader === undefined) throw new UserError('usage', 'a healthbench evaluation needs a grader');
     const classify = kind === 'classify' ? classifySpec(options) : undefined;
     const dataPath = resolve(options.data);
-    let text: string;
-    try {
-      if (statSync(dataPath).isDirectory()) throw new UserError('input', `${dataPath}: is a folder, not a JSONL file`);
-      text = readFileSync(dataPath, 'utf8');
-    } catch (e) {
-      if (e instanceof UserError) throw e;
-      throw new UserError('input', `${dataPath}: ${readProblem(e)}`);
-    }
+    const text = readRegularFile(dataPath, 'input');
     const outDir = resolve(options.outDir);
     const sample: SampleOptions = {
       ...(options.reasoningEffort !== undefined ? { effort: options.reasoningEffort } : {}),
       ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
       ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
     };
+    // The data is parsed and checked before the model is opened (a local one loads for minutes).
+    const plan = planCases({
+      kind, text, source: dataPath, sample, seed: options.seed ?? 0,
+      ...(options.n !== undefined ? { n: options.n } : {}),
+      ...(options.subset !== undefined ? { subset: options.subset } : {}),
+      ...(classify !== undefined ? { classify } : {}),
+    });
+    const { headline, settings } = plan;
+    if (classify !== undefined) refuseOtherPolicy(outDir, String(settings['policy_sha256']), `outDir ${outDir}`);
+    if (plan.count === 0) throw new UserError('input', `${dataPath}: no cases to run`);
     const opened: Sampler[] = [];
     const open = async (target: Model | string, what: string): Promise<Sampler> => {
       const sampler = await openTarget(target, options.apiKey !== undefined ? { apiKey: options.apiKey } : {}, what);
@@ -113,15 +116,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     try {
       const model = await open(options.model, 'model');
       const grader = kind === 'healthbench' ? await open(options.grader!, 'grader') : undefined;
-      const { cases, headline, settings } = buildCases({
-        kind, text, source: dataPath, model, sample, seed: options.seed ?? 0,
-        ...(grader !== undefined ? { grader } : {}),
-        ...(options.n !== undefined ? { n: options.n } : {}),
-        ...(options.subset !== undefined ? { subset: options.subset } : {}),
-        ...(classify !== undefined ? { classify } : {}),
-      });
-      if (classify !== undefined) refuseOtherPolicy(outDir, String(settings['policy_sha256']), `outDir ${outDir}`);
-      if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run`);
+      const cases = plan.bind(model, grader);
       const summary = await runCases(cases, {
         name: `${kind} — ${dataPath.split('/').at(-1)}`,
         outDir,

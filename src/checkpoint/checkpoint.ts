@@ -8,7 +8,7 @@ import { UserError } from '../errors.ts';
 import { parseOriginalConfig, type ModelConfig } from '../model/config.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import type { TensorStore } from '../tensor/index.ts';
-import { readJson, readRegularFile } from './files.ts';
+import { readJson, readRegularFile } from '../files.ts';
 import { loadHfWeights, parseHfConfig } from './hf.ts';
 import { loadOriginalWeights } from './original.ts';
 

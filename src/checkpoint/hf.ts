@@ -5,7 +5,7 @@
 // `*_scales` [E, rows, cols/32]) and gate_up keeps mlp1's interleaving (even rows glu, odd linear).
 import { UserError } from '../errors.ts';
 import { validateConfig, type ModelConfig } from '../model/config.ts';
-import { readJson } from './files.ts';
+import { readJson } from '../files.ts';
 import { originalTensorShapes } from './original.ts';
 import { TensorReader } from './reader.ts';
 import { SafetensorsCheckpoint } from './safetensors.ts';

@@ -5,7 +5,7 @@ import { UserError } from '../errors.ts';
 import { parseOriginalConfig, type ModelConfig } from '../model/config.ts';
 import type { BlockWeights, ModelWeights } from '../model/weights.ts';
 import type { TensorStore } from '../tensor/index.ts';
-import { readJson } from './files.ts';
+import { readJson } from '../files.ts';
 import { TensorReader } from './reader.ts';
 import { SafetensorsCheckpoint } from './safetensors.ts';
 

@@ -9,7 +9,7 @@ import { closeSync, existsSync, fstatSync, openSync, read as readAsync, readSync
 import { basename, join } from 'node:path';
 import { readProblem, UserError } from '../errors.ts';
 import { DTYPE_SIZES, isDtype, type Dtype, type TensorStore } from '../tensor/index.ts';
-import { openRegularFile, readRegularFile } from './files.ts';
+import { isFolder, openRegularFile, readRegularFile } from '../files.ts';
 
 export interface TensorInfo {
   name: string;
@@ -201,7 +201,8 @@ export class SafetensorsCheckpoint {
 
   /** Opens a .safetensors file or a folder of them (see the class comment). */
   static open(pathOrDir: string): SafetensorsCheckpoint {
-    if (pathOrDir.endsWith('.safetensors')) return new SafetensorsCheckpoint([SafetensorsFile.open(pathOrDir)]);
+    // A folder whose name ends in .safetensors is still a folder of files.
+    if (pathOrDir.endsWith('.safetensors') && !isFolder(pathOrDir)) return new SafetensorsCheckpoint([SafetensorsFile.open(pathOrDir)]);
     const index = join(pathOrDir, 'model.safetensors.index.json');
     const opened: SafetensorsFile[] = [];
     try {

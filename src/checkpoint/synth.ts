@@ -10,7 +10,7 @@ import { splitmix32, Xoshiro128 } from '../random.ts';
 import { parseOriginalConfig, toOriginalConfigJson, validateConfig, type ModelConfig } from '../model/config.ts';
 import { isHfConfig, parseHfConfig, toHfConfigJson, hfTensorName } from './hf.ts';
 import { MARKER_FILE } from './checkpoint.ts';
-import { readRegularFile } from './files.ts';
+import { readRegularFile } from '../files.ts';
 
 // ---- shapes ----------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 // `gptoss chat`: talk to the model in the terminal, with its reasoning visible on request and the
 // browser (over a local document folder) and python tools working. Interactive when stdin is a
 // terminal; otherwise (or with a prompt argument) one prompt in, the answer out, for scripts.
-import { readFileSync } from 'node:fs';
-import { readProblem, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import type { AgentResult } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
@@ -156,9 +156,10 @@ async function closeTools(tools: readonly Tool[]): Promise<void> {
 
 function readTextFile(path: string, origin: string): string {
   try {
-    return readFileSync(path, 'utf8');
+    return readRegularFile(path, 'usage');
   } catch (e) {
-    throw new UserError('usage', `${origin} @${path}: ${readProblem(e)}`);
+    // The file's own message ("PATH: why"), under the flag that named it.
+    throw new UserError('usage', `${origin} @${(e as Error).message}`);
   }
 }
 

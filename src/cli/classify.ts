@@ -3,9 +3,10 @@
 // any JSON fields the policy asks for, the model's reasoning) go to --out, one JSON object per
 // line, and a rerun with the same file skips the texts already done; progress, failures (naming
 // the input line), throughput and the label counts go to stderr.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readProblem, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, progressPrinter } from '../evals/index.ts';
 import { classify, parseClassifyInput, parseLabelList, type ClassifyResult, type OutputFormat } from '../evals/classify.ts';
@@ -35,9 +36,10 @@ const FLAGS = {
 
 function readText(path: string, what: string): string {
   try {
-    return readFileSync(path, 'utf8');
+    return readRegularFile(path, 'input');
   } catch (e) {
-    throw new UserError('input', `${what} ${path}: ${readProblem(e)}`);
+    // The file's own message ("PATH: why"), under the flag that named it.
+    throw new UserError('input', `${what} ${(e as Error).message}`);
   }
 }
 

@@ -2,14 +2,15 @@
 // (or a local model), resumable, with a progress bar, a summary and an HTML report. The last line
 // printed is the headline score, e.g. `score: 0.412 ± 0.031 (n=250)`; the exit status says whether
 // every case was answered and graded (0) or some were not (1, listed on stderr).
-import { readFileSync, existsSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readProblem, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
   DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, progressPrinter, readResults, runEval, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
-import { buildCases } from '../evals/cases.ts';
+import { planCases } from '../evals/cases.ts';
 import { parseLabelList, type OutputFormat } from '../evals/classify.ts';
 import { refuseOtherPolicy, writeClassificationMetrics } from '../evals/classify-eval.ts';
 
@@ -53,11 +54,10 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const dataPath = resolve(required(stringFlag(p, 'data'), 'data'));
-  if (!existsSync(dataPath)) throw new UserError('input', `${dataPath}: no such file`);
-  if (statSync(dataPath).isDirectory()) throw new UserError('input', `${dataPath}: is a folder, not a JSONL file`);
   const outDir = resolve(required(stringFlag(p, 'out'), 'out'));
   if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new UserError('usage', `--out ${outDir}: is a file, not a folder`);
   const modelSpec = required(stringFlag(p, 'model'), 'model');
+  const graderSpec = kind === 'healthbench' ? required(stringFlag(p, 'grader'), 'grader') : undefined;
   const effortFlag = stringFlag(p, 'effort');
   const effort = effortFlag === undefined ? undefined : parseEffort(effortFlag, '--effort');
   const subset = stringFlag(p, 'subset');
@@ -72,7 +72,47 @@ export async function run(argv: string[]): Promise<number> {
     ...(effort !== undefined ? { effort } : {}),
     ...(temperature !== undefined ? { temperature } : {}),
   };
-  const text = readFileSync(dataPath, 'utf8');
+
+  // The data (and a classify run's policy) are read and checked before any model is loaded: a
+  // bad file fails in a moment, not after minutes of loading.
+  const text = readRegularFile(dataPath, 'input');
+  let classifySpec: { policy: string; format: OutputFormat } | undefined;
+  let policyPath: string | undefined;
+  if (kind === 'classify') {
+    policyPath = resolve(required(stringFlag(p, 'policy'), 'policy'));
+    let policy: string;
+    try {
+      policy = readRegularFile(policyPath, 'input');
+    } catch (e) {
+      throw new UserError('input', `--policy ${(e as Error).message}`);
+    }
+    if (policy.trim() === '') throw new UserError('input', `--policy ${policyPath}: the policy is empty`);
+    const labelsFlag = stringFlag(p, 'labels');
+    const labelField = stringFlag(p, 'label-field');
+    classifySpec = {
+      policy,
+      format: {
+        ...(labelsFlag !== undefined ? { labels: parseLabelList(labelsFlag) } : {}),
+        ...(labelField !== undefined && labelField !== '' ? { labelField } : {}),
+      },
+    };
+  }
+  const plan = planCases({
+    kind, text, source: dataPath, sample, seed,
+    ...(n !== undefined ? { n } : {}),
+    ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
+    ...(classifySpec !== undefined ? { classify: classifySpec } : {}),
+  });
+  const { headline, settings } = plan;
+  if (policyPath !== undefined) {
+    settings.policy = policyPath;
+    refuseOtherPolicy(outDir, String(settings.policy_sha256), `--out ${outDir}`);
+  }
+  settings.max_tokens = maxTokens;
+  settings.timeout_s = timeoutS;
+  if (temperature !== undefined) settings.temperature = temperature;
+  if (plan.count === 0) throw new UserError('input', `${dataPath}: no cases to run${subset !== undefined ? ` in subset "${subset}"` : ''}`);
+
   const apiKey = process.env.GPTOSS_API_KEY ?? process.env.OPENAI_API_KEY;
   const samplers: Sampler[] = [];
   const open = async (spec: string) => {
@@ -83,43 +123,8 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     const model = await open(modelSpec);
-    let classifySpec: { policy: string; format: OutputFormat } | undefined;
-    let policyPath: string | undefined;
-    if (kind === 'classify') {
-      policyPath = resolve(required(stringFlag(p, 'policy'), 'policy'));
-      let policy: string;
-      try {
-        policy = readFileSync(policyPath, 'utf8');
-      } catch (e) {
-        throw new UserError('input', `--policy ${policyPath}: ${readProblem(e)}`);
-      }
-      if (policy.trim() === '') throw new UserError('input', `--policy ${policyPath}: the policy is empty`);
-      const labelsFlag = stringFlag(p, 'labels');
-      const labelField = stringFlag(p, 'label-field');
-      classifySpec = {
-        policy,
-        format: {
-          ...(labelsFlag !== undefined ? { labels: parseLabelList(labelsFlag) } : {}),
-          ...(labelField !== undefined && labelField !== '' ? { labelField } : {}),
-        },
-      };
-    }
-    const grader = kind === 'healthbench' ? await open(required(stringFlag(p, 'grader'), 'grader')) : undefined;
-    const { cases, headline, settings } = buildCases({
-      kind, text, source: dataPath, model, sample, seed,
-      ...(grader !== undefined ? { grader } : {}),
-      ...(n !== undefined ? { n } : {}),
-      ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
-      ...(classifySpec !== undefined ? { classify: classifySpec } : {}),
-    });
-    if (policyPath !== undefined) {
-      settings.policy = policyPath;
-      refuseOtherPolicy(outDir, String(settings.policy_sha256), `--out ${outDir}`);
-    }
-    settings.max_tokens = maxTokens;
-    settings.timeout_s = timeoutS;
-    if (temperature !== undefined) settings.temperature = temperature;
-    if (cases.length === 0) throw new UserError('input', `${dataPath}: no cases to run${subset !== undefined ? ` in subset "${subset}"` : ''}`);
+    const grader = graderSpec !== undefined ? await open(graderSpec) : undefined;
+    const cases = plan.bind(model, grader);
 
     const summary: RunSummary = await runEval(cases, {
       name: `${kind} — ${dataPath.split('/').at(-1)}`,

@@ -11,7 +11,7 @@ import { UserError } from '../errors.ts';
 import { seededRandom } from '../random.ts';
 import { HeapStore } from '../tensor/index.ts';
 import { loadCheckpoint, readCheckpointConfig } from '../checkpoint/checkpoint.ts';
-import { readRegularFile } from '../checkpoint/files.ts';
+import { readRegularFile } from '../files.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
 import { contextLength as modelContextLength } from '../model/config.ts';
 import { readConversationsJsonl, type TrainingExample } from '../train/data.ts';

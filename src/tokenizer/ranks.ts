@@ -4,8 +4,8 @@
 // verifiable: its sha256 is checked. Decoding is done by hand into one pool so that loading costs
 // tens of milliseconds, not 200 000 small allocations.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { readRegularBytes } from '../files.ts';
 
 /** sha256 of tiktoken's o200k_base.tiktoken; a different file would silently change every id. */
 export const O200K_BASE_SHA256 = '446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d';
@@ -26,7 +26,8 @@ const BASE64 = new Int8Array(256).fill(-1);
 for (let i = 0; i < 64; i++) BASE64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
 
 export function loadO200kBaseRanks(path: string = ranksFilePath()): RankTable {
-  const file = readFileSync(path);
+  // A FIFO or folder in the ranks file's place is a one-line error, not a hang or a crash.
+  const file = readRegularBytes(path, 'usage');
   const digest = createHash('sha256').update(file).digest('hex');
   if (digest !== O200K_BASE_SHA256) {
     throw new Error(`${path}: unexpected sha256 ${digest} (expected tiktoken's o200k_base.tiktoken)`);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { widenToF32 } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { readRegularFile } from '../checkpoint/files.ts';
+import { readRegularFile } from '../files.ts';
 import { SafetensorsFile, writeSafetensors } from '../checkpoint/safetensors.ts';
 import { LORA_TARGETS, LoraAdapters, type LoraTarget } from './lora.ts';
 

@@ -173,13 +173,26 @@ test('bad input: invalid JSONL and missing flags exit 2 with one line', async ()
   assert.ok(!existsSync(join(dir, 'results.jsonl')));
 });
 
+test('the data file is checked before the model is loaded: bad data beside a broken local model names the data', async () => {
+  const dir = tempDir();
+  const bad = join(dir, 'bad.jsonl');
+  writeFileSync(bad, '{"question": [oops\n');
+  // An empty folder as a local model: loading it fails, so an error about it means it was loaded first.
+  const r = await runCli(['eval', 'exact', '--data', bad, '--model', dir, '--out', join(dir, 'out')]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /bad\.jsonl:1: invalid JSON/);
+  const missingGrader = await runCli(['eval', 'healthbench', '--data', bad, '--model', dir, '--out', join(dir, 'out')]);
+  assert.match(missingGrader.stderr, /--grader is required/);
+});
+
 test('bad input: a folder as --data and a file as --out are one-line usage errors', async () => {
   const dir = tempDir();
   const file = join(dir, 'a-file');
   writeFileSync(file, '');
   const data = join(EXAMPLES, 'mcq-sample.jsonl');
   const cases: [string[], RegExp][] = [
-    [['eval', 'mcq', '--data', dir, '--model', 'http://127.0.0.1:9/v1', '--out', dir], /is a folder, not a JSONL file/],
+    [['eval', 'mcq', '--data', dir, '--model', 'http://127.0.0.1:9/v1', '--out', dir], /is a folder, not a file/],
     [['eval', 'mcq', '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', file], /--out .*a-file: is a file, not a folder/],
     [['eval', 'mcq', '--data', data, '--model', 'http://127.0.0.1:9/v1', '--out', join(file, 'sub')], /cannot create the output folder \(ENOTDIR\)/],
   ];

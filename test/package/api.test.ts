@@ -287,6 +287,10 @@ test('runEval scores an exact-answer file on a Model and writes the report', asy
     assert.deepEqual(progress, [0, 1, 2]);
     assert.match(readFileSync(result.reportPath, 'utf8'), /<html/i);
     await assert.rejects(runEval({ kind: 'exact', data: join(dir, 'missing.jsonl'), model, outDir: join(dir, 'out2') }), (e: unknown) => e instanceof GptossError && e.code === 'input');
+    // The data is checked before a model named by path is loaded (an empty folder: loading it fails).
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"question": [oops\n');
+    await assert.rejects(runEval({ kind: 'exact', data: bad, model: dir, outDir: join(dir, 'out3') }), (e: unknown) => e instanceof GptossError && e.code === 'input' && /bad\.jsonl:1: invalid JSON/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
