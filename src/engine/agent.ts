@@ -8,7 +8,6 @@
 // reads; it never throws.
 import {
   createConversation,
-  createMessage,
   messageText,
   renderConversationForCompletion,
   type Conversation,
@@ -163,22 +162,6 @@ export class AgentSession {
     this.sequence = options.sequence;
     this.prefillChunk = options.prefillChunk;
     this.conversation = options.conversation !== undefined ? { messages: [...options.conversation.messages] } : createConversation(harmonyPromptOptions(options));
-  }
-
-  /** Appends a user message. */
-  addUser(text: string): void {
-    this.conversation.messages.push(createMessage('user', text));
-  }
-
-  /** Appends the caller's answer to a function call (after a run ended with 'function_call'). */
-  addFunctionResult(name: string, output: string): void {
-    this.conversation.messages.push(createMessage({ role: 'tool', name: `functions.${name}` }, output, { recipient: 'assistant', channel: 'commentary' }));
-  }
-
-  /** Sends a user message and runs the loop to the answer. */
-  async send(text: string, options: RunOptions = {}): Promise<AgentResult> {
-    this.addUser(text);
-    return this.run(options);
   }
 
   /** Frees the engine sequence (its KV cache). The session can still run; it starts a new one. */

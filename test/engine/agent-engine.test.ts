@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { send } from './send.ts';
 import { AgentSession, type AgentEvent } from '../../src/engine/agent.ts';
 import { argmax } from '../../src/engine/sampler.ts';
 import type { Engine } from '../../src/engine/engine.ts';
@@ -36,7 +37,7 @@ test('two greedy turns through the real engine match recomputation from scratch'
       const before = { messages: [...session.conversation.messages, { author: { role: 'user' as const }, content: [{ type: 'text' as const, text }] }] };
       const prompt = renderConversationForCompletion(before);
       const mine: number[] = [];
-      const r = await session.send(text, {
+      const r = await send(session, text, {
         maxTokens: 6,
         onEvent: (e: AgentEvent) => {
           if (e.type === 'prefill') prefills.push(e);
@@ -85,12 +86,12 @@ test('a real engine forced to write harmony: the next turn drops the reasoning, 
     const session = new AgentSession(engine, { date: '2025-01-01', reasoningEffort: 'low' });
     const turn1 = ids('<|channel|>analysis<|message|>The user greets me; I should greet back politely and briefly.<|end|><|start|>assistant<|channel|>final<|message|>Hello!<|return|>');
     const f1 = forcing(turn1);
-    const r1 = await session.send('Hi', { processors: [f1.processor] });
+    const r1 = await send(session, 'Hi', { processors: [f1.processor] });
     assert.equal(r1.finalText, 'Hello!');
     const turn2 = ids('<|channel|>final<|message|>Fine.<|return|>');
     const f2 = forcing(turn2);
     const prefills: { promptTokens: number; cachedTokens: number }[] = [];
-    const r2 = await session.send('How are you?', { processors: [f2.processor], onEvent: (e) => void (e.type === 'prefill' && prefills.push(e)) });
+    const r2 = await send(session, 'How are you?', { processors: [f2.processor], onEvent: (e) => void (e.type === 'prefill' && prefills.push(e)) });
     assert.equal(r2.finalText, 'Fine.');
     // The analysis of turn 1 is gone from the prompt; the cache was cut back to where it began.
     const prompt2 = renderConversationForCompletion({ messages: session.conversation.messages.slice(0, -1) });

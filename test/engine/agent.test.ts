@@ -5,9 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
+import { send } from './send.ts';
 import { AgentSession, type AgentEvent, type ToolCall } from '../../src/engine/agent.ts';
 import type { Tool } from '../../src/tools/index.ts';
-import { createConversation, today, messageText, renderConversationForCompletion } from '../../src/harmony/index.ts';
+import { createConversation, createMessage, today, messageText, renderConversationForCompletion } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 
 const tok = getTokenizer();
@@ -51,7 +52,7 @@ test('tool call -> tool result -> final answer, with events in order and the KV 
   const tool = new LookupTool({ capital: 'Paris is the capital of France.' });
   const session = new AgentSession(engine, { tools: [tool], date: '2025-08-05', sampling: { temperature: 0 } });
   const { events, onEvent } = collect();
-  session.addUser('What is the capital of France?');
+  session.conversation.messages.push(createMessage('user', 'What is the capital of France?'));
   const prompt1 = renderConversationForCompletion(session.conversation);
   const result = await session.run({ onEvent });
 
@@ -92,10 +93,10 @@ test('the next turn drops the finished turn\'s analysis and reuses the cache up 
   const second = ids('<|channel|>final<|message|>Berlin.<|return|>');
   const engine = new ScriptedEngine([analysisThenLookup, finalParis, second]);
   const session = new AgentSession(engine, { tools: [new LookupTool({ capital: 'Paris.' })], date: '2025-08-05', sampling: { temperature: 0 } });
-  await session.send('Capital of France?');
+  await send(session, 'Capital of France?');
   const stepsBefore = engine.steps.length;
   const { events, onEvent } = collect();
-  const r = await session.send('And Germany?', { onEvent });
+  const r = await send(session, 'And Germany?', { onEvent });
   assert.equal(r.finalText, 'Berlin.');
   const prompt = renderConversationForCompletion(session.conversation.messages.length > 0 ? { messages: session.conversation.messages.slice(0, -1) } : session.conversation);
   const text = tok.decode(prompt.filter((t) => !tok.isSpecial(t)));
@@ -114,12 +115,12 @@ test('a functions.* call ends the run for the caller, who answers it and runs ag
   const answer = ids('<|channel|>final<|message|>It is 20 degrees.<|return|>');
   const engine = new ScriptedEngine([call, answer]);
   const session = new AgentSession(engine, { functionTools: [weather], date: null, sampling: { temperature: 0 } });
-  const r1 = await session.send('Weather in Paris?');
+  const r1 = await send(session, 'Weather in Paris?');
   assert.equal(r1.finishReason, 'function_call');
   assert.equal(r1.functionCall!.name, 'get_weather');
   assert.deepEqual(JSON.parse(r1.functionCall!.arguments), { location: 'Paris' });
   assert.equal(r1.functionCall!.message.contentType, '<|constrain|>json');
-  session.addFunctionResult('get_weather', '{"temperature":20}');
+  session.conversation.messages.push(createMessage({ role: 'tool', name: 'functions.get_weather' }, '{"temperature":20}', { recipient: 'assistant', channel: 'commentary' }));
   const r2 = await session.run();
   assert.equal(r2.finishReason, 'stop');
   assert.equal(r2.finalText, 'It is 20 degrees.');
@@ -139,7 +140,7 @@ test('with a handler, function calls are answered inside the loop', async () => 
       return JSON.stringify({ temperature: -5 });
     },
   });
-  const r = await session.send('Weather in Oslo?');
+  const r = await send(session, 'Weather in Oslo?');
   assert.equal(r.finishReason, 'stop');
   assert.deepEqual(seen, ['{"location":"Oslo"}']);
   assert.equal(messageText(r.messages[1]!), '{"temperature":-5}');
@@ -160,7 +161,7 @@ test('malformed output becomes a tool error the model reads: bad JSON, unknown t
   ];
   const engine = new ScriptedEngine(scripts);
   const session = new AgentSession(engine, { functionTools: [weather], tools: [new LookupTool({ capital: 'Paris.' })], sampling: { temperature: 0 } });
-  const r = await session.send('Try things.');
+  const r = await send(session, 'Try things.');
   assert.equal(r.finishReason, 'stop');
   assert.equal(r.finalText, 'Sorry.');
   assert.equal(r.toolCalls, 6);
@@ -181,7 +182,7 @@ test('the tool-call limit ends the run with the pending call', async () => {
   const engine = new ScriptedEngine([call, call, call]);
   const tool = new LookupTool({ capital: 'Paris.' });
   const session = new AgentSession(engine, { tools: [tool], maxToolCalls: 2 });
-  const r = await session.send('Loop forever.');
+  const r = await send(session, 'Loop forever.');
   assert.equal(r.finishReason, 'tool_limit');
   assert.equal(r.toolCalls, 2);
   assert.equal(tool.calls.length, 2);
@@ -192,7 +193,7 @@ test('stop strings cut the final answer, and the streamed text never shows them'
   const engine = new ScriptedEngine([ids('<|channel|>analysis<|message|>Think END here.<|end|><|start|>assistant<|channel|>final<|message|>Hello there END and more<|return|>')]);
   const session = new AgentSession(engine, { sampling: { temperature: 0 } });
   const { events, onEvent } = collect();
-  const r = await session.send('Hi', { stopStrings: ['END'], onEvent });
+  const r = await send(session, 'Hi', { stopStrings: ['END'], onEvent });
   assert.equal(r.finishReason, 'stop');
   assert.equal(r.stopString, 'END');
   assert.equal(r.finalText, 'Hello there ');
@@ -204,7 +205,7 @@ test('stop strings cut the final answer, and the streamed text never shows them'
 
 test('maxTokens, a full context and an abort end the run with the partial answer kept', async () => {
   const answer = ids('<|channel|>final<|message|>One two three four five six.<|return|>');
-  const limited = await new AgentSession(new ScriptedEngine([answer]), { sampling: { temperature: 0 } }).send('Count', { maxTokens: 6 });
+  const limited = await send(new AgentSession(new ScriptedEngine([answer]), { sampling: { temperature: 0 } }), 'Count', { maxTokens: 6 });
   assert.equal(limited.finishReason, 'length');
   assert.equal(limited.usage.completionTokens, 6);
   assert.equal(limited.messages.length, 1);
@@ -213,7 +214,7 @@ test('maxTokens, a full context and an abort end the run with the partial answer
 
   const controller = new AbortController();
   const session = new AgentSession(new ScriptedEngine([answer]), { sampling: { temperature: 0 } });
-  const r = await session.send('Count', {
+  const r = await send(session, 'Count', {
     signal: controller.signal,
     onEvent: (e) => {
       if (e.type === 'delta' && e.text.includes('three')) controller.abort();
@@ -224,7 +225,7 @@ test('maxTokens, a full context and an abort end the run with the partial answer
 
   const convo = createConversation({ date: null });
   const promptLength = renderConversationForCompletion({ messages: [...convo.messages, { author: { role: 'user' }, content: [{ type: 'text', text: 'Count' }] }] }).length;
-  const full = await new AgentSession(new ScriptedEngine([answer], { contextLength: promptLength + 5 }), { date: null }).send('Count');
+  const full = await send(new AgentSession(new ScriptedEngine([answer], { contextLength: promptLength + 5 }), { date: null }), 'Count');
   assert.equal(full.finishReason, 'context');
   assert.equal(full.usage.completionTokens, 5);
 });
@@ -232,7 +233,7 @@ test('maxTokens, a full context and an abort end the run with the partial answer
 test('a call whose header never reaches <|message|> does not crash the loop', async () => {
   const engine = new ScriptedEngine([ids('<|channel|>analysis to=lookup.get code<|call|>')]);
   const session = new AgentSession(engine, { tools: [new LookupTool({})] });
-  const r = await session.send('Go');
+  const r = await send(session, 'Go');
   assert.equal(r.finishReason, 'stop');
   assert.equal(r.toolCalls, 0);
   assert.equal(r.messages[0]!.channel, 'analysis');
@@ -263,7 +264,7 @@ test('functions.search with no such function goes to the browser, as the referen
       throw new Error('weather service unreachable');
     },
   });
-  const r = await session.send('Search, then weather.');
+  const r = await send(session, 'Search, then weather.');
   assert.equal(r.finalText, 'Done.');
   assert.deepEqual(browser.calls.map((c) => c.recipient), ['browser.search']);
   const toolMessages = r.messages.filter((m) => m.author.role === 'tool');
