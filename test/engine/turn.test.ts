@@ -3,6 +3,7 @@
 // each message's recipient is classified once and carried on the events as `target`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { DelegatingEngine, type Sequence } from '../../src/engine/engine.ts';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
 import { prepareTurn, runTurn, type TurnRequest } from '../../src/engine/turn.ts';
 import type { AgentEvent } from '../../src/engine/agent.ts';
@@ -98,4 +99,36 @@ test('events carry each message target: a declared function, a misrouted browser
   assert.equal(browserCalls[0]!.recipient, 'browser.search');
   const starts = events.filter((e) => e.type === 'message_start').map((e) => (e as { target: { kind: string } }).target.kind);
   assert.deepEqual(starts, ['builtin', 'unknown', 'function']);
+});
+
+test('a caller-owned sequence carries the turn and stays the caller\'s: never released, even after an abort', async () => {
+  class Releases extends DelegatingEngine {
+    readonly released: number[] = [];
+    override release(sequence: Sequence): void {
+      this.released.push(sequence.id);
+      super.release(sequence);
+    }
+  }
+  const answer = ids('<|channel|>final<|message|>One two three four.<|return|>');
+  const scripted = new ScriptedEngine([answer, answer, answer]);
+  const engine = new Releases(scripted);
+  const own = engine.createSequence();
+  const done = await runTurn(engine, prepareTurn(request()), { sequence: own, prefillChunk: 4 });
+  assert.equal(done.result.finalText, 'One two three four.');
+  assert.equal(scripted.steps[0]![0]!.tokens.length, 4, 'the prompt went in chunks of prefillChunk tokens');
+  const controller = new AbortController();
+  const aborted = await runTurn(engine, prepareTurn(request()), {
+    sequence: own,
+    signal: controller.signal,
+    onEvent: (e) => {
+      if (e.type === 'delta' && e.text.includes('two')) controller.abort();
+    },
+  });
+  assert.equal(aborted.result.finishReason, 'abort');
+  assert.deepEqual(engine.released, [], 'runTurn released the caller\'s sequence');
+  assert.ok(own.tokens.length > 0, 'the turns ran on the caller\'s sequence');
+  // Without one, the turn takes its own sequence and frees it.
+  await runTurn(engine, prepareTurn(request()));
+  assert.equal(engine.released.length, 1);
+  assert.notEqual(engine.released[0], own.id);
 });
