@@ -2,12 +2,11 @@
 // byte codes), the activation quantisers of the 'split' and 'q8' modes, and the block permutation
 // the MXFP4 kernels take their activations in. The MoE kernels (moe.ts) are built from these.
 //
-import { hsum, isum4x4, madd, setDots4 } from './simd';
-
 // MXFP4 kernels read experts in their packed form. Their activations come "block-permuted": in
 // each group of 32 the 16 even elements first, then the 16 odd ones, so the low nibbles of a
 // 16-byte block line up with the first half and the high nibbles with the second half without a
 // byte interleave.
+import { hsum, isum4x4, madd, setDots4 } from './simd';
 
 // FP4 (e2m1) values doubled, so they are exact int8: {0, .5, 1, 1.5, 2, 3, 4, 6} * 2 and negatives.
 const FP4X2: v128 = i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
