@@ -320,12 +320,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const k0 = instances[0]!;
     const rowBytes = quant === EXPERT_ACTIVATIONS_Q8 ? k0.f32_quantize_i8_row_bytes! : k0.f32_quantize_i16x2_row_bytes!;
     const qHidden = rowBytes(hidden), qInter = rowBytes(inter);
+    // Each thread's buffer for the rows a multi-token expert expands.
+    const rowBufA = pool.parts * k0.f32_mf4w_moe_row_buffer_bytes!(hidden), rowBufB = pool.parts * k0.f32_mf4w_moe_row_buffer_bytes!(inter);
     // 'q8' quantises every row, 'split' only the rows of single-token experts.
     const everyRow = quant === EXPERT_ACTIVATIONS_Q8;
     const perTokenA = k * (2 * hidden + inter) * 4 + (everyRow ? k * qHidden : 0) + 256;
     const perTokenB = (k * (inter + 2) + hidden) * 4 + (everyRow ? k * qInter : 0) + 256;
-    const fixedA = (pool.parts * 2 * hidden + E * width1) * 4 + E * EXPERT_RECORD_BYTES + (quant === EXPERT_ACTIVATIONS_SPLIT ? E * qHidden : 0) + 4096;
-    const fixedB = (pool.parts * 2 * inter + E * hidden) * 4 + E * EXPERT_RECORD_BYTES + (quant === EXPERT_ACTIVATIONS_SPLIT ? E * qInter : 0) + 4096;
+    const fixedA = rowBufA + E * width1 * 4 + E * EXPERT_RECORD_BYTES + (quant === EXPERT_ACTIVATIONS_SPLIT ? E * qHidden : 0) + 4096;
+    const fixedB = rowBufB + E * hidden * 4 + E * EXPERT_RECORD_BYTES + (quant === EXPERT_ACTIVATIONS_SPLIT ? E * qInter : 0) + 4096;
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
@@ -358,11 +360,11 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const raw = sA.take(rows * hidden * 4), xp = sA.take(rows * hidden * 4);
       const listA = sA.take(order.length * EXPERT_RECORD_BYTES), actA = sA.take(rows * inter * 4);
       const biasA = sA.take(order.length * width1 * 4);
-      const rowbufA = sA.take(pool.parts * 2 * hidden * 4);
+      const rowbufA = sA.take(rowBufA);
       const listB = sB.take(order.length * EXPERT_RECORD_BYTES), biasB = sB.take(order.length * hidden * 4);
       const actB = memA === memB ? actA : sB.take(rows * inter * 4);
       const tokB = sB.take(rows * 4), wgtB = sB.take(rows * 4);
-      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 8);
+      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(rowBufB);
       const fB = mB.f32();
       const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
       const splitRows: number[] = [];

@@ -8,7 +8,7 @@
 export { f32_rmsnorm } from './norm';
 export { f32_pair_permute, f32_bf16w_matmul } from './linear';
 export { f32_block_permute, f32_quantize_i8, f32_quantize_i8_row_bytes, f32_quantize_i16x2, f32_quantize_i16x2_row_bytes } from './mxfp4';
-export { f32_mf4w_moe_matmul_swiglu, f32_mf4w_moe_matmul_scatter } from './moe';
+export { f32_mf4w_moe_matmul_swiglu, f32_mf4w_moe_matmul_scatter, f32_mf4w_moe_row_buffer_bytes } from './moe';
 export { f32_rope } from './rope';
 export { f32_attention_sinks, f32_attention_sinks_scratch_bytes } from './attention';
 export { f32_argmax } from './sampling';

@@ -16,13 +16,23 @@ import { dot1Q8, dot4Q8, mxRowDot, mxRowDotQ2, mxRowDotQ8, mxRowExpand, mxRowExp
   return g / (1 + Mathf.exp(-1.702 * g)) * (l + 1);
 }
 
+/** Bytes of one thread's row buffer for rows of `cols` (two rows expanded to f32, or to q8 codes and scales). */
+@inline function rowBufferBytes(cols: i32): usize {
+  return <usize>cols << 3;
+}
+
+/** Bytes the MoE kernels' `rowbuf` needs per thread, for rows of `cols` (hidden up, inter down). */
+export function f32_mf4w_moe_row_buffer_bytes(cols: i32): i32 {
+  return <i32>rowBufferBytes(cols);
+}
+
 // `quant` (an EXPERT_ACTIVATIONS_* mode) says how the input rows are carried: f32; 'split'
 // (f32_quantize_i16x2 for single-row experts, f32 for the others); 'q8' (f32_quantize_i8, every row).
 
 /**
  * First expert matrix with the clamped SwiGLU fused in: for each entry, rows (2i, 2i+1) of mlp1
  * give (glu, linear) and act[t, i] (block-permuted, ready for mlp2) = swiglu. Threads split the
- * (entry, i) pairs. rowbuf holds 2 * hidden f32 per thread for the multi-token path.
+ * (entry, i) pairs. rowbuf: f32_mf4w_moe_row_buffer_bytes(hidden) per thread, for the multi-token path.
  */
 export function f32_mf4w_moe_matmul_swiglu(list: usize, entries: i32, hidden: i32, inter: i32, rowbuf: usize, limit: f32, quant: i32, part: i32, parts: i32): void {
   const total = entries * inter;
@@ -30,7 +40,7 @@ export function f32_mf4w_moe_matmul_swiglu(list: usize, entries: i32, hidden: i3
   const p1 = sliceStart(total, part + 1, parts, 4);
   const groups = hidden >> 5;
   const rowBytes = <usize>hidden >> 1;
-  const bufA = rowbuf + <usize>part * (<usize>hidden << 3);
+  const bufA = rowbuf + <usize>part * rowBufferBytes(hidden);
   const bufB = bufA + (<usize>hidden << 2);
   for (let p = p0; p < p1; p++) {
     const e = p / inter, i = p - e * inter;
@@ -112,7 +122,7 @@ export function f32_mf4w_moe_matmul_scatter(list: usize, entries: i32, hidden: i
   const r1 = sliceStart(hidden, part + 1, parts, 4);
   const groups = inter >> 5;
   const rowBytes = <usize>inter >> 1;
-  const buf = rowbuf + <usize>part * (<usize>inter << 3);
+  const buf = rowbuf + <usize>part * rowBufferBytes(inter);
   const buf2 = buf + (<usize>inter << 2);
   const os = <usize>hidden << 2, as = <usize>inter << 2;
   for (let e = 0; e < entries; e++) {
