@@ -18,7 +18,7 @@ export const KV_CACHE_BF16 = 1;
 // The MoE kernels' work list: one record per expert of u32 words (pointers are byte offsets into
 // the kernel's memory). The up and down lists share the layout up to word 5.
 export const EXPERT_RECORD_WORDS = 8;
-export const EXPERT_RECORD_BYTES = 32;
+export const EXPERT_RECORD_BYTES = EXPERT_RECORD_WORDS * 4;
 /** The expert's packed MXFP4 blocks. */
 export const EXPERT_BLOCKS = 0;
 /** Its E8M0 scales (one byte per 32 values). */
