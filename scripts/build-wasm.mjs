@@ -1,8 +1,10 @@
-// Builds the WebAssembly SIMD kernels (src/kernels/wasm/assembly) with the package's own
+// Builds the WebAssembly SIMD kernels (src/kernels/wasm/assembly, entry kernels.ts, plus the
+// constants they share with the TypeScript side in src/kernels/wasm/abi.ts) with the package's own
 // AssemblyScript devDependency into src/kernels/wasm/kernels.wasm, and the training kernels
 // (src/train/wasm/assembly) into src/train/wasm/train-kernels.wasm. The built files are committed so
 // an installed CLI runs without a build; `npm run build:wasm` (and pretest/prebench) refresh it.
-// Skips the compile when the .wasm is newer than every source.
+// Skips the compile when the .wasm is newer than every source. `--out-dir DIR` builds all three
+// into DIR instead (always; the committed files untouched), so a test can check they are current.
 import { statSync, readdirSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,13 +12,20 @@ import { spawnSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = join(root, 'src/kernels/wasm/assembly');
-const out = join(root, 'src/kernels/wasm/kernels.wasm');
+const abi = join(root, 'src/kernels/wasm/abi.ts');
+const outDirAt = process.argv.indexOf('--out-dir');
+const outDir = outDirAt < 0 ? null : process.argv[outDirAt + 1];
+if (outDir === undefined) {
+  console.error('build-wasm: --out-dir needs a folder');
+  process.exit(2);
+}
+const out = outDir === null ? join(root, 'src/kernels/wasm/kernels.wasm') : join(outDir, 'kernels.wasm');
 const trainSrcDir = join(root, 'src/train/wasm/assembly');
-const trainOut = join(root, 'src/train/wasm/train-kernels.wasm');
-const force = process.argv.includes('--force');
+const trainOut = outDir === null ? join(root, 'src/train/wasm/train-kernels.wasm') : join(outDir, 'train-kernels.wasm');
+const force = process.argv.includes('--force') || outDir !== null;
 
 const newest = (dir) => Math.max(...readdirSync(dir).map((f) => statSync(join(dir, f)).mtimeMs), statSync(fileURLToPath(import.meta.url)).mtimeMs);
-const newestSource = newest(srcDir);
+const newestSource = Math.max(newest(srcDir), statSync(abi).mtimeMs);
 const outputs = [out, out.replace(/\.wasm$/, '-relaxed.wasm')];
 const fresh = (files, since) => !force && files.every((f) => existsSync(f) && statSync(f).mtimeMs >= since);
 const inferenceFresh = fresh(outputs, newestSource);

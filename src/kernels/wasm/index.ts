@@ -1,4 +1,5 @@
-// The fast backend: WebAssembly SIMD kernels (assembly/kernels.ts, built to kernels.wasm) over
+// The fast backend: WebAssembly SIMD kernels (assembly/, one file per op family, built to
+// kernels.wasm; the numbers both sides share are in abi.ts) over
 // several shared memories (store.ts), run by a thread pool with an Atomics hand-off (pool.ts).
 // Weights are used in place where the store put them; activations not already in the weight's
 // memory are copied into that memory's scratch for the op (a few KB per token; it is the price
@@ -13,6 +14,11 @@ import type { Bf16Matrix, Mxfp4Matrices } from '../../tensor/index.ts';
 import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type ExpertWeights, type KvArray, type RopeTable } from '../backend.ts';
 export type { ExpertActivations } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
+import {
+  EXPERT_ACTIVATIONS_F32, EXPERT_ACTIVATIONS_Q8, EXPERT_ACTIVATIONS_SPLIT, EXPERT_BIAS, EXPERT_BLOCKS, EXPERT_DOWN_TOKENS,
+  EXPERT_DOWN_WEIGHTS, EXPERT_INPUT, EXPERT_QUANT_INPUT, EXPERT_RECORD_BYTES, EXPERT_RECORD_WORDS, EXPERT_ROWS,
+  EXPERT_SCALES, EXPERT_UP_OUTPUT, KV_CACHE_BF16, KV_CACHE_F32,
+} from './abi.ts';
 import { ThreadPool } from './pool.ts';
 import { WasmStore, type WasmMemory } from './store.ts';
 
@@ -119,7 +125,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   const module = kernelModule(relaxed);
   const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
   const mode = options.expertActivations ?? (envMode !== undefined && EXPERT_ACTIVATIONS.includes(envMode) ? envMode : 'q8');
-  const quant = { f32: 0, split: 2, q8: 3 }[mode];
+  const quant = { f32: EXPERT_ACTIVATIONS_F32, split: EXPERT_ACTIVATIONS_SPLIT, q8: EXPERT_ACTIVATIONS_Q8 }[mode];
   const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
   const instances: Exports[] = [];
   const instantiate = (m: WasmMemory): void => {
@@ -176,7 +182,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       s.reset(mark);
       const xp = place(mem, s, x.subarray(t0 * n, (t0 + tc) * n));
       const o = outPtr(mem, s, out.subarray(t0 * n), tc * n);
-      instances[mem]!.rmsnorm!(xp, tc, n, sp, eps, o.ptr);
+      instances[mem]!.f32_rmsnorm!(xp, tc, n, sp, eps, o.ptr);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * n, tc * n);
     }
   }
@@ -199,9 +205,9 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       s.reset(mark);
       const xs = place(mem, s, x.subarray(t0 * w.cols, (t0 + tc) * w.cols));
       const xp = s.take(tc * w.cols * 4);
-      instances[mem]!.permutePairs!(xs, xp, tc, w.cols);
+      instances[mem]!.f32_pair_permute!(xs, xp, tc, w.cols);
       const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
-      pool.run('linearBf16', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
+      pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
     }
   }
@@ -227,7 +233,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         f.set(table.sin.subarray(row, row + half), (sp >>> 2) + t * half);
       }
       const xp = place(mem, s, x.subarray(t0 * width, (t0 + tc) * width));
-      instances[mem]!.rope!(xp, tc, heads, half, cp, sp);
+      instances[mem]!.f32_rope!(xp, tc, heads, half, cp, sp);
       if (loc === null) copyOut(mem, xp, x, t0 * width, tc * width);
     }
   }
@@ -245,7 +251,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const bf16 = keys instanceof Uint16Array;
     const kvBytes = keyCount * kvHeads * headDim * (bf16 ? 2 : 4);
     const copies = (kl?.memory === mem ? 0 : kvBytes) + (vl?.memory === mem ? 0 : kvBytes);
-    const perThread = instances[mem]!.attentionScratch!(heads, kvHeads, headDim);
+    const perThread = instances[mem]!.f32_attention_sinks_scratch_bytes!(heads, kvHeads, headDim);
     const fixed = copies + (keyCount + heads) * 4 + perThread * pool.parts + 1024;
     const perToken = (2 * heads * headDim + 1) * 4 + 256;
     if (fixed + perToken > s.left || (values instanceof Uint16Array) !== bf16) {
@@ -270,7 +276,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const qp = place(mem, s, q.subarray(t0 * width, (t0 + tc) * width));
       const pp = place(mem, s, positions.subarray(t0, t0 + tc));
       const o = outPtr(mem, s, out.subarray(t0 * width), tc * width);
-      pool.run('attention', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? 1 : 0], tc * keyCount * width);
+      pool.run('f32_attention_sinks', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? KV_CACHE_BF16 : KV_CACHE_F32], tc * keyCount * width);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * width, tc * width);
     }
   }
@@ -310,14 +316,18 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const mA = store.memories[memA]!, mB = store.memories[memB]!;
     // Tokens per chunk so one chunk's activations fit the scratch of both memories.
     const E = w1.count;
-    // Bytes of one quantised row of `cols` activations, per mode (see the kernels' quantize*).
-    const qStride = (cols: number): number => Math.ceil((quant === 3 ? cols * 1.25 : 4 * cols + cols / 8) / 64) * 64;
+    // Bytes of one quantised row of the experts' input and of their activations, as the mode's quantiser writes it.
+    const k0 = instances[0]!;
+    const rowBytes = quant === EXPERT_ACTIVATIONS_Q8 ? k0.f32_quantize_i8_row_bytes! : k0.f32_quantize_i16x2_row_bytes!;
+    const qHidden = rowBytes(hidden), qInter = rowBytes(inter);
+    // Each thread's buffer for the rows a multi-token expert expands.
+    const rowBufA = pool.parts * k0.f32_mf4w_moe_row_buffer_bytes!(hidden), rowBufB = pool.parts * k0.f32_mf4w_moe_row_buffer_bytes!(inter);
     // 'q8' quantises every row, 'split' only the rows of single-token experts.
-    const everyRow = quant === 3;
-    const perTokenA = k * (2 * hidden + inter) * 4 + (everyRow ? k * qStride(hidden) : 0) + 256;
-    const perTokenB = (k * (inter + 2) + hidden) * 4 + (everyRow ? k * qStride(inter) : 0) + 256;
-    const fixedA = (pool.parts * 2 * hidden + E * width1 + E * 8) * 4 + (quant === 2 ? E * qStride(hidden) : 0) + 4096;
-    const fixedB = (pool.parts * 2 * inter + E * hidden + E * 8) * 4 + (quant === 2 ? E * qStride(inter) : 0) + 4096;
+    const everyRow = quant === EXPERT_ACTIVATIONS_Q8;
+    const perTokenA = k * (2 * hidden + inter) * 4 + (everyRow ? k * qHidden : 0) + 256;
+    const perTokenB = (k * (inter + 2) + hidden) * 4 + (everyRow ? k * qInter : 0) + 256;
+    const fixedA = rowBufA + E * width1 * 4 + E * EXPERT_RECORD_BYTES + (quant === EXPERT_ACTIVATIONS_SPLIT ? E * qHidden : 0) + 4096;
+    const fixedB = rowBufB + E * hidden * 4 + E * EXPERT_RECORD_BYTES + (quant === EXPERT_ACTIVATIONS_SPLIT ? E * qInter : 0) + 4096;
     const per = memA === memB
       ? Math.floor((new Scratch(mA).left - fixedA - fixedB) / (perTokenA + perTokenB))
       : Math.min(Math.floor((new Scratch(mA).left - fixedA) / perTokenA), Math.floor((new Scratch(mB).left - fixedB) / perTokenB));
@@ -348,19 +358,19 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const fA = mA.f32();
       // Gather each expert's tokens contiguously, then permute the 32-groups for the MXFP4 kernels.
       const raw = sA.take(rows * hidden * 4), xp = sA.take(rows * hidden * 4);
-      const listA = sA.take(order.length * 32), actA = sA.take(rows * inter * 4);
+      const listA = sA.take(order.length * EXPERT_RECORD_BYTES), actA = sA.take(rows * inter * 4);
       const biasA = sA.take(order.length * width1 * 4);
-      const rowbufA = sA.take(pool.parts * 2 * hidden * 4);
-      const listB = sB.take(order.length * 32), biasB = sB.take(order.length * hidden * 4);
+      const rowbufA = sA.take(rowBufA);
+      const listB = sB.take(order.length * EXPERT_RECORD_BYTES), biasB = sB.take(order.length * hidden * 4);
       const actB = memA === memB ? actA : sB.take(rows * inter * 4);
       const tokB = sB.take(rows * 4), wgtB = sB.take(rows * 4);
-      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(pool.parts * inter * 8);
+      const outB = sB.take(tc * hidden * 4), rowbufB = sB.take(rowBufB);
       const fB = mB.f32();
       const uA = new Uint32Array(mA.buffer), uB = new Uint32Array(mB.buffer), iB = new Int32Array(mB.buffer);
       const splitRows: number[] = [];
-      const singles = quant === 2 ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
-      const qx = quant === 0 ? 0 : sA.take(singles * qStride(hidden));
-      const qa = quant === 0 ? 0 : sB.take(singles * qStride(inter));
+      const singles = quant === EXPERT_ACTIVATIONS_SPLIT ? order.filter((e) => groups.get(e)!.length === 1).length : rows;
+      const qx = quant === EXPERT_ACTIVATIONS_F32 ? 0 : sA.take(singles * qHidden);
+      const qa = quant === EXPERT_ACTIVATIONS_F32 ? 0 : sB.take(singles * qInter);
       let single = 0;
       let row = 0;
       order.forEach((e, j) => {
@@ -373,36 +383,38 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         }
         fA.set(moe.mlp1Bias.subarray(e * width1, (e + 1) * width1), (biasA >>> 2) + j * width1);
         fB.set(moe.mlp2Bias.subarray(e * hidden, (e + 1) * hidden), (biasB >>> 2) + j * hidden);
-        const a = (listA >>> 2) + j * 8;
-        uA[a] = l1.ptr + e * block1; uA[a + 1] = sclA + e * scale1; uA[a + 2] = biasA + j * width1 * 4;
-        uA[a + 3] = xp + row * hidden * 4; uA[a + 4] = pairs.length; uA[a + 5] = actA + row * inter * 4;
-        const b = (listB >>> 2) + j * 8;
-        uB[b] = l2.ptr + e * block2; uB[b + 1] = sclB + e * scale2; uB[b + 2] = biasB + j * hidden * 4;
-        uB[b + 3] = actB + row * inter * 4; uB[b + 4] = pairs.length; uB[b + 5] = 0;
-        uB[b + 6] = tokB + row * 4; uB[b + 7] = wgtB + row * 4;
+        const a = (listA >>> 2) + j * EXPERT_RECORD_WORDS;
+        uA[a + EXPERT_BLOCKS] = l1.ptr + e * block1; uA[a + EXPERT_SCALES] = sclA + e * scale1;
+        uA[a + EXPERT_BIAS] = biasA + j * width1 * 4; uA[a + EXPERT_INPUT] = xp + row * hidden * 4;
+        uA[a + EXPERT_ROWS] = pairs.length; uA[a + EXPERT_QUANT_INPUT] = 0; uA[a + EXPERT_UP_OUTPUT] = actA + row * inter * 4;
+        const b = (listB >>> 2) + j * EXPERT_RECORD_WORDS;
+        uB[b + EXPERT_BLOCKS] = l2.ptr + e * block2; uB[b + EXPERT_SCALES] = sclB + e * scale2;
+        uB[b + EXPERT_BIAS] = biasB + j * hidden * 4; uB[b + EXPERT_INPUT] = actB + row * inter * 4;
+        uB[b + EXPERT_ROWS] = pairs.length; uB[b + EXPERT_QUANT_INPUT] = 0;
+        uB[b + EXPERT_DOWN_TOKENS] = tokB + row * 4; uB[b + EXPERT_DOWN_WEIGHTS] = wgtB + row * 4;
         if (everyRow) {
-          uA[a + 6] = qx + row * qStride(hidden);
-          uB[b + 5] = qa + row * qStride(inter);
-        } else if (quant === 2 && pairs.length === 1) {
-          uA[a + 6] = qx + single * qStride(hidden);
-          uB[b + 5] = qa + single * qStride(inter);
+          uA[a + EXPERT_QUANT_INPUT] = qx + row * qHidden;
+          uB[b + EXPERT_QUANT_INPUT] = qa + row * qInter;
+        } else if (quant === EXPERT_ACTIVATIONS_SPLIT && pairs.length === 1) {
+          uA[a + EXPERT_QUANT_INPUT] = qx + single * qHidden;
+          uB[b + EXPERT_QUANT_INPUT] = qa + single * qInter;
           splitRows.push(row, single++);
         }
         row += pairs.length;
       });
-      instances[memA]!.permuteBlocks!(raw, xp, rows, hidden);
-      if (everyRow) instances[memA]!.quantize8!(xp, qx, rows, hidden);
+      instances[memA]!.f32_block_permute!(raw, xp, rows, hidden);
+      if (everyRow) instances[memA]!.f32_quantize_i8!(xp, qx, rows, hidden);
       for (let i = 0; i < splitRows.length; i += 2) {
-        instances[memA]!.quantize16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qStride(hidden), 1, hidden);
+        instances[memA]!.f32_quantize_i16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qHidden, 1, hidden);
       }
-      pool.run('expertsUp', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
+      pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
-      if (everyRow) instances[memB]!.quantize8!(actB, qa, rows, inter);
+      if (everyRow) instances[memB]!.f32_quantize_i8!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
-        instances[memB]!.quantize16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qStride(inter), 1, inter);
+        instances[memB]!.f32_quantize_i16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qInter, 1, inter);
       }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
-      pool.run('expertsDown', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
+      pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
       copyOut(memB, outB, out, t0 * hidden, tc * hidden);
     }
   }
@@ -411,7 +423,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const loc = store.locate(logits);
     const mem = loc?.memory ?? 0;
     const s = new Scratch(store.memories[mem]!);
-    if (loc !== null) return instances[mem]!.argmax!(loc.ptr, logits.length);
+    if (loc !== null) return instances[mem]!.f32_argmax!(loc.ptr, logits.length);
     // Copied in by pieces that fit the scratch; a later piece wins only with a strictly larger
     // value, so the first maximum is kept.
     const per = Math.floor(s.left / 4);
@@ -420,7 +432,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     for (let i0 = 0; i0 < logits.length; i0 += per) {
       s.reset(mark);
       const piece = logits.subarray(i0, Math.min(logits.length, i0 + per));
-      const i = i0 + instances[mem]!.argmax!(place(mem, s, piece), piece.length);
+      const i = i0 + instances[mem]!.f32_argmax!(place(mem, s, piece), piece.length);
       if (i0 === 0 || logits[i]! > logits[best]!) best = i;
     }
     return best;
@@ -437,7 +449,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         // Kernels take an i32 length: stream large tensors in 1 GiB pieces.
         for (let off = 0; off < b.byteLength; off += 2 ** 30) {
           const len = Math.min(2 ** 30, b.byteLength - off) & ~63;
-          pool.run('streamRead', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
+          pool.run('mem_stream_read', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
           bytes += len;
         }
       });

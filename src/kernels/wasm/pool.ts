@@ -12,7 +12,8 @@ const MAX_ARGS = 32;
 /** Busy-wait iterations before sleeping in Atomics.wait (a few tens of microseconds). */
 const SPIN = 20000;
 
-export const KERNEL_NAMES = ['linearBf16', 'expertsUp', 'expertsDown', 'attention', 'streamRead'] as const;
+/** The kernels (exports of assembly/kernels.ts) that run split over the pool's threads. */
+export const KERNEL_NAMES = ['f32_bf16w_matmul', 'f32_mf4w_moe_matmul_swiglu', 'f32_mf4w_moe_matmul_scatter', 'f32_attention_sinks', 'mem_stream_read'] as const;
 export type PoolKernel = (typeof KERNEL_NAMES)[number];
 
 type KernelFn = (...args: number[]) => void;

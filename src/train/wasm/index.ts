@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import type { LinearKernels } from '../ops.ts';
 
 interface TrainExports {
-  linearForward(x: number, w: number, bias: number, out: number, tokens: number, rows: number, cols: number): void;
-  linearBackwardInput(dy: number, w: number, dx: number, tokens: number, rows: number, cols: number): void;
-  linearBackwardWeight(dy: number, x: number, dw: number, tokens: number, rows: number, cols: number): void;
+  f32_matmul(x: number, w: number, bias: number, out: number, tokens: number, rows: number, cols: number): void;
+  f32_matmul_grad_input(dy: number, w: number, dx: number, tokens: number, rows: number, cols: number): void;
+  f32_matmul_grad_weight(dy: number, x: number, dw: number, tokens: number, rows: number, cols: number): void;
 }
 
 const PAGE = 65536;
@@ -52,7 +52,7 @@ class WasmLinear implements LinearKernels {
     this.put(xp, x, tokens * cols);
     this.put(wp, w, rows * cols);
     if (bias !== null) this.put(bp, bias, rows);
-    this.k.linearForward(xp, wp, bias === null ? 0 : bp, op, tokens, rows, cols);
+    this.k.f32_matmul(xp, wp, bias === null ? 0 : bp, op, tokens, rows, cols);
     const out = new Float64Array(tokens * rows);
     out.set(this.heap.subarray(op >>> 2, (op >>> 2) + tokens * rows));
     return out;
@@ -72,12 +72,12 @@ class WasmLinear implements LinearKernels {
     this.put(dyp, dy, tokens * rows);
     if (dx !== null) {
       this.put(wp, w, rows * cols);
-      this.k.linearBackwardInput(dyp, wp, dxp, tokens, rows, cols);
+      this.k.f32_matmul_grad_input(dyp, wp, dxp, tokens, rows, cols);
       addInto(dx, this.heap, dxp >>> 2, tokens * cols);
     }
     if (dw !== null) {
       this.put(xp, x, tokens * cols);
-      this.k.linearBackwardWeight(dyp, xp, dwp, tokens, rows, cols);
+      this.k.f32_matmul_grad_weight(dyp, xp, dwp, tokens, rows, cols);
       addInto(dw, this.heap, dwp >>> 2, rows * cols);
     }
   }

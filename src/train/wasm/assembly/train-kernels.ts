@@ -31,7 +31,7 @@
  * out[t, r] = sum_c x[t, c] * w[r, c] (+ bias[r] when bias != 0); x [tokens, cols], w [rows,
  * cols], out [tokens, rows]. Tiles of 2 tokens x 4 rows share each loaded vector.
  */
-export function linearForward(x: usize, w: usize, bias: usize, out: usize, tokens: i32, rows: i32, cols: i32): void {
+export function f32_matmul(x: usize, w: usize, bias: usize, out: usize, tokens: i32, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols << 2;
   const vecEnd = cols & ~3;
   let r = 0;
@@ -86,7 +86,7 @@ export function linearForward(x: usize, w: usize, bias: usize, out: usize, token
  * (overwritten). A tile of 4 tokens x 8 columns stays in registers across all rows; a column
  * strip of w (rows x 32 bytes) is reused by every block of tokens.
  */
-export function linearBackwardInput(dy: usize, w: usize, dx: usize, tokens: i32, rows: i32, cols: i32): void {
+export function f32_matmul_grad_input(dy: usize, w: usize, dx: usize, tokens: i32, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols << 2;
   const dyBytes = <usize>rows << 2;
   const end8 = cols & ~7;
@@ -139,7 +139,7 @@ export function linearBackwardInput(dy: usize, w: usize, dx: usize, tokens: i32,
  * dw[r, c] = sum_t dy[t, r] * x[t, c]; dy [tokens, rows], x [tokens, cols], dw [rows, cols]
  * (overwritten). A tile of 4 rows x 8 columns stays in registers across all tokens.
  */
-export function linearBackwardWeight(dy: usize, x: usize, dw: usize, tokens: i32, rows: i32, cols: i32): void {
+export function f32_matmul_grad_weight(dy: usize, x: usize, dw: usize, tokens: i32, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols << 2;
   const dyBytes = <usize>rows << 2;
   const end8 = cols & ~7;
