@@ -6,7 +6,7 @@ import { UserError } from '../../errors.ts';
 
 /** GPUBufferUsage and GPUMapMode flags (the spec's values; Node has no such globals). */
 export const Usage = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
-const MAP_READ = 1;
+export const MAP_READ = 1;
 
 /** The fix printed when no adapter is found. */
 export const NO_ADAPTER_FIX =
@@ -84,14 +84,21 @@ export function grid(n: number): [number, number] {
   return [x, Math.max(1, Math.ceil(n / x))];
 }
 
+/** Uniform blocks kept by content: the blocks of one step recur in every layer, so they go up once. */
+const UNIFORM_CACHE = 1024;
+
 /**
- * Buffers for one op's activations, uniforms and read-back, reused from op to op (sizes rounded up
+ * Buffers for one op's temporaries, uniforms and read-back, reused from op to op (sizes rounded up
  * to powers of two so that they recur): an op takes what it needs and `release` returns it all once
- * the op's results were read back, so nothing the GPU still uses is handed out again.
+ * the op's work is submitted and its read-backs are unmapped; the queue runs in order, so a buffer
+ * rewritten by a later op is rewritten after the earlier op's work. Counts the bytes it uploads.
  */
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly taken: [string, GPUBuffer][] = [];
+  private readonly uniformBlocks = new Map<string, GPUBuffer>();
+  /** Bytes written to the GPU through `input` and `uniforms`. */
+  uploaded = 0;
   /** `maxBinding`: the largest storage binding; a buffer rounded past it would not bind whole. */
   constructor(private readonly device: GPUDevice, private readonly maxBinding: number) {}
 
@@ -107,6 +114,7 @@ export class BufferPool {
   /** A storage buffer holding `data`. */
   input(data: ArrayBufferView): GPUBuffer {
     const buffer = this.take(data.byteLength, Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC);
+    this.uploaded += data.byteLength;
     if (data.byteLength % 4 === 0) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     else {
       const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
@@ -121,7 +129,10 @@ export class BufferPool {
     return this.take(bytes, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST);
   }
 
-  /** A uniform block of 32-bit fields: integers as given, `f32(v)` entries as floats. */
+  /**
+   * A uniform block of 32-bit fields: integers as given, `f32(v)` entries as floats. Blocks are
+   * never rewritten, only dropped (least recently used first) when many distinct ones were made.
+   */
   uniforms(fields: (number | { f32: number })[]): GPUBuffer {
     const words = new Uint32Array(Math.ceil(fields.length / 4) * 4);
     const floats = new Float32Array(words.buffer);
@@ -129,20 +140,27 @@ export class BufferPool {
       if (typeof v === 'number') words[i] = v >>> 0;
       else floats[i] = v.f32;
     });
-    const buffer = this.take(words.byteLength, Usage.UNIFORM | Usage.COPY_DST);
-    this.device.queue.writeBuffer(buffer, 0, words);
+    const key = words.join(',');
+    let buffer = this.uniformBlocks.get(key);
+    if (buffer !== undefined) this.uniformBlocks.delete(key);
+    else {
+      buffer = this.device.createBuffer({ size: words.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST });
+      this.device.queue.writeBuffer(buffer, 0, words);
+      this.uploaded += words.byteLength;
+      if (this.uniformBlocks.size >= UNIFORM_CACHE) {
+        // Work already submitted keeps a destroyed buffer alive until it has run.
+        const [oldest, old] = this.uniformBlocks.entries().next().value!;
+        this.uniformBlocks.delete(oldest);
+        old.destroy();
+      }
+    }
+    this.uniformBlocks.set(key, buffer);
     return buffer;
   }
 
-  /** Copies `floats` f32 values of `src` into `dst` once the encoder's work has run. */
-  async readBack(encoder: GPUCommandEncoder, src: GPUBuffer, dst: Float32Array, floats: number): Promise<void> {
-    const bytes = Math.max(4, floats * 4);
-    const staging = this.take(bytes, Usage.MAP_READ | Usage.COPY_DST);
-    encoder.copyBufferToBuffer(src, 0, staging, 0, bytes);
-    this.device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(MAP_READ, 0, bytes);
-    dst.set(new Float32Array(staging.getMappedRange(0, bytes), 0, floats));
-    staging.unmap();
+  /** A buffer to copy results into and map for reading. */
+  staging(bytes: number): GPUBuffer {
+    return this.take(bytes, Usage.MAP_READ | Usage.COPY_DST);
   }
 
   /** Returns every buffer taken since the last release. */
