@@ -3,7 +3,7 @@
 // all the sequences' new tokens through the weights as one batch (attention per sequence). Steps
 // are serialised: the activation workspace is shared, and a backend op must finish before the next.
 import { UserError } from '../errors.ts';
-import { EXPERT_ACTIVATIONS, type Backend, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
+import { EXPERT_ACTIVATIONS, type Backend, type BackendChoice, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../checkpoint/checkpoint.ts';
 import { checkCheckpointFits } from '../checkpoint/memory.ts';
@@ -15,7 +15,7 @@ import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
 
 export interface LoadEngineOptions {
   /** 'wasm' (WebAssembly SIMD + worker threads, the default), 'reference' (plain TypeScript, the readable oracle) or 'webgpu' (a GPU through WebGPU). */
-  backend?: BackendName;
+  backend?: BackendChoice;
   /** Worker threads for the wasm backend. */
   threads?: number;
   /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
@@ -60,6 +60,17 @@ export async function createBackend(name: BackendName, options: BackendOptions =
 }
 
 /**
+ * The backend `choice` names; 'auto' looks at the GPU adapter: webgpu on a real GPU, else wasm.
+ * `line` says which was taken and why (for a command's start-up line).
+ */
+export async function resolveBackend(choice: BackendChoice | undefined): Promise<{ backend: BackendName; line: string }> {
+  if (choice !== 'auto') return { backend: choice ?? 'wasm', line: `backend ${choice ?? 'wasm'}` };
+  const { chooseAutoBackend, probeAdapter } = await import('../kernels/webgpu/device.ts');
+  const picked = chooseAutoBackend(await probeAdapter());
+  return { backend: picked.backend, line: picked.backend === 'webgpu' ? `backend auto: webgpu on ${picked.reason}` : `backend auto: wasm (${picked.reason})` };
+}
+
+/**
  * The context window a checkpoint runs with when the caller names none: the embedded demo model's
  * DEMO_CONTEXT_LENGTH, else the model's own (its config's initial context stretched by YaRN).
  */
@@ -87,7 +98,8 @@ export function resolveKvCacheType(options: Pick<LoadEngineOptions, 'backend' | 
 }
 
 /** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
-export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
+export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}): Promise<LocalEngine> {
+  const options = given.backend === 'auto' ? { ...given, backend: (await resolveBackend('auto')).backend } : given as LoadEngineOptions & { backend?: BackendName };
   // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
   const { found, config } = await readCheckpointConfig(modelDir);
   const requested = options.contextLength ?? defaultContextOf(found.dir, config);

@@ -152,6 +152,9 @@ export interface DeviceResident {
  */
 export type BackendName = 'reference' | 'wasm' | 'webgpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'reference', 'webgpu'];
+/** What `--backend` accepts: a backend, or 'auto' (webgpu on a real GPU adapter, else wasm). */
+export type BackendChoice = BackendName | 'auto';
+export const BACKEND_CHOICES: readonly BackendChoice[] = [...BACKEND_NAMES, 'auto'];
 
 export interface BackendOptions {
   /** Worker threads for backends that use them (default: the number of cores). */

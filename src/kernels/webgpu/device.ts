@@ -47,16 +47,64 @@ export async function openDevice(): Promise<GpuHandle> {
       maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
     },
   });
-  const info = adapter.info;
-  const adapterName = [info.vendor, info.architecture, info.description].filter((s) => s !== undefined && s !== '').join(' ') || 'unknown adapter';
+  const adapterName = adapterLine(adapter.info);
   return { device, adapter, adapterName, maxBinding: limits.maxStorageBufferBindingSize, gpu };
+}
+
+/** What `--backend auto` needs to know of the default adapter, or why there is none. */
+export type AdapterProbe = { name: string; software: boolean } | { error: string };
+
+/** The fields of GPUAdapterInfo the choice reads (Dawn fills vendor, architecture, device, description). */
+export interface AdapterInfoLike {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+
+/** Software rasterisers that Vulkan, D3D12 and Metal loaders expose as adapters. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp|microsoft basic render|software/i;
+
+/** Whether `info` names a CPU-emulated adapter (slower than the wasm backend for this work). */
+export function isSoftwareAdapter(info: AdapterInfoLike): boolean {
+  if (info.isFallbackAdapter === true) return true;
+  return [info.vendor, info.architecture, info.device, info.description].some((s) => s !== undefined && SOFTWARE_ADAPTER.test(s));
+}
+
+/** One line naming an adapter (vendor, architecture, description). */
+export function adapterLine(info: AdapterInfoLike): string {
+  return [info.vendor, info.architecture, info.description].filter((s) => s !== undefined && s !== '').join(' ') || 'unknown adapter';
+}
+
+/** `--backend auto`: webgpu on a real GPU adapter, else wasm; the reason is for the start-up line. */
+export function chooseAutoBackend(probe: AdapterProbe): { backend: 'webgpu' | 'wasm'; reason: string } {
+  if ('error' in probe) return { backend: 'wasm', reason: probe.error };
+  if (probe.software) return { backend: 'wasm', reason: `the only GPU adapter is a software one (${probe.name})` };
+  return { backend: 'webgpu', reason: probe.name };
+}
+
+/** Looks at the default adapter without opening a device. */
+export async function probeAdapter(): Promise<AdapterProbe> {
+  let mod: { create(flags: string[]): GPU };
+  try {
+    mod = (await import('webgpu')) as unknown as typeof mod;
+  } catch {
+    return { error: "the optional npm package 'webgpu' is not installed" };
+  }
+  const gpu = mod.create([]);
+  alive.push(gpu); // see the header: the create() result must outlive what it made
+  const adapter = await gpu.requestAdapter();
+  if (adapter === null) return { error: 'no WebGPU adapter found' };
+  const info = adapter.info as GPUAdapterInfo & AdapterInfoLike;
+  return { name: adapterLine(info), software: isSoftwareAdapter({ ...info, isFallbackAdapter: info.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter }) };
 }
 
 /** Whether a WebGPU adapter can be opened here (for tests that skip without one); probed once per process. */
 export function webGpuAvailable(): Promise<{ ok: true } | { ok: false; reason: string }> {
   probe ??= openDevice().then(
     (h) => {
-      probed = h.gpu; // see the header: the create() result must outlive its devices
+      alive.push(h.gpu); // see the header: the create() result must outlive its devices
       h.device.destroy();
       return { ok: true as const };
     },
@@ -65,7 +113,7 @@ export function webGpuAvailable(): Promise<{ ok: true } | { ok: false; reason: s
   return probe;
 }
 let probe: Promise<{ ok: true } | { ok: false; reason: string }> | undefined;
-let probed: GPU | undefined;
+const alive: GPU[] = [];
 
 /** A buffer holding `data` (padded to 4 bytes), usable as a storage binding. */
 export function upload(device: GPUDevice, data: ArrayBufferView, extraUsage = 0): GPUBuffer {
