@@ -51,6 +51,26 @@ export async function openDevice(): Promise<GpuHandle> {
   return { device, adapter, adapterName, maxBinding: limits.maxStorageBufferBindingSize, gpu };
 }
 
+/**
+ * The exception for a GPU error scope's error: running out of GPU memory, or a buffer past the
+ * device's limits, is the user's to fix (a smaller context), in one line; anything else is a bug.
+ */
+export function gpuFailure(error: { readonly message: string; readonly constructor: { readonly name: string } }): Error {
+  const first = error.message.split('\n')[0]!.trim();
+  if (error.constructor.name === 'GPUOutOfMemoryError' || /out of memory/i.test(first)) {
+    return new UserError('memory', `webgpu: out of GPU memory (${first}): use a smaller --context or --backend wasm`);
+  }
+  if (/exceeds the max(imum)? buffer size|maxBufferSize/i.test(first)) {
+    return new UserError('memory', `webgpu: a buffer is larger than this GPU allows (${first}): use a smaller --context or --backend wasm`);
+  }
+  return new Error(`webgpu: ${error.message}`);
+}
+
+/** The exception for work on a lost device (a driver reset, or memory exhausted). */
+export function deviceLost(reason: string): UserError {
+  return new UserError('memory', `webgpu: the GPU device was lost (${reason}): start again, with a smaller --context or --backend wasm if it ran out of memory`);
+}
+
 /** What `--backend auto` needs to know of the default adapter, or why there is none. */
 export type AdapterProbe = { name: string; software: boolean } | { error: string };
 

@@ -12,12 +12,11 @@
 // than 256, MXFP4 rows not made of whole 32-value groups) run the reference code and are counted in
 // `fallbacks`, as on the wasm backend.
 /// <reference types="@webgpu/types" />
-import { UserError } from '../../errors.ts';
 import { HeapStore, type Bf16Matrix, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
 import type { ActivationArray, AttentionShape, Backend, BackendOptions, DeviceResident, ExpertWeights, RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
-import { BufferPool, MAP_READ, Usage, f32, grid, openDevice, upload, type GpuHandle } from './device.ts';
+import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
 import {
   ADD, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM,
   RMSNORM, ROPE, ROUTE, WORKGROUP, linearBf16, linearLanes, type LinearLanes,
@@ -124,7 +123,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   // ---- Errors: each op's validation and out-of-memory scopes, checked at the next read-back.
   let pendingErrors: Promise<GPUError | null>[] = [];
   const checkLost = (): void => {
-    if (lost !== null) throw new UserError('memory', `webgpu: the GPU device was lost (${lost}): restart, with a smaller --context or --backend wasm if it ran out of memory`);
+    if (lost !== null) throw deviceLost(lost);
   };
   const scoped = <T>(work: () => T): T => {
     checkLost();
@@ -143,11 +142,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     const errors = await Promise.all(waiting);
     checkLost();
     const error = errors.find((e) => e !== null);
-    if (error === undefined || error === null) return;
-    if (error.constructor.name === 'GPUOutOfMemoryError' || /out of memory/i.test(error.message)) {
-      throw new UserError('memory', `webgpu: out of GPU memory (${error.message.split('\n')[0]}): use a smaller --context or --backend wasm`);
-    }
-    throw new Error(`webgpu: ${error.message}`);
+    if (error !== undefined && error !== null) throw gpuFailure(error);
   };
 
   // ---- Regions: GPU mirrors of the store's allocations.
@@ -212,6 +207,9 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         s.staging.unmap();
         downloaded += s.dst.byteLength;
       }
+    } catch (e) {
+      checkLost(); // a read-back cut short by a lost device says so
+      throw e;
     } finally {
       pool.release();
     }
@@ -668,6 +666,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     close: async () => {
       await device.queue.onSubmittedWorkDone();
       device.destroy();
+      await device.lost;
       // Keeps the create() result reachable until the device is gone (see device.ts).
       void gpu.gpu;
     },
