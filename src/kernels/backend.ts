@@ -138,6 +138,8 @@ export interface DeviceResident {
    * expert on exact ties) and weights [tokens, k] (softmax over those k).
    */
   route(gate: Float32Array, tokens: number, experts: number, k: number, indices: Int32Array, weights: Float32Array): void;
+  /** out[r] = the column of the largest x[r, c] (the lowest on ties), for r < rows; x [rows, width]. */
+  argmax(x: Float32Array, rows: number, width: number, out: Int32Array): void;
   /** The host wrote `a` (a view of a store array): the device copy of that range is brought up to date. */
   written(a: ActivationArray): void;
   /** Makes the host copy of `a` current (reads it back when the device wrote it last). */

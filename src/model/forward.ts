@@ -81,6 +81,22 @@ export class Transformer {
   }
 
   /**
+   * `forward` for greedy decoding: the id of the last token's largest logit (the lowest id on
+   * ties), found where the logits are, so a device backend reads back 4 bytes, not the vocabulary's.
+   */
+  async forwardArgmax(cache: KvCache, tokens: readonly number[]): Promise<number> {
+    this.check(cache, tokens);
+    const scratch = new Float32Array(0);
+    let picked = -1;
+    for (let start = 0; start < tokens.length; start += this.maxChunk) {
+      const chunk = tokens.slice(start, start + this.maxChunk);
+      const isLast = start + chunk.length === tokens.length;
+      picked = (await this.run([{ cache, tokens: chunk, want: isLast ? 'last' : 'none', logits: scratch }], undefined, isLast)) ?? -1;
+    }
+    return picked;
+  }
+
+  /**
    * Runs several sequences' new tokens together: their rows share every pass through the weights
    * (projections, router, experts, unembedding); only attention is per sequence, against each
    * one's own cache. Returns each sequence's last logits. Segments are packed into batches of at
@@ -124,8 +140,11 @@ export class Transformer {
     }
   }
 
-  /** One pass through the model for the segments' tokens, stacked as rows [T, hidden]. */
-  private async run(segments: readonly Segment[], trace: TraceHook | undefined): Promise<void> {
+  /**
+   * One pass through the model for the segments' tokens, stacked as rows [T, hidden]. With `argmax`
+   * (one segment wanting its last logits) it returns their argmax instead of writing the logits.
+   */
+  private async run(segments: readonly Segment[], trace: TraceHook | undefined, argmax = false): Promise<number | undefined> {
     const H = this.config.hiddenSize;
     const ws = this.workspaceFor(segments.reduce((n, s) => n + s.tokens.length, 0));
     const batch = layOutBatch(segments, ws.positions);
@@ -143,7 +162,7 @@ export class Transformer {
       await traced?.(`block.${n}.mlp`, x, T, H);
     }
     advanceCaches(batch);
-    await this.unembed(batch, x, ws, traced);
+    return this.unembed(batch, x, ws, traced, argmax);
   }
 
   /** `trace`, handed host copies that are current. */
@@ -227,11 +246,11 @@ export class Transformer {
    * Final norm and unembedding, only for the rows whose logits are wanted (every row when traced),
    * gathered first so the vocabulary-sized matrix is read once for all of them.
    */
-  private async unembed(batch: Batch, x: Float32Array, ws: Workspace, trace: HostTrace | undefined): Promise<void> {
+  private async unembed(batch: Batch, x: Float32Array, ws: Workspace, trace: HostTrace | undefined, argmax: boolean): Promise<number | undefined> {
     const b = this.backend, H = this.config.hiddenSize, V = this.config.vocabSize;
     const traced = trace !== undefined;
     const wanted = logitRows(batch, traced);
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) return undefined;
     const rows = wanted.length;
     const gathered = ws.projected.subarray(0, rows * H);
     // Runs of consecutive rows are copied at once (all of them when every row is wanted).
@@ -246,8 +265,15 @@ export class Transformer {
     await trace?.('norm', normed, rows, H);
     const out = logitsBuffer(ws, b.store, rows, V).subarray(0, rows * V);
     await b.linear(normed, rows, this.weights.unembedding.weight, null, out);
+    if (argmax) {
+      const picked = ws.picked.subarray(rows - 1, rows);
+      this.glue.argmax(out.subarray((rows - 1) * V), 1, V, picked);
+      await this.glue.toHost(picked);
+      return picked[0]!;
+    }
     await this.glue.toHost(out);
     scatterLogits(batch, traced, out, V);
+    return undefined;
   }
 
   private workspaceFor(tokens: number): Workspace {

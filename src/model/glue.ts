@@ -1,4 +1,4 @@
-// The forward pass's glue between backend ops (residual adds, row copies, top-k routing) on host
+// The forward pass's glue between backend ops (residual adds, row copies, top-k routing, argmax) on host
 // arrays: the DeviceResident contract for the backends whose results land in host memory. A
 // backend that keeps activations on a device brings its own (Backend.resident), so the forward
 // pass has one code path for both.
@@ -15,6 +15,13 @@ export const hostGlue: DeviceResident = {
   route(gate, tokens, experts, k, indices, weights) {
     for (let t = 0; t < tokens; t++) {
       route(gate.subarray(t * experts, (t + 1) * experts), k, indices.subarray(t * k, (t + 1) * k), weights.subarray(t * k, (t + 1) * k));
+    }
+  },
+  argmax(x, rows, width, out) {
+    for (let r = 0; r < rows; r++) {
+      let best = 0;
+      for (let c = 1; c < width; c++) if (x[r * width + c]! > x[r * width + best]!) best = c;
+      out[r] = best;
     }
   },
   written() {},

@@ -15,6 +15,7 @@ import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
 import type { WebGpuBackend } from '../../src/kernels/webgpu/index.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { Transformer } from '../../src/model/forward.ts';
+import { hostGlue } from '../../src/model/glue.ts';
 import { maxAbsDiff } from '../model/golden-data.ts';
 import { assertNoFallbacks } from './twins.ts';
 
@@ -100,6 +101,42 @@ describe('webgpu keeps a forward step on the GPU', { skip }, () => {
     assert.deepEqual(b.steps, a.steps, 'bytes per step depend on the layer count');
     assertNoFallbacks(two.backend);
     assertNoFallbacks(four.backend);
+  });
+
+  it('greedy decode takes the argmax on the GPU and reads back 4 bytes a step', async () => {
+    const gc = two.gpu.newCache(), rc = two.ref.newCache();
+    let g = await two.gpu.forwardArgmax(gc, PROMPT);
+    let r = argmax(await two.ref.forward(rc, PROMPT));
+    assert.equal(g, r);
+    for (let i = 0; i < 6; i++) {
+      const before = two.backend.transfers;
+      g = await two.gpu.forwardArgmax(gc, [g]);
+      assert.equal(two.backend.transfers.down - before.down, 4);
+      r = argmax(await two.ref.forward(rc, [r]));
+      assert.equal(g, r, `step ${i}`);
+    }
+    // The same method on a host backend.
+    const hc = two.ref.newCache();
+    assert.equal(await two.ref.forwardArgmax(hc, PROMPT), argmax(await two.ref.forward(two.ref.newCache(), PROMPT)));
+  });
+
+  it('the argmax kernel keeps the lowest column on ties, as the host does', () => {
+    const rows = 3, width = 300;
+    const bytes = two.backend.store.allocate(rows * width * 4, 'test.x');
+    const x = new Float32Array(bytes.buffer, bytes.byteOffset, rows * width).map((_, i) => Math.sin(i));
+    x[5] = 7; x[200] = 7; // row 0: a tie between columns 5 and 200
+    x[width + 299] = 9; // row 1: the last column
+    x.fill(-2, 2 * width, 3 * width); // row 2: all equal
+    two.backend.resident.written(x);
+    const outBytes = two.backend.store.allocate(rows * 4, 'test.out');
+    const out = new Int32Array(outBytes.buffer, outBytes.byteOffset, rows);
+    two.backend.resident.argmax(x, rows, width, out);
+    const want = new Int32Array(rows);
+    hostGlue.argmax(x, rows, width, want);
+    return two.backend.resident.toHost(out).then(() => {
+      assert.deepEqual([...out], [5, 299, 0]);
+      assert.deepEqual([...out], [...want]);
+    });
   });
 
   it('truncating a sequence and batching two sequences stay exact', async () => {

@@ -18,7 +18,7 @@ import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
 import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
 import {
-  ADD, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM,
+  ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM,
   RMSNORM, ROPE, ROUTE, WORKGROUP, linearBf16, linearLanes, type LinearLanes,
 } from './shaders.ts';
 
@@ -72,7 +72,7 @@ const ATTENTION_WORKGROUPS = 4096;
 
 type Kernel =
   | 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine'
-  | 'add' | 'copyRows' | 'route' | 'expertPairs';
+  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax';
 
 const pad4 = (bytes: number): number => Math.ceil(bytes / 4) * 4;
 
@@ -95,7 +95,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     ...Object.fromEntries(LINEAR_LANES.map((lanes) => [`linear${lanes}`, linearBf16(lanes)])) as Record<`linear${LinearLanes}`, string>,
     attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
     expertsUp: EXPERTS_UP, expertsDown: EXPERTS_DOWN, expertsCombine: EXPERTS_COMBINE,
-    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS,
+    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX,
   };
   device.pushErrorScope('validation');
   const pipelines = {} as Record<Kernel, GPUComputePipeline>;
@@ -637,6 +637,14 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         const ib = rec.out(indices.subarray(0, tokens * k));
         const wb = rec.out(weights.subarray(0, tokens * k));
         dispatch(rec.encoder, 'route', [pool.uniforms([tokens, experts, k, 0]), gb, ib, wb], grid(Math.ceil(tokens / WORKGROUP)));
+      });
+    },
+    argmax(x, rows, width, out) {
+      regionFor(out, 'argmax');
+      op((rec) => {
+        const xb = rec.in(x.subarray(0, rows * width));
+        const ob = rec.out(out.subarray(0, rows));
+        dispatch(rec.encoder, 'argmax', [pool.uniforms([rows, width, 0, 0]), xb, ob], grid(rows));
       });
     },
     written,

@@ -502,6 +502,45 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
 }
 `;
 
+/** out[r] = the column of row r's largest value, the lowest on ties: one workgroup per row. */
+export const ARGMAX = /* wgsl */ `${header}
+struct P { rows: u32, width: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> outp: array<i32>;
+var<workgroup> bestV: array<f32, ${WORKGROUP}>;
+var<workgroup> bestI: array<u32, ${WORKGROUP}>;
+const NONE = 0xffffffffu;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = itemOf(wid, nw);
+  if (row >= p.rows) { return; }
+  var v = 0.0;
+  var i = NONE;
+  // Columns ascend within a thread, so a strict > keeps its lowest on ties.
+  for (var c = lid; c < p.width; c += ${WORKGROUP}u) {
+    let xv = x[row * p.width + c];
+    if (i == NONE || xv > v) { v = xv; i = c; }
+  }
+  bestV[lid] = v;
+  bestI[lid] = i;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      let ov = bestV[lid + s];
+      let oi = bestI[lid + s];
+      if (oi != NONE && (bestI[lid] == NONE || ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]))) {
+        bestV[lid] = ov;
+        bestI[lid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { outp[row] = i32(bestI[0]); }
+}
+`;
+
 /** The expert table of routed pairs taken one by one: groups[i] = (0, row i, one row, expert of pair i). */
 export const EXPERT_PAIRS = /* wgsl */ `${header}
 struct P { pairs: u32, pad0: u32, pad1: u32, pad2: u32 }
