@@ -170,6 +170,28 @@ export class LocalEngine implements Engine {
   }
 
   async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    const sequences = this.checkStep(batch);
+    return this.exclusive(async () => {
+      for (const seq of sequences) await this.recomputeIfNeeded(seq);
+      // All sequences' new tokens go through the weights together; attention stays per sequence.
+      const logits = await this.model.forwardBatch(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens })));
+      batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
+      return logits;
+    });
+  }
+
+  async stepArgmax(request: StepRequest): Promise<number> {
+    const [seq] = this.checkStep([request]);
+    return this.exclusive(async () => {
+      await this.recomputeIfNeeded(seq!);
+      const token = await this.model.forwardArgmax(seq!.cache, request.tokens);
+      seq!.tokens.push(...request.tokens);
+      return token;
+    });
+  }
+
+  /** The requests' sequences, once their tokens are valid and fit the context. */
+  private checkStep(batch: readonly StepRequest[]): LocalSequence[] {
     const sequences = batch.map((r) => this.own(r.sequence));
     if (new Set(sequences).size !== sequences.length) throw new Error('step: a sequence appears twice in one batch');
     for (const [i, r] of batch.entries()) {
@@ -180,13 +202,7 @@ export class LocalEngine implements Engine {
         throw new UserError('context', `sequence ${sequences[i]!.id} would hold ${total} tokens, more than the context length ${this.info.contextLength}`);
       }
     }
-    return this.exclusive(async () => {
-      for (const seq of sequences) await this.recomputeIfNeeded(seq);
-      // All sequences' new tokens go through the weights together; attention stays per sequence.
-      const logits = await this.model.forwardBatch(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens })));
-      batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
-      return logits;
-    });
+    return sequences;
   }
 
   /**
