@@ -56,11 +56,11 @@ async function load(numLayers: number, maxBindingBytes?: number): Promise<Pair> 
 const argmax = (x: Float32Array): number => x.reduce((best, v, i) => (v > x[best]! ? i : best), 0);
 
 /** Greedy decode on both backends: the logits' largest difference, and each step's host<->GPU bytes. */
-async function decode(p: Pair): Promise<{ diff: number; steps: { up: number; down: number }[]; tokens: number[] }> {
+async function decode(p: Pair): Promise<{ diff: number; steps: { up: number; down: number; submissions: number }[]; tokens: number[] }> {
   const gc = p.gpu.newCache(), rc = p.ref.newCache();
   let g = await p.gpu.forward(gc, PROMPT), r = await p.ref.forward(rc, PROMPT);
   let diff = maxAbsDiff(g, r);
-  const steps: { up: number; down: number }[] = [];
+  const steps: { up: number; down: number; submissions: number }[] = [];
   const tokens: number[] = [];
   for (let i = 0; i < DECODE_STEPS; i++) {
     const next = argmax(r);
@@ -68,7 +68,7 @@ async function decode(p: Pair): Promise<{ diff: number; steps: { up: number; dow
     const before = p.backend.transfers;
     g = await p.gpu.forward(gc, [next]);
     const now = p.backend.transfers;
-    steps.push({ up: now.up - before.up, down: now.down - before.down });
+    steps.push({ up: now.up - before.up, down: now.down - before.down, submissions: now.submissions - before.submissions });
     r = await p.ref.forward(rc, [next]);
     diff = Math.max(diff, maxAbsDiff(g, r));
   }
@@ -87,9 +87,10 @@ describe('webgpu keeps a forward step on the GPU', { skip }, () => {
     await four?.backend.close();
   });
 
-  it('decode matches the reference, and moves the same few bytes per step with 2 and 4 layers', async (t) => {
+  it('decode matches the reference, and moves the same few bytes (in one submission) per step with 2 and 4 layers', async (t) => {
     const a = await decode(two), b = await decode(four);
-    t.diagnostic(`bytes per decode step (up/down), 2 layers: ${a.steps.map((s) => `${s.up}/${s.down}`).join(' ')}; 4 layers: ${b.steps.map((s) => `${s.up}/${s.down}`).join(' ')}`);
+    const show = (steps: typeof a.steps): string => steps.map((s) => `${s.up}/${s.down}/${s.submissions}`).join(' ');
+    t.diagnostic(`bytes up/down and submissions per decode step, 2 layers: ${show(a.steps)}; 4 layers: ${show(b.steps)}`);
     assert.ok(a.diff <= 1e-4, `2 layers: logits differ from the reference by ${a.diff}`);
     assert.ok(b.diff <= 1e-4, `4 layers: logits differ from the reference by ${b.diff}`);
     const c = shape(2);
@@ -98,6 +99,8 @@ describe('webgpu keeps a forward step on the GPU', { skip }, () => {
       assert.equal(s.down, c.vocabSize * 4, `step ${i} read back ${s.down} bytes`);
       assert.ok(s.up <= c.hiddenSize * 4 + 4 + 1024, `step ${i} uploaded ${s.up} bytes`);
     }
+    // Once the banded ring stopped growing, the whole step goes to the GPU in one submission.
+    assert.equal(a.steps[a.steps.length - 1]!.submissions, 1);
     assert.deepEqual(b.steps, a.steps, 'bytes per step depend on the layer count');
     assertNoFallbacks(two.backend);
     assertNoFallbacks(four.backend);

@@ -156,15 +156,17 @@ export function grid(n: number): [number, number] {
 const UNIFORM_CACHE = 1024;
 
 /**
- * Buffers for one op's temporaries, uniforms and read-back, reused from op to op (sizes rounded up
- * to powers of two so that they recur): an op takes what it needs and `release` returns it all once
- * the op's work is submitted and its read-backs are unmapped; the queue runs in order, so a buffer
- * rewritten by a later op is rewritten after the earlier op's work. Counts the bytes it uploads.
+ * Buffers for ops' temporaries, uniforms and read-back, reused (sizes rounded up to powers of two
+ * so that they recur): ops take what they need and `release` returns it all once their work was
+ * submitted and their read-backs unmapped; the queue runs in order, so a buffer rewritten later is
+ * rewritten after the earlier work. Counts the bytes it uploads.
  */
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly taken: [string, GPUBuffer][] = [];
   private readonly uniformBlocks = new Map<string, GPUBuffer>();
+  /** Uniform blocks dropped from the cache, destroyed at the next release (queued work may use them). */
+  private readonly retired: GPUBuffer[] = [];
   /** Bytes written to the GPU through `input` and `uniforms`. */
   uploaded = 0;
   /** `maxBinding`: the largest storage binding; a buffer rounded past it would not bind whole. */
@@ -216,10 +218,9 @@ export class BufferPool {
       this.device.queue.writeBuffer(buffer, 0, words);
       this.uploaded += words.byteLength;
       if (this.uniformBlocks.size >= UNIFORM_CACHE) {
-        // Work already submitted keeps a destroyed buffer alive until it has run.
         const [oldest, old] = this.uniformBlocks.entries().next().value!;
         this.uniformBlocks.delete(oldest);
-        old.destroy();
+        this.retired.push(old);
       }
     }
     this.uniformBlocks.set(key, buffer);
@@ -231,8 +232,11 @@ export class BufferPool {
     return this.take(bytes, Usage.MAP_READ | Usage.COPY_DST);
   }
 
-  /** Returns every buffer taken since the last release. */
+  /** Returns every buffer taken since the last release (call it once no queued work uses them). */
   release(): void {
+    // Work already submitted keeps a destroyed buffer alive until it has run.
+    for (const b of this.retired) b.destroy();
+    this.retired.length = 0;
     for (const [key, buffer] of this.taken) {
       let list = this.free.get(key);
       if (list === undefined) this.free.set(key, (list = []));

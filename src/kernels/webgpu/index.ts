@@ -29,8 +29,11 @@ export interface WebGpuBackend extends Backend {
   readonly fallbacks: FallbackCounts;
   /** Bytes of weights (and other constant tables) uploaded to the GPU so far. */
   readonly weightBytes: number;
-  /** Bytes moved so far between host and GPU besides the weights: activations, KV entries, op parameters. */
-  readonly transfers: { up: number; down: number };
+  /**
+   * Bytes moved so far between host and GPU besides the weights (activations, KV entries, op
+   * parameters), and the queue submissions that carried the work.
+   */
+  readonly transfers: { up: number; down: number; submissions: number };
   /** Expert activations are f32 (the exact mode; the faster modes are not written yet). */
   readonly expertActivations: 'f32';
   readonly resident: DeviceResident;
@@ -120,21 +123,39 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     pass.end();
   };
 
-  // ---- Errors: each op's validation and out-of-memory scopes, checked at the next read-back.
+  // ---- Submission and errors: the command buffers of queued ops wait in `pending` and go to the
+  // queue together at the next read-back (one submission per decode step), or before the host
+  // writes into or frees a buffer they may use. One pair of error scopes (validation, out of
+  // memory) spans each batch; their errors are checked at the next read-back.
+  let pending: GPUCommandBuffer[] = [];
+  let submissions = 0;
+  let scopeOpen = false;
   let pendingErrors: Promise<GPUError | null>[] = [];
   const checkLost = (): void => {
     if (lost !== null) throw deviceLost(lost);
   };
-  const scoped = <T>(work: () => T): T => {
+  const openScope = (): void => {
     checkLost();
+    if (scopeOpen) return;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    try {
-      return work();
-    } finally {
-      const validation = device.popErrorScope();
-      pendingErrors.push(validation, device.popErrorScope());
+    scopeOpen = true;
+  };
+  const flush = (): void => {
+    if (pending.length > 0) {
+      device.queue.submit(pending);
+      submissions++;
     }
+    pending = [];
+    if (!scopeOpen) return;
+    const validation = device.popErrorScope();
+    pendingErrors.push(validation, device.popErrorScope());
+    scopeOpen = false;
+  };
+  /** Before the host writes into a GPU buffer: the queued work, which may use it, goes first. */
+  const beforeWrite = (): void => {
+    if (pending.length > 0) flush();
+    openScope();
   };
   const settle = async (): Promise<void> => {
     const waiting = pendingErrors;
@@ -159,7 +180,8 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       const r = regions.get(b.buffer as ArrayBuffer);
       if (r !== undefined) {
         regions.delete(r.host);
-        r.buffer.destroy(); // work already queued on it still runs
+        if (pending.length > 0) flush();
+        r.buffer.destroy(); // work already submitted on it still runs
       }
       heap.free(b);
     },
@@ -170,13 +192,15 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     let r = regions.get(host);
     if (r === undefined && fresh.has(host)) {
       fresh.delete(host);
-      const buffer = scoped(() => device.createBuffer({ size: Math.max(4, pad4(host.byteLength)), usage: Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST }));
+      openScope();
+      const buffer = device.createBuffer({ size: Math.max(4, pad4(host.byteLength)), usage: Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST });
       regions.set(host, (r = { host, buffer, hostCurrent: true, gpuCurrent: true }));
     }
     return r ?? null;
   };
   const toGpu = (r: Region): void => {
     if (r.gpuCurrent) return;
+    beforeWrite();
     device.queue.writeBuffer(r.buffer, 0, r.host, 0, r.host.byteLength - (r.host.byteLength % 4));
     if (r.host.byteLength % 4 !== 0) {
       const tail = new Uint8Array(4);
@@ -197,8 +221,12 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     encoder.copyBufferToBuffer(r.src, r.srcOffset, staging, 0, bytes);
     return { staging, bytes, dst: r.dst };
   });
-  /** Waits for the submitted work, reports its errors, and copies the staged results to the host. */
+  /**
+   * Submits the queued work, waits for it, reports its errors, and copies the staged results to the
+   * host; then the pool's buffers are free again (nothing queued uses them).
+   */
   const collect = async (staged: Staged[]): Promise<void> => {
+    flush();
     try {
       await settle();
       for (const s of staged) {
@@ -293,34 +321,25 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
    * next read-back.
    */
   const op = (record: (rec: Recording) => void): Promise<void> | undefined => {
-    let staged: Staged[];
-    try {
-      staged = scoped(() => {
-        const rec = new Recording();
-        record(rec);
-        const reads = rec.finish();
-        device.queue.submit([rec.encoder.finish()]);
-        return reads;
-      });
-    } catch (e) {
-      pool.release();
-      throw e;
-    }
-    if (staged.length > 0) return collect(staged);
-    pool.release();
-    return undefined;
+    openScope();
+    const rec = new Recording();
+    record(rec);
+    const staged = rec.finish();
+    pending.push(rec.encoder.finish());
+    return staged.length > 0 ? collect(staged) : undefined;
   };
 
   /** Makes the host copy of `a` current. */
   const toHost = async (a: ArrayBufferView): Promise<void> => {
     const r = regions.get(a.buffer as ArrayBuffer);
-    if (r === undefined || r.hostCurrent || a.byteLength === 0) return settle();
-    const staged = scoped(() => {
-      const encoder = device.createCommandEncoder();
-      const reads = stage(encoder, [{ src: r.buffer, srcOffset: a.byteOffset, dst: a }]);
-      device.queue.submit([encoder.finish()]);
-      return reads;
-    });
+    if (r === undefined || r.hostCurrent || a.byteLength === 0) {
+      flush();
+      return settle();
+    }
+    openScope();
+    const encoder = device.createCommandEncoder();
+    const staged = stage(encoder, [{ src: r.buffer, srcOffset: a.byteOffset, dst: a }]);
+    pending.push(encoder.finish());
     await collect(staged);
     if (a.byteOffset === 0 && a.byteLength >= r.host.byteLength) r.hostCurrent = true;
   };
@@ -329,7 +348,8 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   const written = (a: ArrayBufferView): void => {
     const r = regionOf(a);
     if (r === null || !r.gpuCurrent || a.byteLength === 0) return;
-    scoped(() => device.queue.writeBuffer(r.buffer, a.byteOffset, a.buffer, a.byteOffset, pad4(a.byteLength)));
+    beforeWrite();
+    device.queue.writeBuffer(r.buffer, a.byteOffset, a.buffer, a.byteOffset, pad4(a.byteLength));
     uploaded += a.byteLength;
   };
 
@@ -664,7 +684,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       return weightBytes;
     },
     get transfers() {
-      return { up: uploaded + pool.uploaded, down: downloaded };
+      return { up: uploaded + pool.uploaded, down: downloaded, submissions };
     },
     rmsnorm,
     linear,
@@ -672,6 +692,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     attention,
     experts,
     close: async () => {
+      if (lost === null) flush();
       await device.queue.onSubmittedWorkDone();
       device.destroy();
       await device.lost;
