@@ -13,7 +13,7 @@
 // `fallbacks`, as on the wasm backend.
 /// <reference types="@webgpu/types" />
 import { HeapStore, type Bf16Matrix, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
-import type { ActivationArray, AttentionShape, Backend, BackendOptions, DeviceResident, ExpertWeights, RopeTable } from '../backend.ts';
+import type { AttentionShape, Backend, BackendOptions, DeviceResident, ExpertWeights, RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
 import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
@@ -702,4 +702,3 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   };
 }
 
-export type { ActivationArray };
