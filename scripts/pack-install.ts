@@ -41,7 +41,7 @@ export function packAndInstall(dir: string, extraDevPackages: readonly string[] 
   const { filename, integrity, files } = packed[0]!;
   const tarball = join(dir, filename);
 
-  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; license: string; dependencies: Record<string, string>; bin: Record<string, string>; engines: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; license: string; dependencies: Record<string, string>; optionalDependencies?: Record<string, string>; bin: Record<string, string>; engines: Record<string, string> };
   const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
   const extraPaths = new Set(extraDevPackages.map((name) => `node_modules/${name}`));
   const packages: Record<string, LockEntry> = {};
@@ -73,6 +73,7 @@ export function packAndInstall(dir: string, extraDevPackages: readonly string[] 
         integrity,
         license: manifest.license,
         dependencies: manifest.dependencies,
+        ...(manifest.optionalDependencies === undefined ? {} : { optionalDependencies: manifest.optionalDependencies }),
         bin: manifest.bin,
         engines: manifest.engines,
       },

@@ -16,8 +16,11 @@ export interface LoadModelOptions {
    * demo model (tiny, random weights: it runs everything but answers gibberish).
    */
   model?: string;
-  /** `wasm` (WebAssembly SIMD on worker threads, the default), `reference` (plain TypeScript, slow) or `webgpu` (a GPU through WebGPU). */
-  backend?: 'wasm' | 'reference' | 'webgpu';
+  /**
+   * `wasm` (WebAssembly SIMD on worker threads, the default), `reference` (plain TypeScript, slow),
+   * `webgpu` (a GPU through WebGPU) or `auto` (webgpu when a real GPU adapter exists, else wasm).
+   */
+  backend?: 'wasm' | 'reference' | 'webgpu' | 'auto';
   /** Worker threads of the wasm backend. Default: the machine's cores. */
   threads?: number;
   /** Tokens per sequence the model serves (default and most: the model's context length). */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
-import { loadEngine } from '../engine/local.ts';
+import { loadEngine, resolveBackend } from '../engine/local.ts';
 import type { Backend, BackendName, ExpertActivations, KvCacheType } from '../kernels/backend.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -257,7 +257,7 @@ export async function run(argv: string[]): Promise<number> {
     promptTokens: numberFlag(p, 'prompt-tokens', { min: 1, integer: true }) ?? 512,
     genTokens: numberFlag(p, 'gen-tokens', { min: 1, integer: true }) ?? 64,
     threads: compute.threads ?? availableParallelism(),
-    backend: compute.backend ?? 'wasm',
+    backend: compute.backend === 'auto' ? (await resolveBackend('auto')).backend : compute.backend ?? 'wasm',
     ...(compute.expertActivations !== undefined ? { expertActivations: compute.expertActivations } : {}),
     ...(compute.kvCacheType !== undefined ? { kvCacheType: compute.kvCacheType } : {}),
     profile: boolFlag(p, 'profile'),

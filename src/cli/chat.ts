@@ -38,7 +38,7 @@ options:
   --seed S                random seed, for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
-  --backend wasm|reference|webgpu, --threads N   compute backend (default wasm)
+  --backend wasm|reference|webgpu|auto, --threads N   compute backend (default wasm)
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
   --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
 
@@ -177,13 +177,15 @@ async function openEngine(
     engine = given;
   } else {
     const resolved = await resolveModel(model);
-    side.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''}…\n`);
-    const { defaultContextLength, loadEngine } = await import('../engine/local.ts');
+    const { defaultContextLength, loadEngine, resolveBackend } = await import('../engine/local.ts');
+    const backend = await resolveBackend(compute.backend);
+    side.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''} (${backend.line})…\n`);
     const started = performance.now();
     // The same default as every other command (the demo model's included), at most chat's own.
     const contextLength = contextFlag ?? Math.min(CHAT_CONTEXT_LENGTH, await defaultContextLength(resolved.dir));
     engine = await loadEngine(resolved.dir, {
       ...compute,
+      backend: backend.backend,
       contextLength,
       // Each new turn drops the previous turn's reasoning from the prompt, so the KV cache is cut
       // back by that turn's length; sliding-window layers keep this much history so that cut does

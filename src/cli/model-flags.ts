@@ -2,7 +2,7 @@
 // some of them): --model, --adapter, --backend, --threads, --context, --expert-activations,
 // --kv-cache, token-id lists.
 import { UserError } from '../errors.ts';
-import { BACKEND_NAMES, EXPERT_ACTIVATIONS, KV_CACHE_TYPES, type BackendName, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
+import { BACKEND_CHOICES, EXPERT_ACTIVATIONS, KV_CACHE_TYPES, type BackendChoice, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { numberFlag, stringFlag, type Parsed } from './args.ts';
 
@@ -40,8 +40,9 @@ export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
 export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
                      model.safetensors at its root)
 ${ADAPTER_FLAG_HELP}
-  --backend NAME     wasm (WebAssembly SIMD + worker threads, default), reference (plain TS)
-                     or webgpu (a GPU through WebGPU; see docs/models.md)
+  --backend NAME     wasm (WebAssembly SIMD + worker threads, default), reference (plain TS),
+                     webgpu (a GPU through WebGPU; see docs/models.md) or auto (webgpu when
+                     a real GPU adapter exists, else wasm)
   --threads N        worker threads of the wasm backend (default: all cores)
   --context N        serve at most N tokens per sequence (default: the model's context length)
 ${EXPERT_ACTIVATIONS_HELP}`;
@@ -72,8 +73,8 @@ export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | '
   const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType'> = {};
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined) {
-    if (!(BACKEND_NAMES as readonly string[]).includes(backend)) throw new UserError('usage', `--backend must be wasm, reference or webgpu, got "${backend}"`);
-    options.backend = backend as BackendName;
+    if (!(BACKEND_CHOICES as readonly string[]).includes(backend)) throw new UserError('usage', `--backend must be wasm, reference, webgpu or auto, got "${backend}"`);
+    options.backend = backend as BackendChoice;
   }
   const threads = numberFlag(p, 'threads', { min: 1, max: 256, integer: true });
   if (threads !== undefined) options.threads = threads;

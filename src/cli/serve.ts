@@ -28,7 +28,7 @@ options:
   --model-name NAME       model id clients use (default: the checkpoint's name); gpt-oss-20b and
                           gpt-oss-120b are accepted as aliases
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
-  --backend wasm|reference|webgpu, --threads N   engine backend and worker threads
+  --backend wasm|reference|webgpu|auto, --threads N   engine backend and worker threads
   --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
   --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
@@ -100,11 +100,13 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     engine = context.engine;
   } else {
     const resolved = await resolveModel(stringFlag(p, 'model'));
-    process.stderr.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''}…\n`);
-    const { loadEngine } = await import('../engine/local.ts');
+    const { loadEngine, resolveBackend } = await import('../engine/local.ts');
+    const backend = await resolveBackend(compute.backend);
+    process.stderr.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''} (${backend.line})…\n`);
     engine = await loadEngine(resolved.dir, {
       ...(contextLength !== undefined ? { contextLength } : {}),
       ...compute,
+      backend: backend.backend,
     });
   }
   if (engine.info.randomWeights) {

@@ -35,6 +35,12 @@ export interface Engine {
    * exceed the context length.
    */
   step(batch: readonly StepRequest[]): Promise<Float32Array[]>;
+  /**
+   * `step` for one request under greedy decoding: the id of the largest logit after its tokens
+   * (the lowest on ties), for an engine that finds it without handing back the logits (a GPU
+   * reads back 4 bytes). Optional; wrappers that change the logits must not offer it.
+   */
+  stepArgmax?(request: StepRequest): Promise<number>;
   /** Forgets the tokens after `length` (prefix reuse: a new prompt sharing a prefix pays only for the suffix). */
   truncate(sequence: Sequence, length: number): void;
   /** Frees the sequence's caches. */

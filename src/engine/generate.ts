@@ -5,7 +5,7 @@
 import { UserError, isUserError } from '../errors.ts';
 import { SPECIAL, Utf8StreamDecoder, getTokenizer } from '../tokenizer/index.ts';
 import { commonPrefixLength, type Engine, type Sequence } from './engine.ts';
-import { Rng, samplingParams, sampleToken, type LogitsProcessor, type SamplingParams, type TokenLogprob } from './sampler.ts';
+import { Rng, samplingParams, sampleToken, type LogitsProcessor, type SampledToken, type SamplingParams, type TokenLogprob } from './sampler.ts';
 
 /** The sampling stop set of harmony (`stop_tokens_for_assistant_actions`): `<|return|>` and `<|call|>`. */
 export const ASSISTANT_ACTION_STOP_TOKENS: readonly number[] = [SPECIAL.return, SPECIAL.call];
@@ -103,6 +103,10 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   const textDecoder = stopMatcher === undefined ? undefined : tokenTextDecoder();
   const aborted = (): boolean => options.signal?.aborted === true;
   const wantLogprobs = options.logprobs === true || (options.topLogprobs ?? 0) > 0;
+  // Plain greedy decoding needs only the largest logit: an engine that finds it itself (on a GPU)
+  // hands back its id instead of the logits.
+  const engineArgmax = engine.stepArgmax !== undefined && params.temperature === 0 && !wantLogprobs && (options.processors ?? []).length === 0 &&
+    params.repetitionPenalty === 1 && params.frequencyPenalty === 0 && params.presencePenalty === 0;
 
   const tokens: number[] = [];
   const logprobs: GeneratedToken[] = [];
@@ -134,6 +138,7 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   if (sequence.tokens.length > cachedTokens) engine.truncate(sequence, cachedTokens);
   const chunk = options.prefillChunk !== undefined && options.prefillChunk > 0 ? Math.floor(options.prefillChunk) : prompt.length;
   let logits: Float32Array | undefined;
+  let picked: number | undefined; // the engine's argmax, in place of logits
   for (let at = cachedTokens; at < prompt.length; at += chunk) {
     if (at > cachedTokens && aborted()) return finish('abort');
     const end = Math.min(prompt.length, at + chunk);
@@ -147,9 +152,9 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
     if (aborted()) return finish('abort');
     if (tokens.length >= maxTokens) return finish('length');
     if (sequence.tokens.length >= contextLength) return finish('context');
-    if (logits === undefined) throw new Error('engine.step returned no logits');
+    if (logits === undefined && picked === undefined) throw new Error('engine.step returned no logits');
 
-    const sampled = sampleToken(logits, params, rng, {
+    const sampled: SampledToken = picked !== undefined ? { token: picked } : sampleToken(logits!, params, rng, {
       generated: tokens,
       processors: options.processors,
       logprobs: wantLogprobs,
@@ -175,7 +180,8 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
     if (aborted()) return finish('abort');
 
     try {
-      [logits] = await engine.step([{ sequence, tokens: [token] }]);
+      if (engineArgmax) picked = await engine.stepArgmax!({ sequence, tokens: [token] });
+      else [logits] = await engine.step([{ sequence, tokens: [token] }]);
     } catch (e) {
       // Another user of a shared engine may have changed the limits; a full window is an outcome.
       if (isUserError(e) && e.kind === 'context') return finish('context');

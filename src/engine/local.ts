@@ -3,7 +3,7 @@
 // all the sequences' new tokens through the weights as one batch (attention per sequence). Steps
 // are serialised: the activation workspace is shared, and a backend op must finish before the next.
 import { UserError } from '../errors.ts';
-import { EXPERT_ACTIVATIONS, type Backend, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
+import { EXPERT_ACTIVATIONS, type Backend, type BackendChoice, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../checkpoint/checkpoint.ts';
 import { checkCheckpointFits } from '../checkpoint/memory.ts';
@@ -15,7 +15,7 @@ import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
 
 export interface LoadEngineOptions {
   /** 'wasm' (WebAssembly SIMD + worker threads, the default), 'reference' (plain TypeScript, the readable oracle) or 'webgpu' (a GPU through WebGPU). */
-  backend?: BackendName;
+  backend?: BackendChoice;
   /** Worker threads for the wasm backend. */
   threads?: number;
   /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
@@ -60,6 +60,17 @@ export async function createBackend(name: BackendName, options: BackendOptions =
 }
 
 /**
+ * The backend `choice` names; 'auto' looks at the GPU adapter: webgpu on a real GPU, else wasm.
+ * `line` says which was taken and why (for a command's start-up line).
+ */
+export async function resolveBackend(choice: BackendChoice | undefined): Promise<{ backend: BackendName; line: string }> {
+  if (choice !== 'auto') return { backend: choice ?? 'wasm', line: `backend ${choice ?? 'wasm'}` };
+  const { chooseAutoBackend, probeAdapter } = await import('../kernels/webgpu/device.ts');
+  const picked = chooseAutoBackend(await probeAdapter());
+  return { backend: picked.backend, line: picked.backend === 'webgpu' ? `backend auto: webgpu on ${picked.reason}` : `backend auto: wasm (${picked.reason})` };
+}
+
+/**
  * The context window a checkpoint runs with when the caller names none: the embedded demo model's
  * DEMO_CONTEXT_LENGTH, else the model's own (its config's initial context stretched by YaRN).
  */
@@ -87,7 +98,8 @@ export function resolveKvCacheType(options: Pick<LoadEngineOptions, 'backend' | 
 }
 
 /** Loads the checkpoint in `modelDir` (either layout) onto the chosen backend. */
-export async function loadEngine(modelDir: string, options: LoadEngineOptions = {}): Promise<LocalEngine> {
+export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}): Promise<LocalEngine> {
+  const options = given.backend === 'auto' ? { ...given, backend: (await resolveBackend('auto')).backend } : given as LoadEngineOptions & { backend?: BackendName };
   // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
   const { found, config } = await readCheckpointConfig(modelDir);
   const requested = options.contextLength ?? defaultContextOf(found.dir, config);
@@ -158,6 +170,28 @@ export class LocalEngine implements Engine {
   }
 
   async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    const sequences = this.checkStep(batch);
+    return this.exclusive(async () => {
+      for (const seq of sequences) await this.recomputeIfNeeded(seq);
+      // All sequences' new tokens go through the weights together; attention stays per sequence.
+      const logits = await this.model.forwardBatch(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens })));
+      batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
+      return logits;
+    });
+  }
+
+  async stepArgmax(request: StepRequest): Promise<number> {
+    const [seq] = this.checkStep([request]);
+    return this.exclusive(async () => {
+      await this.recomputeIfNeeded(seq!);
+      const token = await this.model.forwardArgmax(seq!.cache, request.tokens);
+      seq!.tokens.push(...request.tokens);
+      return token;
+    });
+  }
+
+  /** The requests' sequences, once their tokens are valid and fit the context. */
+  private checkStep(batch: readonly StepRequest[]): LocalSequence[] {
     const sequences = batch.map((r) => this.own(r.sequence));
     if (new Set(sequences).size !== sequences.length) throw new Error('step: a sequence appears twice in one batch');
     for (const [i, r] of batch.entries()) {
@@ -168,13 +202,7 @@ export class LocalEngine implements Engine {
         throw new UserError('context', `sequence ${sequences[i]!.id} would hold ${total} tokens, more than the context length ${this.info.contextLength}`);
       }
     }
-    return this.exclusive(async () => {
-      for (const seq of sequences) await this.recomputeIfNeeded(seq);
-      // All sequences' new tokens go through the weights together; attention stays per sequence.
-      const logits = await this.model.forwardBatch(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens })));
-      batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
-      return logits;
-    });
+    return sequences;
   }
 
   /**

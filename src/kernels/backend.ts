@@ -105,8 +105,45 @@ export interface Backend {
     moe: ExpertWeights, swigluLimit: number, out: Float32Array,
   ): OpResult;
 
+  /**
+   * Present on a backend that keeps activations and KV caches on a device between ops (webgpu):
+   * the forward pass then runs its own glue there too, so a step moves only its inputs and result.
+   */
+  readonly resident?: DeviceResident;
+
   /** Frees worker threads and memories. The backend is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/** Any array the forward pass hands to a backend. */
+export type ActivationArray = Float32Array | Int32Array;
+
+/**
+ * The forward pass's glue as device ops, for a backend whose op results stay on its device. Arrays
+ * from the backend's store are then held on the device too, and their host copies may be stale:
+ * the host reads one only after `toHost`, and reports what it wrote itself with `written`. Every
+ * op here only queues work (errors surface at the next `toHost` or read-back), in order with the
+ * Backend ops. The model's `hostGlue` (model/glue.ts) is the same contract on host arrays.
+ */
+export interface DeviceResident {
+  /** x[i] += y[i] for i < count. */
+  add(x: Float32Array, y: Float32Array, count: number): void;
+  /**
+   * dst[r * dstStride + c] = src[r * srcStride + c] for r < rows, c < width (views start at their
+   * first element; words are copied as they are, so f32 and i32 alike).
+   */
+  copyRows(src: ActivationArray, srcStride: number, dst: ActivationArray, dstStride: number, width: number, rows: number): void;
+  /**
+   * Top-k routing per token: gate [tokens, experts] → indices [tokens, k] (largest first, lower
+   * expert on exact ties) and weights [tokens, k] (softmax over those k).
+   */
+  route(gate: Float32Array, tokens: number, experts: number, k: number, indices: Int32Array, weights: Float32Array): void;
+  /** out[r] = the column of the largest x[r, c] (the lowest on ties), for r < rows; x [rows, width]. */
+  argmax(x: Float32Array, rows: number, width: number, out: Int32Array): void;
+  /** The host wrote `a` (a view of a store array): the device copy of that range is brought up to date. */
+  written(a: ActivationArray): void;
+  /** Makes the host copy of `a` current (reads it back when the device wrote it last). */
+  toHost(a: ActivationArray): Promise<void>;
 }
 
 /**
@@ -117,6 +154,9 @@ export interface Backend {
  */
 export type BackendName = 'reference' | 'wasm' | 'webgpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'reference', 'webgpu'];
+/** What `--backend` accepts: a backend, or 'auto' (webgpu on a real GPU adapter, else wasm). */
+export type BackendChoice = BackendName | 'auto';
+export const BACKEND_CHOICES: readonly BackendChoice[] = [...BACKEND_NAMES, 'auto'];
 
 export interface BackendOptions {
   /** Worker threads for backends that use them (default: the number of cores). */

@@ -4,10 +4,13 @@
 // batch [T, hidden] (a prefill chunk, or the new tokens of several sequences stacked), attending
 // to themselves and to their own sequence's KV cache. Which rows belong to which sequence is
 // batch.ts's business; the activations live in a workspace (workspace.ts) reused across calls.
+// The glue between ops (adds, row copies, routing) goes through `glue`: the backend's own when it
+// keeps activations on a device (so they stay there for the whole step), else host code.
 import { UserError } from '../errors.ts';
-import type { Backend, KvCacheType, RopeTable } from '../kernels/backend.ts';
+import type { ActivationArray, Backend, DeviceResident, KvCacheType, RopeTable } from '../kernels/backend.ts';
 import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Segment } from './batch.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
+import { hostGlue } from './glue.ts';
 import { KvCache } from './kvcache.ts';
 import { buildRopeTable } from './rope.ts';
 import type { ModelWeights } from './weights.ts';
@@ -33,6 +36,7 @@ export interface ForwardOptions {
 export class Transformer {
   readonly config: ModelConfig;
   readonly rope: RopeTable;
+  private readonly glue: DeviceResident;
   private workspace: Workspace | null = null;
 
   constructor(
@@ -49,10 +53,11 @@ export class Transformer {
   ) {
     this.config = weights.config;
     this.rope = buildRopeTable(this.config, contextLength);
+    this.glue = backend.resident ?? hostGlue;
   }
 
   newCache(label = 'kv'): KvCache {
-    return new KvCache(this.config, this.backend.store, this.contextLength, { label, rewind: this.kvRewind, type: this.kvCacheType });
+    return new KvCache(this.config, this.backend.store, this.contextLength, { label, rewind: this.kvRewind, type: this.kvCacheType, device: this.backend.resident });
   }
 
   /**
@@ -73,6 +78,22 @@ export class Transformer {
       await this.run([segment], options.trace);
     }
     return logits;
+  }
+
+  /**
+   * `forward` for greedy decoding: the id of the last token's largest logit (the lowest id on
+   * ties), found where the logits are, so a device backend reads back 4 bytes, not the vocabulary's.
+   */
+  async forwardArgmax(cache: KvCache, tokens: readonly number[]): Promise<number> {
+    this.check(cache, tokens);
+    const scratch = new Float32Array(0);
+    let picked = -1;
+    for (let start = 0; start < tokens.length; start += this.maxChunk) {
+      const chunk = tokens.slice(start, start + this.maxChunk);
+      const isLast = start + chunk.length === tokens.length;
+      picked = (await this.run([{ cache, tokens: chunk, want: isLast ? 'last' : 'none', logits: scratch }], undefined, isLast)) ?? -1;
+    }
+    return picked;
   }
 
   /**
@@ -119,23 +140,37 @@ export class Transformer {
     }
   }
 
-  /** One pass through the model for the segments' tokens, stacked as rows [T, hidden]. */
-  private async run(segments: readonly Segment[], trace: TraceHook | undefined): Promise<void> {
+  /**
+   * One pass through the model for the segments' tokens, stacked as rows [T, hidden]. With `argmax`
+   * (one segment wanting its last logits) it returns their argmax instead of writing the logits.
+   */
+  private async run(segments: readonly Segment[], trace: TraceHook | undefined, argmax = false): Promise<number | undefined> {
     const H = this.config.hiddenSize;
     const ws = this.workspaceFor(segments.reduce((n, s) => n + s.tokens.length, 0));
     const batch = layOutBatch(segments, ws.positions);
     const T = batch.rows;
+    this.glue.written(batch.positions);
     const x = ws.x.subarray(0, T * H); // the residual stream
     this.embed(batch, x);
-    trace?.('embedding', x, T, H);
+    this.glue.written(x);
+    const traced = trace === undefined ? undefined : this.hostTrace(trace);
+    await traced?.('embedding', x, T, H);
     for (let n = 0; n < this.config.numLayers; n++) {
       await this.attentionBlock(n, batch, x, ws);
-      trace?.(`block.${n}.attn`, x, T, H);
-      await this.moeBlock(n, T, x, ws, trace);
-      trace?.(`block.${n}.mlp`, x, T, H);
+      await traced?.(`block.${n}.attn`, x, T, H);
+      await this.moeBlock(n, T, x, ws, traced);
+      await traced?.(`block.${n}.mlp`, x, T, H);
     }
     advanceCaches(batch);
-    await this.unembed(batch, x, ws, trace);
+    return this.unembed(batch, x, ws, traced, argmax);
+  }
+
+  /** `trace`, handed host copies that are current. */
+  private hostTrace(trace: TraceHook): HostTrace {
+    return async (name, data, rows, cols) => {
+      await this.glue.toHost(data);
+      trace(name, data, rows, cols);
+    };
   }
 
   /** x = the embedding rows of the batch's tokens, widened from BF16. */
@@ -160,10 +195,14 @@ export class Transformer {
     const qWidth = c.numAttentionHeads * c.headDim, kvWidth = c.numKeyValueHeads * c.headDim;
     const normed = ws.normed.subarray(0, T * H);
     await b.rmsnorm(x, T, attn.norm.scale, RMSNORM_EPS, normed);
-    const qkv = ws.qkv.subarray(0, T * (qWidth + 2 * kvWidth));
+    const qkvWidth = qWidth + 2 * kvWidth;
+    const qkv = ws.qkv.subarray(0, T * qkvWidth);
     await b.linear(normed, T, attn.qkv.weight, attn.qkv.bias, qkv);
     const q = ws.q.subarray(0, T * qWidth), k = ws.k.subarray(0, T * kvWidth), v = ws.v.subarray(0, T * kvWidth);
-    splitQkv(qkv, T, qWidth, kvWidth, q, k, v);
+    // Fused qkv rows [T, Q*D + 2*K*D] split into q [T, Q*D], k [T, K*D], v [T, K*D].
+    this.glue.copyRows(qkv, qkvWidth, q, qWidth, qWidth, T);
+    this.glue.copyRows(qkv.subarray(qWidth), qkvWidth, k, kvWidth, kvWidth, T);
+    this.glue.copyRows(qkv.subarray(qWidth + kvWidth), qkvWidth, v, kvWidth, kvWidth, T);
     await b.rope(q, T, c.numAttentionHeads, c.headDim, batch.positions, this.rope);
     await b.rope(k, T, c.numKeyValueHeads, c.headDim, batch.positions, this.rope);
     const out = ws.attn.subarray(0, T * qWidth);
@@ -172,7 +211,7 @@ export class Transformer {
       const r0 = batch.firstRow[si]!, r1 = r0 + s.tokens.length;
       const cache = s.cache.layers[n]!;
       cache.reserve(s.cache.length, s.tokens.length);
-      cache.write(s.cache.length, s.tokens.length, k.subarray(r0 * kvWidth, r1 * kvWidth), v.subarray(r0 * kvWidth, r1 * kvWidth));
+      cache.write(s.cache.length, s.tokens.length, k.subarray(r0 * kvWidth, r1 * kvWidth), v.subarray(r0 * kvWidth, r1 * kvWidth), batch.positions.subarray(r0, r1));
       await b.attention(
         q.subarray(r0 * qWidth, r1 * qWidth), s.tokens.length, batch.positions.subarray(r0, r1),
         cache.keys, cache.values, cache.used, cache.positions, attn.sinks, shape, out.subarray(r0 * qWidth, r1 * qWidth),
@@ -180,11 +219,11 @@ export class Transformer {
     }
     const projected = ws.projected.subarray(0, T * H);
     await b.linear(out, T, attn.out.weight, attn.out.bias, projected);
-    addInPlace(x, projected);
+    this.glue.add(x, projected, T * H);
   }
 
   /** x += moe(rmsnorm(x)) for block n: router, top-k with softmax over the chosen k, experts. */
-  private async moeBlock(n: number, T: number, x: Float32Array, ws: Workspace, trace: TraceHook | undefined): Promise<void> {
+  private async moeBlock(n: number, T: number, x: Float32Array, ws: Workspace, trace: HostTrace | undefined): Promise<void> {
     const c = this.config, b = this.backend, mlp = this.weights.blocks[n]!.mlp;
     const H = c.hiddenSize, E = c.numExperts, k = c.expertsPerToken;
     const normed = ws.normed.subarray(0, T * H);
@@ -192,35 +231,49 @@ export class Transformer {
     const gate = ws.gate.subarray(0, T * E);
     await b.linear(normed, T, mlp.gate.weight, mlp.gate.bias, gate);
     const indices = ws.expertIndices.subarray(0, T * k), weights = ws.expertWeights.subarray(0, T * k);
-    for (let t = 0; t < T; t++) route(gate.subarray(t * E, (t + 1) * E), k, indices.subarray(t * k, (t + 1) * k), weights.subarray(t * k, (t + 1) * k));
+    this.glue.route(gate, T, E, k, indices, weights);
     if (trace !== undefined) {
-      trace(`block.${n}.gate_logits`, gate, T, E);
-      trace(`block.${n}.expert_indices`, indices, T, k);
-      trace(`block.${n}.expert_weights`, weights, T, k);
+      await trace(`block.${n}.gate_logits`, gate, T, E);
+      await trace(`block.${n}.expert_indices`, indices, T, k);
+      await trace(`block.${n}.expert_weights`, weights, T, k);
     }
     const moe = ws.moe.subarray(0, T * H);
     await b.experts(normed, T, indices, weights, k, mlp, c.swigluLimit, moe);
-    addInPlace(x, moe);
+    this.glue.add(x, moe, T * H);
   }
 
   /**
    * Final norm and unembedding, only for the rows whose logits are wanted (every row when traced),
    * gathered first so the vocabulary-sized matrix is read once for all of them.
    */
-  private async unembed(batch: Batch, x: Float32Array, ws: Workspace, trace: TraceHook | undefined): Promise<void> {
+  private async unembed(batch: Batch, x: Float32Array, ws: Workspace, trace: HostTrace | undefined, argmax: boolean): Promise<number | undefined> {
     const b = this.backend, H = this.config.hiddenSize, V = this.config.vocabSize;
     const traced = trace !== undefined;
     const wanted = logitRows(batch, traced);
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) return undefined;
     const rows = wanted.length;
     const gathered = ws.projected.subarray(0, rows * H);
-    wanted.forEach((r, i) => gathered.set(x.subarray(r * H, (r + 1) * H), i * H));
+    // Runs of consecutive rows are copied at once (all of them when every row is wanted).
+    for (let i = 0; i < rows;) {
+      let n = 1;
+      while (i + n < rows && wanted[i + n] === wanted[i]! + n) n++;
+      this.glue.copyRows(x.subarray(wanted[i]! * H), H, gathered.subarray(i * H), H, H * n, 1);
+      i += n;
+    }
     const normed = ws.normed.subarray(0, rows * H);
     await b.rmsnorm(gathered, rows, this.weights.norm.scale, RMSNORM_EPS, normed);
-    trace?.('norm', normed, rows, H);
+    await trace?.('norm', normed, rows, H);
     const out = logitsBuffer(ws, b.store, rows, V).subarray(0, rows * V);
     await b.linear(normed, rows, this.weights.unembedding.weight, null, out);
+    if (argmax) {
+      const picked = ws.picked.subarray(rows - 1, rows);
+      this.glue.argmax(out.subarray((rows - 1) * V), 1, V, picked);
+      await this.glue.toHost(picked);
+      return picked[0]!;
+    }
+    await this.glue.toHost(out);
     scatterLogits(batch, traced, out, V);
+    return undefined;
   }
 
   private workspaceFor(tokens: number): Workspace {
@@ -243,32 +296,5 @@ export class Transformer {
   }
 }
 
-/**
- * Top-k routing for one token: the k largest gate logits in decreasing order (lower expert index
- * first on exact ties), and their softmax over those k only.
- */
-export function route(gate: Float32Array, k: number, indices: Int32Array, weights: Float32Array): void {
-  const order = Array.from(gate.keys()).sort((a, b) => gate[b]! - gate[a]! || a - b);
-  const max = gate[order[0]!]!;
-  let sum = 0;
-  for (let j = 0; j < k; j++) {
-    indices[j] = order[j]!;
-    sum += Math.exp(gate[order[j]!]! - max);
-  }
-  for (let j = 0; j < k; j++) weights[j] = Math.exp(gate[indices[j]!]! - max) / sum;
-}
-
-/** Splits fused qkv rows [T, Q*D + 2*K*D] into q [T, Q*D], k [T, K*D], v [T, K*D]. */
-function splitQkv(qkv: Float32Array, T: number, qWidth: number, kvWidth: number, q: Float32Array, k: Float32Array, v: Float32Array): void {
-  const width = qWidth + 2 * kvWidth;
-  for (let t = 0; t < T; t++) {
-    q.set(qkv.subarray(t * width, t * width + qWidth), t * qWidth);
-    k.set(qkv.subarray(t * width + qWidth, t * width + qWidth + kvWidth), t * kvWidth);
-    v.set(qkv.subarray(t * width + qWidth + kvWidth, (t + 1) * width), t * kvWidth);
-  }
-}
-
-/** The residual connection: x += y over y's length. */
-function addInPlace(x: Float32Array, y: Float32Array): void {
-  for (let i = 0; i < y.length; i++) x[i] = x[i]! + y[i]!;
-}
+/** A trace hook that first makes the traced array current on the host. */
+type HostTrace = (name: string, data: ActivationArray, rows: number, cols: number) => Promise<void>;

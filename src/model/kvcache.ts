@@ -7,7 +7,9 @@
 // (prefix reuse) needs no recomputation; their memory is bounded however long the sequence grows.
 // Buffers come from the backend's TensorStore so a fast backend attends to them in place. Entries
 // are f32, or bf16 words ('bf16': half the memory, rounded to nearest even as they are written).
-import type { KvArray, KvCacheType } from '../kernels/backend.ts';
+// With a device-resident backend (`device`, f32 entries only) the entries are written and moved by
+// its copy op, so the cache lives on the device; slot positions are kept on both sides alike.
+import type { DeviceResident, KvArray, KvCacheType } from '../kernels/backend.ts';
 import { f32ToBf16, type TensorStore } from '../tensor/index.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 
@@ -36,7 +38,10 @@ export class LayerCache {
     /** Extra positions a banded ring keeps so short truncations are served from the cache. */
     readonly rewind = 0,
     readonly type: KvCacheType = 'f32',
+    /** The backend's device glue, when entries live on its device. */
+    private readonly device?: DeviceResident,
   ) {
+    if (device !== undefined && type !== 'f32') throw new Error('a device-resident KV cache holds f32 entries');
     this.keys = this.entries(new Uint8Array(0), 0);
     this.values = this.entries(new Uint8Array(0), 0);
     this.positions = new Int32Array(0);
@@ -76,16 +81,30 @@ export class LayerCache {
     const positions = new Int32Array(pBuf.buffer, pBuf.byteOffset, capacity);
     positions.fill(-1);
     let used = 0;
-    // Re-place the live entries by their positions under the new modulus.
-    for (let s = 0; s < this.capacity; s++) {
+    // Re-place the live entries by their positions under the new modulus, in runs of slots that
+    // stay consecutive (one copy each on a device).
+    for (let s = 0; s < this.capacity;) {
       const p = this.positions[s]!;
-      if (p < 0) continue;
+      if (p < 0) {
+        s++;
+        continue;
+      }
       const slot = p % capacity;
-      copyEntries(this.keys, s * this.width, keys, slot * this.width, this.width);
-      copyEntries(this.values, s * this.width, values, slot * this.width, this.width);
-      positions[slot] = p;
-      used = Math.max(used, slot + 1);
+      let n = 1;
+      while (s + n < this.capacity && this.positions[s + n] === p + n && slot + n < capacity) n++;
+      for (let i = 0; i < n; i++) positions[slot + i] = p + i;
+      if (this.device !== undefined) {
+        const w = this.width;
+        this.device.copyRows((this.keys as Float32Array).subarray(s * w), w * n, (keys as Float32Array).subarray(slot * w), w * n, w * n, 1);
+        this.device.copyRows((this.values as Float32Array).subarray(s * w), w * n, (values as Float32Array).subarray(slot * w), w * n, w * n, 1);
+      } else {
+        copyEntries(this.keys, s * this.width, keys, slot * this.width, n * this.width);
+        copyEntries(this.values, s * this.width, values, slot * this.width, n * this.width);
+      }
+      used = Math.max(used, slot + n);
+      s += n;
     }
+    this.device?.written(positions);
     this.freeBuffers();
     this.buffers = [kBuf, vBuf, pBuf];
     this.keys = keys;
@@ -95,8 +114,12 @@ export class LayerCache {
     this.used = used;
   }
 
-  /** Stores k, v [count, width] at positions start..start+count-1 (room reserved beforehand). */
-  write(start: number, count: number, k: Float32Array, v: Float32Array): void {
+  /**
+   * Stores k, v [count, width] at positions start..start+count-1 (room reserved beforehand).
+   * `rowPositions` holds those positions (an array the device has: it copies them to the slots).
+   */
+  write(start: number, count: number, k: Float32Array, v: Float32Array, rowPositions?: Int32Array): void {
+    if (this.device !== undefined) return this.writeOnDevice(this.device, start, count, k, v, rowPositions);
     for (let i = 0; i < count; i++) {
       const p = start + i;
       const slot = p % this.capacity;
@@ -104,6 +127,22 @@ export class LayerCache {
       storeEntries(v.subarray(i * this.width, (i + 1) * this.width), this.values, slot * this.width);
       this.positions[slot] = p;
       if (slot + 1 > this.used) this.used = slot + 1;
+    }
+  }
+
+  /** `write` as device copies: one per run of consecutive slots (two when the ring wraps). */
+  private writeOnDevice(device: DeviceResident, start: number, count: number, k: Float32Array, v: Float32Array, rowPositions: Int32Array | undefined): void {
+    if (rowPositions === undefined) throw new Error('a device-resident KV cache write needs the rows\' positions');
+    const w = this.width, keys = this.keys as Float32Array, values = this.values as Float32Array;
+    for (let i = 0; i < count;) {
+      const slot = (start + i) % this.capacity;
+      const n = Math.min(count - i, this.capacity - slot);
+      device.copyRows(k.subarray(i * w), w * n, keys.subarray(slot * w), w * n, w * n, 1);
+      device.copyRows(v.subarray(i * w), w * n, values.subarray(slot * w), w * n, w * n, 1);
+      device.copyRows(rowPositions.subarray(i), n, this.positions.subarray(slot), n, n, 1);
+      for (let j = 0; j < n; j++) this.positions[slot + j] = start + i + j;
+      this.used = Math.max(this.used, slot + n);
+      i += n;
     }
   }
 
@@ -120,6 +159,7 @@ export class LayerCache {
   /** Forgets positions >= length. */
   truncate(length: number): void {
     for (let s = 0; s < this.used; s++) if (this.positions[s]! >= length) this.positions[s] = -1;
+    this.device?.written(this.positions.subarray(0, this.used));
   }
 
   private freeBuffers(): void {
@@ -160,13 +200,16 @@ export class KvCache {
   /** Positions 0..length-1 have been processed. */
   length = 0;
 
-  constructor(config: ModelConfig, store: TensorStore, contextLength: number, options: { label?: string; rewind?: number; type?: KvCacheType } = {}) {
+  constructor(
+    config: ModelConfig, store: TensorStore, contextLength: number,
+    options: { label?: string; rewind?: number; type?: KvCacheType; device?: DeviceResident | undefined } = {},
+  ) {
     const label = options.label ?? 'kv';
     const width = config.numKeyValueHeads * config.headDim;
     this.layers = [];
     for (let n = 0; n < config.numLayers; n++) {
       const window = isSlidingLayer(n) ? config.slidingWindow : 0;
-      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength, options.rewind ?? 0, options.type ?? 'f32'));
+      this.layers.push(new LayerCache(store, `${label}.block.${n}`, width, window, contextLength, options.rewind ?? 0, options.type ?? 'f32', options.device));
     }
   }
 

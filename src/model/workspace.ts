@@ -20,6 +20,7 @@ export interface Workspace {
   expertWeights: Float32Array; // [T, k]
   moe: Float32Array; // [T, hidden]
   positions: Int32Array; // [T]
+  picked: Int32Array; // [T], the argmax of logit rows
   /** Unembedding output rows [rows, vocab], allocated when first needed (vocab-sized rows are large). */
   logits: Float32Array | null;
   logitsBytes: Uint8Array | null;
@@ -57,6 +58,7 @@ export function allocateWorkspace(c: ModelConfig, store: TensorStore, tokens: nu
     expertWeights: f32(n * c.expertsPerToken, 'expert_weights'),
     moe: f32(n * c.hiddenSize, 'moe'),
     positions: i32(n, 'positions'),
+    picked: i32(n, 'picked'),
     logits: null,
     logitsBytes: null,
     buffers,

@@ -127,7 +127,7 @@ const golden = '../shared/golden/fullvocab-h32-l2';
 test('through the real engine: --model DIR loads the checkpoint and the greedy tokens match the engine', { skip: existsSync(golden) ? false : `${golden} not present` }, async () => {
   const r = await chatInProcess(['--model', golden, '--backend', 'reference', '--max-tokens', '4', '--temperature', '0', '--raw', 'hi'], '');
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /^loading \.\.\/shared\/golden\/fullvocab-h32-l2…\nloaded fullvocab-h32-l2 in [\d.]+ s \(context 8192 tokens\)\n/);
+  assert.match(r.stderr, /^loading \.\.\/shared\/golden\/fullvocab-h32-l2 \(backend reference\)…\nloaded fullvocab-h32-l2 in [\d.]+ s \(context 8192 tokens\)\n/);
   // The same prompt (default system message with today's date, effort medium) run in-process.
   const { loadEngine } = await import('../../src/engine/local.ts');
   const engine = await loadEngine(golden, { backend: 'reference', contextLength: 8192 });

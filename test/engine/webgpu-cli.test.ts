@@ -52,9 +52,19 @@ describe('gptoss --backend webgpu', () => {
     assert.doesNotMatch(r.stderr, /^\s+at .*\.ts:\d+/m, 'no stack trace of ours');
   });
 
-  it('an unknown backend name lists webgpu among the choices', async () => {
+  it('an unknown backend name lists webgpu and auto among the choices', async () => {
     const r = await runCli(['logits', '--model', gold.dir, '--tokens', '1', '--backend', 'cuda']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /--backend must be wasm, reference or webgpu, got "cuda"/);
+    assert.match(r.stderr, /--backend must be wasm, reference, webgpu or auto, got "cuda"/);
+  });
+
+  it('--backend auto runs on wasm when the only adapter is a software one, or there is none', async () => {
+    const probe = await (await import('../../src/kernels/webgpu/device.ts')).probeAdapter();
+    if (!('error' in probe) && !probe.software) return; // a real GPU here: auto rightly takes it (see the choice's unit test)
+    for (const env of [process.env, { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' }]) {
+      const r = gptoss(['bench', '--model', gold.dir, '--prompt-tokens', '4', '--gen-tokens', '1', '--threads', '1', '--backend', 'auto', '--json'], env);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal((JSON.parse(r.stdout) as { backend: string }).backend, 'wasm');
+    }
   });
 });

@@ -1,6 +1,6 @@
 // Every WebGPU kernel against its twin in the reference backend, on ragged shapes, with weights
 // whole and split into many small GPU buffers (a lowered binding limit), requiring that no op fell
-// back to the reference code. Skips with the reason when no WebGPU adapter exists at all, unless
+// back to the reference code; the glue kernels that keep a step on the GPU against the host glue. Skips with the reason when no WebGPU adapter exists at all, unless
 // GPTOSS_REQUIRE_WEBGPU=1 (CI with its software adapter), where a missing adapter fails.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -185,4 +185,49 @@ test("gpt-oss's own widths: 2880-wide experts, 64 heads over 8 KV heads, more ro
     assertClose(gotA, wantA, 1e-5, `attention 64/8 heads, window ${window}`);
   }
   assertNoFallbacks(whole);
+});
+
+/** A store array of `count` 32-bit values (a region the glue ops keep on the GPU), filled by `fill`. */
+function storeArray<T extends Float32Array | Int32Array>(b: WebGpuBackend, make: (buf: ArrayBuffer, offset: number, n: number) => T, count: number, fill?: (i: number) => number): T {
+  const bytes = b.store.allocate(count * 4, 'test');
+  const a = make(bytes.buffer as ArrayBuffer, bytes.byteOffset, count);
+  if (fill !== undefined) {
+    for (let i = 0; i < count; i++) a[i] = fill(i);
+    b.resident.written(a);
+  }
+  return a;
+}
+const f32Array = (buf: ArrayBuffer, offset: number, n: number): Float32Array => new Float32Array(buf, offset, n);
+const i32Array = (buf: ArrayBuffer, offset: number, n: number): Int32Array => new Int32Array(buf, offset, n);
+
+test('the resident glue matches the host glue: routing with ties, strided row copies from inside arrays, adds', { skip }, async () => {
+  const { hostGlue } = await import('../../src/model/glue.ts');
+  const r = seededRandom(31);
+  for (const [tokens, experts, k] of [[1, 32, 4], [7, 5, 5], [3, 128, 4], [70, 6, 1]] as const) {
+    // Gate logits rounded to a few values, so that exact ties occur between experts.
+    const gate = storeArray(whole, f32Array, tokens * experts, () => Math.round(r() * 6) / 2);
+    const indices = storeArray(whole, i32Array, tokens * k), weights = storeArray(whole, f32Array, tokens * k);
+    whole.resident.route(gate, tokens, experts, k, indices, weights);
+    await whole.resident.toHost(indices);
+    await whole.resident.toHost(weights);
+    const wantI = new Int32Array(tokens * k), wantW = new Float32Array(tokens * k);
+    hostGlue.route(gate, tokens, experts, k, wantI, wantW);
+    assert.deepEqual([...indices], [...wantI], `route ${tokens}x${experts} k=${k}`);
+    assertClose(weights, wantW, 1e-6, `route weights ${tokens}x${experts} k=${k}`);
+  }
+  for (const [rows, srcStride, dstStride, width, srcAt, dstAt] of [[5, 13, 7, 7, 3, 0], [1, 9, 9, 9, 4, 2], [4, 6, 10, 5, 0, 5], [3, 8, 8, 8, 0, 0]] as const) {
+    const src = storeArray(whole, f32Array, srcAt + rows * srcStride, (i) => i + 0.5);
+    const dst = storeArray(whole, f32Array, dstAt + rows * dstStride, (i) => -i);
+    const want = Float32Array.from(dst);
+    hostGlue.copyRows(src.subarray(srcAt), srcStride, want.subarray(dstAt), dstStride, width, rows);
+    whole.resident.copyRows(src.subarray(srcAt), srcStride, dst.subarray(dstAt), dstStride, width, rows);
+    await whole.resident.toHost(dst);
+    assert.deepEqual([...dst], [...want], `copyRows ${rows}x${width} strides ${srcStride}/${dstStride} from ${srcAt} to ${dstAt}`);
+  }
+  const x = storeArray(whole, f32Array, 1000, (i) => Math.sin(i)), y = storeArray(whole, f32Array, 1000, (i) => Math.cos(i));
+  const want = Float32Array.from(x);
+  hostGlue.add(want, y, 777);
+  whole.resident.add(x, y, 777);
+  await whole.resident.toHost(x);
+  assert.deepEqual([...x], [...want]);
 });

@@ -110,6 +110,15 @@ test('the installed command runs the compiled code', () => {
   assert.equal(bad.stderr.trim().split('\n').length, 1);
 });
 
+test("the GPU backend's optional 'webgpu' package installs with it and the installed command finds it", () => {
+  assert.ok(existsSync(join(pkg.project, 'node_modules/webgpu/package.json')), 'webgpu was not installed');
+  const golden = join(ROOT, 'test/fixtures/golden/gqa4-l2-e8k4');
+  const r = run(join(pkg.project, 'node_modules/.bin/gptoss'), ['logits', '--model', golden, '--tokens', '1,2', '--backend', 'webgpu', '--json']);
+  // With an adapter the logits come; without one, the error is about the adapter, never the package.
+  assert.doesNotMatch(r.stderr, /needs the optional npm package/);
+  if (r.status !== 0) assert.match(r.stderr, /no WebGPU adapter found/);
+});
+
 test('a consumer type-checks under strict against the shipped .d.ts, and misuse does not', () => {
   writeFileSync(
     join(pkg.project, 'consumer.ts'),

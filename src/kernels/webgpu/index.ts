@@ -1,34 +1,47 @@
 // The WebGPU backend: every Backend op as a WGSL compute shader (shaders.ts) on a Dawn device,
 // in f32 arithmetic (the exact mode). Weights are uploaded on first use and kept on the GPU, split
 // into buffers of at most one storage binding each (128 MiB on portable adapters): BF16 matrices by
-// whole rows, MXFP4 experts by whole experts. Activations, the KV cache (cut likewise by whole
-// positions) and the routing go up per op and the op's result comes back, so a step moves
-// activations both ways; keeping them (and the cache) on the GPU is the next step. Ops a shape
-// makes impossible (one row or one expert larger than a binding, a head wider than 256, MXFP4 rows
-// not made of whole 32-value groups) run the reference code and are counted in `fallbacks`, as on
-// the wasm backend.
+// whole rows, MXFP4 experts by whole experts.
+// Arrays from the backend's own store (the forward pass's workspace, KV caches, logits) are mirrored
+// by GPU buffers ("regions"), each side marked current or stale: an op reads a region in place and
+// leaves its result there, and the glue of `resident` (adds, row copies, routing, argmax) keeps a
+// whole step on the GPU, so a decode step uploads its embedding row and positions and reads back
+// only what the host asks for. Any other array goes up per op and its result comes back at once.
+// Ops only queue work; GPU errors surface at the next read-back as one line (out of memory names
+// the fix). Ops a shape makes impossible (one row or one expert larger than a binding, a head wider
+// than 256, MXFP4 rows not made of whole 32-value groups) run the reference code and are counted in
+// `fallbacks`, as on the wasm backend.
 /// <reference types="@webgpu/types" />
-import { HeapStore, type Bf16Matrix, type Mxfp4Matrices } from '../../tensor/index.ts';
-import type { AttentionShape, Backend, BackendOptions, ExpertWeights, RopeTable } from '../backend.ts';
+import { HeapStore, type Bf16Matrix, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
+import type { AttentionShape, Backend, BackendOptions, DeviceResident, ExpertWeights, RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
-import { BufferPool, f32, grid, openDevice, upload, type GpuHandle } from './device.ts';
-import { ATTENTION_COMBINE, ATTENTION_PARTIAL, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM, RMSNORM, ROPE, WORKGROUP, linearBf16, linearLanes, type LinearLanes } from './shaders.ts';
+import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
+import {
+  ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM,
+  RMSNORM, ROPE, ROUTE, WORKGROUP, linearBf16, linearLanes, type LinearLanes,
+} from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
   /** One line naming the adapter the backend runs on. */
   readonly adapter: string;
   /** Calls per op that ran the reference code instead of a kernel (a copy). */
   readonly fallbacks: FallbackCounts;
-  /** Bytes of weights uploaded to the GPU so far. */
+  /** Bytes of weights (and other constant tables) uploaded to the GPU so far. */
   readonly weightBytes: number;
+  /**
+   * Bytes moved so far between host and GPU besides the weights (activations, KV entries, op
+   * parameters), and the queue submissions that carried the work.
+   */
+  readonly transfers: { up: number; down: number; submissions: number };
   /** Expert activations are f32 (the exact mode; the faster modes are not written yet). */
   readonly expertActivations: 'f32';
+  readonly resident: DeviceResident;
 }
 
 export interface WebGpuBackendOptions extends BackendOptions {
   /**
-   * Largest weight or KV-cache buffer in bytes (default: the device's storage binding limit);
+   * Largest weight or KV-cache binding in bytes (default: the device's storage binding limit);
    * tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
@@ -46,10 +59,25 @@ interface ExpertChunks {
   scales: GPUBuffer[];
 }
 
+/** The GPU mirror of one store allocation, and which side holds its current contents. */
+interface Region {
+  host: ArrayBuffer;
+  buffer: GPUBuffer;
+  hostCurrent: boolean;
+  gpuCurrent: boolean;
+}
+
+/** What one op binds: a whole buffer or a range of one. */
+type Binding = GPUBuffer | GPUBufferBinding;
+
 /** Workgroups an attention call aims for (queries x key splits) so that a decode step fills a GPU. */
 const ATTENTION_WORKGROUPS = 4096;
 
-type Kernel = 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine';
+type Kernel =
+  | 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine'
+  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax';
+
+const pad4 = (bytes: number): number => Math.ceil(bytes / 4) * 4;
 
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const gpu: GpuHandle = await openDevice();
@@ -57,18 +85,20 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   // Weights and the KV cache are cut to `maxBinding`; activations only need to fit the device's own limit.
   const maxBinding = Math.min(gpu.maxBinding, options.maxBindingBytes ?? Infinity);
   const activationLimit = gpu.maxBinding;
-  const store = new HeapStore();
-  const reference = createReferenceBackend(store);
+  const offsetAlignment = device.limits.minStorageBufferOffsetAlignment;
+  const heap = new HeapStore();
+  const reference = createReferenceBackend(heap);
   const fallbacks: FallbackCounts = { linear: 0, attention: 0, experts: 0 };
-  let weightBytes = 0;
-  let lost = false;
-  void device.lost.then(() => { lost = true; });
+  let weightBytes = 0, uploaded = 0, downloaded = 0;
+  let lost: string | null = null;
+  void device.lost.then((info) => { lost = info.message || info.reason; });
 
   const sources: Record<Kernel, string> = {
     rmsnorm: RMSNORM, rope: ROPE,
     ...Object.fromEntries(LINEAR_LANES.map((lanes) => [`linear${lanes}`, linearBf16(lanes)])) as Record<`linear${LinearLanes}`, string>,
     attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
     expertsUp: EXPERTS_UP, expertsDown: EXPERTS_DOWN, expertsCombine: EXPERTS_COMBINE,
+    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX,
   };
   device.pushErrorScope('validation');
   const pipelines = {} as Record<Kernel, GPUComputePipeline>;
@@ -80,11 +110,11 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   if (compileError !== null) throw new Error(`webgpu: kernel compilation failed: ${compileError.message}`);
 
   /** Records one dispatch of `kernel` with bindings 0.. in order. */
-  const dispatch = (encoder: GPUCommandEncoder, kernel: Kernel, buffers: GPUBuffer[], groups: [number, number]): void => {
+  const dispatch = (encoder: GPUCommandEncoder, kernel: Kernel, bindings: Binding[], groups: [number, number]): void => {
     const pipeline = pipelines[kernel];
     const bindGroup = device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      entries: bindings.map((b, binding) => ({ binding, resource: 'buffer' in b ? b : { buffer: b } })),
     });
     const pass = encoder.beginComputePass();
     pass.setPipeline(pipeline);
@@ -93,34 +123,246 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     pass.end();
   };
 
-  /**
-   * Runs `record` (which queues dispatches on buffers from `pool` and returns the buffer holding
-   * the result) and copies the result into `out`; the op's buffers go back to the pool after.
-   * GPU validation and out-of-memory errors become exceptions.
-   */
-  const pool = new BufferPool(device, gpu.maxBinding);
-  const run = async (record: (encoder: GPUCommandEncoder) => GPUBuffer, out: Float32Array, floats: number): Promise<void> => {
-    if (lost) throw new Error('webgpu: the device was lost');
+  // ---- Submission and errors: the command buffers of queued ops wait in `pending` and go to the
+  // queue together at the next read-back (one submission per decode step), or before the host
+  // writes into or frees a buffer they may use. One pair of error scopes (validation, out of
+  // memory) spans each batch; their errors are checked at the next read-back.
+  let pending: GPUCommandBuffer[] = [];
+  let submissions = 0;
+  let scopeOpen = false;
+  let pendingErrors: Promise<GPUError | null>[] = [];
+  const checkLost = (): void => {
+    if (lost !== null) throw deviceLost(lost);
+  };
+  const openScope = (): void => {
+    checkLost();
+    if (scopeOpen) return;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    let failure: unknown = null;
-    try {
-      const encoder = device.createCommandEncoder();
-      await pool.readBack(encoder, record(encoder), out, floats);
-    } catch (e) {
-      failure = e;
+    scopeOpen = true;
+  };
+  const flush = (): void => {
+    if (pending.length > 0) {
+      device.queue.submit(pending);
+      submissions++;
     }
-    const validation = await device.popErrorScope();
-    const memory = await device.popErrorScope();
-    pool.release();
-    const error = validation ?? memory;
-    if (error !== null) throw new Error(`webgpu: ${error.message}`);
-    if (failure !== null) throw failure;
+    pending = [];
+    if (!scopeOpen) return;
+    const validation = device.popErrorScope();
+    pendingErrors.push(validation, device.popErrorScope());
+    scopeOpen = false;
+  };
+  /** Before the host writes into a GPU buffer: the queued work, which may use it, goes first. */
+  const beforeWrite = (): void => {
+    if (pending.length > 0) flush();
+    openScope();
+  };
+  const settle = async (): Promise<void> => {
+    const waiting = pendingErrors;
+    pendingErrors = [];
+    const errors = await Promise.all(waiting);
+    checkLost();
+    const error = errors.find((e) => e !== null);
+    if (error !== undefined && error !== null) throw gpuFailure(error);
   };
 
-  // Constant tensors (weights, biases, norm scales, sinks) stay on the GPU, keyed by their array.
+  // ---- Regions: GPU mirrors of the store's allocations.
+  const regions = new WeakMap<ArrayBuffer, Region>();
+  /** Allocations nothing has written yet: zero on the host, as a new GPU buffer is. */
+  const fresh = new WeakSet<ArrayBuffer>();
+  const store: TensorStore = {
+    allocate(bytes, label) {
+      const b = heap.allocate(bytes, label);
+      fresh.add(b.buffer as ArrayBuffer);
+      return b;
+    },
+    free(b) {
+      const r = regions.get(b.buffer as ArrayBuffer);
+      if (r !== undefined) {
+        regions.delete(r.host);
+        if (pending.length > 0) flush();
+        r.buffer.destroy(); // work already submitted on it still runs
+      }
+      heap.free(b);
+    },
+  };
+  /** The region mirroring `a`'s allocation (made on first use), or null for an array from elsewhere. */
+  const regionOf = (a: ArrayBufferView): Region | null => {
+    const host = a.buffer as ArrayBuffer;
+    let r = regions.get(host);
+    if (r === undefined && fresh.has(host)) {
+      fresh.delete(host);
+      openScope();
+      const buffer = device.createBuffer({ size: Math.max(4, pad4(host.byteLength)), usage: Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST });
+      regions.set(host, (r = { host, buffer, hostCurrent: true, gpuCurrent: true }));
+    }
+    return r ?? null;
+  };
+  const toGpu = (r: Region): void => {
+    if (r.gpuCurrent) return;
+    beforeWrite();
+    device.queue.writeBuffer(r.buffer, 0, r.host, 0, r.host.byteLength - (r.host.byteLength % 4));
+    if (r.host.byteLength % 4 !== 0) {
+      const tail = new Uint8Array(4);
+      tail.set(new Uint8Array(r.host, r.host.byteLength - (r.host.byteLength % 4)));
+      device.queue.writeBuffer(r.buffer, r.host.byteLength - (r.host.byteLength % 4), tail);
+    }
+    uploaded += r.host.byteLength;
+    r.gpuCurrent = true;
+  };
+
+  const pool = new BufferPool(device, gpu.maxBinding);
+  type Read = { src: GPUBuffer; srcOffset: number; dst: ArrayBufferView };
+  type Staged = { staging: GPUBuffer; bytes: number; dst: ArrayBufferView };
+  /** Records copies of `reads` into mappable buffers (before the encoder is submitted). */
+  const stage = (encoder: GPUCommandEncoder, reads: Read[]): Staged[] => reads.map((r) => {
+    const bytes = Math.max(4, pad4(r.dst.byteLength));
+    const staging = pool.staging(bytes);
+    encoder.copyBufferToBuffer(r.src, r.srcOffset, staging, 0, bytes);
+    return { staging, bytes, dst: r.dst };
+  });
+  /**
+   * Submits the queued work, waits for it, reports its errors, and copies the staged results to the
+   * host; then the pool's buffers are free again (nothing queued uses them).
+   */
+  const collect = async (staged: Staged[]): Promise<void> => {
+    flush();
+    try {
+      await settle();
+      for (const s of staged) {
+        await s.staging.mapAsync(MAP_READ, 0, s.bytes);
+        new Uint8Array(s.dst.buffer, s.dst.byteOffset, s.dst.byteLength).set(new Uint8Array(s.staging.getMappedRange(0, s.bytes), 0, s.dst.byteLength));
+        s.staging.unmap();
+        downloaded += s.dst.byteLength;
+      }
+    } catch (e) {
+      checkLost(); // a read-back cut short by a lost device says so
+      throw e;
+    } finally {
+      pool.release();
+    }
+  };
+
+  /**
+   * One op's recording: `in`/`out`/`inOut` give the buffer a kernel binds for an array (its region
+   * when it starts the allocation, else a pool buffer filled by a GPU copy or an upload), and
+   * `finish` records the copies back and the read-backs of results that have no region.
+   */
+  class Recording {
+    readonly encoder = device.createCommandEncoder();
+    private readonly bound = new Set<GPUBuffer>();
+    private readonly copiesBack: (() => void)[] = [];
+    private readonly reads: Read[] = [];
+    private readonly written: Region[] = [];
+
+    in(a: ArrayBufferView): GPUBuffer {
+      const r = regionOf(a);
+      if (r === null) return pool.input(a);
+      toGpu(r);
+      if (a.byteOffset === 0) {
+        this.bound.add(r.buffer);
+        return r.buffer;
+      }
+      const t = pool.output(a.byteLength);
+      this.encoder.copyBufferToBuffer(r.buffer, a.byteOffset, t, 0, Math.max(4, pad4(a.byteLength)));
+      return t;
+    }
+
+    out(a: ArrayBufferView): GPUBuffer {
+      const r = regionOf(a);
+      if (r === null) {
+        const t = pool.output(a.byteLength);
+        this.reads.push({ src: t, srcOffset: 0, dst: a });
+        return t;
+      }
+      if (a.byteOffset !== 0 || a.byteLength < r.host.byteLength) toGpu(r);
+      this.written.push(r);
+      if (a.byteOffset === 0 && !this.bound.has(r.buffer)) {
+        this.bound.add(r.buffer);
+        return r.buffer;
+      }
+      const t = pool.output(a.byteLength);
+      this.copiesBack.push(() => this.encoder.copyBufferToBuffer(t, 0, r.buffer, a.byteOffset, Math.max(4, pad4(a.byteLength))));
+      return t;
+    }
+
+    /** A buffer read and written in place. */
+    inOut(a: ArrayBufferView): GPUBuffer {
+      const r = regionOf(a);
+      if (r === null) {
+        const t = pool.input(a);
+        this.reads.push({ src: t, srcOffset: 0, dst: a });
+        return t;
+      }
+      const t = this.in(a);
+      this.written.push(r);
+      if (t !== r.buffer) this.copiesBack.push(() => this.encoder.copyBufferToBuffer(t, 0, r.buffer, a.byteOffset, Math.max(4, pad4(a.byteLength))));
+      return t;
+    }
+
+    /** Marks `r` as written by this op's work (for ops that write a region by a copy). */
+    wrote(r: Region): void {
+      this.written.push(r);
+    }
+
+    finish(): Staged[] {
+      for (const copy of this.copiesBack) copy();
+      for (const r of this.written) {
+        r.gpuCurrent = true;
+        r.hostCurrent = false;
+      }
+      return stage(this.encoder, this.reads);
+    }
+  }
+
+  /**
+   * Records and queues one op. Returns a promise only when results without a region are read back
+   * (resolving once they are on the host); else the work stays queued, its errors reported by the
+   * next read-back.
+   */
+  const op = (record: (rec: Recording) => void): Promise<void> | undefined => {
+    openScope();
+    const rec = new Recording();
+    record(rec);
+    const staged = rec.finish();
+    pending.push(rec.encoder.finish());
+    return staged.length > 0 ? collect(staged) : undefined;
+  };
+
+  /** Makes the host copy of `a` current. */
+  const toHost = async (a: ArrayBufferView): Promise<void> => {
+    const r = regions.get(a.buffer as ArrayBuffer);
+    if (r === undefined || r.hostCurrent || a.byteLength === 0) {
+      flush();
+      return settle();
+    }
+    openScope();
+    const encoder = device.createCommandEncoder();
+    const staged = stage(encoder, [{ src: r.buffer, srcOffset: a.byteOffset, dst: a }]);
+    pending.push(encoder.finish());
+    await collect(staged);
+    if (a.byteOffset === 0 && a.byteLength >= r.host.byteLength) r.hostCurrent = true;
+  };
+
+  /** The host wrote `a`: its GPU copy (when current elsewhere) gets the same bytes. */
+  const written = (a: ArrayBufferView): void => {
+    const r = regionOf(a);
+    if (r === null || !r.gpuCurrent || a.byteLength === 0) return;
+    beforeWrite();
+    device.queue.writeBuffer(r.buffer, a.byteOffset, a.buffer, a.byteOffset, pad4(a.byteLength));
+    uploaded += a.byteLength;
+  };
+
+  /** Runs a reference op on host copies of its inputs; its output goes back to the GPU. */
+  const onHost = async (inputs: ArrayBufferView[], output: ArrayBufferView, run: () => void): Promise<void> => {
+    for (const a of inputs) await toHost(a);
+    run();
+    written(output);
+  };
+
+  // Constant tensors (weights, biases, norm scales, sinks, RoPE tables) stay on the GPU, keyed by their array.
   const constants = new WeakMap<object, GPUBuffer>();
-  const constant = (a: Float32Array): GPUBuffer => {
+  const constant = (a: Float32Array | Uint32Array): GPUBuffer => {
     let b = constants.get(a);
     if (b === undefined) {
       constants.set(a, (b = upload(device, a)));
@@ -173,49 +415,44 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
 
   async function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): Promise<void> {
     const n = scale.length;
-    await run((encoder) => {
-      const o = pool.output(tokens * n * 4);
-      const u = pool.uniforms([tokens, n, f32(eps), 0]);
-      dispatch(encoder, 'rmsnorm', [u, pool.input(x.subarray(0, tokens * n)), constant(scale), o], grid(tokens));
-      return o;
-    }, out, tokens * n);
+    await op((rec) => {
+      const xb = rec.in(x.subarray(0, tokens * n));
+      const o = rec.out(out.subarray(0, tokens * n));
+      dispatch(rec.encoder, 'rmsnorm', [pool.uniforms([tokens, n, f32(eps), 0]), xb, constant(scale), o], grid(tokens));
+    });
   }
 
   async function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): Promise<void> {
     const chunks = bf16Weight(w);
     if (chunks === null) {
       fallbacks.linear++;
-      return void reference.linear(x, tokens, w, bias, out);
+      return onHost([x.subarray(0, tokens * w.cols)], out.subarray(0, tokens * w.rows), () => reference.linear(x, tokens, w, bias, out));
     }
-    await run((encoder) => {
-      const xb = pool.input(x.subarray(0, tokens * w.cols));
-      const o = pool.output(tokens * w.rows * 4);
+    await op((rec) => {
+      const xb = rec.in(x.subarray(0, tokens * w.cols));
+      const o = rec.out(out.subarray(0, tokens * w.rows));
       const bb = bias === null ? zero : constant(bias);
       const lanes = linearLanes(w.cols);
       chunks.buffers.forEach((buffer, i) => {
         const r0 = chunks.starts[i]!, rows = chunks.starts[i + 1]! - r0;
         const u = pool.uniforms([tokens, rows, w.cols, bias === null ? 0 : 1, r0, w.rows, 0, 0]);
-        dispatch(encoder, `linear${lanes}`, [u, xb, buffer, bb, o], grid(Math.ceil(rows / (WORKGROUP / lanes))));
+        dispatch(rec.encoder, `linear${lanes}`, [u, xb, buffer, bb, o], grid(Math.ceil(rows / (WORKGROUP / lanes))));
       });
-      return o;
-    }, out, tokens * w.rows);
+    });
   }
 
   async function rope(x: Float32Array, tokens: number, heads: number, headDim: number, positions: Int32Array, table: RopeTable): Promise<void> {
-    const half = headDim / 2;
-    const cos = new Float32Array(tokens * half), sin = new Float32Array(tokens * half);
-    for (let t = 0; t < tokens; t++) {
-      const row = positions[t]! * table.halfDim;
-      cos.set(table.cos.subarray(row, row + half), t * half);
-      sin.set(table.sin.subarray(row, row + half), t * half);
+    const half = headDim / 2, floats = tokens * heads * headDim;
+    if (table.cos.byteLength > activationLimit) {
+      // A table longer than one binding (a context of millions of positions): the reference code.
+      return onHost([x.subarray(0, floats), positions.subarray(0, tokens)], x.subarray(0, floats), () => reference.rope(x, tokens, heads, headDim, positions, table));
     }
-    const floats = tokens * heads * headDim;
-    await run((encoder) => {
-      const xb = pool.input(x.subarray(0, floats));
-      const u = pool.uniforms([tokens, heads, half, 0]);
-      dispatch(encoder, 'rope', [u, xb, pool.input(cos), pool.input(sin)], grid(Math.ceil((tokens * heads * half) / WORKGROUP)));
-      return xb;
-    }, x, floats);
+    await op((rec) => {
+      const pb = rec.in(positions.subarray(0, tokens));
+      const xb = rec.inOut(x.subarray(0, floats));
+      const u = pool.uniforms([tokens, heads, half, table.halfDim]);
+      dispatch(rec.encoder, 'rope', [u, xb, pb, constant(table.cos), constant(table.sin)], grid(Math.ceil((tokens * heads * half) / WORKGROUP)));
+    });
   }
 
   async function attention(
@@ -226,45 +463,75 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     const { heads, kvHeads, headDim, window } = shape;
     const items = tokens * heads, width = heads * headDim;
     const keyFloats = kvHeads * headDim;
-    // Keys per buffer (a cache longer than one binding is cut into chunks of whole positions), and
-    // keys per workgroup: enough splits that a decode step (heads x 1 queries) fills the GPU.
-    const chunkKeys = Math.floor(maxBinding / (keyFloats * 4));
+    const outView = out.subarray(0, tokens * width);
+    if (keyCount === 0) {
+      // Nothing visible: the sink takes all the mass.
+      outView.fill(0);
+      return void written(outView);
+    }
+    // Keys per binding (a cache longer than one binding is cut into chunks of whole positions; a
+    // cache in regions of its own is bound in place, so its chunks start where a binding offset
+    // can), and keys per workgroup: enough splits that a decode step (heads x 1 queries) fills the GPU.
+    const kr = regionOf(keys), vr = regionOf(values), pr = regionOf(keyPositions);
+    const keysPerBinding = Math.floor(maxBinding / (keyFloats * 4));
+    const keyStep = Math.max(1, offsetAlignment / 4);
+    const aligned = Math.floor(keysPerBinding / keyStep) * keyStep;
+    const inPlace = kr !== null && vr !== null && pr !== null && keys.byteOffset === 0 && values.byteOffset === 0 && keyPositions.byteOffset === 0 &&
+      (keyCount <= keysPerBinding || aligned >= 1);
+    const chunkKeys = inPlace && keyCount > keysPerBinding ? aligned : keysPerBinding;
     const splitsWanted = Math.max(1, Math.min(Math.ceil(keyCount / WORKGROUP), Math.ceil(ATTENTION_WORKGROUPS / items)));
     const span = Math.ceil(Math.ceil(keyCount / splitsWanted) / WORKGROUP) * WORKGROUP;
     const chunks: { k0: number; k1: number; splits: number; splitBase: number }[] = [];
     let splitsTotal = 0;
-    for (let k0 = 0; k0 < keyCount; k0 += chunkKeys) {
+    for (let k0 = 0; chunkKeys >= 1 && k0 < keyCount; k0 += chunkKeys) {
       const k1 = Math.min(keyCount, k0 + chunkKeys);
       const splits = Math.ceil((k1 - k0) / span);
       chunks.push({ k0, k1, splits, splitBase: splitsTotal });
       splitsTotal += splits;
     }
-    if (keyCount === 0) return void out.fill(0, 0, tokens * width); // nothing visible: the sink takes all the mass
     if (headDim > MAX_HEAD_DIM || chunkKeys < 1 || tokens * width * 4 > activationLimit || items * splitsTotal * (headDim + 2) * 4 > activationLimit) {
       fallbacks.attention++;
-      return void reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out);
+      return onHost(
+        [q.subarray(0, tokens * width), positions.subarray(0, tokens), keys.subarray(0, keyCount * keyFloats), values.subarray(0, keyCount * keyFloats), keyPositions.subarray(0, keyCount)],
+        outView, () => reference.attention(q, tokens, positions, keys, values, keyCount, keyPositions, sinks, shape, out),
+      );
     }
-    await run((encoder) => {
-      const qb = pool.input(q.subarray(0, tokens * width));
-      const pb = pool.input(positions.subarray(0, tokens));
+    await op((rec) => {
+      const qb = rec.in(q.subarray(0, tokens * width));
+      const pb = rec.in(positions.subarray(0, tokens));
       const partial = pool.output(items * splitsTotal * (headDim + 2) * 4);
       for (const c of chunks) {
         const u = pool.uniforms([
           items, heads, kvHeads, headDim, c.k1 - c.k0, window, heads / kvHeads, f32(1 / Math.sqrt(headDim)),
           span, c.splits, c.splitBase, splitsTotal,
         ]);
-        dispatch(encoder, 'attentionPartial', [
-          u, qb,
-          pool.input(keys.subarray(c.k0 * keyFloats, c.k1 * keyFloats)), pool.input(values.subarray(c.k0 * keyFloats, c.k1 * keyFloats)),
-          pool.input(keyPositions.subarray(c.k0, c.k1)), pb, partial,
-        ], grid(items * c.splits));
+        const range = (r: Region, start: number, bytes: number): GPUBufferBinding => {
+          toGpu(r);
+          return { buffer: r.buffer, offset: start, size: Math.max(4, bytes) };
+        };
+        const kb = inPlace ? range(kr!, c.k0 * keyFloats * 4, (c.k1 - c.k0) * keyFloats * 4) : rec.in(keys.subarray(c.k0 * keyFloats, c.k1 * keyFloats));
+        const vb = inPlace ? range(vr!, c.k0 * keyFloats * 4, (c.k1 - c.k0) * keyFloats * 4) : rec.in(values.subarray(c.k0 * keyFloats, c.k1 * keyFloats));
+        const kp = inPlace ? range(pr!, c.k0 * 4, (c.k1 - c.k0) * 4) : rec.in(keyPositions.subarray(c.k0, c.k1));
+        dispatch(rec.encoder, 'attentionPartial', [u, qb, kb, vb, kp, pb, partial], grid(items * c.splits));
       }
-      const o = pool.output(tokens * width * 4);
+      const o = rec.out(outView);
       const u = pool.uniforms([items, heads, headDim, splitsTotal]);
-      dispatch(encoder, 'attentionCombine', [u, partial, constant(sinks), o], grid(items));
-      return o;
-    }, out, tokens * width);
+      dispatch(rec.encoder, 'attentionCombine', [u, partial, constant(sinks), o], grid(items));
+    });
   }
+
+  /** Identity row tables of the per-pair expert path, by (pairs, k): pair i is row i, of token i / k. */
+  const pairTables = new Map<string, { rowToken: GPUBuffer; slotRow: GPUBuffer }>();
+  const pairTable = (pairs: number, k: number): { rowToken: GPUBuffer; slotRow: GPUBuffer } => {
+    const key = `${pairs}:${k}`;
+    let t = pairTables.get(key);
+    if (t === undefined) {
+      const rowToken = new Uint32Array(pairs).map((_, i) => Math.floor(i / k));
+      const slotRow = new Uint32Array(pairs).map((_, i) => i);
+      pairTables.set(key, (t = { rowToken: constant(rowToken), slotRow: constant(slotRow) }));
+    }
+    return t;
+  };
 
   async function experts(
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
@@ -275,76 +542,149 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     const c1 = w1.cols % 32 === 0 && w2.cols % 32 === 0 ? mxfp4Weight(w1) : null;
     const c2 = c1 === null ? null : mxfp4Weight(w2);
     const pairs = tokens * k;
+    const indexView = indices.subarray(0, pairs), weightView = weights.subarray(0, pairs);
+    const outView = out.subarray(0, tokens * hidden);
     if (c1 === null || c2 === null || inter > 65535 || hidden > 65535 || pairs * Math.max(hidden, inter) * 4 > activationLimit) {
       fallbacks.experts++;
-      return void reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out);
+      return onHost([x.subarray(0, tokens * hidden), indexView, weightView], outView, () => reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out));
     }
-    // The (token, slot) pairs gathered by expert: rows of one expert are contiguous.
-    const byExpert = new Map<number, number[]>();
-    for (let i = 0; i < pairs; i++) {
-      const e = indices[i]!;
-      let list = byExpert.get(e);
-      if (list === undefined) byExpert.set(e, (list = []));
-      list.push(i);
-    }
-    const order = [...byExpert.keys()].sort((a, b) => a - b);
-    const rowToken = new Uint32Array(pairs), slotRow = new Uint32Array(pairs);
+    // Routing the GPU computed stays there when there are no more pairs than experts (a decode
+    // step): each pair is its own group. Else the pairs are grouped by expert on the host, so that
+    // each expert's weights are read once for all its rows.
+    const ir = regionOf(indices);
+    const perPair = ir !== null && !ir.hostCurrent && pairs <= w1.count;
+    if (!perPair) await toHost(indexView);
     const groups: { expert: number; start: number; count: number }[] = [];
-    let row = 0;
-    for (const e of order) {
-      const list = byExpert.get(e)!;
-      groups.push({ expert: e, start: row, count: list.length });
-      for (const pair of list) {
-        rowToken[row] = Math.floor(pair / k);
-        slotRow[pair] = row++;
+    const rowToken = new Uint32Array(pairs), slotRow = new Uint32Array(pairs);
+    if (!perPair) {
+      const byExpert = new Map<number, number[]>();
+      for (let i = 0; i < pairs; i++) {
+        const e = indices[i]!;
+        let list = byExpert.get(e);
+        if (list === undefined) byExpert.set(e, (list = []));
+        list.push(i);
+      }
+      let row = 0;
+      for (const e of [...byExpert.keys()].sort((a, b) => a - b)) {
+        const list = byExpert.get(e)!;
+        groups.push({ expert: e, start: row, count: list.length });
+        for (const pair of list) {
+          rowToken[row] = Math.floor(pair / k);
+          slotRow[pair] = row++;
+        }
       }
     }
-    /** Group table per weight chunk: (expert within the chunk, first row, rows, expert). */
-    const tableFor = (starts: number[]): { table: Uint32Array; spans: { chunk: number; first: number; count: number }[] } => {
-      const table = new Uint32Array(groups.length * 4);
+    /** Per weight chunk, the groups [first, first + count) of its experts (every group per pair). */
+    const spansFor = (starts: number[]): { chunk: number; first: number; count: number }[] => {
+      if (perPair) return starts.slice(1).map((_, chunk) => ({ chunk, first: 0, count: pairs }));
       const spans: { chunk: number; first: number; count: number }[] = [];
       groups.forEach((g, i) => {
         let c = 0;
         while (starts[c + 1]! <= g.expert) c++;
-        table.set([g.expert - starts[c]!, g.start, g.count, g.expert], i * 4);
         const last = spans[spans.length - 1];
         if (last !== undefined && last.chunk === c) last.count++;
         else spans.push({ chunk: c, first: i, count: 1 });
       });
-      return { table, spans };
+      return spans;
     };
-    const up = tableFor(c1.starts), down = tableFor(c2.starts);
-    await run((encoder) => {
-      const xb = pool.input(x.subarray(0, tokens * hidden));
+    await op((rec) => {
+      const xb = rec.in(x.subarray(0, tokens * hidden));
       const act = pool.output(pairs * inter * 4);
       const y = pool.output(pairs * hidden * 4);
-      const o = pool.output(tokens * hidden * 4);
-      const upTable = pool.input(up.table), downTable = pool.input(down.table);
-      const rt = pool.input(rowToken);
-      for (const s of up.spans) {
-        const u = pool.uniforms([hidden, inter, s.first, 0, f32(swigluLimit), 0, 0, 0]);
-        dispatch(encoder, 'expertsUp', [u, upTable, c1.blocks[s.chunk]!, c1.scales[s.chunk]!, constant(moe.mlp1Bias), xb, rt, act], [inter, s.count]);
+      let table: GPUBuffer, rt: GPUBuffer, sr: GPUBuffer;
+      if (perPair) {
+        table = pool.output(pairs * 16);
+        dispatch(rec.encoder, 'expertPairs', [pool.uniforms([pairs, 0, 0, 0]), rec.in(indexView), table], grid(Math.ceil(pairs / WORKGROUP)));
+        ({ rowToken: rt, slotRow: sr } = pairTable(pairs, k));
+      } else {
+        table = pool.input(new Uint32Array(groups.flatMap((g) => [0, g.start, g.count, g.expert])));
+        rt = pool.input(rowToken);
+        sr = pool.input(slotRow);
       }
-      for (const s of down.spans) {
-        const u = pool.uniforms([hidden, inter, s.first, 0]);
-        dispatch(encoder, 'expertsDown', [u, downTable, c2.blocks[s.chunk]!, c2.scales[s.chunk]!, constant(moe.mlp2Bias), act, y], [hidden, s.count]);
+      for (const s of spansFor(c1.starts)) {
+        const u = pool.uniforms([hidden, inter, s.first, c1.starts[s.chunk]!, f32(swigluLimit), c1.starts[s.chunk + 1]!, 0, 0]);
+        dispatch(rec.encoder, 'expertsUp', [u, table, c1.blocks[s.chunk]!, c1.scales[s.chunk]!, constant(moe.mlp1Bias), xb, rt, act], [inter, s.count]);
       }
-      const u = pool.uniforms([tokens, hidden, k, 0]);
-      dispatch(encoder, 'expertsCombine', [u, y, pool.input(slotRow), pool.input(weights.subarray(0, pairs)), o], grid(Math.ceil((tokens * hidden) / WORKGROUP)));
-      return o;
-    }, out, tokens * hidden);
+      for (const s of spansFor(c2.starts)) {
+        const u = pool.uniforms([hidden, inter, s.first, c2.starts[s.chunk]!, c2.starts[s.chunk + 1]!, 0, 0, 0]);
+        dispatch(rec.encoder, 'expertsDown', [u, table, c2.blocks[s.chunk]!, c2.scales[s.chunk]!, constant(moe.mlp2Bias), act, y], [hidden, s.count]);
+      }
+      const wb = rec.in(weightView);
+      const o = rec.out(outView);
+      dispatch(rec.encoder, 'expertsCombine', [pool.uniforms([tokens, hidden, k, 0]), y, sr, wb, o], grid(Math.ceil((tokens * hidden) / WORKGROUP)));
+    });
   }
+
+  /** The glue ops need their arrays in regions: only the store's arrays can stay on the GPU. */
+  const regionFor = (a: ArrayBufferView, what: string): Region => {
+    const r = regionOf(a);
+    if (r === null) throw new Error(`webgpu: ${what} on an array that is not from the backend's store`);
+    return r;
+  };
+
+  const resident: DeviceResident = {
+    add(x, y, count) {
+      regionFor(x, 'add');
+      op((rec) => {
+        const xb = rec.inOut(x.subarray(0, count));
+        const yb = rec.in(y.subarray(0, count));
+        dispatch(rec.encoder, 'add', [pool.uniforms([count, 0, 0, 0]), xb, yb], grid(Math.ceil(count / WORKGROUP)));
+      });
+    },
+    copyRows(src, srcStride, dst, dstStride, width, rows) {
+      if (rows === 0 || width === 0) return;
+      const sr = regionFor(src, 'copyRows'), dr = regionFor(dst, 'copyRows');
+      op((rec) => {
+        toGpu(sr);
+        if (!(dst.byteOffset === 0 && dstStride === width && rows * width * 4 >= dr.host.byteLength)) toGpu(dr);
+        rec.wrote(dr);
+        if ((rows === 1 || (srcStride === width && dstStride === width)) && sr !== dr) {
+          rec.encoder.copyBufferToBuffer(sr.buffer, src.byteOffset, dr.buffer, dst.byteOffset, rows * width * 4);
+          return;
+        }
+        // Strided rows: a kernel over the whole allocations (a copy within one allocation goes through a temporary).
+        const from = sr === dr ? pool.output(sr.host.byteLength) : sr.buffer;
+        if (from !== sr.buffer) rec.encoder.copyBufferToBuffer(sr.buffer, 0, from, 0, pad4(sr.host.byteLength));
+        const u = pool.uniforms([rows, width, srcStride, dstStride, src.byteOffset / 4, dst.byteOffset / 4, 0, 0]);
+        dispatch(rec.encoder, 'copyRows', [u, from, dr.buffer], grid(Math.ceil((rows * width) / WORKGROUP)));
+      });
+    },
+    route(gate, tokens, experts, k, indices, weights) {
+      regionFor(indices, 'route');
+      regionFor(weights, 'route');
+      op((rec) => {
+        const gb = rec.in(gate.subarray(0, tokens * experts));
+        const ib = rec.out(indices.subarray(0, tokens * k));
+        const wb = rec.out(weights.subarray(0, tokens * k));
+        dispatch(rec.encoder, 'route', [pool.uniforms([tokens, experts, k, 0]), gb, ib, wb], grid(Math.ceil(tokens / WORKGROUP)));
+      });
+    },
+    argmax(x, rows, width, out) {
+      regionFor(out, 'argmax');
+      op((rec) => {
+        const xb = rec.in(x.subarray(0, rows * width));
+        const ob = rec.out(out.subarray(0, rows));
+        dispatch(rec.encoder, 'argmax', [pool.uniforms([rows, width, 0, 0]), xb, ob], grid(rows));
+      });
+    },
+    written,
+    toHost,
+  };
 
   return {
     name: 'webgpu',
     store,
     adapter: gpu.adapterName,
     expertActivations: 'f32',
+    resident,
     get fallbacks() {
       return { ...fallbacks };
     },
     get weightBytes() {
       return weightBytes;
+    },
+    get transfers() {
+      return { up: uploaded + pool.uploaded, down: downloaded, submissions };
     },
     rmsnorm,
     linear,
@@ -352,10 +692,13 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     attention,
     experts,
     close: async () => {
+      if (lost === null) flush();
       await device.queue.onSubmittedWorkDone();
       device.destroy();
+      await device.lost;
       // Keeps the create() result reachable until the device is gone (see device.ts).
       void gpu.gpu;
     },
   };
 }
+

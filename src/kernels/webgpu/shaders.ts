@@ -1,6 +1,7 @@
 // The WGSL kernels of the WebGPU backend, one compute shader per Backend op (attention takes two:
 // split partial sums and their combine; the experts three: the fused up projection with SwiGLU,
-// the down projection, and the weighted combine).
+// the down projection, and the weighted combine), and the forward pass's glue that keeps a step on
+// the GPU (residual add, strided row copy, top-k routing, the per-pair expert table, argmax).
 // Arithmetic is f32 throughout (the exact mode). Every shader reads its sizes from a uniform block
 // `p` at binding 0 and finds its item from a 2D grid of workgroups (a dispatch dimension holds at
 // most 65535), so `item = wid.x + wid.y * nw.x` and items past the end return at once.
@@ -105,13 +106,17 @@ export function linearLanes(cols: number): LinearLanes {
   return Math.min(WORKGROUP, Math.max(4, 2 ** Math.ceil(Math.log2(Math.ceil(cols / 8))))) as LinearLanes;
 }
 
-/** x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin per (token, head, i < half); cos/sin are gathered per token. */
+/**
+ * x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin per (token, head, i < half); cos/sin are the rows of
+ * the whole table (`tableHalf` wide) at each token's position.
+ */
 export const ROPE = /* wgsl */ `${header}
-struct P { tokens: u32, heads: u32, half: u32, pad: u32 }
+struct P { tokens: u32, heads: u32, half: u32, tableHalf: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> cosT: array<f32>;
-@group(0) @binding(3) var<storage, read> sinT: array<f32>;
+@group(0) @binding(2) var<storage, read> pos: array<i32>;
+@group(0) @binding(3) var<storage, read> cosT: array<f32>;
+@group(0) @binding(4) var<storage, read> sinT: array<f32>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -121,8 +126,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   let th = idx / p.half; // token * heads + head
   let t = th / p.heads;
   let base = th * 2u * p.half;
-  let c = cosT[t * p.half + i];
-  let s = sinT[t * p.half + i];
+  let row = u32(pos[t]) * p.tableHalf;
+  let c = cosT[row + i];
+  let s = sinT[row + i];
   let x1 = x[base + i];
   let x2 = x[base + p.half + i];
   x[base + i] = x1 * c - x2 * s;
@@ -297,8 +303,9 @@ fn decode8(R: u32, wi: u32, cols: u32) -> array<f32, 8> {
 }
 `;
 
-// The expert groups of one dispatch: groups[g] = (expert within the chunk, first gathered row,
-// row count, expert index in the layer), one group per wid.y.
+// The expert groups of one dispatch: groups[g] = (unused, first gathered row, row count, expert
+// index in the layer), one group per wid.y; the dispatch covers the weight chunk holding experts
+// [expertBase, expertEnd), and a group of another chunk returns at once.
 const expertBindings = /* wgsl */ `
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> groups: array<vec4u>;
@@ -312,7 +319,7 @@ const expertBindings = /* wgsl */ `
  * expert for the group's tokens (x rows found through `rowToken`) and writes act[row, i].
  */
 export const EXPERTS_UP = /* wgsl */ `
-struct P { hidden: u32, inter: u32, groupBase: u32, pad: u32, limit: f32, pad1: u32, pad2: u32, pad3: u32 }
+struct P { hidden: u32, inter: u32, groupBase: u32, expertBase: u32, limit: f32, expertEnd: u32, pad2: u32, pad3: u32 }
 ${expertBindings}
 @group(0) @binding(5) var<storage, read> x: array<f32>;
 @group(0) @binding(6) var<storage, read> rowToken: array<u32>;
@@ -324,8 +331,9 @@ var<workgroup> partial: array<f32, ${2 * WORKGROUP * TOKEN_BLOCK}>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = wid.x;
   let g = groups[p.groupBase + wid.y];
+  if (g.w < p.expertBase || g.w >= p.expertEnd) { return; }
   let rowsPerExpert = 2u * p.inter;
-  let Rg = g.x * rowsPerExpert + 2u * i;
+  let Rg = (g.w - p.expertBase) * rowsPerExpert + 2u * i;
   let words = p.hidden / 8u;
   for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
     let n = min(${TOKEN_BLOCK}u, g.z - t0);
@@ -367,7 +375,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
 /** Down projection: workgroup (r, g) writes y[row, r] = act[row] . w2[e, r] + bias2[e, r] for group g's rows. */
 export const EXPERTS_DOWN = /* wgsl */ `
-struct P { hidden: u32, inter: u32, groupBase: u32, pad: u32 }
+struct P { hidden: u32, inter: u32, groupBase: u32, expertBase: u32, expertEnd: u32, pad0: u32, pad1: u32, pad2: u32 }
 ${expertBindings}
 @group(0) @binding(5) var<storage, read> act: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
@@ -378,7 +386,8 @@ var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = wid.x;
   let g = groups[p.groupBase + wid.y];
-  let R = g.x * p.hidden + r;
+  if (g.w < p.expertBase || g.w >= p.expertEnd) { return; }
+  let R = (g.w - p.expertBase) * p.hidden + r;
   let words = p.inter / 8u;
   for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
     let n = min(${TOKEN_BLOCK}u, g.z - t0);
@@ -422,5 +431,126 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   var sum = 0.0;
   for (var j = 0u; j < p.k; j++) { sum += weights[t * p.k + j] * y[slotRow[t * p.k + j] * p.hidden + c]; }
   outp[idx] = sum;
+}
+`;
+
+/** x[i] += y[i] for i < count (the residual connection). */
+export const ADD = /* wgsl */ `${header}
+struct P { count: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (i < p.count) { x[i] = x[i] + y[i]; }
+}
+`;
+
+/** dst[dstOffset + r * dstStride + c] = src[srcOffset + r * srcStride + c], 32-bit words. */
+export const COPY_ROWS = /* wgsl */ `${header}
+struct P { rows: u32, width: u32, srcStride: u32, dstStride: u32, srcOffset: u32, dstOffset: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (i >= p.rows * p.width) { return; }
+  let r = i / p.width;
+  let c = i % p.width;
+  dst[p.dstOffset + r * p.dstStride + c] = src[p.srcOffset + r * p.srcStride + c];
+}
+`;
+
+/**
+ * Top-k routing, one thread per token: the j-th pick is the largest gate logit ordered after the
+ * (j-1)-th (by value, then lower expert first, as the host's sort), then the softmax over the k.
+ */
+export const ROUTE = /* wgsl */ `${header}
+struct P { tokens: u32, experts: u32, k: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> gate: array<f32>;
+@group(0) @binding(2) var<storage, read_write> indices: array<i32>;
+@group(0) @binding(3) var<storage, read_write> weights: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (t >= p.tokens) { return; }
+  let g = t * p.experts;
+  var lastV = 0.0;
+  var lastE = -1;
+  for (var j = 0u; j < p.k; j++) {
+    var bestE = -1;
+    var bestV = 0.0;
+    for (var e = 0; e < i32(p.experts); e++) {
+      let v = gate[g + u32(e)];
+      let after = lastE < 0 || v < lastV || (v == lastV && e > lastE);
+      if (after && (bestE < 0 || v > bestV)) { bestE = e; bestV = v; }
+    }
+    indices[t * p.k + j] = bestE;
+    lastE = bestE;
+    lastV = bestV;
+  }
+  let top = gate[g + u32(indices[t * p.k])];
+  var sum = 0.0;
+  for (var j = 0u; j < p.k; j++) { sum += exp(gate[g + u32(indices[t * p.k + j])] - top); }
+  for (var j = 0u; j < p.k; j++) { weights[t * p.k + j] = exp(gate[g + u32(indices[t * p.k + j])] - top) / sum; }
+}
+`;
+
+/** out[r] = the column of row r's largest value, the lowest on ties: one workgroup per row. */
+export const ARGMAX = /* wgsl */ `${header}
+struct P { rows: u32, width: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> outp: array<i32>;
+var<workgroup> bestV: array<f32, ${WORKGROUP}>;
+var<workgroup> bestI: array<u32, ${WORKGROUP}>;
+const NONE = 0xffffffffu;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = itemOf(wid, nw);
+  if (row >= p.rows) { return; }
+  var v = 0.0;
+  var i = NONE;
+  // Columns ascend within a thread, so a strict > keeps its lowest on ties.
+  for (var c = lid; c < p.width; c += ${WORKGROUP}u) {
+    let xv = x[row * p.width + c];
+    if (i == NONE || xv > v) { v = xv; i = c; }
+  }
+  bestV[lid] = v;
+  bestI[lid] = i;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      let ov = bestV[lid + s];
+      let oi = bestI[lid + s];
+      if (oi != NONE && (bestI[lid] == NONE || ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]))) {
+        bestV[lid] = ov;
+        bestI[lid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { outp[row] = i32(bestI[0]); }
+}
+`;
+
+/** The expert table of routed pairs taken one by one: groups[i] = (0, row i, one row, expert of pair i). */
+export const EXPERT_PAIRS = /* wgsl */ `${header}
+struct P { pairs: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(2) var<storage, read_write> groups: array<vec4u>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = itemOf(wid, nw) * ${WORKGROUP}u + lid;
+  if (i < p.pairs) { groups[i] = vec4u(0u, i, 1u, u32(indices[i])); }
 }
 `;
