@@ -1,19 +1,22 @@
 // Loading a model for library callers: resolve what to run (a folder, a hub repository id, or the
-// default chain ending at the embedded demo model), load it onto a compute backend, and hand back
-// a Model whose chat() and complete() run turns on it. The engine stays private to the library:
+// default chain ending at the embedded gpt-oss-nano), load it onto a compute backend, and hand back
+// a Model whose chat() and complete() run turns on it (with the tools gpt-oss-nano was trained
+// with when it is that model and the caller names no tools). The engine stays private to the library:
 // other parts of it (the server) find a Model's engine through engineOf().
 import type { Engine } from '../engine/engine.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
 import { UserError } from '../errors.ts';
 import { chatEvents, collectChat, type ChatEvent, type ChatMessage, type ChatOptions, type ChatResult } from './chat.ts';
 import { translateErrors } from './errors.ts';
+import type { ToolDefinition } from './tools.ts';
 
 /** Where a model comes from and how it runs. */
 export interface LoadModelOptions {
   /**
    * A checkpoint folder or a hub repository id (e.g. `openai/gpt-oss-20b`, already downloaded with
    * `gptoss pull`). Default: $GPTOSS_MODEL, else gpt-oss-20b from the hub cache, else the embedded
-   * demo model (tiny, random weights: it runs everything but answers gibberish).
+   * gpt-oss-nano (a small model trained for clinical arithmetic through python and drug facts
+   * through the browser over the documents it ships with).
    */
   model?: string;
   /**
@@ -44,6 +47,12 @@ export interface Model {
   /** True for synthetic checkpoints (such as the demo model): the output is gibberish. */
   readonly randomWeights: boolean;
   /**
+   * The tools a chat gets when its options name none: for the embedded gpt-oss-nano the browser
+   * over its documents and python (what it was trained with); for other models none. Pass
+   * `tools: []` for a chat without them.
+   */
+  readonly defaultTools: readonly ToolDefinition[];
+  /**
    * Runs one chat turn and streams its events: reasoning and text deltas, tool calls and results,
    * usage, and a final `done`. `messages` may be a string (one user message). The turn starts
    * when the iteration does; stopping the iteration early aborts it. Turns on one model may run at once; they take turns on the
@@ -71,15 +80,17 @@ export function engineOf(model: Model): Engine {
 }
 
 /** A Model over an engine that is already running (the library's own tests inject scripted engines). */
-export function modelFromEngine(engine: Engine, description: string = engine.info.name): Model {
+export function modelFromEngine(engine: Engine, description: string = engine.info.name, defaultTools: readonly ToolDefinition[] = []): Model {
   let closed = false;
+  const withTools = (options: ChatOptions = {}): ChatOptions => (options.tools === undefined && defaultTools.length > 0 ? { ...options, tools: defaultTools } : options);
   const model: Model = {
     name: engine.info.name,
     description,
     contextLength: engine.info.contextLength,
     randomWeights: engine.info.randomWeights,
-    chat: (messages, options) => chatEvents(engine, messages, options),
-    complete: (messages, options) => collectChat(chatEvents(engine, messages, options)),
+    defaultTools,
+    chat: (messages, options) => chatEvents(engine, messages, withTools(options)),
+    complete: (messages, options) => collectChat(chatEvents(engine, messages, withTools(options))),
     close: async () => {
       if (closed) return;
       closed = true;
@@ -112,6 +123,15 @@ export async function loadModel(options: LoadModelOptions = {}): Promise<Model> 
       ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
       ...(options.kvCacheType !== undefined ? { kvCacheType: options.kvCacheType } : {}),
     });
-    return modelFromEngine(engine, resolved.description);
+    return modelFromEngine(engine, resolved.description, await trainedToolDefinitions(resolved.dir));
   });
+}
+
+/**
+ * The tools the embedded gpt-oss-nano was trained with (the browser over the documents it ships
+ * with, and python), so its system message is the one its corpus renders; none for other models.
+ */
+export async function trainedToolDefinitions(dir: string): Promise<ToolDefinition[]> {
+  const { isEmbeddedNano, nanoDocsDir } = await import('../checkpoint/nano.ts');
+  return isEmbeddedNano(dir) ? [{ type: 'browser', documents: nanoDocsDir() }, { type: 'python' }] : [];
 }

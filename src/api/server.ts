@@ -26,7 +26,10 @@ export interface ServerOptions {
   reasoningEffort?: ReasoningEffort;
   /** Origins of web pages allowed to call the API (CORS), or `['*']`. Default none. */
   corsOrigins?: readonly string[];
-  /** Built-in tools requests may enable: the browser over a documents folder, python. */
+  /**
+   * Built-in tools requests may enable: the browser over a documents folder, python. Default: the
+   * model's defaultTools (for the embedded gpt-oss-nano both, over its documents), else none.
+   */
   tools?: { browser?: { documents: string }; python?: boolean };
   /**
    * Receives one line per request (method, path, status, tokens, time; never content), and with the
@@ -53,9 +56,13 @@ export async function startServer(model: Model, options: ServerOptions = {}): Pr
     const port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError('usage', `port must be an integer from 0 to 65535, got ${String(port)}`);
     const host = options.host ?? '127.0.0.1';
+    const given = options.tools ?? {
+      ...Object.fromEntries(model.defaultTools.flatMap((t) => (t.type === 'browser' ? [['browser', { documents: t.documents }]] : []))),
+      python: model.defaultTools.some((t) => t.type === 'python'),
+    };
     const tools = await serverTools({
-      ...(options.tools?.browser !== undefined ? { browser: options.tools.browser.documents } : {}),
-      python: options.tools?.python === true,
+      ...(given.browser !== undefined ? { browser: given.browser.documents } : {}),
+      python: given.python === true,
       ...(options.log !== undefined ? { report: options.log } : {}),
     });
     const server = createServer({

@@ -70,15 +70,24 @@ export async function loadCheckpoint(modelDir: string, store: TensorStore): Prom
   return { weights, layout: found.layout, dir: found.dir, name: modelName(found.dir), randomWeights: isRandomWeights(found.dir) };
 }
 
-/** The folder's name, or `org/name` for a snapshot in the Hugging Face hub cache. */
+/**
+ * The folder's name, or `org/name` for a snapshot in the Hugging Face hub cache, or the embedded
+ * model's own name (its marker's `embedded`, e.g. gpt-oss-nano) for its expanded copy in the cache.
+ */
 export function modelName(dir: string): string {
+  try {
+    const marker = JSON.parse(readRegularFile(join(dir, MARKER_FILE))) as { embedded?: unknown };
+    if (typeof marker.embedded === 'string' && marker.embedded !== '') return marker.embedded;
+  } catch {
+    // no marker, or an unreadable one: named by its folder
+  }
   const hub = /models--([^/]+?)--([^/]+)\/snapshots\//.exec(resolve(dir) + '/');
   if (hub !== null) return `${hub[1]}/${hub[2]}`;
   return basename(dir) === 'original' ? basename(dirname(dir)) : basename(dir);
 }
 
 /** Synthetic checkpoints (`gptoss synth`) carry a marker file beside (or above) their config. */
-function isRandomWeights(dir: string): boolean {
+export function isRandomWeights(dir: string): boolean {
   for (const candidate of [join(dir, MARKER_FILE), join(dirname(dir), MARKER_FILE)]) {
     if (!existsSync(candidate)) continue;
     try {

@@ -1,10 +1,10 @@
 // The `original/` layout (the one the official reference loads): its tensor table under a config,
-// and reading it into ModelWeights. Every tensor must exist with the shape the config implies and
+// and reading it into ModelWeights (expert stacks in MXFP4, or unquantised in a float export). Every tensor must exist with the shape the config implies and
 // a supported dtype, and no tensor may contradict the config.
 import { UserError } from '../errors.ts';
 import { parseOriginalConfig, type ModelConfig } from '../model/config.ts';
 import type { BlockWeights, ModelWeights } from '../model/weights.ts';
-import type { TensorStore } from '../tensor/index.ts';
+import type { Mxfp4Matrices, TensorStore } from '../tensor/index.ts';
 import { readJson } from '../files.ts';
 import { TensorReader } from './reader.ts';
 import { SafetensorsCheckpoint } from './safetensors.ts';
@@ -57,6 +57,11 @@ export function originalTensorShapes(config: ModelConfig): Map<string, number[]>
 
 function readOriginalWeights(config: ModelConfig, checkpoint: SafetensorsCheckpoint, store: TensorStore, configPath: string): ModelWeights {
   const shapes = originalTensorShapes(config);
+  // A float export stores the expert stacks unquantised under the parameters' own names.
+  for (let n = 0; n < config.numLayers; n++) {
+    shapes.set(`block.${n}.mlp.mlp1_weight`, [config.numExperts, 2 * config.intermediateSize, config.hiddenSize]);
+    shapes.set(`block.${n}.mlp.mlp2_weight`, [config.numExperts, config.hiddenSize, config.intermediateSize]);
+  }
   // A tensor the config does not account for means the config and the weights disagree.
   for (const name of checkpoint.names()) {
     if (shapes.has(name)) continue;
@@ -66,6 +71,11 @@ function readOriginalWeights(config: ModelConfig, checkpoint: SafetensorsCheckpo
     }
   }
   const reader = new TensorReader(checkpoint, store, shapes, configPath);
+  const experts = (name: string): Mxfp4Matrices => {
+    if (checkpoint.info(name) === undefined) return reader.mxfp4(`${name}.blocks`, `${name}.scales`);
+    const [count, rows, cols] = shapes.get(name)! as [number, number, number];
+    return { count, rows, cols, blocks: new Uint8Array(0), scales: new Uint8Array(0), dense: reader.vector(name) };
+  };
   const blocks: BlockWeights[] = [];
   for (let n = 0; n < config.numLayers; n++) {
     const b = `block.${n}`;
@@ -79,9 +89,9 @@ function readOriginalWeights(config: ModelConfig, checkpoint: SafetensorsCheckpo
       mlp: {
         norm: { scale: reader.vector(`${b}.mlp.norm.scale`) },
         gate: { weight: reader.bf16Matrix(`${b}.mlp.gate.weight`), bias: reader.vector(`${b}.mlp.gate.bias`) },
-        mlp1Weight: reader.mxfp4(`${b}.mlp.mlp1_weight.blocks`, `${b}.mlp.mlp1_weight.scales`),
+        mlp1Weight: experts(`${b}.mlp.mlp1_weight`),
         mlp1Bias: reader.vector(`${b}.mlp.mlp1_bias`),
-        mlp2Weight: reader.mxfp4(`${b}.mlp.mlp2_weight.blocks`, `${b}.mlp.mlp2_weight.scales`),
+        mlp2Weight: experts(`${b}.mlp.mlp2_weight`),
         mlp2Bias: reader.vector(`${b}.mlp.mlp2_bias`),
       },
     });

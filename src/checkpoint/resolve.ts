@@ -1,6 +1,7 @@
 // Which checkpoint `chat`, `serve` and `eval` run when the user names one or none: --model (a folder
 // or a hub repository id), then $GPTOSS_MODEL, then gpt-oss-20b from the Hugging Face hub cache
-// (not for finetune), then the embedded demo model (tiny, random weights). Never downloads anything.
+// (not for finetune), then the embedded gpt-oss-nano (shipped in the package, expanded into the
+// cache on first use). Never downloads anything.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -8,7 +9,7 @@ import { hubCacheDir, repoFolderName } from './hub.ts';
 
 export const DEFAULT_REPO = 'openai/gpt-oss-20b';
 
-export type ModelSource = 'flag' | 'env' | 'hub-cache' | 'demo';
+export type ModelSource = 'flag' | 'env' | 'hub-cache' | 'nano';
 
 export interface ResolvedModel {
   /** The folder to load (a snapshot's `original/` for hub repositories that have one). */
@@ -22,8 +23,8 @@ export interface ResolvedModel {
 
 export interface ResolveOptions {
   env?: NodeJS.ProcessEnv;
-  /** Writes (once) and returns the embedded demo model's folder; injectable for tests. */
-  demoModel?: () => string;
+  /** Expands (once) the embedded gpt-oss-nano and returns its folder and one line about it; injectable for tests. */
+  embeddedModel?: () => { dir: string; description: string };
   /**
    * Whether the default chain looks for gpt-oss-20b in the hub cache (default true). finetune
    * skips it: a model that size cannot be trained here, so its default is the embedded model.
@@ -41,9 +42,13 @@ export async function resolveModel(spec: string | undefined, options: ResolveOpt
   if (fromEnv !== undefined && fromEnv !== '') return resolveSpec(fromEnv, 'env', 'GPTOSS_MODEL', env);
   const cached = options.hubDefault === false ? undefined : findInHubCache(DEFAULT_REPO, env);
   if (cached !== undefined) return { dir: cached, source: 'hub-cache', repo: DEFAULT_REPO, description: `${DEFAULT_REPO} (hub cache: ${cached})` };
-  const demoModel = options.demoModel ?? (async () => (await import('./synth.ts')).ensureDemoModel());
-  const dir = await demoModel();
-  return { dir, source: 'demo', description: `the embedded demo model (${dir}; tiny, random weights)` };
+  const embedded = options.embeddedModel ?? (async () => {
+    const { ensureNano } = await import('./nano.ts');
+    const { dir, manifest } = ensureNano();
+    return { dir, description: manifest.description };
+  });
+  const { dir, description } = await embedded();
+  return { dir, source: 'nano', description: `the embedded ${description} (${dir})` };
 }
 
 function resolveSpec(spec: string, source: ModelSource, origin: string, env: NodeJS.ProcessEnv): ResolvedModel {

@@ -395,7 +395,7 @@ function* tap(chunks: Iterable<Uint8Array>, onBytes?: (bytes: number) => void): 
   }
 }
 
-// ---- the embedded demo model -----------------------------------------------------------------
+// ---- the random demo model --------------------------------------------------------------------
 
 /** Where gptoss keeps its own files: $GPTOSS_CACHE, else ~/.cache/gptoss. */
 export function gptossCacheDir(): string {
@@ -423,8 +423,8 @@ export function isDemoModel(dir: string): boolean {
 }
 
 /**
- * The default model of `chat` and `serve` when none is given: the `tiny` shape with a fixed seed,
- * written once to <cache>/demo-tiny. Its weights are random (the folder's gptoss.json says so):
+ * The random demo model (the default before gpt-oss-nano; now for tests and for trying the stack
+ * with `--model` on its folder): the `tiny` shape with a fixed seed, written once to <cache>/demo-tiny. Its weights are random (the folder's gptoss.json says so):
  * it exercises the whole stack with the real tokenizer but produces gibberish.
  */
 export function ensureDemoModel(cacheDir: string = gptossCacheDir()): string {

@@ -5,7 +5,7 @@ import { UserError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import type { AgentResult } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
-import { resolveModel } from '../checkpoint/resolve.ts';
+import { resolveModel, type ResolvedModel } from '../checkpoint/resolve.ts';
 import type { CitationSource, Tool } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
 import { AnswerPrinter } from './chat/printer.ts';
@@ -14,7 +14,7 @@ import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptio
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { runRepl } from './chat/repl.ts';
 import { ChatSession } from './chat/session.ts';
-import { openDocuments } from './serving.ts';
+import { openDocuments, trainedTools } from './serving.ts';
 
 const USAGE = `usage: gptoss chat [options] [PROMPT...]
 
@@ -23,11 +23,13 @@ Talk to gpt-oss in the terminal. With stdin not a terminal, or with PROMPT, answ
 
 options:
   --model DIR|REPO        checkpoint folder or hub repository id (default: $GPTOSS_MODEL, then
-                          openai/gpt-oss-20b from the hub cache, then the embedded demo model)
+                          openai/gpt-oss-20b from the hub cache, then the embedded gpt-oss-nano,
+                          which comes with its browser (over its documents) and python tools)
   -r, --reasoning-effort low|medium|high   (default medium)
   --developer TEXT        developer instructions (the system prompt); @FILE reads a file
   --browser DOCS_DIR      enable the browser tool over a folder of Markdown, text and HTML files
   --python                enable the python tool (sandboxed, no files, no network)
+  --no-tools              no tools, even with the embedded gpt-oss-nano
   --show-reasoning        show the chain of thought (dim; on stderr in script mode)
   --raw                   show the completion as the model writes it (harmony tokens by name)
   --context N             context window in tokens (default 8192, or the model's if smaller)
@@ -63,6 +65,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     developer: { type: 'string' },
     browser: { type: 'string' },
     python: { type: 'boolean' },
+    'no-tools': { type: 'boolean' },
     'show-reasoning': { type: 'boolean' },
     raw: { type: 'boolean' },
     context: { type: 'string' },
@@ -99,10 +102,15 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     if (prompt === '') throw new UserError('usage', 'no prompt: pass one as an argument or on stdin');
   }
 
-  // Tools first: a bad --browser folder should fail before minutes of model loading.
+  const side = interactive ? process.stdout : process.stderr;
+  // The model is resolved (not loaded) first: the embedded gpt-oss-nano brings the tools it was
+  // trained with. Then the tools: a bad --browser folder should fail before minutes of model loading.
+  const resolved = context.engine === undefined ? await resolveModel(stringFlag(p, 'model')) : undefined;
+  const chosen = await trainedTools(resolved?.dir, { ...optional('browser', stringFlag(p, 'browser')), python: boolFlag(p, 'python'), none: boolFlag(p, 'no-tools') });
+  if (chosen.line !== undefined) side.write(`${chosen.line}\n`);
   const tools: Tool[] = [];
   let citations: CitationSource | undefined;
-  const browserDir = stringFlag(p, 'browser');
+  const browserDir = chosen.browser;
   if (browserDir !== undefined) {
     const { BrowserSession } = await import('../tools/index.ts');
     // The files left out are told on stderr once the index is ready (the chat starts before that).
@@ -110,15 +118,14 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     tools.push(browser);
     citations = browser;
   }
-  if (boolFlag(p, 'python')) {
+  if (chosen.python) {
     const { PythonTool, defaultSandboxPool } = await import('../tools/index.ts');
     tools.push(new PythonTool());
     // Load an interpreter in the background now: the first call then does not wait for it.
     defaultSandboxPool().fill();
   }
 
-  const side = interactive ? process.stdout : process.stderr;
-  const engine = await openEngine(context.engine, stringFlag(p, 'model'), contextFlag, compute, side, maxTokensFlag === undefined);
+  const engine = await openEngine(context.engine, resolved, contextFlag, compute, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
   const session = new ChatSession(engine, {
@@ -166,22 +173,21 @@ function readTextFile(path: string, origin: string): string {
 /** The engine: the caller's (CommandContext), else the resolved checkpoint. Says so when weights are random. */
 async function openEngine(
   given: Engine | undefined,
-  model: string | undefined,
+  resolved: ResolvedModel | undefined,
   contextFlag: number | undefined,
   compute: LoadEngineOptions,
   side: NodeJS.WritableStream,
   capped: boolean,
 ): Promise<Engine> {
   let engine: Engine;
-  if (given !== undefined) {
-    engine = given;
+  if (given !== undefined || resolved === undefined) {
+    engine = given!;
   } else {
-    const resolved = await resolveModel(model);
     const { defaultContextLength, loadEngine, resolveBackend } = await import('../engine/local.ts');
     const backend = await resolveBackend(compute.backend);
     side.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''} (${backend.line})…\n`);
     const started = performance.now();
-    // The same default as every other command (the demo model's included), at most chat's own.
+    // The same default as every other command (the embedded models' included), at most chat's own.
     const contextLength = contextFlag ?? Math.min(CHAT_CONTEXT_LENGTH, await defaultContextLength(resolved.dir));
     engine = await loadEngine(resolved.dir, {
       ...compute,
@@ -241,4 +247,9 @@ async function answerOnce(
 function noColorUnset(): boolean {
   const v = process.env['NO_COLOR'];
   return v === undefined || v === '';
+}
+
+/** `{ [key]: value }` when value is defined, else `{}` (exact optional properties). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

@@ -16,6 +16,7 @@ import { resolveModel } from '../checkpoint/resolve.ts';
 import { contextLength as modelContextLength } from '../model/config.ts';
 import { readConversationsJsonl, type TrainingExample } from '../train/data.ts';
 import { writeOriginalCheckpoint } from '../train/export.ts';
+import { writeFloatCheckpoint } from '../train/float-export.ts';
 import { fineTune, type Progress } from '../train/loop.ts';
 import { freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../train/lora.ts';
 import { checkUnusedRowsZero, nextTokenTargets, usedVocabulary } from '../train/model.ts';
@@ -40,6 +41,8 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --lora-alpha A     LoRA alpha; the update is scaled by alpha/rank (default 2 x rank)
   --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj; the default) or a comma list of those
   --full             train every weight instead of an adapter (small models: float64 in memory)
+  --float-out DIR    with --full, also write the float export (experts unquantised) to DIR, to
+                     measure the model before and after MXFP4 quantisation
   --epochs E         passes over the training conversations (default 3)
   --lr LR            peak learning rate, after a 5% warm-up, cosine to 10% (default 1e-3 for
                      LoRA, 3e-4 with --full)
@@ -65,6 +68,8 @@ export interface FinetuneSettings {
   out: string;
   model: string | undefined;
   full: boolean;
+  /** With --full: where the float export (experts before MXFP4 quantisation) goes. */
+  floatOut: string | undefined;
   rank: number;
   alpha: number;
   targets: LoraTarget[];
@@ -96,7 +101,7 @@ function targetsFlag(raw: string | undefined): LoraTarget[] {
 export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   const p = parseFlags(argv, {
     data: { type: 'string' }, out: { type: 'string' }, model: { type: 'string' },
-    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' },
+    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' }, 'float-out': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
     'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
     quiet: { type: 'boolean' }, precision: { type: 'string' }, help: { type: 'boolean', short: 'h' },
@@ -109,11 +114,13 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   if (full && ['lora-rank', 'lora-alpha', 'lora-targets'].some((f) => p.values[f] !== undefined)) {
     throw new UserError('usage', '--full trains every weight; --lora-rank, --lora-alpha and --lora-targets are for adapters');
   }
+  const floatOut = stringFlag(p, 'float-out');
+  if (floatOut !== undefined && (!full || floatOut === '')) throw new UserError('usage', '--float-out DIR goes with --full (an adapter has no experts to quantise)');
   const rank = numberFlag(p, 'lora-rank', { min: 1, max: 4096, integer: true }) ?? 8;
   const precision = stringFlag(p, 'precision') ?? 'f64';
   if (precision !== 'f64' && precision !== 'f32') throw new UserError('usage', `--precision ${precision}: expected f64 or f32`);
   return {
-    data, out, model: stringFlag(p, 'model'), full, rank,
+    data, out, model: stringFlag(p, 'model'), full, floatOut, rank,
     alpha: numberFlag(p, 'lora-alpha', { min: Number.MIN_VALUE }) ?? 2 * rank,
     targets: targetsFlag(stringFlag(p, 'lora-targets')),
     epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? 3,
@@ -261,6 +268,10 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   } else {
     writeOriginalCheckpoint(model, out);
     log(`wrote a full checkpoint (config.json + model.safetensors: BF16 attention and embeddings, MXFP4 experts) to ${s.out}; use it with --model ${s.out}`);
+    if (s.floatOut !== undefined) {
+      writeFloatCheckpoint(model, s.floatOut);
+      log(`wrote its float export (the experts before MXFP4 quantisation) to ${s.floatOut}`);
+    }
   }
   rmSync(statePath, { force: true });
   return { ...summary, wrote: lora !== undefined ? 'lora-adapter' : 'checkpoint', dir: s.out, base_model: resolved.repo ?? resolved.dir };

@@ -7,9 +7,9 @@ import { UserError } from '../errors.ts';
 import { conversation, message, renderConversationForCompletion } from '../harmony/index.ts';
 import { Utf8StreamDecoder, getTokenizer, type Tokenizer } from '../tokenizer/index.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
-import { MODEL_FLAG_HELP, MODEL_FLAG_OPTIONS, engineOptions, modelDir, parseTokenList } from './model-flags.ts';
+import { MODEL_FLAG_HELP, MODEL_FLAG_OPTIONS, engineOptions, parseTokenList } from './model-flags.ts';
 
-const HELP = `usage: gptoss generate --model DIR (--prompt TEXT | --tokens IDS) [options]
+const HELP = `usage: gptoss generate [--model DIR|REPO] (--prompt TEXT | --tokens IDS) [options]
 
 Continues a prompt. By default the prompt is a user message in a harmony conversation and
 generation stops at <|return|> or <|call|>; with --raw the prompt is fed as is and generation
@@ -24,7 +24,9 @@ stops only at --max-tokens (or at a --stop id).
   --seed S           random seed (same seed, same continuation)
   --stop IDS         also stop at these token ids
   --json             print {"tokens": [...], "text": "..."} instead of streaming text
-${MODEL_FLAG_HELP}`;
+${MODEL_FLAG_HELP}
+Without --model the model is chosen as chat chooses it ($GPTOSS_MODEL, openai/gpt-oss-20b from the
+hub cache, else the embedded gpt-oss-nano).`;
 
 /** Text of token ids, special tokens as their names, invalid UTF-8 as U+FFFD. */
 function textOf(tokenizer: Tokenizer, decoder: Utf8StreamDecoder, id: number): string {
@@ -51,7 +53,8 @@ export async function run(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const dir = modelDir(p);
+  const { resolveModel } = await import('../checkpoint/resolve.ts');
+  const dir = (await resolveModel(stringFlag(p, 'model'))).dir;
   const promptText = stringFlag(p, 'prompt');
   const tokenList = stringFlag(p, 'tokens');
   if ((promptText === undefined) === (tokenList === undefined)) throw new UserError('usage', 'give exactly one of --prompt TEXT or --tokens IDS');
@@ -95,7 +98,7 @@ export async function run(argv: string[]): Promise<number> {
     });
     const tail = decoder.flush().text;
     text += tail;
-    if (json) process.stdout.write(`${JSON.stringify({ tokens: result.tokens, text })}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ model: engine.info.name, tokens: result.tokens, text })}\n`);
     else process.stdout.write(`${tail}\n`);
     // A full window is an outcome, not an error, but the user must not mistake it for the end.
     if (result.finishReason === 'context') {

@@ -8,7 +8,7 @@ import { HostGuard } from '../server/guard.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import type { CommandContext } from './context.ts';
 import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptions } from './model-flags.ts';
-import { listen, serverTools } from './serving.ts';
+import { listen, serverTools, trainedTools } from './serving.ts';
 
 const HELP = `usage: gptoss serve [options]
 
@@ -16,12 +16,14 @@ OpenAI-compatible server: POST /v1/responses, POST /v1/chat/completions, GET /v1
 
 options:
   --model DIR|REPO        checkpoint folder or hub repository id (default: $GPTOSS_MODEL, the hub
-                          cache's openai/gpt-oss-20b, else the tiny demo model with random weights)
+                          cache's openai/gpt-oss-20b, else the embedded gpt-oss-nano, served with
+                          its browser (over its documents) and python tools)
   --host ADDR             address to bind (default 127.0.0.1; anything else exposes the server)
   --port N                port (default 8000; 0 picks a free one)
   --api-key KEY           require "Authorization: Bearer KEY" (default: $GPTOSS_API_KEY if set)
   --browser DOCS_DIR      enable the browser tool (browser_search / web_search) over local documents
   --python                enable the python tool (code_interpreter) in a sandbox
+  --no-tools              no built-in tools, even with the embedded gpt-oss-nano
   --max-concurrency N     requests generating at once; more get HTTP 429 (default 16)
   --context N             context window per request in tokens (default: the model's)
   --reasoning-effort E    default effort when a request names none: low|medium|high (default medium)
@@ -48,6 +50,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
       'api-key': { type: 'string' },
       browser: { type: 'string' },
       python: { type: 'boolean' },
+      'no-tools': { type: 'boolean' },
       'max-concurrency': { type: 'string' },
       context: { type: 'string' },
       'reasoning-effort': { type: 'string' },
@@ -86,9 +89,13 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   // A bad entry fails now, not after the model has loaded.
   if (allowedHosts !== undefined) new HostGuard(allowedHosts);
 
-  // Tools first: a bad --browser folder fails before the model loads.
+  // The model is resolved (not loaded) first: the embedded gpt-oss-nano brings the tools it was
+  // trained with. Then the tools: a bad --browser folder fails before the model loads.
+  const resolved = context.engine === undefined ? await resolveModel(stringFlag(p, 'model')) : undefined;
+  const chosen = await trainedTools(resolved?.dir, { ...(browserDir !== undefined ? { browser: browserDir } : {}), python: boolFlag(p, 'python'), none: boolFlag(p, 'no-tools') });
   const report = (line: string): void => void process.stderr.write(`${line}\n`);
-  const tools = await serverTools({ ...(browserDir !== undefined ? { browser: browserDir } : {}), python: boolFlag(p, 'python'), report });
+  if (chosen.line !== undefined) report(chosen.line);
+  const tools = await serverTools({ ...(chosen.browser !== undefined ? { browser: chosen.browser } : {}), python: chosen.python, report });
   if (tools.python !== undefined) {
     const { defaultSandboxPool } = await import('../tools/index.ts');
     // Load an interpreter in the background now: the first call then does not wait for it.
@@ -96,10 +103,9 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   }
 
   let engine: Engine;
-  if (context.engine !== undefined) {
-    engine = context.engine;
+  if (context.engine !== undefined || resolved === undefined) {
+    engine = context.engine!;
   } else {
-    const resolved = await resolveModel(stringFlag(p, 'model'));
     const { loadEngine, resolveBackend } = await import('../engine/local.ts');
     const backend = await resolveBackend(compute.backend);
     process.stderr.write(`loading ${resolved.description}${compute.adapter !== undefined ? ` with the adapter ${compute.adapter}` : ''} (${backend.line})…\n`);

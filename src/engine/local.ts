@@ -9,6 +9,7 @@ import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../
 import { checkCheckpointFits } from '../checkpoint/memory.ts';
 import { contextLength as modelContextLength, type ModelConfig } from '../model/config.ts';
 import { DEMO_CONTEXT_LENGTH, isDemoModel } from '../checkpoint/synth.ts';
+import { isEmbeddedNano } from '../checkpoint/nano.ts';
 import { Transformer, type TraceHook } from '../model/forward.ts';
 import type { KvCache } from '../model/kvcache.ts';
 import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
@@ -71,8 +72,9 @@ export async function resolveBackend(choice: BackendChoice | undefined): Promise
 }
 
 /**
- * The context window a checkpoint runs with when the caller names none: the embedded demo model's
- * DEMO_CONTEXT_LENGTH, else the model's own (its config's initial context stretched by YaRN).
+ * The context window a checkpoint runs with when the caller names none: DEMO_CONTEXT_LENGTH for
+ * the embedded gpt-oss-nano and the random demo model (trained on, or only fit for, short
+ * conversations), else the model's own (its config's initial context stretched by YaRN).
  */
 export async function defaultContextLength(modelDir: string): Promise<number> {
   const { found, config } = await readCheckpointConfig(modelDir);
@@ -80,7 +82,7 @@ export async function defaultContextLength(modelDir: string): Promise<number> {
 }
 
 function defaultContextOf(dir: string, config: ModelConfig): number {
-  return Math.min(isDemoModel(dir) ? DEMO_CONTEXT_LENGTH : Infinity, modelContextLength(config));
+  return Math.min(isDemoModel(dir) || isEmbeddedNano(dir) ? DEMO_CONTEXT_LENGTH : Infinity, modelContextLength(config));
 }
 
 /** The KV cache type `options` asks for, or the default for its backend and expert activations. */
@@ -122,6 +124,10 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
   });
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
+    if (backend.name === 'webgpu' && loaded.weights.blocks.some((b) => b.mlp.mlp1Weight.dense !== undefined || b.mlp.mlp2Weight.dense !== undefined)) {
+      // The WGSL experts read packed MXFP4 only; the other backends compute float experts with the reference code.
+      throw new UserError('usage', `${modelDir} stores its experts unquantised (a float export): run it with --backend wasm or reference`);
+    }
     if (adapter !== undefined) (await import('../train/merge.ts')).mergeLoraIntoWeights(loaded.weights, adapter);
     const limit = modelContextLength(loaded.weights.config);
     const ctx = Math.min(requested, limit);

@@ -13,6 +13,12 @@ export interface Mxfp4Matrices {
   cols: number;
   blocks: Uint8Array;
   scales: Uint8Array;
+  /**
+   * The stack unquantised [count, rows, cols], for a float export (a trained model before MXFP4
+   * quantisation, to measure what quantising costs); blocks and scales are then empty. Only the
+   * plain dequantisation reads it: backends compute such experts with the reference code.
+   */
+  dense?: Float32Array;
 }
 
 /** The FP4 (E2M1) code points of MXFP4, indexed by the 4-bit code. */
@@ -22,6 +28,10 @@ export const FP4_VALUES: readonly number[] = [+0, +0.5, +1, +1.5, +2, +3, +4, +6
 export function dequantMxfp4Row(m: Mxfp4Matrices, expert: number, row: number, out: Float32Array): void {
   const groups = m.cols / 32;
   const rowIndex = expert * m.rows + row;
+  if (m.dense !== undefined) {
+    out.set(m.dense.subarray(rowIndex * m.cols, (rowIndex + 1) * m.cols));
+    return;
+  }
   for (let g = 0; g < groups; g++) {
     const scale = 2 ** (m.scales[rowIndex * groups + g]! - 127);
     const blockStart = (rowIndex * groups + g) * 16;

@@ -1,5 +1,5 @@
 // Model resolution order: --model (folder or cached repo), GPTOSS_MODEL, the hub cache's
-// gpt-oss-20b, the demo model; a repo that is not cached is a user error naming `gptoss pull`.
+// gpt-oss-20b, the embedded gpt-oss-nano; a repo that is not cached is a user error naming `gptoss pull`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,27 +22,27 @@ function fakeHub(): { hub: string; snapshot20b: string; cleanup: () => void } {
   return { hub, snapshot20b: join(main, 'original'), cleanup: () => rmSync(hub, { recursive: true, force: true }) };
 }
 
-const noDemo = (): string => {
-  throw new Error('demo model must not be used here');
+const noDemo = (): { dir: string; description: string } => {
+  throw new Error('the embedded model must not be used here');
 };
 
-test('--model wins, then GPTOSS_MODEL, then the hub cache, then the demo model', async () => {
+test('--model wins, then GPTOSS_MODEL, then the hub cache, then the embedded gpt-oss-nano', async () => {
   const { hub, snapshot20b, cleanup } = fakeHub();
   const folder = mkdtempSync(join(tmpdir(), 'gptoss-model-'));
   try {
     const env = { HF_HUB_CACHE: hub, GPTOSS_MODEL: folder };
-    assert.deepEqual(await resolveModel(folder, { env: {}, demoModel: noDemo }), { dir: folder, source: 'flag', description: folder });
-    assert.equal((await resolveModel(undefined, { env, demoModel: noDemo })).source, 'env');
-    const fromCache = await resolveModel(undefined, { env: { HF_HUB_CACHE: hub }, demoModel: noDemo });
+    assert.deepEqual(await resolveModel(folder, { env: {}, embeddedModel: noDemo }), { dir: folder, source: 'flag', description: folder });
+    assert.equal((await resolveModel(undefined, { env, embeddedModel: noDemo })).source, 'env');
+    const fromCache = await resolveModel(undefined, { env: { HF_HUB_CACHE: hub }, embeddedModel: noDemo });
     assert.equal(fromCache.source, 'hub-cache');
     assert.equal(fromCache.dir, snapshot20b);
-    const byRepo = await resolveModel('openai/gpt-oss-20b', { env: { HF_HUB_CACHE: hub }, demoModel: noDemo });
+    const byRepo = await resolveModel('openai/gpt-oss-20b', { env: { HF_HUB_CACHE: hub }, embeddedModel: noDemo });
     assert.equal(byRepo.dir, snapshot20b);
     assert.equal(byRepo.repo, 'openai/gpt-oss-20b');
-    const demo = await resolveModel(undefined, { env: { HF_HUB_CACHE: join(hub, 'empty') }, demoModel: () => '/demo/dir' });
-    assert.equal(demo.source, 'demo');
-    assert.equal(demo.dir, '/demo/dir');
-    assert.match(demo.description, /random weights/);
+    const nano = await resolveModel(undefined, { env: { HF_HUB_CACHE: join(hub, 'empty') }, embeddedModel: () => ({ dir: '/nano/dir', description: 'gpt-oss-nano: 4 layers' }) });
+    assert.equal(nano.source, 'nano');
+    assert.equal(nano.dir, '/nano/dir');
+    assert.equal(nano.description, 'the embedded gpt-oss-nano: 4 layers (/nano/dir)');
   } finally {
     cleanup();
     rmSync(folder, { recursive: true, force: true });
@@ -55,8 +55,8 @@ test('an uncached repo id or a missing folder is a usage error that says what to
     await assert.rejects(resolveModel('openai/gpt-oss-120b', { env: { HF_HUB_CACHE: hub } }), (e: unknown) => e instanceof UserError && e.kind === 'usage' && /gptoss pull openai\/gpt-oss-120b/.test(e.message));
     await assert.rejects(resolveModel('./no/such/dir', { env: { HF_HUB_CACHE: hub } }), /no such folder/);
     await assert.rejects(resolveModel(undefined, { env: { HF_HUB_CACHE: hub, GPTOSS_MODEL: 'acme/missing' } }), /GPTOSS_MODEL "acme\/missing" is not in the hub cache/);
-    // `--model "$UNSET"` must not silently fall back to the random-weights demo model.
-    await assert.rejects(resolveModel('', { env: { HF_HUB_CACHE: hub }, demoModel: () => assert.fail('the demo model was chosen') }), (e: unknown) => e instanceof UserError && e.kind === 'usage' && /^--model is empty/.test(e.message));
+    // `--model "$UNSET"` must not silently fall back to the embedded model.
+    await assert.rejects(resolveModel('', { env: { HF_HUB_CACHE: hub }, embeddedModel: () => assert.fail('the embedded model was chosen') }), (e: unknown) => e instanceof UserError && e.kind === 'usage' && /^--model is empty/.test(e.message));
   } finally {
     cleanup();
   }

@@ -1,6 +1,7 @@
-// The embedded demo model runs with one context window in every command: `chat` and `serve` with no
-// model (the demo is what they resolve to) and `loadEngine` in the library all report
-// DEMO_CONTEXT_LENGTH, though the demo's config would allow 131,072.
+// The embedded models run with one context window in every command: `chat` and `serve` and
+// `loadEngine` in the library all report DEMO_CONTEXT_LENGTH for the random demo model (though its
+// config would allow 131,072) and for gpt-oss-nano, the default when no model is named, which
+// chat and serve also run with the tools it was trained with.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -20,8 +21,8 @@ const cache = join(work, 'cache');
 const emptyHub = join(work, 'hub');
 mkdirSync(emptyHub);
 const demoDir = ensureDemoModel(cache);
-// No model named anywhere: both commands resolve the demo model from this cache.
-const env = { GPTOSS_CACHE: cache, GPTOSS_MODEL: '', HF_HUB_CACHE: emptyHub };
+// The demo model named through the environment (the default is gpt-oss-nano, last test).
+const env = { GPTOSS_CACHE: cache, GPTOSS_MODEL: demoDir, HF_HUB_CACHE: emptyHub };
 
 test('the demo model\'s own config allows a longer window than the demo runs with', async () => {
   const { config } = await readCheckpointConfig(demoDir);
@@ -34,25 +35,7 @@ test('chat, serve and loadEngine run the demo model with the same context window
   const chatContext = /loaded demo-tiny in [\d.]+ s \(context (\d+) tokens\)/.exec(chat.stderr)?.[1];
   assert.ok(chatContext !== undefined, chat.stderr);
 
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--backend', 'reference'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  let serveContext: string;
-  try {
-    serveContext = await new Promise<string>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /serving demo-tiny on http:\/\/\S+ \(context (\d+) tokens/.exec(stderr);
-        if (m !== null) resolve(m[1]!);
-      });
-      child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-    });
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
-  }
+  const serveContext = await serveWindow(env, 'demo-tiny');
 
   const engine = await loadEngine(demoDir, { backend: 'reference' });
   const libraryContext = engine.info.contextLength;
@@ -61,4 +44,53 @@ test('chat, serve and loadEngine run the demo model with the same context window
   assert.equal(Number(chatContext), DEMO_CONTEXT_LENGTH, 'chat');
   assert.equal(Number(serveContext), DEMO_CONTEXT_LENGTH, 'serve');
   assert.equal(libraryContext, DEMO_CONTEXT_LENGTH, 'loadEngine');
+});
+
+/** Starts `gptoss serve` with `env`, returns the context window it reports for `name` and its stderr, and stops it. */
+async function serveWindow(env: Record<string, string>, name: string): Promise<string> {
+  return (await serveLog(env, name)).context;
+}
+
+async function serveLog(env: Record<string, string>, name: string): Promise<{ context: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  try {
+    const context = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = new RegExp(`serving ${name} on http://\\S+ \\(context (\\d+) tokens`).exec(stderr);
+        if (m !== null) resolve(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+    });
+    return { context, stderr };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }
+}
+
+test('with no model named, chat, serve and generate run the embedded gpt-oss-nano (chat and serve with its browser and python tools) and the same window', async () => {
+  const nanoEnv = { ...env, GPTOSS_MODEL: '' };
+  const chat = await runCli(['chat', '--threads', '1', '--max-tokens', '1', 'Hi'], '', nanoEnv);
+  assert.equal(chat.code, 0, chat.stderr);
+  assert.match(chat.stderr, /^loading the embedded gpt-oss-nano/m);
+  assert.match(chat.stderr, /^tools: browser \(the documents gpt-oss-nano ships with\) and python/m);
+  assert.equal(/loaded gpt-oss-nano in [\d.]+ s \(context (\d+) tokens\)/.exec(chat.stderr)?.[1], String(DEMO_CONTEXT_LENGTH), chat.stderr);
+  const bare = await runCli(['chat', '--threads', '1', '--max-tokens', '1', '--no-tools', 'Hi'], '', nanoEnv);
+  assert.equal(bare.code, 0, bare.stderr);
+  assert.doesNotMatch(bare.stderr, /^tools:/m);
+
+  const generated = await runCli(['generate', '--threads', '1', '--prompt', 'Hi', '--max-tokens', '2', '--json'], '', nanoEnv);
+  assert.equal(generated.code, 0, generated.stderr);
+  const out = JSON.parse(generated.stdout) as { model: string; tokens: number[] };
+  assert.equal(out.model, 'gpt-oss-nano');
+  assert.equal(out.tokens.length, 2);
+
+  const served = await serveLog(nanoEnv, 'gpt-oss-nano');
+  assert.equal(served.context, String(DEMO_CONTEXT_LENGTH));
+  assert.match(served.stderr, /^tools: browser \(the documents gpt-oss-nano ships with\) and python/m);
 });

@@ -2,7 +2,7 @@
 // in order, a user function answered by its handler, abort by signal and by a consumer that stops
 // reading, errors as GptossError with a code, the tokenizer and harmony functions, the server, an
 // evaluation and policy classification (plain and against gold labels) on a Model; and chat with
-// structured output on the embedded demo model.
+// structured output on the random demo model.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { DelegatingEngine, type Sequence, type StepRequest } from '../../src/engine/engine.ts';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
 import { modelFromEngine } from '../../src/api/model.ts';
+import { ensureDemoModel } from '../../src/checkpoint/synth.ts';
 import { GptossError, classify, decode, encode, loadModel, parseCompletion, renderPrompt, runEval, startServer, type ChatEvent, type Classification, type JsonObject } from '../../src/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
 
@@ -411,12 +412,8 @@ test('runEval classify scores gold labels: accuracy, per-label precision and rec
   }
 });
 
-test('on the embedded demo model, chat streams to usage and done, and outputSchema makes the answer valid JSON of the schema', async () => {
-  const saved = { model: process.env['GPTOSS_MODEL'], hub: process.env['HF_HUB_CACHE'] };
-  const emptyHub = mkdtempSync(join(tmpdir(), 'gptoss-api-hub-'));
-  delete process.env['GPTOSS_MODEL'];
-  process.env['HF_HUB_CACHE'] = emptyHub; // so the default chain ends at the demo model
-  const model = await loadModel({ threads: 1, contextLength: 512 });
+test('on the random demo model, chat streams to usage and done, and outputSchema makes the answer valid JSON of the schema', async () => {
+  const model = await loadModel({ model: ensureDemoModel(), threads: 1, contextLength: 512 });
   try {
     assert.equal(model.randomWeights, true);
     assert.equal(model.contextLength, 512);
@@ -433,10 +430,6 @@ test('on the embedded demo model, chat streams to usage and done, and outputSche
     assert.ok(Number.isInteger(parsed['count']));
   } finally {
     await model.close();
-    if (saved.model !== undefined) process.env['GPTOSS_MODEL'] = saved.model;
-    if (saved.hub === undefined) delete process.env['HF_HUB_CACHE'];
-    else process.env['HF_HUB_CACHE'] = saved.hub;
-    rmSync(emptyHub, { recursive: true, force: true });
   }
 });
 

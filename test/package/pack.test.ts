@@ -2,7 +2,7 @@
 // into a fresh project offline, imported by plain node (no TypeScript loader installed), a consumer
 // type-checked under strict against the shipped .d.ts, the installed CLI run, and the README's
 // library example (its first ts block, read from README.md now) compiled and run on the embedded
-// demo model.
+// gpt-oss-nano.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -57,12 +57,15 @@ function writeTsconfig(files: string[], emit: boolean): string {
   return path;
 }
 
-test('the tarball holds dist/ (JavaScript, .d.ts, the run-time wasm and .mjs files and the chat page), bin/, README, LICENSE and nothing else', () => {
+test('the tarball holds dist/ (JavaScript, .d.ts, the run-time wasm and .mjs files and the chat page), bin/, the embedded gpt-oss-nano and its documents, README, LICENSE and nothing else', () => {
   const files = pkg.files;
   for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/gptoss.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/kernels/wasm/kernels.wasm', 'dist/kernels/wasm/kernels-relaxed.wasm', 'dist/kernels/wasm/worker.mjs', 'dist/train/wasm/train-kernels.wasm', 'dist/tools/python/runner.mjs', 'dist/server/web/index.html', 'dist/server/web/app.js', 'dist/server/web/style.css']) {
     assert.ok(files.includes(f), `${f} is missing from the tarball`);
   }
-  const stray = files.filter((f) => !['package.json', 'README.md', 'LICENSE'].includes(f) && !f.startsWith('bin/') && !f.startsWith('dist/'));
+  for (const f of ['models/gpt-oss-nano/config.json', 'models/gpt-oss-nano/model.safetensors', 'models/gpt-oss-nano/nano.json', 'examples/nano-docs/ibuprofen.md']) {
+    assert.ok(files.includes(f), `${f} (the embedded gpt-oss-nano and its documents) is missing from the tarball`);
+  }
+  const stray = files.filter((f) => !['package.json', 'README.md', 'LICENSE'].includes(f) && !f.startsWith('bin/') && !f.startsWith('dist/') && !f.startsWith('models/gpt-oss-nano/') && !f.startsWith('examples/nano-docs/'));
   assert.deepEqual(stray, []);
   assert.deepEqual(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), []);
   // Every file the compiled code loads from beside itself (new URL('./x', import.meta.url), also
@@ -208,7 +211,7 @@ test('the public declarations use no `any`', () => {
   }
 });
 
-test("the README's library example type-checks under strict and runs as written on the embedded demo model; its other blocks type-check", () => {
+test("the README's library example type-checks under strict and runs as written on the embedded gpt-oss-nano (expanded from the installed package); its other blocks type-check", () => {
   const [first, ...rest] = readmeExamples();
   writeFileSync(join(pkg.project, 'example.ts'), first!);
   // The later blocks continue the first (they use its model): together they type-check too.
@@ -217,12 +220,13 @@ test("the README's library example type-checks under strict and runs as written 
   assert.equal(all.status, 0, all.stdout + all.stderr);
   const compiled = run(process.execPath, [TSC, '-p', writeTsconfig(['example.ts'], true)]);
   assert.equal(compiled.status, 0, compiled.stdout + compiled.stderr);
-  // The default chain ends at the demo model only when no real model is configured or cached.
-  const env: NodeJS.ProcessEnv = { ...process.env, HF_HUB_CACHE: join(work, 'empty-hub') };
+  // The default chain ends at gpt-oss-nano only when no real model is configured or cached; a
+  // fresh cache makes the installed package expand its own copy.
+  const env: NodeJS.ProcessEnv = { ...process.env, HF_HUB_CACHE: join(work, 'empty-hub'), GPTOSS_CACHE: join(work, 'cache') };
   delete env['GPTOSS_MODEL'];
   const r = run(process.execPath, [join(pkg.project, 'out/example.js')], { env });
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^model: the embedded demo model/m);
+  assert.match(r.stdout, /^model: the embedded gpt-oss-nano.*\/cache\/gpt-oss-nano-[0-9a-f]{12}\)$/m);
   assert.match(r.stdout, /^\d+ tokens$/m);
   assert.match(r.stdout, /^finished: (stop|length)$/m);
 });

@@ -1,0 +1,121 @@
+// gpt-oss-nano's held-out evaluation through the real agent loop (the turn API, as every front end): the corpus generator's held-out
+// questions (same seed as the training corpus) asked at each reasoning effort with the prompt the
+// corpus renders (the same tools, in the same order, and the item's own date), answered greedily
+// with the real python tool (a sandbox pool of its own) and a fresh browser session over the
+// documents per question, and scored by the corpus's scorer: the share of valid harmony, of right
+// tool calls and of right final answers, per effort. The completion scored is exactly what the
+// loop saw after the prompt: each generation's tokens, and between them the tool's message and the
+// `<|start|>assistant` that reopens the model's turn.
+import type { Engine } from '../engine/engine.ts';
+import { prepareTurn, runTurn } from '../engine/turn.ts';
+import { REASONING_EFFORTS, createConversation, message, renderMessage, tokensToText, type ReasoningEffort } from '../harmony/index.ts';
+import { getTokenizer } from '../tokenizer/index.ts';
+import { BrowserSession, LocalDocsBackend, PythonTool, SandboxPool } from '../tools/index.ts';
+import { generateCorpus, type CorpusItem } from '../train/nano/corpus.ts';
+import { scoreHeldout, type ItemScore, type ScoredItem, type Shares } from '../train/nano/score.ts';
+import type { SystemContent } from '../harmony/index.ts';
+
+export interface NanoEvalOptions {
+  /** The model, loaded (any checkpoint the engine runs: the MXFP4 export or the float one). */
+  engine: Engine;
+  /** The documents the browser searches (the model's: examples/nano-docs). */
+  documents: string;
+  /** Seed of the corpus the model was trained on (its held-out split is generated again). Default 0. */
+  seed?: number;
+  /** Held-out conversations the corpus has (as `nano:corpus --heldout`). Default 400. */
+  heldout?: number;
+  /** Ask only the first N held-out questions (each at every effort). */
+  limit?: number;
+  efforts?: readonly ReasoningEffort[];
+  /** Most tokens per answer, over all its generations. Default 1024. */
+  maxTokens?: number;
+  /** After each answer: how many are done of how many. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface NanoAnswer extends ItemScore {
+  /** The corpus item asked. */
+  item: string;
+  question: string;
+  /** The harmony text after the prompt's `<|start|>assistant`. */
+  completion: string;
+  finishReason: string;
+  /** Tokens the model generated (tool results not included). */
+  generatedTokens: number;
+}
+
+export interface NanoEvalSummary {
+  model: string;
+  settings: { seed: number; heldout: number; questions: number; efforts: ReasoningEffort[]; maxTokens: number; sampling: 'greedy' };
+  byEffort: Partial<Record<ReasoningEffort, Shares>>;
+  overall: Shares;
+  answers: NanoAnswer[];
+}
+
+/** Runs the held-out questions through the agent loop on `options.engine` and scores the answers. */
+export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSummary> {
+  const seed = options.seed ?? 0;
+  const heldout = options.heldout ?? 400;
+  const efforts = [...(options.efforts ?? REASONING_EFFORTS)];
+  const maxTokens = options.maxTokens ?? 1024;
+  const tokenizer = getTokenizer();
+  const backend = await LocalDocsBackend.open(options.documents);
+  await backend.indexed;
+  const pool = new SandboxPool({});
+  const python = new PythonTool({ pool });
+  try {
+    const corpus = await generateCorpus({
+      seed, train: 0, heldout,
+      tools: { browser: new BrowserSession(backend).namespace(), python: python.namespace() },
+      browser: () => new BrowserSession(backend),
+    });
+    const items = corpus.heldout.slice(0, options.limit ?? corpus.heldout.length);
+    const total = items.length * efforts.length;
+    const scored: ScoredItem[] = [];
+    const completions = new Map<string, number[]>();
+    const runs: { id: string; item: CorpusItem; finishReason: string; generatedTokens: number }[] = [];
+    const reopen = tokenizer.encode('<|start|>assistant', { allowedSpecial: 'all' });
+    for (const item of items) {
+      const system = item.conversation.messages[0]!.content[0] as SystemContent;
+      for (const effort of efforts) {
+        const id = `${item.id}@${effort}`;
+        const tools = [new BrowserSession(backend), python];
+        const conversation = createConversation({
+          reasoningEffort: effort,
+          ...(system.conversationStartDate !== undefined ? { date: system.conversationStartDate } : {}),
+          toolNamespaces: tools.map((t) => t.namespace()),
+        });
+        const turn = prepareTurn({
+          messages: [...conversation.messages, message.user(item.question)],
+          builtinTools: tools, functionTools: [], functionSchemas: new Map(), sampling: { temperature: 0 }, maxTokens,
+        });
+        const tokens: number[] = [];
+        const { result } = await runTurn(options.engine, turn, {
+          onEvent: (e) => {
+            if (e.type === 'token') tokens.push(e.token.token);
+            else if (e.type === 'tool_result') tokens.push(...renderMessage(e.message), ...reopen);
+          },
+        });
+        runs.push({ id, item, finishReason: result.finishReason, generatedTokens: result.usage.completionTokens });
+        scored.push({ id, effort, tool: item.tool, ...(item.answer !== undefined ? { answer: item.answer } : {}), ...(item.unit !== undefined ? { unit: item.unit } : {}), ...(item.code !== undefined ? { code: item.code } : {}) });
+        completions.set(id, tokens);
+        options.onProgress?.(runs.length, total);
+      }
+    }
+    const report = scoreHeldout(scored, completions, tokenizer);
+    const answers = report.items.map((s, i): NanoAnswer => ({
+      ...s, item: runs[i]!.item.id, question: runs[i]!.item.question, completion: tokensToText(completions.get(s.id)!, tokenizer), finishReason: runs[i]!.finishReason, generatedTokens: runs[i]!.generatedTokens,
+    }));
+    const byEffort = Object.fromEntries(efforts.map((e) => [e, report.byEffort[e]])) as Partial<Record<ReasoningEffort, Shares>>;
+    return {
+      model: options.engine.info.name,
+      settings: { seed, heldout, questions: items.length, efforts, maxTokens, sampling: 'greedy' },
+      byEffort, overall: report.overall, answers,
+    };
+  } finally {
+    await python.close();
+    // Not awaited: the pool's idle interpreters are unref'd, so waiting for their exit could leave
+    // nothing keeping the event loop alive; they are killed either way.
+    void pool.close();
+  }
+}
