@@ -5,7 +5,8 @@
 // `gptoss finetune --full` (f32 kernels, compact vocabulary, shared system prompts) into
 // DIR/model: BF16 weights and MXFP4 experts. An interrupted run continues with --resume (the
 // corpus and the initial model are reused; the state is DIR/model.finetune-state.safetensors).
-// Prints each step's loss and tokens/s, then the time it took.
+// Prints each step's loss and tokens/s, then the time it took. `--export OUT` writes the
+// checkpoint of a run still under way (or stopped) from its last saved state, to try it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -16,7 +17,9 @@ import { VOCAB_SIZE } from '../src/tokenizer/specials.ts';
 import { writeOriginalCheckpoint } from '../src/train/export.ts';
 import { zeroUnusedRows } from '../src/train/model.ts';
 import { CORPUS_FILES } from '../src/train/nano/corpus.ts';
+import { AdamW } from '../src/train/optim.ts';
 import { TrainableModel } from '../src/train/params.ts';
+import { loadTrainingState } from '../src/train/state.ts';
 
 /**
  * gpt-oss-nano: the gpt-oss architecture (banded and dense layers alternating, attention sinks,
@@ -55,7 +58,7 @@ function fail(message: string): never {
 const { values } = parseArgs({
   options: {
     dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
-    epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' },
+    epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
   },
 });
 const dir = resolve(values.dir ?? 'nano-run');
@@ -64,9 +67,28 @@ if (!/^\d+$/.test(seed)) fail(`--seed must be a whole number, got "${seed}"`);
 const corpus = join(dir, 'corpus');
 const init = join(dir, 'init');
 const out = join(dir, 'model');
+const statePath = `${out}.finetune-state.safetensors`;
+
+if (values.export !== undefined) {
+  // The last saved state's weights, in the compact tables the run holds, written as a checkpoint.
+  if (!existsSync(statePath)) fail(`--export: no saved state at ${statePath}`);
+  if (existsSync(values.export)) fail(`--export: ${values.export} already exists`);
+  const vocabulary = readVocabulary();
+  const model = new TrainableModel(NANO_CONFIG, { vocabulary });
+  const optimizer = new AdamW(model.params());
+  loadTrainingState(statePath, model.params(), optimizer);
+  writeOriginalCheckpoint(model, values.export);
+  process.stderr.write(`train:nano: wrote the model after ${optimizer.steps} updates to ${values.export}\n`);
+  process.exit(0);
+}
 if (existsSync(out)) fail(`${out} already exists: the run is complete`);
 if (values.resume !== true && existsSync(corpus)) fail(`${dir} holds a run already: pass --resume to continue it, or choose another --dir`);
 if (values.resume === true && (!existsSync(corpus) || !existsSync(init))) fail(`--resume: no run to continue in ${dir}`);
+
+/** The corpus's vocabulary (sorted): the rows the model holds. */
+function readVocabulary(): Int32Array {
+  return Int32Array.from(JSON.parse(readFileSync(join(corpus, CORPUS_FILES.vocabulary), 'utf8')) as number[]).sort();
+}
 
 const started = performance.now();
 const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(0)} s`;
@@ -81,7 +103,7 @@ if (!existsSync(corpus)) {
   run(['--import', 'tsx', 'scripts/nano-corpus.ts', '--out', corpus, '--seed', seed]);
 }
 if (!existsSync(init)) {
-  const vocabulary = Int32Array.from(JSON.parse(readFileSync(join(corpus, CORPUS_FILES.vocabulary), 'utf8')) as number[]);
+  const vocabulary = readVocabulary();
   const model = TrainableModel.random(NANO_CONFIG, Number(seed));
   // Rows of tokens the corpus never uses stay zero (and are not even held while training).
   zeroUnusedRows(model, vocabulary, 'both');
@@ -97,6 +119,6 @@ run([
   '--eval-split', String(NANO_TRAINING.evalSplit), '--eval-every', String(NANO_TRAINING.evalEvery), '--save-every', String(NANO_TRAINING.saveEvery),
   ...(values['stop-after'] !== undefined ? ['--stop-after', values['stop-after']] : []),
   // Killed before its first save, a run has no state yet: it starts over.
-  ...(values.resume === true && existsSync(`${out}.finetune-state.safetensors`) ? ['--resume'] : []),
+  ...(values.resume === true && existsSync(statePath) ? ['--resume'] : []),
 ]);
 process.stderr.write(`train:nano: ${existsSync(out) ? `done: ${out}` : 'stopped (continue with --resume)'} after ${elapsed()}\n`);
