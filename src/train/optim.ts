@@ -1,6 +1,7 @@
 // The optimiser side of training: AdamW with decoupled weight decay, the learning-rate schedule
 // (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
-// step over a batch of sequences. Deterministic: no randomness, no clock.
+// step over a batch of sequences (those that share a prefix optionally packed behind it, so it
+// runs once). Deterministic: no randomness, no clock.
 import { backwardTrain, forwardTrain, tapeLoss, withTargetRows, type TrainOptions } from './model.ts';
 import { IGNORE_TARGET, loadBalancingBackward, loadBalancingForward, type PackedLayout } from './ops.ts';
 import type { Param, TrainableModel } from './params.ts';

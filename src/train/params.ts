@@ -4,6 +4,7 @@
 // random weights from a ModelConfig, or from loaded ModelWeights (BF16 widened, MXFP4 dequantised
 // exactly) for full training of small models. Float64 doubles the memory of f32 and quadruples
 // BF16's, so this is for small models; a refusal names the size before anything is allocated.
+// A model trained from scratch can hold compact vocabulary tables: only its used tokens' rows.
 import { UserError } from '../errors.ts';
 import { bf16ToF32, dequantMxfp4Row, type Bf16Matrix, type Mxfp4Matrices } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
