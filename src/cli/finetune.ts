@@ -21,7 +21,8 @@ import { fineTune, type Progress } from '../train/loop.ts';
 import { freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../train/lora.ts';
 import { checkUnusedRowsZero, nextTokenTargets, usedVocabulary } from '../train/model.ts';
 import type { Sequence } from '../train/optim.ts';
-import { MAX_TRAINABLE_BYTES, trainableElements, TrainableModel } from '../train/params.ts';
+import { compactVocabulary, MAX_TRAINABLE_BYTES, trainableElements, TrainableModel } from '../train/params.ts';
+import { SPECIAL } from '../tokenizer/specials.ts';
 import { writePeftAdapter } from '../train/peft.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 
@@ -53,8 +54,10 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --save-every N     save the run's state every N updates (default 1 for LoRA, 10 with --full)
   --stop-after N     stop after N updates in all (a time budget); --resume continues
   --resume           continue the interrupted run whose state is beside --out
-  --precision P      f64 (default: the float64 reference) or f32 (the matrix products on the
-                     WebAssembly SIMD kernels, several times faster, within f32 rounding)
+  --precision P      f32 (default: the matrix products on the WebAssembly SIMD kernels, several
+                     times faster, within f32 rounding) or f64 (everything in float64, the reference)
+  --vocabulary FILE  the used vocabulary: a JSON array of token ids covering the data (default:
+                     the data's own tokens); every other row of the model's tables must be zero
   --quiet            no progress lines on stderr
 
 Progress (step, loss, eval loss, tokens/s, ETA) goes to stderr; a JSON summary of what was
@@ -83,6 +86,7 @@ export interface FinetuneSettings {
   stopAfter: number | undefined;
   resume: boolean;
   quiet: boolean;
+  vocabulary: string | undefined;
   precision: 'f64' | 'f32';
 }
 
@@ -104,7 +108,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' }, 'float-out': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
     'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
-    quiet: { type: 'boolean' }, precision: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    quiet: { type: 'boolean' }, precision: { type: 'string' }, vocabulary: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   }, false);
   if (boolFlag(p, 'help')) return 'help';
   const data = stringFlag(p, 'data');
@@ -117,7 +121,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   const floatOut = stringFlag(p, 'float-out');
   if (floatOut !== undefined && (!full || floatOut === '')) throw new UserError('usage', '--float-out DIR goes with --full (an adapter has no experts to quantise)');
   const rank = numberFlag(p, 'lora-rank', { min: 1, max: 4096, integer: true }) ?? 8;
-  const precision = stringFlag(p, 'precision') ?? 'f64';
+  const precision = stringFlag(p, 'precision') ?? 'f32';
   if (precision !== 'f64' && precision !== 'f32') throw new UserError('usage', `--precision ${precision}: expected f64 or f32`);
   return {
     data, out, model: stringFlag(p, 'model'), full, floatOut, rank,
@@ -133,8 +137,42 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     stopAfter: numberFlag(p, 'stop-after', { min: 1, integer: true }),
     resume: boolFlag(p, 'resume'),
     quiet: boolFlag(p, 'quiet'),
+    vocabulary: stringFlag(p, 'vocabulary'),
     precision,
   };
+}
+
+/**
+ * A vocabulary file (a JSON array of token ids, e.g. a corpus's vocabulary.json, which adds tokens
+ * the held-out data needs), sorted; it must hold every token of the data.
+ */
+function readVocabulary(path: string, examples: readonly TrainingExample[], vocabSize: number): Int32Array {
+  let ids: unknown;
+  try {
+    ids = JSON.parse(readRegularFile(path, 'input'));
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError('input', `${path}: not JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(ids) || ids.some((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize)) {
+    throw new UserError('input', `${path}: expected a JSON array of token ids below ${vocabSize}`);
+  }
+  const vocabulary = Int32Array.from(new Set(ids as number[])).sort();
+  const held = new Set(vocabulary);
+  for (const e of examples) {
+    const missing = e.tokens.find((id) => !held.has(id));
+    if (missing !== undefined) throw new UserError('input', `${path}: token ${missing} of ${e.source} is not in the vocabulary`);
+  }
+  return vocabulary;
+}
+
+/**
+ * The tokens up to the end of the first message (the system message): conversations with the
+ * same are batched together and that prefix runs once per batch (FineTuneOptions.prefixGroups).
+ */
+function systemMessageKey(tokens: readonly number[]): string {
+  const end = tokens.indexOf(SPECIAL.end);
+  return tokens.slice(0, end < 0 ? tokens.length : end + 1).join(',');
 }
 
 /** Conversation indices held out: a seeded shuffle's first floor(count * share). */
@@ -188,6 +226,8 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     if (e.tokens.length > context) throw new UserError('input', `${e.source}: ${e.tokens.length} tokens do not fit the model's context of ${context}`);
   }
 
+  const vocabulary = s.vocabulary === undefined ? usedVocabulary(examples.map((e) => e.tokens)) : readVocabulary(s.vocabulary, examples, config.vocabSize);
+
   log(`loading ${resolved.description}…`);
   const loaded = await loadCheckpoint(resolved.dir, new HeapStore());
   let model: TrainableModel;
@@ -206,12 +246,23 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
 
   // The used-vocabulary shortcut is exact when every other unembedding row is zero (models
   // trained from scratch here keep them so); otherwise the whole vocabulary is computed.
-  const vocabulary = usedVocabulary(examples.map((e) => e.tokens));
   let shortcut = true;
   try {
     checkUnusedRowsZero(model, vocabulary);
   } catch {
     shortcut = false;
+  }
+
+  // Trained from scratch here, both tables' other rows are zero: hold only the used rows, so the
+  // optimiser, clipping and zeroing skip the rest (exact: those rows would stay zero).
+  let compact = false;
+  if (s.full && shortcut) {
+    try {
+      model = compactVocabulary(model, vocabulary);
+      compact = true;
+    } catch {
+      // Some embedding row outside the vocabulary is live (a released model's): keep the full tables.
+    }
   }
 
   let lora: LoraAdapters | undefined;
@@ -222,7 +273,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   const trainedParams = lora !== undefined ? lora.params().reduce((n, p) => n + p.value.length, 0) : model.size();
   log(`${s.full ? 'full fine-tuning' : `LoRA r=${s.rank} alpha=${s.alpha} on ${s.targets.join(',')}`}: ${trainedParams} trained parameters; ` +
     `${train.length} training turns, ${evalSet.length} held out (${held.size} of ${conversations} conversations)` +
-    (shortcut ? `; ${vocabulary.length} vocabulary rows in use` : ''));
+    (shortcut ? `; ${vocabulary.length} vocabulary rows in use${compact ? ' (only those held)' : ''}` : ''));
 
   const started = performance.now();
   let firstStep: number | undefined;
@@ -231,15 +282,17 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     const elapsed = (performance.now() - started) / 1000;
     const done = p.step - firstStep;
     rate.tokens += p.inputTokens;
+    rate.computed += p.computedTokens;
     const perStep = elapsed / done;
     log(`step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}` + (p.evalLoss !== undefined ? `  eval ${p.evalLoss.toFixed(4)}` : '') +
-      `  lr ${p.lr.toExponential(2)}  ${(rate.tokens / elapsed).toFixed(0)} tokens/s  ETA ${duration(perStep * (p.totalSteps - p.step))}`);
+      `  lr ${p.lr.toExponential(2)}  ${(rate.tokens / elapsed).toFixed(0)} tokens/s (${(rate.computed / elapsed).toFixed(0)} computed)  ETA ${duration(perStep * (p.totalSteps - p.step))}`);
   };
-  const rate = { tokens: 0 };
+  const rate = { tokens: 0, computed: 0 };
   const result = fineTune(model, train, {
     epochs: s.epochs, lr: s.lr, batchTokens: s.batchTokens, seed: s.seed,
     ...(lora !== undefined ? { lora } : { routerBalance: ROUTER_BALANCE }),
     ...(shortcut ? { vocabulary } : {}),
+    prefixGroups: train.map((e) => systemMessageKey(e.tokens)),
     ...(evalSet.length > 0 ? { evalExamples: evalSet, ...(s.evalEvery !== undefined ? { evalEvery: s.evalEvery } : {}) } : {}),
     statePath, saveEvery: s.saveEvery, precision: s.precision,
     // Everything else that shapes the run, so a resume with other data or settings is refused.

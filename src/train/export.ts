@@ -81,7 +81,7 @@ export function quantiseMxfp4(values: Float64Array, count: number, rows: number,
   return { blocks, scales };
 }
 
-/** The model's tensors under the `original/` layout's names, dtypes and shapes. */
+/** The model's tensors under the `original/` layout's names, dtypes and shapes (vocabulary tables always full). */
 export function checkpointTensors(model: TrainableModel): TensorToWrite[] {
   const out: TensorToWrite[] = [];
   for (const p of model.params()) {
@@ -93,6 +93,9 @@ export function checkpointTensors(model: TrainableModel): TensorToWrite[] {
       out.push({ name: `${p.name}.scales`, dtype: 'U8', shape: [count, rows, cols / 32], data: scales });
     } else if (p.shape.length === 1 || p.name.endsWith('_bias')) {
       out.push({ name: p.name, dtype: 'F32', shape: p.shape, data: Float32Array.from(p.value) });
+    } else if (p === model.embedding || p === model.unembedding) {
+      // A compact table is written whole: zero rows for the tokens it does not hold.
+      out.push({ name: p.name, dtype: 'BF16', shape: [model.config.vocabSize, model.config.hiddenSize], data: toBf16(model.fullTable(p)) });
     } else {
       out.push({ name: p.name, dtype: 'BF16', shape: p.shape, data: toBf16(p.value) });
     }

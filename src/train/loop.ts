@@ -15,30 +15,49 @@ import { loadTrainingState, saveTrainingState } from './state.ts';
 /**
  * Batches for `epochs` passes over `lengths.length` examples: each epoch a seeded shuffle, then
  * consecutive examples packed while their tokens fit in `batchTokens` (an example longer than
- * the budget forms a batch alone). Returns example indices per step.
+ * the budget forms a batch alone). Returns example indices per step. With `groups` (a key per
+ * example), each epoch's shuffled examples are gathered by key (keys in the order they first
+ * come) before packing, and the epoch's batches are shuffled after, so that a batch holds
+ * examples of one key (sharing a prefix, to be packed behind it) while the order stays random.
  */
-export function planBatches(lengths: readonly number[], batchTokens: number, epochs: number, seed: number): number[][] {
+export function planBatches(lengths: readonly number[], batchTokens: number, epochs: number, seed: number, groups?: readonly string[]): number[][] {
   if (!(batchTokens >= 1)) throw new Error(`batchTokens must be at least 1, got ${batchTokens}`);
+  if (groups !== undefined && groups.length !== lengths.length) throw new Error(`planBatches: ${groups.length} group keys for ${lengths.length} examples`);
   const random = seededRandom(seed);
+  const shuffle = <T>(items: T[]): void => {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [items[i], items[j]] = [items[j]!, items[i]!];
+    }
+  };
   const plan: number[][] = [];
   for (let epoch = 0; epoch < epochs; epoch++) {
-    const order = lengths.map((_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
+    let order = lengths.map((_, i) => i);
+    shuffle(order);
+    if (groups !== undefined) {
+      const byKey = new Map<string, number[]>();
+      for (const i of order) {
+        const members = byKey.get(groups[i]!);
+        if (members === undefined) byKey.set(groups[i]!, [i]);
+        else members.push(i);
+      }
+      order = [...byKey.values()].flat();
     }
+    const epochPlan: number[][] = [];
     let batch: number[] = [];
     let tokens = 0;
     for (const i of order) {
       if (batch.length > 0 && tokens + lengths[i]! > batchTokens) {
-        plan.push(batch);
+        epochPlan.push(batch);
         batch = [];
         tokens = 0;
       }
       batch.push(i);
       tokens += lengths[i]!;
     }
-    if (batch.length > 0) plan.push(batch);
+    if (batch.length > 0) epochPlan.push(batch);
+    if (groups !== undefined) shuffle(epochPlan);
+    plan.push(...epochPlan);
   }
   return plan;
 }
@@ -53,6 +72,8 @@ export interface Progress {
   tokens: number;
   /** Every token the step ran through the model (prompts included): what tokens/s counts. */
   inputTokens: number;
+  /** The tokens actually computed: fewer than inputTokens when shared prefixes ran once (prefixGroups). */
+  computedTokens: number;
   /** Held-out loss, on the steps where it was measured. */
   evalLoss?: number;
 }
@@ -73,6 +94,12 @@ export interface FineTuneOptions {
   lora?: LoraAdapters;
   vocabulary?: Int32Array;
   routerBalance?: number;
+  /**
+   * A key per example: examples with the same key begin with the same tokens (a system message).
+   * They are batched together (planBatches) and each batch's common prefix runs once
+   * (packSharedPrefixes): the same loss and gradients, far fewer tokens computed.
+   */
+  prefixGroups?: readonly string[];
   /** Where the matrix products run (TrainOptions.precision): 'f64' (default) or 'f32' on the WebAssembly kernels. */
   precision?: 'f64' | 'f32';
   /** Held-out examples, evaluated every `evalEvery` steps (default: at the end only) and at the end. */
@@ -118,7 +145,7 @@ export function evaluate(model: TrainableModel, examples: readonly Sequence[], o
 /** Trains `model` (or `options.lora` on a frozen model) on `examples`. */
 export function fineTune(model: TrainableModel, examples: readonly Sequence[], options: FineTuneOptions): FineTuneResult {
   if (examples.length === 0) throw new Error('fineTune: no examples');
-  const plan = planBatches(examples.map((e) => e.tokens.length), options.batchTokens, options.epochs, options.seed);
+  const plan = planBatches(examples.map((e) => e.tokens.length), options.batchTokens, options.epochs, options.seed, options.prefixGroups);
   const totalSteps = plan.length;
   const schedule = {
     peak: options.lr,
@@ -155,13 +182,13 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
   for (let step = resumedFrom; step < stop; step++) {
     const lr = learningRate(step, schedule);
     const batch = plan[step]!.map((i) => examples[i]!);
-    const result = trainStep(model, optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions);
+    const result = trainStep(model, optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions, options.prefixGroups !== undefined);
     loss = result.loss;
     const done = step + 1;
     const evalNow = options.evalExamples !== undefined && options.evalExamples.length > 0 &&
       (done === totalSteps || (options.evalEvery !== undefined && done % options.evalEvery === 0));
     if (evalNow) evalLoss = evaluate(model, options.evalExamples!, evalOptions);
-    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, inputTokens: batch.reduce((n, e) => n + e.tokens.length, 0), ...(evalNow ? { evalLoss } : {}) });
+    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, inputTokens: batch.reduce((n, e) => n + e.tokens.length, 0), computedTokens: result.computed, ...(evalNow ? { evalLoss } : {}) });
     if (options.saveEvery !== undefined && done % options.saveEvery === 0) save();
   }
   save();

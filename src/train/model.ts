@@ -8,9 +8,9 @@ import { isSlidingLayer, type ModelConfig } from '../model/config.ts';
 import { RMSNORM_EPS } from '../model/forward.ts';
 import { buildRopeTable } from '../model/rope.ts';
 import {
-  attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, F64_LINEAR, IGNORE_TARGET,
+  attentionBackward, attentionForward, crossEntropy, expertsBackward, expertsForward, F64_LINEAR, IGNORE_TARGET, layoutPositions,
   loadBalancingBackward, loadBalancingForward, ropeApply, rmsnormBackward, rmsnormForward, routeBackward, routeForward,
-  type AttentionSaved, type ExpertParams, type ExpertsSaved, type LinearKernels,
+  type AttentionSaved, type ExpertParams, type ExpertsSaved, type LinearKernels, type PackedLayout,
 } from './ops.ts';
 import { wasmLinear } from './wasm/index.ts';
 import type { LoraAdapters, LoraSaved } from './lora.ts';
@@ -42,15 +42,20 @@ interface BlockTape {
 export interface Tape {
   tokens: readonly number[];
   rope: RopeTable;
+  /** Sequences packed behind a shared prefix (TrainOptions.layout), with each token's position. */
+  layout: PackedLayout | undefined;
+  positions: Int32Array | undefined;
   lora: LoraAdapters | null;
   blocks: BlockTape[];
   /** The residual stream after the last block, its final norm's 1/rms and output. */
   xFinal: Float64Array;
   finalInv: Float64Array;
   finalNormed: Float64Array;
-  /** [P, vocab], or [P, vocabulary.length] with a used vocabulary; P is logitRows' length, else T. */
+  /** [P, vocab], or [P, vocabulary.length] with a used (or compact) vocabulary; P is logitRows' length, else T. */
   logits: Float64Array;
   vocabulary: Int32Array | null;
+  /** Each token's row in the embedding table (its id, or its index in a compact vocabulary). */
+  tableRows: Int32Array;
   logitRows: Int32Array | null;
   /** The matrix products the forward used; the backward uses the same. */
   linear: LinearKernels;
@@ -106,6 +111,11 @@ export interface TrainOptions {
    * results within f32 rounding of the reference. Everything else stays float64.
    */
   precision?: 'f64' | 'f32';
+  /**
+   * The tokens are several sequences packed behind their shared prefix (see PackedLayout; built
+   * by `packSharedPrefix`): each is computed exactly as alone, the prefix once.
+   */
+  layout?: PackedLayout;
 }
 
 /** Attention as matrix products on the f32 kernels; the float64 reference keeps its scalar loops. */
@@ -135,16 +145,22 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
   const T = tokens.length;
   const H = c.hiddenSize;
   if (T === 0) throw new Error('forwardTrain: no tokens');
+  const tableRows = new Int32Array(T);
   for (const [i, id] of tokens.entries()) {
     if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`forwardTrain: token id ${id} at index ${i} is outside the vocabulary`);
+    tableRows[i] = model.tableRow(id);
+    if (tableRows[i]! < 0) throw new Error(`forwardTrain: token id ${id} at index ${i} is outside the model's compact vocabulary`);
   }
-  const table = rope !== undefined && rope.positions >= T ? rope : buildRopeTable(c, T);
+  const { layout } = options;
+  const positions = layout === undefined ? undefined : layoutPositions(T, layout);
+  const span = positions === undefined ? T : Math.max(...positions) + 1;
+  const table = rope !== undefined && rope.positions >= span ? rope : buildRopeTable(c, span);
   const qWidth = c.numAttentionHeads * c.headDim;
   const kvWidth = c.numKeyValueHeads * c.headDim;
   const width = qWidth + 2 * kvWidth;
 
   let x = new Float64Array(T * H);
-  tokens.forEach((id, t) => x.set(model.embedding.value.subarray(id * H, (id + 1) * H), t * H));
+  tableRows.forEach((row, t) => x.set(model.embedding.value.subarray(row * H, (row + 1) * H), t * H));
 
   const blocks: BlockTape[] = [];
   model.blocks.forEach((b, n) => {
@@ -160,9 +176,9 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
       k.set(qkv.subarray(t * width + qWidth, t * width + qWidth + kvWidth), t * kvWidth);
       v.set(qkv.subarray(t * width + qWidth + kvWidth, (t + 1) * width), t * kvWidth);
     }
-    ropeApply(q, T, c.numAttentionHeads, c.headDim, table);
-    ropeApply(k, T, c.numKeyValueHeads, c.headDim, table);
-    const attention = attentionForward(q, k, v, T, b.attn.sinks.value, attentionShape(c, n), fastAttention(linear));
+    ropeApply(q, T, c.numAttentionHeads, c.headDim, table, false, positions);
+    ropeApply(k, T, c.numKeyValueHeads, c.headDim, table, false, positions);
+    const attention = attentionForward(q, k, v, T, b.attn.sinks.value, attentionShape(c, n), fastAttention(linear), layout);
     const projected = linear.forward(attention.out, T, b.attn.outWeight.value, H, qWidth, b.attn.outBias.value);
     const loraOut = lora?.forwardOut(n, attention.out, T, projected) ?? null;
     const xMid = new Float64Array(T * H);
@@ -184,15 +200,19 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
   });
 
   const finalNorm = rmsnormForward(x, T, model.norm.value, RMSNORM_EPS);
-  const vocabulary = options.vocabulary ?? null;
+  // A compact model's tables hold only its vocabulary: the shortcut is built in.
+  const vocabulary = model.vocabulary ?? options.vocabulary ?? null;
   const logitRows = options.logitRows ?? null;
   if (logitRows !== null && logitRows.some((t, i) => t < 0 || t >= T || (i > 0 && t <= logitRows[i - 1]!))) throw new Error('forwardTrain: logitRows must be ascending positions of the sequence');
   const P = logitRows === null ? T : logitRows.length;
   const rowsIn = logitRows === null ? finalNorm.out : gatherRows(finalNorm.out, H, logitRows);
-  const logits = vocabulary === null
-    ? linear.forward(rowsIn, P, model.unembedding.value, c.vocabSize, H, null)
+  const logits = vocabulary === null || model.vocabulary !== null
+    ? linear.forward(rowsIn, P, model.unembedding.value, vocabulary?.length ?? c.vocabSize, H, null)
     : linear.forward(rowsIn, P, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
-  return { tokens, rope: table, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits, vocabulary, logitRows, linear };
+  return {
+    tokens, rope: table, layout, positions, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits,
+    vocabulary, tableRows, logitRows, linear,
+  };
 }
 
 /**
@@ -217,8 +237,8 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
   const rowsIn = rows === null ? tape.finalNormed : gatherRows(tape.finalNormed, H, rows);
   const dRowsIn = rows === null ? dnormed : new Float64Array(P * H);
   const used = tape.vocabulary;
-  if (used === null) {
-    linear.backward(dlogits, rowsIn, P, model.unembedding.value, c.vocabSize, H, dRowsIn, gradOf(model.unembedding), null);
+  if (used === null || model.vocabulary !== null) {
+    linear.backward(dlogits, rowsIn, P, model.unembedding.value, used?.length ?? c.vocabSize, H, dRowsIn, gradOf(model.unembedding), null);
   } else {
     // Unused rows are zero: they add nothing to dnormed, and they get no gradient.
     const dRows = model.unembedding.trainable ? new Float64Array(used.length * H) : null;
@@ -258,9 +278,9 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
     const dq = new Float64Array(T * qWidth);
     const dk = new Float64Array(T * kvWidth);
     const dv = new Float64Array(T * kvWidth);
-    attentionBackward(dattn, s.q, s.k, s.v, T, attentionShape(c, n), s.attention, dq, dk, dv, gradOf(b.attn.sinks), fastAttention(linear));
-    ropeApply(dq, T, c.numAttentionHeads, c.headDim, tape.rope, true);
-    ropeApply(dk, T, c.numKeyValueHeads, c.headDim, tape.rope, true);
+    attentionBackward(dattn, s.q, s.k, s.v, T, attentionShape(c, n), s.attention, dq, dk, dv, gradOf(b.attn.sinks), fastAttention(linear), tape.layout);
+    ropeApply(dq, T, c.numAttentionHeads, c.headDim, tape.rope, true, tape.positions);
+    ropeApply(dk, T, c.numKeyValueHeads, c.headDim, tape.rope, true, tape.positions);
     const dqkv = new Float64Array(T * width);
     for (let t = 0; t < T; t++) {
       dqkv.set(dq.subarray(t * qWidth, (t + 1) * qWidth), t * width);
@@ -276,8 +296,8 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
 
   const dEmbedding = gradOf(model.embedding);
   if (dEmbedding !== null) {
-    tape.tokens.forEach((id, t) => {
-      for (let i = 0; i < H; i++) dEmbedding[id * H + i] += dx[t * H + i]!;
+    tape.tableRows.forEach((row, t) => {
+      for (let i = 0; i < H; i++) dEmbedding[row * H + i] += dx[t * H + i]!;
     });
   }
 }
@@ -341,10 +361,10 @@ export function tapeLoss(model: TrainableModel, tape: Tape, allTargets: Int32Arr
   const used = tape.vocabulary;
   if (used === null) return crossEntropy(tape.logits, T, model.config.vocabSize, targets);
   const position = new Map<number, number>();
-  used.forEach((id, i) => position.set(id, i));
+  if (used !== model.vocabulary) used.forEach((id, i) => position.set(id, i));
   const compact = targets.map((id, t) => {
     if (id === IGNORE_TARGET) return IGNORE_TARGET;
-    const i = position.get(id);
+    const i = used === model.vocabulary ? (model.tableRow(id) < 0 ? undefined : model.tableRow(id)) : position.get(id);
     if (i === undefined) throw new Error(`target token ${id} at ${rows === null ? t : rows[t]} is not in the used vocabulary`);
     return i;
   });
@@ -367,15 +387,18 @@ export function usedVocabulary(sequences: readonly (readonly number[])[]): Int32
 
 /**
  * Zeroes the unembedding rows outside `vocabulary` (for a model trained from scratch on a corpus
- * that uses only those tokens), so the used-vocabulary shortcut applies. Returns the rows zeroed.
+ * that uses only those tokens), so the used-vocabulary shortcut applies; with 'both' the
+ * embedding's too, so the model can be made compact. Returns the rows zeroed.
  */
-export function zeroUnusedRows(model: TrainableModel, vocabulary: Int32Array): number {
+export function zeroUnusedRows(model: TrainableModel, vocabulary: Int32Array, tables: 'unembedding' | 'both' = 'unembedding'): number {
   const H = model.config.hiddenSize;
   const used = new Set(vocabulary);
   let zeroed = 0;
   for (let id = 0; id < model.config.vocabSize; id++) {
     if (used.has(id)) continue;
     model.unembedding.value.fill(0, id * H, (id + 1) * H);
+    // The embedding's too, for a compact model (compactVocabulary): a row never seen gets no gradient either.
+    if (tables === 'both') model.embedding.value.fill(0, id * H, (id + 1) * H);
     zeroed++;
   }
   return zeroed;

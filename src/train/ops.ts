@@ -100,20 +100,21 @@ export function rmsnormBackward(dy: Float64Array, x: Float64Array, tokens: numbe
 // ---- RoPE ------------------------------------------------------------------------------------
 
 /**
- * Rotates x [tokens, heads, headDim] in place by the table's row for position t (the sequence
- * starts at 0), half-split as the model does. With `inverse` it rotates by the opposite angle:
+ * Rotates x [tokens, heads, headDim] in place by the table's row for each token's position (t,
+ * the sequence starting at 0, or `positions[t]`), half-split as the model does. With `inverse` it rotates by the opposite angle:
  * the rotation is orthogonal up to the concentration factor, so the backward of a rotation by
  * (cos, sin) is the rotation by (cos, -sin) applied to the gradient.
  */
-export function ropeApply(x: Float64Array, tokens: number, heads: number, headDim: number, table: RopeTable, inverse = false): void {
+export function ropeApply(x: Float64Array, tokens: number, heads: number, headDim: number, table: RopeTable, inverse = false, positions?: Int32Array): void {
   const half = headDim / 2;
   const sign = inverse ? -1 : 1;
   for (let t = 0; t < tokens; t++) {
+    const row = (positions === undefined ? t : positions[t]!) * table.halfDim;
     for (let h = 0; h < heads; h++) {
       const base = (t * heads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const cos = table.cos[t * table.halfDim + i]!;
-        const sin = sign * table.sin[t * table.halfDim + i]!;
+        const cos = table.cos[row + i]!;
+        const sin = sign * table.sin[row + i]!;
         const x1 = x[base + i]!;
         const x2 = x[base + half + i]!;
         x[base + i] = x1 * cos - x2 * sin;
@@ -126,26 +127,65 @@ export function ropeApply(x: Float64Array, tokens: number, heads: number, headDi
 // ---- attention with sinks --------------------------------------------------------------------
 
 export interface AttentionSaved {
-  /** Softmax weight of key k for query t and head h: [tokens, heads, tokens], 0 where not visible. */
+  /** Softmax weight of key k for query t and head h: [tokens, heads, tokens], 0 where not visible (the scalar path's). */
   probs: Float64Array;
+  /** The matrix products' path: per head and query block (head-major), its weights over the block's gathered keys. */
+  blockProbs?: Float64Array[];
   /** The sink's share of each softmax: [tokens, heads]. */
   sinkProbs: Float64Array;
 }
 
-function visible(query: number, key: number, window: number): boolean {
-  return key <= query && (window === 0 || query - key < window);
+/**
+ * Several sequences that begin with the same tokens, packed into one: the shared prefix
+ * (tokens 0..prefix-1, positions 0..prefix-1) once, then each sequence's own tokens (a segment),
+ * one after the other. A segment's token t is at position prefix + t - segmentStart[t] and sees
+ * the prefix and the earlier tokens of its own segment only, so each sequence is computed
+ * exactly as alone, while the prefix runs once and gets every segment's gradient.
+ */
+export interface PackedLayout {
+  prefix: number;
+  /** Per token, the index where its segment starts (tokens of the prefix: 0). */
+  segmentStart: Int32Array;
+}
+
+/** Each token's position under `layout` (t when there is none). */
+export function layoutPositions(tokens: number, layout?: PackedLayout): Int32Array {
+  const positions = new Int32Array(tokens);
+  for (let t = 0; t < tokens; t++) positions[t] = layout === undefined || t < layout.prefix ? t : layout.prefix + t - layout.segmentStart[t]!;
+  return positions;
 }
 
 /**
- * Causal attention with sinks over one sequence (positions 0..tokens-1): q [tokens, heads, hd],
+ * The keys query t sees, as two index ranges [r[0], r[1]) and [r[2], r[3]): the shared prefix's
+ * part (empty without a layout, or for a prefix token) and its own part up to itself; both
+ * clipped to the window when it is banded.
+ */
+function keyRanges(t: number, window: number, layout: PackedLayout | undefined, r: Int32Array): void {
+  if (layout === undefined || t < layout.prefix) {
+    r[0] = r[1] = 0;
+    r[2] = window === 0 ? 0 : Math.max(0, t - window + 1);
+  } else {
+    const start = layout.segmentStart[t]!;
+    const position = layout.prefix + t - start;
+    r[0] = window === 0 ? 0 : Math.max(0, position - window + 1);
+    r[1] = Math.max(r[0], layout.prefix);
+    r[2] = window === 0 ? start : Math.max(start, t - window + 1);
+  }
+  r[3] = t + 1;
+}
+
+/**
+ * Causal attention with sinks over one sequence (positions 0..tokens-1), or over sequences packed
+ * behind a shared prefix (`layout`): q [tokens, heads, hd],
  * k and v [tokens, kvHeads, hd] (RoPE applied). The softmax runs over the visible scores and the
  * head's sink logit; the sink's mass is dropped. Returns out [tokens, heads*hd].
  */
 export function attentionForward(
   q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, sinks: Float64Array, shape: AttentionShape,
-  linear?: LinearKernels,
+  linear?: LinearKernels, layout?: PackedLayout,
 ): { out: Float64Array; saved: AttentionSaved } {
-  if (linear !== undefined) return attentionForwardProducts(q, k, v, tokens, sinks, shape, linear);
+  if (linear !== undefined) return attentionForwardProducts(q, k, v, tokens, sinks, shape, linear, layout);
+  const r = new Int32Array(4);
   const { heads, kvHeads, headDim, window } = shape;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
@@ -157,9 +197,9 @@ export function attentionForward(
     for (let h = 0; h < heads; h++) {
       const kvh = Math.floor(h / group);
       const qBase = (t * heads + h) * headDim;
+      keyRanges(t, window, layout, r);
       let max = sinks[h]!;
-      for (let s = 0; s <= t; s++) {
-        if (!visible(t, s, window)) continue;
+      for (let part = 0; part < 4; part += 2) for (let s = r[part]!; s < r[part + 1]!; s++) {
         const kBase = (s * kvHeads + kvh) * headDim;
         let dot = 0;
         for (let d = 0; d < headDim; d++) dot += q[qBase + d]! * k[kBase + d]!;
@@ -167,11 +207,10 @@ export function attentionForward(
         max = Math.max(max, scores[s]!);
       }
       let denominator = Math.exp(sinks[h]! - max);
-      for (let s = 0; s <= t; s++) if (visible(t, s, window)) denominator += Math.exp(scores[s]! - max);
+      for (let part = 0; part < 4; part += 2) for (let s = r[part]!; s < r[part + 1]!; s++) denominator += Math.exp(scores[s]! - max);
       const row = (t * heads + h) * tokens;
       sinkProbs[t * heads + h] = Math.exp(sinks[h]! - max) / denominator;
-      for (let s = 0; s <= t; s++) {
-        if (!visible(t, s, window)) continue;
+      for (let part = 0; part < 4; part += 2) for (let s = r[part]!; s < r[part + 1]!; s++) {
         const p = Math.exp(scores[s]! - max) / denominator;
         probs[row + s] = p;
         const vBase = (s * kvHeads + kvh) * headDim;
@@ -189,12 +228,13 @@ export function attentionForward(
  */
 export function attentionBackward(
   dout: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, shape: AttentionShape, saved: AttentionSaved,
-  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null, linear?: LinearKernels,
+  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null, linear?: LinearKernels, layout?: PackedLayout,
 ): void {
   if (linear !== undefined) {
-    attentionBackwardProducts(dout, q, k, v, tokens, shape, saved, dq, dk, dv, dsinks, linear);
+    attentionBackwardProducts(dout, q, k, v, tokens, shape, saved, dq, dk, dv, dsinks, linear, layout);
     return;
   }
+  const r = new Int32Array(4);
   const { heads, kvHeads, headDim, window } = shape;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
@@ -205,8 +245,8 @@ export function attentionBackward(
       const qBase = (t * heads + h) * headDim;
       const row = (t * heads + h) * tokens;
       let expected = 0;
-      for (let s = 0; s <= t; s++) {
-        if (!visible(t, s, window)) continue;
+      keyRanges(t, window, layout, r);
+      for (let part = 0; part < 4; part += 2) for (let s = r[part]!; s < r[part + 1]!; s++) {
         const vBase = (s * kvHeads + kvh) * headDim;
         let dot = 0;
         for (let d = 0; d < headDim; d++) dot += dout[qBase + d]! * v[vBase + d]!;
@@ -214,8 +254,7 @@ export function attentionBackward(
         expected += saved.probs[row + s]! * dot;
       }
       if (dsinks !== null) dsinks[h] += -saved.sinkProbs[t * heads + h]! * expected;
-      for (let s = 0; s <= t; s++) {
-        if (!visible(t, s, window)) continue;
+      for (let part = 0; part < 4; part += 2) for (let s = r[part]!; s < r[part + 1]!; s++) {
         const p = saved.probs[row + s]!;
         const kvBase = (s * kvHeads + kvh) * headDim;
         const dScore = p * (dp[s]! - expected) * scale;
@@ -229,22 +268,67 @@ export function attentionBackward(
   }
 }
 
-// The same attention as whole-sequence matrix products per head (scores = Q K^T, out = P V, and
-// in the backward dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q), so that `linear` (the f32
-// WebAssembly kernels) does the work. Masked entries are computed and then zeroed: twice the
-// causal work, still far faster in SIMD than the scalar loops above, which stay the reference.
+// The same attention as matrix products per head and block of queries (scores = Q K^T, out =
+// P V, and in the backward dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q), so that `linear`
+// (the f32 WebAssembly kernels) does the work. A block of QUERY_BLOCK queries of one segment
+// multiplies only the keys some of its queries see, gathered (the window's on a banded layer,
+// the prefix's and its own segment's in a packed sequence), so the work grows with the visible
+// keys, not with the square of the sequence; entries masked inside a block are computed and
+// dropped. The scalar loops above stay the reference.
 
-/** Head `h` of x [tokens, heads, headDim], packed as [tokens, headDim]. */
-function headOf(x: Float64Array, tokens: number, heads: number, headDim: number, h: number): Float64Array {
-  const out = new Float64Array(tokens * headDim);
-  for (let t = 0; t < tokens; t++) out.set(x.subarray((t * heads + h) * headDim, (t * heads + h + 1) * headDim), t * headDim);
+/** Queries per block: large enough for the SIMD tiles, small enough that little is masked. */
+const QUERY_BLOCK = 64;
+
+/** A block of queries [a, b) and the keys its queries see: [lo1, hi1) then [lo2, b), as columns 0.. of its scores. */
+interface QueryBlock {
+  a: number;
+  b: number;
+  lo1: number;
+  hi1: number;
+  lo2: number;
+}
+
+/** Blocks of at most QUERY_BLOCK queries that never straddle the prefix or a segment (so their keys are two ranges). */
+function queryBlocks(tokens: number, window: number, layout: PackedLayout | undefined): QueryBlock[] {
+  const blocks: QueryBlock[] = [];
+  const r = new Int32Array(4);
+  let a = 0;
+  while (a < tokens) {
+    const segmentEnd = layout === undefined ? tokens : a < layout.prefix ? layout.prefix : nextSegment(layout, a, tokens);
+    const b = Math.min(a + QUERY_BLOCK, segmentEnd);
+    keyRanges(a, window, layout, r);
+    blocks.push({ a, b, lo1: r[0]!, hi1: r[1]!, lo2: r[2]! });
+    a = b;
+  }
+  return blocks;
+}
+
+/** Where the segment holding token t ends. */
+function nextSegment(layout: PackedLayout, t: number, tokens: number): number {
+  const start = layout.segmentStart[t]!;
+  let end = t + 1;
+  while (end < tokens && layout.segmentStart[end] === start) end++;
+  return end;
+}
+
+/** Rows [lo1, hi1) and [lo2, hi2) of head h of x [tokens, heads, headDim], packed as [rows, headDim]. */
+function gatherHead(x: Float64Array, heads: number, headDim: number, h: number, lo1: number, hi1: number, lo2: number, hi2: number): Float64Array {
+  const out = new Float64Array((hi1 - lo1 + hi2 - lo2) * headDim);
+  let row = 0;
+  for (const [lo, hi] of [[lo1, hi1], [lo2, hi2]] as const) {
+    for (let t = lo; t < hi; t++, row++) out.set(x.subarray((t * heads + h) * headDim, (t * heads + h + 1) * headDim), row * headDim);
+  }
   return out;
 }
 
-function addHead(into: Float64Array, packed: Float64Array, tokens: number, heads: number, headDim: number, h: number): void {
-  for (let t = 0; t < tokens; t++) {
-    const base = (t * heads + h) * headDim;
-    for (let d = 0; d < headDim; d++) into[base + d] += packed[t * headDim + d]!;
+/** Adds packed rows (as gatherHead gathered them) back into head h of x. */
+function scatterHead(into: Float64Array, packed: Float64Array, heads: number, headDim: number, h: number, lo1: number, hi1: number, lo2: number, hi2: number): void {
+  let row = 0;
+  for (const [lo, hi] of [[lo1, hi1], [lo2, hi2]] as const) {
+    for (let t = lo; t < hi; t++, row++) {
+      const base = (t * heads + h) * headDim;
+      for (let d = 0; d < headDim; d++) into[base + d] += packed[row * headDim + d]!;
+    }
   }
 }
 
@@ -252,74 +336,97 @@ const NONE = new Float64Array(0);
 
 function attentionForwardProducts(
   q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, sinks: Float64Array, shape: AttentionShape, linear: LinearKernels,
+  layout: PackedLayout | undefined,
 ): { out: Float64Array; saved: AttentionSaved } {
+  const r = new Int32Array(4);
   const { heads, kvHeads, headDim, window } = shape;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
   const out = new Float64Array(tokens * heads * headDim);
-  const probs = new Float64Array(tokens * heads * tokens);
   const sinkProbs = new Float64Array(tokens * heads);
-  for (let kvh = 0; kvh < kvHeads; kvh++) {
-    const kh = headOf(k, tokens, kvHeads, headDim, kvh);
-    const vh = headOf(v, tokens, kvHeads, headDim, kvh);
-    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-      const scores = linear.forward(headOf(q, tokens, heads, headDim, h), tokens, kh, tokens, headDim, null);
-      const p = new Float64Array(tokens * tokens);
-      for (let t = 0; t < tokens; t++) {
-        const first = window === 0 ? 0 : Math.max(0, t - window + 1);
-        let max = sinks[h]!;
-        for (let s = first; s <= t; s++) max = Math.max(max, scores[t * tokens + s]! * scale);
-        let denominator = Math.exp(sinks[h]! - max);
-        for (let s = first; s <= t; s++) denominator += Math.exp(scores[t * tokens + s]! * scale - max);
-        sinkProbs[t * heads + h] = Math.exp(sinks[h]! - max) / denominator;
-        const row = (t * heads + h) * tokens;
-        for (let s = first; s <= t; s++) p[t * tokens + s] = probs[row + s] = Math.exp(scores[t * tokens + s]! * scale - max) / denominator;
+  const blocks = queryBlocks(tokens, window, layout);
+  const blockProbs: Float64Array[] = new Array<Float64Array>(heads * blocks.length);
+  blocks.forEach((blk, bi) => {
+    const { a, b, lo1, hi1, lo2 } = blk;
+    const rows = b - a;
+    const first = hi1 - lo1;
+    const keys = first + b - lo2;
+    for (let kvh = 0; kvh < kvHeads; kvh++) {
+      const kg = gatherHead(k, kvHeads, headDim, kvh, lo1, hi1, lo2, b);
+      const vg = gatherHead(v, kvHeads, headDim, kvh, lo1, hi1, lo2, b);
+      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+        const scores = linear.forward(gatherHead(q, heads, headDim, h, a, a, a, b), rows, kg, keys, headDim, null);
+        const p = new Float64Array(rows * keys);
+        for (let i = 0; i < rows; i++) {
+          keyRanges(a + i, window, layout, r);
+          // Row i's visible keys as columns of the block's scores.
+          const c0 = r[0]! - lo1, c1 = r[1]! - lo1, c2 = first + r[2]! - lo2, c3 = first + r[3]! - lo2;
+          const row = i * keys;
+          let max = sinks[h]!;
+          for (let c = c0; c < c1; c++) max = Math.max(max, scores[row + c]! * scale);
+          for (let c = c2; c < c3; c++) max = Math.max(max, scores[row + c]! * scale);
+          let denominator = Math.exp(sinks[h]! - max);
+          for (let c = c0; c < c1; c++) denominator += p[row + c] = Math.exp(scores[row + c]! * scale - max);
+          for (let c = c2; c < c3; c++) denominator += p[row + c] = Math.exp(scores[row + c]! * scale - max);
+          sinkProbs[(a + i) * heads + h] = Math.exp(sinks[h]! - max) / denominator;
+          for (let c = c0; c < c1; c++) p[row + c] = p[row + c]! / denominator;
+          for (let c = c2; c < c3; c++) p[row + c] = p[row + c]! / denominator;
+        }
+        blockProbs[h * blocks.length + bi] = p;
+        const oh = new Float64Array(rows * headDim);
+        linear.backward(p, NONE, rows, vg, keys, headDim, oh, null, null);
+        scatterHead(out, oh, heads, headDim, h, a, a, a, b);
       }
-      const oh = new Float64Array(tokens * headDim);
-      linear.backward(p, NONE, tokens, vh, tokens, headDim, oh, null, null);
-      addHead(out, oh, tokens, heads, headDim, h);
     }
-  }
-  return { out, saved: { probs, sinkProbs } };
+  });
+  return { out, saved: { probs: NONE, sinkProbs, blockProbs } };
 }
 
 function attentionBackwardProducts(
   dout: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, tokens: number, shape: AttentionShape, saved: AttentionSaved,
-  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null, linear: LinearKernels,
+  dq: Float64Array, dk: Float64Array, dv: Float64Array, dsinks: Float64Array | null, linear: LinearKernels, layout: PackedLayout | undefined,
 ): void {
+  const r = new Int32Array(4);
   const { heads, kvHeads, headDim, window } = shape;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
-  for (let kvh = 0; kvh < kvHeads; kvh++) {
-    const kh = headOf(k, tokens, kvHeads, headDim, kvh);
-    const vh = headOf(v, tokens, kvHeads, headDim, kvh);
-    const dkh = new Float64Array(tokens * headDim);
-    const dvh = new Float64Array(tokens * headDim);
-    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-      const doh = headOf(dout, tokens, heads, headDim, h);
-      const dp = linear.forward(doh, tokens, vh, tokens, headDim, null);
-      const p = new Float64Array(tokens * tokens);
-      const dscores = new Float64Array(tokens * tokens);
-      for (let t = 0; t < tokens; t++) {
-        const first = window === 0 ? 0 : Math.max(0, t - window + 1);
-        const row = (t * heads + h) * tokens;
-        let expected = 0;
-        for (let s = first; s <= t; s++) expected += saved.probs[row + s]! * dp[t * tokens + s]!;
-        if (dsinks !== null) dsinks[h] += -saved.sinkProbs[t * heads + h]! * expected;
-        for (let s = first; s <= t; s++) {
-          const ps = saved.probs[row + s]!;
-          p[t * tokens + s] = ps;
-          dscores[t * tokens + s] = ps * (dp[t * tokens + s]! - expected) * scale;
+  const blocks = queryBlocks(tokens, window, layout);
+  if (saved.blockProbs === undefined || saved.blockProbs.length !== heads * blocks.length) throw new Error('attentionBackward: the forward did not run on the matrix products');
+  blocks.forEach((blk, bi) => {
+    const { a, b, lo1, hi1, lo2 } = blk;
+    const rows = b - a;
+    const first = hi1 - lo1;
+    const keys = first + b - lo2;
+    for (let kvh = 0; kvh < kvHeads; kvh++) {
+      const kg = gatherHead(k, kvHeads, headDim, kvh, lo1, hi1, lo2, b);
+      const vg = gatherHead(v, kvHeads, headDim, kvh, lo1, hi1, lo2, b);
+      const dkg = new Float64Array(keys * headDim);
+      const dvg = new Float64Array(keys * headDim);
+      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+        const doh = gatherHead(dout, heads, headDim, h, a, a, a, b);
+        const dp = linear.forward(doh, rows, vg, keys, headDim, null);
+        const p = saved.blockProbs![h * blocks.length + bi]!;
+        const dscores = new Float64Array(rows * keys);
+        for (let i = 0; i < rows; i++) {
+          keyRanges(a + i, window, layout, r);
+          const c0 = r[0]! - lo1, c1 = r[1]! - lo1, c2 = first + r[2]! - lo2, c3 = first + r[3]! - lo2;
+          const row = i * keys;
+          let expected = 0;
+          for (let c = c0; c < c1; c++) expected += p[row + c]! * dp[row + c]!;
+          for (let c = c2; c < c3; c++) expected += p[row + c]! * dp[row + c]!;
+          if (dsinks !== null) dsinks[h] += -saved.sinkProbs[(a + i) * heads + h]! * expected;
+          for (let c = c0; c < c1; c++) dscores[row + c] = p[row + c]! * (dp[row + c]! - expected) * scale;
+          for (let c = c2; c < c3; c++) dscores[row + c] = p[row + c]! * (dp[row + c]! - expected) * scale;
         }
+        linear.backward(p, doh, rows, NONE, keys, headDim, null, dvg, null);
+        const dqh = new Float64Array(rows * headDim);
+        linear.backward(dscores, gatherHead(q, heads, headDim, h, a, a, a, b), rows, kg, keys, headDim, dqh, dkg, null);
+        scatterHead(dq, dqh, heads, headDim, h, a, a, a, b);
       }
-      linear.backward(p, doh, tokens, NONE, tokens, headDim, null, dvh, null);
-      const dqh = new Float64Array(tokens * headDim);
-      linear.backward(dscores, headOf(q, tokens, heads, headDim, h), tokens, kh, tokens, headDim, dqh, dkh, null);
-      addHead(dq, dqh, tokens, heads, headDim, h);
+      scatterHead(dk, dkg, kvHeads, headDim, kvh, lo1, hi1, lo2, b);
+      scatterHead(dv, dvg, kvHeads, headDim, kvh, lo1, hi1, lo2, b);
     }
-    addHead(dk, dkh, tokens, kvHeads, headDim, kvh);
-    addHead(dv, dvh, tokens, kvHeads, headDim, kvh);
-  }
+  });
 }
 
 // ---- MoE router ------------------------------------------------------------------------------

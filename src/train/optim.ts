@@ -1,8 +1,9 @@
 // The optimiser side of training: AdamW with decoupled weight decay, the learning-rate schedule
 // (linear warm-up, then cosine decay to a floor), global-norm gradient clipping, and one training
-// step over a batch of sequences. Deterministic: no randomness, no clock.
+// step over a batch of sequences (those that share a prefix optionally packed behind it, so it
+// runs once). Deterministic: no randomness, no clock.
 import { backwardTrain, forwardTrain, tapeLoss, withTargetRows, type TrainOptions } from './model.ts';
-import { IGNORE_TARGET, loadBalancingBackward, loadBalancingForward } from './ops.ts';
+import { IGNORE_TARGET, loadBalancingBackward, loadBalancingForward, type PackedLayout } from './ops.ts';
 import type { Param, TrainableModel } from './params.ts';
 
 export interface AdamWOptions {
@@ -116,16 +117,83 @@ export interface StepResult {
   counted: number;
   /** The gradient norm before clipping. */
   gradNorm: number;
+  /** Tokens run through the model: the batch's, less what shared prefixes saved. */
+  computed: number;
+}
+
+/** Fewer shared tokens than this are not worth packing for. */
+const MIN_SHARED_PREFIX = 16;
+
+/** A sequence, or several packed behind the prefix they share (`layout`). */
+export interface PackedSequence extends Sequence {
+  layout?: PackedLayout;
+}
+
+/** How many leading tokens `s` could share: positions with no target (a shared position predicts nothing), leaving one token of its own. */
+function shareable(s: Sequence): number {
+  let n = 0;
+  while (n < s.tokens.length - 1 && s.targets[n] === IGNORE_TARGET) n++;
+  return n;
+}
+
+/**
+ * The batch's sequences grouped by a common prefix (of at least MIN_SHARED_PREFIX tokens with no
+ * target: a system message, say) and each group packed into one sequence: the prefix once,
+ * then every member's own tokens, with the layout that makes each member see only the prefix
+ * and itself (PackedLayout). The loss and gradients are the unpacked sequences' (their sum in
+ * another order); the prefix's forward and backward run once per group instead of per member.
+ */
+export function packSharedPrefixes(batch: readonly Sequence[]): PackedSequence[] {
+  const groups: { members: Sequence[]; shared: number }[] = [];
+  for (const s of batch) {
+    const limit = shareable(s);
+    let best: { members: Sequence[]; shared: number } | undefined;
+    let bestShared = 0;
+    for (const g of groups) {
+      const first = g.members[0]!.tokens;
+      const bound = Math.min(g.shared, limit);
+      let n = 0;
+      while (n < bound && first[n] === s.tokens[n]) n++;
+      if (n >= MIN_SHARED_PREFIX && n > bestShared) {
+        best = g;
+        bestShared = n;
+      }
+    }
+    if (best === undefined) {
+      groups.push({ members: [s], shared: limit });
+    } else {
+      best.members.push(s);
+      best.shared = bestShared;
+    }
+  }
+  return groups.map(({ members, shared }) => {
+    if (members.length === 1) return members[0]!;
+    const length = shared + members.reduce((n, m) => n + m.tokens.length - shared, 0);
+    const tokens = members[0]!.tokens.slice(0, shared);
+    const targets = new Int32Array(length);
+    const segmentStart = new Int32Array(length);
+    targets.set(members[0]!.targets.subarray(0, shared));
+    for (const m of members) {
+      const start = tokens.length;
+      targets.set(m.targets.subarray(shared), start);
+      for (let t = shared; t < m.tokens.length; t++) tokens.push(m.tokens[t]!);
+      segmentStart.fill(start, start, tokens.length);
+    }
+    return { tokens, targets, layout: { prefix: shared, segmentStart } };
+  });
 }
 
 /**
  * One optimiser step on a batch (the optimiser holds whichever parameters train: the model's, an
  * adapter's, or both): every counted target of every sequence weighs the same (a long
  * sequence counts more than a short one), gradients are clipped to `maxGradNorm`, then AdamW
- * updates at `lr`.
+ * updates at `lr`. With `sharePrefix`, sequences that begin alike are packed first
+ * (packSharedPrefixes): the same loss and gradients, the shared part computed once (the
+ * router's load-balancing loss, a regulariser, is then taken per packed sequence, counting
+ * the shared tokens once).
  */
 export function trainStep(
-  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, options: TrainOptions = {},
+  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, options: TrainOptions = {}, sharePrefix = false,
 ): StepResult {
   let total = 0;
   for (const s of batch) for (const t of s.targets) if (t !== IGNORE_TARGET) total++;
@@ -136,11 +204,13 @@ export function trainStep(
   let balanceSum = 0;
   const coef = options.routerBalance ?? 0;
   const c = model.config;
-  for (const s of batch) {
+  let computed = 0;
+  const sequences: readonly PackedSequence[] = sharePrefix ? packSharedPrefixes(batch) : batch;
+  for (const s of sequences) {
     let counted = 0;
     for (const t of s.targets) if (t !== IGNORE_TARGET) counted++;
     if (counted === 0) continue;
-    const tape = forwardTrain(model, s.tokens, withTargetRows(options, s.targets));
+    const tape = forwardTrain(model, s.tokens, withTargetRows(s.layout === undefined ? options : { ...options, layout: s.layout }, s.targets));
     const ce = tapeLoss(model, tape, s.targets);
     const share = counted / total; // from this sequence's mean to the batch's per-token mean
     for (let i = 0; i < ce.dlogits.length; i++) ce.dlogits[i] = ce.dlogits[i]! * share;
@@ -155,8 +225,9 @@ export function trainStep(
     }
     backwardTrain(model, tape, ce.dlogits, dgates);
     lossSum += ce.loss * counted;
+    computed += s.tokens.length;
   }
   const gradNorm = clipGradients([...model.params(), ...(options.lora?.params() ?? [])], maxGradNorm);
   optimizer.step(lr);
-  return { loss: (lossSum + coef * balanceSum) / total, balance: balanceSum / total, counted: total, gradNorm };
+  return { loss: (lossSum + coef * balanceSum) / total, balance: balanceSum / total, counted: total, gradNorm, computed };
 }

@@ -4,6 +4,7 @@
 // random weights from a ModelConfig, or from loaded ModelWeights (BF16 widened, MXFP4 dequantised
 // exactly) for full training of small models. Float64 doubles the memory of f32 and quadruples
 // BF16's, so this is for small models; a refusal names the size before anything is allocated.
+// A model trained from scratch can hold compact vocabulary tables: only its used tokens' rows.
 import { UserError } from '../errors.ts';
 import { bf16ToF32, dequantMxfp4Row, type Bf16Matrix, type Mxfp4Matrices } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -37,9 +38,12 @@ export function trainableElements(c: ModelConfig): number {
   return parameterShapes(c).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
 }
 
-/** Every tensor's name and shape, in a fixed order (the order of `params()`). */
-export function parameterShapes(c: ModelConfig): [string, number[]][] {
-  const H = c.hiddenSize, I = c.intermediateSize, E = c.numExperts, V = c.vocabSize;
+/**
+ * Every tensor's name and shape, in a fixed order (the order of `params()`). With `rows` (a
+ * compact vocabulary's size) the embedding and unembedding hold only that many rows.
+ */
+export function parameterShapes(c: ModelConfig, rows = c.vocabSize): [string, number[]][] {
+  const H = c.hiddenSize, I = c.intermediateSize, E = c.numExperts, V = rows;
   const qWidth = c.headDim * c.numAttentionHeads;
   const qkvRows = c.headDim * (c.numAttentionHeads + 2 * c.numKeyValueHeads);
   const out: [string, number[]][] = [['embedding.weight', [V, H]]];
@@ -71,20 +75,36 @@ export class TrainableModel {
   readonly norm: Param;
   readonly unembedding: Param;
   private readonly byName = new Map<string, Param>();
+  /**
+   * A compact vocabulary: the sorted token ids whose embedding and unembedding rows the tables
+   * hold (row i is token vocabulary[i]); every other token's rows are zero and frozen, so they
+   * are not stored at all (`compactVocabulary`). Null: the tables hold every token.
+   */
+  readonly vocabulary: Int32Array | null;
+  /** Token id to its row in a compact table (-1: not held), when compact. */
+  private readonly rowOfToken: Int32Array | null;
 
-  /** Zero-valued parameters for `config` (use `random` or `fromWeights` to fill them). */
   /**
    * Zero-valued parameters for `config` (use `random` or `fromWeights` to fill them). `frozen`
    * (a LoRA base) allocates no gradients, halving the memory: every weight starts frozen.
+   * `vocabulary` makes the vocabulary tables compact (only those tokens' rows).
    */
-  constructor(readonly config: ModelConfig, options: { frozen?: boolean } = {}) {
+  constructor(readonly config: ModelConfig, options: { frozen?: boolean; vocabulary?: Int32Array } = {}) {
     const frozen = options.frozen === true;
-    const elements = trainableElements(config);
+    const vocabulary = options.vocabulary ?? null;
+    if (vocabulary !== null && vocabulary.some((id, i) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize || (i > 0 && id <= vocabulary[i - 1]!))) {
+      throw new Error('a compact vocabulary must be ascending distinct token ids of the model');
+    }
+    this.vocabulary = vocabulary;
+    this.rowOfToken = vocabulary === null ? null : new Int32Array(config.vocabSize).fill(-1);
+    vocabulary?.forEach((id, i) => { this.rowOfToken![id] = i; });
+    const shapes = parameterShapes(config, vocabulary?.length ?? config.vocabSize);
+    const elements = shapes.reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
     const perParameter = frozen ? 8 : 16;
     if (elements * perParameter > MAX_TRAINABLE_BYTES) {
       throw new UserError('memory', `training in float64 needs ${(elements * perParameter / 2 ** 30).toFixed(1)} GiB for ${elements} parameters${frozen ? '' : ' and their gradients'}; at most ${MAX_TRAINABLE_BYTES / 2 ** 30} GiB is allowed (training here is for small models)`);
     }
-    for (const [name, shape] of parameterShapes(config)) {
+    for (const [name, shape] of shapes) {
       const size = shape.reduce((a, b) => a * b, 1);
       this.byName.set(name, { name, shape, value: new Float64Array(size), grad: frozen ? NO_GRADIENT : new Float64Array(size), trainable: !frozen });
     }
@@ -165,6 +185,23 @@ export class TrainableModel {
     return model;
   }
 
+  /**
+   * The row of token `id` in the embedding and unembedding tables: the id itself, or with a
+   * compact vocabulary its index there (-1 when the token's rows are not held: they are zero).
+   */
+  tableRow(id: number): number {
+    return this.rowOfToken === null ? id : this.rowOfToken[id] ?? -1;
+  }
+
+  /** A vocabulary table (embedding or unembedding) with every token's row, [vocabSize, hidden]: zeros where a compact table holds none. */
+  fullTable(p: Param): Float64Array {
+    if (this.vocabulary === null) return p.value;
+    const H = this.config.hiddenSize;
+    const out = new Float64Array(this.config.vocabSize * H);
+    this.vocabulary.forEach((id, i) => out.set(p.value.subarray(i * H, (i + 1) * H), id * H));
+    return out;
+  }
+
   /** Every parameter, in `parameterShapes` order. */
   params(): Param[] {
     return [...this.byName.values()];
@@ -186,6 +223,39 @@ export class TrainableModel {
     for (const p of this.byName.values()) n += p.value.length;
     return n;
   }
+}
+
+/**
+ * The model with compact vocabulary tables: only `vocabulary`'s rows of the embedding and
+ * unembedding, every other tensor copied. Exact when every other row of both tables is zero (a
+ * model trained from scratch on that vocabulary): those rows' logits are 0 (the loss counts
+ * them in closed form), they get no gradient and no decay, so they would stay zero; this makes
+ * the optimiser, clipping and zeroing skip them too. Throws when such a row is not zero.
+ */
+export function compactVocabulary(model: TrainableModel, vocabulary: Int32Array): TrainableModel {
+  if (model.vocabulary !== null) throw new Error('the model is already compact');
+  const c = model.config;
+  const H = c.hiddenSize;
+  const held = new Set(vocabulary);
+  for (const table of [model.embedding, model.unembedding]) {
+    for (let id = 0; id < c.vocabSize; id++) {
+      if (held.has(id)) continue;
+      for (let i = 0; i < H; i++) if (table.value[id * H + i] !== 0) throw new Error(`${table.name} row ${id} is outside the compact vocabulary but is not zero`);
+    }
+  }
+  const frozen = !model.params().some((p) => p.trainable);
+  const compact = new TrainableModel(c, { vocabulary, frozen });
+  for (const p of compact.params()) {
+    const source = model.param(p.name);
+    if (p === compact.embedding || p === compact.unembedding) {
+      vocabulary.forEach((id, i) => p.value.set(source.value.subarray(id * H, (id + 1) * H), i * H));
+    } else {
+      p.value.set(source.value);
+    }
+    p.trainable = source.trainable;
+    if (!p.trainable) p.grad = NO_GRADIENT;
+  }
+  return compact;
 }
 
 function widenBf16(m: Bf16Matrix, out: Float64Array): void {

@@ -75,7 +75,7 @@ suite('gptoss finetune', () => {
     assert.equal(typeof s['eval_loss'], 'number');
     assert.equal(s['eval_turns'], 1, 'one of four conversations (one turn) held out');
     assert.match(r.stderr, /LoRA r=8 alpha=16 on q_proj,k_proj,v_proj,o_proj: \d+ trained parameters; 4 training turns, 1 held out \(1 of 4 conversations\)/);
-    assert.match(r.stderr, /^step 1\/\d+ {2}loss \d+\.\d{4} {2}lr \S+ {2}\d+ tokens\/s {2}ETA \S+$/m);
+    assert.match(r.stderr, /^step 1\/\d+ {2}loss \d+\.\d{4} {2}lr \S+ {2}\d+ tokens\/s \(\d+ computed\) {2}ETA \S+$/m);
     assert.match(r.stderr, /^step (\d+)\/\1 .* eval \d+\.\d{4} /m);
     assert.match(r.stderr, /wrote a LoRA adapter \(PEFT folder: adapter_config\.json \+ adapter_model\.safetensors\) to .*; use it with --adapter/);
     assert.ok(!existsSync(`${out}.finetune-state.safetensors`), 'the state of a finished run is removed');
@@ -137,7 +137,7 @@ suite('gptoss finetune', () => {
 
   it('--full trains every weight and writes a checkpoint with MXFP4 experts; unused rows stay zero', async () => {
     const out = join(tmp, 'full');
-    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, '--full', '--epochs', '1', '--eval-split', '0', '--lr', '1e-3']);
+    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, '--full', '--epochs', '1', '--eval-split', '0', '--lr', '1e-3', '--precision', 'f64']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(summary(r.stdout)['wrote'], 'checkpoint');
     assert.match(r.stderr, /full fine-tuning: \d+ trained parameters/);
@@ -201,6 +201,11 @@ suite('gptoss finetune', () => {
     await fails(['--data', data, '--float-out', join(tmp, 'f')], /--float-out DIR goes with --full/);
     await fails(['--data', data, '--eval-split', '2'], /--eval-split/);
     await fails(['--data', data, '--precision', 'f16'], /--precision f16: expected f64 or f32/);
+    const vocabulary = join(tmp, 'vocabulary.json');
+    writeFileSync(vocabulary, '[1, 2]');
+    await fails(['--data', data, '--vocabulary', vocabulary], /vocabulary\.json: token \d+ of .* is not in the vocabulary/);
+    writeFileSync(vocabulary, '{"ids": [1]}');
+    await fails(['--data', data, '--vocabulary', vocabulary], /vocabulary\.json: expected a JSON array of token ids below \d+/);
     const r = await runCli(['finetune', '--data', data]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--data FILE\.jsonl and --out DIR are required/);

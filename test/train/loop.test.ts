@@ -36,6 +36,22 @@ suite('training loop', () => {
     assert.deepEqual(counts, lengths.map(() => 3));
   });
 
+  it('plans batches within a prefix group when given keys, in a shuffled order', () => {
+    const lengths = new Array(15).fill(10);
+    const keys = lengths.map((_, i) => (i % 5 < 3 ? 'a' : 'b')); // nine a, six b: whole batches of three
+    const plan = planBatches(lengths, 30, 4, 5, keys);
+    assert.deepEqual(planBatches(lengths, 30, 4, 5, keys), plan, 'the same seed gives the same plan');
+    assert.equal(plan.length, 4 * 5);
+    for (const batch of plan) assert.equal(new Set(batch.map((i) => keys[i])).size, 1, `batch ${JSON.stringify(batch)} mixes groups`);
+    for (let epoch = 0; epoch < 4; epoch++) {
+      assert.deepEqual(plan.slice(epoch * 5, epoch * 5 + 5).flat().sort((x, y) => x - y), lengths.map((_, i) => i), `epoch ${epoch} has each example once`);
+    }
+    // Not every epoch runs one group's batches first and then the other's.
+    const groupOrder = (epoch: number): string => plan.slice(epoch * 5, epoch * 5 + 5).map((b) => keys[b[0]!]).join('');
+    assert.ok([0, 1, 2, 3].some((e) => !/^(a+b+|b+a+)$/.test(groupOrder(e))), [0, 1, 2, 3].map(groupOrder).join(' '));
+    assert.throws(() => planBatches(lengths, 30, 1, 5, ['a']), /1 group keys for 15 examples/);
+  });
+
   it('learns its examples, reporting every step and the held-out loss', () => {
     const model = TrainableModel.random(TINY, 3);
     const held = [{ tokens: [1, 5, 9, 13], targets: nextTokenTargets([1, 5, 9, 13]) }];

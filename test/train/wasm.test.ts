@@ -8,7 +8,7 @@ import { evaluate, fineTune } from '../../src/train/loop.ts';
 import { linearKernels, lossAndGradients, nextTokenTargets } from '../../src/train/model.ts';
 import {
   attentionBackward, attentionForward, expertsBackward, expertsForward, F64_LINEAR, linearBackward, linearForward, routeForward,
-  type LinearKernels,
+  type LinearKernels, type PackedLayout,
 } from '../../src/train/ops.ts';
 import { freezeBase, LoraAdapters } from '../../src/train/lora.ts';
 import { TrainableModel } from '../../src/train/params.ts';
@@ -81,21 +81,24 @@ suite('f32 WebAssembly training kernels equal the float64 ones', () => {
     assert.ok(got.every((g) => Math.fround(g) === g), 'every result is an f32 value');
   });
 
-  for (const window of [3, 0]) {
-    it(`attention as matrix products (${window === 0 ? 'dense' : `window ${window}`}, GQA 4:2, ragged head size): float64 products equal the loops, f32 within rounding`, () => {
-      const T = 11, shape = { heads: 4, kvHeads: 2, headDim: 6, window };
+  // Long enough for several query blocks; packed behind a 70-token prefix, two segments of 40 (the second straddling a block edge).
+  const segmentStart = Int32Array.from({ length: 150 }, (_, t) => (t < 70 ? 0 : t < 110 ? 70 : 110));
+  const packed: PackedLayout = { prefix: 70, segmentStart };
+  for (const [window, layout] of [[3, undefined], [0, undefined], [40, packed], [0, packed]] as const) {
+    it(`attention as matrix products (${window === 0 ? 'dense' : `window ${window}`}${layout === undefined ? '' : ', packed behind a prefix'}, GQA 4:2, ragged head size): float64 products equal the loops, f32 within rounding`, () => {
+      const T = 150, shape = { heads: 4, kvHeads: 2, headDim: 6, window };
       const q = randomArray(T * 4 * 6, 20), k = randomArray(T * 2 * 6, 21), v = randomArray(T * 2 * 6, 22), sinks = randomArray(4, 23, 1.5);
       const dout = randomArray(T * 4 * 6, 24);
       const run = (linear?: LinearKernels) => {
-        const { out, saved } = attentionForward(q, k, v, T, sinks, shape, linear);
+        const { out, saved } = attentionForward(q, k, v, T, sinks, shape, linear, layout);
         const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length), ds = new Float64Array(4);
-        attentionBackward(dout, q, k, v, T, shape, saved, dq, dk, dv, ds, linear);
-        return { out, probs: saved.probs, sinkProbs: saved.sinkProbs, dq, dk, dv, ds };
+        attentionBackward(dout, q, k, v, T, shape, saved, dq, dk, dv, ds, linear, layout);
+        return { out, sinkProbs: saved.sinkProbs, dq, dk, dv, ds };
       };
       const loops = run();
       const products = run(F64_LINEAR);
       const wasm = run(f32);
-      for (const key of ['out', 'probs', 'sinkProbs', 'dq', 'dk', 'dv', 'ds'] as const) {
+      for (const key of ['out', 'sinkProbs', 'dq', 'dk', 'dv', 'ds'] as const) {
         assert.ok(worstError(products[key], loops[key]) < 1e-13, `${key} (f64 products): ${worstError(products[key], loops[key])}`);
         assert.ok(worstError(wasm[key], loops[key]) < 1e-5, `${key} (f32): ${worstError(wasm[key], loops[key])}`);
       }

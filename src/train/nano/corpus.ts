@@ -76,10 +76,18 @@ function drawTask(rng: Rng): TaskKind {
   return entries[entries.length - 1]![0];
 }
 
-/** A date in 2025-2026, so the model learns the system message's date is no part of the answer. */
+/**
+ * The conversations' dates: varied, so the model learns the system message's date is no part of
+ * the answer, but few, so that many conversations share their whole system message (date and
+ * reasoning effort) and training runs it once per batch (a shared prefix).
+ */
+export const CORPUS_DATES = [
+  '2025-01-14', '2025-03-02', '2025-04-27', '2025-06-09', '2025-07-31', '2025-09-18',
+  '2025-11-05', '2025-12-23', '2026-02-11', '2026-04-06', '2026-07-19', '2026-10-28',
+] as const;
+
 function drawDate(rng: Rng): string {
-  const day = new Date(Date.UTC(2025, 0, 1) + Math.floor(rng() * 730) * 86_400_000);
-  return day.toISOString().slice(0, 10);
+  return pick(rng, CORPUS_DATES);
 }
 
 const analysis = (t: string): Message => message.assistant(t, { channel: 'analysis' });

@@ -1,0 +1,124 @@
+// `npm run train:nano -- [--dir nano-run] [--seed 0] [--resume] [--stop-after N] [--epochs E]
+// [--lr LR] [--batch-tokens N]`: the gpt-oss-nano recipe. Writes the seeded corpus
+// (DIR/corpus, `npm run nano:corpus`), a seeded random model of NANO_CONFIG whose vocabulary
+// tables are zero outside the corpus's vocabulary (DIR/init), then trains every weight with
+// `gptoss finetune --full` (f32 kernels, compact vocabulary, shared system prompts) into
+// DIR/model: BF16 weights and MXFP4 experts. An interrupted run continues with --resume (the
+// corpus and the initial model are reused; the state is DIR/model.finetune-state.safetensors).
+// Prints each step's loss and tokens/s, then the time it took. `--export OUT` writes the
+// checkpoint of a run still under way (or stopped) from its last saved state, to try it.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { ModelConfig } from '../src/model/config.ts';
+import { VOCAB_SIZE } from '../src/tokenizer/specials.ts';
+import { writeOriginalCheckpoint } from '../src/train/export.ts';
+import { zeroUnusedRows } from '../src/train/model.ts';
+import { CORPUS_FILES } from '../src/train/nano/corpus.ts';
+import { AdamW } from '../src/train/optim.ts';
+import { TrainableModel } from '../src/train/params.ts';
+import { loadTrainingState } from '../src/train/state.ts';
+
+/**
+ * gpt-oss-nano: the gpt-oss architecture (banded and dense layers alternating, attention sinks,
+ * GQA, YaRN RoPE, top-k MoE with the clamped SwiGLU, o200k_harmony's vocabulary) small enough
+ * to train here in about an hour.
+ */
+export const NANO_CONFIG: ModelConfig = {
+  numLayers: 4,
+  numExperts: 8,
+  expertsPerToken: 2,
+  vocabSize: VOCAB_SIZE,
+  hiddenSize: 128,
+  intermediateSize: 128,
+  swigluLimit: 7,
+  headDim: 32,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  slidingWindow: 128,
+  initialContextLength: 4096,
+  ropeTheta: 150000,
+  ropeScalingFactor: 32,
+  ropeNtkAlpha: 1,
+  ropeNtkBeta: 32,
+};
+
+/** The recipe's training settings (each can be overridden by its flag). */
+export const NANO_TRAINING = { epochs: 2, lr: 3e-3, batchTokens: 8192, evalSplit: 0.02, evalEvery: 100, saveEvery: 5 };
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function fail(message: string): never {
+  process.stderr.write(`train:nano: ${message}\n`);
+  process.exit(2);
+}
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
+    epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
+  },
+});
+const dir = resolve(values.dir ?? 'nano-run');
+const seed = values.seed ?? '0';
+if (!/^\d+$/.test(seed)) fail(`--seed must be a whole number, got "${seed}"`);
+const corpus = join(dir, 'corpus');
+const init = join(dir, 'init');
+const out = join(dir, 'model');
+const statePath = `${out}.finetune-state.safetensors`;
+
+if (values.export !== undefined) {
+  // The last saved state's weights, in the compact tables the run holds, written as a checkpoint.
+  if (!existsSync(statePath)) fail(`--export: no saved state at ${statePath}`);
+  if (existsSync(values.export)) fail(`--export: ${values.export} already exists`);
+  const vocabulary = readVocabulary();
+  const model = new TrainableModel(NANO_CONFIG, { vocabulary });
+  const optimizer = new AdamW(model.params());
+  loadTrainingState(statePath, model.params(), optimizer);
+  writeOriginalCheckpoint(model, values.export);
+  process.stderr.write(`train:nano: wrote the model after ${optimizer.steps} updates to ${values.export}\n`);
+  process.exit(0);
+}
+if (existsSync(out)) fail(`${out} already exists: the run is complete`);
+if (values.resume !== true && existsSync(corpus)) fail(`${dir} holds a run already: pass --resume to continue it, or choose another --dir`);
+if (values.resume === true && (!existsSync(corpus) || !existsSync(init))) fail(`--resume: no run to continue in ${dir}`);
+
+/** The corpus's vocabulary (sorted): the rows the model holds. */
+function readVocabulary(): Int32Array {
+  return Int32Array.from(JSON.parse(readFileSync(join(corpus, CORPUS_FILES.vocabulary), 'utf8')) as number[]).sort();
+}
+
+const started = performance.now();
+const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(0)} s`;
+
+function run(args: string[]): void {
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) fail(`${args.slice(0, 4).join(' ')} … failed (exit ${r.status ?? r.signal})`);
+}
+
+if (!existsSync(corpus)) {
+  process.stderr.write(`train:nano: writing the corpus (seed ${seed}) to ${corpus}\n`);
+  run(['--import', 'tsx', 'scripts/nano-corpus.ts', '--out', corpus, '--seed', seed]);
+}
+if (!existsSync(init)) {
+  const vocabulary = readVocabulary();
+  const model = TrainableModel.random(NANO_CONFIG, Number(seed));
+  // Rows of tokens the corpus never uses stay zero (and are not even held while training).
+  zeroUnusedRows(model, vocabulary, 'both');
+  writeOriginalCheckpoint(model, init);
+  process.stderr.write(`train:nano: wrote the initial model (${model.size()} parameters with the full vocabulary tables, ${vocabulary.length} rows in use) to ${init}\n`);
+}
+
+const flag = (name: 'epochs' | 'lr' | 'batch-tokens', fallback: number): string[] => [`--${name}`, values[name] ?? String(fallback)];
+run([
+  'bin/gptoss.js', 'finetune', '--full', '--model', init, '--data', join(corpus, CORPUS_FILES.train), '--out', out,
+  '--vocabulary', join(corpus, CORPUS_FILES.vocabulary), '--precision', 'f32', '--seed', seed,
+  ...flag('epochs', NANO_TRAINING.epochs), ...flag('lr', NANO_TRAINING.lr), ...flag('batch-tokens', NANO_TRAINING.batchTokens),
+  '--eval-split', String(NANO_TRAINING.evalSplit), '--eval-every', String(NANO_TRAINING.evalEvery), '--save-every', String(NANO_TRAINING.saveEvery),
+  ...(values['stop-after'] !== undefined ? ['--stop-after', values['stop-after']] : []),
+  // Killed before its first save, a run has no state yet: it starts over.
+  ...(values.resume === true && existsSync(statePath) ? ['--resume'] : []),
+]);
+process.stderr.write(`train:nano: ${existsSync(out) ? `done: ${out}` : 'stopped (continue with --resume)'} after ${elapsed()}\n`);
