@@ -5,8 +5,10 @@
 // `gptoss finetune --full` (f32 kernels, compact vocabulary, shared system prompts) into
 // DIR/model: BF16 weights and MXFP4 experts. An interrupted run continues with --resume (the
 // corpus and the initial model are reused; the state is DIR/model.finetune-state.safetensors).
-// Prints each step's loss and tokens/s, then the time it took. `--export OUT` writes the
-// checkpoint of a run still under way (or stopped) from its last saved state, to try it.
+// DIR/model-float holds the same weights before quantisation (experts in F32), so the held-out
+// figures can be measured before and after MXFP4. Prints each step's loss and tokens/s, then the
+// time it took. `--export OUT [--float-out DIR] [--state FILE]` writes the checkpoint of a run
+// still under way (or stopped) from its last saved state (or a copy of one), to try it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -15,6 +17,7 @@ import { parseArgs } from 'node:util';
 import type { ModelConfig } from '../src/model/config.ts';
 import { VOCAB_SIZE } from '../src/tokenizer/specials.ts';
 import { writeOriginalCheckpoint } from '../src/train/export.ts';
+import { writeFloatCheckpoint } from '../src/train/float-export.ts';
 import { zeroUnusedRows } from '../src/train/model.ts';
 import { CORPUS_FILES } from '../src/train/nano/corpus.ts';
 import { AdamW } from '../src/train/optim.ts';
@@ -59,6 +62,7 @@ const { values } = parseArgs({
   options: {
     dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
+    'float-out': { type: 'string' }, state: { type: 'string' },
   },
 });
 const dir = resolve(values.dir ?? 'nano-run');
@@ -67,7 +71,8 @@ if (!/^\d+$/.test(seed)) fail(`--seed must be a whole number, got "${seed}"`);
 const corpus = join(dir, 'corpus');
 const init = join(dir, 'init');
 const out = join(dir, 'model');
-const statePath = `${out}.finetune-state.safetensors`;
+const floatOut = join(dir, 'model-float');
+const statePath = values.state !== undefined ? resolve(values.state) : `${out}.finetune-state.safetensors`;
 
 if (values.export !== undefined) {
   // The last saved state's weights, in the compact tables the run holds, written as a checkpoint.
@@ -79,6 +84,12 @@ if (values.export !== undefined) {
   loadTrainingState(statePath, model.params(), optimizer);
   writeOriginalCheckpoint(model, values.export);
   process.stderr.write(`train:nano: wrote the model after ${optimizer.steps} updates to ${values.export}\n`);
+  const floatExport = values['float-out'];
+  if (floatExport !== undefined) {
+    if (existsSync(floatExport)) fail(`--float-out: ${floatExport} already exists`);
+    writeFloatCheckpoint(model, floatExport);
+    process.stderr.write(`train:nano: wrote the same weights before quantisation to ${floatExport}\n`);
+  }
   process.exit(0);
 }
 if (existsSync(out)) fail(`${out} already exists: the run is complete`);
@@ -113,7 +124,7 @@ if (!existsSync(init)) {
 
 const flag = (name: 'epochs' | 'lr' | 'batch-tokens', fallback: number): string[] => [`--${name}`, values[name] ?? String(fallback)];
 run([
-  'bin/gptoss.js', 'finetune', '--full', '--model', init, '--data', join(corpus, CORPUS_FILES.train), '--out', out,
+  'bin/gptoss.js', 'finetune', '--full', '--model', init, '--data', join(corpus, CORPUS_FILES.train), '--out', out, '--float-out', floatOut,
   '--vocabulary', join(corpus, CORPUS_FILES.vocabulary), '--precision', 'f32', '--seed', seed,
   ...flag('epochs', NANO_TRAINING.epochs), ...flag('lr', NANO_TRAINING.lr), ...flag('batch-tokens', NANO_TRAINING.batchTokens),
   '--eval-split', String(NANO_TRAINING.evalSplit), '--eval-every', String(NANO_TRAINING.evalEvery), '--save-every', String(NANO_TRAINING.saveEvery),
