@@ -45,7 +45,7 @@ async function load(numLayers: number, maxBindingBytes?: number): Promise<Pair> 
   const modelDir = join(dir, `l${numLayers}`);
   synthesize(shape(numLayers), modelDir, { seed: 7 });
   const { createWebGpuBackend } = await import('../../src/kernels/webgpu/index.ts');
-  const backend = await createWebGpuBackend(maxBindingBytes === undefined ? {} : { maxBindingBytes });
+  const backend = await createWebGpuBackend(maxBindingBytes === undefined ? { expertActivations: 'split' } : { maxBindingBytes, expertActivations: 'split' });
   const reference = createReferenceBackend();
   const gpuWeights = await loadCheckpoint(modelDir, backend.store);
   const refWeights = await loadCheckpoint(modelDir, reference.store);

@@ -1,5 +1,6 @@
 // The WebGPU backend: every Backend op as a WGSL compute shader (shaders.ts) on a Dawn device,
-// in f32 arithmetic (the exact mode). Weights are uploaded on first use and kept on the GPU, split
+// in f32 arithmetic (the exact mode, `--expert-activations split`), or with the experts' dot
+// products in f16 (the default where the adapter has shader-f16). Weights are uploaded on first use and kept on the GPU, split
 // into buffers of at most one storage binding each (128 MiB on portable adapters): BF16 matrices by
 // whole rows, MXFP4 experts by whole experts.
 // Arrays from the backend's own store (the forward pass's workspace, KV caches, logits) are mirrored
@@ -13,13 +14,14 @@
 // `fallbacks`, as on the wasm backend.
 /// <reference types="@webgpu/types" />
 import { HeapStore, type Bf16Matrix, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
-import type { AttentionShape, Backend, BackendOptions, DeviceResident, ExpertWeights, RopeTable } from '../backend.ts';
+import { UserError } from '../../errors.ts';
+import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type DeviceResident, type ExpertActivations, type ExpertWeights, type RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
 import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
 import {
-  ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM,
-  RMSNORM, ROPE, ROUTE, WORKGROUP, linearBf16, linearLanes, type LinearLanes,
+  ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, LINEAR_LANES, MAX_HEAD_DIM,
+  RMSNORM, ROPE, ROUTE, TOP_K, TOP_K_SLICE, WORKGROUP, expertsDown, expertsUp, linearBf16, linearLanes, type LinearLanes,
 } from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
@@ -34,8 +36,11 @@ export interface WebGpuBackend extends Backend {
    * parameters), and the queue submissions that carried the work.
    */
   readonly transfers: { up: number; down: number; submissions: number };
-  /** Expert activations are f32 (the exact mode; the faster modes are not written yet). */
-  readonly expertActivations: 'f32';
+  /**
+   * How the experts take their activations: 'f16' (the default where the adapter has shader-f16)
+   * or f32 ('split' and 'f32' name the same exact kernels).
+   */
+  readonly expertActivations: WebGpuExpertActivations;
   readonly resident: DeviceResident;
 }
 
@@ -45,6 +50,23 @@ export interface WebGpuBackendOptions extends BackendOptions {
    * tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
+  /** Treat the adapter as lacking shader-f16 (tests of the exact default on such adapters). */
+  withoutF16?: boolean;
+}
+
+export type WebGpuExpertActivations = 'f16' | 'split' | 'f32';
+
+/**
+ * The expert activations the webgpu backend runs with: the one asked for (the option, else
+ * GPTOSS_EXPERT_ACTIVATIONS), else 'f16' where the adapter has shader-f16 and 'split' where it
+ * has not. A mode it cannot run is a one-line UserError, never a silent substitute.
+ */
+export function webGpuExpertActivations(requested: ExpertActivations | undefined, hasF16: boolean, adapter: string): WebGpuExpertActivations {
+  const env = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
+  const mode = requested ?? (env !== undefined && EXPERT_ACTIVATIONS.includes(env) ? env : undefined);
+  if (mode === 'q8') throw new UserError('usage', "the webgpu backend has no 'q8' expert activations: use f16 (its default where the adapter has shader-f16) or split (exact)");
+  if (mode === 'f16' && !hasF16) throw new UserError('usage', `expert activations f16 need a WebGPU adapter with shader-f16, and ${adapter} has none: use --expert-activations split`);
+  return mode ?? (hasF16 ? 'f16' : 'split');
 }
 
 /** A weight split into GPU buffers: chunk i holds rows (or experts) [starts[i], starts[i + 1]). */
@@ -75,13 +97,21 @@ const ATTENTION_WORKGROUPS = 4096;
 
 type Kernel =
   | 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine'
-  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax';
+  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax' | 'topK';
 
 const pad4 = (bytes: number): number => Math.ceil(bytes / 4) * 4;
 
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const gpu: GpuHandle = await openDevice();
   const { device } = gpu;
+  let mode: WebGpuExpertActivations;
+  try {
+    mode = webGpuExpertActivations(options.expertActivations, gpu.f16 && options.withoutF16 !== true, gpu.adapterName);
+  } catch (e) {
+    device.destroy();
+    throw e;
+  }
+  const half = mode === 'f16';
   // Weights and the KV cache are cut to `maxBinding`; activations only need to fit the device's own limit.
   const maxBinding = Math.min(gpu.maxBinding, options.maxBindingBytes ?? Infinity);
   const activationLimit = gpu.maxBinding;
@@ -97,8 +127,8 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     rmsnorm: RMSNORM, rope: ROPE,
     ...Object.fromEntries(LINEAR_LANES.map((lanes) => [`linear${lanes}`, linearBf16(lanes)])) as Record<`linear${LinearLanes}`, string>,
     attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
-    expertsUp: EXPERTS_UP, expertsDown: EXPERTS_DOWN, expertsCombine: EXPERTS_COMBINE,
-    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX,
+    expertsUp: expertsUp(half), expertsDown: expertsDown(half), expertsCombine: EXPERTS_COMBINE,
+    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX, topK: TOP_K,
   };
   device.pushErrorScope('validation');
   const pipelines = {} as Record<Kernel, GPUComputePipeline>;
@@ -589,7 +619,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     };
     await op((rec) => {
       const xb = rec.in(x.subarray(0, tokens * hidden));
-      const act = pool.output(pairs * inter * 4);
+      const act = pool.output(pairs * inter * (half ? 2 : 4));
       const y = pool.output(pairs * hidden * 4);
       let table: GPUBuffer, rt: GPUBuffer, sr: GPUBuffer;
       if (perPair) {
@@ -667,6 +697,19 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         dispatch(rec.encoder, 'argmax', [pool.uniforms([rows, width, 0, 0]), xb, ob], grid(rows));
       });
     },
+    topK(x, width, k, ids, values) {
+      regionFor(ids, 'topK');
+      regionFor(values, 'topK');
+      op((rec) => {
+        const xb = rec.in(x.subarray(0, width));
+        // The k best of each slice, then the k best of those: k (id, value) pairs stay for the host.
+        const slices = Math.ceil(width / TOP_K_SLICE);
+        const sv = pool.output(slices * k * 4), si = pool.output(slices * k * 4);
+        dispatch(rec.encoder, 'topK', [pool.uniforms([width, k, TOP_K_SLICE, 0]), xb, zero, sv, si], grid(slices));
+        const vb = rec.out(values.subarray(0, k)), ib = rec.out(ids.subarray(0, k));
+        dispatch(rec.encoder, 'topK', [pool.uniforms([slices * k, k, slices * k, 1]), sv, si, vb, ib], grid(1));
+      });
+    },
     written,
     toHost,
   };
@@ -675,7 +718,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     name: 'webgpu',
     store,
     adapter: gpu.adapterName,
-    expertActivations: 'f32',
+    expertActivations: mode,
     resident,
     get fallbacks() {
       return { ...fallbacks };
