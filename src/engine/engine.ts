@@ -2,8 +2,8 @@
 // Batch-first: one step() feeds several sequences at once, each with zero or more new tokens
 // (a prefill chunk for one, a single decode token for another), and returns each sequence's
 // logits at its last position. Continuous batching and prefix reuse are built on this interface.
-import type { TopLogits } from '../model/batch.ts';
-export type { TopLogits } from '../model/batch.ts';
+import type { Pick, TopLogits } from '../model/batch.ts';
+export type { Pick, TopLogits } from '../model/batch.ts';
 
 /** Per-conversation state owned by an engine: the tokens already processed and their KV caches. */
 export interface Sequence {
@@ -18,8 +18,6 @@ export interface StepRequest {
   tokens: readonly number[];
 }
 
-/** What a step may hand back in place of a request's logits: the argmax, or the top k (a number). */
-export type Pick = 'argmax' | number;
 
 export interface PickingRequest extends StepRequest {
   pick?: Pick;
@@ -62,9 +60,16 @@ export interface Engine {
    */
   stepTopK?(request: StepRequest, k: number): Promise<TopLogits>;
   /**
-   * `step` where each request may ask for its argmax or its top k (`pick`) in place of its logits,
-   * all in one pass (a batching scheduler serves stepArgmax and stepTopK of several callers with
-   * it). Optional, under the same terms as stepArgmax.
+   * `step` for one request under plain softmax sampling (temperature only): the token drawn for
+   * the uniform `u` in [0, 1), as the host sampler would draw it from the logits (up to the
+   * rounding model/draw.ts states), for an engine that draws where the logits are (a GPU reads
+   * back the row's weight sums by slice and one slice of logits). Optional, as stepArgmax.
+   */
+  stepDraw?(request: StepRequest, draw: { u: number; temperature: number }): Promise<number>;
+  /**
+   * `step` where each request may ask for its argmax, top k or a drawn token (`pick`) in place of
+   * its logits, all in one pass (a batching scheduler serves stepArgmax, stepTopK and stepDraw of
+   * several callers with it). Optional, under the same terms as stepArgmax.
    */
   stepPicking?(batch: readonly PickingRequest[]): Promise<Picked[]>;
   /** Forgets the tokens after `length` (prefix reuse: a new prompt sharing a prefix pays only for the suffix). */

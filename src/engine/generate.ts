@@ -5,7 +5,7 @@
 import { UserError, isUserError } from '../errors.ts';
 import { SPECIAL, Utf8StreamDecoder, getTokenizer } from '../tokenizer/index.ts';
 import { commonPrefixLength, type Engine, type Sequence } from './engine.ts';
-import { Rng, drawsFromTopK, samplingParams, sampleToken, sampleTopK, type LogitsProcessor, type SampledToken, type SamplingParams, type TokenLogprob } from './sampler.ts';
+import { Rng, drawsFromTopK, drawsPlain, samplingParams, sampleToken, sampleTopK, type LogitsProcessor, type SampledToken, type SamplingParams, type TokenLogprob } from './sampler.ts';
 
 /** The sampling stop set of harmony (`stop_tokens_for_assistant_actions`): `<|return|>` and `<|call|>`. */
 export const ASSISTANT_ACTION_STOP_TOKENS: readonly number[] = [SPECIAL.return, SPECIAL.call];
@@ -111,6 +111,9 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   // on them picks what the whole logits would).
   const engineTopK = !engineArgmax && engine.stepTopK !== undefined && !wantLogprobs && (options.processors ?? []).length === 0 &&
     drawsFromTopK(params, engine.info.vocabSize);
+  // Plain sampling: such an engine draws the token where the logits are, for our random number.
+  const engineDraw = !engineArgmax && !engineTopK && engine.stepDraw !== undefined && !wantLogprobs && (options.processors ?? []).length === 0 &&
+    drawsPlain(params, engine.info.vocabSize);
 
   const tokens: number[] = [];
   const logprobs: GeneratedToken[] = [];
@@ -188,7 +191,8 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
       else if (engineTopK) {
         const top = await engine.stepTopK!({ sequence, tokens: [token] }, params.topK);
         picked = sampleTopK(top.ids, top.values, params, rng);
-      } else [logits] = await engine.step([{ sequence, tokens: [token] }]);
+      } else if (engineDraw) picked = await engine.stepDraw!({ sequence, tokens: [token] }, { u: rng.nextFloat(), temperature: params.temperature });
+      else [logits] = await engine.step([{ sequence, tokens: [token] }]);
     } catch (e) {
       // Another user of a shared engine may have changed the limits; a full window is an outcome.
       if (isUserError(e) && e.kind === 'context') return finish('context');

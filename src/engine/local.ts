@@ -200,6 +200,16 @@ export class LocalEngine implements Engine {
     });
   }
 
+  async stepDraw(request: StepRequest, draw: { u: number; temperature: number }): Promise<number> {
+    const [seq] = this.checkStep([request]);
+    return this.exclusive(async () => {
+      await this.recomputeIfNeeded(seq!);
+      const token = await this.model.forwardDraw(seq!.cache, request.tokens, draw);
+      seq!.tokens.push(...request.tokens);
+      return token;
+    });
+  }
+
   async stepTopK(request: StepRequest, k: number): Promise<TopLogits> {
     const [seq] = this.checkStep([request]);
     return this.exclusive(async () => {

@@ -249,6 +249,15 @@ export function drawsFromTopK(params: SamplingParams, vocabSize: number): boolea
 }
 
 /**
+ * Whether `params` are plain softmax sampling (a temperature, no top-k, top-p, min-p or
+ * penalties): an engine's stepDraw then draws the token sampleToken would (see model/draw.ts).
+ */
+export function drawsPlain(params: SamplingParams, vocabSize: number): boolean {
+  return params.temperature > 0 && !(params.topK > 0 && params.topK < vocabSize) && params.topP === 1 && params.minP === 0 &&
+    params.repetitionPenalty === 1 && params.frequencyPenalty === 0 && params.presencePenalty === 0;
+}
+
+/**
  * `sampleToken`'s draw from the top-k candidates alone (`ids` most likely first, ties by lower id,
  * with their logits `values`): the same token for the same logits and random state.
  */

@@ -4,9 +4,9 @@
 // sequences first, then prefill chunks of new ones (a long prompt is split over several steps so it
 // never stalls the decodes). A pool of finished sequences gives prefix caching across requests:
 // acquire(prompt) hands out the cached sequence sharing the longest prefix with the new prompt.
-// Over an engine that picks tokens where the logits are (stepPicking: a GPU), it offers stepArgmax
-// and stepTopK too, batched with the other callers' steps, so greedy and top-k requests read back
-// a few bytes per token instead of the logits.
+// Over an engine that picks tokens where the logits are (stepPicking: a GPU), it offers stepArgmax,
+// stepTopK and stepDraw too, batched with the other callers' steps, so greedy, top-k and plain
+// sampling requests read back a few bytes (a few KB for a draw) per token instead of the logits.
 import { UserError } from '../errors.ts';
 import { commonPrefixLength, type Engine, type EngineInfo, type Pick, type Picked, type Sequence, type StepRequest, type TopLogits } from './engine.ts';
 
@@ -71,6 +71,7 @@ export class BatchingEngine implements Engine {
   /** Present when the inner engine has stepPicking. */
   readonly stepArgmax?: (request: StepRequest) => Promise<number>;
   readonly stepTopK?: (request: StepRequest, k: number) => Promise<TopLogits>;
+  readonly stepDraw?: (request: StepRequest, draw: { u: number; temperature: number }) => Promise<number>;
 
   constructor(inner: Engine, options: BatchingOptions = {}) {
     this.inner = inner;
@@ -82,6 +83,7 @@ export class BatchingEngine implements Engine {
     if (inner.stepPicking !== undefined) {
       this.stepArgmax = async (request) => (await this.enqueueOne(request, 'argmax')) as number;
       this.stepTopK = async (request, k) => (await this.enqueueOne(request, k)) as TopLogits;
+      this.stepDraw = async (request, draw) => (await this.enqueueOne(request, draw)) as number;
     }
   }
 

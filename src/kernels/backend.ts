@@ -145,6 +145,12 @@ export interface DeviceResident {
    * columns into ids[0..k) and values into values[0..k); ids past the finite values are -1.
    */
   topK(x: Float32Array, width: number, k: number, ids: Int32Array, values: Float32Array): void;
+  /**
+   * The softmax weights of one row x [width] at temperature 1 / invT, summed by slices of `slice`
+   * columns: sums[g] = sum of exp((x[c] - x[top[0]]) * invT) over slice g, where top[0] is the
+   * row's argmax (f32 sums on a device), and sums[slices] = x[top[0]] (the largest value itself).
+   */
+  sliceWeights(x: Float32Array, width: number, slice: number, invT: number, top: Int32Array, sums: Float32Array): void;
   /** The host wrote `a` (a view of a store array): the device copy of that range is brought up to date. */
   written(a: ActivationArray): void;
   /** Makes the host copy of `a` current (reads it back when the device wrote it last). */

@@ -12,12 +12,18 @@ export interface Segment {
   /** Receives [T, vocab] ('all') or [vocab] ('last', without `pick`). */
   logits: Float32Array;
   /**
-   * With want 'last': hand back the last row's argmax, or its top k (a number), in `picked`
+   * With want 'last': hand back the last row's argmax, top k or drawn token in `picked`
    * instead of its logits (a device backend then reads back a few bytes).
    */
-  pick?: 'argmax' | number;
+  pick?: Pick;
   picked?: number | TopLogits;
 }
+
+/**
+ * What a segment may ask for in place of its last logits: the argmax, the top k (a number), or a
+ * plain softmax draw at `temperature` for the uniform number `u` in [0, 1) (model/draw.ts).
+ */
+export type Pick = 'argmax' | number | { u: number; temperature: number };
 
 /** A logit row's k largest logits (ids most likely first, -1 past the finite ones) and their values. */
 export interface TopLogits {

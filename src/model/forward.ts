@@ -8,7 +8,8 @@
 // keeps activations on a device (so they stay there for the whole step), else host code.
 import { UserError } from '../errors.ts';
 import type { ActivationArray, Backend, DeviceResident, KvCacheType, RopeTable } from '../kernels/backend.ts';
-import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Segment, type TopLogits } from './batch.ts';
+import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Pick, type Segment, type TopLogits } from './batch.ts';
+import { DRAW_SLICE, landingSlice, walkSlice } from './draw.ts';
 export type { TopLogits } from './batch.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 import { hostGlue } from './glue.ts';
@@ -90,8 +91,14 @@ export class Transformer {
   }
 
   /** A pick's k, checked. */
-  private checkPick(pick: 'argmax' | number | undefined): void {
+  private checkPick(pick: Pick | undefined): void {
     if (typeof pick === 'number' && (!Number.isInteger(pick) || pick < 1 || pick > MAX_TOP_K)) throw new Error(`top-k pick: k must be an integer in [1, ${MAX_TOP_K}], got ${pick}`);
+    if (typeof pick === 'object' && !(pick.u >= 0 && pick.u < 1 && pick.temperature > 0)) throw new Error(`draw pick: u must be in [0, 1) and the temperature > 0, got ${pick.u}, ${pick.temperature}`);
+  }
+
+  /** `forward` for plain softmax sampling: the token drawn for `u` at `temperature` (model/draw.ts). */
+  async forwardDraw(cache: KvCache, tokens: readonly number[], draw: { u: number; temperature: number }): Promise<number> {
+    return (await this.forwardPicking(cache, tokens, draw)) as number;
   }
 
   /**
@@ -103,7 +110,7 @@ export class Transformer {
     return (await this.forwardPicking(cache, tokens, k)) as TopLogits;
   }
 
-  private async forwardPicking(cache: KvCache, tokens: readonly number[], pick: 'argmax' | number): Promise<number | TopLogits> {
+  private async forwardPicking(cache: KvCache, tokens: readonly number[], pick: Pick): Promise<number | TopLogits> {
     this.check(cache, tokens);
     this.checkPick(pick);
     const scratch = new Float32Array(0);
@@ -131,7 +138,7 @@ export class Transformer {
    * `forwardBatch` where an item may ask for its last row's argmax or top k (`pick`) in place of
    * its logits: each result is the logits, the argmax, or the top k.
    */
-  async forwardBatchPicking(items: readonly { cache: KvCache; tokens: readonly number[]; pick?: 'argmax' | number }[]): Promise<(Float32Array | number | TopLogits)[]> {
+  async forwardBatchPicking(items: readonly { cache: KvCache; tokens: readonly number[]; pick?: Pick }[]): Promise<(Float32Array | number | TopLogits)[]> {
     const { vocabSize } = this.config;
     for (const item of items) {
       this.check(item.cache, item.tokens);
@@ -304,21 +311,36 @@ export class Transformer {
     const out = logitsBuffer(ws, b.store, rows, V).subarray(0, rows * V);
     await b.linear(normed, rows, this.weights.unembedding.weight, null, out);
     // Picks where the logits are: argmaxes into `picked` by row, top k (ids, then values' bits)
-    // packed into `top`; each kind read back at once, and the logits only when a segment wants them.
-    let i = 0, topWords = 0, argmaxes = 0, logitRowsWanted = traced;
-    const picks: (() => number | TopLogits)[] = [];
+    // packed into `top`, draws' slice sums into `drawSums`; each kind read back at once, then the
+    // one slice of logits each draw lands in, and all the logits only when a segment wants them.
+    let i = 0, topWords = 0, argmaxes = 0, sumWords = 0, logitRowsWanted = traced;
+    const picks: (() => number | TopLogits | Promise<number>)[] = [];
+    const slices = Math.ceil(V / DRAW_SLICE);
     for (const s of batch.segments) {
       const n = traced || s.want === 'all' ? s.tokens.length : s.want === 'last' ? 1 : 0;
       if (s.want === 'last' && s.pick !== undefined) {
-        const row = out.subarray((i + n - 1) * V, (i + n) * V);
-        if (s.pick === 'argmax') {
-          const at = i + n - 1;
+        const pick = s.pick;
+        const at = i + n - 1;
+        const row = out.subarray(at * V, (at + 1) * V);
+        if (pick === 'argmax' || typeof pick === 'object') {
           this.glue.argmax(row, 1, V, ws.picked.subarray(at, at + 1));
           argmaxes = at + 1;
-          picks.push(() => (s.picked = ws.picked[at]!));
+        }
+        if (pick === 'argmax') picks.push(() => (s.picked = ws.picked[at]!));
+        else if (typeof pick === 'object') {
+          const sums = ws.drawSums.subarray(sumWords, sumWords + slices + 1), invT = 1 / pick.temperature;
+          this.glue.sliceWeights(row, V, DRAW_SLICE, invT, ws.picked.subarray(at, at + 1), sums);
+          sumWords += slices + 1;
+          picks.push(async () => {
+            const { slice, before, target } = landingSlice(sums.subarray(0, slices), pick.u);
+            const first = slice * DRAW_SLICE, logits = row.subarray(first, Math.min(V, first + DRAW_SLICE));
+            await this.glue.toHost(logits);
+            const token = walkSlice(logits, first, sums[slices]!, invT, before, target);
+            return (s.picked = token < 0 ? ws.picked[at]! : token);
+          });
         } else {
-          const k = s.pick, at = topWords;
-          const ids = ws.top.subarray(at, at + k), values = new Float32Array(ws.top.buffer, ws.top.byteOffset + (at + k) * 4, k);
+          const k = pick, from = topWords;
+          const ids = ws.top.subarray(from, from + k), values = new Float32Array(ws.top.buffer, ws.top.byteOffset + (from + k) * 4, k);
           this.glue.topK(row, V, k, ids, values);
           topWords += 2 * k;
           picks.push(() => (s.picked = { ids: ids.slice(), values: values.slice() }));
@@ -328,7 +350,8 @@ export class Transformer {
     }
     if (argmaxes > 0) await this.glue.toHost(ws.picked.subarray(0, argmaxes));
     if (topWords > 0) await this.glue.toHost(ws.top.subarray(0, topWords));
-    for (const take of picks) take();
+    if (sumWords > 0) await this.glue.toHost(ws.drawSums.subarray(0, sumWords));
+    for (const take of picks) await take();
     if (logitRowsWanted) {
       await this.glue.toHost(out);
       scatterLogits(batch, traced, out, V);

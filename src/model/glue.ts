@@ -41,6 +41,16 @@ export const hostGlue: DeviceResident = {
       values[j] = best[j] === undefined ? 0 : x[best[j]!]!;
     }
   },
+  sliceWeights(x, width, slice, invT, top, sums) {
+    const max = x[top[0]!]!;
+    let g = 0;
+    for (; g * slice < width; g++) {
+      let sum = 0;
+      for (let c = g * slice; c < Math.min(width, (g + 1) * slice); c++) sum += Math.exp((x[c]! - max) * invT);
+      sums[g] = sum;
+    }
+    sums[g] = max;
+  },
   written() {},
   toHost: () => Promise.resolve(),
 };

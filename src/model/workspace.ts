@@ -3,6 +3,7 @@
 // arrives. Shapes are per row: a chunk of T tokens uses the first T rows of each.
 import type { TensorStore } from '../tensor/index.ts';
 import type { ModelConfig } from './config.ts';
+import { DRAW_SLICE } from './draw.ts';
 
 /** The most top-k candidates one forward pass hands back in place of the logits (forwardTopK). */
 export const MAX_TOP_K = 256;
@@ -24,6 +25,7 @@ export interface Workspace {
   moe: Float32Array; // [T, hidden]
   positions: Int32Array; // [T]
   picked: Int32Array; // [T], the argmax of logit rows
+  drawSums: Float32Array; // [T, ceil(vocab / DRAW_SLICE) + 1] at most: per drawing row its slice sums and largest logit
   top: Int32Array; // [T, 2 * MAX_TOP_K] at most: per picking row its top-k ids, then their logits' f32 bits (one read-back)
   /** Unembedding output rows [rows, vocab], allocated when first needed (vocab-sized rows are large). */
   logits: Float32Array | null;
@@ -64,6 +66,7 @@ export function allocateWorkspace(c: ModelConfig, store: TensorStore, tokens: nu
     positions: i32(n, 'positions'),
     picked: i32(n, 'picked'),
     top: i32(n * 2 * MAX_TOP_K, 'top'),
+    drawSums: f32(n * (Math.ceil(c.vocabSize / DRAW_SLICE) + 1), 'draw_sums'),
     logits: null,
     logitsBytes: null,
     buffers,

@@ -1,6 +1,6 @@
 // The batching scheduler over an engine that picks tokens where the logits are (stepPicking):
-// greedy and top-k generations running at once share batched steps that hand back argmaxes and
-// top-k candidates, not logits, and give the tokens the logits would. On webgpu (the server's
+// greedy, top-k and plain sampling generations running at once share batched steps that hand back
+// argmaxes, top-k candidates and drawn tokens, not logits, and give the tokens the logits would. On webgpu (the server's
 // path) a decode step then reads back a few bytes per sequence. The webgpu case skips with the
 // reason when no adapter exists at all, unless GPTOSS_REQUIRE_WEBGPU=1.
 import { describe, it } from 'node:test';
@@ -14,11 +14,12 @@ import type { WebGpuBackend } from '../../src/kernels/webgpu/index.ts';
 import { HashEngine } from '../server/helpers.ts';
 
 const DIR = new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname;
-const PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8], [1, 6, 1, 8, 0, 3, 3, 9, 8, 8]];
+const PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8], [1, 6, 1, 8, 0, 3, 3, 9, 8, 8], [5, 7, 7, 2, 1]];
 const OPTIONS = [
   { sampling: { temperature: 0 }, maxTokens: 6, stopTokens: [] },
   { sampling: { temperature: 0.8, topK: 5 }, maxTokens: 6, stopTokens: [], seed: 11 },
   { sampling: { temperature: 1.2, topK: 9, topP: 0.9 }, maxTokens: 6, stopTokens: [], seed: 4 },
+  { sampling: { temperature: 1 }, maxTokens: 6, stopTokens: [], seed: 13 },
 ];
 
 /**
@@ -44,7 +45,7 @@ function counting(engine: LocalEngine): { steps: number; pickingSteps: number; p
   return count;
 }
 
-/** The three generations at once through a BatchingEngine over `inner`. */
+/** The generations at once through a BatchingEngine over `inner`. */
 function together(inner: Engine): Promise<number[][]> {
   const batching = new BatchingEngine(inner, { poolSize: 0 });
   return Promise.all(PROMPTS.map(async (p, i) => (await generate(batching, batching.createSequence(), p, OPTIONS[i]!)).tokens));
@@ -70,8 +71,8 @@ describe('batched greedy and top-k decoding through stepPicking', () => {
       const want = await alone(engine);
       const count = counting(engine);
       assert.deepEqual(await together(engine), want);
-      assert.equal(count.picks, 3 * 5, 'every decode step of the three generations picked');
-      assert.ok(count.steps <= 3, `${count.steps} logits steps: the prompts only`);
+      assert.equal(count.picks, 4 * 5, 'every decode step of the four generations picked');
+      assert.ok(count.steps <= 4, `${count.steps} logits steps: the prompts only`);
     } finally {
       await engine.close();
     }
@@ -89,12 +90,15 @@ describe('the batching scheduler on webgpu', { skip: available.ok ? false : `no 
       const want = await alone(ref);
       const count = counting(gpu);
       assert.deepEqual(await together(gpu), want);
-      assert.equal(count.picks, 15);
-      assert.ok(count.steps <= 3, `${count.steps} logits steps: the prompts only`);
-      // A decode step of the three reads back 4 bytes (greedy), 8k bytes (top k) and the routing of
-      // its 3 tokens (prefill grouping: 3 x 4 experts x 4 bytes per layer), less than one logits row.
-      assert.ok(count.mostBytes <= 4 + 2 * 5 * 4 + 2 * 9 * 4 + 2 * 3 * 4 * 4, `${count.mostBytes} bytes in one step`);
-      assert.ok(count.mostBytes < gpu.info.vocabSize * 4);
+      assert.equal(count.picks, 20);
+      assert.ok(count.steps <= 4, `${count.steps} logits steps: the prompts only`);
+      // A decode step of the four reads back the argmax slots of its rows (4 bytes each: greedy and
+      // draw), 8k bytes (top k), the slice sums, largest logit and one 256-logit slice (the draw),
+      // and the routing of its 4 tokens (grouping by expert: 4 tokens x 4 experts x 4 bytes per
+      // layer): half the 4 logit rows.
+      const vocab = gpu.info.vocabSize;
+      assert.ok(count.mostBytes <= 4 * 4 + 2 * 5 * 4 + 2 * 9 * 4 + ((vocab / 256 + 1) * 4 + 256 * 4) + 2 * 4 * 4 * 4, `${count.mostBytes} bytes in one step`);
+      assert.ok(count.mostBytes < vocab * 4 * 4 / 2);
     } finally {
       await gpu.close();
       await ref.close();

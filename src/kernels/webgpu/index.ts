@@ -21,7 +21,7 @@ import type { FallbackCounts } from '../wasm/index.ts';
 import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
 import {
   ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, LINEAR_LANES, MAX_HEAD_DIM,
-  RMSNORM, ROPE, ROUTE, TOP_K, TOP_K_SLICE, WORKGROUP, expertsDown, expertsUp, linearBf16, linearLanes, type LinearLanes,
+  RMSNORM, ROPE, ROUTE, SLICE_WEIGHTS, TOP_K, TOP_K_SLICE, WORKGROUP, expertsDown, expertsUp, linearBf16, linearLanes, type LinearLanes,
 } from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
@@ -97,7 +97,7 @@ const ATTENTION_WORKGROUPS = 4096;
 
 type Kernel =
   | 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine'
-  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax' | 'topK';
+  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax' | 'topK' | 'sliceWeights';
 
 const pad4 = (bytes: number): number => Math.ceil(bytes / 4) * 4;
 
@@ -128,7 +128,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     ...Object.fromEntries(LINEAR_LANES.map((lanes) => [`linear${lanes}`, linearBf16(lanes)])) as Record<`linear${LinearLanes}`, string>,
     attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
     expertsUp: expertsUp(half), expertsDown: expertsDown(half), expertsCombine: EXPERTS_COMBINE,
-    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX, topK: TOP_K,
+    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX, topK: TOP_K, sliceWeights: SLICE_WEIGHTS,
   };
   device.pushErrorScope('validation');
   const pipelines = {} as Record<Kernel, GPUComputePipeline>;
@@ -708,6 +708,16 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         dispatch(rec.encoder, 'topK', [pool.uniforms([width, k, TOP_K_SLICE, 0]), xb, zero, sv, si], grid(slices));
         const vb = rec.out(values.subarray(0, k)), ib = rec.out(ids.subarray(0, k));
         dispatch(rec.encoder, 'topK', [pool.uniforms([slices * k, k, slices * k, 1]), sv, si, vb, ib], grid(1));
+      });
+    },
+    sliceWeights(x, width, slice, invT, top, sums) {
+      regionFor(sums, 'sliceWeights');
+      op((rec) => {
+        const xb = rec.in(x.subarray(0, width));
+        const tb = rec.in(top.subarray(0, 1));
+        const slices = Math.ceil(width / slice);
+        const sb = rec.out(sums.subarray(0, slices + 1));
+        dispatch(rec.encoder, 'sliceWeights', [pool.uniforms([width, slice, f32(invT), 0]), xb, tb, sb], grid(slices));
       });
     },
     written,

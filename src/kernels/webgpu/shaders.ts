@@ -677,3 +677,38 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   }
 }
 `;
+
+/**
+ * sums[g] = the sum of exp((x[c] - x[top]) * invT) over slice g of a logit row (columns
+ * [g * slice, (g + 1) * slice)), where `top` (read from `picked`) is the row's argmax, and after
+ * the last slice's sum x[top] itself: the softmax weights of a plain draw by slice, one workgroup
+ * per slice.
+ */
+export const SLICE_WEIGHTS = /* wgsl */ `${header}
+struct P { width: u32, slice: u32, invT: f32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> picked: array<i32>;
+@group(0) @binding(3) var<storage, read_write> sums: array<f32>;
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let g = itemOf(wid, nw);
+  let start = g * p.slice;
+  if (start >= p.width) { return; }
+  let end = min(p.width, start + p.slice);
+  let top = x[u32(picked[0])];
+  var sum = 0.0;
+  for (var c = start + lid; c < end; c += ${WORKGROUP}u) { sum += exp((x[c] - top) * p.invT); }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { sums[g] = partial[0]; }
+  // After the sums, the largest logit itself: the host weighs the slice it reads back against it.
+  if (g == 0u && lid == 0u) { sums[(p.width + p.slice - 1u) / p.slice] = top; }
+}
+`;

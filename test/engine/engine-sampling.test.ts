@@ -1,7 +1,8 @@
-// Top-k sampling through Engine.stepTopK: the engine hands back the k largest logits instead of
-// the logits, generate draws from them (sampleTopK) where nothing else needs the logits, and the
-// same seed gives the tokens the whole logits give. On webgpu a decode step then reads back k
-// (id, logit) pairs. The webgpu case skips with the reason when no adapter exists at all, unless
+// Sampling where the logits are. Top-k through Engine.stepTopK: the engine hands back the k
+// largest logits, generate draws from them (sampleTopK); plain sampling through Engine.stepDraw:
+// the engine draws by slices for generate's random number. Both only where nothing else needs the
+// logits, and the same seed gives the tokens the whole logits give. On webgpu a decode step then
+// reads back k (id, logit) pairs, or the slice sums and one slice. The webgpu case skips with the reason when no adapter exists at all, unless
 // GPTOSS_REQUIRE_WEBGPU=1.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import { DelegatingEngine } from '../../src/engine/engine.ts';
 import { generate } from '../../src/engine/generate.ts';
 import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
 import { Rng, candidates, sampleTopK, samplingParams, sampleToken, topIndices } from '../../src/engine/sampler.ts';
+import { DRAW_SLICE, landingSlice, walkSlice } from '../../src/model/draw.ts';
 import { hostGlue } from '../../src/model/glue.ts';
 import { seededRandom } from '../../src/random.ts';
 import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
@@ -104,6 +106,80 @@ describe('top-k sampling on webgpu', { skip: available.ok ? false : `no WebGPU a
       const top = await gpu.stepTopK({ sequence: seq2, tokens: PROMPT }, 200);
       assert.deepEqual(Array.from(top.ids).filter((i) => i >= 0), topIndices(logits!, 200));
       assert.deepEqual(Array.from(top.values.subarray(0, 5)), topIndices(logits!, 5).map((i) => logits![i]!));
+    } finally {
+      await gpu.close();
+      await ref.close();
+    }
+  });
+});
+
+// Plain sampling (a temperature only) through Engine.stepDraw: the engine sums the weights by
+// slices where the logits are, and reads back only the slice the draw lands in.
+it('a draw by slices picks what sampleToken draws from the whole logits for the same random number', () => {
+  const r = seededRandom(12);
+  for (const temperature of [0.3, 1, 2.5]) {
+    const p = samplingParams({ temperature });
+    for (let trial = 0; trial < 30; trial++) {
+      const V = 200 + Math.floor(r() * 900); // 1 to 5 slices, the last one ragged
+      const logits = Float32Array.from({ length: V }, () => (r() * 2 - 1) * 6);
+      if (trial % 3 === 0) logits.fill(-Infinity, 0, Math.floor(V / 2)); // whole slices of zero weight
+      const top = new Int32Array(1);
+      hostGlue.argmax(logits, 1, V, top);
+      const slices = Math.ceil(V / DRAW_SLICE);
+      const sums = new Float32Array(slices + 1);
+      hostGlue.sliceWeights(logits, V, DRAW_SLICE, 1 / temperature, top, sums);
+      assert.equal(sums[slices], logits[top[0]!]);
+      const rng = new Rng(trial), u = new Rng(trial).nextFloat();
+      const { slice, before, target } = landingSlice(sums.subarray(0, slices), u);
+      const first = slice * DRAW_SLICE;
+      const got = walkSlice(logits.subarray(first, Math.min(V, first + DRAW_SLICE)), first, logits[top[0]!]!, 1 / temperature, before, target);
+      assert.equal(got, sampleToken(logits, p, rng).token, `T=${temperature} trial ${trial}`);
+    }
+  }
+});
+
+describe('plain sampling through stepDraw', () => {
+  it('gives the tokens the logits give for a seed, and only for plain sampling', async () => {
+    const engine = await loadEngine(DIR, { backend: 'reference' });
+    try {
+      let calls = 0;
+      const inner = engine.stepDraw.bind(engine);
+      engine.stepDraw = (request, draw) => {
+        calls++;
+        return inner(request, draw);
+      };
+      const plain = { sampling: { temperature: 1.3 }, maxTokens: 8, stopTokens: [], seed: 21 };
+      const fast = await generate(engine, engine.createSequence(), PROMPT, plain);
+      assert.equal(calls, 7);
+      assert.deepEqual(fast.tokens, (await generate(new DelegatingEngine(engine), engine.createSequence(), PROMPT, plain)).tokens);
+      calls = 0;
+      await generate(engine, engine.createSequence(), PROMPT, { ...plain, sampling: { temperature: 1, topP: 0.9 } });
+      await generate(engine, engine.createSequence(), PROMPT, { ...plain, sampling: { temperature: 1, minP: 0.1 } });
+      await generate(engine, engine.createSequence(), PROMPT, { ...plain, logprobs: true });
+      assert.equal(calls, 0, 'top-p, min-p and logprobs take the logits');
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
+describe('plain sampling on webgpu', { skip: available.ok ? false : `no WebGPU adapter: ${available.ok ? '' : available.reason}` }, () => {
+  it('reads back the slice sums and one slice per decoded token, and gives the CPU path\'s tokens for a seed', async () => {
+    const gpu = await loadEngine(DIR, { backend: 'webgpu', expertActivations: 'split' });
+    const ref = await loadEngine(DIR, { backend: 'reference' });
+    try {
+      const plain = { sampling: { temperature: 1.1 }, maxTokens: 8, stopTokens: [], seed: 8 };
+      const backend = gpu.backend as WebGpuBackend;
+      const V = gpu.info.vocabSize;
+      let before = backend.transfers.down;
+      await generate(gpu, gpu.createSequence(), PROMPT, { ...plain, maxTokens: 1 });
+      const prompt = backend.transfers.down - before;
+      before = backend.transfers.down;
+      const got = await generate(gpu, gpu.createSequence(), PROMPT, plain);
+      // Per step: the argmax (4 bytes), the slice sums and the largest logit, and one slice of logits
+      // (here 2 slices of 256: half the row).
+      assert.equal(backend.transfers.down - before - prompt, 7 * (4 + (Math.ceil(V / DRAW_SLICE) + 1) * 4 + DRAW_SLICE * 4));
+      assert.deepEqual(got.tokens, (await generate(new DelegatingEngine(ref), ref.createSequence(), PROMPT, plain)).tokens);
     } finally {
       await gpu.close();
       await ref.close();
