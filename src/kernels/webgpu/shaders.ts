@@ -712,3 +712,49 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @
   if (g == 0u && lid == 0u) { sums[(p.width + p.slice - 1u) / p.slice] = top; }
 }
 `;
+
+/** Most experts EXPERT_GROUPS takes (its counters live in workgroup memory). */
+export const MAX_GROUPED_EXPERTS = 256;
+
+/**
+ * The routed pairs grouped by expert on the GPU, so that a prefill chunk needs no read-back of its
+ * routing: groups[e] = (0, first row, row count, e) for every expert e (empty groups included),
+ * rows of one expert consecutive in expert order; rowToken[row] = the pair's token and
+ * slotRow[pair] = its row. Rows within a group come in any order (atomics): each row's result is
+ * the same wherever it sits. One workgroup.
+ */
+export const EXPERT_GROUPS = /* wgsl */ `
+struct P { pairs: u32, experts: u32, k: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(2) var<storage, read_write> groups: array<vec4u>;
+@group(0) @binding(3) var<storage, read_write> rowToken: array<u32>;
+@group(0) @binding(4) var<storage, read_write> slotRow: array<u32>;
+var<workgroup> counts: array<atomic<u32>, ${MAX_GROUPED_EXPERTS}>;
+var<workgroup> starts: array<u32, ${MAX_GROUPED_EXPERTS}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  for (var e = lid; e < p.experts; e += ${WORKGROUP}u) { atomicStore(&counts[e], 0u); }
+  workgroupBarrier();
+  for (var i = lid; i < p.pairs; i += ${WORKGROUP}u) { atomicAdd(&counts[u32(indices[i])], 1u); }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var s = 0u;
+    for (var e = 0u; e < p.experts; e++) {
+      let c = atomicLoad(&counts[e]);
+      starts[e] = s;
+      groups[e] = vec4u(0u, s, c, e);
+      s += c;
+      atomicStore(&counts[e], 0u);
+    }
+  }
+  workgroupBarrier();
+  for (var i = lid; i < p.pairs; i += ${WORKGROUP}u) {
+    let e = u32(indices[i]);
+    let row = starts[e] + atomicAdd(&counts[e], 1u);
+    rowToken[row] = i / p.k;
+    slotRow[i] = row;
+  }
+}
+`;
