@@ -28,8 +28,8 @@ export interface LoadModelOptions {
   threads?: number;
   /** Tokens per sequence the model serves (default and most: the model's context length). */
   contextLength?: number;
-  /** Expert activations of the wasm backend: `q8` (int8, the default) or `split` (exact f32, slower). */
-  expertActivations?: 'q8' | 'split';
+  /** Expert activations: `q8` (int8, the wasm default), `split` (exact f32, slower) or `f16` (the webgpu default where the adapter has shader-f16). */
+  expertActivations?: 'q8' | 'split' | 'f16';
   /** A LoRA adapter folder (PEFT, e.g. from `gptoss finetune`) merged into the attention weights at load. */
   adapter?: string;
   /** KV cache element type: `bf16` (half the memory, the default with `q8`) or `f32` (exact, the default with `split`). */

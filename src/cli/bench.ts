@@ -22,8 +22,9 @@ const HELP = `usage: gptoss bench --model DIR [options]
   --threads N          worker threads (default: the core count, ${availableParallelism()} here)
   --backend B          wasm (default), reference or webgpu
   --profile            time per backend op kind (prefill and decode)
-  --expert-activations q8 (default: int8 like llama.cpp, error of the bf16 reference's size),
-                       split (exact integer dots) or f32
+  --expert-activations q8 (wasm default: int8 like llama.cpp, error of the bf16 reference's
+                       size), split (exact integer dots), f32, or f16 (webgpu default where
+                       the adapter has shader-f16)
   --kv-cache f32|bf16  KV cache element type (default bf16 with q8, f32 otherwise)
   --json               one JSON object instead of the table`;
 

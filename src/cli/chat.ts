@@ -41,7 +41,7 @@ options:
   --max-tool-calls N      tool calls per answer (default 16)
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
   --backend wasm|reference|webgpu|auto, --threads N   compute backend (default wasm)
-  --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
+  --expert-activations q8|split|f16   int8 experts (wasm default, like llama.cpp), exact (~1.4x slower decode), or f16 (webgpu default)
   --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,

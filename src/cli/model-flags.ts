@@ -29,10 +29,11 @@ export const MODEL_FLAG_OPTIONS = {
   context: { type: 'string' },
 } as const;
 
-export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split
-                     how the wasm backend feeds one token to the MXFP4 experts: q8 (default; int8
+export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split|f16
+                     how the MXFP4 experts take their activations: on wasm q8 (default; int8
                      like llama.cpp, error of the size of the official bf16 reference's) or
-                     split (exact as f32, ~1.4x slower decode)
+                     split (exact as f32, ~1.4x slower decode); on webgpu f16 (default where
+                     the adapter has shader-f16, same error bound) or split (exact)
   --kv-cache f32|bf16
                      element type of the KV cache: bf16 halves its memory (default with q8) and
                      f32 is exact (default with split and with the reference backend)`;

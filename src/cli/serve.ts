@@ -31,7 +31,7 @@ options:
                           gpt-oss-120b are accepted as aliases
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
   --backend wasm|reference|webgpu|auto, --threads N   engine backend and worker threads
-  --expert-activations q8|split   int8 experts (default, like llama.cpp) or exact (~1.4x slower decode)
+  --expert-activations q8|split|f16   int8 experts (wasm default, like llama.cpp), exact (~1.4x slower decode), or f16 (webgpu default)
   --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
   --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API

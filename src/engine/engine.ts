@@ -2,6 +2,8 @@
 // Batch-first: one step() feeds several sequences at once, each with zero or more new tokens
 // (a prefill chunk for one, a single decode token for another), and returns each sequence's
 // logits at its last position. Continuous batching and prefix reuse are built on this interface.
+import type { Pick, TopLogits } from '../model/batch.ts';
+export type { Pick, TopLogits } from '../model/batch.ts';
 
 /** Per-conversation state owned by an engine: the tokens already processed and their KV caches. */
 export interface Sequence {
@@ -15,6 +17,15 @@ export interface StepRequest {
   /** New tokens to process after `sequence.tokens`; must be non-empty. */
   tokens: readonly number[];
 }
+
+
+export interface PickingRequest extends StepRequest {
+  pick?: Pick;
+}
+
+
+/** A request's result under stepPicking: its logits, its argmax, or its top k. */
+export type Picked = Float32Array | number | TopLogits;
 
 export interface EngineInfo {
   /** Model name reported to users and to API clients. */
@@ -41,6 +52,26 @@ export interface Engine {
    * reads back 4 bytes). Optional; wrappers that change the logits must not offer it.
    */
   stepArgmax?(request: StepRequest): Promise<number>;
+  /**
+   * `step` for one request under top-k sampling: the k largest logits after its tokens (ids most
+   * likely first, the lower id on ties, -1 past the finite logits; k at most MAX_TOP_K), for an
+   * engine that finds them without handing back the logits (a GPU reads back 8k bytes). Optional;
+   * wrappers that change the logits must not offer it.
+   */
+  stepTopK?(request: StepRequest, k: number): Promise<TopLogits>;
+  /**
+   * `step` for one request under plain softmax sampling (temperature only): the token drawn for
+   * the uniform `u` in [0, 1), as the host sampler would draw it from the logits (up to the
+   * rounding model/draw.ts states), for an engine that draws where the logits are (a GPU reads
+   * back the row's weight sums by slice and one slice of logits). Optional, as stepArgmax.
+   */
+  stepDraw?(request: StepRequest, draw: { u: number; temperature: number }): Promise<number>;
+  /**
+   * `step` where each request may ask for its argmax, top k or a drawn token (`pick`) in place of
+   * its logits, all in one pass (a batching scheduler serves stepArgmax, stepTopK and stepDraw of
+   * several callers with it). Optional, under the same terms as stepArgmax.
+   */
+  stepPicking?(batch: readonly PickingRequest[]): Promise<Picked[]>;
   /** Forgets the tokens after `length` (prefix reuse: a new prompt sharing a prefix pays only for the suffix). */
   truncate(sequence: Sequence, length: number): void;
   /** Frees the sequence's caches. */

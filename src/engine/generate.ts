@@ -5,7 +5,7 @@
 import { UserError, isUserError } from '../errors.ts';
 import { SPECIAL, Utf8StreamDecoder, getTokenizer } from '../tokenizer/index.ts';
 import { commonPrefixLength, type Engine, type Sequence } from './engine.ts';
-import { Rng, samplingParams, sampleToken, type LogitsProcessor, type SampledToken, type SamplingParams, type TokenLogprob } from './sampler.ts';
+import { Rng, drawsFromTopK, drawsPlain, samplingParams, sampleToken, sampleTopK, type LogitsProcessor, type SampledToken, type SamplingParams, type TokenLogprob } from './sampler.ts';
 
 /** The sampling stop set of harmony (`stop_tokens_for_assistant_actions`): `<|return|>` and `<|call|>`. */
 export const ASSISTANT_ACTION_STOP_TOKENS: readonly number[] = [SPECIAL.return, SPECIAL.call];
@@ -107,6 +107,13 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   // hands back its id instead of the logits.
   const engineArgmax = engine.stepArgmax !== undefined && params.temperature === 0 && !wantLogprobs && (options.processors ?? []).length === 0 &&
     params.repetitionPenalty === 1 && params.frequencyPenalty === 0 && params.presencePenalty === 0;
+  // Top-k sampling needs only the k largest logits: such an engine hands back those (and the draw
+  // on them picks what the whole logits would).
+  const engineTopK = !engineArgmax && engine.stepTopK !== undefined && !wantLogprobs && (options.processors ?? []).length === 0 &&
+    drawsFromTopK(params, engine.info.vocabSize);
+  // Plain sampling: such an engine draws the token where the logits are, for our random number.
+  const engineDraw = !engineArgmax && !engineTopK && engine.stepDraw !== undefined && !wantLogprobs && (options.processors ?? []).length === 0 &&
+    drawsPlain(params, engine.info.vocabSize);
 
   const tokens: number[] = [];
   const logprobs: GeneratedToken[] = [];
@@ -138,7 +145,7 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   if (sequence.tokens.length > cachedTokens) engine.truncate(sequence, cachedTokens);
   const chunk = options.prefillChunk !== undefined && options.prefillChunk > 0 ? Math.floor(options.prefillChunk) : prompt.length;
   let logits: Float32Array | undefined;
-  let picked: number | undefined; // the engine's argmax, in place of logits
+  let picked: number | undefined; // the engine's argmax or top-k draw, in place of logits
   for (let at = cachedTokens; at < prompt.length; at += chunk) {
     if (at > cachedTokens && aborted()) return finish('abort');
     const end = Math.min(prompt.length, at + chunk);
@@ -181,6 +188,10 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
 
     try {
       if (engineArgmax) picked = await engine.stepArgmax!({ sequence, tokens: [token] });
+      else if (engineTopK) {
+        const top = await engine.stepTopK!({ sequence, tokens: [token] }, params.topK);
+        picked = sampleTopK(top.ids, top.values, params, rng);
+      } else if (engineDraw) picked = await engine.stepDraw!({ sequence, tokens: [token] }, { u: rng.nextFloat(), temperature: params.temperature });
       else [logits] = await engine.step([{ sequence, tokens: [token] }]);
     } catch (e) {
       // Another user of a shared engine may have changed the limits; a full window is an outcome.

@@ -12,7 +12,7 @@ import { DEMO_CONTEXT_LENGTH, isDemoModel } from '../checkpoint/synth.ts';
 import { isEmbeddedNano } from '../checkpoint/nano.ts';
 import { Transformer, type TraceHook } from '../model/forward.ts';
 import type { KvCache } from '../model/kvcache.ts';
-import type { Engine, EngineInfo, Sequence, StepRequest } from './engine.ts';
+import type { Engine, EngineInfo, Picked, PickingRequest, Sequence, StepRequest, TopLogits } from './engine.ts';
 
 export interface LoadEngineOptions {
   /** 'wasm' (WebAssembly SIMD + worker threads, the default), 'reference' (plain TypeScript, the readable oracle) or 'webgpu' (a GPU through WebGPU). */
@@ -193,6 +193,36 @@ export class LocalEngine implements Engine {
       const token = await this.model.forwardArgmax(seq!.cache, request.tokens);
       seq!.tokens.push(...request.tokens);
       return token;
+    });
+  }
+
+  async stepPicking(batch: readonly PickingRequest[]): Promise<Picked[]> {
+    const sequences = this.checkStep(batch);
+    return this.exclusive(async () => {
+      for (const seq of sequences) await this.recomputeIfNeeded(seq);
+      const results = await this.model.forwardBatchPicking(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens, ...(r.pick === undefined ? {} : { pick: r.pick }) })));
+      batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
+      return results;
+    });
+  }
+
+  async stepDraw(request: StepRequest, draw: { u: number; temperature: number }): Promise<number> {
+    const [seq] = this.checkStep([request]);
+    return this.exclusive(async () => {
+      await this.recomputeIfNeeded(seq!);
+      const token = await this.model.forwardDraw(seq!.cache, request.tokens, draw);
+      seq!.tokens.push(...request.tokens);
+      return token;
+    });
+  }
+
+  async stepTopK(request: StepRequest, k: number): Promise<TopLogits> {
+    const [seq] = this.checkStep([request]);
+    return this.exclusive(async () => {
+      await this.recomputeIfNeeded(seq!);
+      const top = await this.model.forwardTopK(seq!.cache, request.tokens, k);
+      seq!.tokens.push(...request.tokens);
+      return top;
     });
   }
 

@@ -3,6 +3,7 @@
 // pipeline (as Hugging Face and vLLM apply it): penalties -> logits processors (constraints) ->
 // temperature -> top-k -> top-p -> min-p -> draw. Temperature 0 is greedy decoding.
 import { UserError } from '../errors.ts';
+import { MAX_TOP_K } from '../model/workspace.ts';
 import { splitmix32, Xoshiro128 } from '../random.ts';
 
 export interface SamplingParams {
@@ -200,16 +201,9 @@ export function candidates(logits: Float32Array, params: SamplingParams): { ids:
   // Weights relative to the most likely token (weight 1), computed only for the tokens kept.
   const weight = (id: number): number => Math.exp((logits[id]! - max) * invT);
 
+  if (params.topK > 0 && params.topK < n) return fromTopK(topIndices(logits, params.topK), (id) => logits[id]!, params);
   let ids: number[];
-  if (params.topK > 0 && params.topK < n) {
-    ids = topIndices(logits, params.topK);
-    if (params.topP < 1) {
-      const ws = ids.map(weight);
-      let kept = 0;
-      for (const x of ws) kept += x;
-      ids = nucleus(ids, (j) => ws[j]!, kept, params.topP);
-    }
-  } else if (params.topP < 1) {
+  if (params.topP < 1) {
     const { w, total } = weightsOf(logits, max, invT);
     const sorted = nucleusSuperset(logits, w, total, params.topP);
     ids = nucleus(sorted, (j) => w[sorted[j]!]!, total, params.topP);
@@ -226,6 +220,75 @@ export function candidates(logits: Float32Array, params: SamplingParams): { ids:
   return { ids, weights: ids.map(weight) };
 }
 
+/**
+ * Top-p and min-p over the top-k tokens `ids` (most likely first, ties by lower id; `logit` gives
+ * each one's logit) and their weights relative to the first.
+ */
+function fromTopK(ids: number[], logit: (id: number) => number, params: SamplingParams): { ids: number[]; weights: number[] } {
+  if (ids.length === 0) return { ids, weights: [] };
+  const max = logit(ids[0]!), invT = 1 / params.temperature;
+  const weight = (id: number): number => Math.exp((logit(id) - max) * invT);
+  if (params.topP < 1) {
+    const ws = ids.map(weight);
+    let kept = 0;
+    for (const x of ws) kept += x;
+    ids = nucleus(ids, (j) => ws[j]!, kept, params.topP);
+  }
+  if (params.minP > 0) ids = ids.filter((id) => weight(id) >= params.minP);
+  return { ids, weights: ids.map(weight) };
+}
+
+
+/**
+ * Whether `params` draw from the topK most likely tokens with nothing else changing the logits, so
+ * that an engine's top-k candidates decide the token as the whole logits would (`sampleTopK`).
+ */
+export function drawsFromTopK(params: SamplingParams, vocabSize: number): boolean {
+  return params.temperature > 0 && params.topK > 0 && params.topK <= MAX_TOP_K && params.topK < vocabSize &&
+    params.repetitionPenalty === 1 && params.frequencyPenalty === 0 && params.presencePenalty === 0;
+}
+
+/**
+ * Whether `params` are plain softmax sampling (a temperature, no top-k, top-p, min-p or
+ * penalties): an engine's stepDraw then draws the token sampleToken would (see model/draw.ts).
+ */
+export function drawsPlain(params: SamplingParams, vocabSize: number): boolean {
+  return params.temperature > 0 && !(params.topK > 0 && params.topK < vocabSize) && params.topP === 1 && params.minP === 0 &&
+    params.repetitionPenalty === 1 && params.frequencyPenalty === 0 && params.presencePenalty === 0;
+}
+
+/**
+ * `sampleToken`'s draw from the top-k candidates alone (`ids` most likely first, ties by lower id,
+ * with their logits `values`): the same token for the same logits and random state.
+ */
+export function sampleTopK(ids: Int32Array, values: Float32Array, params: SamplingParams, rng: Rng): number {
+  const logitOf = new Map<number, number>();
+  const order: number[] = [];
+  for (let j = 0; j < Math.min(ids.length, params.topK); j++) {
+    if (ids[j]! < 0) break; // fewer tokens than k have a finite logit
+    order.push(ids[j]!);
+    logitOf.set(ids[j]!, values[j]!);
+  }
+  const c = fromTopK(order, (id) => logitOf.get(id)!, params);
+  const token = walk(c.ids, c.weights, rng);
+  if (token < 0) throw new UserError('input', 'no token is allowed: the constraints masked out the whole vocabulary');
+  return token;
+}
+
+/** Draws from `ids` in order with probabilities proportional to `weights`; -1 when there are none. */
+function walk(ids: readonly number[], weights: readonly number[], rng: Rng): number {
+  if (ids.length === 0) return -1;
+  let total = 0;
+  for (const x of weights) total += x;
+  const target = rng.nextFloat() * total;
+  let cum = 0;
+  for (let j = 0; j < ids.length; j++) {
+    cum += weights[j]!;
+    if (target < cum) return ids[j]!;
+  }
+  return ids[ids.length - 1]!;
+}
+
 /** The shortest prefix of `sorted` (most likely first) whose weight reaches topP of `total`. */
 function nucleus(sorted: number[], weightAt: (j: number) => number, total: number, topP: number): number[] {
   let cum = 0;
@@ -240,16 +303,7 @@ function draw(logits: Float32Array, params: SamplingParams, rng: Rng): number {
   const truncated = (params.topK > 0 && params.topK < logits.length) || params.topP < 1 || params.minP > 0;
   if (truncated) {
     const { ids, weights } = candidates(logits, params);
-    if (ids.length === 0) return -1;
-    let total = 0;
-    for (const x of weights) total += x;
-    const target = rng.nextFloat() * total;
-    let cum = 0;
-    for (let j = 0; j < ids.length; j++) {
-      cum += weights[j]!;
-      if (target < cum) return ids[j]!;
-    }
-    return ids[ids.length - 1]!;
+    return walk(ids, weights, rng);
   }
   // Plain softmax sampling: one pass for the weights, one for the cumulative walk; no arrays.
   const top = argmax(logits);

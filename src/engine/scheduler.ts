@@ -4,8 +4,11 @@
 // sequences first, then prefill chunks of new ones (a long prompt is split over several steps so it
 // never stalls the decodes). A pool of finished sequences gives prefix caching across requests:
 // acquire(prompt) hands out the cached sequence sharing the longest prefix with the new prompt.
+// Over an engine that picks tokens where the logits are (stepPicking: a GPU), it offers stepArgmax,
+// stepTopK and stepDraw too, batched with the other callers' steps, so greedy, top-k and plain
+// sampling requests read back a few bytes (a few KB for a draw) per token instead of the logits.
 import { UserError } from '../errors.ts';
-import { commonPrefixLength, type Engine, type EngineInfo, type Sequence, type StepRequest } from './engine.ts';
+import { commonPrefixLength, type Engine, type EngineInfo, type Pick, type Picked, type Sequence, type StepRequest, type TopLogits } from './engine.ts';
 
 export interface BatchingOptions {
   /** Tokens processed by one inner step at most (decodes plus prefill chunks). Default 512. */
@@ -40,8 +43,10 @@ export class CancelledError extends Error {
 interface Work {
   sequence: Sequence;
   tokens: readonly number[];
+  /** The argmax or top k wanted in place of the logits. */
+  pick?: Pick;
   done: number;
-  resolve: (logits: Float32Array) => void;
+  resolve: (result: Picked) => void;
   reject: (e: unknown) => void;
 }
 
@@ -63,6 +68,10 @@ export class BatchingEngine implements Engine {
   private pool: Sequence[] = [];
   private looping = false;
   private closed = false;
+  /** Present when the inner engine has stepPicking. */
+  readonly stepArgmax?: (request: StepRequest) => Promise<number>;
+  readonly stepTopK?: (request: StepRequest, k: number) => Promise<TopLogits>;
+  readonly stepDraw?: (request: StepRequest, draw: { u: number; temperature: number }) => Promise<number>;
 
   constructor(inner: Engine, options: BatchingOptions = {}) {
     this.inner = inner;
@@ -71,6 +80,19 @@ export class BatchingEngine implements Engine {
     this.prefillChunk = Math.min(options.prefillChunk ?? 256, this.maxBatchTokens);
     this.poolSize = options.poolSize ?? 8;
     this.minReuse = options.minReuse ?? 1;
+    if (inner.stepPicking !== undefined) {
+      this.stepArgmax = async (request) => (await this.enqueueOne(request, 'argmax')) as number;
+      this.stepTopK = async (request, k) => (await this.enqueueOne(request, k)) as TopLogits;
+      this.stepDraw = async (request, draw) => (await this.enqueueOne(request, draw)) as number;
+    }
+  }
+
+  private enqueueOne(request: StepRequest, pick: Pick): Promise<Picked> {
+    try {
+      return this.enqueue([request], pick).then((r) => r[0]!);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   createSequence(): Sequence {
@@ -100,13 +122,13 @@ export class BatchingEngine implements Engine {
 
   step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     try {
-      return this.enqueue(batch);
+      return this.enqueue(batch) as Promise<Float32Array[]>;
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  private enqueue(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+  private enqueue(batch: readonly StepRequest[], pick?: Pick): Promise<Picked[]> {
     if (this.closed) throw new Error('engine closed');
     const works = batch.map((request) => {
       if (this.freed.has(request.sequence)) throw new CancelledError();
@@ -116,8 +138,8 @@ export class BatchingEngine implements Engine {
         throw new UserError('context', `${total} tokens exceed the context window of ${this.info.contextLength}`);
       }
       if (this.pending.some((w) => w.sequence === request.sequence)) throw new Error(`sequence ${request.sequence.id} already has a pending step`);
-      return new Promise<Float32Array>((resolve, reject) => {
-        this.pending.push({ sequence: request.sequence, tokens: request.tokens, done: 0, resolve, reject });
+      return new Promise<Picked>((resolve, reject) => {
+        this.pending.push({ sequence: request.sequence, tokens: request.tokens, ...(pick === undefined ? {} : { pick }), done: 0, resolve, reject });
       });
     });
     this.kick();
@@ -226,10 +248,12 @@ export class BatchingEngine implements Engine {
     this.stats.steps++;
     this.stats.maxSequencesPerStep = Math.max(this.stats.maxSequencesPerStep, requests.length);
     this.stats.tokensProcessed += requests.reduce((s, r) => s + r.tokens.length, 0);
-    let results: Float32Array[] | undefined;
+    // A pick is asked for only with the work's last tokens (earlier chunks' results are dropped).
+    const picking = chosen.map(({ work, count }, i) => ({ ...requests[i]!, ...(work.pick !== undefined && work.done + count === work.tokens.length ? { pick: work.pick } : {}) }));
+    let results: Picked[] | undefined;
     let failure: unknown;
     try {
-      results = await this.inner.step(requests);
+      results = picking.some((r) => r.pick !== undefined) ? await this.inner.stepPicking!(picking) : await this.inner.step(requests);
     } catch (e) {
       failure = e;
     }

@@ -140,6 +140,17 @@ export interface DeviceResident {
   route(gate: Float32Array, tokens: number, experts: number, k: number, indices: Int32Array, weights: Float32Array): void;
   /** out[r] = the column of the largest x[r, c] (the lowest on ties), for r < rows; x [rows, width]. */
   argmax(x: Float32Array, rows: number, width: number, out: Int32Array): void;
+  /**
+   * The k largest finite values of one row x [width], largest first (the lower column on ties):
+   * columns into ids[0..k) and values into values[0..k); ids past the finite values are -1.
+   */
+  topK(x: Float32Array, width: number, k: number, ids: Int32Array, values: Float32Array): void;
+  /**
+   * The softmax weights of one row x [width] at temperature 1 / invT, summed by slices of `slice`
+   * columns: sums[g] = sum of exp((x[c] - x[top[0]]) * invT) over slice g, where top[0] is the
+   * row's argmax (f32 sums on a device), and sums[slices] = x[top[0]] (the largest value itself).
+   */
+  sliceWeights(x: Float32Array, width: number, slice: number, invT: number, top: Int32Array, sums: Float32Array): void;
   /** The host wrote `a` (a view of a store array): the device copy of that range is brought up to date. */
   written(a: ActivationArray): void;
   /** Makes the host copy of `a` current (reads it back when the device wrote it last). */
@@ -168,10 +179,13 @@ export interface BackendOptions {
    * reference as the official bf16 reference's are (golden tests: within their bf16 tolerance).
    * 'split': two i16 halves per group of 32 (~31 bits) into integer dot products, as accurate as
    * f32 (the golden f32 parity suite runs the fast backend in this mode). 'f32': f32 everywhere.
+   * 'f16' (the webgpu backend only, its default where the adapter has shader-f16): the experts'
+   * inputs rounded to f16 and each 8 products summed in f16, accumulated in f32; held to the bf16
+   * tolerance. The webgpu backend has no 'q8'; its 'split' and 'f32' are both its f32 kernels.
    * GPTOSS_EXPERT_ACTIVATIONS sets the default.
    */
   expertActivations?: ExpertActivations;
 }
 
-export type ExpertActivations = 'q8' | 'split' | 'f32';
-export const EXPERT_ACTIVATIONS: readonly ExpertActivations[] = ['q8', 'split', 'f32'];
+export type ExpertActivations = 'q8' | 'split' | 'f32' | 'f16';
+export const EXPERT_ACTIVATIONS: readonly ExpertActivations[] = ['q8', 'split', 'f32', 'f16'];

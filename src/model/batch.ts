@@ -9,8 +9,26 @@ export interface Segment {
   cache: KvCache;
   tokens: readonly number[];
   want: 'all' | 'last' | 'none';
-  /** Receives [T, vocab] ('all') or [vocab] ('last'). */
+  /** Receives [T, vocab] ('all') or [vocab] ('last', without `pick`). */
   logits: Float32Array;
+  /**
+   * With want 'last': hand back the last row's argmax, top k or drawn token in `picked`
+   * instead of its logits (a device backend then reads back a few bytes).
+   */
+  pick?: Pick;
+  picked?: number | TopLogits;
+}
+
+/**
+ * What a segment may ask for in place of its last logits: the argmax, the top k (a number), or a
+ * plain softmax draw at `temperature` for the uniform number `u` in [0, 1) (model/draw.ts).
+ */
+export type Pick = 'argmax' | number | { u: number; temperature: number };
+
+/** A logit row's k largest logits (ids most likely first, -1 past the finite ones) and their values. */
+export interface TopLogits {
+  ids: Int32Array;
+  values: Float32Array;
 }
 
 /** The segments' tokens as rows: segment s owns rows [firstRow[s], firstRow[s] + its token count). */
@@ -63,10 +81,10 @@ export function scatterLogits(batch: Batch, everyRow: boolean, out: Float32Array
       s.logits.set(out.subarray(i * vocab, (i + n) * vocab));
       i += n;
     } else if (everyRow) {
-      if (s.want === 'last') s.logits.set(out.subarray((i + n - 1) * vocab, (i + n) * vocab));
+      if (s.want === 'last' && s.pick === undefined) s.logits.set(out.subarray((i + n - 1) * vocab, (i + n) * vocab));
       i += n;
     } else if (s.want === 'last') {
-      s.logits.set(out.subarray(i * vocab, (i + 1) * vocab));
+      if (s.pick === undefined) s.logits.set(out.subarray(i * vocab, (i + 1) * vocab));
       i += 1;
     }
   }

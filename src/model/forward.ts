@@ -8,13 +8,15 @@
 // keeps activations on a device (so they stay there for the whole step), else host code.
 import { UserError } from '../errors.ts';
 import type { ActivationArray, Backend, DeviceResident, KvCacheType, RopeTable } from '../kernels/backend.ts';
-import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Segment } from './batch.ts';
+import { advanceCaches, layOutBatch, logitRows, scatterLogits, type Batch, type Pick, type Segment, type TopLogits } from './batch.ts';
+import { DRAW_SLICE, landingSlice, walkSlice } from './draw.ts';
+export type { TopLogits } from './batch.ts';
 import { isSlidingLayer, type ModelConfig } from './config.ts';
 import { hostGlue } from './glue.ts';
 import { KvCache } from './kvcache.ts';
 import { buildRopeTable } from './rope.ts';
 import type { ModelWeights } from './weights.ts';
-import { allocateWorkspace, logitsBuffer, releaseWorkspace, type Workspace } from './workspace.ts';
+import { MAX_TOP_K, allocateWorkspace, logitsBuffer, releaseWorkspace, type Workspace } from './workspace.ts';
 
 export const RMSNORM_EPS = 1e-5;
 
@@ -85,15 +87,41 @@ export class Transformer {
    * ties), found where the logits are, so a device backend reads back 4 bytes, not the vocabulary's.
    */
   async forwardArgmax(cache: KvCache, tokens: readonly number[]): Promise<number> {
+    return (await this.forwardPicking(cache, tokens, 'argmax')) as number;
+  }
+
+  /** A pick's k, checked. */
+  private checkPick(pick: Pick | undefined): void {
+    if (typeof pick === 'number' && (!Number.isInteger(pick) || pick < 1 || pick > MAX_TOP_K)) throw new Error(`top-k pick: k must be an integer in [1, ${MAX_TOP_K}], got ${pick}`);
+    if (typeof pick === 'object' && !(pick.u >= 0 && pick.u < 1 && pick.temperature > 0)) throw new Error(`draw pick: u must be in [0, 1) and the temperature > 0, got ${pick.u}, ${pick.temperature}`);
+  }
+
+  /** `forward` for plain softmax sampling: the token drawn for `u` at `temperature` (model/draw.ts). */
+  async forwardDraw(cache: KvCache, tokens: readonly number[], draw: { u: number; temperature: number }): Promise<number> {
+    return (await this.forwardPicking(cache, tokens, draw)) as number;
+  }
+
+  /**
+   * `forward` for top-k sampling: the last token's k largest logits (k <= MAX_TOP_K), most likely
+   * first (the lower id on ties), found where the logits are, so a device backend reads back k
+   * (id, logit) pairs; ids past the finite logits are -1.
+   */
+  async forwardTopK(cache: KvCache, tokens: readonly number[], k: number): Promise<TopLogits> {
+    return (await this.forwardPicking(cache, tokens, k)) as TopLogits;
+  }
+
+  private async forwardPicking(cache: KvCache, tokens: readonly number[], pick: Pick): Promise<number | TopLogits> {
     this.check(cache, tokens);
+    this.checkPick(pick);
     const scratch = new Float32Array(0);
-    let picked = -1;
+    let last: Segment | undefined;
     for (let start = 0; start < tokens.length; start += this.maxChunk) {
       const chunk = tokens.slice(start, start + this.maxChunk);
       const isLast = start + chunk.length === tokens.length;
-      picked = (await this.run([{ cache, tokens: chunk, want: isLast ? 'last' : 'none', logits: scratch }], undefined, isLast)) ?? -1;
+      last = isLast ? { cache, tokens: chunk, want: 'last', logits: scratch, pick } : { cache, tokens: chunk, want: 'none', logits: scratch };
+      await this.run([last], undefined);
     }
-    return picked;
+    return last!.picked!;
   }
 
   /**
@@ -103,10 +131,23 @@ export class Transformer {
    * most `maxChunk` tokens; a longer one runs alone in chunks.
    */
   async forwardBatch(items: readonly { cache: KvCache; tokens: readonly number[] }[]): Promise<Float32Array[]> {
+    return (await this.forwardBatchPicking(items)) as Float32Array[];
+  }
+
+  /**
+   * `forwardBatch` where an item may ask for its last row's argmax or top k (`pick`) in place of
+   * its logits: each result is the logits, the argmax, or the top k.
+   */
+  async forwardBatchPicking(items: readonly { cache: KvCache; tokens: readonly number[]; pick?: Pick }[]): Promise<(Float32Array | number | TopLogits)[]> {
     const { vocabSize } = this.config;
-    for (const item of items) this.check(item.cache, item.tokens);
+    for (const item of items) {
+      this.check(item.cache, item.tokens);
+      this.checkPick(item.pick);
+    }
     if (new Set(items.map((i) => i.cache)).size !== items.length) throw new Error('forwardBatch: a cache appears twice');
-    const results: Float32Array[] = items.map(() => new Float32Array(vocabSize));
+    const noLogits = new Float32Array(0);
+    const results: (Float32Array | number | TopLogits)[] = items.map((item) => item.pick === undefined ? new Float32Array(vocabSize) : noLogits);
+    const segments = new Map<number, Segment>();
     let pending: Segment[] = [];
     let pendingTokens = 0;
     const flush = async (): Promise<void> => {
@@ -116,14 +157,18 @@ export class Transformer {
     };
     for (const [i, item] of items.entries()) {
       if (item.tokens.length > this.maxChunk) {
-        results[i] = await this.forward(item.cache, item.tokens);
+        results[i] = item.pick === undefined ? await this.forward(item.cache, item.tokens) : await this.forwardPicking(item.cache, item.tokens, item.pick);
         continue;
       }
       if (pendingTokens + item.tokens.length > this.maxChunk) await flush();
-      pending.push({ cache: item.cache, tokens: item.tokens, want: 'last', logits: results[i]! });
+      const segment: Segment = { cache: item.cache, tokens: item.tokens, want: 'last', logits: results[i] as Float32Array };
+      if (item.pick !== undefined) segment.pick = item.pick;
+      segments.set(i, segment);
+      pending.push(segment);
       pendingTokens += item.tokens.length;
     }
     await flush();
+    for (const [i, segment] of segments) if (segment.pick !== undefined) results[i] = segment.picked!;
     return results;
   }
 
@@ -141,10 +186,10 @@ export class Transformer {
   }
 
   /**
-   * One pass through the model for the segments' tokens, stacked as rows [T, hidden]. With `argmax`
-   * (one segment wanting its last logits) it returns their argmax instead of writing the logits.
+   * One pass through the model for the segments' tokens, stacked as rows [T, hidden]; the segments
+   * that ask for a pick get it in `picked` instead of their logits.
    */
-  private async run(segments: readonly Segment[], trace: TraceHook | undefined, argmax = false): Promise<number | undefined> {
+  private async run(segments: readonly Segment[], trace: TraceHook | undefined): Promise<void> {
     const H = this.config.hiddenSize;
     const ws = this.workspaceFor(segments.reduce((n, s) => n + s.tokens.length, 0));
     const batch = layOutBatch(segments, ws.positions);
@@ -162,7 +207,7 @@ export class Transformer {
       await traced?.(`block.${n}.mlp`, x, T, H);
     }
     advanceCaches(batch);
-    return this.unembed(batch, x, ws, traced, argmax);
+    await this.unembed(batch, x, ws, traced);
   }
 
   /** `trace`, handed host copies that are current. */
@@ -246,11 +291,11 @@ export class Transformer {
    * Final norm and unembedding, only for the rows whose logits are wanted (every row when traced),
    * gathered first so the vocabulary-sized matrix is read once for all of them.
    */
-  private async unembed(batch: Batch, x: Float32Array, ws: Workspace, trace: HostTrace | undefined, argmax: boolean): Promise<number | undefined> {
+  private async unembed(batch: Batch, x: Float32Array, ws: Workspace, trace: HostTrace | undefined): Promise<void> {
     const b = this.backend, H = this.config.hiddenSize, V = this.config.vocabSize;
     const traced = trace !== undefined;
     const wanted = logitRows(batch, traced);
-    if (wanted.length === 0) return undefined;
+    if (wanted.length === 0) return;
     const rows = wanted.length;
     const gathered = ws.projected.subarray(0, rows * H);
     // Runs of consecutive rows are copied at once (all of them when every row is wanted).
@@ -265,15 +310,52 @@ export class Transformer {
     await trace?.('norm', normed, rows, H);
     const out = logitsBuffer(ws, b.store, rows, V).subarray(0, rows * V);
     await b.linear(normed, rows, this.weights.unembedding.weight, null, out);
-    if (argmax) {
-      const picked = ws.picked.subarray(rows - 1, rows);
-      this.glue.argmax(out.subarray((rows - 1) * V), 1, V, picked);
-      await this.glue.toHost(picked);
-      return picked[0]!;
+    // Picks where the logits are: argmaxes into `picked` by row, top k (ids, then values' bits)
+    // packed into `top`, draws' slice sums into `drawSums`; each kind read back at once, then the
+    // one slice of logits each draw lands in, and all the logits only when a segment wants them.
+    let i = 0, topWords = 0, argmaxes = 0, sumWords = 0, logitRowsWanted = traced;
+    const picks: (() => number | TopLogits | Promise<number>)[] = [];
+    const slices = Math.ceil(V / DRAW_SLICE);
+    for (const s of batch.segments) {
+      const n = traced || s.want === 'all' ? s.tokens.length : s.want === 'last' ? 1 : 0;
+      if (s.want === 'last' && s.pick !== undefined) {
+        const pick = s.pick;
+        const at = i + n - 1;
+        const row = out.subarray(at * V, (at + 1) * V);
+        if (pick === 'argmax' || typeof pick === 'object') {
+          this.glue.argmax(row, 1, V, ws.picked.subarray(at, at + 1));
+          argmaxes = at + 1;
+        }
+        if (pick === 'argmax') picks.push(() => (s.picked = ws.picked[at]!));
+        else if (typeof pick === 'object') {
+          const sums = ws.drawSums.subarray(sumWords, sumWords + slices + 1), invT = 1 / pick.temperature;
+          this.glue.sliceWeights(row, V, DRAW_SLICE, invT, ws.picked.subarray(at, at + 1), sums);
+          sumWords += slices + 1;
+          picks.push(async () => {
+            const { slice, before, target } = landingSlice(sums.subarray(0, slices), pick.u);
+            const first = slice * DRAW_SLICE, logits = row.subarray(first, Math.min(V, first + DRAW_SLICE));
+            await this.glue.toHost(logits);
+            const token = walkSlice(logits, first, sums[slices]!, invT, before, target);
+            return (s.picked = token < 0 ? ws.picked[at]! : token);
+          });
+        } else {
+          const k = pick, from = topWords;
+          const ids = ws.top.subarray(from, from + k), values = new Float32Array(ws.top.buffer, ws.top.byteOffset + (from + k) * 4, k);
+          this.glue.topK(row, V, k, ids, values);
+          topWords += 2 * k;
+          picks.push(() => (s.picked = { ids: ids.slice(), values: values.slice() }));
+        }
+      } else if (s.want !== 'none') logitRowsWanted = true;
+      i += n;
     }
-    await this.glue.toHost(out);
-    scatterLogits(batch, traced, out, V);
-    return undefined;
+    if (argmaxes > 0) await this.glue.toHost(ws.picked.subarray(0, argmaxes));
+    if (topWords > 0) await this.glue.toHost(ws.top.subarray(0, topWords));
+    if (sumWords > 0) await this.glue.toHost(ws.drawSums.subarray(0, sumWords));
+    for (const take of picks) await take();
+    if (logitRowsWanted) {
+      await this.glue.toHost(out);
+      scatterLogits(batch, traced, out, V);
+    }
   }
 
   private workspaceFor(tokens: number): Workspace {

@@ -1,4 +1,5 @@
-// The forward pass's glue between backend ops (residual adds, row copies, top-k routing, argmax) on host
+// The forward pass's glue between backend ops (residual adds, row copies, top-k routing, argmax,
+// a row's top-k) on host
 // arrays: the DeviceResident contract for the backends whose results land in host memory. A
 // backend that keeps activations on a device brings its own (Backend.resident), so the forward
 // pass has one code path for both.
@@ -23,6 +24,32 @@ export const hostGlue: DeviceResident = {
       for (let c = 1; c < width; c++) if (x[r * width + c]! > x[r * width + best]!) best = c;
       out[r] = best;
     }
+  },
+  topK(x, width, k, ids, values) {
+    // A list of the best k so far, most likely first: most values fall below its last and cost one compare.
+    const best: number[] = [];
+    for (let c = 0; c < width; c++) {
+      const v = x[c]!;
+      if (!(v > -Infinity) || (best.length === k && !(v > x[best[k - 1]!]!))) continue;
+      let at = best.length;
+      while (at > 0 && v > x[best[at - 1]!]!) at--;
+      best.splice(at, 0, c);
+      if (best.length > k) best.pop();
+    }
+    for (let j = 0; j < k; j++) {
+      ids[j] = best[j] ?? -1;
+      values[j] = best[j] === undefined ? 0 : x[best[j]!]!;
+    }
+  },
+  sliceWeights(x, width, slice, invT, top, sums) {
+    const max = x[top[0]!]!;
+    let g = 0;
+    for (; g * slice < width; g++) {
+      let sum = 0;
+      for (let c = g * slice; c < Math.min(width, (g + 1) * slice); c++) sum += Math.exp((x[c]! - max) * invT);
+      sums[g] = sum;
+    }
+    sums[g] = max;
   },
   written() {},
   toHost: () => Promise.resolve(),

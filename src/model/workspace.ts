@@ -3,6 +3,10 @@
 // arrives. Shapes are per row: a chunk of T tokens uses the first T rows of each.
 import type { TensorStore } from '../tensor/index.ts';
 import type { ModelConfig } from './config.ts';
+import { DRAW_SLICE } from './draw.ts';
+
+/** The most top-k candidates one forward pass hands back in place of the logits (forwardTopK). */
+export const MAX_TOP_K = 256;
 
 /** Reusable activation buffers for chunks of up to `tokens` tokens. */
 export interface Workspace {
@@ -21,6 +25,8 @@ export interface Workspace {
   moe: Float32Array; // [T, hidden]
   positions: Int32Array; // [T]
   picked: Int32Array; // [T], the argmax of logit rows
+  drawSums: Float32Array; // [T, ceil(vocab / DRAW_SLICE) + 1] at most: per drawing row its slice sums and largest logit
+  top: Int32Array; // [T, 2 * MAX_TOP_K] at most: per picking row its top-k ids, then their logits' f32 bits (one read-back)
   /** Unembedding output rows [rows, vocab], allocated when first needed (vocab-sized rows are large). */
   logits: Float32Array | null;
   logitsBytes: Uint8Array | null;
@@ -59,6 +65,8 @@ export function allocateWorkspace(c: ModelConfig, store: TensorStore, tokens: nu
     moe: f32(n * c.hiddenSize, 'moe'),
     positions: i32(n, 'positions'),
     picked: i32(n, 'picked'),
+    top: i32(n * 2 * MAX_TOP_K, 'top'),
+    drawSums: f32(n * (Math.ceil(c.vocabSize / DRAW_SLICE) + 1), 'draw_sums'),
     logits: null,
     logitsBytes: null,
     buffers,

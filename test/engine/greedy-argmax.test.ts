@@ -58,7 +58,7 @@ if (!available.ok && process.env.GPTOSS_REQUIRE_WEBGPU === '1') throw new Error(
 
 describe('greedy decoding on webgpu', { skip: available.ok ? false : `no WebGPU adapter: ${available.ok ? '' : available.reason}` }, () => {
   it('reads back 4 bytes per decoded token and matches the reference', async () => {
-    const gpu = await loadEngine(DIR, { backend: 'webgpu' });
+    const gpu = await loadEngine(DIR, { backend: 'webgpu', expertActivations: 'split' });
     const ref = await loadEngine(DIR, { backend: 'reference' });
     try {
       const backend = gpu.backend as WebGpuBackend;

@@ -227,3 +227,8 @@ test('the KV cache type: bf16 by default with q8 on wasm, f32 with split and on 
   assert.equal(resolveKvCacheType({ backend: 'reference', kvCacheType: 'bf16' }), 'bf16');
   assert.throws(() => resolveKvCacheType({ backend: 'webgpu', kvCacheType: 'bf16' }), (e: unknown) => e instanceof UserError && /webgpu backend keeps an f32 KV cache/.test(e.message));
 });
+
+test('the wasm backend refuses the webgpu backend\'s f16 expert activations in one line', async () => {
+  await assert.rejects(loadEngine(GQA, { backend: 'wasm', threads: 1, expertActivations: 'f16' }), (e: unknown) =>
+    e instanceof UserError && e.message === "expert activations 'f16' are the webgpu backend's: the wasm backend takes q8, split or f32");
+});

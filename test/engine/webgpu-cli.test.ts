@@ -24,7 +24,7 @@ describe('gptoss --backend webgpu', () => {
   const seq = gold.golden.sequences[1]!;
 
   it('logits --all-positions match the golden f32 logits', { skip: available.ok ? false : `no WebGPU adapter: ${available.ok ? '' : available.reason}` }, () => {
-    const r = gptoss(['logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'webgpu']);
+    const r = gptoss(['logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', 'webgpu', '--expert-activations', 'split']);
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { logits: number[][] };
     assert.equal(out.logits.length, seq.length);
@@ -32,10 +32,10 @@ describe('gptoss --backend webgpu', () => {
     assert.ok(diff <= gold.golden.tolerances.fp32.max_abs, `differs by ${diff}`);
   });
 
-  it('bench reports the adapter, f32 expert activations and no fallbacks', { skip: available.ok ? false : 'no WebGPU adapter' }, async () => {
-    const r = await runBench({ model: gold.dir, promptTokens: 8, genTokens: 2, threads: 1, backend: 'webgpu', profile: false });
+  it('bench reports the adapter, the exact expert activations asked for and no fallbacks', { skip: available.ok ? false : 'no WebGPU adapter' }, async () => {
+    const r = await runBench({ model: gold.dir, promptTokens: 8, genTokens: 2, threads: 1, backend: 'webgpu', expertActivations: 'split', profile: false });
     assert.equal(r.backend, 'webgpu');
-    assert.equal(r.expert_activations, 'f32');
+    assert.equal(r.expert_activations, 'split');
     assert.ok(r.adapter !== undefined && r.adapter.length > 0);
     assert.deepEqual(r.fallbacks, { linear: 0, attention: 0, experts: 0 });
     assert.ok(Number.isFinite(r.decode_tok_s) && r.decode_tok_s > 0);

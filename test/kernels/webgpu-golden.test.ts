@@ -9,7 +9,7 @@ import { loadEngine, type LocalEngine } from '../../src/engine/local.ts';
 import { fallbackTotal } from '../../src/kernels/wasm/index.ts';
 import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
 import type { WebGpuBackend } from '../../src/kernels/webgpu/index.ts';
-import { argmaxRow, goldenCases, goldenLogits, greedyContinuation, maxAbsDiff, readF32 } from '../model/golden-data.ts';
+import { argmaxRow, goldenCases, goldenLogits, greedyContinuation, maxAbsDiff, meanAbsDiff, readF32 } from '../model/golden-data.ts';
 
 const available = await webGpuAvailable();
 if (!available.ok && process.env.GPTOSS_REQUIRE_WEBGPU === '1') throw new Error(`GPTOSS_REQUIRE_WEBGPU=1 but ${available.reason}`);
@@ -26,7 +26,7 @@ for (const c of goldenCases()) {
   describe(`golden ${c.name} on webgpu`, { skip }, () => {
     let engine: LocalEngine;
     before(async () => {
-      engine = await loadEngine(c.dir, { backend: 'webgpu' });
+      engine = await loadEngine(c.dir, { backend: 'webgpu', expertActivations: 'split' });
     });
     after(async () => {
       await engine?.close();
@@ -49,3 +49,43 @@ for (const c of goldenCases()) {
     });
   });
 }
+
+// The default mode where the adapter has shader-f16 ('f16' expert activations) is not f32-exact:
+// it is held to the bf16 tolerance of each case (fed one token at a time and all at once) with the
+// f32 greedy continuation, as the CPU's default 'q8' is.
+describe('f16 expert activations on webgpu stay within the bf16 tolerance of the golden cases', { skip }, () => {
+  for (const c of goldenCases()) {
+    const g = c.golden;
+    const V = (g as unknown as { config: { vocab_size: number } }).config.vocab_size;
+    it(c.name, async (t) => {
+      const engine = await loadEngine(c.dir, { backend: 'webgpu' });
+      try {
+        const mode = (engine.backend as WebGpuBackend).expertActivations;
+        if (mode !== 'f16') return t.skip(`the adapter has no shader-f16: the default is ${mode}`);
+        const tol = g.tolerances.bf16;
+        for (const s of g.sequences) {
+          const positions = s.logits.fp32.positions!;
+          const seq = engine.createSequence();
+          const ours = new Float32Array(positions.length * V);
+          for (let p = 0; p < s.length; p++) {
+            const [logits] = await engine.step([{ sequence: seq, tokens: [s.tokens[p]!] }]);
+            const r = positions.indexOf(p);
+            if (r >= 0) ours.set(logits!.subarray(0, V), r * V);
+          }
+          engine.release(seq);
+          const { atPositions: oneShot } = await goldenLogits(engine, s, V);
+          const f32 = readF32(c, s.logits.fp32);
+          for (const [how, got] of [['one token a step', ours], ['in one step', oneShot]] as const) {
+            const mean = meanAbsDiff(got, f32), max = maxAbsDiff(got, f32);
+            t.diagnostic(`${c.name} ${s.name} ${how}: |f16 - f32| mean ${mean.toExponential(2)} max ${max.toExponential(2)} (limits ${tol.mean_abs}, ${tol.max_abs})`);
+            assert.ok(mean <= tol.mean_abs && max <= tol.max_abs, `${how}: mean ${mean}, max ${max}`);
+          }
+        }
+        assert.deepEqual(await greedyContinuation(engine, g, V), g.greedy_fp32.generated);
+        assertNoFallbacks(engine);
+      } finally {
+        await engine.close();
+      }
+    });
+  }
+});

@@ -45,7 +45,7 @@ async function load(numLayers: number, maxBindingBytes?: number): Promise<Pair> 
   const modelDir = join(dir, `l${numLayers}`);
   synthesize(shape(numLayers), modelDir, { seed: 7 });
   const { createWebGpuBackend } = await import('../../src/kernels/webgpu/index.ts');
-  const backend = await createWebGpuBackend(maxBindingBytes === undefined ? {} : { maxBindingBytes });
+  const backend = await createWebGpuBackend(maxBindingBytes === undefined ? { expertActivations: 'split' } : { maxBindingBytes, expertActivations: 'split' });
   const reference = createReferenceBackend();
   const gpuWeights = await loadCheckpoint(modelDir, backend.store);
   const refWeights = await loadCheckpoint(modelDir, reference.store);
@@ -56,11 +56,12 @@ async function load(numLayers: number, maxBindingBytes?: number): Promise<Pair> 
 const argmax = (x: Float32Array): number => x.reduce((best, v, i) => (v > x[best]! ? i : best), 0);
 
 /** Greedy decode on both backends: the logits' largest difference, and each step's host<->GPU bytes. */
-async function decode(p: Pair): Promise<{ diff: number; steps: { up: number; down: number; submissions: number }[]; tokens: number[] }> {
+type Step = { up: number; down: number; submissions: number; passes: number; dispatches: number };
+async function decode(p: Pair): Promise<{ diff: number; steps: Step[]; tokens: number[] }> {
   const gc = p.gpu.newCache(), rc = p.ref.newCache();
   let g = await p.gpu.forward(gc, PROMPT), r = await p.ref.forward(rc, PROMPT);
   let diff = maxAbsDiff(g, r);
-  const steps: { up: number; down: number; submissions: number }[] = [];
+  const steps: Step[] = [];
   const tokens: number[] = [];
   for (let i = 0; i < DECODE_STEPS; i++) {
     const next = argmax(r);
@@ -68,7 +69,10 @@ async function decode(p: Pair): Promise<{ diff: number; steps: { up: number; dow
     const before = p.backend.transfers;
     g = await p.gpu.forward(gc, [next]);
     const now = p.backend.transfers;
-    steps.push({ up: now.up - before.up, down: now.down - before.down, submissions: now.submissions - before.submissions });
+    steps.push({
+      up: now.up - before.up, down: now.down - before.down, submissions: now.submissions - before.submissions,
+      passes: now.passes - before.passes, dispatches: now.dispatches - before.dispatches,
+    });
     r = await p.ref.forward(rc, [next]);
     diff = Math.max(diff, maxAbsDiff(g, r));
   }
@@ -87,10 +91,10 @@ describe('webgpu keeps a forward step on the GPU', { skip }, () => {
     await four?.backend.close();
   });
 
-  it('decode matches the reference, and moves the same few bytes (in one submission) per step with 2 and 4 layers', async (t) => {
+  it('decode matches the reference, and moves the same few bytes (in one submission and one compute pass) per step with 2 and 4 layers', async (t) => {
     const a = await decode(two), b = await decode(four);
-    const show = (steps: typeof a.steps): string => steps.map((s) => `${s.up}/${s.down}/${s.submissions}`).join(' ');
-    t.diagnostic(`bytes up/down and submissions per decode step, 2 layers: ${show(a.steps)}; 4 layers: ${show(b.steps)}`);
+    const show = (steps: typeof a.steps): string => steps.map((s) => `${s.up}/${s.down}/${s.submissions}/${s.passes}/${s.dispatches}`).join(' ');
+    t.diagnostic(`bytes up/down, submissions, compute passes and dispatches per decode step, 2 layers: ${show(a.steps)}; 4 layers: ${show(b.steps)}`);
     assert.ok(a.diff <= 1e-4, `2 layers: logits differ from the reference by ${a.diff}`);
     assert.ok(b.diff <= 1e-4, `4 layers: logits differ from the reference by ${b.diff}`);
     const c = shape(2);
@@ -101,9 +105,23 @@ describe('webgpu keeps a forward step on the GPU', { skip }, () => {
     }
     // Once the banded ring stopped growing, the whole step goes to the GPU in one submission.
     assert.equal(a.steps[a.steps.length - 1]!.submissions, 1);
-    assert.deepEqual(b.steps, a.steps, 'bytes per step depend on the layer count');
+    const bytes = (steps: Step[]): Omit<Step, 'passes' | 'dispatches'>[] => steps.map(({ up, down, submissions }) => ({ up, down, submissions }));
+    assert.deepEqual(bytes(b.steps), bytes(a.steps), 'bytes per step depend on the layer count');
+    // The step's dispatches share one compute pass (the copies of views and cache writes are kernels too).
+    for (const s of [...a.steps, ...b.steps]) assert.equal(s.passes, 1, `${s.passes} compute passes for ${s.dispatches} dispatches`);
     assertNoFallbacks(two.backend);
     assertNoFallbacks(four.backend);
+  });
+
+  it('a prefill chunk reads back only its logits: the routing is grouped by expert on the GPU', async () => {
+    const gc = two.gpu.newCache(), rc = two.ref.newCache();
+    const before = two.backend.transfers;
+    const got = await two.gpu.forward(gc, PROMPT);
+    const after = two.backend.transfers;
+    assert.equal(after.down - before.down, shape(2).vocabSize * 4);
+    const want = await two.ref.forward(rc, PROMPT);
+    assert.ok(maxAbsDiff(got, want) <= 1e-4, `prefill logits differ by ${maxAbsDiff(got, want)}`);
+    assertNoFallbacks(two.backend);
   });
 
   it('greedy decode takes the argmax on the GPU and reads back 4 bytes a step', async () => {

@@ -9,6 +9,7 @@ import { webGpuAvailable } from '../../src/kernels/webgpu/device.ts';
 import type { WebGpuBackend } from '../../src/kernels/webgpu/index.ts';
 import type { ExpertWeights, RopeTable } from '../../src/kernels/backend.ts';
 import { seededRandom } from '../../src/random.ts';
+import { UserError } from '../../src/errors.ts';
 import { assertClose, assertNoFallbacks, randomBf16 as bf16Matrix, randomF32, randomMxfp4 as mxfp4, randomRouting } from './twins.ts';
 
 const reference = createReferenceBackend();
@@ -20,9 +21,9 @@ let whole: WebGpuBackend, split: WebGpuBackend;
 before(async () => {
   if (!available.ok) return;
   const { createWebGpuBackend } = await import('../../src/kernels/webgpu/index.ts');
-  whole = await createWebGpuBackend();
+  whole = await createWebGpuBackend({ expertActivations: 'split' });
   // 8 KiB weight buffers: the larger matrices below are cut into several.
-  split = await createWebGpuBackend({ maxBindingBytes: 8192 });
+  split = await createWebGpuBackend({ maxBindingBytes: 8192, expertActivations: 'split' });
 });
 after(async () => {
   await whole?.close();
@@ -230,4 +231,49 @@ test('the resident glue matches the host glue: routing with ties, strided row co
   whole.resident.add(x, y, 777);
   await whole.resident.toHost(x);
   assert.deepEqual([...x], [...want]);
+});
+
+// The fast mode: f16 inputs into each 8-value MXFP4 dot product, f32 across them, f16 between the
+// up and down projections. Held to f16 rounding of the reference (1% of the output's scale: these
+// weights' extreme scales make sums cancel; ~0.5% was seen), on ragged shapes and split weights.
+test('experts in the f16 mode stay within f16 rounding of the reference, and are not the f32 kernels', { skip }, async () => {
+  const { createWebGpuBackend } = await import('../../src/kernels/webgpu/index.ts');
+  const fast = await createWebGpuBackend({ maxBindingBytes: 8192 });
+  try {
+    if (fast.expertActivations !== 'f16') return void assert.equal(fast.expertActivations, 'split', 'an adapter without shader-f16 defaults to the exact mode');
+    const r = seededRandom(6);
+    let differs = false;
+    for (const [tokens, experts, k, hidden, inter] of [[1, 4, 2, 64, 32], [7, 6, 3, 96, 64], [19, 5, 2, 160, 32], [12, 3, 1, 32, 32]] as const) {
+      const moe: ExpertWeights = {
+        mlp1Weight: mxfp4(experts, 2 * inter, hidden, r), mlp1Bias: randomF32(experts * 2 * inter, r),
+        mlp2Weight: mxfp4(experts, hidden, inter, r), mlp2Bias: randomF32(experts * hidden, r),
+      };
+      const x = randomF32(tokens * hidden, r, 2);
+      const { indices, weights } = randomRouting(tokens, experts, k, r);
+      const want = new Float32Array(tokens * hidden);
+      reference.experts(x, tokens, indices, weights, k, moe, 1.5, want);
+      const got = new Float32Array(tokens * hidden), exact = new Float32Array(tokens * hidden);
+      await fast.experts(x, tokens, indices, weights, k, moe, 1.5, got);
+      await split.experts(x, tokens, indices, weights, k, moe, 1.5, exact);
+      assertClose(got, want, 1e-2, `f16 experts t=${tokens} e=${experts} k=${k} h=${hidden} i=${inter}`);
+      differs ||= got.some((v, i) => v !== exact[i]);
+    }
+    assert.ok(differs, 'the f16 mode gave the f32 kernels\' results bit for bit');
+    assertNoFallbacks(fast);
+  } finally {
+    await fast.close();
+  }
+});
+
+test('an adapter without shader-f16 defaults to the exact mode and refuses f16 in one line', { skip }, async () => {
+  const { createWebGpuBackend } = await import('../../src/kernels/webgpu/index.ts');
+  const plain = await createWebGpuBackend({ withoutF16: true });
+  try {
+    assert.equal(plain.expertActivations, 'split');
+  } finally {
+    await plain.close();
+  }
+  await assert.rejects(createWebGpuBackend({ withoutF16: true, expertActivations: 'f16' }), (e: unknown) =>
+    e instanceof UserError && /^expert activations f16 need a WebGPU adapter with shader-f16, and .+ has none: use --expert-activations split$/.test(e.message));
+  await assert.rejects(createWebGpuBackend({ expertActivations: 'q8' }), (e: unknown) => e instanceof UserError && /webgpu backend has no 'q8' expert activations/.test(e.message));
 });

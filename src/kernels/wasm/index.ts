@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
+import { UserError } from '../../errors.ts';
 import type { Bf16Matrix, Mxfp4Matrices } from '../../tensor/index.ts';
 import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type ExpertWeights, type KvArray, type RopeTable } from '../backend.ts';
 export type { ExpertActivations } from '../backend.ts';
@@ -125,6 +126,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   const module = kernelModule(relaxed);
   const envMode = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
   const mode = options.expertActivations ?? (envMode !== undefined && EXPERT_ACTIVATIONS.includes(envMode) ? envMode : 'q8');
+  if (mode === 'f16') throw new UserError('usage', "expert activations 'f16' are the webgpu backend's: the wasm backend takes q8, split or f32");
   const quant = { f32: EXPERT_ACTIVATIONS_F32, split: EXPERT_ACTIVATIONS_SPLIT, q8: EXPERT_ACTIVATIONS_Q8 }[mode];
   const store = new WasmStore(options.memoryBytes === undefined ? undefined : Math.floor(options.memoryBytes / 65536));
   const instances: Exports[] = [];

@@ -19,6 +19,8 @@ export interface GpuHandle {
   adapterName: string;
   /** Largest storage binding the device allows (128 MiB on portable adapters). */
   maxBinding: number;
+  /** Whether the device has shader-f16 (the f16 expert activations need it). */
+  f16: boolean;
   /** The object `create()` returned, held so that Node does not collect it while the device lives. */
   readonly gpu: GPU;
 }
@@ -40,7 +42,9 @@ export async function openDevice(): Promise<GpuHandle> {
   const adapter = await gpu.requestAdapter();
   if (adapter === null) throw new UserError('usage', `no WebGPU adapter found: ${NO_ADAPTER_FIX}`);
   const limits = adapter.limits;
+  const f16 = adapter.features.has('shader-f16');
   const device = await adapter.requestDevice({
+    requiredFeatures: f16 ? ['shader-f16'] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,
@@ -48,7 +52,7 @@ export async function openDevice(): Promise<GpuHandle> {
     },
   });
   const adapterName = adapterLine(adapter.info);
-  return { device, adapter, adapterName, maxBinding: limits.maxStorageBufferBindingSize, gpu };
+  return { device, adapter, adapterName, maxBinding: limits.maxStorageBufferBindingSize, f16, gpu };
 }
 
 /**

@@ -1,25 +1,27 @@
 // The WebGPU backend: every Backend op as a WGSL compute shader (shaders.ts) on a Dawn device,
-// in f32 arithmetic (the exact mode). Weights are uploaded on first use and kept on the GPU, split
-// into buffers of at most one storage binding each (128 MiB on portable adapters): BF16 matrices by
-// whole rows, MXFP4 experts by whole experts.
+// in f32 arithmetic (the exact mode, `--expert-activations split`), or with the experts' dot
+// products in f16 (the default where the adapter has shader-f16). Weights are uploaded on first
+// use and kept on the GPU, split into buffers of at most one storage binding each (128 MiB on
+// portable adapters): BF16 matrices by whole rows, MXFP4 experts by whole experts.
 // Arrays from the backend's own store (the forward pass's workspace, KV caches, logits) are mirrored
 // by GPU buffers ("regions"), each side marked current or stale: an op reads a region in place and
-// leaves its result there, and the glue of `resident` (adds, row copies, routing, argmax) keeps a
-// whole step on the GPU, so a decode step uploads its embedding row and positions and reads back
-// only what the host asks for. Any other array goes up per op and its result comes back at once.
+// leaves its result there, and the glue of `resident` (adds, row copies, routing, argmax, top-k,
+// a draw's slice sums) keeps a whole step on the GPU, in one compute pass, so a decode step
+// uploads its embedding row and positions and reads back only what the host asks for. Any other array goes up per op and its result comes back at once.
 // Ops only queue work; GPU errors surface at the next read-back as one line (out of memory names
 // the fix). Ops a shape makes impossible (one row or one expert larger than a binding, a head wider
 // than 256, MXFP4 rows not made of whole 32-value groups) run the reference code and are counted in
 // `fallbacks`, as on the wasm backend.
 /// <reference types="@webgpu/types" />
 import { HeapStore, type Bf16Matrix, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
-import type { AttentionShape, Backend, BackendOptions, DeviceResident, ExpertWeights, RopeTable } from '../backend.ts';
+import { UserError } from '../../errors.ts';
+import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type DeviceResident, type ExpertActivations, type ExpertWeights, type RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
 import type { FallbackCounts } from '../wasm/index.ts';
 import { BufferPool, MAP_READ, Usage, deviceLost, f32, gpuFailure, grid, openDevice, upload, type GpuHandle } from './device.ts';
 import {
-  ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_PAIRS, EXPERTS_COMBINE, EXPERTS_DOWN, EXPERTS_UP, LINEAR_LANES, MAX_HEAD_DIM,
-  RMSNORM, ROPE, ROUTE, WORKGROUP, linearBf16, linearLanes, type LinearLanes,
+  ADD, ARGMAX, ATTENTION_COMBINE, ATTENTION_PARTIAL, COPY_ROWS, EXPERT_GROUPS, EXPERT_PAIRS, MAX_GROUPED_EXPERTS, EXPERTS_COMBINE, LINEAR_LANES, MAX_HEAD_DIM,
+  RMSNORM, ROPE, ROUTE, SLICE_WEIGHTS, TOP_K, TOP_K_SLICE, WORKGROUP, expertsDown, expertsUp, linearBf16, linearLanes, type LinearLanes,
 } from './shaders.ts';
 
 export interface WebGpuBackend extends Backend {
@@ -31,11 +33,14 @@ export interface WebGpuBackend extends Backend {
   readonly weightBytes: number;
   /**
    * Bytes moved so far between host and GPU besides the weights (activations, KV entries, op
-   * parameters), and the queue submissions that carried the work.
+   * parameters), the queue submissions that carried the work, and its compute passes and dispatches.
    */
-  readonly transfers: { up: number; down: number; submissions: number };
-  /** Expert activations are f32 (the exact mode; the faster modes are not written yet). */
-  readonly expertActivations: 'f32';
+  readonly transfers: { up: number; down: number; submissions: number; passes: number; dispatches: number };
+  /**
+   * How the experts take their activations: 'f16' (the default where the adapter has shader-f16)
+   * or f32 ('split' and 'f32' name the same exact kernels).
+   */
+  readonly expertActivations: WebGpuExpertActivations;
   readonly resident: DeviceResident;
 }
 
@@ -45,6 +50,23 @@ export interface WebGpuBackendOptions extends BackendOptions {
    * tests lower it to exercise the split.
    */
   maxBindingBytes?: number;
+  /** Treat the adapter as lacking shader-f16 (tests of the exact default on such adapters). */
+  withoutF16?: boolean;
+}
+
+export type WebGpuExpertActivations = 'f16' | 'split' | 'f32';
+
+/**
+ * The expert activations the webgpu backend runs with: the one asked for (the option, else
+ * GPTOSS_EXPERT_ACTIVATIONS), else 'f16' where the adapter has shader-f16 and 'split' where it
+ * has not. A mode it cannot run is a one-line UserError, never a silent substitute.
+ */
+export function webGpuExpertActivations(requested: ExpertActivations | undefined, hasF16: boolean, adapter: string): WebGpuExpertActivations {
+  const env = process.env.GPTOSS_EXPERT_ACTIVATIONS as ExpertActivations | undefined;
+  const mode = requested ?? (env !== undefined && EXPERT_ACTIVATIONS.includes(env) ? env : undefined);
+  if (mode === 'q8') throw new UserError('usage', "the webgpu backend has no 'q8' expert activations: use f16 (its default where the adapter has shader-f16) or split (exact)");
+  if (mode === 'f16' && !hasF16) throw new UserError('usage', `expert activations f16 need a WebGPU adapter with shader-f16, and ${adapter} has none: use --expert-activations split`);
+  return mode ?? (hasF16 ? 'f16' : 'split');
 }
 
 /** A weight split into GPU buffers: chunk i holds rows (or experts) [starts[i], starts[i + 1]). */
@@ -75,13 +97,21 @@ const ATTENTION_WORKGROUPS = 4096;
 
 type Kernel =
   | 'rmsnorm' | `linear${LinearLanes}` | 'rope' | 'attentionPartial' | 'attentionCombine' | 'expertsUp' | 'expertsDown' | 'expertsCombine'
-  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'argmax';
+  | 'add' | 'copyRows' | 'route' | 'expertPairs' | 'expertGroups' | 'argmax' | 'topK' | 'sliceWeights';
 
 const pad4 = (bytes: number): number => Math.ceil(bytes / 4) * 4;
 
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const gpu: GpuHandle = await openDevice();
   const { device } = gpu;
+  let mode: WebGpuExpertActivations;
+  try {
+    mode = webGpuExpertActivations(options.expertActivations, gpu.f16 && options.withoutF16 !== true, gpu.adapterName);
+  } catch (e) {
+    device.destroy();
+    throw e;
+  }
+  const half = mode === 'f16';
   // Weights and the KV cache are cut to `maxBinding`; activations only need to fit the device's own limit.
   const maxBinding = Math.min(gpu.maxBinding, options.maxBindingBytes ?? Infinity);
   const activationLimit = gpu.maxBinding;
@@ -97,8 +127,8 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     rmsnorm: RMSNORM, rope: ROPE,
     ...Object.fromEntries(LINEAR_LANES.map((lanes) => [`linear${lanes}`, linearBf16(lanes)])) as Record<`linear${LinearLanes}`, string>,
     attentionPartial: ATTENTION_PARTIAL, attentionCombine: ATTENTION_COMBINE,
-    expertsUp: EXPERTS_UP, expertsDown: EXPERTS_DOWN, expertsCombine: EXPERTS_COMBINE,
-    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, argmax: ARGMAX,
+    expertsUp: expertsUp(half), expertsDown: expertsDown(half), expertsCombine: EXPERTS_COMBINE,
+    add: ADD, copyRows: COPY_ROWS, route: ROUTE, expertPairs: EXPERT_PAIRS, expertGroups: EXPERT_GROUPS, argmax: ARGMAX, topK: TOP_K, sliceWeights: SLICE_WEIGHTS,
   };
   device.pushErrorScope('validation');
   const pipelines = {} as Record<Kernel, GPUComputePipeline>;
@@ -109,24 +139,62 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   const compileError = await device.popErrorScope();
   if (compileError !== null) throw new Error(`webgpu: kernel compilation failed: ${compileError.message}`);
 
+  // ---- Recording: queued ops share one command encoder, and their dispatches one compute pass,
+  // which a buffer copy ends (copies go between passes) and the next dispatch reopens, so a decode
+  // step takes a handful of passes instead of one per kernel (dispatches in one pass still see each
+  // other's writes: each is its own usage scope).
+  let recording: { encoder: GPUCommandEncoder; pass: GPUComputePassEncoder | null } | null = null;
+  let passes = 0, dispatches = 0;
+  /** The shared encoder, for copies: the open compute pass ends first. */
+  const copyEncoder = (): GPUCommandEncoder => {
+    recording ??= { encoder: device.createCommandEncoder(), pass: null };
+    recording.pass?.end();
+    recording.pass = null;
+    return recording.encoder;
+  };
+  const computePass = (): GPUComputePassEncoder => {
+    recording ??= { encoder: device.createCommandEncoder(), pass: null };
+    if (recording.pass === null) {
+      recording.pass = recording.encoder.beginComputePass();
+      passes++;
+    }
+    dispatches++;
+    return recording.pass;
+  };
+  /** Ends the shared encoder: its commands join `pending`. */
+  const closeRecording = (): void => {
+    if (recording === null) return;
+    copyEncoder();
+    pending.push(recording.encoder.finish());
+    recording = null;
+  };
+
   /** Records one dispatch of `kernel` with bindings 0.. in order. */
-  const dispatch = (encoder: GPUCommandEncoder, kernel: Kernel, bindings: Binding[], groups: [number, number]): void => {
+  const dispatch = (kernel: Kernel, bindings: Binding[], groups: [number, number]): void => {
     const pipeline = pipelines[kernel];
     const bindGroup = device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries: bindings.map((b, binding) => ({ binding, resource: 'buffer' in b ? b : { buffer: b } })),
     });
-    const pass = encoder.beginComputePass();
+    const pass = computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(groups[0], groups[1]);
-    pass.end();
   };
 
-  // ---- Submission and errors: the command buffers of queued ops wait in `pending` and go to the
-  // queue together at the next read-back (one submission per decode step), or before the host
-  // writes into or frees a buffer they may use. One pair of error scopes (validation, out of
-  // memory) spans each batch; their errors are checked at the next read-back.
+  /**
+   * Copies `bytes` (a multiple of 4) between two different buffers inside the compute pass, by the
+   * copyRows kernel, so that the copies of views and of the KV cache writes do not end the pass.
+   */
+  const copyWords = (src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void => {
+    const words = bytes / 4;
+    dispatch('copyRows', [pool.uniforms([1, words, words, words, srcOffset / 4, dstOffset / 4, 0, 0]), src, dst], grid(Math.ceil(words / WORKGROUP)));
+  };
+
+  // ---- Submission and errors: the queued commands wait (in the shared encoder, then `pending`)
+  // and go to the queue together at the next read-back (one submission per decode step), or before
+  // the host writes into or frees a buffer they may use. One pair of error scopes (validation, out
+  // of memory) spans each batch; their errors are checked at the next read-back.
   let pending: GPUCommandBuffer[] = [];
   let submissions = 0;
   let scopeOpen = false;
@@ -141,7 +209,9 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     device.pushErrorScope('validation');
     scopeOpen = true;
   };
+  const queued = (): boolean => pending.length > 0 || recording !== null;
   const flush = (): void => {
+    closeRecording();
     if (pending.length > 0) {
       device.queue.submit(pending);
       submissions++;
@@ -154,7 +224,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
   };
   /** Before the host writes into a GPU buffer: the queued work, which may use it, goes first. */
   const beforeWrite = (): void => {
-    if (pending.length > 0) flush();
+    if (queued()) flush();
     openScope();
   };
   const settle = async (): Promise<void> => {
@@ -180,7 +250,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       const r = regions.get(b.buffer as ArrayBuffer);
       if (r !== undefined) {
         regions.delete(r.host);
-        if (pending.length > 0) flush();
+        if (queued()) flush();
         r.buffer.destroy(); // work already submitted on it still runs
       }
       heap.free(b);
@@ -249,7 +319,10 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
    * `finish` records the copies back and the read-backs of results that have no region.
    */
   class Recording {
-    readonly encoder = device.createCommandEncoder();
+    /** The shared encoder for this op's copies (see copyEncoder). */
+    get encoder(): GPUCommandEncoder {
+      return copyEncoder();
+    }
     private readonly bound = new Set<GPUBuffer>();
     private readonly copiesBack: (() => void)[] = [];
     private readonly reads: Read[] = [];
@@ -264,7 +337,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         return r.buffer;
       }
       const t = pool.output(a.byteLength);
-      this.encoder.copyBufferToBuffer(r.buffer, a.byteOffset, t, 0, Math.max(4, pad4(a.byteLength)));
+      copyWords(r.buffer, a.byteOffset, t, 0, Math.max(4, pad4(a.byteLength)));
       return t;
     }
 
@@ -282,7 +355,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         return r.buffer;
       }
       const t = pool.output(a.byteLength);
-      this.copiesBack.push(() => this.encoder.copyBufferToBuffer(t, 0, r.buffer, a.byteOffset, Math.max(4, pad4(a.byteLength))));
+      this.copiesBack.push(() => copyWords(t, 0, r.buffer, a.byteOffset, Math.max(4, pad4(a.byteLength))));
       return t;
     }
 
@@ -296,7 +369,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       }
       const t = this.in(a);
       this.written.push(r);
-      if (t !== r.buffer) this.copiesBack.push(() => this.encoder.copyBufferToBuffer(t, 0, r.buffer, a.byteOffset, Math.max(4, pad4(a.byteLength))));
+      if (t !== r.buffer) this.copiesBack.push(() => copyWords(t, 0, r.buffer, a.byteOffset, Math.max(4, pad4(a.byteLength))));
       return t;
     }
 
@@ -311,7 +384,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         r.gpuCurrent = true;
         r.hostCurrent = false;
       }
-      return stage(this.encoder, this.reads);
+      return this.reads.length === 0 ? [] : stage(this.encoder, this.reads);
     }
   }
 
@@ -325,7 +398,6 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     const rec = new Recording();
     record(rec);
     const staged = rec.finish();
-    pending.push(rec.encoder.finish());
     return staged.length > 0 ? collect(staged) : undefined;
   };
 
@@ -337,9 +409,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       return settle();
     }
     openScope();
-    const encoder = device.createCommandEncoder();
-    const staged = stage(encoder, [{ src: r.buffer, srcOffset: a.byteOffset, dst: a }]);
-    pending.push(encoder.finish());
+    const staged = stage(copyEncoder(), [{ src: r.buffer, srcOffset: a.byteOffset, dst: a }]);
     await collect(staged);
     if (a.byteOffset === 0 && a.byteLength >= r.host.byteLength) r.hostCurrent = true;
   };
@@ -418,7 +488,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     await op((rec) => {
       const xb = rec.in(x.subarray(0, tokens * n));
       const o = rec.out(out.subarray(0, tokens * n));
-      dispatch(rec.encoder, 'rmsnorm', [pool.uniforms([tokens, n, f32(eps), 0]), xb, constant(scale), o], grid(tokens));
+      dispatch('rmsnorm', [pool.uniforms([tokens, n, f32(eps), 0]), xb, constant(scale), o], grid(tokens));
     });
   }
 
@@ -436,7 +506,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       chunks.buffers.forEach((buffer, i) => {
         const r0 = chunks.starts[i]!, rows = chunks.starts[i + 1]! - r0;
         const u = pool.uniforms([tokens, rows, w.cols, bias === null ? 0 : 1, r0, w.rows, 0, 0]);
-        dispatch(rec.encoder, `linear${lanes}`, [u, xb, buffer, bb, o], grid(Math.ceil(rows / (WORKGROUP / lanes))));
+        dispatch(`linear${lanes}`, [u, xb, buffer, bb, o], grid(Math.ceil(rows / (WORKGROUP / lanes))));
       });
     });
   }
@@ -451,7 +521,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       const pb = rec.in(positions.subarray(0, tokens));
       const xb = rec.inOut(x.subarray(0, floats));
       const u = pool.uniforms([tokens, heads, half, table.halfDim]);
-      dispatch(rec.encoder, 'rope', [u, xb, pb, constant(table.cos), constant(table.sin)], grid(Math.ceil((tokens * heads * half) / WORKGROUP)));
+      dispatch('rope', [u, xb, pb, constant(table.cos), constant(table.sin)], grid(Math.ceil((tokens * heads * half) / WORKGROUP)));
     });
   }
 
@@ -512,11 +582,11 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         const kb = inPlace ? range(kr!, c.k0 * keyFloats * 4, (c.k1 - c.k0) * keyFloats * 4) : rec.in(keys.subarray(c.k0 * keyFloats, c.k1 * keyFloats));
         const vb = inPlace ? range(vr!, c.k0 * keyFloats * 4, (c.k1 - c.k0) * keyFloats * 4) : rec.in(values.subarray(c.k0 * keyFloats, c.k1 * keyFloats));
         const kp = inPlace ? range(pr!, c.k0 * 4, (c.k1 - c.k0) * 4) : rec.in(keyPositions.subarray(c.k0, c.k1));
-        dispatch(rec.encoder, 'attentionPartial', [u, qb, kb, vb, kp, pb, partial], grid(items * c.splits));
+        dispatch('attentionPartial', [u, qb, kb, vb, kp, pb, partial], grid(items * c.splits));
       }
       const o = rec.out(outView);
       const u = pool.uniforms([items, heads, headDim, splitsTotal]);
-      dispatch(rec.encoder, 'attentionCombine', [u, partial, constant(sinks), o], grid(items));
+      dispatch('attentionCombine', [u, partial, constant(sinks), o], grid(items));
     });
   }
 
@@ -548,15 +618,17 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       fallbacks.experts++;
       return onHost([x.subarray(0, tokens * hidden), indexView, weightView], outView, () => reference.experts(x, tokens, indices, weights, k, moe, swigluLimit, out));
     }
-    // Routing the GPU computed stays there when there are no more pairs than experts (a decode
-    // step): each pair is its own group. Else the pairs are grouped by expert on the host, so that
-    // each expert's weights are read once for all its rows.
+    // Routing the GPU computed stays there: with no more pairs than experts (a decode step) each
+    // pair is its own group, else a kernel groups the pairs by expert (every expert a group, so
+    // each expert's weights are read once for all its rows). Routing from the host is grouped there.
     const ir = regionOf(indices);
-    const perPair = ir !== null && !ir.hostCurrent && pairs <= w1.count;
-    if (!perPair) await toHost(indexView);
+    const onGpu = ir !== null && !ir.hostCurrent;
+    const perPair = onGpu && pairs <= w1.count;
+    const gpuGroups = onGpu && !perPair && w1.count <= MAX_GROUPED_EXPERTS;
+    if (!perPair && !gpuGroups) await toHost(indexView);
     const groups: { expert: number; start: number; count: number }[] = [];
     const rowToken = new Uint32Array(pairs), slotRow = new Uint32Array(pairs);
-    if (!perPair) {
+    if (!perPair && !gpuGroups) {
       const byExpert = new Map<number, number[]>();
       for (let i = 0; i < pairs; i++) {
         const e = indices[i]!;
@@ -577,6 +649,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     /** Per weight chunk, the groups [first, first + count) of its experts (every group per pair). */
     const spansFor = (starts: number[]): { chunk: number; first: number; count: number }[] => {
       if (perPair) return starts.slice(1).map((_, chunk) => ({ chunk, first: 0, count: pairs }));
+      if (gpuGroups) return starts.slice(1).map((end, chunk) => ({ chunk, first: starts[chunk]!, count: end - starts[chunk]! }));
       const spans: { chunk: number; first: number; count: number }[] = [];
       groups.forEach((g, i) => {
         let c = 0;
@@ -589,13 +662,18 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     };
     await op((rec) => {
       const xb = rec.in(x.subarray(0, tokens * hidden));
-      const act = pool.output(pairs * inter * 4);
+      const act = pool.output(pairs * inter * (half ? 2 : 4));
       const y = pool.output(pairs * hidden * 4);
       let table: GPUBuffer, rt: GPUBuffer, sr: GPUBuffer;
       if (perPair) {
         table = pool.output(pairs * 16);
-        dispatch(rec.encoder, 'expertPairs', [pool.uniforms([pairs, 0, 0, 0]), rec.in(indexView), table], grid(Math.ceil(pairs / WORKGROUP)));
+        dispatch('expertPairs', [pool.uniforms([pairs, 0, 0, 0]), rec.in(indexView), table], grid(Math.ceil(pairs / WORKGROUP)));
         ({ rowToken: rt, slotRow: sr } = pairTable(pairs, k));
+      } else if (gpuGroups) {
+        table = pool.output(w1.count * 16);
+        rt = pool.output(pairs * 4);
+        sr = pool.output(pairs * 4);
+        dispatch('expertGroups', [pool.uniforms([pairs, w1.count, k, 0]), rec.in(indexView), table, rt, sr], [1, 1]);
       } else {
         table = pool.input(new Uint32Array(groups.flatMap((g) => [0, g.start, g.count, g.expert])));
         rt = pool.input(rowToken);
@@ -603,15 +681,15 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       }
       for (const s of spansFor(c1.starts)) {
         const u = pool.uniforms([hidden, inter, s.first, c1.starts[s.chunk]!, f32(swigluLimit), c1.starts[s.chunk + 1]!, 0, 0]);
-        dispatch(rec.encoder, 'expertsUp', [u, table, c1.blocks[s.chunk]!, c1.scales[s.chunk]!, constant(moe.mlp1Bias), xb, rt, act], [inter, s.count]);
+        dispatch('expertsUp', [u, table, c1.blocks[s.chunk]!, c1.scales[s.chunk]!, constant(moe.mlp1Bias), xb, rt, act], [inter, s.count]);
       }
       for (const s of spansFor(c2.starts)) {
         const u = pool.uniforms([hidden, inter, s.first, c2.starts[s.chunk]!, c2.starts[s.chunk + 1]!, 0, 0, 0]);
-        dispatch(rec.encoder, 'expertsDown', [u, table, c2.blocks[s.chunk]!, c2.scales[s.chunk]!, constant(moe.mlp2Bias), act, y], [hidden, s.count]);
+        dispatch('expertsDown', [u, table, c2.blocks[s.chunk]!, c2.scales[s.chunk]!, constant(moe.mlp2Bias), act, y], [hidden, s.count]);
       }
       const wb = rec.in(weightView);
       const o = rec.out(outView);
-      dispatch(rec.encoder, 'expertsCombine', [pool.uniforms([tokens, hidden, k, 0]), y, sr, wb, o], grid(Math.ceil((tokens * hidden) / WORKGROUP)));
+      dispatch('expertsCombine', [pool.uniforms([tokens, hidden, k, 0]), y, sr, wb, o], grid(Math.ceil((tokens * hidden) / WORKGROUP)));
     });
   }
 
@@ -628,7 +706,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       op((rec) => {
         const xb = rec.inOut(x.subarray(0, count));
         const yb = rec.in(y.subarray(0, count));
-        dispatch(rec.encoder, 'add', [pool.uniforms([count, 0, 0, 0]), xb, yb], grid(Math.ceil(count / WORKGROUP)));
+        dispatch('add', [pool.uniforms([count, 0, 0, 0]), xb, yb], grid(Math.ceil(count / WORKGROUP)));
       });
     },
     copyRows(src, srcStride, dst, dstStride, width, rows) {
@@ -639,14 +717,14 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         if (!(dst.byteOffset === 0 && dstStride === width && rows * width * 4 >= dr.host.byteLength)) toGpu(dr);
         rec.wrote(dr);
         if ((rows === 1 || (srcStride === width && dstStride === width)) && sr !== dr) {
-          rec.encoder.copyBufferToBuffer(sr.buffer, src.byteOffset, dr.buffer, dst.byteOffset, rows * width * 4);
+          copyWords(sr.buffer, src.byteOffset, dr.buffer, dst.byteOffset, rows * width * 4);
           return;
         }
         // Strided rows: a kernel over the whole allocations (a copy within one allocation goes through a temporary).
         const from = sr === dr ? pool.output(sr.host.byteLength) : sr.buffer;
         if (from !== sr.buffer) rec.encoder.copyBufferToBuffer(sr.buffer, 0, from, 0, pad4(sr.host.byteLength));
         const u = pool.uniforms([rows, width, srcStride, dstStride, src.byteOffset / 4, dst.byteOffset / 4, 0, 0]);
-        dispatch(rec.encoder, 'copyRows', [u, from, dr.buffer], grid(Math.ceil((rows * width) / WORKGROUP)));
+        dispatch('copyRows', [u, from, dr.buffer], grid(Math.ceil((rows * width) / WORKGROUP)));
       });
     },
     route(gate, tokens, experts, k, indices, weights) {
@@ -656,7 +734,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         const gb = rec.in(gate.subarray(0, tokens * experts));
         const ib = rec.out(indices.subarray(0, tokens * k));
         const wb = rec.out(weights.subarray(0, tokens * k));
-        dispatch(rec.encoder, 'route', [pool.uniforms([tokens, experts, k, 0]), gb, ib, wb], grid(Math.ceil(tokens / WORKGROUP)));
+        dispatch('route', [pool.uniforms([tokens, experts, k, 0]), gb, ib, wb], grid(Math.ceil(tokens / WORKGROUP)));
       });
     },
     argmax(x, rows, width, out) {
@@ -664,7 +742,30 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       op((rec) => {
         const xb = rec.in(x.subarray(0, rows * width));
         const ob = rec.out(out.subarray(0, rows));
-        dispatch(rec.encoder, 'argmax', [pool.uniforms([rows, width, 0, 0]), xb, ob], grid(rows));
+        dispatch('argmax', [pool.uniforms([rows, width, 0, 0]), xb, ob], grid(rows));
+      });
+    },
+    topK(x, width, k, ids, values) {
+      regionFor(ids, 'topK');
+      regionFor(values, 'topK');
+      op((rec) => {
+        const xb = rec.in(x.subarray(0, width));
+        // The k best of each slice, then the k best of those: k (id, value) pairs stay for the host.
+        const slices = Math.ceil(width / TOP_K_SLICE);
+        const sv = pool.output(slices * k * 4), si = pool.output(slices * k * 4);
+        dispatch('topK', [pool.uniforms([width, k, TOP_K_SLICE, 0]), xb, zero, sv, si], grid(slices));
+        const vb = rec.out(values.subarray(0, k)), ib = rec.out(ids.subarray(0, k));
+        dispatch('topK', [pool.uniforms([slices * k, k, slices * k, 1]), sv, si, vb, ib], grid(1));
+      });
+    },
+    sliceWeights(x, width, slice, invT, top, sums) {
+      regionFor(sums, 'sliceWeights');
+      op((rec) => {
+        const xb = rec.in(x.subarray(0, width));
+        const tb = rec.in(top.subarray(0, 1));
+        const slices = Math.ceil(width / slice);
+        const sb = rec.out(sums.subarray(0, slices + 1));
+        dispatch('sliceWeights', [pool.uniforms([width, slice, f32(invT), 0]), xb, tb, sb], grid(slices));
       });
     },
     written,
@@ -675,7 +776,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     name: 'webgpu',
     store,
     adapter: gpu.adapterName,
-    expertActivations: 'f32',
+    expertActivations: mode,
     resident,
     get fallbacks() {
       return { ...fallbacks };
@@ -684,7 +785,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
       return weightBytes;
     },
     get transfers() {
-      return { up: uploaded + pool.uploaded, down: downloaded, submissions };
+      return { up: uploaded + pool.uploaded, down: downloaded, submissions, passes, dispatches };
     },
     rmsnorm,
     linear,

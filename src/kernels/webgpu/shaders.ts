@@ -2,7 +2,7 @@
 // split partial sums and their combine; the experts three: the fused up projection with SwiGLU,
 // the down projection, and the weighted combine), and the forward pass's glue that keeps a step on
 // the GPU (residual add, strided row copy, top-k routing, the per-pair expert table, argmax).
-// Arithmetic is f32 throughout (the exact mode). Every shader reads its sizes from a uniform block
+// Arithmetic is f32 (the exact mode), except the experts' dot products in the f16 mode. Every shader reads its sizes from a uniform block
 // `p` at binding 0 and finds its item from a 2D grid of workgroups (a dispatch dimension holds at
 // most 65535), so `item = wid.x + wid.y * nw.x` and items past the end return at once.
 
@@ -303,6 +303,22 @@ fn decode8(R: u32, wi: u32, cols: u32) -> array<f32, 8> {
 }
 `;
 
+// The f16 form (the fast mode): a word's 8 values unscaled (FP4 values are exact in f16) as two
+// vec4<f16>, so that a word's dot product runs in f16 and its scale is applied in f32.
+const mxfp4Half = /* wgsl */ `
+var<private> FP4H: array<f16, 16> = array<f16, 16>(0.0h, 0.5h, 1.0h, 1.5h, 2.0h, 3.0h, 4.0h, 6.0h, -0.0h, -0.5h, -1.0h, -1.5h, -2.0h, -3.0h, -4.0h, -6.0h);
+
+fn scaleOf(index: u32) -> f32 {
+  let s = (scales[index >> 2u] >> ((index & 3u) * 8u)) & 0xffu;
+  return ldexp(1.0, i32(s) - 127);
+}
+
+fn nibbles(word: u32, half: u32) -> vec4<f16> {
+  let lo = (word >> (half * 16u)) & 0xffffu;
+  return vec4<f16>(FP4H[lo & 15u], FP4H[(lo >> 4u) & 15u], FP4H[(lo >> 8u) & 15u], FP4H[lo >> 12u]);
+}
+`;
+
 // The expert groups of one dispatch: groups[g] = (unused, first gathered row, row count, expert
 // index in the layer), one group per wid.y; the dispatch covers the weight chunk holding experts
 // [expertBase, expertEnd), and a group of another chunk returns at once.
@@ -316,15 +332,48 @@ const expertBindings = /* wgsl */ `
 
 /**
  * Up projection and SwiGLU: workgroup (i, g) computes rows 2i (glu) and 2i+1 (linear) of group g's
- * expert for the group's tokens (x rows found through `rowToken`) and writes act[row, i].
+ * expert for the group's tokens (x rows found through `rowToken`) and writes act[row, i]. With
+ * `half` (the f16 mode) each word's 8 products are summed in f16 (x rounded to f16), scaled and
+ * accumulated in f32, and act is stored in f16.
  */
-export const EXPERTS_UP = /* wgsl */ `
+export function expertsUp(half: boolean): string {
+  const dot = half
+    ? /* wgsl */ `
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let wg = blocks[Rg * words + wi];
+      let wl = blocks[(Rg + 1u) * words + wi];
+      let sg = scaleOf(Rg * (p.hidden / 32u) + wi / 4u);
+      let sl = scaleOf((Rg + 1u) * (p.hidden / 32u) + wi / 4u);
+      let g0 = nibbles(wg, 0u); let g1 = nibbles(wg, 1u);
+      let l0 = nibbles(wl, 0u); let l1 = nibbles(wl, 1u);
+      for (var j = 0u; j < n; j++) {
+        let xb = rowToken[g.y + t0 + j] * p.hidden + wi * 8u;
+        let x0 = vec4<f16>(vec4f(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u]));
+        let x1 = vec4<f16>(vec4f(x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]));
+        accG[j] += f32(dot(x0, g0) + dot(x1, g1)) * sg;
+        accL[j] += f32(dot(x0, l0) + dot(x1, l1)) * sl;
+      }
+    }`
+    : /* wgsl */ `
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let vg = decode8(Rg, wi, p.hidden);
+      let vl = decode8(Rg + 1u, wi, p.hidden);
+      for (var j = 0u; j < n; j++) {
+        let xb = rowToken[g.y + t0 + j] * p.hidden + wi * 8u;
+        for (var e = 0u; e < 8u; e++) {
+          let xv = x[xb + e];
+          accG[j] += xv * vg[e];
+          accL[j] += xv * vl[e];
+        }
+      }
+    }`;
+  return /* wgsl */ `${half ? 'enable f16;' : ''}
 struct P { hidden: u32, inter: u32, groupBase: u32, expertBase: u32, limit: f32, expertEnd: u32, pad2: u32, pad3: u32 }
 ${expertBindings}
 @group(0) @binding(5) var<storage, read> x: array<f32>;
 @group(0) @binding(6) var<storage, read> rowToken: array<u32>;
-@group(0) @binding(7) var<storage, read_write> act: array<f32>;
-${mxfp4}
+@group(0) @binding(7) var<storage, read_write> act: array<${half ? 'f16' : 'f32'}>;
+${half ? mxfp4Half : mxfp4}
 var<workgroup> partial: array<f32, ${2 * WORKGROUP * TOKEN_BLOCK}>;
 
 @compute @workgroup_size(${WORKGROUP})
@@ -338,19 +387,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
     let n = min(${TOKEN_BLOCK}u, g.z - t0);
     var accG = array<f32, ${TOKEN_BLOCK}>();
-    var accL = array<f32, ${TOKEN_BLOCK}>();
-    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
-      let vg = decode8(Rg, wi, p.hidden);
-      let vl = decode8(Rg + 1u, wi, p.hidden);
-      for (var j = 0u; j < n; j++) {
-        let xb = rowToken[g.y + t0 + j] * p.hidden + wi * 8u;
-        for (var e = 0u; e < 8u; e++) {
-          let xv = x[xb + e];
-          accG[j] += xv * vg[e];
-          accL[j] += xv * vl[e];
-        }
-      }
-    }
+    var accL = array<f32, ${TOKEN_BLOCK}>();${dot}
     for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) {
       partial[(2u * j) * ${WORKGROUP}u + lid] = accG[j];
       partial[(2u * j + 1u) * ${WORKGROUP}u + lid] = accL[j];
@@ -366,20 +403,46 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let b = g.w * rowsPerExpert + 2u * i;
       let glu = min(partial[(2u * lid) * ${WORKGROUP}u] + bias[b], p.limit);
       let lin = clamp(partial[(2u * lid + 1u) * ${WORKGROUP}u] + bias[b + 1u], -p.limit, p.limit);
-      act[(g.y + t0 + lid) * p.inter + i] = glu / (1.0 + exp(-1.702 * glu)) * (lin + 1.0);
+      act[(g.y + t0 + lid) * p.inter + i] = ${half ? 'f16' : ''}(glu / (1.0 + exp(-1.702 * glu)) * (lin + 1.0));
     }
     workgroupBarrier();
   }
 }
 `;
+}
 
-/** Down projection: workgroup (r, g) writes y[row, r] = act[row] . w2[e, r] + bias2[e, r] for group g's rows. */
-export const EXPERTS_DOWN = /* wgsl */ `
+/**
+ * Down projection: workgroup (r, g) writes y[row, r] = act[row] . w2[e, r] + bias2[e, r] for group
+ * g's rows; with `half`, act is f16 and each word's products are summed in f16 as in expertsUp.
+ */
+export function expertsDown(half: boolean): string {
+  const dot = half
+    ? /* wgsl */ `
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let w = blocks[R * words + wi];
+      let sc = scaleOf(R * (p.inter / 32u) + wi / 4u);
+      let v0 = nibbles(w, 0u); let v1 = nibbles(w, 1u);
+      for (var j = 0u; j < n; j++) {
+        let ab = (g.y + t0 + j) * p.inter + wi * 8u;
+        let a0 = vec4<f16>(act[ab], act[ab + 1u], act[ab + 2u], act[ab + 3u]);
+        let a1 = vec4<f16>(act[ab + 4u], act[ab + 5u], act[ab + 6u], act[ab + 7u]);
+        acc[j] += f32(dot(a0, v0) + dot(a1, v1)) * sc;
+      }
+    }`
+    : /* wgsl */ `
+    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
+      let v = decode8(R, wi, p.inter);
+      for (var j = 0u; j < n; j++) {
+        let ab = (g.y + t0 + j) * p.inter + wi * 8u;
+        for (var e = 0u; e < 8u; e++) { acc[j] += act[ab + e] * v[e]; }
+      }
+    }`;
+  return /* wgsl */ `${half ? 'enable f16;' : ''}
 struct P { hidden: u32, inter: u32, groupBase: u32, expertBase: u32, expertEnd: u32, pad0: u32, pad1: u32, pad2: u32 }
 ${expertBindings}
-@group(0) @binding(5) var<storage, read> act: array<f32>;
+@group(0) @binding(5) var<storage, read> act: array<${half ? 'f16' : 'f32'}>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-${mxfp4}
+${half ? mxfp4Half : mxfp4}
 var<workgroup> partial: array<f32, ${WORKGROUP * TOKEN_BLOCK}>;
 
 @compute @workgroup_size(${WORKGROUP})
@@ -391,14 +454,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let words = p.inter / 8u;
   for (var t0 = 0u; t0 < g.z; t0 += ${TOKEN_BLOCK}u) {
     let n = min(${TOKEN_BLOCK}u, g.z - t0);
-    var acc = array<f32, ${TOKEN_BLOCK}>();
-    for (var wi = lid; wi < words; wi += ${WORKGROUP}u) {
-      let v = decode8(R, wi, p.inter);
-      for (var j = 0u; j < n; j++) {
-        let ab = (g.y + t0 + j) * p.inter + wi * 8u;
-        for (var e = 0u; e < 8u; e++) { acc[j] += act[ab + e] * v[e]; }
-      }
-    }
+    var acc = array<f32, ${TOKEN_BLOCK}>();${dot}
     for (var j = 0u; j < ${TOKEN_BLOCK}u; j++) { partial[j * ${WORKGROUP}u + lid] = acc[j]; }
     workgroupBarrier();
     for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
@@ -412,6 +468,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 }
 `;
+}
 
 /** out[t, c] = sum_j weight[t, j] * y[slotRow[t, j], c], slots in order. */
 export const EXPERTS_COMBINE = /* wgsl */ `${header}
@@ -552,5 +609,152 @@ struct P { pairs: u32, pad0: u32, pad1: u32, pad2: u32 }
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = itemOf(wid, nw) * ${WORKGROUP}u + lid;
   if (i < p.pairs) { groups[i] = vec4u(0u, i, 1u, u32(indices[i])); }
+}
+`;
+
+/** Values of one row a workgroup of the first top-k pass takes. */
+export const TOP_K_SLICE = 4096;
+
+/**
+ * The k largest finite values of a row, largest first (lower id first on ties), in two passes of
+ * this kernel: each workgroup picks the k best of its slice of the row (ids are the columns), then
+ * one workgroup picks the k best of those candidates (ids read from `ids`). Each pick is the best
+ * ordered after the previous one, found by a workgroup reduction; ids past the finite values are
+ * NONE (-1 as i32).
+ */
+export const TOP_K = /* wgsl */ `${header}
+struct P { count: u32, k: u32, slice: u32, hasIds: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> vals: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> outV: array<f32>;
+@group(0) @binding(4) var<storage, read_write> outI: array<u32>;
+var<workgroup> bestV: array<f32, ${WORKGROUP}>;
+var<workgroup> bestI: array<u32, ${WORKGROUP}>;
+const NONE = 0xffffffffu;
+const LOWEST = -0x1.fffffep+127f; // -FLT_MAX: values below (-inf) and NaN are never picked
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let g = itemOf(wid, nw);
+  let start = g * p.slice;
+  let end = min(p.count, start + p.slice);
+  var lastV = 0.0;
+  var lastI = NONE;
+  for (var j = 0u; j < p.k; j++) {
+    var v = 0.0;
+    var i = NONE;
+    if (j == 0u || lastI != NONE) {
+      for (var c = start + lid; c < end; c += ${WORKGROUP}u) {
+        let cv = vals[c];
+        var ci = c;
+        if (p.hasIds == 1u) { ci = ids[c]; }
+        let after = j == 0u || cv < lastV || (cv == lastV && ci > lastI);
+        if (ci != NONE && cv >= LOWEST && after && (i == NONE || cv > v || (cv == v && ci < i))) { v = cv; i = ci; }
+      }
+    }
+    bestV[lid] = v;
+    bestI[lid] = i;
+    workgroupBarrier();
+    for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        let ov = bestV[lid + s];
+        let oi = bestI[lid + s];
+        if (oi != NONE && (bestI[lid] == NONE || ov > bestV[lid] || (ov == bestV[lid] && oi < bestI[lid]))) {
+          bestV[lid] = ov;
+          bestI[lid] = oi;
+        }
+      }
+      workgroupBarrier();
+    }
+    lastV = bestV[0];
+    lastI = bestI[0];
+    if (lid == 0u) {
+      outV[g * p.k + j] = lastV;
+      outI[g * p.k + j] = lastI;
+    }
+    workgroupBarrier();
+  }
+}
+`;
+
+/**
+ * sums[g] = the sum of exp((x[c] - x[top]) * invT) over slice g of a logit row (columns
+ * [g * slice, (g + 1) * slice)), where `top` (read from `picked`) is the row's argmax, and after
+ * the last slice's sum x[top] itself: the softmax weights of a plain draw by slice, one workgroup
+ * per slice.
+ */
+export const SLICE_WEIGHTS = /* wgsl */ `${header}
+struct P { width: u32, slice: u32, invT: f32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> picked: array<i32>;
+@group(0) @binding(3) var<storage, read_write> sums: array<f32>;
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let g = itemOf(wid, nw);
+  let start = g * p.slice;
+  if (start >= p.width) { return; }
+  let end = min(p.width, start + p.slice);
+  let top = x[u32(picked[0])];
+  var sum = 0.0;
+  for (var c = start + lid; c < end; c += ${WORKGROUP}u) { sum += exp((x[c] - top) * p.invT); }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { sums[g] = partial[0]; }
+  // After the sums, the largest logit itself: the host weighs the slice it reads back against it.
+  if (g == 0u && lid == 0u) { sums[(p.width + p.slice - 1u) / p.slice] = top; }
+}
+`;
+
+/** Most experts EXPERT_GROUPS takes (its counters live in workgroup memory). */
+export const MAX_GROUPED_EXPERTS = 256;
+
+/**
+ * The routed pairs grouped by expert on the GPU, so that a prefill chunk needs no read-back of its
+ * routing: groups[e] = (0, first row, row count, e) for every expert e (empty groups included),
+ * rows of one expert consecutive in expert order; rowToken[row] = the pair's token and
+ * slotRow[pair] = its row. Rows within a group come in any order (atomics): each row's result is
+ * the same wherever it sits. One workgroup.
+ */
+export const EXPERT_GROUPS = /* wgsl */ `
+struct P { pairs: u32, experts: u32, k: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(2) var<storage, read_write> groups: array<vec4u>;
+@group(0) @binding(3) var<storage, read_write> rowToken: array<u32>;
+@group(0) @binding(4) var<storage, read_write> slotRow: array<u32>;
+var<workgroup> counts: array<atomic<u32>, ${MAX_GROUPED_EXPERTS}>;
+var<workgroup> starts: array<u32, ${MAX_GROUPED_EXPERTS}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  for (var e = lid; e < p.experts; e += ${WORKGROUP}u) { atomicStore(&counts[e], 0u); }
+  workgroupBarrier();
+  for (var i = lid; i < p.pairs; i += ${WORKGROUP}u) { atomicAdd(&counts[u32(indices[i])], 1u); }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var s = 0u;
+    for (var e = 0u; e < p.experts; e++) {
+      let c = atomicLoad(&counts[e]);
+      starts[e] = s;
+      groups[e] = vec4u(0u, s, c, e);
+      s += c;
+      atomicStore(&counts[e], 0u);
+    }
+  }
+  workgroupBarrier();
+  for (var i = lid; i < p.pairs; i += ${WORKGROUP}u) {
+    let e = u32(indices[i]);
+    let row = starts[e] + atomicAdd(&counts[e], 1u);
+    rowToken[row] = i / p.k;
+    slotRow[i] = row;
+  }
 }
 `;
