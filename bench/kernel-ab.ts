@@ -2,7 +2,8 @@
 // experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token and a 64-token
 // chunk, and the bf16 linear for one token (the QKV projection and a 16,384-row slice of the
 // unembedding). Each build gets its own memory holding the same seeded data; rounds alternate
-// A, B, A, B, ... and each op reports both medians and the ratios A/B (> 1: B is faster) of the medians, the
+// A, B, A, B, ... Times are the process's CPU time (one thread computes), not wall time: on a
+// machine shared with other work the wall clock mostly measures the scheduler. Each op reports both medians and the ratios A/B (> 1: B is faster) of the medians, the
 // median of the per-round ratios (adjacent runs see the same load: the figure to quote on a shared
 // machine) and of the best runs.
 // Alone: node --import tsx bench/kernel-ab.ts --base DIR_WITH_OLD_WASM [--rounds N] [--relaxed 0|1]
@@ -122,7 +123,7 @@ class Linear {
 
 const A = setup(flags.base), B = setup(here);
 const median = (a: number[]): number => { const s = [...a].sort((p, q) => p - q); return s[s.length >> 1]!; };
-console.log(`kernel A/B, 1 thread, ${file}: A = ${flags.base}, B = this checkout; ${rounds} interleaved rounds, medians (ms)`);
+console.log(`kernel A/B, 1 thread, ${file}: A = ${flags.base}, B = this checkout; ${rounds} interleaved rounds, medians (CPU ms per call)`);
 for (const name of Object.keys(A.ops)) {
   if (only !== undefined && !only.some((o) => name.includes(o))) continue;
   const reps = name.includes('prefill') ? 1 : name.includes('16384') ? 5 : 20;
@@ -130,9 +131,10 @@ for (const name of Object.keys(A.ops)) {
   A.ops[name]!(); B.ops[name]!();
   for (let i = 0; i < rounds; i++) {
     for (const [s, t] of [[A, ta], [B, tb]] as const) {
-      const t0 = performance.now();
+      const c0 = process.cpuUsage();
       for (let j = 0; j < reps; j++) s.ops[name]!();
-      t.push((performance.now() - t0) / reps);
+      const c = process.cpuUsage(c0);
+      t.push((c.user + c.system) / 1000 / reps);
     }
   }
   // Same inputs, so the outputs must agree (to rounding: a kernel may sum in another order).

@@ -259,22 +259,36 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
   return f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(sc));
 }
 
-/** Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3. */
-@inline export function dot4Q8(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
+/**
+ * Four groups' integer dots of expanded codes at w (32 bytes per group) with int8 row q, summed
+ * across lanes into one i32x4 (one lane per group, exact), the shift corrections at c added.
+ */
+@inline function q8Step4(w: usize, q: usize, c: usize): v128 {
+  let p = isum4x4(q8Dot(v128.load(w), v128.load(w, 16), q), q8Dot(v128.load(w, 32), v128.load(w, 48), q + 32),
+    q8Dot(v128.load(w, 64), v128.load(w, 80), q + 64), q8Dot(v128.load(w, 96), v128.load(w, 112), q + 96));
+  if (ASC_FEATURE_RELAXED_SIMD) p = i32x4.add(p, v128.load(c));
+  return p;
+}
+
+/** Groups [g, groups) of dot1Q8, one at a time. */
+@inline function q8TailExpanded(dq: usize, ds: usize, x: usize, cols: i32, g: i32): f32 {
   const groups = cols >> 5;
   const so = <usize>cols, co = so + (<usize>groups << 2);
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
+  let s = f32x4.splat(0);
+  for (; g < groups; g++) {
     const w = dq + (<usize>g << 5);
-    const wl = v128.load(w), wh = v128.load(w, 16);
-    const ws = load<f32>(ds + (<usize>g << 2));
-    const o = <usize>g << 5, go = so + (<usize>g << 2), gc = co + (<usize>g << 2);
-    s0 = f32x4.add(s0, q8Scaled(wl, wh, x0 + o, x0 + gc, ws * load<f32>(x0 + go)));
-    s1 = f32x4.add(s1, q8Scaled(wl, wh, x1 + o, x1 + gc, ws * load<f32>(x1 + go)));
-    s2 = f32x4.add(s2, q8Scaled(wl, wh, x2 + o, x2 + gc, ws * load<f32>(x2 + go)));
-    s3 = f32x4.add(s3, q8Scaled(wl, wh, x3 + o, x3 + gc, ws * load<f32>(x3 + go)));
+    s = f32x4.add(s, q8Scaled(v128.load(w), v128.load(w, 16), x + (<usize>g << 5), x + co + (<usize>g << 2), load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2))));
   }
-  setDots4(hsum(s0), hsum(s1), hsum(s2), hsum(s3));
+  return hsum(s);
+}
+
+/**
+ * Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3,
+ * one token at a time: a pass sharing the row's codes across two or four tokens keeps more values
+ * live than x64 has vector registers, and V8's spills made it 6-13% slower (bench/kernel-ab.ts).
+ */
+@inline export function dot4Q8(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
+  setDots4(dot1Q8(dq, ds, x0, cols), dot1Q8(dq, ds, x1, cols), dot1Q8(dq, ds, x2, cols), dot1Q8(dq, ds, x3, cols));
 }
 
 /** Dot of one expanded row with one int8-quantised row. */
@@ -282,13 +296,13 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
   const groups = cols >> 5;
   const so = <usize>cols, co = so + (<usize>groups << 2);
   let s = f32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
-    const w = dq + (<usize>g << 5);
-    s = f32x4.add(s, q8Scaled(v128.load(w), v128.load(w, 16), x + (<usize>g << 5), x + co + (<usize>g << 2), load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2))));
+  let g = 0;
+  for (; g + 4 <= groups; g += 4) {
+    const ws = v128.load(ds + (<usize>g << 2));
+    s = madd(f32x4.convert_i32x4_s(q8Step4(dq + (<usize>g << 5), x + (<usize>g << 5), x + co + (<usize>g << 2))), f32x4.mul(ws, v128.load(x + so + (<usize>g << 2))), s);
   }
-  return hsum(s);
+  return hsum(s) + q8TailExpanded(dq, ds, x, cols, g);
 }
-
 
 /**
  * Dot of one packed MXFP4 row with int8-quantised x (f32_quantize_i8), four groups per step: their
