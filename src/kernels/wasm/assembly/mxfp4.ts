@@ -220,15 +220,11 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
 
 /** One group's integer dot (i32x4 partial sums) of byte codes wl, wh with 32 int8 activations at q. */
 @inline function q8Dot(wl: v128, wh: v128, q: usize): v128 {
-  return q8DotX(wl, wh, v128.load(q), v128.load(q, 16));
-}
-
-/** q8Dot with the group's 32 activations already loaded (xa: the first 16, xb: the rest). */
-@inline function q8DotX(wl: v128, wh: v128, xa: v128, xb: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const p = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xa, wl), i16x8.relaxed_dot_i8x16_i7x16_s(xb, wh));
+    const p = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q), wl), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(q, 16), wh));
     return i32x4.extadd_pairwise_i16x8_s(p);
   } else {
+    const xa = v128.load(q), xb = v128.load(q, 16);
     let p = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wl), i16x8.extend_low_i8x16_s(xa));
     p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wl), i16x8.extend_high_i8x16_s(xa)));
     p = i32x4.add(p, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wh), i16x8.extend_low_i8x16_s(xb)));
