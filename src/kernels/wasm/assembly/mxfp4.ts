@@ -279,12 +279,31 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
 }
 
 /**
- * Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3,
- * one token at a time: a pass sharing the row's codes across two or four tokens keeps more values
- * live than x64 has vector registers, and V8's spills made it 6-13% slower (bench/kernel-ab.ts).
+ * Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3.
+ * With relaxed SIMD one token at a time: a pass sharing the row's codes across two or four tokens
+ * keeps more values live than x64 has vector registers, and V8's spills made it 6-13% slower
+ * (bench/kernel-ab.ts). Without it the codes are widened to i16 before the dots, work a pass over
+ * four tokens shares (one token at a time was 1.4x slower there).
  */
 @inline export function dot4Q8(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
-  setDots4(dot1Q8(dq, ds, x0, cols), dot1Q8(dq, ds, x1, cols), dot1Q8(dq, ds, x2, cols), dot1Q8(dq, ds, x3, cols));
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    setDots4(dot1Q8(dq, ds, x0, cols), dot1Q8(dq, ds, x1, cols), dot1Q8(dq, ds, x2, cols), dot1Q8(dq, ds, x3, cols));
+    return;
+  }
+  const groups = cols >> 5;
+  const so = <usize>cols, co = so + (<usize>groups << 2);
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let g = 0; g < groups; g++) {
+    const w = dq + (<usize>g << 5);
+    const wl = v128.load(w), wh = v128.load(w, 16);
+    const ws = load<f32>(ds + (<usize>g << 2));
+    const o = <usize>g << 5, go = so + (<usize>g << 2), gc = co + (<usize>g << 2);
+    s0 = f32x4.add(s0, q8Scaled(wl, wh, x0 + o, x0 + gc, ws * load<f32>(x0 + go)));
+    s1 = f32x4.add(s1, q8Scaled(wl, wh, x1 + o, x1 + gc, ws * load<f32>(x1 + go)));
+    s2 = f32x4.add(s2, q8Scaled(wl, wh, x2 + o, x2 + gc, ws * load<f32>(x2 + go)));
+    s3 = f32x4.add(s3, q8Scaled(wl, wh, x3 + o, x3 + gc, ws * load<f32>(x3 + go)));
+  }
+  setDots4(hsum(s0), hsum(s1), hsum(s2), hsum(s3));
 }
 
 /** Dot of one expanded row with one int8-quantised row. */
