@@ -3,11 +3,13 @@
 // chunk, and the bf16 linear for one token (the QKV projection and a 16,384-row slice of the
 // unembedding). Each build gets its own memory holding the same seeded data; rounds alternate
 // A, B, A, B, ... Times are the process's CPU time (one thread computes), not wall time: on a
-// machine shared with other work the wall clock mostly measures the scheduler. Each op reports both medians and the ratios A/B (> 1: B is faster) of the medians, the
-// median of the per-round ratios (adjacent runs see the same load: the figure to quote on a shared
-// machine) and of the best runs.
+// machine shared with other work the wall clock mostly measures the scheduler. Each op reports
+// both medians and the ratios A/B (> 1: B is faster) of the medians, the median of the per-round
+// ratios (adjacent runs see the same load: the figure to quote on a shared machine) and of the
+// best runs.
 // Alone: node --import tsx bench/kernel-ab.ts --base DIR_WITH_OLD_WASM [--rounds N] [--relaxed 0|1]
-import { readFileSync } from 'node:fs';
+//        [--ops NAME,...] (substrings of the op names: experts, linear, decode, prefill, ...)
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
@@ -15,13 +17,19 @@ import { EXPERT_ACTIVATIONS_Q8, EXPERT_BIAS, EXPERT_BLOCKS, EXPERT_DOWN_TOKENS, 
 import { seededRandom } from '../src/random.ts';
 
 const { values: flags } = parseArgs({ options: { base: { type: 'string' }, rounds: { type: 'string' }, relaxed: { type: 'string' }, ops: { type: 'string' } } });
-if (flags.base === undefined) throw new Error('--base DIR (a folder with the kernels.wasm and kernels-relaxed.wasm to compare against) is required');
 const rounds = Number(flags.rounds ?? 9);
 const relaxed = flags.relaxed !== '0';
+function fail(msg: string): never {
+  console.error(`kernel-ab: ${msg}`);
+  process.exit(2);
+}
+if (flags.base === undefined) fail('--base DIR is required (a folder with the kernels.wasm and kernels-relaxed.wasm to compare against)');
+if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer, got "${flags.rounds}"`);
 const only = flags.ops?.split(',');
 setFlagsFromString('--no-liftoff');
 if (relaxed) setFlagsFromString('--experimental-wasm-relaxed-simd');
 const file = relaxed ? 'kernels-relaxed.wasm' : 'kernels.wasm';
+if (!existsSync(join(flags.base, file))) fail(`no ${file} in ${flags.base}`);
 const here = new URL('../src/kernels/wasm/', import.meta.url).pathname;
 
 type Kernels = Record<string, (...args: number[]) => number>;
