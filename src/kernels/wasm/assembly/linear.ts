@@ -38,16 +38,16 @@ export function f32_pair_permute(src: usize, dst: usize, tokens: i32, cols: i32)
     const v0 = v128.load(w + (<usize>c << 1));
     const v1 = v128.load(w + (<usize>c << 1), 16);
     const xo = x + (<usize>c << 2);
-    a0 = f32x4.add(a0, f32x4.mul(bf16Even(v0), v128.load(xo)));
-    a1 = f32x4.add(a1, f32x4.mul(bf16Odd(v0), v128.load(xo, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(bf16Even(v1), v128.load(xo, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(bf16Odd(v1), v128.load(xo, 48)));
+    a0 = madd(bf16Even(v0), v128.load(xo), a0);
+    a1 = madd(bf16Odd(v0), v128.load(xo, 16), a1);
+    a2 = madd(bf16Even(v1), v128.load(xo, 32), a2);
+    a3 = madd(bf16Odd(v1), v128.load(xo, 48), a3);
   }
   for (; c + 8 <= n; c += 8) {
     const v0 = v128.load(w + (<usize>c << 1));
     const xo = x + (<usize>c << 2);
-    a0 = f32x4.add(a0, f32x4.mul(bf16Even(v0), v128.load(xo)));
-    a1 = f32x4.add(a1, f32x4.mul(bf16Odd(v0), v128.load(xo, 16)));
+    a0 = madd(bf16Even(v0), v128.load(xo), a0);
+    a1 = madd(bf16Odd(v0), v128.load(xo, 16), a1);
   }
   let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; c < n; c++) s += bf16At(w + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));

@@ -12,6 +12,19 @@ import { hsum, isum4x4, madd, setDots4 } from './simd';
 const FP4X2: v128 = i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
 const NIBBLE: v128 = i8x16(15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15);
 
+/** Bytes of `table` picked by the 4-bit indices in idx (every byte < 16: relaxed swizzle's pshufb alone suffices). */
+@inline function lookup(table: v128, idx: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.relaxed_swizzle(table, idx) : i8x16.swizzle(table, idx);
+}
+/** Low nibbles of b's bytes. */
+@inline function lowNibbles(b: v128): v128 {
+  return v128.and(b, NIBBLE);
+}
+/** High nibbles of b's bytes: a 16-bit shift and the mask (V8 lowers an 8-bit shift to five instructions). */
+@inline function highNibbles(b: v128): v128 {
+  return v128.and(i16x8.shr_u(b, 4), NIBBLE);
+}
+
 /** E8M0 exponent e -> 2^(e-128) (the LUT is doubled), exact including the subnormal range. */
 @inline function e8m0Half(e: u32): f32 {
   return e >= 2 ? reinterpret<f32>((e - 1) << 23) : reinterpret<f32>(<u32>1 << (21 + e));
@@ -22,8 +35,8 @@ const NIBBLE: v128 = i8x16(15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 1
   let acc = f32x4.splat(0);
   for (let g = 0; g < groups; g++) {
     const b = v128.load(blk + (<usize>g << 4));
-    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const wl = lookup(FP4X2, lowNibbles(b));
+    const wh = lookup(FP4X2, highNibbles(b));
     const l0 = i16x8.extend_low_i8x16_s(wl), l1 = i16x8.extend_high_i8x16_s(wl);
     const h0 = i16x8.extend_low_i8x16_s(wh), h1 = i16x8.extend_high_i8x16_s(wh);
     const xg = x + (<usize>g << 7);
@@ -44,8 +57,8 @@ const NIBBLE: v128 = i8x16(15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 1
 @inline export function mxRowExpand(blk: usize, scl: usize, dst: usize, groups: i32): void {
   for (let g = 0; g < groups; g++) {
     const b = v128.load(blk + (<usize>g << 4));
-    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const wl = lookup(FP4X2, lowNibbles(b));
+    const wh = lookup(FP4X2, highNibbles(b));
     const l0 = i16x8.extend_low_i8x16_s(wl), l1 = i16x8.extend_high_i8x16_s(wl);
     const h0 = i16x8.extend_low_i8x16_s(wh), h1 = i16x8.extend_high_i8x16_s(wh);
     const sc = f32x4.splat(e8m0Half(load<u8>(scl + g)));
@@ -117,8 +130,8 @@ export function f32_quantize_i16x2(src: usize, dst: usize, rows: i32, cols: i32)
   const lowScale = f32x4.splat(1 / LOW_STEPS);
   for (let g = 0; g < groups; g++) {
     const b = v128.load(blk + (<usize>g << 4));
-    const wl = i8x16.swizzle(FP4X2, v128.and(b, NIBBLE));
-    const wh = i8x16.swizzle(FP4X2, i8x16.shr_u(b, 4));
+    const wl = lookup(FP4X2, lowNibbles(b));
+    const wh = lookup(FP4X2, highNibbles(b));
     const w0 = i16x8.extend_low_i8x16_s(wl), w1 = i16x8.extend_high_i8x16_s(wl);
     const w2 = i16x8.extend_low_i8x16_s(wh), w3 = i16x8.extend_high_i8x16_s(wh);
     const q = xq + (<usize>g << 7);
@@ -187,20 +200,22 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
   }
 }
 
-/** 4 E8M0 bytes at p -> f32x4 of 2^(e-128) (the codes are doubled), exact for every e. */
+/**
+ * 4 E8M0 bytes at p -> f32x4 of 2^(e-128) (the codes are doubled): the f32 whose exponent field is
+ * e - 1, one saturating subtract and a shift. e = 0 and 1 (2^-128 and 2^-127, below f32's normal
+ * range) give 0: such a group's products are under 1e-36 of its activations, lost in any f32 sum.
+ */
 @inline function e8m0Half4(p: usize): v128 {
-  const e = i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
-  const normal = i32x4.shl(i32x4.sub(e, i32x4.splat(1)), 23);
-  const tiny = i32x4.shl(i32x4.add(e, i32x4.splat(1)), 21);
-  return v128.bitselect(normal, tiny, i32x4.gt_u(e, i32x4.splat(1)));
+  const e = i8x16.sub_sat_u(v128.load32_zero(p), i8x16.splat(1));
+  return i32x4.shl(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(e)), 23);
 }
 
 /** The byte codes of one group's low and high nibbles, in the form q8Dot takes. */
 @inline function q8Low(b: v128): v128 {
-  return i8x16.swizzle(ASC_FEATURE_RELAXED_SIMD ? FP4X2P12 : FP4X2, v128.and(b, NIBBLE));
+  return lookup(ASC_FEATURE_RELAXED_SIMD ? FP4X2P12 : FP4X2, lowNibbles(b));
 }
 @inline function q8High(b: v128): v128 {
-  return i8x16.swizzle(ASC_FEATURE_RELAXED_SIMD ? FP4X2P12 : FP4X2, i8x16.shr_u(b, 4));
+  return lookup(ASC_FEATURE_RELAXED_SIMD ? FP4X2P12 : FP4X2, highNibbles(b));
 }
 
 /** One group's integer dot (i32x4 partial sums) of byte codes wl, wh with 32 int8 activations at q. */
@@ -240,8 +255,41 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
   return f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(sc));
 }
 
-/** Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3. */
+/**
+ * Four groups' integer dots of expanded codes at w (32 bytes per group) with int8 row q, summed
+ * across lanes into one i32x4 (one lane per group, exact), the shift corrections at c added.
+ */
+@inline function q8Step4(w: usize, q: usize, c: usize): v128 {
+  let p = isum4x4(q8Dot(v128.load(w), v128.load(w, 16), q), q8Dot(v128.load(w, 32), v128.load(w, 48), q + 32),
+    q8Dot(v128.load(w, 64), v128.load(w, 80), q + 64), q8Dot(v128.load(w, 96), v128.load(w, 112), q + 96));
+  if (ASC_FEATURE_RELAXED_SIMD) p = i32x4.add(p, v128.load(c));
+  return p;
+}
+
+/** Groups [g, groups) of dot1Q8, one at a time. */
+@inline function q8TailExpanded(dq: usize, ds: usize, x: usize, cols: i32, g: i32): f32 {
+  const groups = cols >> 5;
+  const so = <usize>cols, co = so + (<usize>groups << 2);
+  let s = f32x4.splat(0);
+  for (; g < groups; g++) {
+    const w = dq + (<usize>g << 5);
+    s = f32x4.add(s, q8Scaled(v128.load(w), v128.load(w, 16), x + (<usize>g << 5), x + co + (<usize>g << 2), load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2))));
+  }
+  return hsum(s);
+}
+
+/**
+ * Dots of one expanded row (codes dq, scales ds) with 4 int8-quantised rows x0..x3 into dot0..3.
+ * With relaxed SIMD one token at a time: a pass sharing the row's codes across two or four tokens
+ * keeps more values live than x64 has vector registers, and V8's spills made it 6-13% slower
+ * (bench/kernel-ab.ts). Without it the codes are widened to i16 before the dots, work a pass over
+ * four tokens shares (one token at a time was 1.4x slower there).
+ */
 @inline export function dot4Q8(dq: usize, ds: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    setDots4(dot1Q8(dq, ds, x0, cols), dot1Q8(dq, ds, x1, cols), dot1Q8(dq, ds, x2, cols), dot1Q8(dq, ds, x3, cols));
+    return;
+  }
   const groups = cols >> 5;
   const so = <usize>cols, co = so + (<usize>groups << 2);
   let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
@@ -263,13 +311,13 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
   const groups = cols >> 5;
   const so = <usize>cols, co = so + (<usize>groups << 2);
   let s = f32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
-    const w = dq + (<usize>g << 5);
-    s = f32x4.add(s, q8Scaled(v128.load(w), v128.load(w, 16), x + (<usize>g << 5), x + co + (<usize>g << 2), load<f32>(ds + (<usize>g << 2)) * load<f32>(x + so + (<usize>g << 2))));
+  let g = 0;
+  for (; g + 4 <= groups; g += 4) {
+    const ws = v128.load(ds + (<usize>g << 2));
+    s = madd(f32x4.convert_i32x4_s(q8Step4(dq + (<usize>g << 5), x + (<usize>g << 5), x + co + (<usize>g << 2))), f32x4.mul(ws, v128.load(x + so + (<usize>g << 2))), s);
   }
-  return hsum(s);
+  return hsum(s) + q8TailExpanded(dq, ds, x, cols, g);
 }
-
 
 /**
  * Dot of one packed MXFP4 row with int8-quantised x (f32_quantize_i8), four groups per step: their
@@ -288,6 +336,11 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
     const sc = f32x4.mul(e8m0Half4(scl + g), v128.load(xs + (<usize>g << 2)));
     acc = madd(f32x4.convert_i32x4_s(p), sc, acc);
   }
+  return hsum(acc) + q8TailDot(blk, scl, xq, xs, xc, g, groups);
+}
+
+/** One row's tail groups [g, groups) of mxRowDotQ8 (scalar scale per group). */
+@inline function q8TailDot(blk: usize, scl: usize, xq: usize, xs: usize, xc: usize, g: i32, groups: i32): f32 {
   let tail: f32 = 0;
   for (; g < groups; g++) {
     const sc = load<f32>(xs + (<usize>g << 2)) * e8m0Half(load<u8>(scl + g));
@@ -296,7 +349,7 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
     if (ASC_FEATURE_RELAXED_SIMD) s += <f32>load<i32>(xc + (<usize>g << 2));
     tail += s * sc;
   }
-  return hsum(acc) + tail;
+  return tail;
 }
 
 /** Position of logical column i in block-permuted order. */
