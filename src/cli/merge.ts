@@ -1,6 +1,6 @@
 // `gptoss merge`: folds a PEFT LoRA adapter into a checkpoint and writes the merged model as an
-// `original/`-layout checkpoint. The adapted attention matrices become bf16(W + (alpha/r) B A);
-// everything else, the MXFP4 experts included (adapters are attention-only), is copied as stored.
+// `original/`-layout checkpoint. The adapted attention matrices become bf16(W + (alpha/r) B A),
+// adapted expert stacks are re-quantised to MXFP4 (the error reported); the rest is copied as stored.
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';

@@ -37,8 +37,8 @@ export interface LoadEngineOptions {
    */
   kvRewind?: number;
   /**
-   * A PEFT LoRA adapter folder merged into the attention weights at load: each adapted matrix
-   * becomes bf16(W + (alpha/r) B A) (train/merge.ts).
+   * A PEFT LoRA adapter folder merged into the weights at load: each adapted attention matrix
+   * becomes bf16(W + (alpha/r) B A), each adapted expert stack float (train/merge.ts).
    */
   adapter?: string;
 }
