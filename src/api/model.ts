@@ -30,7 +30,7 @@ export interface LoadModelOptions {
   contextLength?: number;
   /** Expert activations: `q8` (int8, the wasm default), `split` (exact f32, slower) or `f16` (the webgpu default where the adapter has shader-f16). */
   expertActivations?: 'q8' | 'split' | 'f16';
-  /** A LoRA adapter folder (PEFT, e.g. from `gptoss finetune`) merged into the attention weights at load. */
+  /** A LoRA adapter folder (PEFT, e.g. from `gptoss finetune`) merged into the weights at load (attention in BF16, adapted experts in float). */
   adapter?: string;
   /** KV cache element type: `bf16` (half the memory, the default with `q8`) or `f32` (exact, the default with `split`). */
   kvCacheType?: 'f32' | 'bf16';

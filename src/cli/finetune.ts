@@ -5,8 +5,8 @@
 // held-out sets by a seeded shuffle; the run's state is saved beside the output every few
 // updates, so an interrupted run continues with --resume to the same weights bit for bit.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { seededRandom } from '../random.ts';
 import { HeapStore } from '../tensor/index.ts';
@@ -18,8 +18,8 @@ import { readConversationsJsonl, type TrainingExample } from '../train/data.ts';
 import { writeOriginalCheckpoint } from '../train/export.ts';
 import { writeFloatCheckpoint } from '../train/float-export.ts';
 import { fineTune, type Progress } from '../train/loop.ts';
-import { freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../train/lora.ts';
-import { checkUnusedRowsZero, nextTokenTargets, usedVocabulary } from '../train/model.ts';
+import { EXPERT_TARGETS, freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../train/lora.ts';
+import { checkUnusedRowsZero, liveVocabulary, nextTokenTargets, usedVocabulary } from '../train/model.ts';
 import type { Sequence } from '../train/optim.ts';
 import { compactVocabulary, MAX_TRAINABLE_BYTES, trainableElements, TrainableModel } from '../train/params.ts';
 import { SPECIAL } from '../tokenizer/specials.ts';
@@ -40,14 +40,16 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --model DIR|REPO   the base model (default: $GPTOSS_MODEL, else the embedded demo model)
   --lora-rank R      LoRA rank (default 8)
   --lora-alpha A     LoRA alpha; the update is scaled by alpha/rank (default 2 x rank)
-  --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj; the default) or a comma list of those
+  --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj), experts (gate_up_proj,down_proj of every
+                     expert, PEFT target_parameters) or a comma list of those; default attn,experts
   --full             train every weight instead of an adapter (small models: float64 in memory)
   --float-out DIR    with --full, also write the float export (experts unquantised) to DIR, to
                      measure the model before and after MXFP4 quantisation
-  --epochs E         passes over the training conversations (default 3)
-  --lr LR            peak learning rate, after a 5% warm-up, cosine to 10% (default 1e-3 for
+  --epochs E         passes over the training conversations (default 30 for LoRA, 3 with --full)
+  --lr LR            peak learning rate, after a 5% warm-up, cosine to 10% (default 5e-3 for
                      LoRA, 3e-4 with --full)
-  --batch-tokens N   tokens per update, whole turns packed up to it (default 1024)
+  --batch-tokens N   tokens per update, whole turns packed up to it (default 256 for LoRA,
+                     1024 with --full)
   --seed S           seed of the adapter's initialisation, the split and the order (default 0)
   --eval-split F     share of conversations held out for the eval loss (default 0.1; 0 for none)
   --eval-every N     also measure the eval loss every N updates (default: at the end only)
@@ -90,16 +92,22 @@ export interface FinetuneSettings {
   precision: 'f64' | 'f32';
 }
 
+/** The adapters `gptoss finetune` trains without --lora-targets. */
+const DEFAULT_TARGETS: readonly LoraTarget[] = [...LORA_TARGETS, ...EXPERT_TARGETS];
+
 function targetsFlag(raw: string | undefined): LoraTarget[] {
-  if (raw === undefined || raw === 'attn') return [...LORA_TARGETS];
+  if (raw === undefined) return [...DEFAULT_TARGETS];
   const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (names.length === 0) throw new UserError('usage', '--lora-targets is empty');
-  return names.map((n) => {
-    if (n === 'experts' || n === 'mlp') throw new UserError('usage', `--lora-targets ${n}: adapters on the experts are not supported yet (attention only: attn, or q_proj,k_proj,v_proj,o_proj)`);
-    const full = (LORA_TARGETS as readonly string[]).includes(n) ? n : `${n}_proj`;
-    if (!(LORA_TARGETS as readonly string[]).includes(full)) throw new UserError('usage', `--lora-targets: unknown module "${n}" (expected attn or a comma list of ${LORA_TARGETS.join(', ')})`);
-    return full as LoraTarget;
+  const all: readonly string[] = [...LORA_TARGETS, ...EXPERT_TARGETS];
+  const targets = names.flatMap((n): LoraTarget[] => {
+    if (n === 'attn') return [...LORA_TARGETS];
+    if (n === 'experts' || n === 'mlp') return [...EXPERT_TARGETS];
+    const full = all.includes(n) ? n : `${n}_proj`;
+    if (!all.includes(full)) throw new UserError('usage', `--lora-targets: unknown module "${n}" (expected attn, experts, or a comma list of ${all.join(', ')})`);
+    return [full as LoraTarget];
   });
+  return [...new Set(targets)];
 }
 
 export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
@@ -127,9 +135,11 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     data, out, model: stringFlag(p, 'model'), full, floatOut, rank,
     alpha: numberFlag(p, 'lora-alpha', { min: Number.MIN_VALUE }) ?? 2 * rank,
     targets: targetsFlag(stringFlag(p, 'lora-targets')),
-    epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? 3,
-    lr: numberFlag(p, 'lr', { min: Number.MIN_VALUE, max: 10 }) ?? (full ? 3e-4 : 1e-3),
-    batchTokens: numberFlag(p, 'batch-tokens', { min: 1, integer: true }) ?? 1024,
+    // LoRA's defaults teach a small file of facts (examples/finetune/facts.jsonl) to gpt-oss-nano
+    // in about ten minutes here: many passes of small batches at a high rate (docs/training.md).
+    epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? (full ? 3 : 30),
+    lr: numberFlag(p, 'lr', { min: Number.MIN_VALUE, max: 10 }) ?? (full ? 3e-4 : 5e-3),
+    batchTokens: numberFlag(p, 'batch-tokens', { min: 1, integer: true }) ?? (full ? 1024 : 256),
     seed: numberFlag(p, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }) ?? 0,
     evalSplit: numberFlag(p, 'eval-split', { min: 0, max: 0.9 }) ?? 0.1,
     evalEvery: numberFlag(p, 'eval-every', { min: 1, integer: true }),
@@ -200,6 +210,8 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   };
   const out = resolve(s.out);
   const statePath = `${out}.finetune-state.safetensors`;
+  // The run's state is saved beside --out from the first update: its folder must exist.
+  mkdirSync(dirname(out), { recursive: true });
   if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) {
     throw new UserError('usage', `--out ${s.out} already exists; choose a new folder (or delete it)`);
   }
@@ -226,7 +238,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     if (e.tokens.length > context) throw new UserError('input', `${e.source}: ${e.tokens.length} tokens do not fit the model's context of ${context}`);
   }
 
-  const vocabulary = s.vocabulary === undefined ? usedVocabulary(examples.map((e) => e.tokens)) : readVocabulary(s.vocabulary, examples, config.vocabSize);
+  let vocabulary = s.vocabulary === undefined ? usedVocabulary(examples.map((e) => e.tokens)) : readVocabulary(s.vocabulary, examples, config.vocabSize);
 
   log(`loading ${resolved.description}…`);
   const loaded = await loadCheckpoint(resolved.dir, new HeapStore());
@@ -244,6 +256,12 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   const evalSet = examples.filter((e) => held.has(e.conversation ?? 0)).map(sequence);
   if (s.evalSplit > 0 && held.size === 0) log(`note: ${conversations} conversations are too few to hold out ${s.evalSplit * 100}% of them; no eval loss`);
 
+  // An adapter on a model trained here (gpt-oss-nano) computes the rows its base uses plus the
+  // data's: every other row is zero, so the shortcut below stays exact at the cost of those rows.
+  if (!s.full && s.vocabulary === undefined) {
+    const live = liveVocabulary(model);
+    if (live.length < config.vocabSize / 2) vocabulary = Int32Array.from(new Set([...live, ...vocabulary])).sort();
+  }
   // The used-vocabulary shortcut is exact when every other unembedding row is zero (models
   // trained from scratch here keep them so); otherwise the whole vocabulary is computed.
   let shortcut = true;

@@ -20,7 +20,7 @@ export const ADAPTER_FLAG_OPTIONS = {
 } as const;
 
 export const ADAPTER_FLAG_HELP = `  --adapter DIR      a LoRA adapter folder (PEFT: adapter_config.json + adapter_model.safetensors,
-                     e.g. from gptoss finetune) merged into the attention weights at load`;
+                     e.g. from gptoss finetune) merged into the weights at load`;
 
 export const MODEL_FLAG_OPTIONS = {
   model: { type: 'string' },

@@ -37,8 +37,8 @@ export interface LoadEngineOptions {
    */
   kvRewind?: number;
   /**
-   * A PEFT LoRA adapter folder merged into the attention weights at load: each adapted matrix
-   * becomes bf16(W + (alpha/r) B A) (train/merge.ts).
+   * A PEFT LoRA adapter folder merged into the weights at load: each adapted attention matrix
+   * becomes bf16(W + (alpha/r) B A), each adapted expert stack float (train/merge.ts).
    */
   adapter?: string;
 }
@@ -124,11 +124,13 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
   });
   try {
     const loaded = await loadCheckpoint(modelDir, backend.store);
+    // An adapter on the experts makes its layers' expert stacks float (see train/merge.ts).
+    if (adapter !== undefined) (await import('../train/merge.ts')).mergeLoraIntoWeights(loaded.weights, adapter);
     if (backend.name === 'webgpu' && loaded.weights.blocks.some((b) => b.mlp.mlp1Weight.dense !== undefined || b.mlp.mlp2Weight.dense !== undefined)) {
       // The WGSL experts read packed MXFP4 only; the other backends compute float experts with the reference code.
-      throw new UserError('usage', `${modelDir} stores its experts unquantised (a float export): run it with --backend wasm or reference`);
+      const why = adapter !== undefined && adapter.expertModules.length > 0 ? `the adapter ${options.adapter} adapts the experts (they run unquantised)` : `${modelDir} stores its experts unquantised (a float export)`;
+      throw new UserError('usage', `${why}: run it with --backend wasm or reference`);
     }
-    if (adapter !== undefined) (await import('../train/merge.ts')).mergeLoraIntoWeights(loaded.weights, adapter);
     const limit = modelContextLength(loaded.weights.config);
     const ctx = Math.min(requested, limit);
     const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind, kvCacheType);

@@ -1,5 +1,5 @@
-// LoRA adapters on the attention projections: for a projection y = x W^T + b, the adapted one is
-// y = x W^T + b + (alpha / r) * (x A^T) B^T with A [r, in] and B [out, r] trained and W frozen.
+// LoRA adapters on the attention projections and on the experts: for a projection y = x W^T + b,
+// the adapted one is y = x W^T + b + (alpha / r) * (x A^T) B^T with A [r, in] and B [out, r] trained and W frozen.
 // Adapters follow the Hugging Face GptOss model's modules, where q, k and v are separate
 // projections (our checkpoint fuses them as the rows of qkv: q, then k, then v), so each of
 // q_proj/k_proj/v_proj has its own A and B acting on its own rows of qkv, and o_proj adapts out.
@@ -11,16 +11,30 @@
 // left out of saved keys. The scale is lora_alpha / r (PEFT's use_rslora would make it
 // lora_alpha / sqrt(r); not supported here). PEFT initialises A uniformly (Kaiming with a = sqrt(5):
 // bound 1/sqrt(in)) and B at zero, so training starts from the base model exactly; we do the same.
+//
+// The experts are 3-D parameters in transformers (GptOssExperts: gate_up_proj [E, hidden, 2I] with
+// gate and up interleaved as our mlp1 rows are, down_proj [E, I, hidden]), which PEFT adapts through
+// `target_parameters` (its ParamWrapper): lora_A is [E*r, in] (expert e's A is rows e*r..e*r+r-1) and
+// lora_B is [out, r*E] with column j*E + e holding expert e's rank-j column, so expert e's update is
+// delta_e[i, o] = scale * sum_j B[o, j*E + e] A[e*r + j, i]. Both parameters live on one module
+// (model.layers.{n}.mlp.experts); PEFT wraps it once per parameter in the module's parameter order,
+// so with both targeted down_proj's wrapper is outermost (`...mlp.experts.lora_A.weight`) and
+// gate_up_proj's sits inside it (`...mlp.experts.base_layer.lora_A.weight`); alone, either is the
+// outer one. The base experts stay frozen: the adapter adds its low-rank term beside them.
 import type { ModelConfig } from '../model/config.ts';
 import { seededRandom, splitmix32 } from '../random.ts';
+import type { ExpertAdapter } from './ops.ts';
 import { NO_GRADIENT, type Param, type TrainableModel } from './params.ts';
 
-export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj';
-export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+export type AttentionTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj';
+export type ExpertTarget = 'gate_up_proj' | 'down_proj';
+export type LoraTarget = AttentionTarget | ExpertTarget;
+export const LORA_TARGETS: readonly AttentionTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+export const EXPERT_TARGETS: readonly ExpertTarget[] = ['gate_up_proj', 'down_proj'];
 
 export interface LoraModule {
   layer: number;
-  target: LoraTarget;
+  target: AttentionTarget;
   /** The transformers module path, e.g. model.layers.0.self_attn.q_proj. */
   path: string;
   inFeatures: number;
@@ -29,6 +43,19 @@ export interface LoraModule {
   rowOffset: number;
   A: Param; // [r, in]
   B: Param; // [out, r]
+}
+
+/** An adapter on one layer's stack of experts (gate_up_proj: mlp1, down_proj: mlp2), PEFT's layout. */
+export interface ExpertLoraModule {
+  layer: number;
+  target: ExpertTarget;
+  /** The transformers module path, model.layers.{n}.mlp.experts. */
+  path: string;
+  experts: number;
+  inFeatures: number;
+  outFeatures: number;
+  A: Param; // [E*r, in]
+  B: Param; // [out, r*E]
 }
 
 /** What an adapted projection's backward needs: u = x A^T [T, r] for each module applied. */
@@ -57,6 +84,7 @@ export class LoraAdapters {
   /** alpha / rank: the factor on B A. */
   readonly scale: number;
   readonly modules: LoraModule[] = [];
+  readonly expertModules: ExpertLoraModule[] = [];
   private readonly byLayer: { qkv: LoraModule[]; out: LoraModule[] }[] = [];
 
   constructor(readonly config: ModelConfig, options: LoraOptions) {
@@ -66,14 +94,14 @@ export class LoraAdapters {
     this.rank = rank;
     this.alpha = alpha;
     this.scale = alpha / rank;
-    const targets = new Set(options.targets ?? LORA_TARGETS);
+    const targets = new Set<LoraTarget>(options.targets ?? LORA_TARGETS);
     const layers = new Set(options.layers ?? Array.from({ length: config.numLayers }, (_, n) => n));
     for (const n of layers) if (!Number.isInteger(n) || n < 0 || n >= config.numLayers) throw new Error(`LoRA layer ${n} does not exist (the model has ${config.numLayers})`);
     const seed = options.seed ?? 0;
     const H = config.hiddenSize;
     const qWidth = config.headDim * config.numAttentionHeads;
     const kvWidth = config.headDim * config.numKeyValueHeads;
-    const shapes: Record<LoraTarget, [inFeatures: number, outFeatures: number, rowOffset: number]> = {
+    const shapes: Record<AttentionTarget, [inFeatures: number, outFeatures: number, rowOffset: number]> = {
       q_proj: [H, qWidth, 0],
       k_proj: [H, kvWidth, qWidth],
       v_proj: [H, kvWidth, qWidth + kvWidth],
@@ -98,13 +126,126 @@ export class LoraAdapters {
       }
       this.byLayer.push(layer);
     }
+    const E = config.numExperts, I = config.intermediateSize;
+    const bothExperts = EXPERT_TARGETS.every((t) => targets.has(t));
+    for (let n = 0; n < config.numLayers; n++) {
+      if (!layers.has(n)) continue;
+      for (const target of EXPERT_TARGETS) {
+        if (!targets.has(target)) continue;
+        const [inFeatures, outFeatures] = target === 'gate_up_proj' ? [H, 2 * I] : [I, H];
+        const path = `model.layers.${n}.mlp.experts`;
+        // gate_up_proj's wrapper is inside down_proj's when both are adapted (see the header).
+        const keyPath = target === 'gate_up_proj' && bothExperts ? `${path}.base_layer` : path;
+        const param = (matrix: 'lora_A' | 'lora_B', shape: number[]): Param => {
+          const size = shape[0]! * shape[1]!;
+          return { name: peftKey(keyPath, matrix), shape, value: new Float64Array(size), grad: new Float64Array(size), trainable: true };
+        };
+        const module: ExpertLoraModule = { layer: n, target, path, experts: E, inFeatures, outFeatures, A: param('lora_A', [E * rank, inFeatures]), B: param('lora_B', [outFeatures, rank * E]) };
+        const random = seededRandom(splitmix32(seed ^ (0x5eed0000 + n * 4 + EXPERT_TARGETS.indexOf(target)))());
+        const bound = 1 / Math.sqrt(inFeatures);
+        for (let i = 0; i < module.A.value.length; i++) module.A.value[i] = (2 * random() - 1) * bound;
+        this.expertModules.push(module);
+      }
+    }
   }
 
   params(): Param[] {
-    return this.modules.flatMap((m) => [m.A, m.B]);
+    return [...this.modules.flatMap((m) => [m.A, m.B]), ...this.expertModules.flatMap((m) => [m.A, m.B])];
   }
 
-  module(layer: number, target: LoraTarget): LoraModule | undefined {
+  /** The adapters of layer n's experts for the MoE forward and backward, or undefined when it has none. */
+  expertAdapter(layer: number): ExpertAdapter | undefined {
+    const byMatrix = { mlp1: this.expertModule(layer, 'gate_up_proj'), mlp2: this.expertModule(layer, 'down_proj') };
+    if (byMatrix.mlp1 === undefined && byMatrix.mlp2 === undefined) return undefined;
+    return {
+      forward: (matrix, expert, x, tokens, out) => {
+        const m = byMatrix[matrix];
+        if (m !== undefined) this.expertForward(m, expert, x, tokens, out);
+      },
+      backward: (matrix, expert, dy, x, tokens, dx) => {
+        const m = byMatrix[matrix];
+        if (m !== undefined) this.expertBackward(m, expert, dy, x, tokens, dx);
+      },
+    };
+  }
+
+  expertModule(layer: number, target: ExpertTarget): ExpertLoraModule | undefined {
+    return this.expertModules.find((m) => m.layer === layer && m.target === target);
+  }
+
+  /** u = x A_e^T [T, r] for expert e. */
+  private expertLow(m: ExpertLoraModule, expert: number, x: Float64Array, tokens: number): Float64Array {
+    const r = this.rank, n = m.inFeatures;
+    const u = new Float64Array(tokens * r);
+    const A = m.A.value;
+    for (let t = 0; t < tokens; t++) {
+      for (let j = 0; j < r; j++) {
+        const row = (expert * r + j) * n;
+        let sum = 0;
+        for (let c = 0; c < n; c++) sum += x[t * n + c]! * A[row + c]!;
+        u[t * r + j] = sum;
+      }
+    }
+    return u;
+  }
+
+  /** out [T, out] += scale * (x A_e^T) B_e^T for expert e's tokens x [T, in]. */
+  expertForward(m: ExpertLoraModule, expert: number, x: Float64Array, tokens: number, out: Float64Array): void {
+    const r = this.rank, E = m.experts, w = m.outFeatures;
+    const u = this.expertLow(m, expert, x, tokens);
+    const B = m.B.value;
+    for (let t = 0; t < tokens; t++) {
+      for (let o = 0; o < w; o++) {
+        let sum = 0;
+        for (let j = 0; j < r; j++) sum += B[o * r * E + j * E + expert]! * u[t * r + j]!;
+        out[t * w + o] += this.scale * sum;
+      }
+    }
+  }
+
+  /** With dy [T, out] the gradient of expert e's adapted output: A_e, B_e gradients and dx += its share. */
+  expertBackward(m: ExpertLoraModule, expert: number, dy: Float64Array, x: Float64Array, tokens: number, dx: Float64Array): void {
+    const r = this.rank, E = m.experts, w = m.outFeatures, n = m.inFeatures;
+    const u = this.expertLow(m, expert, x, tokens);
+    const A = m.A.value, B = m.B.value;
+    const du = new Float64Array(r);
+    for (let t = 0; t < tokens; t++) {
+      du.fill(0);
+      for (let o = 0; o < w; o++) {
+        const g = this.scale * dy[t * w + o]!;
+        if (g === 0) continue;
+        for (let j = 0; j < r; j++) {
+          const col = o * r * E + j * E + expert;
+          if (m.B.trainable) m.B.grad[col] += g * u[t * r + j]!;
+          du[j] += g * B[col]!;
+        }
+      }
+      for (let j = 0; j < r; j++) {
+        const g = du[j]!, row = (expert * r + j) * n;
+        for (let c = 0; c < n; c++) {
+          if (m.A.trainable) m.A.grad[row + c] += g * x[t * n + c]!;
+          dx[t * n + c] += g * A[row + c]!;
+        }
+      }
+    }
+  }
+
+  /** Expert e's update delta [out, in] (the orientation of our mlp1/mlp2 rows): scale * B_e A_e. */
+  expertDelta(m: ExpertLoraModule, expert: number): Float64Array {
+    const r = this.rank, E = m.experts, n = m.inFeatures;
+    const delta = new Float64Array(m.outFeatures * n);
+    for (let o = 0; o < m.outFeatures; o++) {
+      for (let j = 0; j < r; j++) {
+        const b = this.scale * m.B.value[o * r * E + j * E + expert]!;
+        if (b === 0) continue;
+        const row = (expert * r + j) * n;
+        for (let c = 0; c < n; c++) delta[o * n + c] += b * m.A.value[row + c]!;
+      }
+    }
+    return delta;
+  }
+
+  module(layer: number, target: AttentionTarget): LoraModule | undefined {
     return this.modules.find((m) => m.layer === layer && m.target === target);
   }
 
@@ -188,6 +329,14 @@ export class LoraAdapters {
           for (let j = 0; j < r; j++) sum += m.B.value[o * r + j]! * m.A.value[j * m.inFeatures + c]!;
           w[(m.rowOffset + o) * m.inFeatures + c] += this.scale * sum;
         }
+      }
+    }
+    for (const m of this.expertModules) {
+      const stack = m.target === 'gate_up_proj' ? model.blocks[m.layer]!.mlp.mlp1Weight.value : model.blocks[m.layer]!.mlp.mlp2Weight.value;
+      const size = m.outFeatures * m.inFeatures;
+      for (let e = 0; e < m.experts; e++) {
+        const delta = this.expertDelta(m, e);
+        for (let i = 0; i < size; i++) stack[e * size + i] += delta[i]!;
       }
     }
   }

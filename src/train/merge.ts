@@ -2,15 +2,20 @@
 // checkpoint. The attention matrices are BF16, so the merge is W' = bf16(W + (alpha/r) B A): the
 // sum in float64, rounded once to the nearest BF16 (ties to even). That rounding is the merge's
 // only error, at most half a BF16 unit in the last place of each merged entry (2^-9 relative);
-// an update smaller than that on an entry is lost there. Adapters are attention-only, so the
-// MXFP4 experts, the router, the norms and both vocabulary tables are carried over bit for bit.
+// an update smaller than that on an entry is lost there. Adapters on the experts cannot be folded
+// into MXFP4 without losing most of a small update (a 4-bit code's step is a quarter to a half of
+// its group's largest value), so an adapted layer's expert stack becomes float: its MXFP4 values
+// dequantised plus the update, in f32 (the backends compute such experts with the reference code,
+// as for a float export); unadapted layers stay packed. `gptoss merge` then re-quantises those
+// stacks to MXFP4 (`requantiseExperts`) and measures what that loses. The router, the norms and
+// both vocabulary tables are carried over bit for bit.
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { toOriginalConfigJson } from '../model/config.ts';
 import type { ModelWeights } from '../model/weights.ts';
-import type { Bf16Matrix } from '../tensor/index.ts';
+import { dequantMxfp4Row, type Bf16Matrix, type Mxfp4Matrices } from '../tensor/index.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
-import { bf16Word } from './export.ts';
+import { bf16Word, quantiseMxfp4 } from './export.ts';
 import type { LoraAdapters } from './lora.ts';
 
 export interface MergeReport {
@@ -25,6 +30,21 @@ export interface MergeReport {
   /** Root mean square of that error, and of the adapter's update delta, over the adapted entries. */
   rmsError: number;
   rmsDelta: number;
+  /** Adapted expert stacks (one per layer and gate_up_proj/down_proj), now float, and their update's size. */
+  expertStacks: number;
+  expertEntries: number;
+  expertRmsDelta: number;
+}
+
+export interface RequantiseReport {
+  /** Float expert stacks packed back to MXFP4. */
+  stacks: number;
+  entries: number;
+  /** Largest and root-mean-square |mxfp4(W') - W'| over their entries. */
+  maxError: number;
+  rmsError: number;
+  /** Root mean square of the entries themselves, for scale. */
+  rmsValue: number;
 }
 
 const word = new Uint32Array(1);
@@ -35,7 +55,7 @@ function bf16Value(w: number): number {
   return wide[0]!;
 }
 
-/** Folds `lora` into `weights`' attention matrices in place (see the file header for the precision). */
+/** Folds `lora` into `weights` in place: attention in BF16, adapted expert stacks made float (see the file header). */
 export function mergeLoraIntoWeights(weights: ModelWeights, lora: LoraAdapters): MergeReport {
   const r = lora.rank;
   let changed = 0, entries = 0, maxError = 0, sumError2 = 0, sumDelta2 = 0;
@@ -65,11 +85,74 @@ export function mergeLoraIntoWeights(weights: ModelWeights, lora: LoraAdapters):
       }
     }
   }
+  let expertEntries = 0, expertDelta2 = 0;
+  for (const m of lora.expertModules) {
+    const mlp = weights.blocks[m.layer]!.mlp;
+    const stack = m.target === 'gate_up_proj' ? mlp.mlp1Weight : mlp.mlp2Weight;
+    if (stack.count !== m.experts || stack.rows !== m.outFeatures || stack.cols !== m.inFeatures) {
+      throw new Error(`merge: ${m.path}.${m.target} is [${m.experts}, ${m.outFeatures}, ${m.inFeatures}], the stack is [${stack.count}, ${stack.rows}, ${stack.cols}]`);
+    }
+    const dense = denseExperts(stack);
+    const size = stack.rows * stack.cols;
+    for (let e = 0; e < stack.count; e++) {
+      const delta = lora.expertDelta(m, e);
+      for (let i = 0; i < size; i++) {
+        dense[e * size + i] += delta[i]!;
+        expertDelta2 += delta[i]! * delta[i]!;
+      }
+    }
+    expertEntries += dense.length;
+    const float: Mxfp4Matrices = { count: stack.count, rows: stack.rows, cols: stack.cols, blocks: new Uint8Array(0), scales: new Uint8Array(0), dense };
+    if (m.target === 'gate_up_proj') mlp.mlp1Weight = float;
+    else mlp.mlp2Weight = float;
+  }
   return {
     modules: lora.modules.length, changed, entries, maxError,
     rmsError: entries > 0 ? Math.sqrt(sumError2 / entries) : 0,
     rmsDelta: entries > 0 ? Math.sqrt(sumDelta2 / entries) : 0,
+    expertStacks: lora.expertModules.length, expertEntries,
+    expertRmsDelta: expertEntries > 0 ? Math.sqrt(expertDelta2 / expertEntries) : 0,
   };
+}
+
+/** An expert stack's values in f32 [count, rows, cols] (a copy when packed). */
+function denseExperts(m: Mxfp4Matrices): Float32Array {
+  if (m.dense !== undefined) return m.dense;
+  const out = new Float32Array(m.count * m.rows * m.cols);
+  for (let e = 0; e < m.count; e++) {
+    for (let r = 0; r < m.rows; r++) dequantMxfp4Row(m, e, r, out.subarray((e * m.rows + r) * m.cols, (e * m.rows + r + 1) * m.cols));
+  }
+  return out;
+}
+
+/** Packs every float expert stack of `weights` (a merged expert adapter, a float export) back to MXFP4, measuring the error. */
+export function requantiseExperts(weights: ModelWeights): RequantiseReport {
+  let stacks = 0, entries = 0, maxError = 0, sumError2 = 0, sumValue2 = 0;
+  for (const b of weights.blocks) {
+    for (const key of ['mlp1Weight', 'mlp2Weight'] as const) {
+      const m = b.mlp[key];
+      if (m.dense === undefined) continue;
+      const values = Float64Array.from(m.dense);
+      const packed: Mxfp4Matrices = { count: m.count, rows: m.rows, cols: m.cols, ...quantiseMxfp4(values, m.count, m.rows, m.cols) };
+      const row = new Float32Array(m.cols);
+      for (let e = 0; e < m.count; e++) {
+        for (let r = 0; r < m.rows; r++) {
+          dequantMxfp4Row(packed, e, r, row);
+          const start = (e * m.rows + r) * m.cols;
+          for (let c = 0; c < m.cols; c++) {
+            const error = Math.abs(row[c]! - values[start + c]!);
+            if (error > maxError) maxError = error;
+            sumError2 += error * error;
+            sumValue2 += values[start + c]! * values[start + c]!;
+          }
+        }
+      }
+      b.mlp[key] = packed;
+      stacks++;
+      entries += values.length;
+    }
+  }
+  return { stacks, entries, maxError, rmsError: entries > 0 ? Math.sqrt(sumError2 / entries) : 0, rmsValue: entries > 0 ? Math.sqrt(sumValue2 / entries) : 0 };
 }
 
 /**

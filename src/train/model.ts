@@ -83,7 +83,7 @@ function gradOf(p: Param): Float64Array | null {
 export interface TrainOptions {
   /** cos/sin tables covering at least the sequence (built for it when absent or too short). */
   rope?: RopeTable;
-  /** Low-rank adapters added to the attention projections (usually with the base frozen). */
+  /** Low-rank adapters added to the attention projections and experts (usually with the base frozen). */
   lora?: LoraAdapters;
   /**
    * The used vocabulary: sorted distinct token ids whose unembedding rows are live. Every other
@@ -187,7 +187,7 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
     const mlpNorm = rmsnormForward(xMid, T, b.mlp.normScale.value, RMSNORM_EPS);
     const gate = linear.forward(mlpNorm.out, T, b.mlp.gateWeight.value, c.numExperts, H, b.mlp.gateBias.value);
     const routing = routeForward(gate, T, c.numExperts, c.expertsPerToken);
-    const experts = expertsForward(mlpNorm.out, T, routing.indices, routing.weights, c.expertsPerToken, expertParams(c, b), c.swigluLimit, linear);
+    const experts = expertsForward(mlpNorm.out, T, routing.indices, routing.weights, c.expertsPerToken, expertParams(c, b), c.swigluLimit, linear, lora?.expertAdapter(n));
     const xOut = new Float64Array(T * H);
     for (let i = 0; i < T * H; i++) xOut[i] = xMid[i]! + experts.out[i]!;
 
@@ -264,7 +264,7 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
     const dweights = new Float64Array(T * k);
     expertsBackward(dx, s.mlpNormed, T, s.indices, s.weights, k, expertParams(c, b), c.swigluLimit, s.experts, dmlpNormed, dweights, {
       w1: gradOf(b.mlp.mlp1Weight), b1: gradOf(b.mlp.mlp1Bias), w2: gradOf(b.mlp.mlp2Weight), b2: gradOf(b.mlp.mlp2Bias),
-    }, linear);
+    }, linear, tape.lora?.expertAdapter(n));
     const dgate = dgates?.[n] ?? new Float64Array(T * c.numExperts);
     routeBackward(dweights, s.indices, s.weights, T, c.numExperts, k, dgate);
     linear.backward(dgate, s.mlpNormed, T, b.mlp.gateWeight.value, c.numExperts, H, dmlpNormed, gradOf(b.mlp.gateWeight), gradOf(b.mlp.gateBias));
@@ -402,6 +402,26 @@ export function zeroUnusedRows(model: TrainableModel, vocabulary: Int32Array, ta
     zeroed++;
   }
   return zeroed;
+}
+
+/**
+ * The sorted token ids whose unembedding row is not all zero. A model trained here from scratch
+ * keeps the rows of tokens its corpus never used at zero, so fine-tuning it on other data stays
+ * exact with the used-vocabulary shortcut over these rows plus the data's tokens.
+ */
+export function liveVocabulary(model: TrainableModel): Int32Array {
+  const H = model.config.hiddenSize;
+  const table = model.unembedding.value;
+  const ids: number[] = [];
+  for (let row = 0; row < table.length / H; row++) {
+    for (let c = 0; c < H; c++) {
+      if (table[row * H + c] !== 0) {
+        ids.push(model.vocabulary === null ? row : model.vocabulary[row]!);
+        break;
+      }
+    }
+  }
+  return Int32Array.from(ids);
 }
 
 /** Throws unless every unembedding row outside `vocabulary` is exactly zero (the shortcut's premise). */

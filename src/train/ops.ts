@@ -559,6 +559,16 @@ export interface ExpertParams {
   intermediate: number;
 }
 
+/**
+ * Low-rank adapters beside one layer's frozen experts (LoRA's gate_up_proj on mlp1, down_proj on
+ * mlp2): `forward` adds expert e's update into its output rows, `backward` takes their gradient
+ * dy, accumulates the adapter's own gradients and adds its share into dx.
+ */
+export interface ExpertAdapter {
+  forward(matrix: 'mlp1' | 'mlp2', expert: number, x: Float64Array, tokens: number, out: Float64Array): void;
+  backward(matrix: 'mlp1' | 'mlp2', expert: number, dy: Float64Array, x: Float64Array, tokens: number, dx: Float64Array): void;
+}
+
 export interface ExpertsSaved {
   /** Per (token, slot): the first projection h [2I], the activation a [I] and the output y [H]. */
   h: Float64Array;
@@ -593,7 +603,7 @@ function scatterSlots(packed: Float64Array, width: number, slots: readonly numbe
  */
 export function expertsForward(
   x: Float64Array, tokens: number, indices: Int32Array, weights: Float64Array, k: number, p: ExpertParams, limit: number,
-  linear: LinearKernels = F64_LINEAR,
+  linear: LinearKernels = F64_LINEAR, adapter?: ExpertAdapter,
 ): { out: Float64Array; saved: ExpertsSaved } {
   const { hidden: H, intermediate: I } = p;
   const out = new Float64Array(tokens * H);
@@ -604,9 +614,12 @@ export function expertsForward(
     const slots = slotsOf(indices.subarray(0, tokens * k), e);
     if (slots.length === 0) continue;
     const n = slots.length;
-    const h = linear.forward(gatherSlots(x, H, slots, k), n, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, p.b1.subarray(e * 2 * I, (e + 1) * 2 * I));
+    const xe = gatherSlots(x, H, slots, k);
+    const h = linear.forward(xe, n, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, p.b1.subarray(e * 2 * I, (e + 1) * 2 * I));
+    adapter?.forward('mlp1', e, xe, n, h);
     const a = swigluForward(h, limit);
     const y = linear.forward(a, n, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, p.b2.subarray(e * H, (e + 1) * H));
+    adapter?.forward('mlp2', e, a, n, y);
     scatterSlots(h, 2 * I, slots, hAll);
     scatterSlots(a, I, slots, aAll);
     scatterSlots(y, H, slots, yAll);
@@ -631,7 +644,7 @@ export interface ExpertGrads {
 export function expertsBackward(
   dout: Float64Array, x: Float64Array, tokens: number, indices: Int32Array, weights: Float64Array, k: number,
   p: ExpertParams, limit: number, saved: ExpertsSaved, dx: Float64Array, dweights: Float64Array, grads: ExpertGrads,
-  linear: LinearKernels = F64_LINEAR,
+  linear: LinearKernels = F64_LINEAR, adapter?: ExpertAdapter,
 ): void {
   const { hidden: H, intermediate: I } = p;
   const sub = (a: Float64Array | null, e: number, size: number): Float64Array | null => (a === null ? null : a.subarray(e * size, (e + 1) * size));
@@ -654,11 +667,15 @@ export function expertsBackward(
     if (slots.length === 0) continue;
     const n = slots.length;
     const da = new Float64Array(n * I);
-    linear.backward(gatherSlots(dyAll, H, slots, 1), gatherSlots(saved.a, I, slots, 1), n, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, da, sub(grads.w2, e, H * I), sub(grads.b2, e, H));
+    const dy = gatherSlots(dyAll, H, slots, 1), ae = gatherSlots(saved.a, I, slots, 1);
+    linear.backward(dy, ae, n, p.w2.subarray(e * H * I, (e + 1) * H * I), H, I, da, sub(grads.w2, e, H * I), sub(grads.b2, e, H));
+    adapter?.backward('mlp2', e, dy, ae, n, da);
     const dh = new Float64Array(n * 2 * I);
     swigluBackward(da, gatherSlots(saved.h, 2 * I, slots, 1), limit, dh);
     const dxe = new Float64Array(n * H);
-    linear.backward(dh, gatherSlots(x, H, slots, k), n, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, dxe, sub(grads.w1, e, 2 * I * H), sub(grads.b1, e, 2 * I));
+    const xe = gatherSlots(x, H, slots, k);
+    linear.backward(dh, xe, n, p.w1.subarray(e * 2 * I * H, (e + 1) * 2 * I * H), 2 * I, H, dxe, sub(grads.w1, e, 2 * I * H), sub(grads.b1, e, 2 * I));
+    adapter?.backward('mlp1', e, dh, xe, n, dxe);
     scatterSlots(dxe, H, slots, dxAll);
   }
   for (let t = 0; t < tokens; t++) {

@@ -1,9 +1,11 @@
 // LoRA adapters on disk in PEFT's format, so adapters move both ways between gptoss and Hugging
 // Face PEFT/TRL: a folder with adapter_config.json (peft_type LORA, r, lora_alpha,
 // target_modules, ...) and adapter_model.safetensors holding lora_A [r, in] and lora_B [out, r]
-// per adapted module under the names lora.ts documents. We write F32 tensors; we read F32, BF16
-// or F16. Anything we cannot apply exactly (rsLoRA, DoRA, fan_in_fan_out, modules other than the
-// attention projections, per-module ranks) is refused with a UserError naming it, never ignored.
+// per adapted module under the names lora.ts documents; adapters on the experts are PEFT's
+// `target_parameters` (mlp.experts.gate_up_proj, mlp.experts.down_proj). We write F32 tensors; we
+// read F32, BF16 or F16. Anything we cannot apply exactly (rsLoRA, DoRA, fan_in_fan_out, modules
+// or parameters other than the attention projections and the two expert stacks, per-module ranks)
+// is refused with a UserError naming it, never ignored.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -11,18 +13,25 @@ import { widenToF32 } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { readRegularFile } from '../files.ts';
 import { SafetensorsFile, writeSafetensors } from '../checkpoint/safetensors.ts';
-import { LORA_TARGETS, LoraAdapters, type LoraTarget } from './lora.ts';
+import { EXPERT_TARGETS, LORA_TARGETS, LoraAdapters, type ExpertTarget, type LoraTarget } from './lora.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
 const KEY = /^base_model\.model\.model\.layers\.(\d+)\.self_attn\.(q_proj|k_proj|v_proj|o_proj)\.lora_(A|B)\.weight$/;
+const EXPERT_KEY = /^base_model\.model\.model\.layers\.(\d+)\.mlp\.experts\.(?:base_layer\.)?lora_(A|B)\.weight$/;
+/** A target_parameters entry for the experts: the parameter path, optionally from `layers.{n}.` or `model.layers.{n}.`. */
+const EXPERT_PARAMETER = /^(?:(?:model\.)?layers\.(\d+)\.)?mlp\.experts\.(gate_up_proj|down_proj)$/;
 
 /** Writes `lora` into `dir` (created if needed) as a PEFT LoRA adapter for `baseModel`. */
 export function writePeftAdapter(lora: LoraAdapters, dir: string, baseModel = ''): void {
   mkdirSync(dir, { recursive: true });
   const targets = LORA_TARGETS.filter((t) => lora.modules.some((m) => m.target === t));
-  const layers = [...new Set(lora.modules.map((m) => m.layer))].sort((a, b) => a - b);
+  const layers = [...new Set([...lora.modules, ...lora.expertModules].map((m) => m.layer))].sort((a, b) => a - b);
+  const allLayers = layers.length === lora.config.numLayers;
+  // PEFT matches target_parameters by suffix and layers_to_transform does not reach them, so a
+  // subset of layers names each layer's parameter.
+  const parameters = lora.expertModules.map((m) => allLayers ? `mlp.experts.${m.target}` : `${m.path}.${m.target}`);
   const config = {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
@@ -31,7 +40,8 @@ export function writePeftAdapter(lora: LoraAdapters, dir: string, baseModel = ''
     lora_alpha: lora.alpha,
     lora_dropout: 0,
     target_modules: targets,
-    layers_to_transform: layers.length === lora.config.numLayers ? null : layers,
+    ...(parameters.length === 0 ? {} : { target_parameters: [...new Set(parameters)] }),
+    layers_to_transform: allLayers || targets.length === 0 ? null : layers,
     bias: 'none',
     fan_in_fan_out: false,
     use_rslora: false,
@@ -74,27 +84,41 @@ export function readPeftAdapter(dir: string, config: ModelConfig): LoraAdapters 
     if (v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v).length > 0)) bad(`${field} (per-module ranks or alphas) is not supported`);
   }
   if (c['bias'] !== undefined && c['bias'] !== 'none') bad(`bias ${JSON.stringify(c['bias'])} is not supported (only "none")`);
+  const parameters = c['target_parameters'] ?? [];
+  if (!Array.isArray(parameters) || parameters.some((v) => typeof v !== 'string')) bad('target_parameters must be a list of parameter names');
+  const expertTargets = new Set<ExpertTarget>();
+  for (const name of parameters as string[]) {
+    const m = EXPERT_PARAMETER.exec(name);
+    if (m === null) bad(`target_parameters "${name}" is not supported (only mlp.experts.gate_up_proj and mlp.experts.down_proj)`);
+    expertTargets.add(m[2] as ExpertTarget);
+  }
 
   const file = SafetensorsFile.open(weightsPath);
   try {
-    const found = new Map<string, { layer: number; target: LoraTarget }>();
+    // target null: an expert adapter (which of the two its name says only with the config's targets).
+    const found = new Map<string, { layer: number; target: LoraTarget | null }>();
     for (const [name, info] of file.tensors) {
       const m = KEY.exec(name);
-      if (m === null) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" is not a LoRA matrix of an attention projection (only q_proj, k_proj, v_proj and o_proj adapters are supported)`);
-      const layer = Number(m[1]);
+      const expert = m === null ? EXPERT_KEY.exec(name) : null;
+      if (m === null && expert === null) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" is not a LoRA matrix of an attention projection or of the experts (only q_proj, k_proj, v_proj, o_proj and mlp.experts adapters are supported)`);
+      if (expert !== null && expertTargets.size === 0) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" adapts the experts but ${ADAPTER_CONFIG} has no target_parameters naming them`);
+      const layer = Number((m ?? expert)![1]);
       if (layer >= config.numLayers) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" is for layer ${layer} but the model has ${config.numLayers} layers`);
       if (!['F32', 'BF16', 'F16'].includes(info.dtype)) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" has dtype ${info.dtype}; expected F32, BF16 or F16`);
-      found.set(name, { layer, target: m[2] as LoraTarget });
+      found.set(name, { layer, target: m === null ? null : m[2] as LoraTarget });
     }
     if (found.size === 0) throw new UserError('checkpoint', `${weightsPath}: no LoRA tensors`);
-    const targets = LORA_TARGETS.filter((t) => [...found.values()].some((f) => f.target === t));
+    const targets: LoraTarget[] = [
+      ...LORA_TARGETS.filter((t) => [...found.values()].some((f) => f.target === t)),
+      ...([...found.values()].some((f) => f.target === null) ? EXPERT_TARGETS.filter((t) => expertTargets.has(t)) : []),
+    ];
     const layers = [...new Set([...found.values()].map((f) => f.layer))];
     const lora = new LoraAdapters(config, { rank, alpha, targets, layers });
     for (const p of lora.params()) {
       const info = file.tensors.get(p.name);
       if (info === undefined) throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" is missing (every adapted layer needs A and B for each target module)`);
       if (info.shape.length !== 2 || info.shape[0] !== p.shape[0] || info.shape[1] !== p.shape[1]) {
-        throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(p.shape)} (r=${rank} and this model's projection sizes)`);
+        throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(p.shape)} (r=${rank}, this model's projection sizes and ${config.numExperts} experts)`);
       }
       const raw = new Uint8Array(info.byteLength);
       file.readInto(p.name, raw);

@@ -18,6 +18,7 @@ import { evaluate } from '../../src/train/loop.ts';
 import { checkUnusedRowsZero, forwardTrain, nextTokenTargets, usedVocabulary, zeroUnusedRows } from '../../src/train/model.ts';
 import { TrainableModel } from '../../src/train/params.ts';
 import { readPeftAdapter } from '../../src/train/peft.ts';
+import { parseSettings } from '../../src/cli/finetune.ts';
 import { runCli } from './in-process.ts';
 
 const CONFIG: ModelConfig = {
@@ -65,7 +66,7 @@ suite('gptoss finetune', () => {
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   it('LoRA: progress and eval loss on stderr, a PEFT adapter that lowers the loss and that logits --adapter serves', async (t) => {
-    const out = join(tmp, 'lora');
+    const out = join(tmp, 'not-yet', 'lora'); // a folder that does not exist yet: the run's state is saved beside --out
     const r = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--eval-every', '4']);
     assert.equal(r.code, 0, r.stderr);
     const s = summary(r.stdout);
@@ -74,7 +75,7 @@ suite('gptoss finetune', () => {
     assert.equal(s['steps'], s['total_steps']);
     assert.equal(typeof s['eval_loss'], 'number');
     assert.equal(s['eval_turns'], 1, 'one of four conversations (one turn) held out');
-    assert.match(r.stderr, /LoRA r=8 alpha=16 on q_proj,k_proj,v_proj,o_proj: \d+ trained parameters; 4 training turns, 1 held out \(1 of 4 conversations\)/);
+    assert.match(r.stderr, /LoRA r=8 alpha=16 on q_proj,k_proj,v_proj,o_proj,gate_up_proj,down_proj: \d+ trained parameters; 4 training turns, 1 held out \(1 of 4 conversations\)/);
     assert.match(r.stderr, /^step 1\/\d+ {2}loss \d+\.\d{4} {2}lr \S+ {2}\d+ tokens\/s \(\d+ computed\) {2}ETA \S+$/m);
     assert.match(r.stderr, /^step (\d+)\/\1 .* eval \d+\.\d{4} /m);
     assert.match(r.stderr, /wrote a LoRA adapter \(PEFT folder: adapter_config\.json \+ adapter_model\.safetensors\) to .*; use it with --adapter/);
@@ -172,13 +173,24 @@ suite('gptoss finetune', () => {
     mkdirSync(snapshot, { recursive: true });
     writeFileSync(join(snapshot, 'config.json'), JSON.stringify(toOriginalConfigJson(SHAPES['20b'])));
     const cache = join(tmp, 'gptoss-cache');
-    const r = await runCli(['finetune', '--data', data, '--out', join(tmp, 'default-base'), '--epochs', '1', '--eval-split', '0', '--stop-after', '1', '--quiet'], '', {
+    const r = await runCli(['finetune', '--data', data, '--out', join(tmp, 'default-base'), '--epochs', '1', '--batch-tokens', '4096', '--eval-split', '0', '--stop-after', '1', '--quiet'], '', {
       GPTOSS_MODEL: '',
       GPTOSS_CACHE: cache,
       HF_HUB_CACHE: hub,
     });
     assert.equal(r.code, 0, r.stderr);
     assert.match(String(summary(r.stdout)['base_model']), /gpt-oss-nano-[0-9a-f]{12}$/);
+  });
+
+  it('--lora-targets: attn, experts (PEFT target_parameters), names, and the default of both', () => {
+    const targets = (...flag: string[]): unknown => {
+      const s = parseSettings(['--data', 'd', '--out', 'o', ...flag]);
+      return s === 'help' ? s : s.targets;
+    };
+    assert.deepEqual(targets(), ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_up_proj', 'down_proj']);
+    assert.deepEqual(targets('--lora-targets', 'attn'), ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+    assert.deepEqual(targets('--lora-targets', 'experts'), ['gate_up_proj', 'down_proj']);
+    assert.deepEqual(targets('--lora-targets', 'q,gate_up,down_proj'), ['q_proj', 'gate_up_proj', 'down_proj']);
   });
 
   it('bad data and bad flags fail with one line, before any training', async () => {
@@ -196,7 +208,7 @@ suite('gptoss finetune', () => {
     writeFileSync(bad, JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }));
     await fails(['--data', bad], /bad\.jsonl:1: the conversation has no assistant message/);
     await fails(['--data', join(tmp, 'missing.jsonl')], /missing\.jsonl/);
-    await fails(['--data', data, '--lora-targets', 'experts'], /adapters on the experts are not supported yet/);
+    await fails(['--data', data, '--lora-targets', 'experts,router'], /--lora-targets: unknown module "router" \(expected attn, experts, or a comma list of q_proj, k_proj, v_proj, o_proj, gate_up_proj, down_proj\)/);
     await fails(['--data', data, '--full', '--lora-rank', '4'], /--full trains every weight/);
     await fails(['--data', data, '--float-out', join(tmp, 'f')], /--float-out DIR goes with --full/);
     await fails(['--data', data, '--eval-split', '2'], /--eval-split/);

@@ -12,7 +12,7 @@ import { HeapStore } from '../../src/tensor/index.ts';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.ts';
 import { bf16Word, writeOriginalCheckpoint } from '../../src/train/export.ts';
-import { LoraAdapters } from '../../src/train/lora.ts';
+import { EXPERT_TARGETS, LORA_TARGETS, LoraAdapters } from '../../src/train/lora.ts';
 import { mergeLoraIntoWeights } from '../../src/train/merge.ts';
 import { forwardTrain } from '../../src/train/model.ts';
 import { TrainableModel } from '../../src/train/params.ts';
@@ -26,6 +26,7 @@ const tokens = [3, 14, 15, 9, 26, 5, 35, 8, 9, 7, 9, 32];
 let tmp: string;
 let base: string;
 let adapterDir: string;
+let expertAdapterDir: string;
 
 /** The training model of a checkpoint: exactly the weights the engine loads (BF16, dequantised MXFP4). */
 async function trainingModel(dir: string): Promise<TrainableModel> {
@@ -33,8 +34,8 @@ async function trainingModel(dir: string): Promise<TrainableModel> {
   return TrainableModel.fromWeights(weights);
 }
 
-async function servedLogits(args: string[]): Promise<Float64Array> {
-  const r = await runCli(['logits', '--backend', 'reference', '--tokens', tokens.join(','), '--all-positions', ...args]);
+async function servedLogits(args: string[], backend = 'reference'): Promise<Float64Array> {
+  const r = await runCli(['logits', '--backend', backend, '--tokens', tokens.join(','), '--all-positions', ...args]);
   assert.equal(r.code, 0, r.stderr);
   return Float64Array.from((JSON.parse(r.stdout) as { logits: number[][] }).logits.flat());
 }
@@ -65,6 +66,12 @@ suite('adapters at inference and merged', () => {
     });
     adapterDir = join(tmp, 'adapter');
     writePeftAdapter(lora, adapterDir);
+    const experts = new LoraAdapters(TINY, { rank: 4, alpha: 8, seed: 6, targets: [...LORA_TARGETS, ...EXPERT_TARGETS] });
+    experts.params().forEach((p, i) => {
+      if (p.name.endsWith('lora_B.weight')) p.value.set(randomArray(p.value.length, 600 + i, 0.2));
+    });
+    expertAdapterDir = join(tmp, 'expert-adapter');
+    writePeftAdapter(experts, expertAdapterDir);
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -140,5 +147,47 @@ suite('adapters at inference and merged', () => {
     const wrong = await runCli(['merge', '--model', base, '--adapter', base, '--out', join(tmp, 'x')]);
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /no adapter_config\.json \(not a PEFT adapter folder\)/);
+  });
+
+  it('logits --adapter on the experts: the float merge (experts dequantised plus the update), on reference and wasm', async (t) => {
+    const model = await trainingModel(base);
+    const lora = readPeftAdapter(expertAdapterDir, TINY);
+    assert.equal(lora.expertModules.length, 2 * TINY.numLayers);
+    const plain = forwardTrain(model, tokens).logits;
+    const adapted = forwardTrain(model, tokens, { lora }).logits;
+    mergeRoundedToBf16(model, lora); // attention rounded to BF16 as served; experts merged in float
+    const mergedReference = forwardTrain(model, tokens).logits;
+    const effect = maxAbsDiff(adapted, plain);
+    const served = await servedLogits(['--model', base, '--adapter', expertAdapterDir]);
+    const vsMerged = maxAbsDiff(served, mergedReference);
+    t.diagnostic(`expert adapter's effect ${effect.toExponential(2)}; served (reference) vs float-merged ${vsMerged.toExponential(2)}`);
+    assert.ok(vsMerged <= 1e-4, `served logits differ from the float-merged model by ${vsMerged}`);
+    // The wasm kernels' own arithmetic (attention, router) differs from the reference's by some
+    // 1e-3 without an adapter; with one its adapted experts run the reference code, so the gap stays that size.
+    const [wasm, wasmPlain, referencePlain] = [
+      await servedLogits(['--model', base, '--adapter', expertAdapterDir], 'wasm'), await servedLogits(['--model', base], 'wasm'), await servedLogits(['--model', base]),
+    ];
+    const kernelGap = maxAbsDiff(wasmPlain, referencePlain), wasmGap = maxAbsDiff(wasm, served);
+    t.diagnostic(`wasm vs reference: ${wasmGap.toExponential(2)} with the adapter, ${kernelGap.toExponential(2)} without`);
+    assert.ok(wasmGap <= 3 * kernelGap + 1e-4, `wasm with the adapter is ${wasmGap} from the reference (${kernelGap} without)`);
+    assert.ok(effect > 0.05, `the adapter should move the logits, moved ${effect}`);
+  });
+
+  it('gptoss merge re-quantises adapted experts to MXFP4 and reports the error', async (t) => {
+    const out = join(tmp, 'merged-experts');
+    const r = await runCli(['merge', '--model', base, '--adapter', expertAdapterDir, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as Record<string, number>;
+    assert.equal(s['expert_stacks'], 2 * TINY.numLayers);
+    assert.match(r.stderr, /re-quantised to MXFP4/);
+    const unmerged = await servedLogits(['--model', base, '--adapter', expertAdapterDir]);
+    const merged = await servedLogits(['--model', out]);
+    const plain = await servedLogits(['--model', base]);
+    const lost = maxAbsDiff(merged, unmerged), effect = maxAbsDiff(unmerged, plain);
+    t.diagnostic(`MXFP4 re-quantisation: error rms ${s['expert_rms_quantisation_error']!.toExponential(2)} (max ${s['expert_max_quantisation_error']!.toExponential(2)}) on weights of rms ${s['expert_rms_value']!.toExponential(2)}, update rms ${s['expert_rms_update']!.toExponential(2)}; logits: merged vs --adapter ${lost.toExponential(2)}, adapter effect ${effect.toExponential(2)}`);
+    assert.ok(s['expert_rms_quantisation_error']! > 0 && s['expert_rms_quantisation_error']! < 0.25 * s['expert_rms_value']!);
+    assert.ok(lost > 0 && lost < effect, `merged logits moved ${lost} from the adapter's (effect ${effect})`);
+    const { weights } = await loadCheckpoint(out, new HeapStore());
+    assert.ok(weights.blocks.every((b) => b.mlp.mlp1Weight.dense === undefined && b.mlp.mlp1Weight.blocks.length > 0), 'the merged checkpoint stores MXFP4 experts');
   });
 });

@@ -1,9 +1,9 @@
-// LoRA on the attention projections: a fresh adapter leaves the model unchanged, the adapted
+// LoRA on the attention projections and the experts: a fresh adapter leaves the model unchanged, the adapted
 // forward equals the merged weights' forward, A and B gradients equal finite differences with the
 // base frozen, tensor names and shapes are PEFT's, and training moves only the adapters.
 import { describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { freezeBase, LoraAdapters } from '../../src/train/lora.ts';
+import { EXPERT_TARGETS, freezeBase, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../../src/train/lora.ts';
 import { forwardTrain, lossAndGradients, lossOf, nextTokenTargets } from '../../src/train/model.ts';
 import { AdamW, trainStep } from '../../src/train/optim.ts';
 import { TrainableModel } from '../../src/train/params.ts';
@@ -14,8 +14,8 @@ import { TINY } from './tiny.ts';
 const tokens = [3, 14, 15, 9, 26, 5, 35, 8, 9, 7];
 
 /** Adapters with B drawn at random too (a fresh B is zero, which hides half the math). */
-function trainedLookingAdapters(seed: number): LoraAdapters {
-  const lora = new LoraAdapters(TINY, { rank: 4, alpha: 8, seed });
+function trainedLookingAdapters(seed: number, targets?: readonly LoraTarget[]): LoraAdapters {
+  const lora = new LoraAdapters(TINY, { rank: 4, alpha: 8, seed, ...(targets === undefined ? {} : { targets }) });
   lora.params().forEach((p, i) => {
     if (p.name.endsWith('lora_B.weight')) p.value.set(randomArray(p.value.length, seed * 100 + i, 0.2));
   });
@@ -100,6 +100,76 @@ suite('LoRA adapters', () => {
     const last = lossOf(model, tokens, targets, { lora });
     t.diagnostic(`LoRA r=4 on q/k/v/o, 30 steps: loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
     assert.ok(last < first * 0.5, `loss ${first} -> ${last}`);
+    model.params().forEach((p, i) => assert.deepEqual(p.value, before[i], `${p.name} changed`));
+  });
+
+  it('experts: PEFT target_parameters shapes ([E*r, in], [out, r*E]) and names (gate_up_proj inside down_proj)', () => {
+    const both = new LoraAdapters(TINY, { rank: 4, alpha: 8, targets: [...EXPERT_TARGETS] });
+    assert.deepEqual(both.params().slice(0, 4).map((p) => `${p.name} ${p.shape.join('x')}`), [
+      'base_model.model.model.layers.0.mlp.experts.base_layer.lora_A.weight 16x64',
+      'base_model.model.model.layers.0.mlp.experts.base_layer.lora_B.weight 64x16',
+      'base_model.model.model.layers.0.mlp.experts.lora_A.weight 16x32',
+      'base_model.model.model.layers.0.mlp.experts.lora_B.weight 64x16',
+    ]);
+    const alone = new LoraAdapters(TINY, { rank: 4, alpha: 8, targets: ['gate_up_proj'] });
+    assert.equal(alone.params()[0]!.name, 'base_model.model.model.layers.0.mlp.experts.lora_A.weight');
+  });
+
+  it('experts: expert e uses A rows e*r.. and B columns j*E+e (PEFT\'s reshapes), and equals its merged weights', (t) => {
+    const lora = trainedLookingAdapters(5, [...EXPERT_TARGETS]);
+    const m = lora.expertModule(1, 'down_proj')!;
+    const r = lora.rank, E = m.experts, n = m.inFeatures;
+    // delta_e[o, i] = scale * sum_j B[o, j, e] A[e, j, i], with B viewed [out, r, E] and A [E, r, in].
+    for (const [e, o, i] of [[0, 0, 0], [3, 63, 31], [2, 10, 7]] as const) {
+      let want = 0;
+      for (let j = 0; j < r; j++) want += m.B.value[o * r * E + j * E + e]! * m.A.value[(e * r + j) * n + i]!;
+      assert.ok(Math.abs(lora.expertDelta(m, e)[o * n + i]! - lora.scale * want) < 1e-12);
+    }
+    const base = TrainableModel.random(TINY, 25);
+    const adapted = forwardTrain(base, tokens, { lora }).logits;
+    const merged = TrainableModel.random(TINY, 25);
+    lora.mergeInto(merged);
+    const diff = maxAbsDiff(forwardTrain(merged, tokens).logits, adapted);
+    t.diagnostic(`expert adapters: adapted vs merged ${diff.toExponential(2)}, effect ${maxAbsDiff(adapted, forwardTrain(base, tokens).logits).toFixed(3)}`);
+    assert.ok(diff < 1e-12);
+    assert.ok(maxAbsDiff(adapted, forwardTrain(base, tokens).logits) > 0.01, 'the expert adapters change the model');
+  });
+
+  it('experts: A and B gradients equal finite differences (with the attention adapters too), on f64 and f32 kernels', (t) => {
+    const model = TrainableModel.random(TINY, 26);
+    freezeBase(model);
+    const lora = trainedLookingAdapters(6, [...LORA_TARGETS, ...EXPERT_TARGETS]);
+    const targets = nextTokenTargets(tokens, tokens.map((_, i) => i >= 3));
+    lossAndGradients(model, tokens, targets, { lora });
+    const loss = () => lossOf(model, tokens, targets, { lora });
+    let worst = 0;
+    const experts = lora.expertModules.flatMap((m) => [m.A, m.B]);
+    assert.equal(experts.length, 8);
+    for (const [i, p] of experts.entries()) {
+      const r = checkGradient(loss, p.value, p.grad, someIndices(p.value.length, 6, 70 + i));
+      worst = Math.max(worst, r.worst);
+      assert.ok(r.worst <= 1e-5, `${p.name}: ${describe(r)}`);
+    }
+    t.diagnostic(`worst relative error over ${experts.length} expert adapter tensors: ${worst.toExponential(2)}`);
+    // The f32 kernels run the same adapter code beside their products.
+    const f64 = experts.map((p) => p.grad.slice());
+    lora.zeroGrad();
+    lossAndGradients(model, tokens, targets, { lora, precision: 'f32' });
+    experts.forEach((p, i) => assert.ok(maxAbsDiff(p.grad, f64[i]!) < 1e-3 * Math.max(1, ...f64[i]!.map(Math.abs)), p.name));
+  });
+
+  it('experts: training lowers the loss with only expert adapters, the base bit for bit', (t) => {
+    const model = TrainableModel.random(TINY, 27);
+    freezeBase(model);
+    const before = model.params().map((p) => p.value.slice());
+    const lora = new LoraAdapters(TINY, { rank: 4, alpha: 8, seed: 1, targets: [...EXPERT_TARGETS] });
+    const targets = nextTokenTargets(tokens);
+    const opt = new AdamW(lora.params(), { weightDecay: 0 });
+    const first = lossOf(model, tokens, targets, { lora });
+    for (let step = 0; step < 30; step++) trainStep(model, opt, [{ tokens, targets }], 1e-2, 1, { lora });
+    const last = lossOf(model, tokens, targets, { lora });
+    t.diagnostic(`LoRA r=4 on the experts, 30 steps: loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+    assert.ok(last < first * 0.7, `loss ${first} -> ${last}`);
     model.params().forEach((p, i) => assert.deepEqual(p.value, before[i], `${p.name} changed`));
   });
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
 import { writeSafetensors } from '../../src/checkpoint/safetensors.ts';
-import { LoraAdapters } from '../../src/train/lora.ts';
+import { EXPERT_TARGETS, LORA_TARGETS, LoraAdapters, type LoraTarget } from '../../src/train/lora.ts';
 import { forwardTrain } from '../../src/train/model.ts';
 import { TrainableModel } from '../../src/train/params.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readPeftAdapter, writePeftAdapter } from '../../src/train/peft.ts';
@@ -18,7 +18,7 @@ import { TINY } from './tiny.ts';
 
 let tmp: string;
 
-function adapters(options: { layers?: number[]; targets?: ('q_proj' | 'k_proj' | 'v_proj' | 'o_proj')[] } = {}): LoraAdapters {
+function adapters(options: { layers?: number[]; targets?: LoraTarget[] } = {}): LoraAdapters {
   const lora = new LoraAdapters(TINY, { rank: 4, alpha: 16, seed: 9, ...options });
   lora.params().forEach((p, i) => p.value.set(randomArray(p.value.length, 300 + i, 0.1)));
   return lora;
@@ -97,5 +97,37 @@ suite('PEFT adapter folders', () => {
     const dir = variant('notjson', () => {});
     writeFileSync(join(dir, ADAPTER_CONFIG), '{oops');
     refuses(dir, /not valid JSON/);
+  });
+
+  it('experts round trip as PEFT target_parameters: config, names, shapes, values and the adapted logits', () => {
+    const lora = adapters({ targets: [...LORA_TARGETS, ...EXPERT_TARGETS] });
+    const dir = join(tmp, 'experts');
+    writePeftAdapter(lora, dir);
+    const config = JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(config['target_parameters'], ['mlp.experts.gate_up_proj', 'mlp.experts.down_proj']);
+    assert.deepEqual(config['target_modules'], ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+    const back = readPeftAdapter(dir, TINY);
+    assert.deepEqual(back.expertModules.map((m) => `${m.target} ${m.A.name} ${m.A.shape.join('x')} ${m.B.shape.join('x')}`), [0, 1].flatMap((n) => [
+      `gate_up_proj base_model.model.model.layers.${n}.mlp.experts.base_layer.lora_A.weight 16x64 64x16`,
+      `down_proj base_model.model.model.layers.${n}.mlp.experts.lora_A.weight 16x32 64x16`,
+    ]));
+    for (const p of lora.params()) {
+      const q = back.params().find((b) => b.name === p.name)!;
+      assert.deepEqual(Array.from(q.value), Array.from(p.value, Math.fround), p.name);
+    }
+    const model = TrainableModel.random(TINY, 2);
+    const tokens = [1, 2, 3, 4, 5, 6];
+    assert.ok(maxAbsDiff(forwardTrain(model, tokens, { lora: back }).logits, forwardTrain(model, tokens, { lora }).logits) < 1e-5);
+  });
+
+  it('experts alone on a subset of layers: each layer\'s parameter named, the single wrapper outermost', () => {
+    const dir = join(tmp, 'experts-subset');
+    writePeftAdapter(adapters({ layers: [1], targets: ['down_proj'] }), dir);
+    const config = JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(config['target_parameters'], ['model.layers.1.mlp.experts.down_proj']);
+    assert.deepEqual(config['target_modules'], []);
+    const back = readPeftAdapter(dir, TINY);
+    assert.deepEqual(back.params().map((p) => p.name), ['base_model.model.model.layers.1.mlp.experts.lora_A.weight', 'base_model.model.model.layers.1.mlp.experts.lora_B.weight']);
+    assert.equal(back.expertModules[0]!.target, 'down_proj');
   });
 });

@@ -5,7 +5,7 @@
 // bit for bit.
 import { describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkUnusedRowsZero, forwardTrain, lossAndGradients, lossOf, nextTokenTargets, targetRows, usedVocabulary, zeroUnusedRows } from '../../src/train/model.ts';
+import { checkUnusedRowsZero, forwardTrain, liveVocabulary, lossAndGradients, lossOf, nextTokenTargets, targetRows, usedVocabulary, zeroUnusedRows } from '../../src/train/model.ts';
 import { AdamW, trainStep } from '../../src/train/optim.ts';
 import { TrainableModel } from '../../src/train/params.ts';
 import { TINY } from './tiny.ts';
@@ -17,6 +17,16 @@ const targets = nextTokenTargets(tokens, tokens.map((_, i) => i >= 3));
 suite('used vocabulary', () => {
   it('lists the sorted distinct ids of a corpus', () => {
     assert.deepEqual(Array.from(usedVocabulary([[5, 3, 5], [9, 3]])), [3, 5, 9]);
+  });
+
+  it('liveVocabulary: the ids whose unembedding row is not zero (what a base trained here uses)', () => {
+    const model = TrainableModel.random(TINY, 8);
+    assert.equal(liveVocabulary(model).length, TINY.vocabSize);
+    zeroUnusedRows(model, Int32Array.from([2, 7, 40]));
+    model.unembedding.value[7 * H + H - 1] = 0.5; // one non-zero entry keeps a row live
+    assert.deepEqual(Array.from(liveVocabulary(model)), [2, 7, 40]);
+    model.unembedding.value.fill(0, 40 * H, 41 * H);
+    assert.deepEqual(Array.from(liveVocabulary(model)), [2, 7]);
   });
 
   it('gives the full vocabulary\'s loss, logits and gradients when unused rows are zero', () => {
