@@ -114,7 +114,7 @@ describe('gptoss logits / generate', () => {
       assert.equal(r.stdout, '');
     }
     assert.equal(results[4]!.stderr, 'gptoss logits: 5 tokens do not fit the context window of 4 tokens (see --context)\n');
-    assert.match(results[5]!.stderr, /--expert-activations must be one of q8, split, f32, got "fp8"/);
+    assert.match(results[5]!.stderr, /--expert-activations must be one of q8, split, f32, f16, got "fp8"/);
     assert.match(results[6]!.stderr, /--kv-cache must be one of f32, bf16, got "f16"/);
   });
 });
