@@ -4,7 +4,9 @@
 // build), and `runPeer()` measures it in a child process so its memory is counted apart.
 //
 // As a script: node --import tsx bench/peer-llama.ts --gguf FILE --prompt-tokens N --gen-tokens N --threads N
-// prints one JSON object (prefill_tok_s, decode_tok_s, load_s, ttft_s, peak_rss_bytes).
+// [--peer-dir DIR --gpu cuda] prints one JSON object (prefill_tok_s, decode_tok_s, load_s, ttft_s,
+// peak_rss_bytes). With --gpu cuda (bench/gpu.ts) every layer is offloaded and node-llama-cpp must
+// find its CUDA binary package pre-installed in --peer-dir: nothing is installed then.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -14,7 +16,14 @@ import { parseArgs } from 'node:util';
 export const PEER_VERSION = '3.22.1';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const PEER_DIR = join(ROOT, '.cache/peer');
-const PEER_ENTRY = join(PEER_DIR, 'node_modules/node-llama-cpp/dist/index.js');
+const peerEntry = (dir: string): string => join(dir, 'node_modules/node-llama-cpp/dist/index.js');
+const PEER_ENTRY = peerEntry(PEER_DIR);
+
+/** Where a peer run finds node-llama-cpp, and whether it runs on the CPU or offloads to CUDA. */
+export interface PeerPlacement {
+  dir: string;
+  gpu: false | 'cuda';
+}
 
 export interface PeerResult {
   engine: string;
@@ -42,10 +51,11 @@ export function ensurePeer(): void {
 }
 
 /** Runs the peer on `gguf` in a child process and returns its figures. */
-export function runPeer(gguf: string, promptTokens: number, genTokens: number, threads: number): PeerResult {
-  ensurePeer();
+export function runPeer(gguf: string, promptTokens: number, genTokens: number, threads: number, placement: PeerPlacement = { dir: PEER_DIR, gpu: false }): PeerResult {
+  if (placement.gpu === false) ensurePeer();
   const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--gguf', gguf,
-    '--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--threads', String(threads)], {
+    '--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--threads', String(threads),
+    '--peer-dir', placement.dir, ...(placement.gpu === false ? [] : ['--gpu', placement.gpu])], {
     cwd: ROOT, encoding: 'utf8', env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' }, maxBuffer: 64 * 2 ** 20,
   });
   const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -67,11 +77,11 @@ interface PeerModule {
   }>;
 }
 
-async function measure(gguf: string, promptTokens: number, genTokens: number, threads: number): Promise<PeerResult> {
-  const peer = (await import(pathToFileURL(PEER_ENTRY).href)) as PeerModule;
-  const llama = await peer.getLlama({ build: 'never', gpu: false, logLevel: 'error', skipDownload: true, maxThreads: threads });
+async function measure(gguf: string, promptTokens: number, genTokens: number, threads: number, placement: PeerPlacement): Promise<PeerResult> {
+  const peer = (await import(pathToFileURL(peerEntry(placement.dir)).href)) as PeerModule;
+  const llama = await peer.getLlama({ build: 'never', gpu: placement.gpu, logLevel: 'error', skipDownload: true, maxThreads: threads });
   const t0 = performance.now();
-  const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0, useMmap: false });
+  const model = await llama.loadModel({ modelPath: gguf, gpuLayers: placement.gpu === false ? 0 : 'max', useMmap: false });
   const loadS = (performance.now() - t0) / 1000;
   const context = await model.createContext({ contextSize: promptTokens + genTokens + 64, batchSize: Math.min(512, promptTokens), threads: { ideal: threads, min: threads } });
   const seq = context.getSequence();
@@ -92,7 +102,7 @@ async function measure(gguf: string, promptTokens: number, genTokens: number, th
   const decodeS = (performance.now() - d0) / 1000;
   await gen.return();
   const result: PeerResult = {
-    engine: `node-llama-cpp ${PEER_VERSION}`,
+    engine: `node-llama-cpp ${PEER_VERSION}${placement.gpu === false ? '' : ` (${placement.gpu})`}`,
     threads,
     prompt_tokens: promptTokens,
     gen_tokens: genTokens,
@@ -110,12 +120,13 @@ async function measure(gguf: string, promptTokens: number, genTokens: number, th
 const round = (x: number): number => Math.round(x * 1000) / 1000;
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values } = parseArgs({ options: { gguf: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, threads: { type: 'string' } } });
+  const { values } = parseArgs({ options: { gguf: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, threads: { type: 'string' }, 'peer-dir': { type: 'string' }, gpu: { type: 'string' } } });
   if (values.gguf === undefined) {
     console.error('usage: peer-llama.ts --gguf FILE [--prompt-tokens N] [--gen-tokens N] [--threads N]');
     process.exit(2);
   }
-  const r = await measure(values.gguf, Number(values['prompt-tokens'] ?? 512), Number(values['gen-tokens'] ?? 64), Number(values.threads ?? 2));
+  const r = await measure(values.gguf, Number(values['prompt-tokens'] ?? 512), Number(values['gen-tokens'] ?? 64), Number(values.threads ?? 2),
+    { dir: values['peer-dir'] ?? PEER_DIR, gpu: values.gpu === 'cuda' ? 'cuda' : false });
   console.log(JSON.stringify(r));
   process.exit(0);
 }

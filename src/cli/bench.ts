@@ -55,6 +55,8 @@ export interface BenchResult {
   memories?: number;
   /** The GPU adapter (webgpu backend only). */
   adapter?: string;
+  /** Bytes of weights uploaded to the GPU (webgpu backend only). */
+  gpu_weight_bytes?: number;
   /** Calls per op the wasm backend ran through the reference code (absent for the reference backend). */
   fallbacks?: Record<string, number>;
   profile?: { prefill: OpProfile; decode: OpProfile };
@@ -203,6 +205,7 @@ export async function runBench(opts: {
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     const fallbacks = (engine.backend as unknown as { fallbacks?: Record<string, number> }).fallbacks;
     const adapter = (engine.backend as { adapter?: string }).adapter;
+    const gpuWeightBytes = (engine.backend as { weightBytes?: number }).weightBytes;
     return {
       backend: engine.backend.name,
       // The mode the backend runs (the wasm backend says which; the reference backend is exact).
@@ -225,6 +228,7 @@ export async function runBench(opts: {
       decode_ceiling_tok_s: bandwidth / bpt,
       ...(memories === undefined ? {} : { memories }),
       ...(adapter === undefined ? {} : { adapter }),
+      ...(gpuWeightBytes === undefined ? {} : { gpu_weight_bytes: gpuWeightBytes }),
       ...(fallbacks === undefined ? {} : { fallbacks }),
       ...(opts.profile ? { profile: { prefill: prefillProfile, decode: decodeProfile } } : {}),
     };

@@ -32,11 +32,12 @@ describe('gptoss --backend webgpu', () => {
     assert.ok(diff <= gold.golden.tolerances.fp32.max_abs, `differs by ${diff}`);
   });
 
-  it('bench reports the adapter, the exact expert activations asked for and no fallbacks', { skip: available.ok ? false : 'no WebGPU adapter' }, async () => {
+  it('bench reports the adapter, the GPU weight bytes, the exact expert activations asked for and no fallbacks', { skip: available.ok ? false : 'no WebGPU adapter' }, async () => {
     const r = await runBench({ model: gold.dir, promptTokens: 8, genTokens: 2, threads: 1, backend: 'webgpu', expertActivations: 'split', profile: false });
     assert.equal(r.backend, 'webgpu');
     assert.equal(r.expert_activations, 'split');
     assert.ok(r.adapter !== undefined && r.adapter.length > 0);
+    assert.ok(r.gpu_weight_bytes !== undefined && r.gpu_weight_bytes > 0, 'the weights uploaded to the GPU are reported');
     assert.deepEqual(r.fallbacks, { linear: 0, attention: 0, experts: 0 });
     assert.ok(Number.isFinite(r.decode_tok_s) && r.decode_tok_s > 0);
   });
