@@ -2,7 +2,8 @@
 // conversations for gpt-oss-nano (an experiment): the user gives a list of values, the model reads
 // them back, or passes them through python and reads back what it printed. Each conversation
 // carries dozens of number-copy events where the main corpus carries a handful; the system
-// messages are the corpus's own, so both share prefixes. Only tokens of the corpus's vocabulary.
+// messages are the corpus's own, so both share prefixes. Writes FILE.vocabulary.json beside it: the
+// corpus's vocabulary plus the few tokens the read-backs add (finetune's --vocabulary).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,15 +27,8 @@ function value(): number {
   if (kind < 0.8) return Math.round((random() * 300) * 10) / 10 || 0.5;
   return Math.round((random() * 50) * 100) / 100 || 0.25;
 }
-const fits = (text: string): boolean => tokenizer.encodeOrdinary(text).every((t) => vocabulary.has(t));
 
-// Values whose tokens all occur in the corpus (checked in the context they appear in).
-const pool: number[] = [];
-for (let tries = 0; pool.length < 3000 && tries < 200_000; tries++) {
-  const v = value();
-  pool.push(v);
-}
-process.stderr.write(`pool of ${pool.length} values\n`);
+const pool = Array.from({ length: 3000 }, value);
 const out: string[] = [];
 const added = new Set<number>();
 while (out.length < Number(values.count ?? '2000')) {
