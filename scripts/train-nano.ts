@@ -118,6 +118,11 @@ if (!existsSync(init)) {
   const model = TrainableModel.random(NANO_CONFIG, Number(seed));
   // Rows of tokens the corpus never uses stay zero (and are not even held while training).
   zeroUnusedRows(model, vocabulary, 'both');
+  // Tied tables (trained as one, --tie-embeddings): the unembedding starts as the embedding, and
+  // the final norm's scale of 1/sqrt(hidden) keeps the first logits near unit spread, as the
+  // untied initialisation's 1/sqrt(fan_in) unembedding does.
+  model.unembedding.value.set(model.embedding.value);
+  model.norm.value.fill(1 / Math.sqrt(NANO_CONFIG.hiddenSize));
   writeOriginalCheckpoint(model, init);
   process.stderr.write(`train:nano: wrote the initial model (${model.size()} parameters with the full vocabulary tables, ${vocabulary.length} rows in use) to ${init}\n`);
 }
@@ -125,7 +130,7 @@ if (!existsSync(init)) {
 const flag = (name: 'epochs' | 'lr' | 'batch-tokens', fallback: number): string[] => [`--${name}`, values[name] ?? String(fallback)];
 run([
   'bin/gptoss.js', 'finetune', '--full', '--model', init, '--data', join(corpus, CORPUS_FILES.train), '--out', out, '--float-out', floatOut,
-  '--vocabulary', join(corpus, CORPUS_FILES.vocabulary), '--precision', 'f32', '--seed', seed,
+  '--vocabulary', join(corpus, CORPUS_FILES.vocabulary), '--precision', 'f32', '--seed', seed, '--tie-embeddings',
   ...flag('epochs', NANO_TRAINING.epochs), ...flag('lr', NANO_TRAINING.lr), ...flag('batch-tokens', NANO_TRAINING.batchTokens),
   '--eval-split', String(NANO_TRAINING.evalSplit), '--eval-every', String(NANO_TRAINING.evalEvery), '--save-every', String(NANO_TRAINING.saveEvery),
   ...(values['stop-after'] !== undefined ? ['--stop-after', values['stop-after']] : []),

@@ -43,6 +43,9 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj), experts (gate_up_proj,down_proj of every
                      expert, PEFT target_parameters) or a comma list of those; default attn,experts
   --full             train every weight instead of an adapter (small models: float64 in memory)
+  --tie-embeddings   with --full, train the embedding and unembedding as one table (they must
+                     start equal; the checkpoint holds both, equal): small models copy rare
+                     tokens, such as numbers, far sooner
   --float-out DIR    with --full, also write the float export (experts unquantised) to DIR, to
                      measure the model before and after MXFP4 quantisation
   --epochs E         passes over the training conversations (default 30 for LoRA, 3 with --full)
@@ -73,6 +76,8 @@ export interface FinetuneSettings {
   out: string;
   model: string | undefined;
   full: boolean;
+  /** With --full: the embedding and unembedding trained as one table. */
+  tieEmbeddings: boolean;
   /** With --full: where the float export (experts before MXFP4 quantisation) goes. */
   floatOut: string | undefined;
   rank: number;
@@ -113,7 +118,7 @@ function targetsFlag(raw: string | undefined): LoraTarget[] {
 export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   const p = parseFlags(argv, {
     data: { type: 'string' }, out: { type: 'string' }, model: { type: 'string' },
-    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' }, 'float-out': { type: 'string' },
+    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' }, 'tie-embeddings': { type: 'boolean' }, 'float-out': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
     'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
     quiet: { type: 'boolean' }, precision: { type: 'string' }, vocabulary: { type: 'string' }, help: { type: 'boolean', short: 'h' },
@@ -126,13 +131,15 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   if (full && ['lora-rank', 'lora-alpha', 'lora-targets'].some((f) => p.values[f] !== undefined)) {
     throw new UserError('usage', '--full trains every weight; --lora-rank, --lora-alpha and --lora-targets are for adapters');
   }
+  const tieEmbeddings = boolFlag(p, 'tie-embeddings');
+  if (tieEmbeddings && !full) throw new UserError('usage', '--tie-embeddings goes with --full (an adapter leaves both tables frozen)');
   const floatOut = stringFlag(p, 'float-out');
   if (floatOut !== undefined && (!full || floatOut === '')) throw new UserError('usage', '--float-out DIR goes with --full (an adapter has no experts to quantise)');
   const rank = numberFlag(p, 'lora-rank', { min: 1, max: 4096, integer: true }) ?? 8;
   const precision = stringFlag(p, 'precision') ?? 'f32';
   if (precision !== 'f64' && precision !== 'f32') throw new UserError('usage', `--precision ${precision}: expected f64 or f32`);
   return {
-    data, out, model: stringFlag(p, 'model'), full, floatOut, rank,
+    data, out, model: stringFlag(p, 'model'), full, tieEmbeddings, floatOut, rank,
     alpha: numberFlag(p, 'lora-alpha', { min: Number.MIN_VALUE }) ?? 2 * rank,
     targets: targetsFlag(stringFlag(p, 'lora-targets')),
     // LoRA's defaults teach a small file of facts (examples/finetune/facts.jsonl) to gpt-oss-nano
@@ -309,6 +316,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   const result = fineTune(model, train, {
     epochs: s.epochs, lr: s.lr, batchTokens: s.batchTokens, seed: s.seed,
     ...(lora !== undefined ? { lora } : { routerBalance: ROUTER_BALANCE }),
+    ...(s.tieEmbeddings ? { tiedEmbeddings: true } : {}),
     ...(shortcut ? { vocabulary } : {}),
     prefixGroups: train.map((e) => systemMessageKey(e.tokens)),
     ...(evalSet.length > 0 ? { evalExamples: evalSet, ...(s.evalEvery !== undefined ? { evalEvery: s.evalEvery } : {}) } : {}),
@@ -318,6 +326,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
       data_sha256: createHash('sha256').update(dataText).digest('hex'),
       model: resolved.dir,
       mode: s.full ? 'full' : `lora r=${s.rank} alpha=${s.alpha} targets=${s.targets.join(',')}`,
+      ...(s.tieEmbeddings ? { tied_embeddings: 'yes' } : {}),
       precision: s.precision, lr: String(s.lr), batch_tokens: String(s.batchTokens), epochs: String(s.epochs), eval_split: String(s.evalSplit),
     },
     ...(s.stopAfter !== undefined ? { stopAfter: s.stopAfter } : {}),

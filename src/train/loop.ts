@@ -94,6 +94,8 @@ export interface FineTuneOptions {
   lora?: LoraAdapters;
   vocabulary?: Int32Array;
   routerBalance?: number;
+  /** Train the embedding and unembedding as one table (TrainOptions.tiedEmbeddings); they must start equal. */
+  tiedEmbeddings?: boolean;
   /**
    * A key per example: examples with the same key begin with the same tokens (a system message).
    * They are batched together (planBatches) and each batch's common prefix runs once
@@ -127,6 +129,12 @@ export interface FineTuneResult {
   resumedFrom: number;
 }
 
+function tablesEqual(a: Float64Array, b: Float64Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Token-weighted mean loss over `examples` (no gradients). */
 export function evaluate(model: TrainableModel, examples: readonly Sequence[], options: TrainOptions = {}): number {
   let sum = 0;
@@ -153,10 +161,15 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
     totalSteps,
     minRatio: options.minRatio ?? 0.1,
   };
-  const params = options.lora !== undefined ? options.lora.params() : model.params().filter((p) => p.trainable);
+  const tied = options.tiedEmbeddings === true;
+  if (tied && !tablesEqual(model.embedding.value, model.unembedding.value)) {
+    throw new UserError('checkpoint', 'tied embeddings need a model whose embedding and unembedding tables are equal; this one\'s differ');
+  }
+  // Tied, the unembedding is a copy of the embedding: the optimiser holds (and the state saves) one table.
+  const params = options.lora !== undefined ? options.lora.params() : model.params().filter((p) => p.trainable && !(tied && p === model.unembedding));
   const optimizer = new AdamW(params, { weightDecay: options.weightDecay ?? (options.lora !== undefined ? 0 : 0.1) });
   const { precision } = options;
-  const trainOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, routerBalance: options.routerBalance, precision };
+  const trainOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, routerBalance: options.routerBalance, precision, ...(tied ? { tiedEmbeddings: true } : {}) };
   const evalOptions: TrainOptions = { lora: options.lora, vocabulary: options.vocabulary, precision };
 
   let resumedFrom = 0;
@@ -171,6 +184,7 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
       }
     }
     resumedFrom = optimizer.steps;
+    if (tied) model.unembedding.value.set(model.embedding.value);
   }
   const save = (): void => {
     if (options.statePath !== undefined) saveTrainingState(options.statePath, params, optimizer, { ...options.stateMetadata, seed: String(options.seed), total_steps: String(totalSteps) });

@@ -116,6 +116,13 @@ export interface TrainOptions {
    * by `packSharedPrefix`): each is computed exactly as alone, the prefix once.
    */
   layout?: PackedLayout;
+  /**
+   * Train the embedding and unembedding as one table (weight tying): each update uses the sum of
+   * both tables' gradients and leaves the two equal. The checkpoint still holds both tables, as
+   * gpt-oss does. It lets a small model copy a token it has rarely seen (a number in the
+   * question) through a shared map rather than learning each token's output row separately.
+   */
+  tiedEmbeddings?: boolean;
 }
 
 /** Attention as matrix products on the f32 kernels; the float64 reference keeps its scalar loops. */

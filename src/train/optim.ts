@@ -227,7 +227,13 @@ export function trainStep(
     lossSum += ce.loss * counted;
     computed += s.tokens.length;
   }
+  if (options.tiedEmbeddings === true) {
+    const { embedding, unembedding } = model;
+    for (let i = 0; i < embedding.grad.length; i++) embedding.grad[i] = embedding.grad[i]! + unembedding.grad[i]!;
+    unembedding.grad.fill(0);
+  }
   const gradNorm = clipGradients([...model.params(), ...(options.lora?.params() ?? [])], maxGradNorm);
   optimizer.step(lr);
+  if (options.tiedEmbeddings === true) model.unembedding.value.set(model.embedding.value);
   return { loss: (lossSum + coef * balanceSum) / total, balance: balanceSum / total, counted: total, gradNorm, computed };
 }

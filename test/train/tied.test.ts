@@ -1,0 +1,93 @@
+// Tied embeddings (`finetune --full --tie-embeddings`): the embedding and unembedding trained as
+// one table. The gradient of the shared table is the sum of both tables' gradients (checked by
+// finite differences moving both together), the tables stay equal through training and through an
+// interrupted run's resume, and a model whose tables differ is refused.
+import { after, before, describe as suite, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { UserError } from '../../src/errors.ts';
+import { parseSettings } from '../../src/cli/finetune.ts';
+import { evaluate, fineTune } from '../../src/train/loop.ts';
+import { lossAndGradients, lossOf, nextTokenTargets } from '../../src/train/model.ts';
+import { TrainableModel } from '../../src/train/params.ts';
+import { checkGradient, describe, someIndices } from './gradcheck.ts';
+import { TINY } from './tiny.ts';
+
+const texts = [[1, 5, 9, 13, 17, 21, 5, 9], [2, 6, 10, 14, 2, 6], [3, 7, 11, 15, 19, 23, 27, 31], [4, 8, 12, 4, 8]];
+const examples = texts.map((tokens) => ({ tokens, targets: nextTokenTargets(tokens) }));
+
+function tiedModel(seed: number): TrainableModel {
+  const model = TrainableModel.random(TINY, seed);
+  model.unembedding.value.set(model.embedding.value);
+  model.norm.value.fill(1 / Math.sqrt(TINY.hiddenSize));
+  return model;
+}
+
+let tmp: string;
+
+suite('tied embeddings', () => {
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'gptoss-tied-'));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('the shared table\'s gradient is the sum of the two tables\' (finite differences moving both)', () => {
+    const model = tiedModel(3);
+    const { tokens, targets } = examples[2]!;
+    model.zeroGrad();
+    lossAndGradients(model, tokens, targets);
+    const shared = model.embedding.grad.map((g, i) => g + model.unembedding.grad[i]!);
+    const table = model.embedding.value;
+    const mirror = model.unembedding.value;
+    // A loss of the one table: the unembedding follows every perturbation of the embedding.
+    const loss = (): number => {
+      mirror.set(table);
+      return lossOf(model, tokens, targets);
+    };
+    // Rows of tokens that occur, where both uses contribute.
+    const rows = [...new Set(tokens)].flatMap((id) => someIndices(TINY.hiddenSize, 4, id).map((j) => id * TINY.hiddenSize + j));
+    const r = checkGradient(loss, table, shared, rows);
+    assert.ok(r.worst < 1e-6, describe(r));
+    // Neither table's gradient alone is the shared one.
+    const embeddingOnly = checkGradient(loss, table, model.embedding.grad, rows);
+    assert.ok(embeddingOnly.worst > 1e-3, 'the unembedding use contributes');
+  });
+
+  it('keeps the two tables equal while it trains, and learns', () => {
+    const model = tiedModel(5);
+    const before = evaluate(model, examples);
+    const result = fineTune(model, examples, { epochs: 20, lr: 1e-2, batchTokens: 16, seed: 1, tiedEmbeddings: true });
+    assert.deepEqual(model.unembedding.value, model.embedding.value);
+    const afterLoss = evaluate(model, examples);
+    assert.ok(afterLoss < 0.2 * before, `loss ${before} -> ${afterLoss} over ${result.steps} steps`);
+    // Untied, the same start ends with different tables.
+    const untied = tiedModel(5);
+    fineTune(untied, examples, { epochs: 2, lr: 1e-2, batchTokens: 16, seed: 1 });
+    assert.notDeepEqual(untied.unembedding.value, untied.embedding.value);
+  });
+
+  it('an interrupted tied run resumes to the same weights as an uninterrupted one', () => {
+    const options = { epochs: 6, lr: 1e-2, batchTokens: 12, seed: 4, tiedEmbeddings: true };
+    const straight = tiedModel(7);
+    fineTune(straight, examples, options);
+    const statePath = join(tmp, 'tied.safetensors');
+    fineTune(tiedModel(7), examples, { ...options, statePath, stopAfter: 3, saveEvery: 1 });
+    const resumed = tiedModel(99);
+    const second = fineTune(resumed, examples, { ...options, statePath });
+    assert.equal(second.resumedFrom, 3);
+    for (const p of straight.params()) assert.deepEqual(resumed.param(p.name).value, p.value, p.name);
+  });
+
+  it('refuses a model whose tables differ, and the flag without --full', () => {
+    assert.throws(() => fineTune(TrainableModel.random(TINY, 5), examples, { epochs: 1, lr: 1e-2, batchTokens: 16, seed: 1, tiedEmbeddings: true }), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.match(e.message, /embedding and unembedding tables are equal/);
+      return true;
+    });
+    assert.throws(() => parseSettings(['--data', 'x.jsonl', '--out', 'o', '--tie-embeddings']), /--tie-embeddings goes with --full/);
+    const s = parseSettings(['--data', 'x.jsonl', '--out', 'o', '--full', '--tie-embeddings']);
+    assert.ok(s !== 'help' && s.tieEmbeddings);
+  });
+});
