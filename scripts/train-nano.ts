@@ -80,8 +80,12 @@ if (values.export !== undefined) {
   if (existsSync(values.export)) fail(`--export: ${values.export} already exists`);
   const vocabulary = readVocabulary();
   const model = new TrainableModel(NANO_CONFIG, { vocabulary });
-  const optimizer = new AdamW(model.params());
-  loadTrainingState(statePath, model.params(), optimizer);
+  // Trained tied, the state holds one table: the unembedding is the embedding.
+  const params = model.params().filter((p) => p !== model.unembedding);
+  const optimizer = new AdamW(params);
+  const meta = loadTrainingState(statePath, params, optimizer);
+  if (meta['tied_embeddings'] !== 'yes') fail(`--export: ${statePath} was not saved by a tied run (train:nano trains tied since the tables were tied; export an older state with the code of its time)`);
+  model.unembedding.value.set(model.embedding.value);
   writeOriginalCheckpoint(model, values.export);
   process.stderr.write(`train:nano: wrote the model after ${optimizer.steps} updates to ${values.export}\n`);
   const floatExport = values['float-out'];
