@@ -1,10 +1,10 @@
 // The files commands read must be regular files (src/files.ts): a FIFO named model.safetensors or
-// config.json, given as --developer @FILE or as eval data used to block forever (opening a FIFO for
-// reading waits for a writer), and a folder was read as the tokenizer's ranks file or taken for one
-// .safetensors file. Now each is one line and exit status 2, and a folder named *.safetensors is
-// opened as the folder it is. Commands run in a child process, so a regression shows as a child
-// that never exits; the spawn's kill timer is only the safety net that turns such a hang into a
-// failure.
+// config.json, given as --developer @FILE, as eval data or as the conversation gptoss render reads
+// used to block forever (opening a FIFO for reading waits for a writer), and a folder was read as
+// the tokenizer's ranks file or taken for one .safetensors file. Now each is one line and exit
+// status 2, and a folder named *.safetensors is opened as the folder it is. Commands run in a child
+// process, so a regression shows as a child that never exits; the spawn's kill timer is only the
+// safety net that turns such a hang into a failure.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -76,6 +76,12 @@ test('a FIFO as eval data or as the classify policy is refused with one line, no
   const gold = join(work, 'gold.jsonl');
   writeFileSync(gold, '{"text": "x", "label": "0"}\n');
   await failsWithOneLine(['eval', 'classify', '--policy', fifo, '--data', gold, '--model', 'http://127.0.0.1:9/v1', '--out', out], `gptoss eval: --policy ${fifo}: is a named pipe (FIFO), not a regular file`);
+});
+
+test('a FIFO as the conversation file of gptoss render is refused with one line, not waited on', { skip: noFifo }, async () => {
+  const fifo = join(work, 'conversation.json');
+  assert.ok(mkfifo(fifo));
+  await failsWithOneLine(['render', fifo], `gptoss render: ${fifo}: is a named pipe (FIFO), not a regular file`);
 });
 
 test('a folder named *.safetensors is opened as a folder of weight files', async () => {

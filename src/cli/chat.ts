@@ -37,7 +37,7 @@ options:
                           random weights, which never end an answer)
   --temperature T         sampling temperature (default 1.0; 0 = greedy)
   --top-p P               nucleus sampling (default 1.0)
-  --seed S                random seed, for reproducible answers
+  --seed S                random seed (once per session; turns continue the stream), for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load
   --backend wasm|reference|webgpu|auto, --threads N   compute backend (default wasm)

@@ -15,17 +15,20 @@ import { parseLabelList, type OutputFormat } from '../evals/classify.ts';
 import { refuseOtherPolicy, writeClassificationMetrics } from '../evals/classify-eval.ts';
 
 const USAGE = `usage:
-  gptoss eval healthbench --data FILE.jsonl --model URL|DIR --grader URL|DIR --out DIR
+  gptoss eval healthbench --data FILE.jsonl [--model URL|DIR] --grader URL|DIR --out DIR
                           [--subset hard|consensus] [--effort low|medium|high] [--n N] [--concurrency C]
-  gptoss eval mcq   --data FILE.jsonl --model URL|DIR --out DIR [--seed S] [--effort E] [--n N] [--concurrency C]
-  gptoss eval exact --data FILE.jsonl --model URL|DIR --out DIR [--effort E] [--n N] [--concurrency C]
-  gptoss eval classify --policy POLICY.md --data GOLD.jsonl --model URL|DIR --out DIR
+  gptoss eval mcq   --data FILE.jsonl [--model URL|DIR] --out DIR [--seed S] [--effort E] [--n N] [--concurrency C]
+  gptoss eval exact --data FILE.jsonl [--model URL|DIR] --out DIR [--effort E] [--n N] [--concurrency C]
+  gptoss eval classify --policy POLICY.md --data GOLD.jsonl [--model URL|DIR] --out DIR
                        [--labels A,B,...] [--label-field NAME] [--effort E] [--n N] [--concurrency C]
                        (GOLD rows: {"id"?, "text", "label"}; accuracy, per-label precision/recall, confusion table)
 every evaluation also takes [--max-tokens N] (default ${DEFAULT_MAX_TOKENS}) [--timeout SECONDS] (default ${DEFAULT_TIMEOUT_S})
 and [--temperature T]; the token cap and the timeout apply to every request, the grader's too.
 
-URL is an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 (append #MODEL to pick a model).
+URL is an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 (append #MODEL to pick a model);
+DIR a checkpoint folder or hub repository id, served in-process. Without --model the model is the one
+chat and serve run: $GPTOSS_MODEL, else openai/gpt-oss-20b from the hub cache, else the embedded
+gpt-oss-nano.
 The API key comes from GPTOSS_API_KEY or OPENAI_API_KEY. Rerunning with the same --out resumes.
 Exit status: 0 when every case was answered and graded, 1 when some were not (rerun to retry them),
 2 for bad input.`;
@@ -56,7 +59,8 @@ export async function run(argv: string[]): Promise<number> {
   const dataPath = resolve(required(stringFlag(p, 'data'), 'data'));
   const outDir = resolve(required(stringFlag(p, 'out'), 'out'));
   if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new UserError('usage', `--out ${outDir}: is a file, not a folder`);
-  const modelSpec = required(stringFlag(p, 'model'), 'model');
+  // Absent: the default local model, as chat and serve choose it. Empty: a usage error (resolve.ts).
+  const modelSpec = stringFlag(p, 'model');
   const graderSpec = kind === 'healthbench' ? required(stringFlag(p, 'grader'), 'grader') : undefined;
   const effortFlag = stringFlag(p, 'effort');
   const effort = effortFlag === undefined ? undefined : parseEffort(effortFlag, '--effort');
@@ -115,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const apiKey = process.env.GPTOSS_API_KEY ?? process.env.OPENAI_API_KEY;
   const samplers: Sampler[] = [];
-  const open = async (spec: string) => {
+  const open = async (spec: string | undefined) => {
     const s = await openSampler(spec, { maxTokens, timeoutMs: timeoutS * 1000, ...(apiKey !== undefined ? { apiKey } : {}) });
     samplers.push(s);
     return s;
@@ -123,6 +127,8 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     const model = await open(modelSpec);
+    // The user named no model: say which one answers (the report names it too).
+    if (modelSpec === undefined) console.error(`model: ${model.label}`);
     const grader = graderSpec !== undefined ? await open(graderSpec) : undefined;
     const cases = plan.bind(model, grader);
 

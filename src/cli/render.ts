@@ -1,8 +1,8 @@
 // `gptoss render`: conversation JSON (the official harmony to_dict shape) -> the harmony prompt,
 // as text with special tokens written by name, or as token ids.
-import { readFile } from 'node:fs/promises';
 import { boolFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
-import { readProblem, UserError } from '../errors.ts';
+import { UserError } from '../errors.ts';
+import { readRegularFile } from '../files.ts';
 import {
   conversationFromJSONText,
   isRole,
@@ -58,15 +58,8 @@ export async function run(argv: string[]): Promise<number> {
   const effortFlag = stringFlag(p, 'reasoning-effort');
   const effort = effortFlag === undefined ? undefined : parseEffort(effortFlag, '--reasoning-effort');
 
-  let text: string;
-  if (file === '-') text = await readStdin();
-  else {
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw new UserError('input', `${file}: ${readProblem(e)}`);
-    }
-  }
+  // A regular file only: a FIFO would be waited on forever, a folder is no conversation.
+  const text = file === '-' ? await readStdin() : readRegularFile(file, 'input');
   const source = file === '-' ? 'stdin' : file;
   let convo = conversationFromJSONText(text, source);
   if (effort !== undefined) convo = setEffort(convo, effort, source);

@@ -65,6 +65,8 @@ export interface AgentOptions extends PromptOptions {
   dropAnalysis?: DropAnalysis;
   sampling?: Partial<SamplingParams>;
   seed?: number;
+  /** A random stream to draw from (and leave advanced) instead of a fresh one from `seed`. */
+  rng?: Rng;
   /** A sequence to use (e.g. a pooled one with a cached prefix); by default the engine makes one. */
   sequence?: Sequence;
   /** Prompt tokens per engine step, so an abort is seen between chunks (see GenerateOptions). */
@@ -158,7 +160,7 @@ export class AgentSession {
     this.dropAnalysis = options.dropAnalysis ?? 'completed-turns';
     this.maxToolCalls = options.maxToolCalls ?? DEFAULT_MAX_TOOL_CALLS;
     this.sampling = samplingParams(options.sampling);
-    this.rng = new Rng(options.seed);
+    this.rng = options.rng ?? new Rng(options.seed);
     this.sequence = options.sequence;
     this.prefillChunk = options.prefillChunk;
     this.conversation = options.conversation !== undefined ? { messages: [...options.conversation.messages] } : createConversation(harmonyPromptOptions(options));

@@ -10,7 +10,7 @@ import type { JsonSchema } from './constrained.ts';
 import type { CompletionProcessor } from './completion.ts';
 import { AgentSession, type AgentEvent, type AgentResult, type FunctionHandler } from './agent.ts';
 import type { Engine, Sequence } from './engine.ts';
-import type { SamplingParams } from './sampler.ts';
+import type { Rng, SamplingParams } from './sampler.ts';
 import { BatchingEngine } from './scheduler.ts';
 import { StructuredOutput, type StructuredOptions } from './structured.ts';
 import { renderConversationForCompletion, type Message, type ToolDescription } from '../harmony/index.ts';
@@ -34,6 +34,11 @@ export interface TurnRequest {
   requireFunctionCall?: boolean;
   sampling: Partial<SamplingParams>;
   seed?: number;
+  /**
+   * The random stream the turn draws from and leaves advanced, for a caller whose turns continue
+   * one stream (the chat, seeded once per session); without it the turn starts one from `seed`.
+   */
+  rng?: Rng;
   /** Most tokens the turn generates, over all its generations. */
   maxTokens?: number;
   stopStrings?: readonly string[];
@@ -92,6 +97,7 @@ export async function runTurn(engine: Engine, turn: PreparedTurn, run: TurnRun =
     ...(request.maxToolCalls !== undefined ? { maxToolCalls: request.maxToolCalls } : {}),
     sampling: request.sampling,
     ...(request.seed !== undefined ? { seed: request.seed } : {}),
+    ...(request.rng !== undefined ? { rng: request.rng } : {}),
     sequence,
     dropAnalysis: 'completed-turns',
     ...(run.prefillChunk !== undefined ? { prefillChunk: run.prefillChunk } : {}),

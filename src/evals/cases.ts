@@ -78,7 +78,7 @@ export function planCases(setup: CaseSetup): EvalPlan {
   if (setup.kind === 'mcq') {
     settings['seed'] = setup.seed;
     const all = pickN(parseMcq(setup.text, setup.source), setup.n);
-    return { count: all.length, headline: 'accuracy', settings, bind: (model) => all.map((c, i) => ({ id: c.id, run: (signal) => runMcqCase(model, c, i, setup.seed, { ...sample, signal }) })) };
+    return { count: all.length, headline: 'accuracy', settings, bind: (model) => all.map((c) => ({ id: c.id, run: (signal) => runMcqCase(model, c, setup.seed, { ...sample, signal }) })) };
   }
   const all = pickN(parseExact(setup.text, setup.source), setup.n);
   return { count: all.length, headline: 'accuracy', settings, bind: (model) => all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) })) };

@@ -1,6 +1,7 @@
 // A Sampler over any OpenAI-compatible Chat Completions endpoint (our own `gptoss serve`, vLLM,
 // llama.cpp's server, or a remote API the user chooses). Every request carries a token cap and
-// runs under a time limit; transient failures are retried, a request that ran out of time is not.
+// runs under a time limit; transient failures are retried, a request that ran out of time or whose
+// reply passed the size limit is not.
 // Reads the reasoning from `reasoning` or `reasoning_content` when the endpoint returns it.
 //
 // The transport is node:http rather than fetch: Node's fetch gives up on its own after 300 s
@@ -42,6 +43,13 @@ interface Reply {
   text: string;
 }
 
+/** A reply body past MAX_REPLY_BYTES: the endpoint would send as much again if asked again. */
+class ReplyTooLarge extends Error {
+  constructor() {
+    super(`the reply is larger than ${MAX_REPLY_BYTES / 2 ** 20} MiB`);
+  }
+}
+
 /** One HTTP exchange, body included; rejects with the signal's reason whenever it aborts. */
 function exchange(url: URL, method: 'GET' | 'POST', headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<Reply> {
   return new Promise((resolve, reject) => {
@@ -60,7 +68,7 @@ function exchange(url: URL, method: 'GET' | 'POST', headers: Record<string, stri
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > MAX_REPLY_BYTES) req.destroy(new Error(`reply larger than ${MAX_REPLY_BYTES / 2 ** 20} MiB`));
+        if (size > MAX_REPLY_BYTES) req.destroy(new ReplyTooLarge());
         else chunks.push(chunk);
       });
       res.on('end', settle(() => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') })));
@@ -135,6 +143,8 @@ export class HttpSampler implements Sampler {
           // Asking again would only wait as long again (a model that does not stop stays so).
           throw new UserError('network', `${url}: no reply within ${this.timeoutMs / 1000} s (the per-request timeout); not retried`);
         }
+        // Nor would it shrink the reply: each retry downloaded the whole limit again.
+        if (e instanceof ReplyTooLarge) throw new UserError('network', `${url}: ${e.message}; not retried`);
         const code = (e as NodeJS.ErrnoException).code;
         lastError = typeof code === 'string' ? `connection failed (${code})` : (e as Error).message;
         continue;

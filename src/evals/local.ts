@@ -1,5 +1,6 @@
-// Serves a local model (a checkpoint folder or a cached hub repository) in-process on a loopback
-// port, so an evaluation talks to it through the same OpenAI-compatible API as to any endpoint.
+// Serves a local model (a checkpoint folder or a cached hub repository; without one, the default
+// model chat and serve run) in-process on a loopback port, so an evaluation talks to it through the
+// same OpenAI-compatible API as to any endpoint.
 import { resolveModel } from '../checkpoint/resolve.ts';
 
 export interface LocalServer {
@@ -8,7 +9,7 @@ export interface LocalServer {
   close(): Promise<void>;
 }
 
-export async function startLocalServer(options: { model: string; contextLength?: number }): Promise<LocalServer> {
+export async function startLocalServer(options: { model?: string; contextLength?: number }): Promise<LocalServer> {
   const resolved = await resolveModel(options.model);
   const { loadEngine } = await import('../engine/local.ts');
   const { createServer } = await import('../server/index.ts');

@@ -1,6 +1,8 @@
 // Multiple-choice evaluation (GPQA-style): each case has a question, its choices and the correct
-// one. Choices are shuffled with a fixed seed (so every model sees the same order), the model is
-// asked for a letter, and the letter is extracted from its final answer.
+// one. Choices are shuffled with a fixed seed and the case's id (so every model, every run and
+// every subset of the file shows a case in the same order), the model is asked for a letter, and
+// the letter is extracted from its final answer.
+import { createHash } from 'node:crypto';
 import { UserError } from '../errors.ts';
 import { CaseIds, jsonlRows } from './jsonl.ts';
 import { seededPermutation } from './stats.ts';
@@ -40,9 +42,14 @@ export function parseMcq(text: string, source: string): McqCase[] {
   return out;
 }
 
-/** A permutation of 0..n-1 determined by (seed, case index): choices are presented in this order. */
-export function choicePermutation(n: number, seed: number, caseIndex: number): number[] {
-  return seededPermutation(n, (seed * 1_000_003 + caseIndex) >>> 0);
+/**
+ * A permutation of 0..n-1 determined by (seed, case id): choices are presented in this order. The
+ * id, not the case's position: a position changes with --n and with lines added or removed above
+ * the case, which showed the same question in another order (and mixed orders in a resumed run).
+ */
+export function choicePermutation(n: number, seed: number, caseId: string): number[] {
+  const digest = createHash('sha256').update(`${seed}\u0000${caseId}`).digest();
+  return seededPermutation(n, digest.readUInt32LE(0));
 }
 
 export function mcqPrompt(question: string, shownChoices: readonly string[]): string {
@@ -82,9 +89,9 @@ export function extractChoice(text: string, choiceCount: number): string | undef
   return undefined;
 }
 
-export async function runMcqCase(model: Sampler, c: McqCase, index: number, seed: number, sample: SampleOptions): Promise<CaseResult> {
+export async function runMcqCase(model: Sampler, c: McqCase, seed: number, sample: SampleOptions): Promise<CaseResult> {
   const started = performance.now();
-  const perm = choicePermutation(c.choices.length, seed, index);
+  const perm = choicePermutation(c.choices.length, seed, c.id);
   const shown = perm.map((i) => c.choices[i]!);
   const correctLetter = LETTERS[perm.indexOf(c.answer)]!;
   const prompt: ChatMessage[] = [{ role: 'user', content: mcqPrompt(c.question, shown) }];

@@ -95,7 +95,8 @@ export function createServer(options: ServerOptions): GptossServer {
     counters.promptTokens += info.inputTokens ?? 0;
     counters.completionTokens += info.outputTokens ?? 0;
     const tokens = info.inputTokens !== undefined ? ` in=${info.inputTokens} out=${info.outputTokens ?? 0}` : '';
-    ctx.log(`${new Date().toISOString()} ${c.req.method} ${new URL(c.req.url).pathname} ${status}${tokens} ${Math.round(performance.now() - started)}ms`);
+    const error = info.error !== undefined ? ` error=${info.error}` : '';
+    ctx.log(`${new Date().toISOString()} ${c.req.method} ${new URL(c.req.url).pathname} ${status}${tokens}${error} ${Math.round(performance.now() - started)}ms`);
     if (ctx.logContent && info.content !== undefined) {
       ctx.log(`  prompt: ${JSON.stringify(info.content.prompt)}`);
       ctx.log(`  output: ${JSON.stringify(info.content.output)}`);
@@ -119,6 +120,10 @@ export function createServer(options: ServerOptions): GptossServer {
     if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     // Clients (the openai SDKs among them) wait this long before retrying a 429.
     if (err.status === 429) c.header('retry-after', '1');
+    // The body was not read to its end: what the client still sends is discarded (a bounded
+    // amount) and the connection closed, so a keep-alive client must not send its next request
+    // on it, where it would be taken for the rest of this body and never answered.
+    if (err.status === 413) c.header('connection', 'close');
     return c.json(err.toBody(), err.status);
   });
   app.notFound((c) => c.json(new ApiError(404, `Unknown endpoint ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'unknown_url' }).toBody(), 404));

@@ -48,8 +48,8 @@ export async function readLimited(request: Request, maxBytes: number): Promise<B
     if (next.done) break;
     total += next.value.byteLength;
     if (total > maxBytes) {
-      // Stop pulling from the socket: after the 413 the HTTP layer discards a bounded amount of
-      // what is still in flight, then closes the connection.
+      // Stop pulling from the socket: after the 413 (sent with Connection: close, see app.ts) the
+      // HTTP layer discards a bounded amount of what is still in flight, then closes the connection.
       reader.cancel().catch(() => {});
       throw tooLarge(maxBytes);
     }

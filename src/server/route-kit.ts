@@ -19,6 +19,8 @@ export interface RequestLog {
   inputTokens?: number;
   outputTokens?: number;
   content?: { prompt: string; output: string };
+  /** Why a stream that had already answered 200 failed (the error's code or type), for its log line. */
+  error?: string;
 }
 
 /** Sends one server-sent event: `event` names it (Responses) or is absent (Chat). */
@@ -114,20 +116,25 @@ export function createRouteKit(o: RouteKitOptions): RouteKit {
     c.req.raw.signal.addEventListener('abort', () => abort.abort(), { once: true });
     return streamSSE(c, async (sse) => {
       sse.onAbort(() => abort.abort());
+      // The client was sent 200 with the headers; the log and the metrics tell how it really ended.
+      let status = 200;
       try {
         await body(sse, abort.signal);
       } catch (e) {
         // Handled here, not by streamSSE's error callback: after that callback it writes the raw
         // message as a second, unshaped error event (internal details included).
-        if (!(e instanceof ClientGoneError)) {
+        if (e instanceof ClientGoneError) status = 499;
+        else {
           const err = toApiError(e);
           if (err.status === 500) ctx.log(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
           const b = err.toBody().error;
+          status = err.status;
+          info.error = b.code ?? b.type;
           await sse.writeSSE({ event: 'error', data: JSON.stringify({ type: 'error', code: b.code, message: b.message, param: b.param, error: b }) }).catch(() => {});
         }
       } finally {
         release();
-        o.logLine(c, abort.signal.aborted ? 499 : 200, started, info);
+        o.logLine(c, abort.signal.aborted ? 499 : status, started, info);
       }
     });
   };

@@ -1,6 +1,7 @@
 // The interactive chat through a pseudo-terminal (util-linux `script` allocates it): type a prompt
 // and read the streamed answer, /effort, Ctrl-C during an answer (stops it, not the program),
-// Ctrl-C at an empty prompt, /save in the harmony JSON shape, /reset, /load, /reasoning off, /quit.
+// Ctrl-C at an empty prompt, /save in the harmony JSON shape, /reset, /load, /reasoning off, /quit;
+// /load of a folder or a FIFO is one line, not a hang.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -146,3 +147,36 @@ test('interactive chat on a terminal: prompt, stream, /effort, Ctrl-C, /save, /l
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('/load of a folder or a FIFO is one line on the prompt, and the chat goes on', { skip: hasScript && mkfifoWorks() ? false : 'util-linux script or mkfifo not available' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptoss-pty-load-'));
+  const scripted = join(dir, 'script.json');
+  writeFileSync(scripted, JSON.stringify({ completions: ['<|channel|>final<|message|>Still here.<|return|>'] }));
+  const fifo = join(dir, 'convo.json');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const pty = new Pty(`${process.execPath} ${cliCommand(scripted).join(' ')} chat`, { NO_COLOR: '' });
+  try {
+    let at = await pty.waitFor(/> /);
+    pty.type(`/load ${dir}\r`);
+    at = await pty.waitFor(new RegExp(`/load ${escapeRegExp(dir)}: is a folder, not a file\n`), at);
+    // Reading a FIFO used to block the whole chat until a writer came.
+    pty.type(`/load ${fifo}\r`);
+    at = await pty.waitFor(new RegExp(`/load ${escapeRegExp(fifo)}: is a named pipe \\(FIFO\\), not a regular file\n`), at);
+    pty.type('Are you there?\r');
+    at = await pty.waitFor(/Still here\.\n/, at);
+    await pty.waitFor(/> /, at);
+    pty.type('/quit\r');
+    assert.equal(await pty.exited, 0);
+  } finally {
+    pty.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function mkfifoWorks(): boolean {
+  return process.platform !== 'win32' && spawnSync('mkfifo', ['--version']).status === 0;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,11 +1,12 @@
 // The chat's conversation (src/cli/chat/session.ts) over ScriptedEngine: the system message it
 // builds and /effort and /reset on it, turns run through the turn API on the chat's one sequence
 // (the next turn feeds only the tokens after the cached prefix), and a turn that fails leaves the
-// user message last for the REPL to take back.
+// user message last for the REPL to take back; --seed seeds one random stream per session, which
+// every turn continues.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChatSession } from '../../src/cli/chat/session.ts';
-import { commonPrefixLength } from '../../src/engine/engine.ts';
+import { commonPrefixLength, type Engine, type EngineInfo, type Sequence, type StepRequest } from '../../src/engine/engine.ts';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
 import { buildSystemMessage, createMessage, messageText, renderConversationForCompletion, systemText, type SystemContent } from '../../src/harmony/index.ts';
 import { getTokenizer } from '../../src/tokenizer/index.ts';
@@ -74,4 +75,57 @@ test('a turn that does not fit the window throws with the user message last and 
   await assert.rejects(session.send('A question far too long for a window of twenty tokens.'), /context window holds 20/);
   assert.equal(session.conversation.messages.length, before + 1);
   assert.equal(session.conversation.messages.at(-1)!.author.role, 'user');
+});
+
+/**
+ * Answers every turn with one word drawn uniformly from WORDS: a model for which the same random
+ * numbers give the same answer, so turns drawing the same numbers say the same word.
+ */
+class CoinEngine implements Engine {
+  /** 1000 tokens that are whole lower-case words. */
+  static readonly WORDS = Array.from({ length: 20000 }, (_, i) => 1000 + i).filter((id) => /^[a-z]{3,}$/.test(Buffer.from(tok.decodeBytes([id])).toString('latin1'))).slice(0, 1000);
+  readonly info: EngineInfo = { name: 'coin', vocabSize: 201088, contextLength: 131072, randomWeights: false };
+  private readonly answer = [...ids('<|channel|>final<|message|>'), -1, ...ids('<|return|>')];
+  private readonly at = new Map<number, number>();
+  private nextId = 1;
+  createSequence(): Sequence {
+    const tokens: number[] = [];
+    return { id: this.nextId++, tokens };
+  }
+  async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
+    return batch.map((r) => {
+      (r.sequence.tokens as number[]).push(...r.tokens);
+      // A prompt (several tokens) starts an answer; one token continues it.
+      const pos = r.tokens.length > 1 ? 0 : this.at.get(r.sequence.id)! + 1;
+      this.at.set(r.sequence.id, pos);
+      const logits = new Float32Array(this.info.vocabSize).fill(-Infinity);
+      const next = this.answer[pos];
+      if (next === undefined) throw new Error('CoinEngine: past the answer');
+      if (next === -1) for (const w of CoinEngine.WORDS) logits[w] = 0;
+      else logits[next] = 0;
+      return logits;
+    });
+  }
+  truncate(sequence: Sequence, length: number): void {
+    (sequence.tokens as number[]).length = Math.min(length, sequence.tokens.length);
+  }
+  release(_sequence: Sequence): void {}
+  async close(): Promise<void> {}
+}
+
+test('--seed seeds the session once: later turns continue the random stream instead of repeating the first turn\'s draws', async () => {
+  const words = async (seed: number): Promise<string[]> => {
+    const session = new ChatSession(new CoinEngine(), { reasoningEffort: 'low', tools: [], sampling: {}, seed });
+    const out: string[] = [];
+    for (let turn = 0; turn < 4; turn++) out.push((await session.send('Flip.')).finalText);
+    session.close();
+    return out;
+  };
+  const first = await words(7);
+  assert.equal(CoinEngine.WORDS.length, 1000);
+  for (const w of first) assert.ok(CoinEngine.WORDS.some((id) => tok.decode([id]) === w), `an answer is one of the words: ${w}`);
+  // The same seed reproduces the whole session, turn by turn.
+  assert.deepEqual(await words(7), first);
+  // A stream restarted per turn gave every turn the first turn's word (1 in 10^9 by chance).
+  assert.ok(new Set(first).size > 1, `every turn drew the same word: ${first.join(', ')}`);
 });

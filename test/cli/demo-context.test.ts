@@ -1,11 +1,11 @@
 // The embedded models run with one context window in every command: `chat` and `serve` and
 // `loadEngine` in the library all report DEMO_CONTEXT_LENGTH for the random demo model (though its
 // config would allow 131,072) and for gpt-oss-nano, the default when no model is named, which
-// chat and serve also run with the tools it was trained with.
+// chat and serve also run with the tools it was trained with, and which eval answers with.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEMO_CONTEXT_LENGTH, ensureDemoModel } from '../../src/checkpoint/synth.ts';
@@ -93,4 +93,18 @@ test('with no model named, chat, serve and generate run the embedded gpt-oss-nan
   const served = await serveLog(nanoEnv, 'gpt-oss-nano');
   assert.equal(served.context, String(DEMO_CONTEXT_LENGTH));
   assert.match(served.stderr, /^tools: browser \(the documents gpt-oss-nano ships with\) and python/m);
+});
+
+test('with no model named, eval answers with the embedded gpt-oss-nano in-process, as chat and serve would', async () => {
+  const nanoEnv = { ...env, GPTOSS_MODEL: '' };
+  const out = join(work, 'eval-nano');
+  const data = join(import.meta.dirname, '../../examples/evals/exact-sample.jsonl');
+  // It used to stop at "--model is required".
+  const r = await runCli(['eval', 'exact', '--data', data, '--out', out, '--max-tokens', '4', '--temperature', '0', '--concurrency', '1'], '', nanoEnv);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^model: the embedded gpt-oss-nano .*\(in-process\)$/m);
+  assert.match(r.stdout, /score: \d\.\d{3} ± \d\.\d{3} \(n=3\)\s*$/);
+  const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { model: string; complete: boolean };
+  assert.match(summary.model, /^the embedded gpt-oss-nano /);
+  assert.equal(summary.complete, true);
 });

@@ -1,7 +1,9 @@
 // Case identity: results are stored and resumed by case id, so ids must be unique (a repeated
 // prompt_id used to drop one result and count another twice), rows without an id are known by
 // their content (a line number used to hand an earlier answer to whichever case moved onto that
-// line), and a case that cannot be scored is refused before anything is sampled.
+// line), a multiple-choice case shows its choices in an order set by the seed and its id (its
+// position changed with --n and with edits above it), and a case that cannot be scored is refused
+// before anything is sampled.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -87,6 +89,38 @@ test('rows without ids are keyed by content: a case inserted above the others do
     assert.match(second.stderr, /3 cases \(2 from an earlier run\)/);
     assert.equal(model.requests.length, 3, 'only the new case was sampled');
     assert.match(model.requests[2]!.messages[0]!.content, /What is 0 \+ 0/);
+  } finally {
+    await model.close();
+  }
+});
+
+test('mcq shows a case\'s choices in an order set by --seed and the case id, not by its place in the file or in --n\'s pick', async () => {
+  const dir = tempDir();
+  const data = join(dir, 'mcq.jsonl');
+  const row = (id: string) => JSON.stringify({ id, question: `Question ${id}?`, choices: ['red', 'green', 'blue', 'yellow', 'black'], answer: 0 });
+  const ids = ['q1', 'q2', 'q3', 'q4', 'q5', 'q6'];
+  const model = await startFakeEndpoint(() => ({ content: 'Answer: A' }));
+  /** Each question's prompt (its choices in the order shown), after one run of `gptoss eval mcq`. */
+  const shown = async (lines: string[], extra: string[]): Promise<Map<string, string>> => {
+    writeFileSync(data, lines.join('\n') + '\n');
+    const before = model.requests.length;
+    const r = await runCli(['eval', 'mcq', '--data', data, '--model', model.baseUrl, '--out', tempDir(), '--concurrency', '1', ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    const prompts = model.requests.slice(before).map((q) => q.messages[0]!.content);
+    return new Map(prompts.map((p) => [/Question (\w+)\?/.exec(p)![1]!, p]));
+  };
+  try {
+    const all = await shown(ids.map(row), ['--seed', '3']);
+    assert.equal(all.size, ids.length);
+    // A case inserted above, the file reversed, a random subset of 3: each question still comes in its own order.
+    const moved = await shown([row('new'), ...[...ids].reverse().map(row)], ['--seed', '3']);
+    const picked = await shown(ids.map(row), ['--seed', '3', '--n', '3']);
+    assert.equal(picked.size, 3);
+    for (const [id, prompt] of [...moved, ...picked]) if (id !== 'new') assert.equal(prompt, all.get(id), `question ${id}`);
+    // The order is shuffled, differs between cases, and --seed changes it.
+    assert.ok(new Set(all.values()).size > 1, 'every case in one order');
+    const reseeded = await shown(ids.map(row), ['--seed', '4']);
+    assert.ok(ids.some((id) => reseeded.get(id) !== all.get(id)), '--seed 4 shows the choices as --seed 3 does');
   } finally {
     await model.close();
   }

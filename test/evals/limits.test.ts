@@ -1,8 +1,9 @@
 // The bounds of an evaluation run: every request carries a token cap and runs under a time limit
 // (both recorded in summary.json and the report), a request that never answers is abandoned and
-// its case failed, and a case the grader could not judge names its criterion and makes the exit
-// status 1. The fake endpoints are event-driven: a hanging request is released by the client closing
-// it, and the test waits for that close, never on the clock.
+// its case failed, a reply past the size limit is refused without asking again, and a case the
+// grader could not judge names its criterion and makes the exit status 1. The fake endpoints are
+// event-driven: a hanging request is released by the client closing it, and the test waits for
+// that close, never on the clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -99,6 +100,23 @@ test('HttpSampler: a request that never answers is aborted at the timeout and no
     });
     // The client closed the connection (the endpoint saw it) and did not ask again.
     await model.abandoned(1);
+    assert.equal(model.requests.length, 1);
+  } finally {
+    await model.close();
+  }
+});
+
+test('HttpSampler: a reply over 64 MiB is refused and not asked for again', async () => {
+  const huge = 'x'.repeat(64 * 1024 * 1024 + 1);
+  const model = await startFakeEndpoint(() => ({ content: '', raw: huge }));
+  try {
+    const sampler = new HttpSampler({ baseUrl: model.baseUrl, model: 'm', retries: 2 });
+    await assert.rejects(sampler.complete([{ role: 'user', content: 'hi' }]), (e: unknown) => {
+      assert.ok(e instanceof UserError, String(e));
+      assert.equal(e.message, `${model.baseUrl}/chat/completions: the reply is larger than 64 MiB; not retried`);
+      return true;
+    });
+    // Each retry downloaded 64 MiB again, to be refused again.
     assert.equal(model.requests.length, 1);
   } finally {
     await model.close();

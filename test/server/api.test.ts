@@ -516,7 +516,8 @@ test('auth, models, health and error shapes', async () => {
     );
     assert.equal(s.server.active, 0);
     const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer sekret' } })).text();
-    assert.match(metrics, /gptoss_requests_total\{method="POST",path="\/v1\/chat\/completions",status="500"\} 1/);
+    // Both failures count as 500: the one before any answer and the stream that failed after its 200.
+    assert.match(metrics, /gptoss_requests_total\{method="POST",path="\/v1\/chat\/completions",status="500"\} 2\n/);
     assert.match(metrics, /gptoss_active_requests 0/);
   } finally {
     await s.close();

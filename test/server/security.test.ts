@@ -1,12 +1,14 @@
 // What a hostile web page or client can make the server do: bodies that are not JSON, Host headers
 // of other names (DNS rebinding), requests from other origins, CORS preflights of the openai SDK,
-// chunked bodies past the limit, uploads cut off midway, metadata and nesting beyond bounds.
+// chunked bodies past the limit, a 413 that closes the connection, uploads cut off midway, a stream
+// failing after its 200 (logged as the failure), metadata and nesting beyond bounds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -256,6 +258,56 @@ test('a chunked body over the limit is refused while it streams: 413 before the 
   }
 });
 
+/**
+ * Writes `head` (and `body`) on a fresh connection and collects what the server sends until it
+ * closes the connection.
+ */
+async function exchangeRaw(port: number, head: string, body = ''): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  let received = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (d: string) => (received += d));
+  socket.on('error', () => {}); // a reset after the answer still ends the exchange
+  const closed = once(socket, 'close');
+  socket.write(head + body);
+  await closed;
+  return received;
+}
+
+test('a 413 closes the connection and says so: a keep-alive client\'s next request is not taken for the rest of the refused body', async () => {
+  const limit = 1024;
+  const s = await startServer(new PromptEngine(() => ANSWER), { maxBodyBytes: limit });
+  try {
+    const host = `127.0.0.1:${s.running.port}`;
+    // A declared length over the limit, refused before any of the body is read; and a chunked body
+    // that passes the limit while it is read.
+    const declared = `POST /v1/chat/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${limit * 1000}\r\n\r\n`;
+    const chunk = ' '.repeat(4 * limit);
+    const chunked = `POST /v1/chat/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`;
+    for (const [name, reply] of [
+      ['declared', await exchangeRaw(s.running.port, declared)],
+      ['chunked', await exchangeRaw(s.running.port, chunked, `${chunk.length.toString(16)}\r\n${chunk}\r\n`)],
+    ] as const) {
+      const [head, body] = reply.split('\r\n\r\n', 2) as [string, string];
+      assert.match(head, /^HTTP\/1\.1 413 /, name);
+      // It said "Connection: keep-alive", then closed the connection anyway once it had discarded
+      // what arrived: a client's next request on it was swallowed and never answered.
+      assert.match(head, /\r\nconnection: close(\r\n|$)/i, `${name}: ${head}`);
+      assert.doesNotMatch(head, /keep-alive/i, name);
+      assert.equal(JSON.parse(body).error.code, 'request_too_large', name);
+    }
+    // A client that sends its whole oversized body still reads the 413, and its next request is answered.
+    const url = `${s.running.url}/v1/chat/completions`;
+    const big = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(1 << 20) }] }) });
+    assert.equal(big.status, 413);
+    assert.equal(((await big.json()) as { error: { code: string } }).error.code, 'request_too_large');
+    const next = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: CHAT });
+    assert.equal(next.status, 200);
+  } finally {
+    await s.close();
+  }
+});
+
 test('a client that aborts mid-upload is a disconnect (499), not an internal error', async () => {
   const s = await startServer(new PromptEngine(() => ANSWER));
   const logged = new Promise<string>((resolve) => {
@@ -287,7 +339,7 @@ test('a client that aborts mid-upload is a disconnect (499), not an internal err
   }
 });
 
-test('a stream that fails sends one error event in OpenAI\'s shape, never the raw internal message', async () => {
+test('a stream that fails sends one error event in OpenAI\'s shape, never the raw internal message, and is logged as the failure it is', async () => {
   const engine = new PromptEngine(() => ANSWER);
   const s = await startServer(engine);
   try {
@@ -297,6 +349,9 @@ test('a stream that fails sends one error event in OpenAI\'s shape, never the ra
       ['/v1/responses', { model: 'prompt-engine', stream: true, input: 'x' }],
     ] as const) {
       const r = await raw(s.running.url, { method: 'POST', path, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      // The status line went out before the failure; the log line and the metrics say 500 (they said 200).
+      assert.equal(r.status, 200);
+      assert.match(await s.logged(new RegExp(`POST ${path} `)), new RegExp(`POST ${path} 500 error=server_error \\d+ms$`));
       assert.ok(!r.body.includes('secret internal detail'), r.body);
       const data = r.body.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6));
       for (const d of data) assert.doesNotThrow(() => JSON.parse(d), d);
@@ -305,12 +360,15 @@ test('a stream that fails sends one error event in OpenAI\'s shape, never the ra
       assert.equal(errors[0]!.error!.type, 'server_error');
     }
     assert.equal(s.server.active, 0);
+    const metrics = await (await fetch(`${s.running.url}/metrics`)).text();
+    for (const path of ['/v1/chat/completions', '/v1/responses']) assert.match(metrics, new RegExp(`gptoss_requests_total\\{method="POST",path="${path}",status="500"\\} 1\n`));
+    assert.doesNotMatch(metrics, /status="200"/);
   } finally {
     await s.close();
   }
 });
 
-test('metadata is bounded as OpenAI bounds it (16 pairs, 64-char keys, 512-char string values), before generation', async () => {
+test('metadata is bounded as OpenAI bounds it (16 pairs, 64-char keys, 512-char string values), before generation, in both APIs', async () => {
   const engine = new PromptEngine(() => ANSWER);
   const s = await startServer(engine);
   try {
@@ -326,6 +384,11 @@ test('metadata is bounded as OpenAI bounds it (16 pairs, 64-char keys, 512-char 
           s.client.responses.create({ model: 'prompt-engine', input: 'x', metadata: metadata as Record<string, string>, stream }),
           (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === param && message.test(e.message),
         );
+        // Chat Completions take metadata too (it used to pass unchecked, whatever it held).
+        await assert.rejects(
+          s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], metadata: metadata as Record<string, string>, stream }),
+          (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === param && message.test(e.message),
+        );
       }
     }
     assert.equal(engine.prompts.length, 0, 'nothing was generated');
@@ -333,6 +396,10 @@ test('metadata is bounded as OpenAI bounds it (16 pairs, 64-char keys, 512-char 
     const r = await s.client.responses.create({ model: 'prompt-engine', input: 'x', metadata });
     assert.deepEqual(r.metadata, metadata);
     assert.deepEqual((await s.client.responses.retrieve(r.id)).metadata, metadata);
+    // A chat completion accepts metadata at the bounds; its object carries none (only stored ones do).
+    const chat = await s.client.chat.completions.create({ model: 'prompt-engine', messages: [{ role: 'user', content: 'x' }], metadata, store: false });
+    assert.equal(chat.choices[0]!.message.content, 'ok');
+    assert.equal((chat as unknown as Record<string, unknown>)['metadata'], undefined);
   } finally {
     await s.close();
   }

@@ -146,6 +146,9 @@ test('web page: a question, the streamed answer, reasoning, python and browser c
     assert.deepEqual(unlabelled, []);
     assert.equal(await page.locator('#python-option').isVisible(), true);
     assert.equal(await page.locator('#browser-option').isVisible(), true);
+    // The tools the server enables (serve enables both for the embedded gpt-oss-nano) start ticked.
+    assert.equal(await page.locator('#use-python').isChecked(), true);
+    assert.equal(await page.locator('#use-browser').isChecked(), true);
 
     // Shift+Enter is a new line, not a send.
     await page.locator('#prompt').fill('first line');

@@ -1,8 +1,9 @@
 // The interactive side of `gptoss chat`: a readline prompt, slash commands, and Ctrl-C that stops
 // the answer being generated (at an empty prompt, a second Ctrl-C exits).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { isUserError, readProblem } from '../../errors.ts';
+import { isUserError } from '../../errors.ts';
+import { readRegularFile } from '../../files.ts';
 import { conversationFromJSONText, conversationToJSON, messageText } from '../../harmony/index.ts';
 import type { CitationSource } from '../../tools/index.ts';
 import { parseEffort } from '../args.ts';
@@ -157,9 +158,10 @@ export async function runRepl(session: ChatSession, settings: ReplSettings): Pro
         }
         let text: string;
         try {
-          text = readFileSync(arg, 'utf8');
+          // Regular files only: reading a FIFO would block the whole chat until a writer came.
+          text = readRegularFile(arg, 'input');
         } catch (e) {
-          fail(`/load ${arg}: ${readProblem(e)}`);
+          fail(`/load ${(e as Error).message}`);
           return false;
         }
         try {

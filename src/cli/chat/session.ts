@@ -4,7 +4,7 @@
 // API, like every other front end.
 import type { AgentEvent, AgentResult } from '../../engine/agent.ts';
 import type { Engine, Sequence } from '../../engine/engine.ts';
-import type { SamplingParams } from '../../engine/sampler.ts';
+import { Rng, type SamplingParams } from '../../engine/sampler.ts';
 import { prepareTurn, runTurn } from '../../engine/turn.ts';
 import { buildSystemMessage, createConversation, createMessage, type Conversation, type PromptOptions, type ReasoningEffort } from '../../harmony/index.ts';
 import type { Tool } from '../../tools/index.ts';
@@ -17,6 +17,7 @@ export interface ChatSessionOptions {
   tools: readonly Tool[];
   maxToolCalls?: number;
   sampling: Partial<SamplingParams>;
+  /** Seeds the session's one random stream: every turn continues it, so turns do not repeat each other's draws. */
   seed?: number;
   /** Prompt tokens per engine step, so Ctrl-C is honoured inside a long prompt. */
   prefillChunk?: number;
@@ -32,12 +33,15 @@ export class ChatSession {
   conversation: Conversation;
   private effort: ReasoningEffort;
   private sequence: Sequence | undefined;
+  /** Seeded once per session; a stream restarted each turn would give every turn the same draws. */
+  private readonly rng: Rng;
 
   constructor(
     readonly engine: Engine,
     private readonly options: ChatSessionOptions,
   ) {
     this.effort = options.reasoningEffort;
+    this.rng = new Rng(options.seed);
     this.conversation = createConversation(this.promptOptions());
   }
 
@@ -84,7 +88,7 @@ export class ChatSession {
       functionSchemas: new Map(),
       ...(this.options.maxToolCalls !== undefined ? { maxToolCalls: this.options.maxToolCalls } : {}),
       sampling: this.options.sampling,
-      ...(this.options.seed !== undefined ? { seed: this.options.seed } : {}),
+      rng: this.rng,
       ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
     });
     this.sequence ??= this.engine.createSequence();

@@ -9,7 +9,7 @@ import { getTokenizer } from '../../tokenizer/index.ts';
 import { formatInstructions, formatSchema, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
 import { invalid } from '../errors.ts';
 import type { TurnRequest } from '../../engine/turn.ts';
-import { contentText, isRecord, oneOf, optArray, optBool, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
+import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
 
 export interface ChatRequest {
   turn: TurnRequest;
@@ -40,6 +40,9 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
   const logprobs = optBool(body, 'logprobs') ?? false;
   const topLogprobs = optNumber(body, 'top_logprobs', { min: 0, max: 20, integer: true }) ?? 0;
   if (topLogprobs > 0 && !logprobs) throw invalid('top_logprobs', 'top_logprobs requires logprobs: true');
+  // Checked as OpenAI bounds it, then not kept: the API returns metadata only with stored chat
+  // completions (`store`), which this server does not keep; a chat completion object has none.
+  optMetadata(body);
 
   let logitBias: Map<number, number> | undefined;
   if (body['logit_bias'] !== undefined && body['logit_bias'] !== null) {
