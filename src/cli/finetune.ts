@@ -6,6 +6,7 @@
 // updates, so an interrupted run continues with --resume to the same weights bit for bit.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { seededRandom } from '../random.ts';
@@ -61,6 +62,9 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --resume           continue the interrupted run whose state is beside --out
   --precision P      f32 (default: the matrix products on the WebAssembly SIMD kernels, several
                      times faster, within f32 rounding) or f64 (everything in float64, the reference)
+  --threads N        threads computing each step (default 2 when the machine has 2 cores or
+                     more, else 1): the batch is split between them, the gradients summed in a
+                     fixed order (reproducible for a given N); a run resumes with any count
   --vocabulary FILE  the used vocabulary: a JSON array of token ids covering the data (default:
                      the data's own tokens); every other row of the model's tables must be zero
   --quiet            no progress lines on stderr
@@ -95,6 +99,8 @@ export interface FinetuneSettings {
   quiet: boolean;
   vocabulary: string | undefined;
   precision: 'f64' | 'f32';
+  /** Threads computing each step (FineTuneOptions.threads). */
+  threads: number;
 }
 
 /** The adapters `gptoss finetune` trains without --lora-targets. */
@@ -121,7 +127,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' }, 'tie-embeddings': { type: 'boolean' }, 'float-out': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
     'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
-    quiet: { type: 'boolean' }, precision: { type: 'string' }, vocabulary: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    quiet: { type: 'boolean' }, precision: { type: 'string' }, threads: { type: 'string' }, vocabulary: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   }, false);
   if (boolFlag(p, 'help')) return 'help';
   const data = stringFlag(p, 'data');
@@ -156,6 +162,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     quiet: boolFlag(p, 'quiet'),
     vocabulary: stringFlag(p, 'vocabulary'),
     precision,
+    threads: numberFlag(p, 'threads', { min: 1, max: 256, integer: true }) ?? (availableParallelism() >= 2 ? 2 : 1),
   };
 }
 
@@ -313,14 +320,14 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
       `  lr ${p.lr.toExponential(2)}  ${(rate.tokens / elapsed).toFixed(0)} tokens/s (${(rate.computed / elapsed).toFixed(0)} computed)  ETA ${duration(perStep * (p.totalSteps - p.step))}`);
   };
   const rate = { tokens: 0, computed: 0 };
-  const result = fineTune(model, train, {
+  const result = await fineTune(model, train, {
     epochs: s.epochs, lr: s.lr, batchTokens: s.batchTokens, seed: s.seed,
     ...(lora !== undefined ? { lora } : { routerBalance: ROUTER_BALANCE }),
     ...(s.tieEmbeddings ? { tiedEmbeddings: true } : {}),
     ...(shortcut ? { vocabulary } : {}),
     prefixGroups: train.map((e) => systemMessageKey(e.tokens)),
     ...(evalSet.length > 0 ? { evalExamples: evalSet, ...(s.evalEvery !== undefined ? { evalEvery: s.evalEvery } : {}) } : {}),
-    statePath, saveEvery: s.saveEvery, precision: s.precision,
+    statePath, saveEvery: s.saveEvery, precision: s.precision, threads: s.threads,
     // Everything else that shapes the run, so a resume with other data or settings is refused.
     stateMetadata: {
       data_sha256: createHash('sha256').update(dataText).digest('hex'),

@@ -6,9 +6,9 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { seededRandom } from '../random.ts';
 import type { LoraAdapters } from './lora.ts';
-import { lossOf, type TrainOptions } from './model.ts';
-import { IGNORE_TARGET } from './ops.ts';
+import { evaluationSums, type TrainOptions } from './model.ts';
 import { AdamW, learningRate, trainStep, type Sequence } from './optim.ts';
+import { TrainingThreads } from './parallel.ts';
 import type { TrainableModel } from './params.ts';
 import { loadTrainingState, saveTrainingState } from './state.ts';
 
@@ -115,6 +115,12 @@ export interface FineTuneOptions {
    * of them different is refused, naming it, as one with another seed or plan is.
    */
   stateMetadata?: Record<string, string>;
+  /**
+   * Threads computing each step (train/parallel.ts; default 1, the main thread alone): the batch
+   * is split between them by tokens, the gradients summed in a fixed order. The plan and the
+   * state file do not depend on it, so a run may resume with another count.
+   */
+  threads?: number;
   /** Stop after this many updates in total (an interruption, for tests and time budgets). */
   stopAfter?: number;
   onProgress?: (p: Progress) => void;
@@ -137,21 +143,13 @@ function tablesEqual(a: Float64Array, b: Float64Array): boolean {
 
 /** Token-weighted mean loss over `examples` (no gradients). */
 export function evaluate(model: TrainableModel, examples: readonly Sequence[], options: TrainOptions = {}): number {
-  let sum = 0;
-  let count = 0;
-  for (const e of examples) {
-    let counted = 0;
-    for (const t of e.targets) if (t !== IGNORE_TARGET) counted++;
-    if (counted === 0) continue;
-    sum += lossOf(model, e.tokens, e.targets, { ...options, routerBalance: 0 }) * counted;
-    count += counted;
-  }
+  const { sum, count } = evaluationSums(model, examples, options);
   if (count === 0) throw new Error('evaluate: no example has a target');
   return sum / count;
 }
 
 /** Trains `model` (or `options.lora` on a frozen model) on `examples`. */
-export function fineTune(model: TrainableModel, examples: readonly Sequence[], options: FineTuneOptions): FineTuneResult {
+export async function fineTune(model: TrainableModel, examples: readonly Sequence[], options: FineTuneOptions): Promise<FineTuneResult> {
   if (examples.length === 0) throw new Error('fineTune: no examples');
   const plan = planBatches(examples.map((e) => e.tokens.length), options.batchTokens, options.epochs, options.seed, options.prefixGroups);
   const totalSteps = plan.length;
@@ -193,17 +191,28 @@ export function fineTune(model: TrainableModel, examples: readonly Sequence[], o
   let loss = NaN;
   let evalLoss: number | undefined;
   const stop = Math.min(totalSteps, options.stopAfter ?? totalSteps);
-  for (let step = resumedFrom; step < stop; step++) {
-    const lr = learningRate(step, schedule);
-    const batch = plan[step]!.map((i) => examples[i]!);
-    const result = trainStep(model, optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions, options.prefixGroups !== undefined);
-    loss = result.loss;
-    const done = step + 1;
-    const evalNow = options.evalExamples !== undefined && options.evalExamples.length > 0 &&
-      (done === totalSteps || (options.evalEvery !== undefined && done % options.evalEvery === 0));
-    if (evalNow) evalLoss = evaluate(model, options.evalExamples!, evalOptions);
-    options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, inputTokens: batch.reduce((n, e) => n + e.tokens.length, 0), computedTokens: result.computed, ...(evalNow ? { evalLoss } : {}) });
-    if (options.saveEvery !== undefined && done % options.saveEvery === 0) save();
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`fineTune: threads must be a positive integer, got ${threads}`);
+  // Started after a resume has restored the weights: the workers begin from the main thread's.
+  const pool = threads > 1 && resumedFrom < stop ? await TrainingThreads.start(model, threads, trainOptions) : undefined;
+  try {
+    for (let step = resumedFrom; step < stop; step++) {
+      const lr = learningRate(step, schedule);
+      const batch = plan[step]!.map((i) => examples[i]!);
+      const sharePrefix = options.prefixGroups !== undefined;
+      const result = pool === undefined
+        ? trainStep(model, optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions, sharePrefix)
+        : await pool.step(optimizer, batch, lr, options.maxGradNorm ?? 1, trainOptions, sharePrefix);
+      loss = result.loss;
+      const done = step + 1;
+      const evalNow = options.evalExamples !== undefined && options.evalExamples.length > 0 &&
+        (done === totalSteps || (options.evalEvery !== undefined && done % options.evalEvery === 0));
+      if (evalNow) evalLoss = pool === undefined ? evaluate(model, options.evalExamples!, evalOptions) : await pool.evaluate(options.evalExamples!, evalOptions);
+      options.onProgress?.({ step: done, totalSteps, loss, gradNorm: result.gradNorm, lr, tokens: result.counted, inputTokens: batch.reduce((n, e) => n + e.tokens.length, 0), computedTokens: result.computed, ...(evalNow ? { evalLoss } : {}) });
+      if (options.saveEvery !== undefined && done % options.saveEvery === 0) save();
+    }
+  } finally {
+    await pool?.close();
   }
   save();
   return { steps: Math.max(resumedFrom, stop), totalSteps, loss, ...(evalLoss !== undefined ? { evalLoss } : {}), resumedFrom };

@@ -353,6 +353,26 @@ export function lossOf(model: TrainableModel, tokens: readonly number[], targets
   return loss + coef * loadBalancingForward(tape.blocks.map((b) => b.gate), tape.blocks.map((b) => b.indices), tokens.length, c.numExperts, c.expertsPerToken).loss;
 }
 
+export interface EvaluationSums {
+  /** The loss times the counted targets, summed over the examples. */
+  sum: number;
+  count: number;
+}
+
+/** Held-out loss sums over `examples` (no gradients, no balance loss): evaluate() divides them; a thread's share adds to the others'. */
+export function evaluationSums(model: TrainableModel, examples: readonly { tokens: readonly number[]; targets: Int32Array }[], options: TrainOptions = {}): EvaluationSums {
+  let sum = 0;
+  let count = 0;
+  for (const e of examples) {
+    let counted = 0;
+    for (const t of e.targets) if (t !== IGNORE_TARGET) counted++;
+    if (counted === 0) continue;
+    sum += lossOf(model, e.tokens, e.targets, { ...options, routerBalance: 0 }) * counted;
+    count += counted;
+  }
+  return { sum, count };
+}
+
 /** `options` with logitRows set to the positions that have a target, unless the caller chose them. */
 export function withTargetRows(options: TrainOptions, targets: Int32Array): TrainOptions {
   if (options.logitRows !== undefined) return options;

@@ -183,29 +183,24 @@ export function packSharedPrefixes(batch: readonly Sequence[]): PackedSequence[]
   });
 }
 
+/** A part of a batch's loss, summed over its sequences (before dividing by the batch's targets). */
+export interface GradientSums {
+  lossSum: number;
+  balanceSum: number;
+  computed: number;
+}
+
 /**
- * One optimiser step on a batch (the optimiser holds whichever parameters train: the model's, an
- * adapter's, or both): every counted target of every sequence weighs the same (a long
- * sequence counts more than a short one), gradients are clipped to `maxGradNorm`, then AdamW
- * updates at `lr`. With `sharePrefix`, sequences that begin alike are packed first
- * (packSharedPrefixes): the same loss and gradients, the shared part computed once (the
- * router's load-balancing loss, a regulariser, is then taken per packed sequence, counting
- * the shared tokens once).
+ * Forward and backward over `sequences`, adding into the gradients (zeroed by the caller): every
+ * counted target weighs 1/`total`, the batch's count of targets (a data-parallel step passes the
+ * whole batch's count to each thread's part, so the parts' gradients sum to the batch's).
  */
-export function trainStep(
-  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, options: TrainOptions = {}, sharePrefix = false,
-): StepResult {
-  let total = 0;
-  for (const s of batch) for (const t of s.targets) if (t !== IGNORE_TARGET) total++;
-  if (total === 0) throw new Error('trainStep: no sequence in the batch has a target');
-  model.zeroGrad();
-  options.lora?.zeroGrad();
+export function accumulateGradients(model: TrainableModel, sequences: readonly PackedSequence[], total: number, options: TrainOptions = {}): GradientSums {
   let lossSum = 0;
   let balanceSum = 0;
   const coef = options.routerBalance ?? 0;
   const c = model.config;
   let computed = 0;
-  const sequences: readonly PackedSequence[] = sharePrefix ? packSharedPrefixes(batch) : batch;
   for (const s of sequences) {
     let counted = 0;
     for (const t of s.targets) if (t !== IGNORE_TARGET) counted++;
@@ -227,6 +222,23 @@ export function trainStep(
     lossSum += ce.loss * counted;
     computed += s.tokens.length;
   }
+  return { lossSum, balanceSum, computed };
+}
+
+/** How many targets (positions with a loss) the batch holds; throws when none. */
+export function countTargets(batch: readonly Sequence[]): number {
+  let total = 0;
+  for (const s of batch) for (const t of s.targets) if (t !== IGNORE_TARGET) total++;
+  if (total === 0) throw new Error('trainStep: no sequence in the batch has a target');
+  return total;
+}
+
+/**
+ * The end of a step, once the batch's gradients are summed (on every thread): tied embeddings'
+ * gradients merged, clipping, the AdamW update, the result.
+ */
+export function finishStep(model: TrainableModel, optimizer: AdamW, sums: GradientSums, total: number, lr: number, maxGradNorm: number, options: TrainOptions): StepResult {
+  const coef = options.routerBalance ?? 0;
   if (options.tiedEmbeddings === true) {
     const { embedding, unembedding } = model;
     for (let i = 0; i < embedding.grad.length; i++) embedding.grad[i] = embedding.grad[i]! + unembedding.grad[i]!;
@@ -235,5 +247,25 @@ export function trainStep(
   const gradNorm = clipGradients([...model.params(), ...(options.lora?.params() ?? [])], maxGradNorm);
   optimizer.step(lr);
   if (options.tiedEmbeddings === true) model.unembedding.value.set(model.embedding.value);
-  return { loss: (lossSum + coef * balanceSum) / total, balance: balanceSum / total, counted: total, gradNorm, computed };
+  return { loss: (sums.lossSum + coef * sums.balanceSum) / total, balance: sums.balanceSum / total, counted: total, gradNorm, computed: sums.computed };
+}
+
+/**
+ * One optimiser step on a batch (the optimiser holds whichever parameters train: the model's, an
+ * adapter's, or both): every counted target of every sequence weighs the same (a long
+ * sequence counts more than a short one), gradients are clipped to `maxGradNorm`, then AdamW
+ * updates at `lr`. With `sharePrefix`, sequences that begin alike are packed first
+ * (packSharedPrefixes): the same loss and gradients, the shared part computed once (the
+ * router's load-balancing loss, a regulariser, is then taken per packed sequence, counting
+ * the shared tokens once). On one thread; train/parallel.ts splits the same step over several.
+ */
+export function trainStep(
+  model: TrainableModel, optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm = 1, options: TrainOptions = {}, sharePrefix = false,
+): StepResult {
+  const total = countTargets(batch);
+  model.zeroGrad();
+  options.lora?.zeroGrad();
+  const sequences: readonly PackedSequence[] = sharePrefix ? packSharedPrefixes(batch) : batch;
+  const sums = accumulateGradients(model, sequences, total, options);
+  return finishStep(model, optimizer, sums, total, lr, maxGradNorm, options);
 }

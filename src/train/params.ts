@@ -87,9 +87,11 @@ export class TrainableModel {
   /**
    * Zero-valued parameters for `config` (use `random` or `fromWeights` to fill them). `frozen`
    * (a LoRA base) allocates no gradients, halving the memory: every weight starts frozen.
-   * `vocabulary` makes the vocabulary tables compact (only those tokens' rows).
+   * `vocabulary` makes the vocabulary tables compact (only those tokens' rows). `storage` gives
+   * each tensor's values array instead of a new one (a training thread's model viewing weights
+   * the main thread shares, train/parallel.ts).
    */
-  constructor(readonly config: ModelConfig, options: { frozen?: boolean; vocabulary?: Int32Array } = {}) {
+  constructor(readonly config: ModelConfig, options: { frozen?: boolean; vocabulary?: Int32Array; storage?: (name: string, size: number) => Float64Array } = {}) {
     const frozen = options.frozen === true;
     const vocabulary = options.vocabulary ?? null;
     if (vocabulary !== null && vocabulary.some((id, i) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize || (i > 0 && id <= vocabulary[i - 1]!))) {
@@ -106,7 +108,9 @@ export class TrainableModel {
     }
     for (const [name, shape] of shapes) {
       const size = shape.reduce((a, b) => a * b, 1);
-      this.byName.set(name, { name, shape, value: new Float64Array(size), grad: frozen ? NO_GRADIENT : new Float64Array(size), trainable: !frozen });
+      const value = options.storage?.(name, size) ?? new Float64Array(size);
+      if (value.length !== size) throw new Error(`storage for ${name} holds ${value.length} values, not ${size}`);
+      this.byName.set(name, { name, shape, value, grad: frozen ? NO_GRADIENT : new Float64Array(size), trainable: !frozen });
     }
     const get = (name: string): Param => this.param(name);
     this.embedding = get('embedding.weight');

@@ -52,13 +52,13 @@ suite('training loop', () => {
     assert.throws(() => planBatches(lengths, 30, 1, 5, ['a']), /1 group keys for 15 examples/);
   });
 
-  it('learns its examples, reporting every step and the held-out loss', () => {
+  it('learns its examples, reporting every step and the held-out loss', async () => {
     const model = TrainableModel.random(TINY, 3);
     const held = [{ tokens: [1, 5, 9, 13], targets: nextTokenTargets([1, 5, 9, 13]) }];
     const before = evaluate(model, examples);
     const heldBefore = evaluate(model, held);
     const progress: Progress[] = [];
-    const result = fineTune(model, examples, { epochs: 25, lr: 1e-2, batchTokens: 12, seed: 1, evalExamples: held, evalEvery: 10, onProgress: (p) => progress.push(p) });
+    const result = await fineTune(model, examples, { epochs: 25, lr: 1e-2, batchTokens: 12, seed: 1, evalExamples: held, evalEvery: 10, onProgress: (p) => progress.push(p) });
     assert.equal(progress.length, result.totalSteps);
     assert.deepEqual(progress.map((p) => p.step), progress.map((_, i) => i + 1));
     assert.ok(progress.filter((p) => p.evalLoss !== undefined).length >= 2);
@@ -68,21 +68,21 @@ suite('training loop', () => {
     assert.ok(result.evalLoss! < heldBefore, `held-out ${heldBefore} -> ${result.evalLoss}`);
   });
 
-  it('an interrupted run resumes from its state to the same weights as an uninterrupted one', () => {
+  it('an interrupted run resumes from its state to the same weights as an uninterrupted one', async () => {
     const options = { epochs: 6, lr: 1e-2, batchTokens: 12, seed: 4 };
     const straight = TrainableModel.random(TINY, 5);
-    const all = fineTune(straight, examples, options);
+    const all = await fineTune(straight, examples, options);
 
     const statePath = join(tmp, 'run.safetensors');
-    const first = fineTune(TrainableModel.random(TINY, 5), examples, { ...options, statePath, stopAfter: 4, saveEvery: 2 });
+    const first = await fineTune(TrainableModel.random(TINY, 5), examples, { ...options, statePath, stopAfter: 4, saveEvery: 2 });
     assert.equal(first.steps, 4);
     const resumed = TrainableModel.random(TINY, 123);
-    const second = fineTune(resumed, examples, { ...options, statePath });
+    const second = await fineTune(resumed, examples, { ...options, statePath });
     assert.equal(second.resumedFrom, 4);
     assert.equal(second.steps, all.totalSteps);
     for (const p of straight.params()) assert.deepEqual(resumed.param(p.name).value, p.value, p.name);
 
-    assert.throws(() => fineTune(TrainableModel.random(TINY, 5), examples, { ...options, seed: 9, statePath }), (e: unknown) => {
+    await assert.rejects(fineTune(TrainableModel.random(TINY, 5), examples, { ...options, seed: 9, statePath }), (e: unknown) => {
       assert.ok(e instanceof UserError);
       assert.match(e.message, /saved for seed 4 .* not seed 9/);
       return true;

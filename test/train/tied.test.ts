@@ -55,33 +55,33 @@ suite('tied embeddings', () => {
     assert.ok(embeddingOnly.worst > 1e-3, 'the unembedding use contributes');
   });
 
-  it('keeps the two tables equal while it trains, and learns', () => {
+  it('keeps the two tables equal while it trains, and learns', async () => {
     const model = tiedModel(5);
     const before = evaluate(model, examples);
-    const result = fineTune(model, examples, { epochs: 20, lr: 1e-2, batchTokens: 16, seed: 1, tiedEmbeddings: true });
+    const result = await fineTune(model, examples, { epochs: 20, lr: 1e-2, batchTokens: 16, seed: 1, tiedEmbeddings: true });
     assert.deepEqual(model.unembedding.value, model.embedding.value);
     const afterLoss = evaluate(model, examples);
     assert.ok(afterLoss < 0.2 * before, `loss ${before} -> ${afterLoss} over ${result.steps} steps`);
     // Untied, the same start ends with different tables.
     const untied = tiedModel(5);
-    fineTune(untied, examples, { epochs: 2, lr: 1e-2, batchTokens: 16, seed: 1 });
+    await fineTune(untied, examples, { epochs: 2, lr: 1e-2, batchTokens: 16, seed: 1 });
     assert.notDeepEqual(untied.unembedding.value, untied.embedding.value);
   });
 
-  it('an interrupted tied run resumes to the same weights as an uninterrupted one', () => {
+  it('an interrupted tied run resumes to the same weights as an uninterrupted one', async () => {
     const options = { epochs: 6, lr: 1e-2, batchTokens: 12, seed: 4, tiedEmbeddings: true };
     const straight = tiedModel(7);
-    fineTune(straight, examples, options);
+    await fineTune(straight, examples, options);
     const statePath = join(tmp, 'tied.safetensors');
-    fineTune(tiedModel(7), examples, { ...options, statePath, stopAfter: 3, saveEvery: 1 });
+    await fineTune(tiedModel(7), examples, { ...options, statePath, stopAfter: 3, saveEvery: 1 });
     const resumed = tiedModel(99);
-    const second = fineTune(resumed, examples, { ...options, statePath });
+    const second = await fineTune(resumed, examples, { ...options, statePath });
     assert.equal(second.resumedFrom, 3);
     for (const p of straight.params()) assert.deepEqual(resumed.param(p.name).value, p.value, p.name);
   });
 
-  it('refuses a model whose tables differ, and the flag without --full', () => {
-    assert.throws(() => fineTune(TrainableModel.random(TINY, 5), examples, { epochs: 1, lr: 1e-2, batchTokens: 16, seed: 1, tiedEmbeddings: true }), (e: unknown) => {
+  it('refuses a model whose tables differ, and the flag without --full', async () => {
+    await assert.rejects(fineTune(TrainableModel.random(TINY, 5), examples, { epochs: 1, lr: 1e-2, batchTokens: 16, seed: 1, tiedEmbeddings: true }), (e: unknown) => {
       assert.ok(e instanceof UserError);
       assert.match(e.message, /embedding and unembedding tables are equal/);
       return true;

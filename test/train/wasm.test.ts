@@ -176,17 +176,17 @@ suite('training in f32 on the WebAssembly kernels', () => {
     });
   });
 
-  it('fine-tuning learns its examples as the float64 run does (same seed, losses within 1%)', () => {
+  it('fine-tuning learns its examples as the float64 run does (same seed, losses within 1%)', async () => {
     const texts = [[1, 5, 9, 13, 17, 21], [2, 6, 10, 14], [3, 7, 11, 15, 19, 23, 27, 31], [4, 8, 12]];
     const examples = texts.map((tokens) => ({ tokens, targets: nextTokenTargets(tokens) }));
-    const train = (precision: 'f64' | 'f32') => {
+    const train = async (precision: 'f64' | 'f32') => {
       const model = TrainableModel.random(TINY, 3);
       const before = evaluate(model, examples, { precision });
-      fineTune(model, examples, { epochs: 25, lr: 1e-2, batchTokens: 12, seed: 1, precision });
+      await fineTune(model, examples, { epochs: 25, lr: 1e-2, batchTokens: 12, seed: 1, precision });
       return { before, after: evaluate(model, examples) };
     };
-    const f64 = train('f64');
-    const f32run = train('f32');
+    const f64 = await train('f64');
+    const f32run = await train('f32');
     assert.ok(f32run.after < 0.1 * f32run.before, `f32: loss ${f32run.before} -> ${f32run.after}`);
     assert.ok(Math.abs(f32run.after - f64.after) < 0.01 * f64.before, `f32 ends at ${f32run.after}, float64 at ${f64.after}`);
   });
