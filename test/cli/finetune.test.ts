@@ -6,7 +6,7 @@
 import { after, before, describe as suite, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeapStore } from '../../src/tensor/index.ts';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
@@ -134,6 +134,34 @@ suite('gptoss finetune', () => {
     const nothing = await runCli(['finetune', '--model', base, '--data', data, '--out', join(tmp, 'never'), '--resume']);
     assert.equal(nothing.code, 2);
     assert.match(nothing.stderr, /--resume: no interrupted run to continue/);
+  });
+
+  it('a run saved with --threads 1 resumes with --threads 2 (the state does not depend on the count) and ends near the one-thread run', async () => {
+    const straight = join(tmp, 'one-thread');
+    const alone = await runCli(['finetune', '--model', base, '--data', data, '--out', straight, ...LORA, '--threads', '1', '--quiet']);
+    assert.equal(alone.code, 0, alone.stderr);
+    const out = join(tmp, 'one-then-two');
+    assert.equal((await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--threads', '1', '--stop-after', '2', '--quiet'])).code, 0);
+    const resumed = await runCli(['finetune', '--model', base, '--data', data, '--out', out, ...LORA, '--threads', '2', '--resume', '--quiet']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(summary(resumed.stdout)['resumed_from'], 2);
+    const [want, got] = [summary(alone.stdout)['eval_loss'] as number, summary(resumed.stdout)['eval_loss'] as number];
+    // f32 matrix products summed in another order: within f32 rounding, not bit for bit.
+    assert.ok(Math.abs(got - want) <= 1e-4 * want, `eval loss ${got} after resuming on two threads, ${want} on one`);
+  });
+
+  it('--threads: 2 by default on a machine with 2 cores or more, 1 is the one-thread path, 0 is refused', async () => {
+    const threads = (...flag: string[]): unknown => {
+      const s = parseSettings(['--data', 'd', '--out', 'o', ...flag]);
+      return s === 'help' ? s : s.threads;
+    };
+    assert.equal(threads(), availableParallelism() >= 2 ? 2 : 1);
+    assert.equal(threads('--threads', '1'), 1);
+    assert.equal(threads('--threads', '3'), 3);
+    const r = await runCli(['finetune', '--model', base, '--data', data, '--out', join(tmp, 'unused'), '--threads', '0']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^gptoss finetune: --threads/);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
   });
 
   it('--full trains every weight and writes a checkpoint with MXFP4 experts; unused rows stay zero', async () => {
