@@ -3,19 +3,21 @@
 // vocabulary of `vocab` tokens of the full 201,088. Three ways to run the same step: the full
 // vocabulary tables with the used-vocabulary shortcut; compact tables (only the used rows held);
 // compact tables plus the shared prefix run once per batch. Tokens/s counts the batch's tokens,
-// per wall-clock second and per CPU second of this process (the machine is shared).
+// per wall-clock second and per CPU second of this process, worker threads included (the machine
+// is shared). --threads N splits each step over N threads (train/parallel.ts).
 // node --import tsx bench/train-batch.ts [--hidden 192] [--layers 4] [--experts 8] [--topk 2]
 //   [--heads 4] [--kv 1] [--headdim 48] [--vocab 2900] [--seq 860] [--prefix 650] [--batch 8]
-//   [--steps 2] [--precision f32] [--mode full|compact|shared]
+//   [--steps 2] [--precision f32] [--mode full|compact|shared] [--threads 1]
 import { parseArgs } from 'node:util';
 import type { ModelConfig } from '../src/model/config.ts';
 import { seededRandom } from '../src/random.ts';
 import { nextTokenTargets, zeroUnusedRows } from '../src/train/model.ts';
-import { AdamW, trainStep } from '../src/train/optim.ts';
+import { AdamW, trainStep, type StepResult } from '../src/train/optim.ts';
+import { TrainingThreads } from '../src/train/parallel.ts';
 import { compactVocabulary, TrainableModel } from '../src/train/params.ts';
 
 const { values: f } = parseArgs({
-  options: Object.fromEntries(['hidden', 'layers', 'experts', 'topk', 'heads', 'kv', 'headdim', 'intermediate', 'vocab', 'seq', 'prefix', 'batch', 'steps', 'precision', 'mode']
+  options: Object.fromEntries(['hidden', 'layers', 'experts', 'topk', 'heads', 'kv', 'headdim', 'intermediate', 'vocab', 'seq', 'prefix', 'batch', 'steps', 'precision', 'mode', 'threads']
     .map((k) => [k, { type: 'string' as const }])),
 });
 const n = (v: string | undefined, d: number): number => (v === undefined ? d : Number(v));
@@ -46,17 +48,22 @@ if (mode !== 'full') model = compactVocabulary(model, vocabulary);
 const optimizer = new AdamW(model.params());
 const options = { vocabulary, precision } as const;
 const share = mode === 'shared';
-trainStep(model, optimizer, batch, 1e-4, 1, options, share); // warm-up: compilation, first allocations
+const threads = n(f.threads, 1);
+const pool = threads > 1 ? await TrainingThreads.start(model, threads, options) : undefined;
+const step = async (): Promise<StepResult> =>
+  pool === undefined ? trainStep(model, optimizer, batch, 1e-4, 1, options, share) : await pool.step(optimizer, batch, 1e-4, 1, options, share);
+await step(); // warm-up: compilation, first allocations
 const start = performance.now();
 const cpuStart = process.cpuUsage();
 let loss = 0;
-for (let s = 0; s < steps; s++) loss = trainStep(model, optimizer, batch, 1e-4, 1, options, share).loss;
+for (let s = 0; s < steps; s++) loss = (await step()).loss;
 const seconds = (performance.now() - start) / 1000;
 const cpu = process.cpuUsage(cpuStart);
 // On a shared machine the wall clock counts other people's work: CPU time is this process's alone.
 const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+await pool?.close();
 console.log(JSON.stringify({
-  mode, precision, hidden, layers: config.numLayers, experts: config.numExperts, parameters: model.size(), used, seq, prefix, batch: batchSize,
+  mode, precision, threads, hidden, layers: config.numLayers, experts: config.numExperts, parameters: model.size(), used, seq, prefix, batch: batchSize,
   secondsPerStep: Number((seconds / steps).toFixed(2)), tokensPerSecond: Math.round((steps * seq * batchSize) / seconds),
   cpuSecondsPerStep: Number((cpuSeconds / steps).toFixed(2)), tokensPerCpuSecond: Math.round((steps * seq * batchSize) / cpuSeconds), loss: Number(loss.toFixed(4)),
 }));
