@@ -93,7 +93,11 @@ class TrainingWorker {
   }
 
   private fail(reason: string): Error {
-    this.failure ??= new Error(`training thread ${this.index} failed: ${reason}`);
+    if (this.failure === undefined) {
+      this.failure = new Error(`training thread ${this.index} failed: ${reason}`);
+      // The main thread's stack says nothing about where the worker failed: the error stays one line.
+      this.failure.stack = `Error: ${this.failure.message}`;
+    }
     return this.failure;
   }
 

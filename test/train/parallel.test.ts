@@ -215,6 +215,7 @@ suite('data-parallel training', () => {
       await assert.rejects(pool.step(new AdamW(model.params()), broken, 1e-3, 1, {}, false), (e: unknown) => {
         assert.ok(e instanceof Error);
         assert.match(e.message, /^training thread 1 failed: forwardTrain: token id 999 at index 2 is outside the vocabulary$/);
+        assert.equal(e.stack, `Error: ${e.message}`, 'printed, it is one line');
         return true;
       });
     } finally {
