@@ -183,7 +183,8 @@ export class TrainingThreads {
    * trainStep's update, with the batch split over the threads (see the header): the same loss
    * and gradients up to rounding, except that a group of sequences sharing a prefix that a cut
    * divides is packed on each side, so the router's balance loss (taken per packed sequence)
-   * counts it as two.
+   * counts it as two. `options` must be the ones the threads were started with; the workers see
+   * the weights as of the start and of each step's update (nothing else reaches them).
    */
   async step(optimizer: AdamW, batch: readonly Sequence[], lr: number, maxGradNorm: number, options: TrainOptions, sharePrefix: boolean): Promise<StepResult> {
     this.assertOpen();
