@@ -1,10 +1,12 @@
 // The server end to end on the embedded default, through the official openai client: loadModel()
 // with no model named loads the shipped gpt-oss-nano, startServer serves it on a free port with the
 // tools it was trained with, and each question of NANO_QUESTIONS is asked greedily through the
-// Responses API, whole and streamed. With the corpus's date (the system message's clock is pinned
-// to it) and the same tools, the prompt is the one the agent loop renders, so the server must answer
-// exactly what the agent loop answers, its citations turned into links to the documents; the
-// answers the shipped weights get right are judged by the corpus scorer.
+// Responses API (naming the tools) and Chat Completions (which cannot name built-in tools: the
+// server gives them to a request that names no tools), whole and streamed. With the corpus's date
+// (the system message's clock is pinned to it) and the same tools, the prompt is the one the agent
+// loop renders, so the server must answer exactly what the agent loop answers (the Responses API
+// turning citations into links to the documents); the answers the shipped weights get right are
+// judged by the corpus scorer.
 import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -40,11 +42,11 @@ function onCorpusDate(t: TestContext, c: NanoCase): void {
   t.mock.timers.enable({ apis: ['Date'], now: new Date(`${c.date}T12:00:00`) });
 }
 
-/** What the agent loop answers, its citation marks resolved as the server resolves them. */
-async function agentAnswer(c: NanoCase): Promise<string> {
+/** What the agent loop answers: as written (citation marks), and with its citations resolved as the Responses API resolves them. */
+async function agentAnswer(c: NanoCase): Promise<{ text: string; linked: string }> {
   const browser = new BrowserSession(backend);
   const { result } = await askNano(engineOf(model), c.question, { effort: c.effort, date: c.date, tools: [browser, python], maxTokens: 1024 });
-  return resolveCitations(result.finalText, browser).text;
+  return { text: result.finalText, linked: resolveCitations(result.finalText, browser).text };
 }
 
 /** The answer's text outside its citation links (their file names and line anchors are no answer). */
@@ -88,7 +90,7 @@ test('loadModel() with no model named serves the embedded gpt-oss-nano', async (
 for (const c of cases) {
   test(`gpt-oss-nano through the Responses API, whole and streamed (${c.id}, ${c.expect}): ${c.question}`, async (t) => {
     onCorpusDate(t, c);
-    const expected = await agentAnswer(c);
+    const expected = (await agentAnswer(c)).linked;
 
     const r = await client.responses.create(request(c));
     assert.equal(r.status, 'completed');
@@ -112,5 +114,30 @@ for (const c of cases) {
     assert.equal(deltas, expected);
     assert.equal(answerOf(completed!).text, expected);
     assert.deepEqual(calledTools(completed!.output), called);
+  });
+}
+
+for (const c of cases) {
+  test(`gpt-oss-nano through Chat Completions with no tools named, whole and streamed (${c.id}, ${c.expect}): ${c.question}`, async (t) => {
+    onCorpusDate(t, c);
+    const expected = (await agentAnswer(c)).text;
+    const body = { model: 'gpt-oss-nano', messages: [{ role: 'user' as const, content: c.question }], reasoning_effort: c.effort, temperature: 0, max_tokens: 1024 };
+
+    const r = await client.chat.completions.create(body);
+    const choice = r.choices[0]!;
+    assert.equal(choice.finish_reason, 'stop');
+    assert.equal(choice.message.content, expected);
+    assert.equal(choice.message.tool_calls, undefined, 'built-in calls run on the server; only function calls come back');
+    if (c.expect === 'right') assert.ok(answerStates(c, choice.message.content ?? ''), choice.message.content ?? '');
+
+    const stream = await client.chat.completions.create({ ...body, stream: true });
+    let content = '';
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      content += chunk.choices[0]?.delta.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(content, expected);
+    assert.equal(finish, 'stop');
   });
 }
