@@ -23,7 +23,10 @@ import { answerStates } from '../src/train/nano/score.ts';
 export type NanoExpectation = 'right' | 'calls-tools';
 
 export interface NanoQuestion {
-  /** A held-out item id of the corpus (`heldout-N`). */
+  /**
+   * A held-out item id of the corpus (`heldout-N`): `npm run nano:corpus` lists them with their
+   * task and question in heldout-meta.jsonl, and `npm run nano:eval` reports each one's answer.
+   */
   item: string;
   expect: NanoExpectation;
 }

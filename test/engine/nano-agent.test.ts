@@ -27,6 +27,11 @@ after(async () => {
   nano.remove();
 });
 
+test('the questions asked cover both tools the model was trained with', () => {
+  const calls = new Set(cases.flatMap((c) => c.calls));
+  assert.ok(calls.has('browser.open') && calls.has('python'), `NANO_QUESTIONS needs ${[...calls].join(', ') || 'no tool'}`);
+});
+
 for (const c of cases) {
   const needs = c.calls.length === 0 ? 'no tool' : c.calls.join(', ');
   test(`gpt-oss-nano through the agent loop (${c.id}, ${c.expect}, ${needs}): ${c.question}`, async () => {
