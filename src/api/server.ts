@@ -28,7 +28,9 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /**
    * Built-in tools requests may enable: the browser over a documents folder, python. Default: the
-   * model's defaultTools (for the embedded gpt-oss-nano both, over its documents), else none.
+   * model's defaultTools (for the embedded gpt-oss-nano both, over its documents), else none; a
+   * request that names no tools (any Chat Completions request without function tools) then gets
+   * them, as the library's chats do, since that model was trained with them in every prompt.
    */
   tools?: { browser?: { documents: string }; python?: boolean };
   /**
@@ -74,6 +76,7 @@ export async function startServer(model: Model, options: ServerOptions = {}): Pr
       ...(options.reasoningEffort !== undefined ? { defaultEffort: options.reasoningEffort } : {}),
       ...(options.corsOrigins !== undefined ? { corsOrigins: options.corsOrigins } : {}),
       tools,
+      toolsByDefault: options.tools === undefined && model.defaultTools.length > 0,
       log: options.log ?? (() => {}),
     });
     const running = await listen(server, port, host, { port: 'port', host: 'host' });

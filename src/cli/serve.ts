@@ -128,6 +128,7 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
     maxConcurrency,
     ...(maxOutputTokens !== undefined ? { maxOutputTokens } : {}),
     tools,
+    toolsByDefault: chosen.trained === true,
     logContent: boolFlag(p, 'log-content'),
     ...(corsOrigins !== undefined ? { corsOrigins } : {}),
     ...(allowedHosts !== undefined ? { allowedHosts } : {}),

@@ -92,14 +92,14 @@ export async function listen(server: GptossServer, port: number, host: string, n
 
 /**
  * The tools the embedded gpt-oss-nano was trained with, when `dir` is that model and the user
- * chose no tools: the browser over the documents it ships with, and python. Other models get
- * tools only when asked for.
+ * chose no tools: the browser over the documents it ships with, and python (`trained`: a server
+ * gives them to requests that name no tools). Other models get tools only when asked for.
  */
-export async function trainedTools(dir: string | undefined, chosen: { browser?: string; python: boolean; none: boolean }): Promise<{ browser?: string; python: boolean; line?: string }> {
+export async function trainedTools(dir: string | undefined, chosen: { browser?: string; python: boolean; none: boolean }): Promise<{ browser?: string; python: boolean; line?: string; trained?: boolean }> {
   if (dir === undefined || chosen.none || chosen.browser !== undefined || chosen.python) {
     return { ...(chosen.none ? {} : chosen.browser !== undefined ? { browser: chosen.browser } : {}), python: !chosen.none && chosen.python };
   }
   const { isEmbeddedNano, nanoDocsDir } = await import('../checkpoint/nano.ts');
   if (!isEmbeddedNano(dir)) return { python: false };
-  return { browser: nanoDocsDir(), python: true, line: 'tools: browser (the documents gpt-oss-nano ships with) and python, as the model was trained (--no-tools to leave them out)' };
+  return { browser: nanoDocsDir(), python: true, trained: true, line: 'tools: browser (the documents gpt-oss-nano ships with) and python, as the model was trained (--no-tools to leave them out)' };
 }

@@ -33,8 +33,12 @@ function boxedContents(text: string): string[] {
   return [...text.matchAll(/\\(?:boxed|framebox)\{((?:[^{}]|\{[^{}]*\})*)\}/g)].map((m) => m[1]!);
 }
 
-/** The integer answer: the last boxed value (its last comma-separated part), else the last integer in the text. */
-export function extractInteger(text: string): number | undefined {
+/**
+ * The integer answer: the last boxed value (its last comma-separated part), else the last integer in
+ * the text. Citation marks (`【1†L9】`, a cursor and line numbers) are left out: their numbers are no answer.
+ */
+export function extractInteger(answer: string): number | undefined {
+  const text = answer.replace(/【[^】]*】/g, ' ');
   const boxed = boxedContents(text).at(-1);
   // Thousands separators go first, so that "1,000" is one number and "3, 7" two parts.
   const withoutSeparators = (boxed ?? text).replace(/(\d),(?=\d{3}\b)/g, '$1');

@@ -5,12 +5,14 @@
 // documents per question, and scored by the corpus's scorer: the share of valid harmony, of right
 // tool calls and of right final answers, per effort. The completion scored is exactly what the
 // loop saw after the prompt: each generation's tokens, and between them the tool's message and the
-// `<|start|>assistant` that reopens the model's turn.
+// `<|start|>assistant` that reopens the model's turn. askNano asks one question that way (the
+// tests ask the shipped model through it too).
+import type { AgentEvent, AgentResult } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
 import { prepareTurn, runTurn } from '../engine/turn.ts';
 import { REASONING_EFFORTS, createConversation, message, renderMessage, tokensToText, type ReasoningEffort } from '../harmony/index.ts';
 import { getTokenizer } from '../tokenizer/index.ts';
-import { BrowserSession, LocalDocsBackend, PythonTool, SandboxPool } from '../tools/index.ts';
+import { BrowserSession, LocalDocsBackend, PythonTool, SandboxPool, type Tool } from '../tools/index.ts';
 import { generateCorpus, type CorpusItem } from '../train/nano/corpus.ts';
 import { scoreHeldout, type ItemScore, type ScoredItem, type Shares } from '../train/nano/score.ts';
 import type { SystemContent } from '../harmony/index.ts';
@@ -52,6 +54,45 @@ export interface NanoEvalSummary {
   answers: NanoAnswer[];
 }
 
+/** How askNano asks. */
+export interface AskNanoOptions {
+  effort: ReasoningEffort;
+  /** The system message's date (the corpus gives each question its own); default today. */
+  date?: string;
+  /** The built-in tools, in the order the corpus declares them (browser, then python). */
+  tools: readonly Tool[];
+  maxTokens: number;
+  /** The loop's events as they happen (tool calls and results among them). */
+  onEvent?: (event: AgentEvent) => void;
+}
+
+/**
+ * Asks one question through the agent loop, greedy, prompted as the corpus renders it (the tools'
+ * namespaces in the system message): the completion is what follows the prompt's
+ * `<|start|>assistant` as the loop saw it, the tools' messages included (what score.ts scores).
+ */
+export async function askNano(engine: Engine, question: string, options: AskNanoOptions): Promise<{ completion: number[]; result: AgentResult }> {
+  const reopen = getTokenizer().encode('<|start|>assistant', { allowedSpecial: 'all' });
+  const conversation = createConversation({
+    reasoningEffort: options.effort,
+    ...(options.date !== undefined ? { date: options.date } : {}),
+    toolNamespaces: options.tools.map((t) => t.namespace()),
+  });
+  const turn = prepareTurn({
+    messages: [...conversation.messages, message.user(question)],
+    builtinTools: options.tools, functionTools: [], functionSchemas: new Map(), sampling: { temperature: 0 }, maxTokens: options.maxTokens,
+  });
+  const completion: number[] = [];
+  const { result } = await runTurn(engine, turn, {
+    onEvent: (e) => {
+      if (e.type === 'token') completion.push(e.token.token);
+      else if (e.type === 'tool_result') completion.push(...renderMessage(e.message), ...reopen);
+      options.onEvent?.(e);
+    },
+  });
+  return { completion, result };
+}
+
 /** Runs the held-out questions through the agent loop on `options.engine` and scores the answers. */
 export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSummary> {
   const seed = options.seed ?? 0;
@@ -74,27 +115,13 @@ export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSum
     const scored: ScoredItem[] = [];
     const completions = new Map<string, number[]>();
     const runs: { id: string; item: CorpusItem; finishReason: string; generatedTokens: number }[] = [];
-    const reopen = tokenizer.encode('<|start|>assistant', { allowedSpecial: 'all' });
     for (const item of items) {
       const system = item.conversation.messages[0]!.content[0] as SystemContent;
       for (const effort of efforts) {
         const id = `${item.id}@${effort}`;
-        const tools = [new BrowserSession(backend), python];
-        const conversation = createConversation({
-          reasoningEffort: effort,
+        const { completion: tokens, result } = await askNano(options.engine, item.question, {
+          effort, tools: [new BrowserSession(backend), python], maxTokens,
           ...(system.conversationStartDate !== undefined ? { date: system.conversationStartDate } : {}),
-          toolNamespaces: tools.map((t) => t.namespace()),
-        });
-        const turn = prepareTurn({
-          messages: [...conversation.messages, message.user(item.question)],
-          builtinTools: tools, functionTools: [], functionSchemas: new Map(), sampling: { temperature: 0 }, maxTokens,
-        });
-        const tokens: number[] = [];
-        const { result } = await runTurn(options.engine, turn, {
-          onEvent: (e) => {
-            if (e.type === 'token') tokens.push(e.token.token);
-            else if (e.type === 'tool_result') tokens.push(...renderMessage(e.message), ...reopen);
-          },
         });
         runs.push({ id, item, finishReason: result.finishReason, generatedTokens: result.usage.completionTokens });
         scored.push({ id, effort, tool: item.tool, ...(item.answer !== undefined ? { answer: item.answer } : {}), ...(item.unit !== undefined ? { unit: item.unit } : {}), ...(item.code !== undefined ? { code: item.code } : {}) });

@@ -34,6 +34,12 @@ export interface ServerOptions {
   /** Largest accepted request body in bytes (413 beyond). Default 8 MiB. */
   maxBodyBytes?: number;
   tools?: BuiltinToolFactories;
+  /**
+   * Requests that name no tools (Chat Completions requests cannot name built-in ones) get every
+   * tool of `tools`: for a model trained with its tools in every prompt (the embedded
+   * gpt-oss-nano), which answers nothing right without them. A request's own `tools` still decide.
+   */
+  toolsByDefault?: boolean;
   /** Also log prompts and outputs (off by default: they may hold private data). */
   logContent?: boolean;
   log?: (line: string) => void;
@@ -76,6 +82,7 @@ export function createServer(options: ServerOptions): GptossServer {
     modelName,
     modelIds: new Set([modelName, ...(options.aliases ?? ['gpt-oss-20b', 'gpt-oss-120b'])]),
     tools: options.tools ?? {},
+    toolsByDefault: options.toolsByDefault ?? false,
     store: new ResponseStore(options.storeLimits?.maxEntries, options.storeLimits?.maxBytes),
     logContent: options.logContent ?? false,
     log: options.log ?? ((line) => process.stderr.write(line + '\n')),

@@ -23,6 +23,8 @@ export interface ServerContext {
   /** Model ids accepted in requests (the served name and its aliases). */
   modelIds: ReadonlySet<string>;
   tools: BuiltinToolFactories;
+  /** Requests that name no tools get every built-in tool (see ServerOptions.toolsByDefault). */
+  toolsByDefault: boolean;
   store: ResponseStore;
   logContent: boolean;
   log: (line: string) => void;
@@ -95,6 +97,15 @@ export function builtinTool(ctx: ServerContext, kind: 'browser' | 'python', para
     throw invalid(param, `the ${kind} tool is not enabled on this server (start it with ${flag})`);
   }
   return factory();
+}
+
+/**
+ * The built-in tools of a request that names no tools: all the server has, browser then python (the
+ * order gpt-oss-nano's corpus declares them in), when it offers them by default; else none.
+ */
+export function defaultBuiltins(ctx: ServerContext): Tool[] {
+  if (!ctx.toolsByDefault) return [];
+  return [ctx.tools.browser?.(), ctx.tools.python?.()].filter((t): t is Tool => t !== undefined);
 }
 
 /** The system and developer messages of a request. */

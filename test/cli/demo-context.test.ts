@@ -1,7 +1,8 @@
 // The embedded models run with one context window in every command: `chat` and `serve` and
 // `loadEngine` in the library all report DEMO_CONTEXT_LENGTH for the random demo model (though its
 // config would allow 131,072) and for gpt-oss-nano, the default when no model is named, which
-// chat and serve also run with the tools it was trained with, and which eval answers with.
+// chat and serve also run with the tools it was trained with (serve giving them to a Chat
+// Completions request, which cannot name them), and which eval answers with.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,6 +13,9 @@ import { DEMO_CONTEXT_LENGTH, ensureDemoModel } from '../../src/checkpoint/synth
 import { contextLength } from '../../src/model/config.ts';
 import { readCheckpointConfig } from '../../src/checkpoint/checkpoint.ts';
 import { loadEngine } from '../../src/engine/local.ts';
+import { nanoDocsDir } from '../../src/checkpoint/nano.ts';
+import { message, promptHead, renderConversationForCompletion } from '../../src/harmony/index.ts';
+import { BrowserSession, LocalDocsBackend, PythonTool } from '../../src/tools/index.ts';
 import { runCli } from './in-process.ts';
 
 const CLI = join(import.meta.dirname, '../../bin/gptoss.js');
@@ -51,18 +55,31 @@ async function serveWindow(env: Record<string, string>, name: string): Promise<s
   return (await serveLog(env, name)).context;
 }
 
-async function serveLog(env: Record<string, string>, name: string): Promise<{ context: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * As serveWindow, with its stderr; `args` go to serve, and `ask` runs against its /v1 URL before it
+ * stops, which then waits until its stderr matches `ask.until` (a log line written after the reply).
+ */
+async function serveLog(env: Record<string, string>, name: string, args: string[] = [], ask?: { run: (baseUrl: string) => Promise<void>; until: RegExp }): Promise<{ context: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--threads', '1', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
+  let logged: () => void = () => {};
   try {
-    const context = await new Promise<string>((resolve, reject) => {
+    const [context, baseUrl] = await new Promise<[string, string]>((resolve, reject) => {
       child.stderr.on('data', (d: Buffer) => {
         stderr += d.toString();
-        const m = new RegExp(`serving ${name} on http://\\S+ \\(context (\\d+) tokens`).exec(stderr);
-        if (m !== null) resolve(m[1]!);
+        if (ask !== undefined && ask.until.test(stderr)) logged();
+        const m = new RegExp(`serving ${name} on (http://\\S+) \\(context (\\d+) tokens`).exec(stderr);
+        if (m !== null) resolve([m[2]!, m[1]!]);
       });
       child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
     });
+    if (ask !== undefined) {
+      const seen = new Promise<void>((resolve) => {
+        logged = resolve;
+      });
+      await ask.run(baseUrl);
+      if (!ask.until.test(stderr)) await seen;
+    }
     return { context, stderr };
   } finally {
     if (child.exitCode === null && child.signalCode === null) {
@@ -90,9 +107,20 @@ test('with no model named, chat, serve and generate run the embedded gpt-oss-nan
   assert.equal(out.model, 'gpt-oss-nano');
   assert.equal(out.tokens.length, 2);
 
-  const served = await serveLog(nanoEnv, 'gpt-oss-nano');
+  // A Chat Completions request (it cannot name built-in tools) is prompted with both, as the model was trained.
+  const served = await serveLog(nanoEnv, 'gpt-oss-nano', [], {
+    run: async (baseUrl) => {
+      const r = await fetch(`${baseUrl}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-oss-nano', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 }) });
+      assert.equal(r.status, 200, await r.text());
+    },
+    until: /POST \/v1\/chat\/completions 200 in=/,
+  });
   assert.equal(served.context, String(DEMO_CONTEXT_LENGTH));
   assert.match(served.stderr, /^tools: browser \(the documents gpt-oss-nano ships with\) and python/m);
+  // Its prompt is exactly as long as the one with both tools' namespaces (a date's tokens are as many whatever the date).
+  const tools = [new BrowserSession(await LocalDocsBackend.open(nanoDocsDir())), new PythonTool()];
+  const withTools = renderConversationForCompletion({ messages: [...promptHead({ toolNamespaces: tools.map((t) => t.namespace()) }), message.user('Hi')] }, 'assistant');
+  assert.equal(/POST \/v1\/chat\/completions 200 in=(\d+)/.exec(served.stderr)?.[1], String(withTools.length), served.stderr);
 });
 
 test('with no model named, eval answers with the embedded gpt-oss-nano in-process, as chat and serve would', async () => {

@@ -214,6 +214,9 @@ test('answer extraction and verdict parsing', () => {
   assert.equal(extractInteger('\\boxed{3, 7}'), 7);
   assert.equal(extractInteger('first 3 then 42'), 42);
   assert.equal(extractInteger('none'), undefined);
+  // A cited answer: the mark's cursor and line numbers are not the answer.
+  assert.equal(extractInteger('The dose of gentamicin is 7 mg/kg 【1†L9】.'), 7);
+  assert.equal(extractInteger('It is \\boxed{40} 【3†L2-L12】'), 40);
   assert.deepEqual(parseVerdict('{"explanation":"e","criteria_met":false}'), { explanation: 'e', criteriaMet: false });
   assert.equal(parseVerdict('{"criteria_met":"yes"}'), undefined);
   const s = summarise([{ a: 2, b: 0.5 }, { a: -1 }]);

@@ -1,9 +1,10 @@
 // gpt-oss-nano's held-out evaluation through the real agent loop and the real tools: an engine
 // that writes the corpus's own answers (tool calls included, the tools answering for real) scores
 // 100% on every measure at every effort, and is prompted exactly as the corpus renders the
-// question; `npm run nano:eval` runs end to end on the shipped model (a random stand-in until the
-// trained one lands: the figures are then about 0, so only their shape is checked) and writes
-// its JSON summary; bad arguments exit 2 with one line.
+// question; `npm run nano:eval` runs end to end on the shipped model (12 tokens per answer, which
+// cut every answer short, so only the figures' shape is checked; test/evals/nano-run.test.ts
+// checks a run's figures against what the shipped model's answers warrant) and writes its JSON
+// summary; bad arguments exit 2 with one line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

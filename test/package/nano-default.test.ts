@@ -111,3 +111,39 @@ test("startServer offers the embedded model's tools to requests by default; anot
     rmSync(cache, { recursive: true, force: true });
   }
 });
+
+test("a request that names no tools gets the embedded model's tools on both APIs; one naming its own gets only those; another model's server gives none", async () => {
+  const cache = mkdtempSync(join(tmpdir(), 'gptoss-nano-server-defaults-'));
+  try {
+    const tools = await trainedToolDefinitions(ensureNano(undefined, cache).dir);
+    const answer = tok.encode('<|channel|>final<|message|>ok<|return|>', { allowedSpecial: 'all' });
+    const fn = { type: 'function', function: { name: 'lookup', description: 'Looks up', parameters: { type: 'object', properties: {} } } };
+    const requests = [
+      { path: 'chat/completions', body: { messages: [{ role: 'user', content: 'hi' }] }, namespaces: true },
+      { path: 'chat/completions', body: { messages: [{ role: 'user', content: 'hi' }], tools: [fn] }, namespaces: false },
+      { path: 'responses', body: { input: 'hi' }, namespaces: true },
+      { path: 'responses', body: { input: 'hi', tools: [] }, namespaces: false },
+    ];
+    for (const [defaults, trained] of [[tools, true], [[], false]] as const) {
+      for (const r of requests) {
+        const engine = new ScriptedEngine([answer], { name: 'gpt-oss-nano' });
+        const model = modelFromEngine(engine, 'gpt-oss-nano', defaults);
+        const server = await startServer(model);
+        try {
+          const res = await fetch(`${server.baseUrl}/${r.path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-oss-nano', ...r.body }) });
+          assert.equal(res.status, 200, await res.text());
+          const prompt = tok.decode(engine.steps.flat().flatMap((s) => s.tokens));
+          const expected = trained && r.namespaces;
+          const where = `${trained ? 'embedded' : 'other'} model, ${r.path} ${JSON.stringify(r.body)}`;
+          assert.equal(/## browser\n[\s\S]*## python\n/.test(prompt), expected, `${where}: ${prompt}`);
+          assert.equal(/namespace browser|## python/.test(prompt), expected, where);
+        } finally {
+          await server.close();
+          await model.close();
+        }
+      }
+    }
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});

@@ -1,12 +1,13 @@
 // A Chat Completions request as a turn: System and developer messages become the developer
 // instructions; an assistant message's reasoning (`reasoning` or `reasoning_content`) becomes an
 // analysis message, its tool_calls commentary calls to functions.X, and tool messages the
-// functions' answers. (The model's reasoning comes back in `message.reasoning` and
+// functions' answers; a request with no tools gets the server's built-in ones when it offers them
+// by default (the embedded gpt-oss-nano's). (The model's reasoning comes back in `message.reasoning` and
 // `message.reasoning_content`, never inside `content`: see events.ts.)
 import type { JsonSchema } from '../../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message } from '../../harmony/index.ts';
 import { getTokenizer } from '../../tokenizer/index.ts';
-import { formatInstructions, formatSchema, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
+import { defaultBuiltins, formatInstructions, formatSchema, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
 import { invalid } from '../errors.ts';
 import type { TurnRequest } from '../../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
@@ -93,12 +94,14 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
     }
   }
 
+  // Built-in tools run on the server, only ever by default: Chat Completions has no way to name them.
+  const builtins = body['tools'] === undefined || body['tools'] === null ? defaultBuiltins(ctx) : [];
   const instructions: string[] = [];
   const turns = chatMessages(messagesIn, instructions);
   const head = promptHead({
     effort,
     instructions: formatInstructions(instructions.join('\n\n') || undefined, finalSchema, formatName),
-    builtinTools: [],
+    builtinTools: builtins,
     functionTools: offered.map((f) => f.tool),
   });
   return {
@@ -108,7 +111,7 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
     topLogprobs,
     turn: {
       messages: [...head, ...turns],
-      builtinTools: [],
+      builtinTools: builtins,
       functionTools: offered.map((f) => f.tool),
       functionSchemas: strictSchemas(offered),
       ...(finalSchema !== undefined ? { finalSchema } : {}),

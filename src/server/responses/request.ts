@@ -5,7 +5,7 @@
 import type { JsonSchema } from '../../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../../harmony/index.ts';
 import type { CitationSource, Tool } from '../../tools/index.ts';
-import { builtinTool, formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
+import { builtinTool, defaultBuiltins, formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
 import { ApiError, invalid } from '../errors.ts';
 import type { TurnRequest } from '../../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
@@ -62,6 +62,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
   const functions: ParsedFunction[] = [];
   const builtins: Tool[] = [];
   const toolsIn = optArray(body, 'tools') ?? [];
+  if (body['tools'] === undefined || body['tools'] === null) builtins.push(...defaultBuiltins(ctx));
   toolsIn.forEach((t, i) => {
     const tool = record(t, `tools[${i}]`);
     const type = optString(tool, 'type', `tools[${i}].type`);

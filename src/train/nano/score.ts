@@ -59,6 +59,12 @@ export function statesNumber(x: number, answer: number): boolean {
 
 const HELP_WORDS = /clinical|dose|conversion|infusion|BMI/i;
 
+/** Whether a final answer states the item's true number with its unit (out of domain: says what it can help with, and no number). */
+export function answerStates(item: Pick<ScoredItem, 'answer' | 'unit'>, final: string): boolean {
+  if (item.answer === undefined) return HELP_WORDS.test(final) && numbersIn(final).length === 0;
+  return numbersIn(final).some((x) => statesNumber(x, item.answer!)) && (item.unit === undefined || item.unit === '' || final.includes(item.unit));
+}
+
 /** Scores one completion against its held-out item. */
 export function scoreCompletion(item: ScoredItem, completion: string | readonly number[], tokenizer: Tokenizer = getTokenizer()): ItemScore {
   const base = { id: item.id, effort: item.effort };
@@ -91,10 +97,7 @@ export function scoreCompletion(item: ScoredItem, completion: string | readonly 
     : item.tool === 'python' ? pythonRight()
     : item.tool === 'browser' ? browserRight()
     : browserRight() && pythonRight();
-  const final = text(last);
-  let answerCorrect: boolean;
-  if (item.answer === undefined) answerCorrect = HELP_WORDS.test(final) && numbersIn(final).length === 0;
-  else answerCorrect = numbersIn(final).some((x) => statesNumber(x, item.answer!)) && (item.unit === undefined || item.unit === '' || final.includes(item.unit));
+  const answerCorrect = answerStates(item, text(last));
   const out: ItemScore = { ...base, valid: true, toolCorrect, answerCorrect };
   if (!toolCorrect) out.problem = item.tool === null ? 'a tool call where none is needed' : `no correct ${item.tool} call`;
   else if (!answerCorrect) out.problem = 'the final answer does not state the true value with its unit';

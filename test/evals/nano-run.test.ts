@@ -1,0 +1,61 @@
+// An evaluation end to end on the shipped gpt-oss-nano: `gptoss eval exact --model DIR` over the
+// questions of NANO_QUESTIONS that have an integer answer (the corpus's true value) and a unit
+// without a number (the exact grader reads the last integer: "120 mg per 5 mL" would read 5), the model
+// served in-process with the tools it was trained with, greedy, the system message's date pinned.
+// The figures must be what the answers warrant: every case graded as the corpus scorer judges its
+// answer, the accuracy the share of those graded right, and the summary, the results and the
+// headline line saying the same.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { answerStates } from '../../src/train/nano/score.ts';
+import { runCli } from '../cli/in-process.ts';
+import { expandNano, nanoCases } from '../nano-questions.ts';
+
+test('gptoss eval exact on the embedded gpt-oss-nano grades each answer as the corpus scorer judges it', async (t) => {
+  const cases = (await nanoCases()).filter((c) => c.answer !== undefined && Number.isInteger(c.answer) && !/\d/.test(c.unit ?? ''));
+  assert.ok(cases.length > 0, 'NANO_QUESTIONS holds no question with an integer answer and a unit without a number');
+  const nano = expandNano();
+  const work = mkdtempSync(join(tmpdir(), 'gptoss-nano-run-'));
+  try {
+    const data = join(work, 'nano.jsonl');
+    writeFileSync(data, cases.map((c) => JSON.stringify({ id: c.id, question: c.question, answer: c.answer })).join('\n') + '\n');
+    const out = join(work, 'run');
+    t.mock.timers.enable({ apis: ['Date'], now: new Date(`${cases[0]!.date}T12:00:00`) });
+    const r = await runCli(
+      ['eval', 'exact', '--data', data, '--model', nano.dir, '--out', out, '--effort', 'low', '--temperature', '0', '--concurrency', '1', '--max-tokens', '1024'],
+      '', { GPTOSS_CACHE: nano.cache },
+    );
+    t.mock.timers.reset();
+    assert.equal(r.code, 0, r.stderr);
+
+    const results = readFileSync(join(out, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as {
+      id: string; score: number; response: { text: string; finishReason?: string }; details: { expected: number; extracted: number | null };
+    });
+    assert.deepEqual(results.map((x) => x.id).sort(), cases.map((c) => c.id).sort());
+    let right = 0;
+    for (const c of cases) {
+      const result = results.find((x) => x.id === c.id)!;
+      assert.equal(result.response.finishReason, 'stop', result.response.text);
+      assert.equal(result.details.expected, c.answer);
+      // The grade is what the answer warrants: the true number (with its unit) stated, or not.
+      const warranted = answerStates(c, result.response.text) ? 1 : 0;
+      assert.equal(result.score, warranted, `${c.id}: "${result.response.text}" extracted ${result.details.extracted}, expected ${c.answer}`);
+      right += warranted;
+    }
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { complete: boolean; metrics: Record<string, { mean: number; n: number }> };
+    assert.equal(summary.complete, true);
+    assert.equal(summary.metrics['accuracy']!.n, cases.length);
+    assert.equal(summary.metrics['accuracy']!.mean, right / cases.length);
+    assert.match(r.stdout, new RegExp(`^score: ${(right / cases.length).toFixed(3).replace('.', '\\.')} ± [0-9.]+ \\(n=${cases.length}\\)$`, 'm'));
+    // The lookups the shipped weights get right are graded right.
+    for (const c of cases.filter((x) => x.expect === 'right' && x.task === 'lookup')) {
+      assert.equal(results.find((x) => x.id === c.id)!.score, 1, `${c.id}: ${results.find((x) => x.id === c.id)!.response.text}`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    nano.remove();
+  }
+});
