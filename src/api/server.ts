@@ -4,7 +4,7 @@
 import { createServer } from '../server/index.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
 import { UserError } from '../errors.ts';
-import { listen, serverTools } from '../cli/serving.ts';
+import { listen, serverTools } from '../server/startup.ts';
 import { translateErrors } from './errors.ts';
 import { engineOf, type Model } from './model.ts';
 

@@ -14,7 +14,7 @@ import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptio
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { runRepl } from './chat/repl.ts';
 import { ChatSession } from './chat/session.ts';
-import { openDocuments, trainedTools } from './serving.ts';
+import { openDocuments, trainedTools } from '../server/startup.ts';
 
 const USAGE = `usage: gptoss chat [options] [PROMPT...]
 

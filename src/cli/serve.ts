@@ -8,7 +8,7 @@ import { HostGuard } from '../server/guard.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import type { CommandContext } from './context.ts';
 import { ADAPTER_FLAG_OPTIONS, COMPUTE_FLAG_OPTIONS, adapterOption, computeOptions } from './model-flags.ts';
-import { listen, serverTools, trainedTools } from './serving.ts';
+import { listen, serverTools, trainedTools } from '../server/startup.ts';
 
 const HELP = `usage: gptoss serve [options]
 

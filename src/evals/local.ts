@@ -3,7 +3,7 @@
 // same OpenAI-compatible API as to any endpoint. The embedded gpt-oss-nano brings the tools it was
 // trained with, as `gptoss serve` gives it them.
 import { resolveModel } from '../checkpoint/resolve.ts';
-import { serverTools, trainedTools } from '../cli/serving.ts';
+import { serverTools, trainedTools } from '../server/startup.ts';
 
 export interface LocalServer {
   baseUrl: string;

@@ -1,4 +1,4 @@
-// What serve, chat and the library's startServer share at start-up (src/cli/serving.ts): the
+// What serve, chat and the library's startServer share at start-up (src/server/startup.ts): the
 // browser's documents open at once and the files left out are told once the index is ready (one
 // line each, or a summary when many); a port in use is a one-line usage error naming the setting.
 import { test } from 'node:test';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { isUserError } from '../../src/errors.ts';
 import { createServer } from '../../src/server/index.ts';
 import { ScriptedEngine } from '../../src/engine/scripted.ts';
-import { listen, openDocuments, skippedFileLines } from '../../src/cli/serving.ts';
+import { listen, openDocuments, skippedFileLines } from '../../src/server/startup.ts';
 
 test('openDocuments reports each file left out, with the reason, once the index is ready', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'gptoss-serving-'));

@@ -3,7 +3,7 @@
 // reported once the index is ready), the server's built-in tool factories, and binding the port
 // with one-line errors instead of raw socket codes.
 import { UserError } from '../errors.ts';
-import type { BuiltinToolFactories, GptossServer, RunningServer } from '../server/index.ts';
+import type { BuiltinToolFactories, GptossServer, RunningServer } from './index.ts';
 import type { LocalDocsBackend } from '../tools/index.ts';
 
 /** A skipped file as the user reads it. */
