@@ -1,5 +1,5 @@
 // Every wasm kernel against its twin in the reference backend, on random shapes including ragged
-// sizes, with 1 and 2 threads, with activations both in JS memory and in the store, and with a
+// sizes, with 1 and 2 threads (the pool offloaded, and inline), with activations both in JS memory and in the store, and with a
 // store cut into small memories so tensors land in different memories. Every test requires that no
 // op fell back to the reference code (else it would compare the reference with itself).
 import { test, after } from 'node:test';
@@ -35,14 +35,19 @@ after(async () => {
   for (const b of backends) await b.close();
 });
 
-async function backend(threads: number, small = false, expertActivations: ExpertActivations = 'split', relaxedSimd = true): Promise<WasmBackend> {
-  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
+async function makeBackend(threads: number, small: boolean, expertActivations: ExpertActivations, relaxedSimd: boolean, offload: boolean): Promise<WasmBackend> {
+  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, offload, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
   backends.push(b);
   return b;
 }
 
-for (const threads of [1, 2]) {
-  test(`linear (bf16) matches the reference, ${threads} thread(s)`, async () => {
+const backend = (threads: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(threads, small, mode, relaxed, true);
+
+// Offloaded (the workers compute every slice) and inline (the main thread computes one).
+for (const [threads, offload] of [[1, true], [2, true], [2, false]] as const) {
+  const backend = (t: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(t, small, mode, relaxed, offload);
+  const inline = offload ? '' : ', inline';
+  test(`linear (bf16) matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(11 + threads);
     for (const [tokens, rows, cols] of [[1, 37, 45], [3, 64, 64], [5, 129, 200], [9, 17, 8], [1, 1, 1], [13, 70, 96], [2, 517, 333], [6, 130, 400]] as const) {
@@ -65,7 +70,7 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
-  test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)`, async (t) => {
+  test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)${inline}`, async (t) => {
     const r = seededRandom(5 + threads);
     // Modes: 'split' (two i16 halves into integer dots for single tokens, f32 for
     // several) and 'f32' are exact to ~1e-6 of the output scale; 'q8' (int8
@@ -101,7 +106,7 @@ for (const threads of [1, 2]) {
     }
   });
 
-  test(`q8 experts: the relaxed-SIMD byte dots equal the baseline build's, ${threads} thread(s)`, { skip: relaxedSimdAvailable() ? false : 'this runtime has no relaxed SIMD' }, async () => {
+  test(`q8 experts: the relaxed-SIMD byte dots equal the baseline build's, ${threads} thread(s)${inline}`, { skip: relaxedSimdAvailable() ? false : 'this runtime has no relaxed SIMD' }, async () => {
     // Same int8 quantisation, so the integer products agree exactly; only the f32 summation
     // order of the group results differs.
     const relaxed = await backend(threads, false, 'q8', true), baseline = await backend(threads, false, 'q8', false);
@@ -156,7 +161,7 @@ for (const threads of [1, 2]) {
     return { positions, keyPositions, q, keys, values, sinks };
   }
 
-  test(`attention with sinks (banded and dense, ring buffer, empty slots, ragged tiles) matches the reference, ${threads} thread(s)`, async () => {
+  test(`attention with sinks (banded and dense, ring buffer, empty slots, ragged tiles) matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(21 + threads);
     for (const [tokens, keyCount, heads, kvHeads, headDim, window] of attentionShapes) {
@@ -176,7 +181,7 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
-  test(`attention where a window or the causal edge falls exactly on a key block's edge matches the reference, ${threads} thread(s)`, async () => {
+  test(`attention where a window or the causal edge falls exactly on a key block's edge matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(61 + threads);
     const heads = 8, kvHeads = 2, headDim = 64, keyCount = 200;
@@ -201,7 +206,7 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
-  test(`attention over a bf16 KV cache matches the reference on the same bf16 cache, ${threads} thread(s)`, async () => {
+  test(`attention over a bf16 KV cache matches the reference on the same bf16 cache, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(41 + threads);
     for (const [tokens, keyCount, heads, kvHeads, headDim, window] of attentionShapes) {

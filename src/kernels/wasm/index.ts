@@ -27,6 +27,8 @@ type Exports = Record<string, (...args: number[]) => number>;
 
 export interface WasmBackend extends Backend {
   readonly threads: number;
+  /** Whether the main thread awaits the workers instead of computing a slice (WasmBackendOptions.offload). */
+  readonly offload: boolean;
   readonly store: WasmStore;
   /** Index of the largest logit (first on ties). */
   argmax(logits: Float32Array): number;
@@ -118,6 +120,12 @@ export interface WasmBackendOptions extends BackendOptions {
   memoryBytes?: number;
   /** Use the relaxed-SIMD build when the runtime has it (default true). */
   relaxedSimd?: boolean;
+  /**
+   * true (default): worker threads compute every slice of the pooled kernels while the main
+   * thread awaits them, so its event loop serves I/O during a step. false: the main thread
+   * computes a slice itself and blocks until the workers finish (one thread fewer).
+   */
+  offload?: boolean;
 }
 
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -134,7 +142,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     instances.push(new WebAssembly.Instance(module, { env: { memory: m.memory } }).exports as Exports);
   };
   instantiate(store.memories[0]!);
-  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances);
+  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances, options.offload !== false);
   store.onNewMemory = (i) => {
     instantiate(store.memories[i]!);
     pool.addMemory(store.memories[i]!.memory);
@@ -189,7 +197,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     }
   }
 
-  function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): void {
+  async function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): Promise<void> {
     const wl = store.locate(w.data);
     // A weight the store did not allocate (a caller's own array) has no pointer the kernel can read.
     if (wl === null) {
@@ -209,7 +217,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const xp = s.take(tc * w.cols * 4);
       instances[mem]!.f32_pair_permute!(xs, xp, tc, w.cols);
       const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
-      pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
+      await pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
     }
   }
@@ -240,11 +248,11 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     }
   }
 
-  function attention(
+  async function attention(
     q: Float32Array, tokens: number, positions: Int32Array,
     keys: KvArray, values: KvArray, keyCount: number, keyPositions: Int32Array,
     sinks: Float32Array, shape: AttentionShape, out: Float32Array,
-  ): void {
+  ): Promise<void> {
     const { heads, kvHeads, headDim, window } = shape;
     const kl = store.locate(keys), vl = store.locate(values);
     const mem = kl !== null && vl !== null && kl.memory === vl.memory ? kl.memory : (kl?.memory ?? 0);
@@ -278,7 +286,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const qp = place(mem, s, q.subarray(t0 * width, (t0 + tc) * width));
       const pp = place(mem, s, positions.subarray(t0, t0 + tc));
       const o = outPtr(mem, s, out.subarray(t0 * width), tc * width);
-      pool.run('f32_attention_sinks', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? KV_CACHE_BF16 : KV_CACHE_F32], tc * keyCount * width);
+      await pool.run('f32_attention_sinks', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? KV_CACHE_BF16 : KV_CACHE_F32], tc * keyCount * width);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * width, tc * width);
     }
   }
@@ -300,10 +308,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     return copy.byteOffset;
   };
 
-  function experts(
+  async function experts(
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
     moe: ExpertWeights, swigluLimit: number, out: Float32Array,
-  ): void {
+  ): Promise<void> {
     const w1 = moe.mlp1Weight, w2 = moe.mlp2Weight;
     const l1 = store.locate(w1.blocks), l2 = store.locate(w2.blocks);
     // Weights outside the store have no pointer; rows not made of whole 32-value MXFP4 groups are
@@ -409,14 +417,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memA]!.f32_quantize_i16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qHidden, 1, hidden);
       }
-      pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
+      await pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
       if (everyRow) instances[memB]!.f32_quantize_i8!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memB]!.f32_quantize_i16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qInter, 1, inter);
       }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
-      pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
+      await pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
       copyOut(memB, outB, out, t0 * hidden, tc * hidden);
     }
   }
@@ -451,7 +459,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         // Kernels take an i32 length: stream large tensors in 1 GiB pieces.
         for (let off = 0; off < b.byteLength; off += 2 ** 30) {
           const len = Math.min(2 ** 30, b.byteLength - off) & ~63;
-          pool.run('mem_stream_read', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
+          pool.runBlocking('mem_stream_read', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
           bytes += len;
         }
       });
@@ -468,6 +476,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     readBandwidth,
     store,
     threads,
+    offload: pool.offload,
     get memoryCount() {
       return store.memories.length;
     },

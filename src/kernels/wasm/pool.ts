@@ -1,9 +1,11 @@
-// The kernel thread pool: `threads - 1` workers plus the main thread, sharing every WebAssembly
-// memory. A dispatch writes the op, memory and arguments into a SharedArrayBuffer, bumps a
-// generation counter and notifies; each thread computes its own slice (the kernels take
-// part/parts) and the main thread does slice 0, then waits with Atomics.wait for the pending count
-// to reach zero. Measured here: a hand-off costs tens of microseconds, far below one postMessage
-// round trip, and there are a few dozen per layer per token.
+// The kernel thread pool, sharing every WebAssembly memory with its workers. A dispatch writes the
+// op, memory and arguments into a SharedArrayBuffer, bumps a generation counter and notifies; each
+// worker computes its own slice (the kernels take part/parts) and the last one to finish wakes the
+// caller. Two ways to wait: offloaded (the default), `threads` workers compute every slice while
+// the main thread awaits Atomics.waitAsync, so its event loop keeps serving I/O (a server's
+// requests and streamed bytes) during a step; inline, `threads - 1` workers plus the main thread,
+// which computes slice 0 and then blocks in Atomics.wait. Measured here: a hand-off costs tens of
+// microseconds, far below one postMessage round trip, and there are a few per layer per token.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 
 const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4, FAILED = 5;
@@ -18,8 +20,15 @@ export type PoolKernel = (typeof KERNEL_NAMES)[number];
 
 type KernelFn = (...args: number[]) => void;
 
+/** Atomics.waitAsync (in Node since 16; TypeScript's lib has it from es2024 only). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
+
 export class ThreadPool {
   readonly parts: number;
+  /** Whether the main thread leaves every slice of a pooled kernel to the workers and awaits them. */
+  readonly offload: boolean;
   private readonly ctl: Int32Array;
   private readonly args: Float64Array;
   private readonly workers: Worker[] = [];
@@ -27,6 +36,11 @@ export class ThreadPool {
   private knownMemories: number;
   private memoryCount: number;
   private closed = false;
+  /**
+   * Referenced only while the main thread awaits the workers: Atomics.waitAsync alone does not keep
+   * the process alive, and the (idle, unreferenced) workers do not either.
+   */
+  private readonly awaiting = setInterval(() => undefined, 2 ** 31 - 1).unref();
   /** Resolves when every worker runs (or rejects with a worker's start-up error). */
   readonly ready: Promise<void>;
 
@@ -35,14 +49,16 @@ export class ThreadPool {
     memories: WebAssembly.Memory[],
     threads: number,
     private readonly instances: Record<string, KernelFn>[],
+    offload = true,
   ) {
     this.parts = Math.max(1, Math.floor(threads));
+    this.offload = offload;
     this.ctl = new Int32Array(new SharedArrayBuffer(64));
     this.args = new Float64Array(new SharedArrayBuffer(MAX_ARGS * 8));
     this.knownMemories = memories.length;
     this.memoryCount = memories.length;
     const workerUrl = new URL('./worker.mjs', import.meta.url);
-    for (let part = 1; part < this.parts; part++) {
+    for (let part = offload ? 0 : 1; part < this.parts; part++) {
       const channel = new MessageChannel();
       const worker = new Worker(workerUrl, {
         execArgv: [],
@@ -70,36 +86,74 @@ export class ThreadPool {
     for (const p of this.ports) p.postMessage(memory);
   }
 
-  /** Runs `kernel` on memory `mem` across all threads; returns when every slice is done. */
-  run(kernel: PoolKernel, mem: number, args: number[], work = Infinity): void {
-    const op = KERNEL_NAMES.indexOf(kernel);
+  /**
+   * Runs `kernel` on memory `mem` across all threads. Offloaded, the result is a promise that
+   * settles when every slice is done (the main thread is free meanwhile); inline, or for work too
+   * small to hand off, it returns when done. Callers must not start another run before it settles.
+   */
+  run(kernel: PoolKernel, mem: number, args: number[], work = Infinity): void | Promise<void> {
     // Below ~0.25 M multiply-adds a hand-off costs more than it saves.
-    if (this.parts === 1 || work < 2 ** 18) {
+    if (this.workers.length === 0 || work < 2 ** 18) {
       this.instances[mem]![kernel]!(...args, 0, 1);
       return;
     }
+    if (!this.offload) return this.runBlocking(kernel, mem, args);
+    return this.runAwaited(kernel, mem, args);
+  }
+
+  /** `run` that returns only when every slice is done, whichever way the pool waits. */
+  runBlocking(kernel: PoolKernel, mem: number, args: number[]): void {
+    if (this.workers.length === 0) {
+      this.instances[mem]![kernel]!(...args, 0, 1);
+      return;
+    }
+    this.syncMemories();
+    this.start(kernel, mem, args);
+    try {
+      if (!this.offload) this.instances[mem]![kernel]!(...args, 0, this.parts);
+    } finally {
+      this.wait();
+    }
+    this.checkFailed(kernel);
+  }
+
+  private async runAwaited(kernel: PoolKernel, mem: number, args: number[]): Promise<void> {
+    this.syncMemories();
+    this.start(kernel, mem, args);
+    this.awaiting.ref();
+    try {
+      await this.settled();
+    } finally {
+      this.awaiting.unref();
+    }
+    this.checkFailed(kernel);
+  }
+
+  /** Workers instantiate the kernels on memories added since the last run (rare: blocking is fine). */
+  private syncMemories(): void {
     if (this.knownMemories < this.memoryCount) {
       this.ctl[NARGS] = this.memoryCount;
       this.signal(SYNC, 0);
       this.wait();
       this.knownMemories = this.memoryCount;
     }
+  }
+
+  private start(kernel: PoolKernel, mem: number, args: number[]): void {
     this.args.set(args);
     this.ctl[NARGS] = args.length;
-    this.signal(op, mem);
-    try {
-      this.instances[mem]![kernel]!(...args, 0, this.parts);
-    } finally {
-      this.wait();
-    }
+    this.signal(KERNEL_NAMES.indexOf(kernel), mem);
+  }
+
+  private checkFailed(kernel: PoolKernel): void {
     const failed = Atomics.exchange(this.ctl, FAILED, 0);
-    if (failed !== 0) throw new Error(`wasm kernel ${kernel} trapped on worker ${failed}`);
+    if (failed !== 0) throw new Error(`wasm kernel ${kernel} trapped in slice ${failed - 1}`);
   }
 
   private signal(op: number, mem: number): void {
     this.ctl[OP] = op;
     this.ctl[MEM] = mem;
-    Atomics.store(this.ctl, PENDING, this.parts - 1);
+    Atomics.store(this.ctl, PENDING, this.workers.length);
     Atomics.add(this.ctl, GEN, 1);
     Atomics.notify(this.ctl, GEN);
   }
@@ -113,9 +167,20 @@ export class ThreadPool {
     }
   }
 
+  /** Resolves when the pending count reaches zero, sleeping in the event loop rather than blocking it. */
+  private async settled(): Promise<void> {
+    for (;;) {
+      const pending = Atomics.load(this.ctl, PENDING);
+      if (pending === 0) return;
+      const w = waitAsync(this.ctl, PENDING, pending);
+      if (w.async) await w.value;
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.awaiting);
     if (this.workers.length > 0) {
       this.signal(STOP, 0);
       const exited = this.workers.map((w) => new Promise<void>((resolve) => w.once('exit', () => resolve())));

@@ -39,8 +39,8 @@ for (;;) {
         default: fn(...args.subarray(0, n), part, parts);
       }
     } catch {
-      // A trap (a bug): flag it so the main thread throws instead of waiting forever.
-      Atomics.store(ctl, FAILED, part);
+      // A trap (a bug): flag it (slice + 1, so 0 stays "none") so the main thread throws instead of waiting forever.
+      Atomics.store(ctl, FAILED, part + 1);
     }
   }
   if (Atomics.sub(ctl, PENDING, 1) === 1) Atomics.notify(ctl, PENDING);
