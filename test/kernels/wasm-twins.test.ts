@@ -70,6 +70,29 @@ for (const [threads, offload] of [[1, true], [2, true], [2, false]] as const) {
     assertNoFallbacks(b);
   });
 
+  test(`linear on an int8 copy matches the reference on the same copy, ${threads} thread(s)${inline}`, async () => {
+    // Both builds (the relaxed one fuses the scale multiply-adds).
+    for (const relaxed of [true, false]) {
+      const b = await backend(threads, false, 'split', relaxed);
+      const r = seededRandom(71 + threads);
+      // Odd row counts (a thread's last single row), 1..9 tokens, and shapes large enough to split.
+      for (const [tokens, rows, cols] of [[1, 37, 64], [3, 64, 32], [5, 129, 96], [9, 17, 256], [1, 1, 32], [2, 517, 320], [1, 1031, 2880], [6, 130, 416]] as const) {
+        const w = await b.int8Copy(bf16Matrix(b, rows, cols, r), 'w8');
+        const x = randomF32(tokens * cols, r);
+        // One row of zeros: a zero scale must give zeros, not NaN.
+        x.fill(0, 0, cols);
+        const want = new Float32Array(tokens * rows);
+        reference.linear(x, tokens, w, null, want);
+        const got = new Float32Array(tokens * rows);
+        await b.linear(x, tokens, w, null, got);
+        // The activations are rounded to i16 per row (1/32767 of the row's largest).
+        assertClose(got, want, 1e-4, `int8 linear ${tokens}x${cols} -> ${rows}`);
+        assert.ok(got.subarray(0, rows).every((v) => v === 0), 'a zero row gives zero outputs');
+      }
+      assertNoFallbacks(b);
+    }
+  });
+
   test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)${inline}`, async (t) => {
     const r = seededRandom(5 + threads);
     // Modes: 'split' (two i16 halves into integer dots for single tokens, f32 for

@@ -15,7 +15,7 @@ const MAX_ARGS = 32;
 const SPIN = 20000;
 
 /** The kernels (exports of assembly/kernels.ts) that run split over the pool's threads. */
-export const KERNEL_NAMES = ['f32_bf16w_matmul', 'f32_mf4w_moe_matmul_swiglu', 'f32_mf4w_moe_matmul_scatter', 'f32_attention_sinks', 'mem_stream_read'] as const;
+export const KERNEL_NAMES = ['f32_bf16w_matmul', 'f32_i8w_matmul', 'bf16_quantize_i8w', 'f32_mf4w_moe_matmul_swiglu', 'f32_mf4w_moe_matmul_scatter', 'f32_attention_sinks', 'mem_stream_read'] as const;
 export type PoolKernel = (typeof KERNEL_NAMES)[number];
 
 type KernelFn = (...args: number[]) => void;
