@@ -1,12 +1,14 @@
-// The thread pool's two ways of waiting, side by side in one process: offloaded (the workers
-// compute every slice while the main thread awaits Atomics.waitAsync, its event loop free) and
-// inline (the main thread computes a slice, then blocks in Atomics.wait). Both backends hold the
-// same seeded weights at gpt-oss-20b's shapes; rounds alternate A, B, A, B, ... and each op
-// reports the median wall time per call of each mode and the median of the per-round ratios
-// (adjacent runs see the same load). Ops: the smallest linear the pool hands off (the hand-off's
+// The thread pool's ways of waiting, side by side in one process: every op offloaded (the workers
+// compute every slice while the main thread awaits Atomics.waitAsync, its event loop free),
+// offload (gptoss serve's: ops of 2^28 multiply-adds and more offloaded, smaller ones inline beside
+// the workers) and inline (the default; the main thread computes a slice, then blocks in Atomics.wait). The
+// backends hold the same seeded weights at gpt-oss-20b's shapes; rounds alternate between them
+// and each op reports the median wall time per call of each and the median of the per-round ratios
+// against inline (adjacent runs see the same load). Ops: the smallest linear the pool hands off (the hand-off's
 // own cost), decode's QKV projection and a 16,384-row slice of the unembedding, one decoded
-// token's experts, decode attention at 2,048 keys. Last, how many event-loop turns the main
-// thread ran during a 64-token experts call in each mode (inline: none can run).
+// token's experts, decode attention at 2,048 keys, one decoded token's whole unembedding (offloaded
+// with offload). Last, how many event-loop turns the main thread ran during a 64-token experts call
+// (offloaded with offload) in each mode (inline: none can run).
 // Alone: node --import tsx bench/handoff.ts [--threads N] [--rounds N]
 import { parseArgs } from 'node:util';
 import { createWasmBackend, type WasmBackend } from '../src/kernels/wasm/index.ts';
@@ -22,8 +24,8 @@ if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a
 const hidden = 2880, experts = 32, k = 4, heads = 64, kvHeads = 8, headDim = 64, keyCount = 2048;
 
 /** One backend and its ops over seeded data (the same for both modes). */
-async function setup(offload: boolean) {
-  const b = await createWasmBackend({ threads, offload, expertActivations: 'q8' });
+async function setup(pool: { offload?: boolean; offloadWork?: number }) {
+  const b = await createWasmBackend({ threads, ...pool, expertActivations: 'q8' });
   const r = seededRandom(3);
   const f32 = (n: number, scale = 1): Float32Array => {
     const u = b.store.allocate(n * 4, 'bench');
@@ -51,8 +53,8 @@ async function setup(offload: boolean) {
     mlp1Weight: mxfp4(2 * hidden, hidden), mlp1Bias: f32(experts * 2 * hidden, 0.1),
     mlp2Weight: mxfp4(hidden, hidden), mlp2Bias: f32(experts * hidden, 0.1),
   };
-  const tiny = bf16(96, hidden), qkv = bf16((heads + 2 * kvHeads) * headDim, hidden), unembed = bf16(16384, hidden);
-  const x = f32(64 * hidden), y = f32(64 * hidden), wide = f32(16384);
+  const tiny = bf16(96, hidden), qkv = bf16((heads + 2 * kvHeads) * headDim, hidden), slice = bf16(16384, hidden), unembed = bf16(201088, hidden);
+  const x = f32(64 * hidden), y = f32(64 * hidden), wide = f32(201088);
   const keys = f32(keyCount * kvHeads * headDim), values = f32(keyCount * kvHeads * headDim), sinks = f32(heads);
   const q = f32(heads * headDim), att = f32(heads * headDim);
   const keyPositions = Int32Array.from({ length: keyCount }, (_, i) => i), at = Int32Array.of(keyCount - 1);
@@ -61,9 +63,10 @@ async function setup(offload: boolean) {
   const ops: [string, number, () => unknown][] = [
     ['linear 96 x 2,880, 1 token (hand-off floor)', 200, () => b.linear(x, 1, tiny, null, wide)],
     ['linear QKV 5,120 x 2,880, 1 token', 50, () => b.linear(x, 1, qkv, null, wide)],
-    ['linear 16,384 x 2,880, 1 token', 10, () => b.linear(x, 1, unembed, null, wide)],
+    ['linear 16,384 x 2,880, 1 token', 10, () => b.linear(x, 1, slice, null, wide)],
     ['experts, 1 token (4 of 32)', 20, () => b.experts(x, 1, indices, weights, k, moe, 7, y)],
     ['attention, 1 token, 2,048 keys', 50, () => b.attention(q, 1, at, keys, values, keyCount, keyPositions, sinks, { heads, kvHeads, headDim, window: 0 }, att)],
+    ['unembedding 201,088 x 2,880, 1 token', 2, () => b.linear(x, 1, unembed, null, wide)],
   ];
   const chunk = (): unknown => b.experts(x, 64, indices, weights, k, moe, 7, y);
   return { b, ops, chunk };
@@ -74,18 +77,17 @@ const median = (a: number[]): number => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-const A = await setup(true), B = await setup(false);
-const times = A.ops.map(() => ({ a: [] as number[], b: [] as number[] }));
+const modes = [['all offloaded', await setup({ offload: true, offloadWork: 0 })], ['offload', await setup({ offload: true })], ['inline', await setup({})]] as const;
+const times = modes.map(() => modes[0][1].ops.map(() => [] as number[]));
 const perCall = async (reps: number, op: () => unknown): Promise<number> => {
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) await op();
   return (performance.now() - t0) / reps;
 };
-for (const s of [A, B]) for (const [, , op] of s.ops) await op();
+for (const [, s] of modes) for (const [, , op] of s.ops) await op();
 for (let round = 0; round < rounds; round++) {
-  for (const [i, [, reps]] of A.ops.entries()) {
-    times[i]!.a.push(await perCall(reps, A.ops[i]![2]));
-    times[i]!.b.push(await perCall(reps, B.ops[i]![2]));
+  for (const [i, [, reps]] of modes[0][1].ops.entries()) {
+    for (const [m, [, s]] of modes.entries()) times[m]![i]!.push(await perCall(reps, s.ops[i]![2]));
   }
 }
 
@@ -102,17 +104,17 @@ async function turnsDuring(op: () => unknown): Promise<number> {
   done = true;
   return turns;
 }
-const turnsA = await turnsDuring(A.chunk), turnsB = await turnsDuring(B.chunk);
+const turns: number[] = [];
+for (const [, s] of modes) turns.push(await turnsDuring(s.chunk));
 
 const { loadavg } = await import('node:os');
 console.log(`hand-off, ${threads} thread(s), ${rounds} interleaved rounds, load average ${loadavg()[0]!.toFixed(1)} at the end`);
-console.log('| op | offloaded ms | inline ms | inline/offloaded (medians) | per-round median |');
-console.log('|---|---:|---:|---:|---:|');
-for (const [i, [name]] of A.ops.entries()) {
-  const { a, b } = times[i]!;
-  const ratio = median(a.map((t, j) => b[j]! / t));
-  console.log(`| ${name} | ${median(a).toFixed(3)} | ${median(b).toFixed(3)} | ${(median(b) / median(a)).toFixed(2)}x | ${ratio.toFixed(2)}x |`);
+console.log(`| op | ${modes.map(([n]) => `${n} ms`).join(' | ')} | inline/all offloaded, inline/offload (per-round medians) |`);
+console.log(`|---|${modes.map(() => '---:|').join('')}---:|`);
+const inline = modes.length - 1;
+for (const [i, [name]] of modes[0][1].ops.entries()) {
+  const ratio = (m: number): string => `${median(times[inline]![i]!.map((t, j) => t / times[m]![i]![j]!)).toFixed(2)}x`;
+  console.log(`| ${name} | ${modes.map((_, m) => median(times[m]![i]!).toFixed(3)).join(' | ')} | ${ratio(0)}, ${ratio(1)} |`);
 }
-console.log(`event-loop turns during a 64-token experts call: offloaded ${turnsA}, inline ${turnsB}`);
-await A.b.close();
-await B.b.close();
+console.log(`event-loop turns during a 64-token experts call: ${modes.map(([n], m) => `${n} ${turns[m]}`).join(', ')}`);
+for (const [, s] of modes) await s.b.close();

@@ -115,6 +115,8 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
       ...(contextLength !== undefined ? { contextLength } : {}),
       ...compute,
       backend: backend.backend,
+      // Requests are read and streamed replies flushed while the workers compute a prefill chunk.
+      offload: true,
     });
   }
   if (engine.info.randomWeights) {

@@ -19,6 +19,8 @@ export interface LoadEngineOptions {
   backend?: BackendChoice;
   /** Worker threads for the wasm backend. */
   threads?: number;
+  /** The wasm backend keeps the event loop free during large ops (BackendOptions.offload; `gptoss serve` sets it). */
+  offload?: boolean;
   /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
   expertActivations?: ExpertActivations;
   /**
@@ -134,6 +136,7 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
   const adapter = options.adapter === undefined ? undefined : (await import('../train/peft.ts')).readPeftAdapter(options.adapter, config);
   const backend = await createBackend(options.backend ?? 'wasm', {
     ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.offload === undefined ? {} : { offload: options.offload }),
     ...(options.expertActivations === undefined ? {} : { expertActivations: options.expertActivations }),
   });
   try {

@@ -199,6 +199,13 @@ export interface BackendOptions {
    * GPTOSS_EXPERT_ACTIVATIONS sets the default.
    */
   expertActivations?: ExpertActivations;
+  /**
+   * The wasm backend's worker pool: true makes ops of 2^28 multiply-adds and more (prefill chunks,
+   * the unembedding) run on `threads` workers while the main thread awaits them, so its event loop
+   * serves I/O during a step (and gets a turn every ~10 ms between smaller ops); `gptoss serve`
+   * sets it. Default false: the main thread computes a slice of every op and blocks meanwhile.
+   */
+  offload?: boolean;
 }
 
 export type ExpertActivations = 'q8' | 'split' | 'f32' | 'f16';

@@ -1,5 +1,5 @@
-// The kernel thread pool leaves the main thread's event loop free while its workers compute (the
-// default, offloaded), so a server answers requests during an engine step. The pool here runs a
+// The kernel thread pool, offloading (as `gptoss serve` runs it), leaves the main thread's event
+// loop free while its workers compute a large op, so a server answers requests during an engine step. The pool here runs a
 // tiny hand-assembled kernel whose every slice spins until word 0 of the shared memory is set:
 // only this thread sets it, and only after an HTTP exchange, so the run can settle only
 // if that request was served while the run was pending. Ordered by events alone.
@@ -35,14 +35,13 @@ after(async () => {
   for (const p of pools) await p.close();
 });
 
-test('offloaded, the pool answers an HTTP request while every slice of a kernel is still running', { timeout: 60_000 }, async () => {
+test('offloading, the pool answers an HTTP request while every slice of a kernel is still running', { timeout: 60_000 }, async () => {
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   const module = new WebAssembly.Module(SPIN_UNTIL_SET);
   const main = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, (...args: number[]) => void>;
-  const pool = new ThreadPool(module, [memory], 2, [main]);
+  const pool = new ThreadPool(module, [memory], 2, [main], true);
   pools.push(pool);
   await pool.ready;
-  assert.equal(pool.offload, true, 'offloading is the default');
   const flag = new Int32Array(memory.buffer);
 
   const server = createServer((_req, res) => res.end('served'));
@@ -79,8 +78,8 @@ test('inline, the pool runs slice 0 on the calling thread and returns when every
   assert.equal(pool.run('mem_stream_read', 0, [0, 0, 0]), undefined, 'an inline run returns nothing to await');
 });
 
-test('the wasm backend offloads by default and takes offload: false', async () => {
-  const on = await createWasmBackend({ threads: 2 }), off = await createWasmBackend({ threads: 2, offload: false });
+test('the wasm backend offloads when asked (gptoss serve does), not by default', async () => {
+  const on = await createWasmBackend({ threads: 2, offload: true }), off = await createWasmBackend({ threads: 2 });
   try {
     assert.equal(on.offload, true);
     assert.equal(off.offload, false);

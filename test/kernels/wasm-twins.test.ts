@@ -1,5 +1,5 @@
 // Every wasm kernel against its twin in the reference backend, on random shapes including ragged
-// sizes, with 1 and 2 threads (the pool offloaded, and inline), with activations both in JS memory and in the store, and with a
+// sizes, with 1 and 2 threads (the pool offloading every op, by default, and inline), with activations both in JS memory and in the store, and with a
 // store cut into small memories so tensors land in different memories. Every test requires that no
 // op fell back to the reference code (else it would compare the reference with itself).
 import { test, after } from 'node:test';
@@ -35,18 +35,22 @@ after(async () => {
   for (const b of backends) await b.close();
 });
 
-async function makeBackend(threads: number, small: boolean, expertActivations: ExpertActivations, relaxedSimd: boolean, offload: boolean): Promise<WasmBackend> {
-  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, offload, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
+/** How the pool runs the ops: every one handed to the workers, offloading's default (large ops handed off, small ones inline beside the workers), or always inline (the default). */
+type PoolMode = 'offloaded' | 'hybrid' | 'inline';
+
+async function makeBackend(threads: number, small: boolean, expertActivations: ExpertActivations, relaxedSimd: boolean, mode: PoolMode): Promise<WasmBackend> {
+  const pool = mode === 'offloaded' ? { offload: true, offloadWork: 0 } : mode === 'hybrid' ? { offload: true } : {};
+  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, ...pool, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
   backends.push(b);
   return b;
 }
 
-const backend = (threads: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(threads, small, mode, relaxed, true);
+const backend = (threads: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(threads, small, mode, relaxed, 'inline');
 
-// Offloaded (the workers compute every slice) and inline (the main thread computes one).
-for (const [threads, offload] of [[1, true], [2, true], [2, false]] as const) {
-  const backend = (t: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(t, small, mode, relaxed, offload);
-  const inline = offload ? '' : ', inline';
+// The small shapes here run inline in a 'hybrid' pool; 'offloaded' hands every op to the workers.
+for (const [threads, poolMode] of [[1, 'offloaded'], [2, 'offloaded'], [2, 'hybrid'], [2, 'inline']] as const) {
+  const backend = (t: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(t, small, mode, relaxed, poolMode);
+  const inline = `, pool ${poolMode}`;
   test(`linear (bf16) matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(11 + threads);

@@ -121,12 +121,8 @@ export interface WasmBackendOptions extends BackendOptions {
   memoryBytes?: number;
   /** Use the relaxed-SIMD build when the runtime has it (default true). */
   relaxedSimd?: boolean;
-  /**
-   * true (default): worker threads compute every slice of the pooled kernels while the main
-   * thread awaits them, so its event loop serves I/O during a step. false: the main thread
-   * computes a slice itself and blocks until the workers finish (one thread fewer).
-   */
-  offload?: boolean;
+  /** With offload: the smallest op handed off whole (default OFFLOAD_WORK, 2^28; 0: every op). */
+  offloadWork?: number;
 }
 
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -143,7 +139,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     instances.push(new WebAssembly.Instance(module, { env: { memory: m.memory } }).exports as Exports);
   };
   instantiate(store.memories[0]!);
-  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances, options.offload !== false);
+  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances, options.offload === true, options.offloadWork);
   store.onNewMemory = (i) => {
     instantiate(store.memories[i]!);
     pool.addMemory(store.memories[i]!.memory);
@@ -466,14 +462,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memA]!.f32_quantize_i16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qHidden, 1, hidden);
       }
-      await pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
+      await pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant], rows * width1 * hidden);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
       if (everyRow) instances[memB]!.f32_quantize_i8!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memB]!.f32_quantize_i16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qInter, 1, inter);
       }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
-      await pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
+      await pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant], rows * hidden * inter);
       copyOut(memB, outB, out, t0 * hidden, tc * hidden);
     }
   }

@@ -1,18 +1,27 @@
 // The kernel thread pool, sharing every WebAssembly memory with its workers. A dispatch writes the
 // op, memory and arguments into a SharedArrayBuffer, bumps a generation counter and notifies; each
 // worker computes its own slice (the kernels take part/parts) and the last one to finish wakes the
-// caller. Two ways to wait: offloaded (the default), `threads` workers compute every slice while
-// the main thread awaits Atomics.waitAsync, so its event loop keeps serving I/O (a server's
-// requests and streamed bytes) during a step; inline, `threads - 1` workers plus the main thread,
-// which computes slice 0 and then blocks in Atomics.wait. Measured here: a hand-off costs tens of
-// microseconds, far below one postMessage round trip, and there are a few per layer per token.
+// caller. Two ways to wait. Inline: the main thread computes slice 0 itself and blocks in
+// Atomics.wait for the workers' slices (the lowest latency: a decode step's ops take a few ms).
+// Offloaded: the workers compute every slice while the main thread awaits Atomics.waitAsync, so
+// its event loop serves I/O (a server's requests and streamed bytes) meanwhile; the wake-up goes
+// through the event loop, which costs ~0.1-1 ms here. An offloading pool (`gptoss serve`'s) has
+// `threads` workers and offloads ops of at least `offloadWork` multiply-adds (prefill chunks, the
+// unembedding), runs smaller ones inline on `threads - 1` of them plus the main thread, and after
+// an inline op lets the event loop run once when ~10 ms passed since it last did, so no I/O waits
+// longer than about that. A non-offloading pool (the default) has `threads - 1` workers and always
+// runs inline, as before offloading existed.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 
-const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4, FAILED = 5;
+const GEN = 0, PENDING = 1, OP = 2, MEM = 3, NARGS = 4, FAILED = 5, OFFLOADED = 6;
 const SYNC = -2, STOP = -1;
 const MAX_ARGS = 32;
 /** Busy-wait iterations before sleeping in Atomics.wait (a few tens of microseconds). */
 const SPIN = 20000;
+/** Default offloadWork: ~2^28 multiply-adds are tens of ms on a core, far above an offload's cost. */
+export const OFFLOAD_WORK = 2 ** 28;
+/** Longest the main thread computes inline ops back to back before letting its event loop run. */
+const YIELD_MS = 10;
 
 /** The kernels (exports of assembly/kernels.ts) that run split over the pool's threads. */
 export const KERNEL_NAMES = ['f32_bf16w_matmul', 'f32_i8w_matmul', 'bf16_quantize_i8w', 'f32_mf4w_moe_matmul_swiglu', 'f32_mf4w_moe_matmul_scatter', 'f32_attention_sinks', 'mem_stream_read'] as const;
@@ -27,8 +36,9 @@ const waitAsync = (Atomics as unknown as {
 
 export class ThreadPool {
   readonly parts: number;
-  /** Whether the main thread leaves every slice of a pooled kernel to the workers and awaits them. */
+  /** Whether large ops go to the workers while the main thread awaits them (see the header). */
   readonly offload: boolean;
+  private lastYield = performance.now();
   private readonly ctl: Int32Array;
   private readonly args: Float64Array;
   private readonly workers: Worker[] = [];
@@ -49,7 +59,9 @@ export class ThreadPool {
     memories: WebAssembly.Memory[],
     threads: number,
     private readonly instances: Record<string, KernelFn>[],
-    offload = true,
+    offload = false,
+    /** Ops of at least this many multiply-adds are offloaded (0: all of them). */
+    private readonly offloadWork = OFFLOAD_WORK,
   ) {
     this.parts = Math.max(1, Math.floor(threads));
     this.offload = offload;
@@ -58,13 +70,13 @@ export class ThreadPool {
     this.knownMemories = memories.length;
     this.memoryCount = memories.length;
     const workerUrl = new URL('./worker.mjs', import.meta.url);
-    for (let part = offload ? 0 : 1; part < this.parts; part++) {
+    for (let index = 0; index < (offload ? this.parts : this.parts - 1); index++) {
       const channel = new MessageChannel();
       const worker = new Worker(workerUrl, {
         execArgv: [],
         workerData: {
           module, control: this.ctl.buffer, args: this.args.buffer, names: KERNEL_NAMES,
-          part, parts: this.parts, port: channel.port2, memories, spin: SPIN,
+          worker: index, parts: this.parts, port: channel.port2, memories, spin: SPIN,
         },
         transferList: [channel.port2],
       });
@@ -87,44 +99,56 @@ export class ThreadPool {
   }
 
   /**
-   * Runs `kernel` on memory `mem` across all threads. Offloaded, the result is a promise that
-   * settles when every slice is done (the main thread is free meanwhile); inline, or for work too
-   * small to hand off, it returns when done. Callers must not start another run before it settles.
+   * Runs `kernel` on memory `mem` across all threads (`work`: its multiply-adds, Infinity when
+   * unknown). Returns a promise when the caller must wait for it: an offloaded op (settles when
+   * every slice is done), or an inline one after which the event loop gets its turn. Callers must
+   * not start another run before it settles.
    */
   run(kernel: PoolKernel, mem: number, args: number[], work = Infinity): void | Promise<void> {
     // Below ~0.25 M multiply-adds a hand-off costs more than it saves.
     if (this.workers.length === 0 || work < 2 ** 18) {
       this.instances[mem]![kernel]!(...args, 0, 1);
-      return;
+      return this.yieldIfDue();
     }
-    if (!this.offload) return this.runBlocking(kernel, mem, args);
-    return this.runAwaited(kernel, mem, args);
+    if (this.offload && work >= this.offloadWork) return this.runAwaited(kernel, mem, args);
+    this.runBlocking(kernel, mem, args);
+    return this.yieldIfDue();
   }
 
-  /** `run` that returns only when every slice is done, whichever way the pool waits. */
+  /** `run` inline: the main thread computes slice 0 and returns when every slice is done. */
   runBlocking(kernel: PoolKernel, mem: number, args: number[]): void {
     if (this.workers.length === 0) {
       this.instances[mem]![kernel]!(...args, 0, 1);
       return;
     }
     this.syncMemories();
-    this.start(kernel, mem, args);
+    this.start(kernel, mem, args, false);
     try {
-      if (!this.offload) this.instances[mem]![kernel]!(...args, 0, this.parts);
+      this.instances[mem]![kernel]!(...args, 0, this.parts);
     } finally {
       this.wait();
     }
     this.checkFailed(kernel);
   }
 
+  /** After inline work: a turn of the event loop when YIELD_MS passed since the last one (offloading pools only). */
+  private yieldIfDue(): Promise<void> | undefined {
+    if (!this.offload) return undefined;
+    const now = performance.now();
+    if (now - this.lastYield < YIELD_MS) return undefined;
+    this.lastYield = now;
+    return new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
   private async runAwaited(kernel: PoolKernel, mem: number, args: number[]): Promise<void> {
     this.syncMemories();
-    this.start(kernel, mem, args);
+    this.start(kernel, mem, args, true);
     this.awaiting.ref();
     try {
       await this.settled();
     } finally {
       this.awaiting.unref();
+      this.lastYield = performance.now();
     }
     this.checkFailed(kernel);
   }
@@ -139,9 +163,10 @@ export class ThreadPool {
     }
   }
 
-  private start(kernel: PoolKernel, mem: number, args: number[]): void {
+  private start(kernel: PoolKernel, mem: number, args: number[], offloaded: boolean): void {
     this.args.set(args);
     this.ctl[NARGS] = args.length;
+    this.ctl[OFFLOADED] = offloaded ? 1 : 0;
     this.signal(KERNEL_NAMES.indexOf(kernel), mem);
   }
 
