@@ -17,10 +17,13 @@ const addMemory = (memory) => instances.push(new WebAssembly.Instance(module, { 
 for (const m of memories) addMemory(m);
 
 let gen = 0;
+// A worker that sat the last op out (an inline op of an offloading pool) sleeps at once instead of
+// spinning: the other threads are computing, and a spinner would take one of their cores.
+let satOut = false;
 for (;;) {
   let spins = 0;
   while (Atomics.load(ctl, GEN) === gen) {
-    if (++spins > spin) Atomics.wait(ctl, GEN, gen);
+    if (satOut || ++spins > spin) Atomics.wait(ctl, GEN, gen);
   }
   gen = Atomics.load(ctl, GEN);
   const op = ctl[OP];
@@ -33,7 +36,8 @@ for (;;) {
     }
   } else {
     const part = ctl[OFFLOADED] === 1 ? worker : worker + 1;
-    if (part < parts) {
+    satOut = part >= parts;
+    if (!satOut) {
       try {
         const fn = instances[ctl[MEM]][names[op]];
         const n = ctl[NARGS];
