@@ -11,6 +11,7 @@ import { UserError } from '../errors.ts';
 import type { KvCacheType } from '../kernels/backend.ts';
 import { contextLength as modelContextLength, isSlidingLayer, type ModelConfig } from '../model/config.ts';
 import { kvBytesPerPosition } from '../model/kvcache.ts';
+import { int8Bytes } from '../tensor/index.ts';
 
 export interface MemoryEstimate {
   /** A name for messages: gpt-oss-20b, gpt-oss-120b, or the shape. */
@@ -43,6 +44,8 @@ export interface EstimateOptions {
   threads?: number;
   /** Element type of the KV caches (default 'f32'). */
   kvCacheType?: KvCacheType;
+  /** An int8 copy of the unembedding is kept beside the bf16 one (`--unembedding int8`). */
+  int8Unembedding?: boolean;
 }
 
 /** gpt-oss-20b / gpt-oss-120b when the shape is a released one, else a short description. */
@@ -70,6 +73,10 @@ export function estimateMemory(config: ModelConfig, opts: EstimateOptions = {}):
   const sequences = opts.sequences ?? 1;
   const chunk = Math.min(opts.prefillChunk ?? 512, ctx);
   const w = weightBytes(config);
+  if (opts.int8Unembedding === true) {
+    const copy = int8Bytes({ rows: config.vocabSize, cols: config.hiddenSize });
+    w.total += copy.codes + copy.scales;
+  }
   // Keys and values at their element size plus one position per slot; banded layers keep the window plus the chunk being processed.
   const perPosition = kvBytesPerPosition(config.numKeyValueHeads * config.headDim, opts.kvCacheType ?? 'f32');
   let kvPerSequence = 0;

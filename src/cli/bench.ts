@@ -10,10 +10,11 @@ import { availableParallelism } from 'node:os';
 import { UserError } from '../errors.ts';
 import { boolFlag, numberFlag, parseFlags, stringFlag } from './args.ts';
 import { loadEngine, resolveBackend } from '../engine/local.ts';
-import type { Backend, BackendName, ExpertActivations, KvCacheType } from '../kernels/backend.ts';
+import type { Backend, BackendName, ExpertActivations, KvCacheType, UnembeddingType } from '../kernels/backend.ts';
 import { COMPUTE_FLAG_OPTIONS, computeOptions } from './model-flags.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { ModelWeights } from '../model/weights.ts';
+import { int8Bytes } from '../tensor/index.ts';
 
 const HELP = `usage: gptoss bench --model DIR [options]
   --model DIR          checkpoint folder (e.g. from gptoss synth --shape 20b)
@@ -26,6 +27,8 @@ const HELP = `usage: gptoss bench --model DIR [options]
                        size), split (exact integer dots), f32, or f16 (webgpu default where
                        the adapter has shader-f16)
   --kv-cache f32|bf16  KV cache element type (default bf16 with q8, f32 otherwise)
+  --unembedding bf16|int8
+                       int8: an int8 copy of the unembedding (default bf16, as stored)
   --json               one JSON object instead of the table`;
 
 export interface OpProfile {
@@ -37,6 +40,8 @@ export interface BenchResult {
   expert_activations: string;
   /** Element type of the KV cache. */
   kv_cache: string;
+  /** 'bf16' (as stored) or 'int8' (the copy --unembedding int8 reads). */
+  unembedding: UnembeddingType;
   threads: number;
   layers: number;
   prompt_tokens: number;
@@ -62,8 +67,8 @@ export interface BenchResult {
   profile?: { prefill: OpProfile; decode: OpProfile };
 }
 
-/** Weight bytes one decoded token reads: attention, router, k experts per layer, unembedding. */
-export function bytesPerToken(c: ModelConfig): number {
+/** Weight bytes one decoded token reads: attention, router, k experts per layer, unembedding (bf16, or its int8 copy). */
+export function bytesPerToken(c: ModelConfig, unembedding: UnembeddingType = 'bf16'): number {
   const H = c.hiddenSize, I = c.intermediateSize, D = c.headDim;
   const qkv = D * (c.numAttentionHeads + 2 * c.numKeyValueHeads) * H;
   const out = H * D * c.numAttentionHeads;
@@ -71,7 +76,8 @@ export function bytesPerToken(c: ModelConfig): number {
   const bf16 = (qkv + out + gate) * 2;
   const mxfp4 = (m: number): number => m / 2 + m / 32; // 4-bit values + one scale byte per 32
   const experts = c.expertsPerToken * (mxfp4(2 * I * H) + mxfp4(H * I));
-  return c.numLayers * (bf16 + experts) + c.vocabSize * H * 2;
+  const copy = int8Bytes({ rows: c.vocabSize, cols: H });
+  return c.numLayers * (bf16 + experts) + (unembedding === 'int8' ? copy.codes + copy.scales : c.vocabSize * H * 2);
 }
 
 /** Seconds to read every file of the checkpoint once (sequentially, 64 MiB at a time). */
@@ -133,7 +139,8 @@ async function measureBandwidth(backend: Backend, weights: ModelWeights, threads
     const wasm = backend as unknown as { readBandwidth(b: Uint8Array[], min: number): number };
     const views: Uint8Array[] = [];
     const u8 = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    views.push(u8(weights.unembedding.weight.data));
+    const u = weights.unembedding;
+    views.push(u.int8 !== undefined ? u8(u.int8.codes) : u8(u.weight.data));
     for (const b of weights.blocks) views.push(u8(b.mlp.mlp1Weight.blocks), u8(b.mlp.mlp2Weight.blocks));
     if (views.reduce((s, v) => s + v.byteLength, 0) >= 2 ** 29) return wasm.readBandwidth(views, MIN);
     // A small model fits in the caches: stream a probe buffer larger than them instead.
@@ -164,6 +171,7 @@ export async function runBench(opts: {
   model: string; promptTokens: number; genTokens: number; threads: number; backend: BackendName; profile: boolean;
   expertActivations?: ExpertActivations;
   kvCacheType?: KvCacheType;
+  unembedding?: UnembeddingType;
 }): Promise<BenchResult> {
   const read = timeFileRead(opts.model);
   const t0 = performance.now();
@@ -171,6 +179,7 @@ export async function runBench(opts: {
     backend: opts.backend, threads: opts.threads, contextLength: opts.promptTokens + opts.genTokens + 1,
     ...(opts.expertActivations !== undefined ? { expertActivations: opts.expertActivations } : {}),
     ...(opts.kvCacheType !== undefined ? { kvCacheType: opts.kvCacheType } : {}),
+    ...(opts.unembedding !== undefined ? { unembedding: opts.unembedding } : {}),
   });
   const loadS = (performance.now() - t0) / 1000;
   try {
@@ -201,7 +210,7 @@ export async function runBench(opts: {
     sink.current = null;
     engine.release(seq);
     const bandwidth = await measureBandwidth(engine.backend, engine.model.weights, opts.threads);
-    const bpt = bytesPerToken(config);
+    const bpt = bytesPerToken(config, engine.model.weights.unembedding.int8 !== undefined ? 'int8' : 'bf16');
     const memories = (engine.backend as unknown as { memoryCount?: number }).memoryCount;
     const fallbacks = (engine.backend as unknown as { fallbacks?: Record<string, number> }).fallbacks;
     const adapter = (engine.backend as { adapter?: string }).adapter;
@@ -211,6 +220,7 @@ export async function runBench(opts: {
       // The mode the backend runs (the wasm backend says which; the reference backend is exact).
       expert_activations: (engine.backend as { expertActivations?: string }).expertActivations ?? 'f64',
       kv_cache: engine.model.kvCacheType,
+      unembedding: engine.model.weights.unembedding.int8 !== undefined ? 'int8' : 'bf16',
       threads: opts.threads,
       layers: config.numLayers,
       prompt_tokens: opts.promptTokens,
@@ -265,6 +275,7 @@ export async function run(argv: string[]): Promise<number> {
     backend: compute.backend === 'auto' ? (await resolveBackend('auto')).backend : compute.backend ?? 'wasm',
     ...(compute.expertActivations !== undefined ? { expertActivations: compute.expertActivations } : {}),
     ...(compute.kvCacheType !== undefined ? { kvCacheType: compute.kvCacheType } : {}),
+    ...(compute.unembedding !== undefined ? { unembedding: compute.unembedding } : {}),
     profile: boolFlag(p, 'profile'),
   };
   const r = await runBench(opts);
@@ -273,7 +284,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const gb = (b: number): string => (b / 1e9).toFixed(2);
-  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}, KV cache ${r.kv_cache}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}${r.adapter === undefined ? '' : `, adapter ${r.adapter}`}`);
+  console.log(`backend ${r.backend} (expert activations ${r.expert_activations}, KV cache ${r.kv_cache}${r.unembedding === 'int8' ? ', int8 unembedding' : ''}), ${r.threads} thread(s), ${r.layers} layers${r.memories === undefined ? '' : `, ${r.memories} wasm memories`}${r.adapter === undefined ? '' : `, adapter ${r.adapter}`}`);
   console.log(`read files        ${r.read_s.toFixed(2)} s (${gb(r.read_bytes)} GB)`);
   console.log(`load              ${r.load_s.toFixed(2)} s (${(r.load_s / Math.max(r.read_s, 1e-9)).toFixed(2)}x the file read)`);
   console.log(`prefill           ${r.prefill_tok_s.toFixed(2)} tok/s (${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s)`);

@@ -43,6 +43,8 @@ options:
   --backend wasm|reference|webgpu|auto, --threads N   compute backend (default wasm)
   --expert-activations q8|split|f16   int8 experts (wasm default, like llama.cpp), exact (~1.4x slower decode), or f16 (webgpu default)
   --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
+  --unembedding bf16|int8         int8: read an int8 copy of the unembedding (faster decode, +0.65 GB;
+                                  default bf16, the weights as stored)
 
 commands in the chat: /effort low|medium|high, /reasoning on|off, /reset, /save FILE.json,
 /load FILE.json, /help, /quit. Ctrl-C stops the answer; Ctrl-C twice at the prompt (or Ctrl-D) exits.`;

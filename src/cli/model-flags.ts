@@ -1,8 +1,8 @@
 // Flags shared by the commands that load a model (logits, generate; chat, serve and bench take
 // some of them): --model, --adapter, --backend, --threads, --context, --expert-activations,
-// --kv-cache, token-id lists.
+// --kv-cache, --unembedding, token-id lists.
 import { UserError } from '../errors.ts';
-import { BACKEND_CHOICES, EXPERT_ACTIVATIONS, KV_CACHE_TYPES, type BackendChoice, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
+import { BACKEND_CHOICES, EXPERT_ACTIVATIONS, KV_CACHE_TYPES, UNEMBEDDING_TYPES, type BackendChoice, type ExpertActivations, type KvCacheType, type UnembeddingType } from '../kernels/backend.ts';
 import type { LoadEngineOptions } from '../engine/local.ts';
 import { numberFlag, stringFlag, type Parsed } from './args.ts';
 
@@ -12,6 +12,7 @@ export const COMPUTE_FLAG_OPTIONS = {
   threads: { type: 'string' },
   'expert-activations': { type: 'string' },
   'kv-cache': { type: 'string' },
+  unembedding: { type: 'string' },
 } as const;
 
 /** --adapter DIR: a PEFT LoRA adapter merged into the model at load (chat, serve, generate, logits). */
@@ -36,7 +37,11 @@ export const EXPERT_ACTIVATIONS_HELP = `  --expert-activations q8|split|f16
                      the adapter has shader-f16, same error bound) or split (exact)
   --kv-cache f32|bf16
                      element type of the KV cache: bf16 halves its memory (default with q8) and
-                     f32 is exact (default with split and with the reference backend)`;
+                     f32 is exact (default with split and with the reference backend)
+  --unembedding bf16|int8
+                     int8: read an int8 copy of the unembedding (made at load, +0.65 GB for
+                     gpt-oss; decode reads half the bytes there, logits within the bf16
+                     tolerance); default bf16, the weights as stored. wasm and reference only`;
 
 export const MODEL_FLAG_HELP = `  --model DIR        checkpoint folder (original/ or Hugging Face layout, or config.json +
                      model.safetensors at its root)
@@ -69,9 +74,9 @@ export function adapterOption(p: Parsed): Pick<LoadEngineOptions, 'adapter'> {
   return { adapter };
 }
 
-/** --backend, --threads, --expert-activations and --kv-cache, checked; absent flags stay absent. */
-export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType'> {
-  const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType'> = {};
+/** --backend, --threads, --expert-activations, --kv-cache and --unembedding, checked; absent flags stay absent. */
+export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType' | 'unembedding'> {
+  const options: Pick<LoadEngineOptions, 'backend' | 'threads' | 'expertActivations' | 'kvCacheType' | 'unembedding'> = {};
   const backend = stringFlag(p, 'backend');
   if (backend !== undefined) {
     if (!(BACKEND_CHOICES as readonly string[]).includes(backend)) throw new UserError('usage', `--backend must be wasm, reference, webgpu or auto, got "${backend}"`);
@@ -85,6 +90,11 @@ export function computeOptions(p: Parsed): Pick<LoadEngineOptions, 'backend' | '
   if (kv !== undefined) {
     if (!(KV_CACHE_TYPES as readonly string[]).includes(kv)) throw new UserError('usage', `--kv-cache must be one of ${KV_CACHE_TYPES.join(', ')}, got "${kv}"`);
     options.kvCacheType = kv as KvCacheType;
+  }
+  const unembedding = stringFlag(p, 'unembedding');
+  if (unembedding !== undefined) {
+    if (!(UNEMBEDDING_TYPES as readonly string[]).includes(unembedding)) throw new UserError('usage', `--unembedding must be one of ${UNEMBEDDING_TYPES.join(', ')}, got "${unembedding}"`);
+    options.unembedding = unembedding as UnembeddingType;
   }
   return options;
 }

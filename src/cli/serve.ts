@@ -33,6 +33,8 @@ options:
   --backend wasm|reference|webgpu|auto, --threads N   engine backend and worker threads
   --expert-activations q8|split|f16   int8 experts (wasm default, like llama.cpp), exact (~1.4x slower decode), or f16 (webgpu default)
   --kv-cache f32|bf16             KV cache element type (default bf16 with q8, f32 with split)
+  --unembedding bf16|int8         int8: read an int8 copy of the unembedding (faster decode, +0.65 GB;
+                                  default bf16, the weights as stored)
   --max-output-tokens N   most tokens one request may generate (default: until the context is full)
   --cors ORIGINS          let web pages from these origins (comma-separated, or *) call the API
   --allowed-hosts HOSTS   Host header values to accept besides loopback names and the bound address
@@ -113,6 +115,8 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
       ...(contextLength !== undefined ? { contextLength } : {}),
       ...compute,
       backend: backend.backend,
+      // Requests are read and streamed replies flushed while the workers compute a prefill chunk.
+      offload: true,
     });
   }
   if (engine.info.randomWeights) {

@@ -3,7 +3,7 @@
 // all the sequences' new tokens through the weights as one batch (attention per sequence). Steps
 // are serialised: the activation workspace is shared, and a backend op must finish before the next.
 import { UserError } from '../errors.ts';
-import { EXPERT_ACTIVATIONS, type Backend, type BackendChoice, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
+import { EXPERT_ACTIVATIONS, UNEMBEDDING_TYPES, type UnembeddingType, type Backend, type BackendChoice, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../checkpoint/checkpoint.ts';
 import { checkCheckpointFits } from '../checkpoint/memory.ts';
@@ -19,6 +19,8 @@ export interface LoadEngineOptions {
   backend?: BackendChoice;
   /** Worker threads for the wasm backend. */
   threads?: number;
+  /** The wasm backend keeps the event loop free during large ops (BackendOptions.offload; `gptoss serve` sets it). */
+  offload?: boolean;
   /** Expert activations of the wasm backend: 'q8' (int8, default) or 'split' (exact as f32); see BackendOptions. */
   expertActivations?: ExpertActivations;
   /**
@@ -36,6 +38,13 @@ export interface LoadEngineOptions {
    * to this many tokens is served from the cache (default 128); deeper truncations recompute.
    */
   kvRewind?: number;
+  /**
+   * 'int8': the forward pass reads an int8 copy of the unembedding (per group of 32 weights, made at
+   * load and kept beside the bf16 weights: +0.65 GB for gpt-oss), half the bytes per decoded
+   * token, with logits inside the golden cases' bf16 tolerance. Default 'bf16' (the weights as
+   * stored). The wasm and reference backends only.
+   */
+  unembedding?: UnembeddingType;
   /**
    * A PEFT LoRA adapter folder merged into the weights at load: each adapted attention matrix
    * becomes bf16(W + (alpha/r) B A), each adapted expert stack float (train/merge.ts).
@@ -109,17 +118,25 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
     throw new UserError('usage', `context length must be a positive integer, got ${requested}`);
   }
   const kvCacheType = resolveKvCacheType(options);
+  if (options.unembedding !== undefined && !UNEMBEDDING_TYPES.includes(options.unembedding)) {
+    throw new UserError('usage', `unembedding must be one of ${UNEMBEDDING_TYPES.join(', ')}, got "${String(options.unembedding)}"`);
+  }
+  if (options.unembedding === 'int8' && options.backend === 'webgpu') {
+    throw new UserError('usage', 'the webgpu backend reads the bf16 unembedding: --unembedding int8 needs --backend wasm or reference');
+  }
   checkCheckpointFits(config, {
     contextLength: requested,
     kvCacheType,
     ...(options.prefillChunk === undefined ? {} : { prefillChunk: options.prefillChunk }),
     backend: options.backend ?? 'wasm',
     ...(options.threads === undefined ? {} : { threads: options.threads }),
+    int8Unembedding: options.unembedding === 'int8',
   });
   // The adapter is read (and checked against the model's shapes) before gigabytes are loaded.
   const adapter = options.adapter === undefined ? undefined : (await import('../train/peft.ts')).readPeftAdapter(options.adapter, config);
   const backend = await createBackend(options.backend ?? 'wasm', {
     ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.offload === undefined ? {} : { offload: options.offload }),
     ...(options.expertActivations === undefined ? {} : { expertActivations: options.expertActivations }),
   });
   try {
@@ -130,6 +147,10 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
       // The WGSL experts read packed MXFP4 only; the other backends compute float experts with the reference code.
       const why = adapter !== undefined && adapter.expertModules.length > 0 ? `the adapter ${options.adapter} adapts the experts (they run unquantised)` : `${modelDir} stores its experts unquantised (a float export)`;
       throw new UserError('usage', `${why}: run it with --backend wasm or reference`);
+    }
+    if (options.unembedding === 'int8') {
+      const u = loaded.weights.unembedding;
+      u.int8 = await backend.int8Copy!(u.weight, 'unembedding.int8');
     }
     const limit = modelContextLength(loaded.weights.config);
     const ctx = Math.min(requested, limit);

@@ -11,7 +11,7 @@
 // Ops may run synchronously or return a promise (a backend with worker threads); callers always
 // `await` each op and never start the next one before the previous resolved. Ops never keep a
 // reference to their arguments after they return/resolve.
-import type { Bf16Matrix, Mxfp4Matrices, TensorStore } from '../tensor/index.ts';
+import type { Bf16Matrix, Int8Matrix, LinearWeight, Mxfp4Matrices, TensorStore } from '../tensor/index.ts';
 
 /** cos/sin tables for YaRN RoPE: [positions, headDim/2] each, concentration already applied. */
 export interface RopeTable {
@@ -31,6 +31,10 @@ export type KvArray = Float32Array | Uint16Array;
 /** Element type of the KV cache: 'f32' (exact) or 'bf16' (half the memory). */
 export type KvCacheType = 'f32' | 'bf16';
 export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f32', 'bf16'];
+
+/** How the unembedding is read at each step: the bf16 weights as stored, or an int8 copy of them. */
+export type UnembeddingType = 'bf16' | 'int8';
+export const UNEMBEDDING_TYPES: readonly UnembeddingType[] = ['bf16', 'int8'];
 
 export interface AttentionShape {
   heads: number; // query heads
@@ -63,9 +67,11 @@ export interface Backend {
 
   /**
    * out[t, r] = sum_c x[t, c] * w[r, c] + bias[r]; x [tokens, w.cols], out [tokens, w.rows].
-   * Each row of w is read once for all `tokens` (prefill goes through the weights once).
+   * Each row of w is read once for all `tokens` (prefill goes through the weights once). w is
+   * bf16, or an int8 copy (the unembedding under `--unembedding int8`) whose weights are its codes
+   * times their group's scale.
    */
-  linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): OpResult;
+  linear(x: Float32Array, tokens: number, w: LinearWeight, bias: Float32Array | null, out: Float32Array): OpResult;
 
   /**
    * Rotates x [tokens, heads, headDim] in place by the rows of `table` at `positions[t]`: with
@@ -104,6 +110,14 @@ export interface Backend {
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
     moe: ExpertWeights, swigluLimit: number, out: Float32Array,
   ): OpResult;
+
+  /**
+   * The int8 copy of `w` in the backend's store, for `linear` (`--unembedding int8`): per group of
+   * 32 columns of a row, scale = max|w| / 127 (f32) and code = w * (127 / max|w|) in f32, rounded
+   * to nearest even. The reference backend's is the specification; a backend without it (webgpu)
+   * does not take int8 weights.
+   */
+  int8Copy?(w: Bf16Matrix, label: string): Promise<Int8Matrix>;
 
   /**
    * Present on a backend that keeps activations and KV caches on a device between ops (webgpu):
@@ -185,6 +199,13 @@ export interface BackendOptions {
    * GPTOSS_EXPERT_ACTIVATIONS sets the default.
    */
   expertActivations?: ExpertActivations;
+  /**
+   * The wasm backend's worker pool: true makes ops of 2^28 multiply-adds and more (prefill chunks,
+   * the unembedding) run on `threads` workers while the main thread awaits them, so its event loop
+   * serves I/O during a step (and gets a turn every ~10 ms between smaller ops); `gptoss serve`
+   * sets it. Default false: the main thread computes a slice of every op and blocks meanwhile.
+   */
+  offload?: boolean;
 }
 
 export type ExpertActivations = 'q8' | 'split' | 'f32' | 'f16';

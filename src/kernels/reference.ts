@@ -2,7 +2,7 @@
 // reads like the model specification (one function per op, no tricks). It is the specification in code;
 // faster backends are tested against it op by op. Sums are accumulated in doubles and stored as
 // f32, which keeps it well inside the golden fp32 tolerances.
-import { HeapStore, bf16ToF32, dequantMxfp4Row, type Bf16Matrix, type TensorStore } from '../tensor/index.ts';
+import { HeapStore, INT8_GROUP, bf16ToF32, dequantInt8Row, dequantMxfp4Row, int8Bytes, isInt8Matrix, type Bf16Matrix, type Int8Matrix, type LinearWeight, type TensorStore } from '../tensor/index.ts';
 import type { AttentionShape, Backend, ExpertWeights, KvArray, RopeTable } from './backend.ts';
 
 function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: number, out: Float32Array): void {
@@ -15,10 +15,12 @@ function rmsnorm(x: Float32Array, tokens: number, scale: Float32Array, eps: numb
   }
 }
 
-function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): void {
+function linear(x: Float32Array, tokens: number, w: LinearWeight, bias: Float32Array | null, out: Float32Array): void {
   const row = new Float32Array(w.cols);
   for (let r = 0; r < w.rows; r++) {
-    bf16ToF32(w.data, r * w.cols, w.cols, row); // each weight row is widened once for all tokens
+    // Each weight row is widened once for all tokens.
+    if (isInt8Matrix(w)) dequantInt8Row(w, r, row);
+    else bf16ToF32(w.data, r * w.cols, w.cols, row);
     for (let t = 0; t < tokens; t++) {
       let sum = 0;
       for (let c = 0; c < w.cols; c++) sum += x[t * w.cols + c]! * row[c]!;
@@ -154,6 +156,51 @@ function experts(
 }
 
 /** The reference backend (synchronous, single-threaded). */
+const ROUNDER = 6755399441055744;
+
+/** Every bf16 word's value (256 KB, made once): a table read is the fastest widening in JavaScript. */
+let bf16Values: Float32Array | undefined;
+function bf16Table(): Float32Array {
+  if (bf16Values === undefined) {
+    const bits = new Uint32Array(65536);
+    for (let i = 0; i < 65536; i++) bits[i] = i << 16;
+    bf16Values = new Float32Array(bits.buffer);
+  }
+  return bf16Values;
+}
+
+/**
+ * The int8 copy of a bf16 matrix (`--unembedding int8`): per group of 32 columns of a row, scale =
+ * max|w| / 127 and code = round(w / scale), so each weight is off by at most half a step (0.4% of
+ * its group's largest). Computed in f32 like the wasm backend's kernel, whose copy equals this one.
+ */
+function int8Copy(store: TensorStore, w: Bf16Matrix, label: string): Int8Matrix {
+  const { rows, cols, data } = w;
+  const bytes = int8Bytes(w);
+  const cb = store.allocate(bytes.codes, `${label}.codes`), sb = store.allocate(bytes.scales, `${label}.scales`);
+  const codes = new Int8Array(cb.buffer, cb.byteOffset, rows * cols);
+  const scales = new Float32Array(sb.buffer, sb.byteOffset, bytes.scales / 4);
+  const groups = Math.ceil(cols / INT8_GROUP);
+  const value = bf16Table();
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      const c0 = r * cols + g * INT8_GROUP, c1 = Math.min((r + 1) * cols, c0 + INT8_GROUP);
+      // The largest magnitude: without the sign bit, bf16 words order as their magnitudes (no NaNs in weights).
+      let top = 0;
+      for (let i = c0; i < c1; i++) {
+        const m = data[i]! & 0x7fff;
+        if (m > top) top = m;
+      }
+      const m = value[top]!;
+      scales[r * groups + g] = m / 127;
+      // The product is rounded to nearest, ties to even, by adding and removing 1.5 * 2^52.
+      const inv = m > 0 ? Math.fround(127 / m) : 0;
+      for (let i = c0; i < c1; i++) codes[i] = Math.fround(value[data[i]!]! * inv) + ROUNDER - ROUNDER;
+    }
+  }
+  return { rows, cols, codes, scales };
+}
+
 export function createReferenceBackend(store: TensorStore = new HeapStore()): Backend {
   return {
     name: 'reference',
@@ -163,6 +210,7 @@ export function createReferenceBackend(store: TensorStore = new HeapStore()): Ba
     rope,
     attention,
     experts,
+    int8Copy: async (w, label) => int8Copy(store, w, label),
     close: async () => {},
   };
 }

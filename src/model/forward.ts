@@ -309,7 +309,7 @@ export class Transformer {
     await b.rmsnorm(gathered, rows, this.weights.norm.scale, RMSNORM_EPS, normed);
     await trace?.('norm', normed, rows, H);
     const out = logitsBuffer(ws, b.store, rows, V).subarray(0, rows * V);
-    await b.linear(normed, rows, this.weights.unembedding.weight, null, out);
+    await b.linear(normed, rows, this.weights.unembedding.int8 ?? this.weights.unembedding.weight, null, out);
     // Picks where the logits are: argmaxes into `picked` by row, top k (ids, then values' bits)
     // packed into `top`, draws' slice sums into `drawSums`; each kind read back at once, then the
     // one slice of logits each draw lands in, and all the logits only when a segment wants them.

@@ -4,7 +4,7 @@
 // sinks) are widened to f32 at load. Buffers come from the backend's TensorStore so a fast backend
 // can compute on them in place.
 import type { ExpertWeights } from '../kernels/backend.ts';
-import type { Bf16Matrix } from '../tensor/index.ts';
+import type { Bf16Matrix, Int8Matrix } from '../tensor/index.ts';
 import type { ModelConfig } from './config.ts';
 
 /**
@@ -43,5 +43,6 @@ export interface ModelWeights {
   embedding: { weight: EmbeddingTable }; // [vocab, hidden]
   blocks: BlockWeights[];
   norm: { scale: Float32Array }; // [hidden]
-  unembedding: { weight: Bf16Matrix }; // [vocab, hidden]
+  /** [vocab, hidden]; `int8`: a copy the forward pass reads instead (`--unembedding int8`). */
+  unembedding: { weight: Bf16Matrix; int8?: Int8Matrix };
 }

@@ -8,6 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { conversation, message, renderConversationForCompletion } from '../../src/harmony/index.ts';
 import { runCli } from '../cli/in-process.ts';
 import { FULLVOCAB_DIR, goldenCase, hasFullvocab, maxAbsDiff, readF32 } from '../model/golden-data.ts';
+import { loadEngine } from '../../src/engine/local.ts';
+import { UserError } from '../../src/errors.ts';
 
 const BIN = new URL('../../bin/gptoss.js', import.meta.url).pathname;
 const gold = goldenCase(new URL('../fixtures/golden/gqa4-l2-e8k4/', import.meta.url).pathname);
@@ -58,6 +60,23 @@ describe('gptoss logits / generate', () => {
     assert.ok(maxAbsDiff(exact, readF32(gold, seq.logits.fp32)) <= gold.golden.tolerances.fp32.max_abs);
   });
 
+  it('logits --unembedding int8 stays within the bf16 tolerance and takes effect (wasm and reference alike)', async () => {
+    const run = (backend: string, unembedding: string) => inProcess('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--all-positions', '--json', '--backend', backend, '--expert-activations', 'split', '--unembedding', unembedding);
+    const [wasm, reference, bf16] = await Promise.all([run('wasm', 'int8'), run('reference', 'int8'), run('wasm', 'bf16')]);
+    for (const r of [wasm, reference, bf16]) assert.equal(r.status, 0, r.stderr);
+    const logits = (r: { stdout: string }): number[] => (JSON.parse(r.stdout) as { logits: number[][] }).logits.flat();
+    const golden = readF32(gold, seq.logits.fp32);
+    const diff = maxAbsDiff(logits(wasm), golden);
+    assert.ok(diff <= gold.golden.tolerances.bf16.max_abs, `differs by ${diff}`);
+    assert.ok(maxAbsDiff(logits(wasm), logits(bf16)) > gold.golden.tolerances.fp32.max_abs, 'the int8 copy did not take effect');
+    // Both backends read the same copy: only the wasm kernel's i16 activations tell them apart.
+    assert.ok(maxAbsDiff(logits(wasm), logits(reference)) <= gold.golden.tolerances.fp32.max_abs, 'wasm and reference differ on the int8 copy');
+  });
+
+  it('loadEngine refuses an int8 unembedding on webgpu before loading anything', async () => {
+    await assert.rejects(loadEngine(gold.dir, { backend: 'webgpu', unembedding: 'int8' }), (e: Error) => e instanceof UserError && /--unembedding int8 needs --backend wasm or reference/.test(e.message));
+  });
+
   it('logits prints the last position as {"logits": [...]}', () => {
     const r = gptoss('logits', '--model', gold.dir, '--tokens', seq.tokens.join(','), '--backend', 'wasm', '--expert-activations', 'split');
     assert.equal(r.status, 0, r.stderr);
@@ -105,6 +124,7 @@ describe('gptoss logits / generate', () => {
       ['logits', '--model', gold.dir, '--tokens', '1,2,3,4,5', '--context', '4', '--backend', 'reference'],
       ['generate', '--model', gold.dir, '--tokens', '1', '--expert-activations', 'fp8'],
       ['logits', '--model', gold.dir, '--tokens', '1', '--kv-cache', 'f16'],
+      ['logits', '--model', gold.dir, '--tokens', '1', '--unembedding', 'int4'],
     ];
     const results = await Promise.all(cases.map((args) => inProcess(...args)));
     for (const [i, args] of cases.entries()) {
@@ -116,5 +136,6 @@ describe('gptoss logits / generate', () => {
     assert.equal(results[4]!.stderr, 'gptoss logits: 5 tokens do not fit the context window of 4 tokens (see --context)\n');
     assert.match(results[5]!.stderr, /--expert-activations must be one of q8, split, f32, f16, got "fp8"/);
     assert.match(results[6]!.stderr, /--kv-cache must be one of f32, bf16, got "f16"/);
+    assert.match(results[7]!.stderr, /--unembedding must be one of bf16, int8, got "int4"/);
   });
 });

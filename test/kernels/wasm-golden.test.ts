@@ -133,3 +133,36 @@ describe('a bf16 KV cache stays within the bf16 tolerance of the golden cases', 
     });
   }
 });
+
+// The int8 copy of the unembedding (`--unembedding int8`) keeps the logits within the bf16
+// tolerance: alone (exact experts, f32 cache: its own error) and with the default q8 experts and
+// bf16 cache (what a user who asks for it runs), prefilled at once over every stored position.
+describe('an int8 unembedding stays within the bf16 tolerance of the golden cases', () => {
+  for (const c of goldenCases()) {
+    const g = c.golden;
+    const V = (g as unknown as { config: { vocab_size: number } }).config.vocab_size;
+    it(c.name, async (t) => {
+      for (const mode of ['split', 'q8'] as const) {
+        const engine = await loadEngine(c.dir, { backend: 'wasm', threads: 2, expertActivations: mode, unembedding: 'int8' });
+        try {
+          assert.ok(engine.model.weights.unembedding.int8 !== undefined, 'the int8 copy is made');
+          for (const s of g.sequences) {
+            const positions = s.logits.fp32.positions!;
+            const f32 = readF32(c, s.logits.fp32), tol = g.tolerances.bf16;
+            const seq = engine.createSequence();
+            const all = await engine.stepAll(seq, s.tokens);
+            engine.release(seq);
+            const ours = new Float32Array(positions.length * V);
+            positions.forEach((p, r) => ours.set(all.subarray(p * V, (p + 1) * V), r * V));
+            const mean = meanAbsDiff(ours, f32), max = maxAbsDiff(ours, f32);
+            t.diagnostic(`${c.name} ${s.name} ${mode} experts: |int8 unembedding - f32| mean ${mean.toExponential(2)} max ${max.toExponential(2)} (limits ${tol.mean_abs}, ${tol.max_abs})`);
+            assert.ok(mean <= tol.mean_abs && max <= tol.max_abs, `${mode}: mean ${mean}, max ${max}`);
+          }
+          assertNoFallbacks(engine);
+        } finally {
+          await engine.close();
+        }
+      }
+    });
+  }
+});

@@ -1,5 +1,5 @@
 // Every wasm kernel against its twin in the reference backend, on random shapes including ragged
-// sizes, with 1 and 2 threads, with activations both in JS memory and in the store, and with a
+// sizes, with 1 and 2 threads (the pool offloading every op, by default, and inline), with activations both in JS memory and in the store, and with a
 // store cut into small memories so tensors land in different memories. Every test requires that no
 // op fell back to the reference code (else it would compare the reference with itself).
 import { test, after } from 'node:test';
@@ -35,14 +35,23 @@ after(async () => {
   for (const b of backends) await b.close();
 });
 
-async function backend(threads: number, small = false, expertActivations: ExpertActivations = 'split', relaxedSimd = true): Promise<WasmBackend> {
-  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
+/** How the pool runs the ops: every one handed to the workers, offloading's default (large ops handed off, small ones inline beside the workers), or always inline (the default). */
+type PoolMode = 'offloaded' | 'hybrid' | 'inline';
+
+async function makeBackend(threads: number, small: boolean, expertActivations: ExpertActivations, relaxedSimd: boolean, mode: PoolMode): Promise<WasmBackend> {
+  const pool = mode === 'offloaded' ? { offload: true, offloadWork: 0 } : mode === 'hybrid' ? { offload: true } : {};
+  const b = await createWasmBackend({ threads, expertActivations, relaxedSimd, ...pool, memoryBytes: small ? SCRATCH_BYTES + 2 * 65536 : undefined });
   backends.push(b);
   return b;
 }
 
-for (const threads of [1, 2]) {
-  test(`linear (bf16) matches the reference, ${threads} thread(s)`, async () => {
+const backend = (threads: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(threads, small, mode, relaxed, 'inline');
+
+// The small shapes here run inline in a 'hybrid' pool; 'offloaded' hands every op to the workers.
+for (const [threads, poolMode] of [[1, 'offloaded'], [2, 'offloaded'], [2, 'hybrid'], [2, 'inline']] as const) {
+  const backend = (t: number, small = false, mode: ExpertActivations = 'split', relaxed = true): Promise<WasmBackend> => makeBackend(t, small, mode, relaxed, poolMode);
+  const inline = `, pool ${poolMode}`;
+  test(`linear (bf16) matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(11 + threads);
     for (const [tokens, rows, cols] of [[1, 37, 45], [3, 64, 64], [5, 129, 200], [9, 17, 8], [1, 1, 1], [13, 70, 96], [2, 517, 333], [6, 130, 400]] as const) {
@@ -65,7 +74,30 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
-  test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)`, async (t) => {
+  test(`linear on an int8 copy matches the reference on the same copy, ${threads} thread(s)${inline}`, async () => {
+    // Both builds (the relaxed one fuses the scale multiply-adds).
+    for (const relaxed of [true, false]) {
+      const b = await backend(threads, false, 'split', relaxed);
+      const r = seededRandom(71 + threads);
+      // Odd row counts (a thread's last single row), 1..9 tokens, and shapes large enough to split.
+      for (const [tokens, rows, cols] of [[1, 37, 64], [3, 64, 32], [5, 129, 96], [9, 17, 256], [1, 1, 32], [2, 517, 320], [1, 1031, 2880], [6, 130, 416]] as const) {
+        const w = await b.int8Copy(bf16Matrix(b, rows, cols, r), 'w8');
+        const x = randomF32(tokens * cols, r);
+        // One row of zeros: a zero scale must give zeros, not NaN.
+        x.fill(0, 0, cols);
+        const want = new Float32Array(tokens * rows);
+        reference.linear(x, tokens, w, null, want);
+        const got = new Float32Array(tokens * rows);
+        await b.linear(x, tokens, w, null, got);
+        // The activations are rounded to i16 per row (1/32767 of the row's largest).
+        assertClose(got, want, 1e-4, `int8 linear ${tokens}x${cols} -> ${rows}`);
+        assert.ok(got.subarray(0, rows).every((v) => v === 0), 'a zero row gives zero outputs');
+      }
+      assertNoFallbacks(b);
+    }
+  });
+
+  test(`experts (MXFP4 + SwiGLU) match the reference, ${threads} thread(s)${inline}`, async (t) => {
     const r = seededRandom(5 + threads);
     // Modes: 'split' (two i16 halves into integer dots for single tokens, f32 for
     // several) and 'f32' are exact to ~1e-6 of the output scale; 'q8' (int8
@@ -101,7 +133,7 @@ for (const threads of [1, 2]) {
     }
   });
 
-  test(`q8 experts: the relaxed-SIMD byte dots equal the baseline build's, ${threads} thread(s)`, { skip: relaxedSimdAvailable() ? false : 'this runtime has no relaxed SIMD' }, async () => {
+  test(`q8 experts: the relaxed-SIMD byte dots equal the baseline build's, ${threads} thread(s)${inline}`, { skip: relaxedSimdAvailable() ? false : 'this runtime has no relaxed SIMD' }, async () => {
     // Same int8 quantisation, so the integer products agree exactly; only the f32 summation
     // order of the group results differs.
     const relaxed = await backend(threads, false, 'q8', true), baseline = await backend(threads, false, 'q8', false);
@@ -156,7 +188,7 @@ for (const threads of [1, 2]) {
     return { positions, keyPositions, q, keys, values, sinks };
   }
 
-  test(`attention with sinks (banded and dense, ring buffer, empty slots, ragged tiles) matches the reference, ${threads} thread(s)`, async () => {
+  test(`attention with sinks (banded and dense, ring buffer, empty slots, ragged tiles) matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(21 + threads);
     for (const [tokens, keyCount, heads, kvHeads, headDim, window] of attentionShapes) {
@@ -176,7 +208,7 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
-  test(`attention where a window or the causal edge falls exactly on a key block's edge matches the reference, ${threads} thread(s)`, async () => {
+  test(`attention where a window or the causal edge falls exactly on a key block's edge matches the reference, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(61 + threads);
     const heads = 8, kvHeads = 2, headDim = 64, keyCount = 200;
@@ -201,7 +233,7 @@ for (const threads of [1, 2]) {
     assertNoFallbacks(b);
   });
 
-  test(`attention over a bf16 KV cache matches the reference on the same bf16 cache, ${threads} thread(s)`, async () => {
+  test(`attention over a bf16 KV cache matches the reference on the same bf16 cache, ${threads} thread(s)${inline}`, async () => {
     const b = await backend(threads);
     const r = seededRandom(41 + threads);
     for (const [tokens, keyCount, heads, kvHeads, headDim, window] of attentionShapes) {

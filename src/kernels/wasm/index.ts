@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { UserError } from '../../errors.ts';
-import type { Bf16Matrix, Mxfp4Matrices } from '../../tensor/index.ts';
+import { INT8_GROUP, int8Bytes, isInt8Matrix, type Bf16Matrix, type Int8Matrix, type LinearWeight, type Mxfp4Matrices } from '../../tensor/index.ts';
 import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type ExpertActivations, type ExpertWeights, type KvArray, type RopeTable } from '../backend.ts';
 export type { ExpertActivations } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
@@ -27,7 +27,10 @@ type Exports = Record<string, (...args: number[]) => number>;
 
 export interface WasmBackend extends Backend {
   readonly threads: number;
+  /** Whether the main thread awaits the workers instead of computing a slice (WasmBackendOptions.offload). */
+  readonly offload: boolean;
   readonly store: WasmStore;
+  int8Copy(w: Bf16Matrix, label: string): Promise<Int8Matrix>;
   /** Index of the largest logit (first on ties). */
   argmax(logits: Float32Array): number;
   /**
@@ -118,6 +121,8 @@ export interface WasmBackendOptions extends BackendOptions {
   memoryBytes?: number;
   /** Use the relaxed-SIMD build when the runtime has it (default true). */
   relaxedSimd?: boolean;
+  /** With offload: the smallest op handed off whole (default OFFLOAD_WORK, 2^28; 0: every op). */
+  offloadWork?: number;
 }
 
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -134,7 +139,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     instances.push(new WebAssembly.Instance(module, { env: { memory: m.memory } }).exports as Exports);
   };
   instantiate(store.memories[0]!);
-  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances);
+  const pool = new ThreadPool(module, store.memories.map((m) => m.memory), threads, instances, options.offload === true, options.offloadWork);
   store.onNewMemory = (i) => {
     instantiate(store.memories[i]!);
     pool.addMemory(store.memories[i]!.memory);
@@ -189,7 +194,8 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     }
   }
 
-  function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): void {
+  async function linear(x: Float32Array, tokens: number, w: LinearWeight, bias: Float32Array | null, out: Float32Array): Promise<void> {
+    if (isInt8Matrix(w)) return linearInt8(x, tokens, w, bias, out);
     const wl = store.locate(w.data);
     // A weight the store did not allocate (a caller's own array) has no pointer the kernel can read.
     if (wl === null) {
@@ -209,9 +215,55 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const xp = s.take(tc * w.cols * 4);
       instances[mem]!.f32_pair_permute!(xs, xp, tc, w.cols);
       const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
-      pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
+      await pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
     }
+  }
+
+  /** `linear` on an int8 copy: x quantised to i16 per row, then integer dots (kernels/wasm/assembly/linear-i8.ts). */
+  async function linearInt8(x: Float32Array, tokens: number, w: Int8Matrix, bias: Float32Array | null, out: Float32Array): Promise<void> {
+    const cl = store.locate(w.codes);
+    // Codes from the store (the kernel needs a pointer), in whole groups; no bias (the unembedding has none).
+    if (cl === null || w.cols % INT8_GROUP !== 0 || bias !== null) {
+      fallbacks.linear++;
+      return void reference.linear(x, tokens, w, bias, out);
+    }
+    const mem = cl.memory;
+    const sp = scalesIn(w.scales, mem);
+    const s = new Scratch(store.memories[mem]!);
+    const qRow = instances[mem]!.f32_quantize_i16_row_bytes!(w.cols);
+    const per = Math.max(1, Math.floor((s.left - 256) / ((w.cols + w.rows + 1) * 4 + qRow)));
+    const mark = s.mark();
+    for (let t0 = 0; t0 < tokens; t0 += per) {
+      const tc = Math.min(per, tokens - t0);
+      s.reset(mark);
+      const xp = place(mem, s, x.subarray(t0 * w.cols, (t0 + tc) * w.cols));
+      const xq = s.take(tc * qRow), xs = s.take(tc * 4);
+      instances[mem]!.f32_quantize_i16!(xp, xq, xs, tc, w.cols);
+      const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
+      await pool.run('f32_i8w_matmul', mem, [xq, xs, tc, w.cols, cl.ptr, sp, w.rows, o.ptr], tc * w.rows * w.cols);
+      if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
+    }
+  }
+
+  /** The int8 copy of a bf16 matrix (Backend.int8Copy), made by the pool; the reference code takes what the kernel cannot. */
+  async function int8Copy(w: Bf16Matrix, label: string): Promise<Int8Matrix> {
+    const wl = store.locate(w.data);
+    const bytes = int8Bytes(w);
+    const codes = wl === null ? null : store.allocateIn(wl.memory, Math.ceil(bytes.codes / 64) * 64, bytes.codes);
+    const scales = wl === null ? null : store.allocateIn(wl.memory, Math.ceil(bytes.scales / 64) * 64, bytes.scales);
+    if (wl === null || codes === null || scales === null || w.cols % INT8_GROUP !== 0) {
+      if (codes !== null) store.free(codes);
+      if (scales !== null) store.free(scales);
+      fallbacks.linear++; // (the copy is the linear op's weight)
+      return reference.int8Copy!(w, label);
+    }
+    await pool.run('bf16_quantize_i8w', wl.memory, [wl.ptr, codes.byteOffset, scales.byteOffset, w.rows, w.cols]);
+    return {
+      rows: w.rows, cols: w.cols,
+      codes: new Int8Array(codes.buffer, codes.byteOffset, bytes.codes),
+      scales: new Float32Array(scales.buffer, scales.byteOffset, bytes.scales / 4),
+    };
   }
 
   function rope(x: Float32Array, tokens: number, heads: number, headDim: number, positions: Int32Array, table: RopeTable): void {
@@ -240,11 +292,11 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     }
   }
 
-  function attention(
+  async function attention(
     q: Float32Array, tokens: number, positions: Int32Array,
     keys: KvArray, values: KvArray, keyCount: number, keyPositions: Int32Array,
     sinks: Float32Array, shape: AttentionShape, out: Float32Array,
-  ): void {
+  ): Promise<void> {
     const { heads, kvHeads, headDim, window } = shape;
     const kl = store.locate(keys), vl = store.locate(values);
     const mem = kl !== null && vl !== null && kl.memory === vl.memory ? kl.memory : (kl?.memory ?? 0);
@@ -278,32 +330,33 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const qp = place(mem, s, q.subarray(t0 * width, (t0 + tc) * width));
       const pp = place(mem, s, positions.subarray(t0, t0 + tc));
       const o = outPtr(mem, s, out.subarray(t0 * width), tc * width);
-      pool.run('f32_attention_sinks', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? KV_CACHE_BF16 : KV_CACHE_F32], tc * keyCount * width);
+      await pool.run('f32_attention_sinks', mem, [qp, tc, pp, kp, vp, keyCount, kposp, sinkp, heads, kvHeads, headDim, window, o.ptr, tiles, bf16 ? KV_CACHE_BF16 : KV_CACHE_F32], tc * keyCount * width);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * width, tc * width);
     }
   }
 
-  // Expert scales that the store placed in another memory than their blocks get a copy beside them.
-  const colocated = new WeakMap<Uint8Array, Map<number, number>>();
-  const scalesIn = (mx: Mxfp4Matrices, mem: number): number => {
-    const loc = store.locate(mx.scales);
+  // Scales (of MXFP4 experts, of an int8 copy) that the store placed in another memory than their
+  // weights get a copy beside them.
+  const colocated = new WeakMap<Uint8Array | Float32Array, Map<number, number>>();
+  const scalesIn = (scales: Uint8Array | Float32Array, mem: number): number => {
+    const loc = store.locate(scales);
     if (loc !== null && loc.memory === mem) return loc.ptr;
-    let byMem = colocated.get(mx.scales);
-    if (byMem === undefined) colocated.set(mx.scales, (byMem = new Map()));
+    let byMem = colocated.get(scales);
+    if (byMem === undefined) colocated.set(scales, (byMem = new Map()));
     const have = byMem.get(mem);
     if (have !== undefined) return have;
-    const size = Math.ceil(mx.scales.length / 64) * 64;
-    const copy = store.allocateIn(mem, size, mx.scales.length, true);
-    if (copy === null) throw new Error('no room to co-locate MXFP4 scales with their blocks');
-    copy.set(mx.scales);
+    const size = Math.ceil(scales.byteLength / 64) * 64;
+    const copy = store.allocateIn(mem, size, scales.byteLength, true);
+    if (copy === null) throw new Error('no room to co-locate weight scales with their weights');
+    copy.set(new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength));
     byMem.set(mem, copy.byteOffset);
     return copy.byteOffset;
   };
 
-  function experts(
+  async function experts(
     x: Float32Array, tokens: number, indices: Int32Array, weights: Float32Array, k: number,
     moe: ExpertWeights, swigluLimit: number, out: Float32Array,
-  ): void {
+  ): Promise<void> {
     const w1 = moe.mlp1Weight, w2 = moe.mlp2Weight;
     const l1 = store.locate(w1.blocks), l2 = store.locate(w2.blocks);
     // Weights outside the store have no pointer; rows not made of whole 32-value MXFP4 groups are
@@ -314,7 +367,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     }
     const hidden = w1.cols, width1 = w1.rows, inter = w2.cols;
     const memA = l1.memory, memB = l2.memory;
-    const sclA = scalesIn(w1, memA), sclB = scalesIn(w2, memB);
+    const sclA = scalesIn(w1.scales, memA), sclB = scalesIn(w2.scales, memB);
     const mA = store.memories[memA]!, mB = store.memories[memB]!;
     // Tokens per chunk so one chunk's activations fit the scratch of both memories.
     const E = w1.count;
@@ -409,14 +462,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memA]!.f32_quantize_i16x2!(xp + splitRows[i]! * hidden * 4, qx + splitRows[i + 1]! * qHidden, 1, hidden);
       }
-      pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant]);
+      await pool.run('f32_mf4w_moe_matmul_swiglu', memA, [listA, order.length, hidden, inter, rowbufA, swigluLimit, quant], rows * width1 * hidden);
       if (memA !== memB) fB.set(mA.f32().subarray(actA >>> 2, (actA >>> 2) + rows * inter), actB >>> 2);
       if (everyRow) instances[memB]!.f32_quantize_i8!(actB, qa, rows, inter);
       for (let i = 0; i < splitRows.length; i += 2) {
         instances[memB]!.f32_quantize_i16x2!(actB + splitRows[i]! * inter * 4, qa + splitRows[i + 1]! * qInter, 1, inter);
       }
       fB.fill(0, outB >>> 2, (outB >>> 2) + tc * hidden);
-      pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant]);
+      await pool.run('f32_mf4w_moe_matmul_scatter', memB, [listB, order.length, hidden, inter, outB, rowbufB, quant], rows * hidden * inter);
       copyOut(memB, outB, out, t0 * hidden, tc * hidden);
     }
   }
@@ -451,7 +504,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         // Kernels take an i32 length: stream large tensors in 1 GiB pieces.
         for (let off = 0; off < b.byteLength; off += 2 ** 30) {
           const len = Math.min(2 ** 30, b.byteLength - off) & ~63;
-          pool.run('mem_stream_read', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
+          pool.runBlocking('mem_stream_read', loc!.memory, [loc!.ptr + off, len, outs[i]!]);
           bytes += len;
         }
       });
@@ -468,6 +521,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     readBandwidth,
     store,
     threads,
+    offload: pool.offload,
     get memoryCount() {
       return store.memories.length;
     },
@@ -476,6 +530,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     rope,
     attention,
     experts,
+    int8Copy,
     argmax,
     close: () => pool.close(),
   };

@@ -13,7 +13,7 @@
 // than 256, MXFP4 rows not made of whole 32-value groups) run the reference code and are counted in
 // `fallbacks`, as on the wasm backend.
 /// <reference types="@webgpu/types" />
-import { HeapStore, type Bf16Matrix, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
+import { HeapStore, isInt8Matrix, type Bf16Matrix, type LinearWeight, type Mxfp4Matrices, type TensorStore } from '../../tensor/index.ts';
 import { UserError } from '../../errors.ts';
 import { EXPERT_ACTIVATIONS, type AttentionShape, type Backend, type BackendOptions, type DeviceResident, type ExpertActivations, type ExpertWeights, type RopeTable } from '../backend.ts';
 import { createReferenceBackend } from '../reference.ts';
@@ -492,8 +492,9 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     });
   }
 
-  async function linear(x: Float32Array, tokens: number, w: Bf16Matrix, bias: Float32Array | null, out: Float32Array): Promise<void> {
-    const chunks = bf16Weight(w);
+  async function linear(x: Float32Array, tokens: number, w: LinearWeight, bias: Float32Array | null, out: Float32Array): Promise<void> {
+    // An int8 copy has no WGSL kernel (loadEngine refuses it on this backend): the host computes it.
+    const chunks = isInt8Matrix(w) ? null : bf16Weight(w);
     if (chunks === null) {
       fallbacks.linear++;
       return onHost([x.subarray(0, tokens * w.cols)], out.subarray(0, tokens * w.rows), () => reference.linear(x, tokens, w, bias, out));
