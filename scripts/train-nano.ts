@@ -8,7 +8,9 @@
 // DIR/model-float holds the same weights before quantisation (experts in F32), so the held-out
 // figures can be measured before and after MXFP4. Prints each step's loss and tokens/s, then the
 // time it took. `--export OUT [--float-out DIR] [--state FILE]` writes the checkpoint of a run
-// still under way (or stopped) from its last saved state (or a copy of one), to try it.
+// still under way (or stopped) from its last saved state (or a copy of one), to try it. `--tied`
+// initialises and trains the embedding and unembedding as one table (an experiment: the shipped
+// model is untied; docs/training.md, *Tied embeddings*); pass it to --resume and --export too.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -62,7 +64,7 @@ const { values } = parseArgs({
   options: {
     dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
-    'float-out': { type: 'string' }, state: { type: 'string' },
+    'float-out': { type: 'string' }, state: { type: 'string' }, tied: { type: 'boolean' },
   },
 });
 const dir = resolve(values.dir ?? 'nano-run');
@@ -80,12 +82,13 @@ if (values.export !== undefined) {
   if (existsSync(values.export)) fail(`--export: ${values.export} already exists`);
   const vocabulary = readVocabulary();
   const model = new TrainableModel(NANO_CONFIG, { vocabulary });
-  // Trained tied, the state holds one table: the unembedding is the embedding.
-  const params = model.params().filter((p) => p !== model.unembedding);
+  // A tied run's state holds one table: the unembedding is the embedding.
+  const tied = values.tied === true;
+  const params = model.params().filter((p) => !(tied && p === model.unembedding));
   const optimizer = new AdamW(params);
   const meta = loadTrainingState(statePath, params, optimizer);
-  if (meta['tied_embeddings'] !== 'yes') fail(`--export: ${statePath} was not saved by a tied run (train:nano trains tied since the tables were tied; export an older state with the code of its time)`);
-  model.unembedding.value.set(model.embedding.value);
+  if ((meta['tied_embeddings'] === 'yes') !== tied) fail(`--export: ${statePath} was saved by ${tied ? 'an untied' : 'a tied'} run; ${tied ? 'leave out' : 'add'} --tied`);
+  if (tied) model.unembedding.value.set(model.embedding.value);
   writeOriginalCheckpoint(model, values.export);
   process.stderr.write(`train:nano: wrote the model after ${optimizer.steps} updates to ${values.export}\n`);
   const floatExport = values['float-out'];
@@ -122,11 +125,13 @@ if (!existsSync(init)) {
   const model = TrainableModel.random(NANO_CONFIG, Number(seed));
   // Rows of tokens the corpus never uses stay zero (and are not even held while training).
   zeroUnusedRows(model, vocabulary, 'both');
-  // Tied tables (trained as one, --tie-embeddings): the unembedding starts as the embedding, and
-  // the final norm's scale of 1/sqrt(hidden) keeps the first logits near unit spread, as the
-  // untied initialisation's 1/sqrt(fan_in) unembedding does.
-  model.unembedding.value.set(model.embedding.value);
-  model.norm.value.fill(1 / Math.sqrt(NANO_CONFIG.hiddenSize));
+  if (values.tied === true) {
+    // Tied tables (trained as one, --tie-embeddings): the unembedding starts as the embedding, and
+    // the final norm's scale of 1/sqrt(hidden) keeps the first logits near unit spread, as the
+    // untied initialisation's 1/sqrt(fan_in) unembedding does.
+    model.unembedding.value.set(model.embedding.value);
+    model.norm.value.fill(1 / Math.sqrt(NANO_CONFIG.hiddenSize));
+  }
   writeOriginalCheckpoint(model, init);
   process.stderr.write(`train:nano: wrote the initial model (${model.size()} parameters with the full vocabulary tables, ${vocabulary.length} rows in use) to ${init}\n`);
 }
@@ -134,7 +139,7 @@ if (!existsSync(init)) {
 const flag = (name: 'epochs' | 'lr' | 'batch-tokens', fallback: number): string[] => [`--${name}`, values[name] ?? String(fallback)];
 run([
   'bin/gptoss.js', 'finetune', '--full', '--model', init, '--data', join(corpus, CORPUS_FILES.train), '--out', out, '--float-out', floatOut,
-  '--vocabulary', join(corpus, CORPUS_FILES.vocabulary), '--precision', 'f32', '--seed', seed, '--tie-embeddings',
+  '--vocabulary', join(corpus, CORPUS_FILES.vocabulary), '--precision', 'f32', '--seed', seed, ...(values.tied === true ? ['--tie-embeddings'] : []),
   ...flag('epochs', NANO_TRAINING.epochs), ...flag('lr', NANO_TRAINING.lr), ...flag('batch-tokens', NANO_TRAINING.batchTokens),
   '--eval-split', String(NANO_TRAINING.evalSplit), '--eval-every', String(NANO_TRAINING.evalEvery), '--save-every', String(NANO_TRAINING.saveEvery),
   ...(values['stop-after'] !== undefined ? ['--stop-after', values['stop-after']] : []),
