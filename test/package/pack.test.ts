@@ -75,7 +75,9 @@ test('the tarball holds dist/ (JavaScript, .d.ts, the run-time wasm and .mjs fil
     const text = readFileSync(join(pkg.project, 'node_modules/gptoss', f), 'utf8');
     for (const call of text.matchAll(/new URL\(([^()]*), import\.meta\.url\)/g)) {
       for (const m of call[1]!.matchAll(/'(\.\/[^']+)'/g)) {
-        const target = join(f, '..', m[1]!);
+        // A '.ts' name is the run-from-source branch (import.meta.url ends in .ts), never taken in
+        // dist/: its compiled '.js' twin must be there instead.
+        const target = join(f, '..', m[1]!.endsWith('.ts') && !m[1]!.endsWith('.d.ts') ? m[1]!.replace(/\.ts$/, '.js') : m[1]!);
         // A folder (the chat page's './web/') must hold files in the tarball.
         const present = target.endsWith('/') ? files.some((file) => file.startsWith(target)) : files.includes(target);
         assert.ok(present, `${f} loads ${m[1]} at run time, but ${target} is not in the tarball`);
