@@ -343,7 +343,7 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     lora.initTokenRows(model);
   }
   const trainedParams = lora !== undefined ? lora.params().reduce((n, p) => n + p.value.length, 0) : model.size();
-  const tokenNote = tokenRows === undefined ? '' : ` + token rows for ${tokenRows.embedding.length} embedding and ${tokenRows.unembedding.length} unembedding tokens`;
+  const tokenNote = tokenRows === undefined || tokenRows.embedding.length + tokenRows.unembedding.length === 0 ? '' : ` + token rows for ${tokenRows.embedding.length} embedding and ${tokenRows.unembedding.length} unembedding tokens`;
   log(`${s.full ? 'full fine-tuning' : `LoRA r=${s.rank} alpha=${s.alpha} on ${s.targets.join(',')}${tokenNote}`}: ${trainedParams} trained parameters; ` +
     `${train.length} training turns, ${evalSet.length} held out (${held.size} of ${conversations} conversations)` +
     (shortcut ? `; ${vocabulary.length} vocabulary rows in use${compact ? ' (only those held)' : ''}` : ''));
