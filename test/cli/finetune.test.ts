@@ -227,6 +227,15 @@ suite('gptoss finetune', () => {
     assert.ok(lora.tokens.unembedding!.rows.value.some((v) => v !== 0), 'the unembedding rows trained away from zero');
     assert.ok(lora.tokens.embedding!.rows.value.some((v) => v !== 0), 'the embedding rows trained away from zero');
 
+    // Interrupted and resumed (token rows in the state too, and a change of them refused): the same adapter byte for byte.
+    const resumedOut = join(tmp, 'token-rows-resumed');
+    assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', resumedOut, ...LORA, '--stop-after', '3'])).code, 0);
+    const changed = await runCli(['finetune', '--model', narrow, '--data', data, '--out', resumedOut, ...LORA, '--token-rows', 'none', '--resume']);
+    assert.equal(changed.code, 2);
+    assert.match(changed.stderr, /saved with mode ".*token_rows=.*"/);
+    assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', resumedOut, ...LORA, '--resume'])).code, 0);
+    assert.deepEqual(readFileSync(join(resumedOut, 'adapter_model.safetensors')), readFileSync(join(out, 'adapter_model.safetensors')));
+
     const none = join(tmp, 'token-rows-none');
     assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', none, ...LORA, '--token-rows', 'none'])).code, 0);
     assert.ok(!('trainable_token_indices' in (JSON.parse(readFileSync(join(none, 'adapter_config.json'), 'utf8')) as object)));
