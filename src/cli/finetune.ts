@@ -43,6 +43,10 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
   --lora-alpha A     LoRA alpha; the update is scaled by alpha/rank (default 2 x rank)
   --lora-targets T   attn (q_proj,k_proj,v_proj,o_proj), experts (gate_up_proj,down_proj of every
                      expert, PEFT target_parameters) or a comma list of those; default attn,experts
+  --token-rows R     the adapter's own rows of the embedding and unembedding (PEFT trainable
+                     tokens): auto (default) trains rows for the data's tokens whose base rows
+                     are zero (words the base never learned to read or write), none trains
+                     none, and token ids may be added: auto,1234,5678
   --full             train every weight instead of an adapter (small models: float64 in memory)
   --tie-embeddings   with --full, train the embedding and unembedding as one table (they must
                      start equal; the checkpoint holds both, equal): small models copy rare
@@ -87,6 +91,8 @@ export interface FinetuneSettings {
   rank: number;
   alpha: number;
   targets: LoraTarget[];
+  /** Token rows: the data's tokens with zero base rows (auto) and/or these ids; null: none. */
+  tokenRows: { auto: boolean; ids: number[] } | null;
   epochs: number;
   lr: number;
   batchTokens: number;
@@ -121,10 +127,32 @@ function targetsFlag(raw: string | undefined): LoraTarget[] {
   return [...new Set(targets)];
 }
 
+function tokenRowsFlag(raw: string | undefined): FinetuneSettings['tokenRows'] {
+  if (raw === undefined) return { auto: true, ids: [] };
+  if (raw.trim() === 'none') return null;
+  const items = raw.split(',').map((s) => s.trim());
+  const ids: number[] = [];
+  let auto = false;
+  for (const item of items) {
+    if (item === 'auto') auto = true;
+    else if (/^\d+$/.test(item)) ids.push(Number(item));
+    else throw new UserError('usage', `--token-rows: "${item}" is not auto, none or a token id (expected e.g. auto,1234)`);
+  }
+  return { auto, ids: [...new Set(ids)] };
+}
+
+/** The ids of `vocabulary` whose row of `table` is all zero. */
+function zeroRows(table: Float64Array, hidden: number, vocabulary: Int32Array): number[] {
+  return [...vocabulary].filter((id) => {
+    for (let c = 0; c < hidden; c++) if (table[id * hidden + c] !== 0) return false;
+    return true;
+  });
+}
+
 export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   const p = parseFlags(argv, {
     data: { type: 'string' }, out: { type: 'string' }, model: { type: 'string' },
-    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, full: { type: 'boolean' }, 'tie-embeddings': { type: 'boolean' }, 'float-out': { type: 'string' },
+    'lora-rank': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-targets': { type: 'string' }, 'token-rows': { type: 'string' }, full: { type: 'boolean' }, 'tie-embeddings': { type: 'boolean' }, 'float-out': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, seed: { type: 'string' },
     'eval-split': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'stop-after': { type: 'string' }, resume: { type: 'boolean' },
     quiet: { type: 'boolean' }, precision: { type: 'string' }, threads: { type: 'string' }, vocabulary: { type: 'string' }, help: { type: 'boolean', short: 'h' },
@@ -134,8 +162,8 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
   const out = stringFlag(p, 'out');
   if (data === undefined || data === '' || out === undefined || out === '') throw new UserError('usage', '--data FILE.jsonl and --out DIR are required (see gptoss finetune --help)');
   const full = boolFlag(p, 'full');
-  if (full && ['lora-rank', 'lora-alpha', 'lora-targets'].some((f) => p.values[f] !== undefined)) {
-    throw new UserError('usage', '--full trains every weight; --lora-rank, --lora-alpha and --lora-targets are for adapters');
+  if (full && ['lora-rank', 'lora-alpha', 'lora-targets', 'token-rows'].some((f) => p.values[f] !== undefined)) {
+    throw new UserError('usage', '--full trains every weight; --lora-rank, --lora-alpha, --lora-targets and --token-rows are for adapters');
   }
   const tieEmbeddings = boolFlag(p, 'tie-embeddings');
   if (tieEmbeddings && !full) throw new UserError('usage', '--tie-embeddings goes with --full (an adapter leaves both tables frozen)');
@@ -148,6 +176,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     data, out, model: stringFlag(p, 'model'), full, tieEmbeddings, floatOut, rank,
     alpha: numberFlag(p, 'lora-alpha', { min: Number.MIN_VALUE }) ?? 2 * rank,
     targets: targetsFlag(stringFlag(p, 'lora-targets')),
+    tokenRows: tokenRowsFlag(stringFlag(p, 'token-rows')),
     // LoRA's defaults teach a small file of facts (examples/finetune/facts.jsonl) to gpt-oss-nano
     // in about ten minutes here: many passes of small batches at a high rate (docs/training.md).
     epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? (full ? 3 : 30),
@@ -253,6 +282,9 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   }
 
   let vocabulary = s.vocabulary === undefined ? usedVocabulary(examples.map((e) => e.tokens)) : readVocabulary(s.vocabulary, examples, config.vocabSize);
+  const dataTokens = usedVocabulary(examples.map((e) => e.tokens));
+  const extra = s.tokenRows?.ids.find((id) => id >= config.vocabSize);
+  if (extra !== undefined) throw new UserError('usage', `--token-rows: token ${extra} is outside the vocabulary of ${resolved.description} (${config.vocabSize} tokens)`);
 
   log(`loading ${resolved.description}…`);
   const loaded = await loadCheckpoint(resolved.dir, new HeapStore());
@@ -276,6 +308,13 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     const live = liveVocabulary(model);
     if (live.length < config.vocabSize / 2) vocabulary = Int32Array.from(new Set([...live, ...vocabulary])).sort();
   }
+  // Token rows: the data's tokens the base cannot read (zero embedding row) or write (zero
+  // unembedding row), plus any named; their logits must be computed, so they join the vocabulary.
+  const tokenRows = s.full || s.tokenRows === null ? undefined : {
+    embedding: [...new Set([...(s.tokenRows.auto ? zeroRows(model.embedding.value, config.hiddenSize, dataTokens) : []), ...s.tokenRows.ids])].sort((a, b) => a - b),
+    unembedding: [...new Set([...(s.tokenRows.auto ? zeroRows(model.unembedding.value, config.hiddenSize, dataTokens) : []), ...s.tokenRows.ids])].sort((a, b) => a - b),
+  };
+  if (tokenRows !== undefined) vocabulary = Int32Array.from(new Set([...vocabulary, ...tokenRows.unembedding])).sort();
   // The used-vocabulary shortcut is exact when every other unembedding row is zero (models
   // trained from scratch here keep them so); otherwise the whole vocabulary is computed.
   let shortcut = true;
@@ -300,10 +339,12 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
   let lora: LoraAdapters | undefined;
   if (!s.full) {
     freezeBase(model);
-    lora = new LoraAdapters(config, { rank: s.rank, alpha: s.alpha, targets: s.targets, seed: s.seed });
+    lora = new LoraAdapters(config, { rank: s.rank, alpha: s.alpha, targets: s.targets, seed: s.seed, ...(tokenRows !== undefined ? { tokens: tokenRows } : {}) });
+    lora.initTokenRows(model);
   }
   const trainedParams = lora !== undefined ? lora.params().reduce((n, p) => n + p.value.length, 0) : model.size();
-  log(`${s.full ? 'full fine-tuning' : `LoRA r=${s.rank} alpha=${s.alpha} on ${s.targets.join(',')}`}: ${trainedParams} trained parameters; ` +
+  const tokenNote = tokenRows === undefined || tokenRows.embedding.length + tokenRows.unembedding.length === 0 ? '' : ` + token rows for ${tokenRows.embedding.length} embedding and ${tokenRows.unembedding.length} unembedding tokens`;
+  log(`${s.full ? 'full fine-tuning' : `LoRA r=${s.rank} alpha=${s.alpha} on ${s.targets.join(',')}${tokenNote}`}: ${trainedParams} trained parameters; ` +
     `${train.length} training turns, ${evalSet.length} held out (${held.size} of ${conversations} conversations)` +
     (shortcut ? `; ${vocabulary.length} vocabulary rows in use${compact ? ' (only those held)' : ''}` : ''));
 
@@ -332,7 +373,8 @@ export async function runFinetune(s: FinetuneSettings): Promise<Record<string, u
     stateMetadata: {
       data_sha256: createHash('sha256').update(dataText).digest('hex'),
       model: resolved.dir,
-      mode: s.full ? 'full' : `lora r=${s.rank} alpha=${s.alpha} targets=${s.targets.join(',')}`,
+      mode: s.full ? 'full' : `lora r=${s.rank} alpha=${s.alpha} targets=${s.targets.join(',')}` +
+        (tokenRows === undefined ? '' : ` token_rows=${tokenRows.embedding.join(',')}/${tokenRows.unembedding.join(',')}`),
       ...(s.tieEmbeddings ? { tied_embeddings: 'yes' } : {}),
       precision: s.precision, lr: String(s.lr), batch_tokens: String(s.batchTokens), epochs: String(s.epochs), eval_split: String(s.evalSplit),
     },

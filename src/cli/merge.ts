@@ -54,12 +54,14 @@ export async function run(argv: string[]): Promise<number> {
       dir: outFlag, base_model: resolved.repo ?? resolved.dir, adapter: adapterDir, modules: report.modules,
       entries: report.entries, changed: report.changed, max_rounding_error: report.maxError, rms_rounding_error: report.rmsError, rms_update: report.rmsDelta,
       expert_stacks: report.expertStacks, expert_rms_update: report.expertRmsDelta,
+      embedding_token_rows: report.embeddingRows, unembedding_token_rows: report.unembeddingRows,
       expert_max_quantisation_error: packed.maxError, expert_rms_quantisation_error: packed.rmsError, expert_rms_value: packed.rmsValue,
     }));
     if (!boolFlag(p, 'quiet')) {
       process.stderr.write(`merged ${report.modules} adapted projections (r=${adapter.rank}, alpha=${adapter.alpha}) into ${resolved.description} and wrote ${outFlag}: ` +
         `attention matrices rounded to BF16 once (largest error ${report.maxError.toExponential(2)}, rms ${report.rmsError.toExponential(2)} against an update of rms ${report.rmsDelta.toExponential(2)}; ` +
         `${report.changed} of ${report.entries} entries changed); ` +
+        (report.embeddingRows + report.unembeddingRows > 0 ? `token rows put in place (rounded to BF16): ${report.embeddingRows} of the embedding, ${report.unembeddingRows} of the unembedding; ` : '') +
         (report.expertStacks === 0
           ? 'MXFP4 experts, router, norms and embeddings copied unchanged\n'
           : `${report.expertStacks} adapted expert stacks re-quantised to MXFP4 (error rms ${packed.rmsError.toExponential(2)}, largest ${packed.maxError.toExponential(2)}, against an update of rms ${report.expertRmsDelta.toExponential(2)} on weights of rms ${packed.rmsValue.toExponential(2)}); other experts, router, norms and embeddings copied unchanged\n`));

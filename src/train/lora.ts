@@ -21,6 +21,15 @@
 // so with both targeted down_proj's wrapper is outermost (`...mlp.experts.lora_A.weight`) and
 // gate_up_proj's sits inside it (`...mlp.experts.base_layer.lora_A.weight`); alone, either is the
 // outer one. The base experts stay frozen: the adapter adds its low-rank term beside them.
+//
+// Token rows are PEFT's trainable tokens (LoraConfig's `trainable_token_indices`, a map from the
+// module name, embed_tokens or lm_head, to token ids): the adapter holds new rows of the embedding
+// or the unembedding for those ids, which replace the base rows (PEFT stores the rows themselves,
+// not a difference, initialised from the base's), saved as
+// `base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta` and
+// `base_model.model.lm_head.token_adapter.trainable_tokens_delta`, [ids, hidden] in the ids' order.
+// A base trained on a narrow corpus has zero rows for every token it never saw; low-rank updates
+// cannot reach those rows, token rows can.
 import type { ModelConfig } from '../model/config.ts';
 import { seededRandom, splitmix32 } from '../random.ts';
 import type { ExpertAdapter } from './ops.ts';
@@ -64,6 +73,26 @@ export interface LoraSaved {
   u: Float64Array[];
 }
 
+/** Which vocabulary table token rows replace rows of, and PEFT's module name for it. */
+export type TokenTable = 'embedding' | 'unembedding';
+export const TOKEN_MODULES: Record<TokenTable, string> = { embedding: 'embed_tokens', unembedding: 'lm_head' };
+const TOKEN_PATHS: Record<TokenTable, string> = { embedding: 'model.embed_tokens', unembedding: 'lm_head' };
+
+/** An adapter's rows for some tokens of one vocabulary table, in place of the base's. */
+export interface TokenRows {
+  table: TokenTable;
+  /** Token ids, in the order of the rows (PEFT's order). */
+  ids: Int32Array;
+  rows: Param; // [ids, hidden]
+  /** Token id to its row in `rows`. */
+  index: Map<number, number>;
+}
+
+/** The PEFT key of a table's trainable token rows. */
+export function tokenRowsKey(table: TokenTable): string {
+  return `base_model.model.${TOKEN_PATHS[table]}.token_adapter.trainable_tokens_delta`;
+}
+
 export interface LoraOptions {
   rank: number;
   alpha: number;
@@ -71,6 +100,8 @@ export interface LoraOptions {
   /** The layers adapted (PEFT's layers_to_transform); default: all. */
   layers?: readonly number[];
   seed?: number;
+  /** Token ids whose embedding or unembedding rows the adapter holds (zero until initTokenRows or a read). */
+  tokens?: Partial<Record<TokenTable, readonly number[]>>;
 }
 
 /** The PEFT key prefix of a transformers module: PEFT wraps the causal LM as base_model.model. */
@@ -85,6 +116,8 @@ export class LoraAdapters {
   readonly scale: number;
   readonly modules: LoraModule[] = [];
   readonly expertModules: ExpertLoraModule[] = [];
+  /** Token rows per table (absent: the base's rows are used). */
+  readonly tokens: Partial<Record<TokenTable, TokenRows>> = {};
   private readonly byLayer: { qkv: LoraModule[]; out: LoraModule[] }[] = [];
 
   constructor(readonly config: ModelConfig, options: LoraOptions) {
@@ -147,10 +180,62 @@ export class LoraAdapters {
         this.expertModules.push(module);
       }
     }
+    for (const table of ['embedding', 'unembedding'] as const) {
+      const ids = options.tokens?.[table];
+      if (ids === undefined || ids.length === 0) continue;
+      const index = new Map<number, number>();
+      ids.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new Error(`token row ${id} is outside the vocabulary (0..${config.vocabSize - 1})`);
+        if (index.has(id)) throw new Error(`token ${id} is listed twice for the ${table}`);
+        index.set(id, i);
+      });
+      const size = ids.length * H;
+      const rows: Param = { name: tokenRowsKey(table), shape: [ids.length, H], value: new Float64Array(size), grad: new Float64Array(size), trainable: true };
+      this.tokens[table] = { table, ids: Int32Array.from(ids), rows, index };
+    }
   }
 
   params(): Param[] {
-    return [...this.modules.flatMap((m) => [m.A, m.B]), ...this.expertModules.flatMap((m) => [m.A, m.B])];
+    return [
+      ...this.modules.flatMap((m) => [m.A, m.B]), ...this.expertModules.flatMap((m) => [m.A, m.B]),
+      ...(['embedding', 'unembedding'] as const).flatMap((t) => this.tokens[t] === undefined ? [] : [this.tokens[t].rows]),
+    ];
+  }
+
+  /** Starts the token rows from the base's rows (PEFT's initialisation), so training starts from the base exactly. */
+  initTokenRows(model: TrainableModel): void {
+    const H = this.config.hiddenSize;
+    for (const t of Object.values(this.tokens)) {
+      const full = t.table === 'embedding' ? model.embedding : model.unembedding;
+      t.ids.forEach((id, i) => {
+        const row = model.tableRow(id);
+        if (row >= 0) t.rows.value.set(full.value.subarray(row * H, (row + 1) * H), i * H);
+        else t.rows.value.fill(0, i * H, (i + 1) * H);
+      });
+    }
+  }
+
+  /** Puts the embedding's token rows in place of the base rows in x [T, hidden] for `tokens`. */
+  embedTokens(tokens: readonly number[], x: Float64Array): void {
+    const t = this.tokens.embedding;
+    if (t === undefined) return;
+    const H = this.config.hiddenSize;
+    tokens.forEach((id, p) => {
+      const i = t.index.get(id);
+      if (i !== undefined) x.set(t.rows.value.subarray(i * H, (i + 1) * H), p * H);
+    });
+  }
+
+  /** With dx [T, hidden] the gradient of the embedded sequence: each token row's gradient. */
+  embedTokensBackward(tokens: readonly number[], dx: Float64Array): void {
+    const t = this.tokens.embedding;
+    if (t === undefined || !t.rows.trainable) return;
+    const H = this.config.hiddenSize;
+    tokens.forEach((id, p) => {
+      const i = t.index.get(id);
+      if (i === undefined) return;
+      for (let c = 0; c < H; c++) t.rows.grad[i * H + c] += dx[p * H + c]!;
+    });
   }
 
   /** The adapters of layer n's experts for the MoE forward and backward, or undefined when it has none. */
@@ -330,6 +415,15 @@ export class LoraAdapters {
           w[(m.rowOffset + o) * m.inFeatures + c] += this.scale * sum;
         }
       }
+    }
+    const H = this.config.hiddenSize;
+    for (const t of Object.values(this.tokens)) {
+      const full = t.table === 'embedding' ? model.embedding : model.unembedding;
+      t.ids.forEach((id, i) => {
+        const row = model.tableRow(id);
+        if (row < 0) throw new Error(`token ${id} has no row in the model's compact vocabulary`);
+        full.value.set(t.rows.value.subarray(i * H, (i + 1) * H), row * H);
+      });
     }
     for (const m of this.expertModules) {
       const stack = m.target === 'gate_up_proj' ? model.blocks[m.layer]!.mlp.mlp1Weight.value : model.blocks[m.layer]!.mlp.mlp2Weight.value;

@@ -7,12 +7,14 @@
 // its group's largest value), so an adapted layer's expert stack becomes float: its MXFP4 values
 // dequantised plus the update, in f32 (the backends compute such experts with the reference code,
 // as for a float export); unadapted layers stay packed. `gptoss merge` then re-quantises those
-// stacks to MXFP4 (`requantiseExperts`) and measures what that loses. The router, the norms and
+// stacks to MXFP4 (`requantiseExperts`) and measures what that loses. An adapter's token rows
+// (PEFT's trainable tokens) replace their tokens' rows of the embedding and the unembedding,
+// rounded once to BF16 as the tables are stored. The router, the norms and every other row of
 // both vocabulary tables are carried over bit for bit.
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { toOriginalConfigJson } from '../model/config.ts';
-import type { ModelWeights } from '../model/weights.ts';
+import type { EmbeddingTable, ModelWeights } from '../model/weights.ts';
 import { dequantMxfp4Row, type Bf16Matrix, type Mxfp4Matrices } from '../tensor/index.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { bf16Word, quantiseMxfp4 } from './export.ts';
@@ -34,6 +36,9 @@ export interface MergeReport {
   expertStacks: number;
   expertEntries: number;
   expertRmsDelta: number;
+  /** Token rows put in place of the base's: the embedding's and the unembedding's. */
+  embeddingRows: number;
+  unembeddingRows: number;
 }
 
 export interface RequantiseReport {
@@ -106,12 +111,41 @@ export function mergeLoraIntoWeights(weights: ModelWeights, lora: LoraAdapters):
     if (m.target === 'gate_up_proj') mlp.mlp1Weight = float;
     else mlp.mlp2Weight = float;
   }
+  const H = weights.config.hiddenSize;
+  const embeddingRows = lora.tokens.embedding;
+  if (embeddingRows !== undefined) {
+    const words = new Uint16Array(embeddingRows.rows.value.length);
+    embeddingRows.rows.value.forEach((v, i) => { words[i] = bf16Word(v); });
+    weights.embedding.weight = withRows(weights.embedding.weight, embeddingRows.index, words);
+  }
+  const unembeddingRows = lora.tokens.unembedding;
+  if (unembeddingRows !== undefined) {
+    const table = weights.unembedding.weight;
+    unembeddingRows.ids.forEach((id, i) => {
+      for (let c = 0; c < H; c++) table.data[id * H + c] = bf16Word(unembeddingRows.rows.value[i * H + c]!);
+    });
+  }
   return {
+    embeddingRows: embeddingRows?.ids.length ?? 0, unembeddingRows: unembeddingRows?.ids.length ?? 0,
     modules: lora.modules.length, changed, entries, maxError,
     rmsError: entries > 0 ? Math.sqrt(sumError2 / entries) : 0,
     rmsDelta: entries > 0 ? Math.sqrt(sumDelta2 / entries) : 0,
     expertStacks: lora.expertModules.length, expertEntries,
     expertRmsDelta: expertEntries > 0 ? Math.sqrt(expertDelta2 / expertEntries) : 0,
+  };
+}
+
+/** `table` with the rows of `index`'s tokens read from `words` (BF16, [rows, cols]) instead. */
+function withRows(table: EmbeddingTable, index: ReadonlyMap<number, number>, words: Uint16Array): EmbeddingTable {
+  const cols = table.cols;
+  return {
+    rows: table.rows, cols,
+    readRow(id, out) {
+      const i = index.get(id);
+      if (i === undefined) return table.readRow(id, out);
+      for (let c = 0; c < cols; c++) out[c] = bf16Value(words[i * cols + c]!);
+    },
+    close: () => table.close(),
   };
 }
 

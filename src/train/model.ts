@@ -57,6 +57,9 @@ export interface Tape {
   /** Each token's row in the embedding table (its id, or its index in a compact vocabulary). */
   tableRows: Int32Array;
   logitRows: Int32Array | null;
+  /** With an adapter's unembedding token rows: the table the logits used (those rows in place) and each token row's row in it. */
+  logitTable: Float64Array | null;
+  tokenRowPositions: Int32Array | null;
   /** The matrix products the forward used; the backward uses the same. */
   linear: LinearKernels;
 }
@@ -168,6 +171,7 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
 
   let x = new Float64Array(T * H);
   tableRows.forEach((row, t) => x.set(model.embedding.value.subarray(row * H, (row + 1) * H), t * H));
+  lora?.embedTokens(tokens, x);
 
   const blocks: BlockTape[] = [];
   model.blocks.forEach((b, n) => {
@@ -213,12 +217,28 @@ export function forwardTrain(model: TrainableModel, tokens: readonly number[], o
   if (logitRows !== null && logitRows.some((t, i) => t < 0 || t >= T || (i > 0 && t <= logitRows[i - 1]!))) throw new Error('forwardTrain: logitRows must be ascending positions of the sequence');
   const P = logitRows === null ? T : logitRows.length;
   const rowsIn = logitRows === null ? finalNorm.out : gatherRows(finalNorm.out, H, logitRows);
-  const logits = vocabulary === null || model.vocabulary !== null
-    ? linear.forward(rowsIn, P, model.unembedding.value, vocabulary?.length ?? c.vocabSize, H, null)
-    : linear.forward(rowsIn, P, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
+  const tokenRows = lora?.tokens.unembedding;
+  let logitTable: Float64Array | null = null;
+  let tokenRowPositions: Int32Array | null = null;
+  let logits: Float64Array;
+  if (tokenRows !== undefined) {
+    // The adapter's rows replace the base's in a copy of the rows the logits use.
+    logitTable = vocabulary === null || model.vocabulary !== null ? model.unembedding.value.slice() : gatherRows(model.unembedding.value, H, vocabulary);
+    tokenRowPositions = Int32Array.from(tokenRows.ids, (id) => {
+      const row = vocabulary === null ? id : model.vocabulary !== null ? model.tableRow(id) : sortedIndex(vocabulary, id);
+      if (row < 0) throw new Error(`forwardTrain: the adapter's unembedding row for token ${id} is outside the used vocabulary`);
+      return row;
+    });
+    tokenRowPositions.forEach((row, i) => logitTable!.set(tokenRows.rows.value.subarray(i * H, (i + 1) * H), row * H));
+    logits = linear.forward(rowsIn, P, logitTable, vocabulary?.length ?? c.vocabSize, H, null);
+  } else {
+    logits = vocabulary === null || model.vocabulary !== null
+      ? linear.forward(rowsIn, P, model.unembedding.value, vocabulary?.length ?? c.vocabSize, H, null)
+      : linear.forward(rowsIn, P, gatherRows(model.unembedding.value, H, vocabulary), vocabulary.length, H, null);
+  }
   return {
     tokens, rope: table, layout, positions, lora: lora ?? null, blocks, xFinal: x, finalInv: finalNorm.inv, finalNormed: finalNorm.out, logits,
-    vocabulary, tableRows, logitRows, linear,
+    vocabulary, tableRows, logitRows, logitTable, tokenRowPositions, linear,
   };
 }
 
@@ -244,7 +264,27 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
   const rowsIn = rows === null ? tape.finalNormed : gatherRows(tape.finalNormed, H, rows);
   const dRowsIn = rows === null ? dnormed : new Float64Array(P * H);
   const used = tape.vocabulary;
-  if (used === null || model.vocabulary !== null) {
+  const tokenRows = tape.lora?.tokens.unembedding;
+  if (tokenRows !== undefined && tape.logitTable !== null && tape.tokenRowPositions !== null) {
+    const n = used?.length ?? c.vocabSize;
+    const dRows = new Float64Array(n * H);
+    linear.backward(dlogits, rowsIn, P, tape.logitTable, n, H, dRowsIn, dRows, null);
+    const positions = tape.tokenRowPositions;
+    if (tokenRows.rows.trainable) {
+      positions.forEach((row, i) => {
+        for (let col = 0; col < H; col++) tokenRows.rows.grad[i * H + col] += dRows[row * H + col]!;
+      });
+    }
+    if (model.unembedding.trainable) {
+      // The base rows the adapter replaces were not used: they get no gradient.
+      const replaced = new Set(positions);
+      for (let row = 0; row < n; row++) {
+        if (replaced.has(row)) continue;
+        const target = (used === null || model.vocabulary !== null ? row : used[row]!) * H;
+        for (let col = 0; col < H; col++) model.unembedding.grad[target + col] += dRows[row * H + col]!;
+      }
+    }
+  } else if (used === null || model.vocabulary !== null) {
     linear.backward(dlogits, rowsIn, P, model.unembedding.value, used?.length ?? c.vocabSize, H, dRowsIn, gradOf(model.unembedding), null);
   } else {
     // Unused rows are zero: they add nothing to dnormed, and they get no gradient.
@@ -302,8 +342,12 @@ export function backwardTrain(model: TrainableModel, tape: Tape, dlogits: Float6
   }
 
   const dEmbedding = gradOf(model.embedding);
+  const embeddingRows = tape.lora?.tokens.embedding;
+  tape.lora?.embedTokensBackward(tape.tokens, dx);
   if (dEmbedding !== null) {
     tape.tableRows.forEach((row, t) => {
+      // A token whose row the adapter replaces did not read the base row.
+      if (embeddingRows?.index.has(tape.tokens[t]!) === true) return;
       for (let i = 0; i < H; i++) dEmbedding[row * H + i] += dx[t * H + i]!;
     });
   }
@@ -403,6 +447,18 @@ function gatherRows(matrix: Float64Array, width: number, ids: Int32Array): Float
   const out = new Float64Array(ids.length * width);
   ids.forEach((id, i) => out.set(matrix.subarray(id * width, (id + 1) * width), i * width));
   return out;
+}
+
+/** The index of `id` in the ascending `sorted`, or -1. */
+function sortedIndex(sorted: Int32Array, id: number): number {
+  let lo = 0, hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] === id) return mid;
+    if (sorted[mid]! < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
 }
 
 /** The sorted distinct ids of `sequences`' tokens: the used vocabulary of a corpus. */

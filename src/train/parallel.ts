@@ -65,6 +65,7 @@ function loraOptionsOf(lora: LoraAdapters): LoraOptions {
     rank: lora.rank, alpha: lora.alpha,
     targets: [...new Set(modules.map((m) => m.target))],
     layers: [...new Set(modules.map((m) => m.layer))].sort((a, b) => a - b),
+    tokens: Object.fromEntries(Object.values(lora.tokens).map((t) => [t.table, [...t.ids]])),
   };
 }
 

@@ -5,7 +5,9 @@
 // `target_parameters` (mlp.experts.gate_up_proj, mlp.experts.down_proj). We write F32 tensors; we
 // read F32, BF16 or F16. Anything we cannot apply exactly (rsLoRA, DoRA, fan_in_fan_out, modules
 // or parameters other than the attention projections and the two expert stacks, per-module ranks)
-// is refused with a UserError naming it, never ignored.
+// is refused with a UserError naming it, never ignored. Token rows (lora.ts) are PEFT's
+// `trainable_token_indices` ({"embed_tokens": [...], "lm_head": [...]}; a plain list means the
+// embedding) with their `token_adapter.trainable_tokens_delta` tensors.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -13,7 +15,7 @@ import { widenToF32 } from '../tensor/index.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { readRegularFile } from '../files.ts';
 import { SafetensorsFile, writeSafetensors } from '../checkpoint/safetensors.ts';
-import { EXPERT_TARGETS, LORA_TARGETS, LoraAdapters, type ExpertTarget, type LoraTarget } from './lora.ts';
+import { EXPERT_TARGETS, LORA_TARGETS, LoraAdapters, TOKEN_MODULES, tokenRowsKey, type ExpertTarget, type LoraTarget, type TokenTable } from './lora.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -42,6 +44,9 @@ export function writePeftAdapter(lora: LoraAdapters, dir: string, baseModel = ''
     target_modules: targets,
     ...(parameters.length === 0 ? {} : { target_parameters: [...new Set(parameters)] }),
     layers_to_transform: allLayers || targets.length === 0 ? null : layers,
+    ...(Object.keys(lora.tokens).length === 0 ? {} : {
+      trainable_token_indices: Object.fromEntries(Object.values(lora.tokens).map((t) => [TOKEN_MODULES[t.table], [...t.ids]])),
+    }),
     bias: 'none',
     fan_in_fan_out: false,
     use_rslora: false,
@@ -93,11 +98,20 @@ export function readPeftAdapter(dir: string, config: ModelConfig): LoraAdapters 
     expertTargets.add(m[2] as ExpertTarget);
   }
 
+  const tokens = tokenIndices(c['trainable_token_indices'], config.vocabSize, bad);
+  const tokenKeys = new Map((['embedding', 'unembedding'] as const).map((t) => [tokenRowsKey(t), t]));
+
   const file = SafetensorsFile.open(weightsPath);
   try {
     // target null: an expert adapter (which of the two its name says only with the config's targets).
     const found = new Map<string, { layer: number; target: LoraTarget | null }>();
     for (const [name, info] of file.tensors) {
+      const table = tokenKeys.get(name);
+      if (table !== undefined) {
+        if (tokens[table] === undefined) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" holds token rows but ${ADAPTER_CONFIG}'s trainable_token_indices names no ${TOKEN_MODULES[table]} tokens`);
+        if (!['F32', 'BF16', 'F16'].includes(info.dtype)) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" has dtype ${info.dtype}; expected F32, BF16 or F16`);
+        continue;
+      }
       const m = KEY.exec(name);
       const expert = m === null ? EXPERT_KEY.exec(name) : null;
       if (m === null && expert === null) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" is not a LoRA matrix of an attention projection or of the experts (only q_proj, k_proj, v_proj, o_proj and mlp.experts adapters are supported)`);
@@ -107,18 +121,25 @@ export function readPeftAdapter(dir: string, config: ModelConfig): LoraAdapters 
       if (!['F32', 'BF16', 'F16'].includes(info.dtype)) throw new UserError('checkpoint', `${weightsPath}: tensor "${name}" has dtype ${info.dtype}; expected F32, BF16 or F16`);
       found.set(name, { layer, target: m === null ? null : m[2] as LoraTarget });
     }
-    if (found.size === 0) throw new UserError('checkpoint', `${weightsPath}: no LoRA tensors`);
+    if (found.size === 0 && Object.keys(tokens).length === 0) throw new UserError('checkpoint', `${weightsPath}: no LoRA tensors`);
     const targets: LoraTarget[] = [
       ...LORA_TARGETS.filter((t) => [...found.values()].some((f) => f.target === t)),
       ...([...found.values()].some((f) => f.target === null) ? EXPERT_TARGETS.filter((t) => expertTargets.has(t)) : []),
     ];
     const layers = [...new Set([...found.values()].map((f) => f.layer))];
-    const lora = new LoraAdapters(config, { rank, alpha, targets, layers });
+    const lora = new LoraAdapters(config, { rank, alpha, targets, layers, tokens });
+    const tokenParams = new Set(Object.values(lora.tokens).map((t) => t.rows));
     for (const p of lora.params()) {
       const info = file.tensors.get(p.name);
-      if (info === undefined) throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" is missing (every adapted layer needs A and B for each target module)`);
+      if (info === undefined) {
+        throw new UserError('checkpoint', tokenParams.has(p)
+          ? `${weightsPath}: tensor "${p.name}" is missing (${ADAPTER_CONFIG}'s trainable_token_indices names its tokens)`
+          : `${weightsPath}: tensor "${p.name}" is missing (every adapted layer needs A and B for each target module)`);
+      }
       if (info.shape.length !== 2 || info.shape[0] !== p.shape[0] || info.shape[1] !== p.shape[1]) {
-        throw new UserError('checkpoint', `${weightsPath}: tensor "${p.name}" has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(p.shape)} (r=${rank}, this model's projection sizes and ${config.numExperts} experts)`);
+        throw new UserError('checkpoint', tokenParams.has(p)
+          ? `${weightsPath}: tensor "${p.name}" has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(p.shape)} (one row of ${config.hiddenSize} per token in trainable_token_indices)`
+          : `${weightsPath}: tensor "${p.name}" has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(p.shape)} (r=${rank}, this model's projection sizes and ${config.numExperts} experts)`);
       }
       const raw = new Uint8Array(info.byteLength);
       file.readInto(p.name, raw);
@@ -130,4 +151,23 @@ export function readPeftAdapter(dir: string, config: ModelConfig): LoraAdapters 
   } finally {
     file.close();
   }
+}
+
+/**
+ * PEFT's trainable_token_indices: a list of ids (the input embedding's) or a map from the module
+ * name (embed_tokens, lm_head, optionally with its path) to ids.
+ */
+function tokenIndices(raw: unknown, vocabSize: number, bad: (what: string) => never): Partial<Record<TokenTable, number[]>> {
+  if (raw === undefined || raw === null) return {};
+  const entries: [string, unknown][] = Array.isArray(raw) ? [['embed_tokens', raw]] : typeof raw === 'object' ? Object.entries(raw) : bad('trainable_token_indices must be a list of token ids or a map from embed_tokens / lm_head to lists');
+  const out: Partial<Record<TokenTable, number[]>> = {};
+  for (const [module, ids] of entries) {
+    const table = (['embedding', 'unembedding'] as const).find((t) => module === TOKEN_MODULES[t] || module.endsWith(`.${TOKEN_MODULES[t]}`));
+    if (table === undefined) bad(`trainable_token_indices names "${module}"; only embed_tokens and lm_head are supported`);
+    if (out[table] !== undefined) bad(`trainable_token_indices names ${TOKEN_MODULES[table]} twice`);
+    if (!Array.isArray(ids) || ids.some((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize)) bad(`trainable_token_indices.${module} must be a list of token ids below ${vocabSize}`);
+    if (new Set(ids).size !== ids.length) bad(`trainable_token_indices.${module} lists a token twice`);
+    if (ids.length > 0) out[table] = ids as number[];
+  }
+  return out;
 }

@@ -210,6 +210,41 @@ suite('gptoss finetune', () => {
     assert.match(String(summary(r.stdout)['base_model']), /gpt-oss-nano-[0-9a-f]{12}$/);
   });
 
+  it('token rows: the data\'s tokens whose base rows are zero get trained rows (PEFT trainable tokens); --token-rows none and extra ids', async () => {
+    const vocabulary = usedVocabulary(readConversationsJsonl(DATA, 'data').map((e) => e.tokens));
+    const unknown = [...vocabulary].slice(-3); // three of the data's tokens the base never learned
+    const model = TrainableModel.random(CONFIG, 12);
+    zeroUnusedRows(model, vocabulary.filter((id) => !unknown.includes(id)), 'both');
+    const narrow = join(tmp, 'narrow');
+    writeOriginalCheckpoint(model, narrow);
+    const out = join(tmp, 'token-rows');
+    const r = await runCli(['finetune', '--model', narrow, '--data', data, '--out', out, ...LORA]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /\+ token rows for 3 embedding and 3 unembedding tokens/);
+    const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(config['trainable_token_indices'], { embed_tokens: unknown, lm_head: unknown });
+    const lora = readPeftAdapter(out, CONFIG);
+    assert.ok(lora.tokens.unembedding!.rows.value.some((v) => v !== 0), 'the unembedding rows trained away from zero');
+    assert.ok(lora.tokens.embedding!.rows.value.some((v) => v !== 0), 'the embedding rows trained away from zero');
+
+    // Interrupted and resumed (token rows in the state too, and a change of them refused): the same adapter byte for byte.
+    const resumedOut = join(tmp, 'token-rows-resumed');
+    assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', resumedOut, ...LORA, '--stop-after', '3'])).code, 0);
+    const changed = await runCli(['finetune', '--model', narrow, '--data', data, '--out', resumedOut, ...LORA, '--token-rows', 'none', '--resume']);
+    assert.equal(changed.code, 2);
+    assert.match(changed.stderr, /saved with mode ".*token_rows=.*"/);
+    assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', resumedOut, ...LORA, '--resume'])).code, 0);
+    assert.deepEqual(readFileSync(join(resumedOut, 'adapter_model.safetensors')), readFileSync(join(out, 'adapter_model.safetensors')));
+
+    const none = join(tmp, 'token-rows-none');
+    assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', none, ...LORA, '--token-rows', 'none'])).code, 0);
+    assert.ok(!('trainable_token_indices' in (JSON.parse(readFileSync(join(none, 'adapter_config.json'), 'utf8')) as object)));
+    const extra = join(tmp, 'token-rows-extra');
+    assert.equal((await runCli(['finetune', '--model', narrow, '--data', data, '--out', extra, ...LORA, '--epochs', '1', '--token-rows', `${vocabulary[0]!},auto`])).code, 0);
+    const withExtra = JSON.parse(readFileSync(join(extra, 'adapter_config.json'), 'utf8')) as { trainable_token_indices: Record<string, number[]> };
+    assert.deepEqual(withExtra.trainable_token_indices['lm_head'], [vocabulary[0]!, ...unknown]);
+  });
+
   it('--lora-targets: attn, experts (PEFT target_parameters), names, and the default of both', () => {
     const targets = (...flag: string[]): unknown => {
       const s = parseSettings(['--data', 'd', '--out', 'o', ...flag]);
@@ -238,6 +273,9 @@ suite('gptoss finetune', () => {
     await fails(['--data', join(tmp, 'missing.jsonl')], /missing\.jsonl/);
     await fails(['--data', data, '--lora-targets', 'experts,router'], /--lora-targets: unknown module "router" \(expected attn, experts, or a comma list of q_proj, k_proj, v_proj, o_proj, gate_up_proj, down_proj\)/);
     await fails(['--data', data, '--full', '--lora-rank', '4'], /--full trains every weight/);
+    await fails(['--data', data, '--token-rows', 'auto,x'], /--token-rows: "x" is not auto, none or a token id/);
+    await fails(['--data', data, '--token-rows', '999999'], /--token-rows: token 999999 is outside the vocabulary/);
+    await fails(['--data', data, '--full', '--token-rows', 'none'], /--full trains every weight; .*--token-rows are for adapters/);
     await fails(['--data', data, '--float-out', join(tmp, 'f')], /--float-out DIR goes with --full/);
     await fails(['--data', data, '--eval-split', '2'], /--eval-split/);
     await fails(['--data', data, '--precision', 'f16'], /--precision f16: expected f64 or f32/);

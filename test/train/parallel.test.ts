@@ -74,6 +74,18 @@ function loraSetup(precision: 'f64' | 'f32'): Setup {
   return { model, options: { lora, precision }, params: lora.params() };
 }
 
+/** An adapter with token rows (PEFT trainable tokens) for tokens whose base rows are zero, over the used vocabulary. */
+function tokenRowsSetup(precision: 'f64' | 'f32'): Setup {
+  const known = vocabulary.slice(0, -3);
+  const model = TrainableModel.random(TINY, 14);
+  zeroUnusedRows(model, known, 'both');
+  freezeBase(model);
+  const unknown = [...vocabulary.slice(-3)];
+  const lora = new LoraAdapters(TINY, { rank: 4, alpha: 8, targets: ['q_proj', 'o_proj'], seed: 3, tokens: { embedding: unknown, unembedding: unknown } });
+  for (const p of lora.params()) if (!p.name.includes('lora_A')) p.value.forEach((_, i) => { p.value[i] = Math.sin(i + p.value.length) * 0.05; });
+  return { model, options: { lora, precision, vocabulary }, params: lora.params() };
+}
+
 /** The one-thread step and the two-thread step on twin setups: losses and every trained gradient. */
 async function compareStep(make: () => Setup, sequences: readonly Sequence[], sharePrefix: boolean, tolerance: number): Promise<void> {
   const one = make();
@@ -139,6 +151,11 @@ suite('data-parallel training', () => {
   it('gives the one-thread step\'s loss and gradients: an adapter on a frozen model', async () => {
     await compareStep(() => loraSetup('f64'), batch, false, 1e-12);
     await compareStep(() => loraSetup('f32'), batch, false, 1e-5);
+  });
+
+  it('gives the one-thread step\'s loss and gradients: an adapter with token rows over the used vocabulary', async () => {
+    await compareStep(() => tokenRowsSetup('f64'), batch, false, 1e-12);
+    await compareStep(() => tokenRowsSetup('f32'), batch, false, 1e-5);
   });
 
   it('gives the one-thread step\'s loss and gradients with shared-prefix packing (a group cut in two packs on each side)', async () => {
