@@ -14,6 +14,7 @@ import { TrainableModel } from '../../src/train/params.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readPeftAdapter, writePeftAdapter } from '../../src/train/peft.ts';
 import { maxAbsDiff } from '../model/golden-data.ts';
 import { randomArray } from './gradcheck.ts';
+import { refusesAdapter } from './refuses-adapter.ts';
 import { TINY } from './tiny.ts';
 
 let tmp: string;
@@ -22,15 +23,6 @@ function adapters(options: { layers?: number[]; targets?: LoraTarget[] } = {}): 
   const lora = new LoraAdapters(TINY, { rank: 4, alpha: 16, seed: 9, ...options });
   lora.params().forEach((p, i) => p.value.set(randomArray(p.value.length, 300 + i, 0.1)));
   return lora;
-}
-
-function refuses(dir: string, fragment: RegExp): void {
-  assert.throws(() => readPeftAdapter(dir, TINY), (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    assert.ok(!e.message.includes('\n'), 'one line');
-    assert.match(e.message, fragment);
-    return true;
-  });
 }
 
 suite('PEFT adapter folders', () => {
@@ -84,19 +76,19 @@ suite('PEFT adapter folders', () => {
       else writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors);
       return dir;
     };
-    refuses(join(tmp, 'nowhere'), /no adapter_config\.json/);
-    refuses(variant('ia3', (c) => { c['peft_type'] = 'IA3'; }), /only LORA/);
-    refuses(variant('rslora', (c) => { c['use_rslora'] = true; }), /use_rslora/);
-    refuses(variant('dora', (c) => { c['use_dora'] = true; }), /DoRA/);
-    refuses(variant('rank8', (c) => { c['r'] = 8; }), /shape \[4,64\], expected \[8,64\]/);
-    refuses(variant('pattern', (c) => { c['rank_pattern'] = { q_proj: 8 }; }), /rank_pattern/);
+    refusesAdapter(join(tmp, 'nowhere'), /no adapter_config\.json/);
+    refusesAdapter(variant('ia3', (c) => { c['peft_type'] = 'IA3'; }), /only LORA/);
+    refusesAdapter(variant('rslora', (c) => { c['use_rslora'] = true; }), /use_rslora/);
+    refusesAdapter(variant('dora', (c) => { c['use_dora'] = true; }), /DoRA/);
+    refusesAdapter(variant('rank8', (c) => { c['r'] = 8; }), /shape \[4,64\], expected \[8,64\]/);
+    refusesAdapter(variant('pattern', (c) => { c['rank_pattern'] = { q_proj: 8 }; }), /rank_pattern/);
     const a = new Float32Array(4 * 64);
-    refuses(variant('experts', () => {}, [{ name: 'base_model.model.model.layers.0.mlp.router.lora_A.weight', dtype: 'F32', shape: [4, 64], data: a }]), /mlp\.router\.lora_A.*only q_proj/);
-    refuses(variant('layer9', () => {}, [{ name: 'base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight', dtype: 'F32', shape: [4, 64], data: a }]), /layer 9 but the model has 2/);
-    refuses(variant('half', () => {}, [{ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', dtype: 'F32', shape: [4, 64], data: a }]), /q_proj\.lora_B\.weight" is missing/);
+    refusesAdapter(variant('experts', () => {}, [{ name: 'base_model.model.model.layers.0.mlp.router.lora_A.weight', dtype: 'F32', shape: [4, 64], data: a }]), /mlp\.router\.lora_A.*only q_proj/);
+    refusesAdapter(variant('layer9', () => {}, [{ name: 'base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight', dtype: 'F32', shape: [4, 64], data: a }]), /layer 9 but the model has 2/);
+    refusesAdapter(variant('half', () => {}, [{ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', dtype: 'F32', shape: [4, 64], data: a }]), /q_proj\.lora_B\.weight" is missing/);
     const dir = variant('notjson', () => {});
     writeFileSync(join(dir, ADAPTER_CONFIG), '{oops');
-    refuses(dir, /not valid JSON/);
+    refusesAdapter(dir, /not valid JSON/);
   });
 
   it('experts round trip as PEFT target_parameters: config, names, shapes, values and the adapted logits', () => {

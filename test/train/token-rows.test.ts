@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../../src/errors.ts';
 import { HeapStore } from '../../src/tensor/index.ts';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile, writeSafetensors } from '../../src/checkpoint/safetensors.ts';
@@ -21,6 +20,7 @@ import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readPeftAdapter, writePeftAdapter } fr
 import { maxAbsDiff } from '../model/golden-data.ts';
 import { runCli } from '../cli/in-process.ts';
 import { checkGradient, describe, randomArray, someIndices } from './gradcheck.ts';
+import { refusesAdapter } from './refuses-adapter.ts';
 import { TINY } from './tiny.ts';
 
 /** The base knows tokens 0..29: the other rows of both tables are zero. */
@@ -45,15 +45,6 @@ function trainedLooking(seed: number): LoraAdapters {
 }
 
 let tmp: string;
-
-function refuses(dir: string, fragment: RegExp): void {
-  assert.throws(() => readPeftAdapter(dir, TINY), (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    assert.ok(!e.message.includes('\n'), 'one line');
-    assert.match(e.message, fragment);
-    return true;
-  });
-}
 
 suite('token rows in LoRA adapters', () => {
   before(() => {
@@ -167,13 +158,13 @@ suite('token rows in LoRA adapters', () => {
       writeSafetensors(join(dir, ADAPTER_WEIGHTS), (tensors ?? ((x) => x))(list).map((x) => ({ name: x.name, dtype: 'F32' as const, shape: x.shape, data: new Float32Array(x.shape[0]! * x.shape[1]!) })));
       return dir;
     };
-    refuses(variant('unknown-module', { embed_tokens: NEW, wte: [1] }), /trainable_token_indices names "wte"; only embed_tokens and lm_head/);
-    refuses(variant('twice', { embed_tokens: [33, 33, 41], lm_head: [41, 33, 40] }), /embed_tokens lists a token twice/);
-    refuses(variant('outside', { embed_tokens: [33, 40, 48], lm_head: [41, 33, 40] }), /embed_tokens must be a list of token ids below 48/);
-    refuses(variant('not-ids', 'all'), /trainable_token_indices must be a list of token ids or a map/);
-    refuses(variant('count', { embed_tokens: [33, 40], lm_head: [41, 33, 40] }), /trainable_tokens_delta" has shape \[3,64\], expected \[2,64\] \(one row of 64 per token/);
-    refuses(variant('no-indices', { embed_tokens: NEW }), /holds token rows but adapter_config\.json's trainable_token_indices names no lm_head tokens/);
-    refuses(variant('no-tensor', { embed_tokens: NEW, lm_head: [41, 33, 40] }, (l) => l.filter((x) => x.name !== tokenRowsKey('unembedding'))), /lm_head\.token_adapter\.trainable_tokens_delta" is missing/);
+    refusesAdapter(variant('unknown-module', { embed_tokens: NEW, wte: [1] }), /trainable_token_indices names "wte"; only embed_tokens and lm_head/);
+    refusesAdapter(variant('twice', { embed_tokens: [33, 33, 41], lm_head: [41, 33, 40] }), /embed_tokens lists a token twice/);
+    refusesAdapter(variant('outside', { embed_tokens: [33, 40, 48], lm_head: [41, 33, 40] }), /embed_tokens must be a list of token ids below 48/);
+    refusesAdapter(variant('not-ids', 'all'), /trainable_token_indices must be a list of token ids or a map/);
+    refusesAdapter(variant('count', { embed_tokens: [33, 40], lm_head: [41, 33, 40] }), /trainable_tokens_delta" has shape \[3,64\], expected \[2,64\] \(one row of 64 per token/);
+    refusesAdapter(variant('no-indices', { embed_tokens: NEW }), /holds token rows but adapter_config\.json's trainable_token_indices names no lm_head tokens/);
+    refusesAdapter(variant('no-tensor', { embed_tokens: NEW, lm_head: [41, 33, 40] }, (l) => l.filter((x) => x.name !== tokenRowsKey('unembedding'))), /lm_head\.token_adapter\.trainable_tokens_delta" is missing/);
   });
 
   it('--adapter serves the BF16-merged training model; gptoss merge writes that model', async (t) => {
