@@ -42,6 +42,20 @@ test('single-line citations work; unknown cursors and results pages are left as 
   assert.match(r.text, /^A \(\[Early management[^\]]*\]\(guidelines\/sepsis-early-management\.md(#L\d+)?\)\) B【9†L1-L2】 C【0†L4】$/);
 });
 
+test('a marker after a space becomes a link after that one space, whole and streamed', async () => {
+  const s = await session();
+  const full = 'Give 7 mg/kg 【1†L3】 and more 【1†L4】.';
+  const whole = resolveCitations(full, s).text;
+  assert.doesNotMatch(whole, /  /, 'no double space before a link');
+  assert.match(whole, /^Give 7 mg\/kg \(\[Early management[^\]]*\]\([^)]*\)\) and more \(\[Early/);
+  const stream = new CitationStream(s);
+  let shown = '';
+  for (let i = 0; i < full.length; i += 2) shown += stream.push(full.slice(i, i + 2));
+  shown += stream.flush();
+  assert.equal(shown, whole);
+  for (const c of stream.citations) assert.match(shown.slice(c.start, c.end), /^\(\[Early management/);
+});
+
 test('streaming: partial markers are held back and offsets match the concatenated output', async () => {
   const s = await session();
   const full = 'First point【1†L30-L31】 and second【1†L12】.';

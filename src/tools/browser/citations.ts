@@ -54,7 +54,7 @@ function escapeMarkdownText(s: string): string {
  * Replaces every complete citation marker whose cursor names a page with ` ([title](href))` and
  * reports it; markers naming no page (or a search results page) are left as they are.
  */
-export function resolveCitations(text: string, source: CitationSource, offset = 0): ResolvedText {
+export function resolveCitations(text: string, source: CitationSource, offset = 0, before = ''): ResolvedText {
   let out = '';
   let last = 0;
   const citations: Citation[] = [];
@@ -75,7 +75,9 @@ export function resolveCitations(text: string, source: CitationSource, offset = 
     const quote = range !== null ? stripLinks(lines.slice(start, end + 1).join('\n')).trim() : '';
     const href = source.citationHref?.(page, start, end) ?? page.url;
     const title = page.title || page.url;
-    const replacement = ` ([${escapeMarkdownText(title)}](${href.replace(/[()\s]/g, (c) => encodeURIComponent(c))}))`;
+    // The link follows the cited words after one space: none added where the answer has one.
+    const lead = /\s$/.test(out === '' ? before : out) ? '' : ' ';
+    const replacement = `${lead}([${escapeMarkdownText(title)}](${href.replace(/[()\s]/g, (c) => encodeURIComponent(c))}))`;
     citations.push({
       start: offset + out.length,
       end: offset + out.length + replacement.length,
@@ -106,6 +108,8 @@ export function hasPartialCitation(text: string): boolean {
 export class CitationStream {
   private pending = '';
   private emitted = 0;
+  /** The last character returned: a citation at the start of a chunk follows it. */
+  private last = '';
   readonly citations: Citation[] = [];
 
   constructor(
@@ -133,9 +137,10 @@ export class CitationStream {
 
   private emit(chunk: string): string {
     if (chunk === '') return '';
-    const r = resolveCitations(chunk, this.source, this.emitted);
+    const r = resolveCitations(chunk, this.source, this.emitted, this.last);
     this.citations.push(...r.citations);
     this.emitted += r.text.length;
+    if (r.text !== '') this.last = r.text.slice(-1);
     return r.text;
   }
 }
