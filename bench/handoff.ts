@@ -15,6 +15,7 @@ import { createWasmBackend, type WasmBackend } from '../src/kernels/wasm/index.t
 import type { ExpertWeights } from '../src/kernels/backend.ts';
 import type { Bf16Matrix } from '../src/tensor/index.ts';
 import { seededRandom } from '../src/random.ts';
+import { SyntheticTensors } from './synthetic.ts';
 
 const { values: flags } = parseArgs({ options: { threads: { type: 'string' }, rounds: { type: 'string' } } });
 const threads = Number(flags.threads ?? 2);
@@ -27,28 +28,10 @@ const hidden = 2880, experts = 32, k = 4, heads = 64, kvHeads = 8, headDim = 64,
 async function setup(pool: { offload?: boolean; offloadWork?: number }) {
   const b = await createWasmBackend({ threads, ...pool, expertActivations: 'q8' });
   const r = seededRandom(3);
-  const f32 = (n: number, scale = 1): Float32Array => {
-    const u = b.store.allocate(n * 4, 'bench');
-    const a = new Float32Array(u.buffer, u.byteOffset, n);
-    for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
-    return a;
-  };
-  const bytes = (n: number): Uint8Array => {
-    const u = b.store.allocate(n, 'bench');
-    for (let i = 0; i < n; i++) u[i] = Math.floor(r() * 256);
-    return u;
-  };
-  const bf16 = (rows: number, cols: number): Bf16Matrix => {
-    const u = b.store.allocate(rows * cols * 2, 'bench');
-    const data = new Uint16Array(u.buffer, u.byteOffset, rows * cols);
-    for (let i = 0; i < data.length; i++) data[i] = (r() < 0.5 ? 0x8000 : 0) | 0x3c80 | Math.floor(r() * 128);
-    return { rows, cols, data };
-  };
-  const mxfp4 = (rows: number, cols: number): ExpertWeights['mlp1Weight'] => {
-    const scales = bytes(experts * rows * cols / 32);
-    for (let i = 0; i < scales.length; i++) scales[i] = 118 + (scales[i]! % 8);
-    return { count: experts, rows, cols, blocks: bytes(experts * rows * cols / 2), scales };
-  };
+  const synthetic = new SyntheticTensors(b.store, r);
+  const f32 = (n: number, scale = 1): Float32Array => synthetic.f32(n, scale);
+  const bf16 = (rows: number, cols: number): Bf16Matrix => ({ rows, cols, data: synthetic.bf16(rows * cols) });
+  const mxfp4 = (rows: number, cols: number): ExpertWeights['mlp1Weight'] => synthetic.mxfp4(experts, rows, cols);
   const moe: ExpertWeights = {
     mlp1Weight: mxfp4(2 * hidden, hidden), mlp1Bias: f32(experts * 2 * hidden, 0.1),
     mlp2Weight: mxfp4(hidden, hidden), mlp2Bias: f32(experts * hidden, 0.1),

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { createWasmBackend } from '../src/kernels/wasm/index.ts';
 import { EXPERT_ACTIVATIONS, type ExpertActivations, type ExpertWeights } from '../src/kernels/backend.ts';
 import { seededRandom } from '../src/random.ts';
+import { SyntheticTensors } from './synthetic.ts';
 
 const { values: flags } = parseArgs({ options: { threads: { type: 'string' }, 'expert-activations': { type: 'string' } } });
 const threads = Number(flags.threads ?? 2);
@@ -18,29 +19,10 @@ const b = await createWasmBackend({ threads, expertActivations: mode });
 const r = seededRandom(1);
 const hidden = 2880, experts = 32, k = 4, heads = 64, kvHeads = 8, headDim = 64, keyCount = 2048;
 
-function bytes(n: number): Uint8Array {
-  const u = b.store.allocate(n, 'bench');
-  for (let i = 0; i < n; i++) u[i] = Math.floor(r() * 256);
-  return u;
-}
-function f32(n: number, scale = 1): Float32Array {
-  const u = b.store.allocate(n * 4, 'bench');
-  const a = new Float32Array(u.buffer, u.byteOffset, n);
-  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
-  return a;
-}
-function bf16(n: number): Uint16Array {
-  const u = b.store.allocate(n * 2, 'bench');
-  const a = new Uint16Array(u.buffer, u.byteOffset, n);
-  // Values of magnitude about 2^-6..2^-5 with random sign and fraction.
-  for (let i = 0; i < n; i++) a[i] = (r() < 0.5 ? 0x8000 : 0) | 0x3c80 | Math.floor(r() * 128);
-  return a;
-}
-function mxfp4(rows: number, cols: number): ExpertWeights['mlp1Weight'] {
-  const scales = bytes(experts * rows * cols / 32);
-  for (let i = 0; i < scales.length; i++) scales[i] = 118 + (scales[i]! % 8);
-  return { count: experts, rows, cols, blocks: bytes(experts * rows * cols / 2), scales };
-}
+const synthetic = new SyntheticTensors(b.store, r);
+const f32 = (n: number, scale = 1): Float32Array => synthetic.f32(n, scale);
+const bf16 = (n: number): Uint16Array => synthetic.bf16(n);
+const mxfp4 = (rows: number, cols: number): ExpertWeights['mlp1Weight'] => synthetic.mxfp4(experts, rows, cols);
 
 const moe: ExpertWeights = {
   mlp1Weight: mxfp4(2 * hidden, hidden), mlp1Bias: f32(experts * 2 * hidden, 0.1),
