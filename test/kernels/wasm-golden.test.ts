@@ -15,6 +15,29 @@ function assertNoFallbacks(engine: LocalEngine): void {
   assert.equal(fallbackTotal(engine.backend), 0, `fallbacks to the reference code: ${JSON.stringify((engine.backend as WasmBackend).fallbacks)}`);
 }
 
+/** The logits at `positions` of the whole sequence run in one step, [positions.length, V]. */
+async function logitsInOneStep(engine: LocalEngine, tokens: readonly number[], positions: readonly number[], V: number): Promise<Float32Array> {
+  const seq = engine.createSequence();
+  const all = await engine.stepAll(seq, tokens);
+  engine.release(seq);
+  const out = new Float32Array(positions.length * V);
+  positions.forEach((p, r) => out.set(all.subarray(p * V, (p + 1) * V), r * V));
+  return out;
+}
+
+/** The logits at `positions` with the sequence fed one token per step through the KV cache. */
+async function logitsTokenByToken(engine: LocalEngine, tokens: readonly number[], positions: readonly number[], V: number): Promise<Float32Array> {
+  const seq = engine.createSequence();
+  const out = new Float32Array(positions.length * V);
+  for (let p = 0; p < tokens.length; p++) {
+    const [logits] = await engine.step([{ sequence: seq, tokens: [tokens[p]!] }]);
+    const r = positions.indexOf(p);
+    if (r >= 0) out.set(logits!.subarray(0, V), r * V);
+  }
+  engine.release(seq);
+  return out;
+}
+
 for (const threads of [1, 2]) {
   for (const c of goldenCases()) {
     const g = c.golden;
@@ -62,20 +85,9 @@ describe('q8 expert activations stay within the bf16 tolerance of the golden cas
         assert.equal(engine.model.kvCacheType, 'bf16', 'q8 runs with a bf16 KV cache by default');
         for (const s of g.sequences) {
           const positions = s.logits.fp32.positions!;
-          const seq = engine.createSequence();
-          const ours = new Float32Array(positions.length * V);
-          for (let p = 0; p < s.length; p++) {
-            const [logits] = await engine.step([{ sequence: seq, tokens: [s.tokens[p]!] }]);
-            const r = positions.indexOf(p);
-            if (r >= 0) ours.set(logits!.subarray(0, V), r * V);
-          }
-          engine.release(seq);
+          const ours = await logitsTokenByToken(engine, s.tokens, positions, V);
           // The whole sequence in one step (several tokens per expert: the batched int8 kernels).
-          const oneShot = new Float32Array(positions.length * V);
-          const seq2 = engine.createSequence();
-          const all = await engine.stepAll(seq2, s.tokens);
-          engine.release(seq2);
-          positions.forEach((p, r) => oneShot.set(all.subarray(p * V, (p + 1) * V), r * V));
+          const oneShot = await logitsInOneStep(engine, s.tokens, positions, V);
           const f32 = readF32(c, s.logits.fp32), bf16 = readF32(c, s.logits.bf16);
           const batchedMean = meanAbsDiff(oneShot, f32), batchedMax = maxAbsDiff(oneShot, f32);
           t.diagnostic(`${c.name} ${s.name} in one step: |q8 - f32| mean ${batchedMean.toExponential(2)} max ${batchedMax.toExponential(2)}`);
@@ -107,19 +119,8 @@ describe('a bf16 KV cache stays within the bf16 tolerance of the golden cases', 
         for (const s of g.sequences) {
           const positions = s.logits.fp32.positions!;
           const f32 = readF32(c, s.logits.fp32), tol = g.tolerances.bf16;
-          const seq = engine.createSequence();
-          const all = await engine.stepAll(seq, s.tokens);
-          engine.release(seq);
-          const oneShot = new Float32Array(positions.length * V);
-          positions.forEach((p, r) => oneShot.set(all.subarray(p * V, (p + 1) * V), r * V));
-          const stepped = new Float32Array(positions.length * V);
-          const seq2 = engine.createSequence();
-          for (let p = 0; p < s.length; p++) {
-            const [logits] = await engine.step([{ sequence: seq2, tokens: [s.tokens[p]!] }]);
-            const r = positions.indexOf(p);
-            if (r >= 0) stepped.set(logits!.subarray(0, V), r * V);
-          }
-          engine.release(seq2);
+          const oneShot = await logitsInOneStep(engine, s.tokens, positions, V);
+          const stepped = await logitsTokenByToken(engine, s.tokens, positions, V);
           for (const [how, ours] of [['in one step', oneShot], ['token by token', stepped]] as const) {
             const mean = meanAbsDiff(ours, f32), max = maxAbsDiff(ours, f32);
             t.diagnostic(`${c.name} ${s.name} ${how}: |bf16 cache - f32| mean ${mean.toExponential(2)} max ${max.toExponential(2)} (limits ${tol.mean_abs}, ${tol.max_abs})`);
@@ -149,11 +150,7 @@ describe('an int8 unembedding stays within the bf16 tolerance of the golden case
           for (const s of g.sequences) {
             const positions = s.logits.fp32.positions!;
             const f32 = readF32(c, s.logits.fp32), tol = g.tolerances.bf16;
-            const seq = engine.createSequence();
-            const all = await engine.stepAll(seq, s.tokens);
-            engine.release(seq);
-            const ours = new Float32Array(positions.length * V);
-            positions.forEach((p, r) => ours.set(all.subarray(p * V, (p + 1) * V), r * V));
+            const ours = await logitsInOneStep(engine, s.tokens, positions, V);
             const mean = meanAbsDiff(ours, f32), max = maxAbsDiff(ours, f32);
             t.diagnostic(`${c.name} ${s.name} ${mode} experts: |int8 unembedding - f32| mean ${mean.toExponential(2)} max ${max.toExponential(2)} (limits ${tol.mean_abs}, ${tol.max_abs})`);
             assert.ok(mean <= tol.mean_abs && max <= tol.max_abs, `${mode}: mean ${mean}, max ${max}`);
