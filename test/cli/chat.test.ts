@@ -98,7 +98,7 @@ test('--browser: the model searches and opens local documents, and its citation 
   const r = await chatInProcess(['--browser', docs], 'How long should I wash my hands?', script(completions));
   assert.equal(r.code, 0, r.stderr);
   // Display line L4 is line 3 of the file.
-  assert.equal(r.stdout, 'Wash for 20 seconds  ([Hand hygiene](hygiene.md#L3)).\n');
+  assert.equal(r.stdout, 'Wash for 20 seconds ([Hand hygiene](hygiene.md#L3)).\n');
   assert.match(r.stderr, /→ browser\.search \{"query":"hand washing soap"\}/);
   assert.match(r.stderr, /← browser\.search \[0\] hand washing soap \(\d+ lines\)\n/);
   assert.match(r.stderr, /← browser\.open \[1\] Hand hygiene \(local:\/\/docs\/hygiene\.md\) \(\d+ lines\)\n/);
