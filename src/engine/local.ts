@@ -165,6 +165,8 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
 class LocalSequence implements Sequence {
   readonly tokens: number[] = [];
   released = false;
+  /** Steps asked for and not yet done: a release waits for them before freeing the cache. */
+  pendingSteps = 0;
   constructor(readonly id: number, readonly cache: KvCache) {}
 }
 
@@ -200,7 +202,7 @@ export class LocalEngine implements Engine {
 
   async step(batch: readonly StepRequest[]): Promise<Float32Array[]> {
     const sequences = this.checkStep(batch);
-    return this.exclusive(async () => {
+    return this.stepping(sequences, async () => {
       for (const seq of sequences) await this.recomputeIfNeeded(seq);
       // All sequences' new tokens go through the weights together; attention stays per sequence.
       const logits = await this.model.forwardBatch(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens })));
@@ -211,7 +213,7 @@ export class LocalEngine implements Engine {
 
   async stepArgmax(request: StepRequest): Promise<number> {
     const [seq] = this.checkStep([request]);
-    return this.exclusive(async () => {
+    return this.stepping([seq!], async () => {
       await this.recomputeIfNeeded(seq!);
       const token = await this.model.forwardArgmax(seq!.cache, request.tokens);
       seq!.tokens.push(...request.tokens);
@@ -221,7 +223,7 @@ export class LocalEngine implements Engine {
 
   async stepPicking(batch: readonly PickingRequest[]): Promise<Picked[]> {
     const sequences = this.checkStep(batch);
-    return this.exclusive(async () => {
+    return this.stepping(sequences, async () => {
       for (const seq of sequences) await this.recomputeIfNeeded(seq);
       const results = await this.model.forwardBatchPicking(batch.map((r, i) => ({ cache: sequences[i]!.cache, tokens: r.tokens, ...(r.pick === undefined ? {} : { pick: r.pick }) })));
       batch.forEach((r, i) => sequences[i]!.tokens.push(...r.tokens));
@@ -231,7 +233,7 @@ export class LocalEngine implements Engine {
 
   async stepDraw(request: StepRequest, draw: { u: number; temperature: number }): Promise<number> {
     const [seq] = this.checkStep([request]);
-    return this.exclusive(async () => {
+    return this.stepping([seq!], async () => {
       await this.recomputeIfNeeded(seq!);
       const token = await this.model.forwardDraw(seq!.cache, request.tokens, draw);
       seq!.tokens.push(...request.tokens);
@@ -241,7 +243,7 @@ export class LocalEngine implements Engine {
 
   async stepTopK(request: StepRequest, k: number): Promise<TopLogits> {
     const [seq] = this.checkStep([request]);
-    return this.exclusive(async () => {
+    return this.stepping([seq!], async () => {
       await this.recomputeIfNeeded(seq!);
       const top = await this.model.forwardTopK(seq!.cache, request.tokens, k);
       seq!.tokens.push(...request.tokens);
@@ -274,7 +276,7 @@ export class LocalEngine implements Engine {
     if (seq.tokens.length + tokens.length > this.info.contextLength) {
       throw new UserError('context', `sequence would hold ${seq.tokens.length + tokens.length} tokens, more than the context length ${this.info.contextLength}`);
     }
-    return this.exclusive(() => this.feed(seq, tokens, true, trace));
+    return this.stepping([seq], () => this.feed(seq, tokens, true, trace));
   }
 
   truncate(sequence: Sequence, length: number): void {
@@ -295,9 +297,22 @@ export class LocalEngine implements Engine {
 
   release(sequence: Sequence): void {
     const seq = this.own(sequence);
-    seq.cache.release();
     seq.released = true;
     this.pendingRecompute.delete(seq);
+    // A step already asked for still reads and writes this cache (steps run one after another,
+    // and with offload the event loop runs while one computes): the last of them frees it.
+    if (seq.pendingSteps === 0) seq.cache.release();
+  }
+
+  /** Runs a step of `sequences` exclusively, holding their caches until it is done. */
+  private stepping<T>(sequences: readonly LocalSequence[], fn: () => Promise<T>): Promise<T> {
+    for (const seq of sequences) seq.pendingSteps++;
+    return this.exclusive(fn).finally(() => {
+      for (const seq of sequences) {
+        seq.pendingSteps--;
+        if (seq.pendingSteps === 0 && seq.released) seq.cache.release();
+      }
+    });
   }
 
   async close(): Promise<void> {

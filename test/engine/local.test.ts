@@ -177,6 +177,19 @@ for (const backend of ['reference', 'wasm'] as BackendName[]) describe(`local en
     engine.release(seq);
   });
 
+  it('a sequence released while its step is still to run keeps its cache until that step is done', async () => {
+    const first = tokens(20, 8);
+    const next = tokens(5, 9);
+    const seq = engine.createSequence();
+    await engine.step([{ sequence: seq, tokens: first }]);
+    const pending = engine.step([{ sequence: seq, tokens: next }]);
+    engine.release(seq); // before the step has run: it must still see the first 20 tokens' keys
+    const [logits] = await pending;
+    const fresh = await oneShot(engine, [...first, ...next]);
+    assert.ok(maxDiff(logits!, fresh[first.length + next.length - 1]!) <= TOL);
+    await assert.rejects(engine.step([{ sequence: seq, tokens: [1] }]), /was released/);
+  });
+
   it('rejects out-of-vocabulary ids and over-long sequences without changing the sequence', async () => {
     const small = await loadEngine(GQA, { backend, threads: 1, contextLength: 10 });
     try {
