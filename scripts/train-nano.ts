@@ -125,13 +125,8 @@ if (!existsSync(init)) {
   const model = TrainableModel.random(NANO_CONFIG, Number(seed));
   // Rows of tokens the corpus never uses stay zero (and are not even held while training).
   zeroUnusedRows(model, vocabulary, 'both');
-  if (values.tied === true) {
-    // Tied tables (trained as one, --tie-embeddings): the unembedding starts as the embedding, and
-    // the final norm's scale of 1/sqrt(hidden) keeps the first logits near unit spread, as the
-    // untied initialisation's 1/sqrt(fan_in) unembedding does.
-    model.unembedding.value.set(model.embedding.value);
-    model.norm.value.fill(1 / Math.sqrt(NANO_CONFIG.hiddenSize));
-  }
+  // Tied tables are trained as one (--tie-embeddings).
+  if (values.tied === true) model.tieVocabularyTables();
   writeOriginalCheckpoint(model, init);
   process.stderr.write(`train:nano: wrote the initial model (${model.size()} parameters with the full vocabulary tables, ${vocabulary.length} rows in use) to ${init}\n`);
 }

@@ -159,6 +159,16 @@ export class TrainableModel {
     return model;
   }
 
+  /**
+   * Ties a freshly initialised model's vocabulary tables (for `tiedEmbeddings` training): the
+   * unembedding becomes a copy of the embedding, and the final norm's scale 1/sqrt(hidden) keeps
+   * the first logits near unit spread, as the untied 1/sqrt(fan_in) unembedding does.
+   */
+  tieVocabularyTables(): void {
+    this.unembedding.value.set(this.embedding.value);
+    this.norm.value.fill(1 / Math.sqrt(this.config.hiddenSize));
+  }
+
   /** The loaded weights in float64: BF16 widened and MXFP4 experts dequantised, both exactly. */
   static fromWeights(weights: ModelWeights, options: { frozen?: boolean } = {}): TrainableModel {
     const c = weights.config;

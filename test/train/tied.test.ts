@@ -20,8 +20,7 @@ const examples = texts.map((tokens) => ({ tokens, targets: nextTokenTargets(toke
 
 function tiedModel(seed: number): TrainableModel {
   const model = TrainableModel.random(TINY, seed);
-  model.unembedding.value.set(model.embedding.value);
-  model.norm.value.fill(1 / Math.sqrt(TINY.hiddenSize));
+  model.tieVocabularyTables();
   return model;
 }
 
