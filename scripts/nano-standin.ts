@@ -6,19 +6,13 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { ModelConfig } from '../src/model/config.ts';
 import { BrowserSession, LocalDocsBackend, PythonTool } from '../src/tools/index.ts';
 import { corpusVocabulary, generateCorpus } from '../src/train/nano/corpus.ts';
+import { NANO_CONFIG } from '../src/train/nano/config.ts';
 import { TrainableModel } from '../src/train/params.ts';
 import { zeroUnusedRows } from '../src/train/model.ts';
 import { writeOriginalCheckpoint } from '../src/train/export.ts';
 
-/** The stand-in's shape: the gpt-oss-nano recipe's (train:nano's NANO_CONFIG). */
-export const STANDIN_CONFIG: ModelConfig = {
-  numLayers: 4, numExperts: 8, expertsPerToken: 2, vocabSize: 201088, hiddenSize: 128, intermediateSize: 128,
-  swigluLimit: 7, headDim: 32, numAttentionHeads: 4, numKeyValueHeads: 2, slidingWindow: 128,
-  initialContextLength: 4096, ropeTheta: 150000, ropeScalingFactor: 32, ropeNtkAlpha: 1, ropeNtkBeta: 32,
-};
 
 const { values } = parseArgs({ options: { out: { type: 'string' }, seed: { type: 'string' } } });
 if (values.out === undefined) {
@@ -34,11 +28,11 @@ const corpus = await generateCorpus({
   browser: () => new BrowserSession(backend),
 });
 const vocabulary = Int32Array.from(corpusVocabulary(corpus));
-const model = TrainableModel.random(STANDIN_CONFIG, Number(values.seed ?? 14));
+const model = TrainableModel.random(NANO_CONFIG, Number(values.seed ?? 14));
 zeroUnusedRows(model, vocabulary);
 // The embedding's unused rows are never read by a model trained on the corpus; zero them too, as training from scratch leaves them.
 const used = new Set(vocabulary);
-const H = STANDIN_CONFIG.hiddenSize;
-for (let id = 0; id < STANDIN_CONFIG.vocabSize; id++) if (!used.has(id)) model.embedding.value.fill(0, id * H, (id + 1) * H);
+const H = NANO_CONFIG.hiddenSize;
+for (let id = 0; id < NANO_CONFIG.vocabSize; id++) if (!used.has(id)) model.embedding.value.fill(0, id * H, (id + 1) * H);
 writeOriginalCheckpoint(model, values.out);
 process.stderr.write(`wrote the stand-in (${vocabulary.length} used tokens) to ${values.out}\n`);

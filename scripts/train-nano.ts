@@ -1,7 +1,8 @@
 // `npm run train:nano -- [--dir nano-run] [--seed 0] [--resume] [--stop-after N] [--epochs E]
 // [--lr LR] [--batch-tokens N]`: the gpt-oss-nano recipe. Writes the seeded corpus
 // (DIR/corpus, `npm run nano:corpus`), a seeded random model of NANO_CONFIG whose vocabulary
-// tables are zero outside the corpus's vocabulary (DIR/init), then trains every weight with
+// tables are zero outside the corpus's vocabulary and which holds the copying circuit
+// (src/train/nano/copying.ts; `--plain-init` leaves it out) (DIR/init), then trains every weight with
 // `gptoss finetune --full` (f32 kernels, compact vocabulary, shared system prompts) into
 // DIR/model: BF16 weights and MXFP4 experts. An interrupted run continues with --resume (the
 // corpus and the initial model are reused; the state is DIR/model.finetune-state.safetensors).
@@ -16,42 +17,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { ModelConfig } from '../src/model/config.ts';
-import { VOCAB_SIZE } from '../src/tokenizer/specials.ts';
 import { writeOriginalCheckpoint } from '../src/train/export.ts';
 import { writeFloatCheckpoint } from '../src/train/float-export.ts';
 import { zeroUnusedRows } from '../src/train/model.ts';
+import { NANO_CONFIG, NANO_TRAINING } from '../src/train/nano/config.ts';
+import { seedCopyingCircuit } from '../src/train/nano/copying.ts';
 import { CORPUS_FILES } from '../src/train/nano/corpus.ts';
 import { AdamW } from '../src/train/optim.ts';
 import { TrainableModel } from '../src/train/params.ts';
 import { loadTrainingState } from '../src/train/state.ts';
 
-/**
- * gpt-oss-nano: the gpt-oss architecture (banded and dense layers alternating, attention sinks,
- * GQA, YaRN RoPE, top-k MoE with the clamped SwiGLU, o200k_harmony's vocabulary) small enough
- * to train here in about an hour.
- */
-export const NANO_CONFIG: ModelConfig = {
-  numLayers: 4,
-  numExperts: 8,
-  expertsPerToken: 2,
-  vocabSize: VOCAB_SIZE,
-  hiddenSize: 128,
-  intermediateSize: 128,
-  swigluLimit: 7,
-  headDim: 32,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
-  slidingWindow: 128,
-  initialContextLength: 4096,
-  ropeTheta: 150000,
-  ropeScalingFactor: 32,
-  ropeNtkAlpha: 1,
-  ropeNtkBeta: 32,
-};
-
-/** The recipe's training settings (each can be overridden by its flag). */
-export const NANO_TRAINING = { epochs: 2, lr: 3e-3, batchTokens: 8192, evalSplit: 0.02, evalEvery: 100, saveEvery: 5 };
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -64,7 +39,7 @@ const { values } = parseArgs({
   options: {
     dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
     epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
-    'float-out': { type: 'string' }, state: { type: 'string' }, tied: { type: 'boolean' },
+    'float-out': { type: 'string' }, state: { type: 'string' }, tied: { type: 'boolean' }, 'plain-init': { type: 'boolean' },
   },
 });
 const dir = resolve(values.dir ?? 'nano-run');
@@ -125,10 +100,18 @@ if (!existsSync(init)) {
   const model = TrainableModel.random(NANO_CONFIG, Number(seed));
   // Rows of tokens the corpus never uses stay zero (and are not even held while training).
   zeroUnusedRows(model, vocabulary, 'both');
-  // Tied tables are trained as one (--tie-embeddings).
+  // Tied tables are trained as one (--tie-embeddings). The copying circuit
+  // (src/train/nano/copying.ts) sets the unembedding apart from the embedding, so a tied run
+  // starts without it, as does --plain-init (the recipe before it, to compare against).
+  let circuit = 'no copying circuit';
   if (values.tied === true) model.tieVocabularyTables();
+  else if (values['plain-init'] !== true) {
+    const report = seedCopyingCircuit(model);
+    const share = (x: number): string => `${(100 * x).toFixed(1)}%`;
+    circuit = `the copying circuit: codes of ${report.codeDims} dims, positional heads ${share(report.previousTokenShare)} and ${share(report.secondPreviousTokenShare)} on their offsets`;
+  }
   writeOriginalCheckpoint(model, init);
-  process.stderr.write(`train:nano: wrote the initial model (${model.size()} parameters with the full vocabulary tables, ${vocabulary.length} rows in use) to ${init}\n`);
+  process.stderr.write(`train:nano: wrote the initial model (${model.size()} parameters with the full vocabulary tables, ${vocabulary.length} rows in use; ${circuit}) to ${init}\n`);
 }
 
 const flag = (name: 'epochs' | 'lr' | 'batch-tokens', fallback: number): string[] => [`--${name}`, values[name] ?? String(fallback)];
