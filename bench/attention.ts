@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { createWasmBackend } from '../src/kernels/wasm/index.ts';
 import { seededRandom } from '../src/random.ts';
+import { SyntheticTensors } from './synthetic.ts';
 
 const { values: flags } = parseArgs({ options: { threads: { type: 'string' }, 'kv-cache': { type: 'string' } } });
 const threads = Number(flags.threads ?? 2);
@@ -14,23 +15,9 @@ if (kvType !== 'f32' && kvType !== 'bf16') throw new Error(`--kv-cache must be f
 
 const b = await createWasmBackend({ threads });
 const heads = 64, kvHeads = 8, headDim = 64;
-const r = seededRandom(1);
-
-function f32(n: number): Float32Array {
-  const u = b.store.allocate(n * 4, 'bench');
-  const a = new Float32Array(u.buffer, u.byteOffset, n);
-  for (let i = 0; i < n; i++) a[i] = r() * 2 - 1;
-  return a;
-}
-
-function kv(n: number): Float32Array | Uint16Array {
-  if (kvType === 'f32') return f32(n);
-  const u = b.store.allocate(n * 2, 'bench');
-  const a = new Uint16Array(u.buffer, u.byteOffset, n);
-  // bf16 words of values in about [0.5, 2): exponent 126-127, random fraction and sign.
-  for (let i = 0; i < n; i++) a[i] = (r() < 0.5 ? 0x8000 : 0) | 0x3f00 | Math.floor(r() * 256);
-  return a;
-}
+const synthetic = new SyntheticTensors(b.store, seededRandom(1));
+const f32 = (n: number): Float32Array => synthetic.f32(n);
+const kv = (n: number): Float32Array | Uint16Array => (kvType === 'f32' ? f32(n) : synthetic.bf16(n));
 
 const cases = [
   ['prefill chunk at 1536, dense layer, 2,048 keys', 512, 2048, 0, 2048],

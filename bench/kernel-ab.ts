@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { EXPERT_ACTIVATIONS_Q8, EXPERT_BIAS, EXPERT_BLOCKS, EXPERT_DOWN_TOKENS, EXPERT_DOWN_WEIGHTS, EXPERT_INPUT, EXPERT_QUANT_INPUT, EXPERT_RECORD_WORDS, EXPERT_ROWS, EXPERT_SCALES, EXPERT_UP_OUTPUT } from '../src/kernels/wasm/abi.ts';
 import { seededRandom } from '../src/random.ts';
+import { fillBf16 } from './synthetic.ts';
 
 const { values: flags } = parseArgs({ options: { base: { type: 'string' }, rounds: { type: 'string' }, relaxed: { type: 'string' }, ops: { type: 'string' } } });
 const rounds = Number(flags.rounds ?? 9);
@@ -122,10 +123,7 @@ class Linear {
     this.qkv = take(qkvRows * hidden * 2); this.big = take(linearRows * hidden * 2);
     const xs = new Float32Array(memory.buffer, this.x, hidden);
     for (let i = 0; i < hidden; i++) xs[i] = r() * 2 - 1;
-    for (const [p, n] of [[this.qkv, qkvRows * hidden], [this.big, linearRows * hidden]] as const) {
-      const a = new Uint16Array(memory.buffer, p, n);
-      for (let i = 0; i < n; i++) a[i] = (r() < 0.5 ? 0x8000 : 0) | 0x3c80 | Math.floor(r() * 128);
-    }
+    for (const [p, n] of [[this.qkv, qkvRows * hidden], [this.big, linearRows * hidden]] as const) fillBf16(new Uint16Array(memory.buffer, p, n), r);
   }
 }
 

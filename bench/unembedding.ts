@@ -9,6 +9,7 @@ import { loadavg } from 'node:os';
 import { createWasmBackend } from '../src/kernels/wasm/index.ts';
 import { seededRandom } from '../src/random.ts';
 import type { Bf16Matrix } from '../src/tensor/index.ts';
+import { fillBf16 } from './synthetic.ts';
 
 const { values: flags } = parseArgs({ options: { threads: { type: 'string' }, rounds: { type: 'string' }, tokens: { type: 'string' } } });
 const threads = Number(flags.threads ?? 2), rounds = Number(flags.rounds ?? 9), tokens = Number(flags.tokens ?? 1);
@@ -20,9 +21,7 @@ const vocab = 201088, hidden = 2880;
 const b = await createWasmBackend({ threads });
 const r = seededRandom(5);
 const u = b.store.allocate(vocab * hidden * 2, 'unembedding');
-const w: Bf16Matrix = { rows: vocab, cols: hidden, data: new Uint16Array(u.buffer, u.byteOffset, vocab * hidden) };
-// Values about N(0, 0.02) in bf16 (random sign, exponent 2^-7..2^-5, random fraction).
-for (let i = 0; i < w.data.length; i++) w.data[i] = (r() < 0.5 ? 0x8000 : 0) | ((0x3c0 + Math.floor(r() * 3)) << 4) | Math.floor(r() * 16);
+const w: Bf16Matrix = { rows: vocab, cols: hidden, data: fillBf16(new Uint16Array(u.buffer, u.byteOffset, vocab * hidden), r) };
 const t0 = performance.now();
 const w8 = await b.int8Copy(w, 'unembedding.int8');
 const copyS = (performance.now() - t0) / 1000;

@@ -48,9 +48,9 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
                      are zero (words the base never learned to read or write), none trains
                      none, and token ids may be added: auto,1234,5678
   --full             train every weight instead of an adapter (small models: float64 in memory)
-  --tie-embeddings   with --full, train the embedding and unembedding as one table (they must
-                     start equal; the checkpoint holds both, equal): small models copy rare
-                     tokens, such as numbers, far sooner
+  --tie-embeddings   with --full, train the embedding and unembedding as one table: each update
+                     uses the sum of both tables' gradients; they must start equal, and the
+                     checkpoint holds both, equal
   --float-out DIR    with --full, also write the float export (experts unquantised) to DIR, to
                      measure the model before and after MXFP4 quantisation
   --epochs E         passes over the training conversations (default 30 for LoRA, 3 with --full)

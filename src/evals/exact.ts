@@ -1,6 +1,7 @@
 // Short-answer evaluation (AIME-style): the expected answer is an integer; the model is asked to
-// box its final answer, and the last boxed value (else the last integer) is compared as an integer.
+// box its final answer, and the last boxed value (else the last number) is compared as an integer.
 import { UserError } from '../errors.ts';
+import { withoutCitations } from '../tools/index.ts';
 import { CaseIds, jsonlRows } from './jsonl.ts';
 import type { CaseResult, ChatMessage, SampleOptions, Sampler } from './types.ts';
 
@@ -34,18 +35,27 @@ function boxedContents(text: string): string[] {
 }
 
 /**
- * The integer answer: the last boxed value (its last comma-separated part), else the last integer in
- * the text. Citation marks (`【1†L9】`, a cursor and line numbers) are left out: their numbers are no answer.
+ * A number as written, decimals whole ("2.5" is not 2 and 5; a hyphen after a digit is no minus
+ * sign), unless it follows "per": a rate's denominator ("120 mg per 5 mL") says what the answer is
+ * counted per, not what it is.
+ */
+const ANSWER_NUMBER = /(?<![\d.])(?<!\bper\s+)-?\d+(?:\.\d+)?/gi;
+
+/**
+ * The answer: the last boxed value (its last comma-separated part), else the last number in the
+ * text; an integer to grade, or the decimal read (which grades wrong), or undefined. Citations, as
+ * marks (`【1†L9】`) or the links the server made of them, are left out: their cursor, line numbers
+ * and file names are no answer.
  */
 export function extractInteger(answer: string): number | undefined {
-  const text = answer.replace(/【[^】]*】/g, ' ');
+  const text = withoutCitations(answer);
   const boxed = boxedContents(text).at(-1);
   // Thousands separators go first, so that "1,000" is one number and "3, 7" two parts.
   const withoutSeparators = (boxed ?? text).replace(/(\d),(?=\d{3}\b)/g, '$1');
   const source = boxed !== undefined ? (withoutSeparators.split(',').at(-1) ?? withoutSeparators) : withoutSeparators;
-  const ints = [...source.matchAll(/-?\d+/g)].map((m) => Number(m[0]));
-  const pick = boxed !== undefined ? ints[0] : ints.at(-1);
-  return pick !== undefined && Number.isSafeInteger(pick) ? pick : undefined;
+  const numbers = [...source.matchAll(ANSWER_NUMBER)].map((m) => Number(m[0]));
+  const pick = boxed !== undefined ? numbers[0] : numbers.at(-1);
+  return pick !== undefined && Number.isFinite(pick) && (!Number.isInteger(pick) || Number.isSafeInteger(pick)) ? pick : undefined;
 }
 
 export async function runExactCase(model: Sampler, c: ExactCase, sample: SampleOptions): Promise<CaseResult> {

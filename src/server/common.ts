@@ -1,12 +1,12 @@
 // What both API front ends share: the server context handed to handlers, function-tool parsing
 // (OpenAI tool definitions -> harmony ToolDescriptions, strict schemas for constrained arguments),
-// built-in tools by their API names, prompt assembly and ids.
+// built-in tools by their API names and the browser that answers citations, prompt assembly and ids.
 import { randomUUID } from 'node:crypto';
 import { compileSchema, type JsonSchema } from '../engine/constrained.ts';
 import { isUserError } from '../errors.ts';
 import type { Engine } from '../engine/engine.ts';
 import { promptHead as harmonyPromptHead, validateToolSchema, type JsonObject, type Message, type ReasoningEffort, type ToolDescription } from '../harmony/index.ts';
-import type { Tool } from '../tools/index.ts';
+import type { CitationSource, Tool } from '../tools/index.ts';
 import { invalid } from './errors.ts';
 import type { ResponseStore } from './store.ts';
 import { isRecord, optBool, optString, record, type Json, type JsonRecord } from './validate.ts';
@@ -106,6 +106,12 @@ export function builtinTool(ctx: ServerContext, kind: 'browser' | 'python', para
 export function defaultBuiltins(ctx: ServerContext): Tool[] {
   if (!ctx.toolsByDefault) return [];
   return [ctx.tools.browser?.(), ctx.tools.python?.()].filter((t): t is Tool => t !== undefined);
+}
+
+/** The request's browser, whose pages the answer's citation marks refer to; none without one. */
+export function citationSource(builtins: readonly Tool[]): CitationSource | undefined {
+  const browser = builtins.find((b) => b.name === 'browser');
+  return browser !== undefined && 'pageAt' in browser && 'pageStack' in browser ? (browser as unknown as CitationSource) : undefined;
 }
 
 /** The system and developer messages of a request. */

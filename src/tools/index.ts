@@ -27,6 +27,7 @@ export {
   type Citation,
   type CitationSource,
   type ResolvedText,
+  withoutCitations,
 } from './browser/citations.ts';
 export { PythonTool, NO_OUTPUT_WARNING, STATELESS_DESCRIPTION, defaultSandboxPool, type PythonToolOptions } from './python/python.ts';
 export { SandboxPool, SandboxProcess, sandboxNodeFlags, type RunResult, type SandboxLimits } from './python/sandbox.ts';

@@ -158,6 +158,59 @@ test('exact: boxed and bare integer answers', async () => {
   }
 });
 
+test('exact: a quantity after "per" (a rate\'s denominator) is no answer, a decimal is one number, citation links are left out', async () => {
+  // Rates: the answer is the quantity, not what it is counted per.
+  assert.equal(extractInteger('The strength is 120 mg per 5 mL.'), 120);
+  assert.equal(extractInteger('Give 2.5 mL per 5 mL of water, twice a day.'), 2.5);
+  assert.equal(extractInteger('Give 2.5 mL per 5 mL'), 2.5);
+  assert.equal(extractInteger('Run it at 42 drops PER 15 minutes'), 42);
+  assert.equal(extractInteger('It is 250 mg per 1,000 mL'), 250);
+  assert.equal(extractInteger('\\boxed{16 per 100}'), 16);
+  // "per" only as a word: "percent" and "per day" leave the number before them as it was.
+  assert.equal(extractInteger('About 30 percent of 90 patients'), 90);
+  assert.equal(extractInteger('4 tablets per day for 3 days'), 3);
+  // A decimal is read whole (not 2 and 5); an integer written "5.0" is 5.
+  assert.equal(extractInteger('It is 2.5'), 2.5);
+  assert.equal(extractInteger('\\boxed{2.5}'), 2.5);
+  assert.equal(extractInteger('so 5.0 in all.'), 5);
+  // Citations the server turned into links: their file names and line anchors are no answer.
+  assert.equal(extractInteger('Give 7 mg/kg ([Gentamicin 2](monographs/gentamicin-2.md#L3-L4)).'), 7);
+  assert.equal(extractInteger('It is 120 mg per 5 mL ([Paracetamol \\[oral 5\\]](https://example.org/p?id=55))'), 120);
+  // AIME-style answers as before.
+  assert.equal(extractInteger('Thus m + n = 17, so the answer is \\boxed{017}.'), 17);
+  assert.equal(extractInteger('The remainder is -3'), -3);
+  assert.equal(extractInteger('3-4 times a day'), 4);
+  assert.equal(extractInteger('first 3 then 42.'), 42);
+  assert.equal(extractInteger('12345678901234567890'), undefined);
+
+  // Through the evaluation: the grade follows.
+  const dir = tempDir();
+  const data = join(dir, 'rates.jsonl');
+  writeFileSync(data, [
+    { id: 'strength', question: 'Strength of the suspension in mg?', answer: 120 },
+    { id: 'volume', question: 'How many mL?', answer: 5 },
+    { id: 'aime', question: 'Find m + n.', answer: 17 },
+  ].map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const replies: Record<string, string> = {
+    'Strength of the suspension in mg?': 'The oral suspension holds 120 mg per 5 mL.',
+    'How many mL?': 'Give 2.5 mL per 5 mL.',
+    'Find m + n.': 'So m = 8 and n = 9: \\boxed{17}.',
+  };
+  const model = await startFakeEndpoint((messages) => ({ content: Object.entries(replies).find(([q]) => messages.at(-1)!.content.startsWith(q))![1] }));
+  try {
+    const out = join(dir, 'run');
+    const r = await runCli(['eval', 'exact', '--data', data, '--model', model.baseUrl, '--out', out, '--concurrency', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    const results = readFileSync(join(out, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; score: number; details: { extracted: number | null } });
+    const byId = Object.fromEntries(results.map((x) => [x.id, x]));
+    assert.deepEqual([byId['strength']!.details.extracted, byId['strength']!.score], [120, 1]);
+    assert.deepEqual([byId['volume']!.details.extracted, byId['volume']!.score], [2.5, 0]);
+    assert.deepEqual([byId['aime']!.details.extracted, byId['aime']!.score], [17, 1]);
+  } finally {
+    await model.close();
+  }
+});
+
 test('bad input: invalid JSONL and missing flags exit 2 with one line', async () => {
   const dir = tempDir();
   const bad = join(dir, 'bad.jsonl');

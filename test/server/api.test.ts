@@ -346,6 +346,83 @@ test('responses: the built-in browser runs on the server and its call is reporte
   }
 });
 
+test('chat: the built-in browser\'s citation marks become links with url_citation annotations, whole and streamed, as in the Responses API', async () => {
+  const docs = mkdtempSync(join(tmpdir(), 'gptoss-docs-'));
+  writeFileSync(join(docs, 'tides.md'), '# Tides\n\nThe tide in Brest rises 7 metres.\n\nSpring tides reach 8 metres.\n');
+  const { BrowserSession, LocalDocsBackend } = await import('../../src/tools/index.ts');
+  const backend = await LocalDocsBackend.open(docs);
+  // Two marks naming the opened page, and one naming no page (left as written).
+  const answer = 'Seven metres【1†L1-L2】, eight at spring tides【1†L4】 (see also 【7†L1】).';
+  const engine = new PromptEngine((p) => {
+    if (p.includes('<|start|>browser.open to=assistant')) return REASONED('Found it.', p.includes('Brest rises 7 metres') ? answer : 'Not found.');
+    if (p.includes('<|start|>browser.search to=assistant')) {
+      return '<|channel|>analysis<|message|>Open the first hit.<|end|><|start|>assistant<|channel|>analysis to=browser.open code<|message|>{"id": 0, "cursor": 0}<|call|>';
+    }
+    return '<|channel|>analysis<|message|>Search the docs.<|end|><|start|>assistant<|channel|>analysis to=browser.search code<|message|>{"query": "tide Brest"}<|call|>';
+  });
+  const s = await start(engine, { tools: { browser: () => new BrowserSession(backend) }, toolsByDefault: true });
+  type UrlCitation = { type: 'url_citation'; url_citation: { start_index: number; end_index: number; url: string; title: string } };
+  try {
+    const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'How high is the tide in Brest?' }];
+    const whole = await s.client.chat.completions.create({ model: 'prompt-engine', messages });
+    const message = whole.choices[0]!.message;
+    const content = message.content!;
+    assert.ok(content.startsWith('Seven metres ([Tides](') && !content.includes('【1'), content);
+    assert.ok(content.endsWith(' (see also 【7†L1】).'), content);
+    const annotations = message.annotations as UrlCitation[];
+    assert.equal(annotations.length, 2);
+    for (const a of annotations) {
+      assert.equal(a.type, 'url_citation');
+      assert.deepEqual(Object.keys(a.url_citation).sort(), ['end_index', 'start_index', 'title', 'url']);
+      assert.equal(a.url_citation.title, 'Tides');
+      // Each annotation spans exactly its link.
+      assert.match(content.slice(a.url_citation.start_index, a.url_citation.end_index), /^ \(\[Tides\]\([^)]+\)\)$/);
+    }
+    assert.ok(annotations[0]!.url_citation.end_index <= annotations[1]!.url_citation.start_index);
+
+    // The same text and citations as the Responses API gives for the same answer.
+    const r = await s.client.responses.create({ model: 'prompt-engine', input: 'How high is the tide in Brest?' });
+    assert.equal(r.output_text, content);
+    const part = r.output.flatMap((o) => (o.type === 'message' ? o.content : []))[0];
+    assert.ok(part !== undefined && part.type === 'output_text');
+    assert.deepEqual(part.annotations, annotations.map((a) => ({ type: 'url_citation', ...a.url_citation })));
+
+    // Streamed: the marks never show, and each annotation comes in the chunk whose content holds its link.
+    const stream = await s.client.chat.completions.create({ model: 'prompt-engine', messages, stream: true });
+    let streamed = '';
+    const streamedAnnotations: UrlCitation[] = [];
+    let chunks = 0;
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as (OpenAI.Chat.ChatCompletionChunk.Choice.Delta & { annotations?: UrlCitation[] }) | undefined;
+      if (delta?.content) {
+        chunks++;
+        assert.ok(!/【1/.test(delta.content), delta.content);
+        streamed += delta.content;
+      }
+      for (const a of delta?.annotations ?? []) {
+        assert.ok(a.url_citation.end_index <= streamed.length, `annotation ${JSON.stringify(a)} before its text`);
+        streamedAnnotations.push(a);
+      }
+    }
+    assert.ok(chunks > 3, 'the answer streamed in several chunks');
+    assert.equal(streamed, content);
+    assert.deepEqual(streamedAnnotations, annotations);
+
+    // Without a browser the content is the model's text and there are no annotations.
+    const plain = await start(new PromptEngine(() => REASONED('x', 'Seven metres【1†L1】.')));
+    try {
+      const m = (await plain.client.chat.completions.create({ model: 'prompt-engine', messages })).choices[0]!.message;
+      assert.equal(m.content, 'Seven metres【1†L1】.');
+      assert.deepEqual(m.annotations, []);
+    } finally {
+      await plain.close();
+    }
+  } finally {
+    await s.close();
+    rmSync(docs, { recursive: true, force: true });
+  }
+});
+
 test('chat: reasoning in its own fields, streaming with usage, tool call round trip with reasoning sent back', async () => {
   const engine = new PromptEngine(weatherModel);
   const s = await start(engine);

@@ -4,9 +4,9 @@
 // Responses API (naming the tools) and Chat Completions (which cannot name built-in tools: the
 // server gives them to a request that names no tools), whole and streamed. With the corpus's date
 // (the system message's clock is pinned to it) and the same tools, the prompt is the one the agent
-// loop renders, so the server must answer exactly what the agent loop answers (the Responses API
-// turning citations into links to the documents); the answers the shipped weights get right are
-// judged by the corpus scorer.
+// loop renders, so the server must answer exactly what the agent loop answers (both APIs turning
+// citations into links to the documents, with url_citation annotations); the answers the shipped
+// weights get right are judged by the corpus scorer.
 import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import OpenAI from 'openai';
 import { engineOf, loadModel } from '../../src/api/model.ts';
 import { startServer } from '../../src/api/server.ts';
 import { askNano } from '../../src/evals/nano.ts';
-import { BrowserSession, PythonTool, resolveCitations } from '../../src/tools/index.ts';
+import { BrowserSession, PythonTool, resolveCitations, type Citation } from '../../src/tools/index.ts';
 import { answerStates } from '../../src/train/nano/score.ts';
 import { expandNano, nanoCases, openNanoDocs, type NanoCase } from '../nano-questions.ts';
 
@@ -42,11 +42,12 @@ function onCorpusDate(t: TestContext, c: NanoCase): void {
   t.mock.timers.enable({ apis: ['Date'], now: new Date(`${c.date}T12:00:00`) });
 }
 
-/** What the agent loop answers: as written (citation marks), and with its citations resolved as the Responses API resolves them. */
-async function agentAnswer(c: NanoCase): Promise<{ text: string; linked: string }> {
+/** What the agent loop answers, with its citations resolved as the server resolves them, and those citations. */
+async function agentAnswer(c: NanoCase): Promise<{ linked: string; citations: Citation[] }> {
   const browser = new BrowserSession(backend);
   const { result } = await askNano(engineOf(model), c.question, { effort: c.effort, date: c.date, tools: [browser, python], maxTokens: 1024 });
-  return { text: result.finalText, linked: resolveCitations(result.finalText, browser).text };
+  const resolved = resolveCitations(result.finalText, browser);
+  return { linked: resolved.text, citations: resolved.citations };
 }
 
 /** The answer's text outside its citation links (their file names and line anchors are no answer). */
@@ -120,24 +121,30 @@ for (const c of cases) {
 for (const c of cases) {
   test(`gpt-oss-nano through Chat Completions with no tools named, whole and streamed (${c.id}, ${c.expect}): ${c.question}`, async (t) => {
     onCorpusDate(t, c);
-    const expected = (await agentAnswer(c)).text;
+    const { linked: expected, citations } = await agentAnswer(c);
+    const expectedAnnotations = citations.map((x) => ({ type: 'url_citation', url_citation: { start_index: x.start, end_index: x.end, url: x.url, title: x.title } }));
     const body = { model: 'gpt-oss-nano', messages: [{ role: 'user' as const, content: c.question }], reasoning_effort: c.effort, temperature: 0, max_tokens: 1024 };
 
     const r = await client.chat.completions.create(body);
     const choice = r.choices[0]!;
     assert.equal(choice.finish_reason, 'stop');
     assert.equal(choice.message.content, expected);
+    assert.deepEqual(choice.message.annotations, expectedAnnotations);
     assert.equal(choice.message.tool_calls, undefined, 'built-in calls run on the server; only function calls come back');
-    if (c.expect === 'right') assert.ok(answerStates(c, choice.message.content ?? ''), choice.message.content ?? '');
+    if (c.expect === 'right') assert.ok(answerStates(c, withoutLinks(expected, choice.message.annotations!.map((a) => a.url_citation))), expected);
 
     const stream = await client.chat.completions.create({ ...body, stream: true });
     let content = '';
+    const annotations: unknown[] = [];
     let finish: string | null = null;
     for await (const chunk of stream) {
-      content += chunk.choices[0]?.delta.content ?? '';
+      const delta = chunk.choices[0]?.delta as (OpenAI.Chat.ChatCompletionChunk.Choice.Delta & { annotations?: unknown[] }) | undefined;
+      content += delta?.content ?? '';
+      annotations.push(...(delta?.annotations ?? []));
       finish = chunk.choices[0]?.finish_reason ?? finish;
     }
     assert.equal(content, expected);
+    assert.deepEqual(annotations, expectedAnnotations);
     assert.equal(finish, 'stop');
   });
 }

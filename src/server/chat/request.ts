@@ -7,7 +7,8 @@
 import type { JsonSchema } from '../../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message } from '../../harmony/index.ts';
 import { getTokenizer } from '../../tokenizer/index.ts';
-import { defaultBuiltins, formatInstructions, formatSchema, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
+import type { CitationSource } from '../../tools/index.ts';
+import { citationSource, defaultBuiltins, formatInstructions, formatSchema, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
 import { invalid } from '../errors.ts';
 import type { TurnRequest } from '../../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
@@ -18,6 +19,8 @@ export interface ChatRequest {
   includeUsage: boolean;
   logprobs: boolean;
   topLogprobs: number;
+  /** The request's browser, whose pages the answer's citation marks refer to. */
+  citations?: CitationSource;
 }
 
 const TEXT_TYPES = ['text', 'input_text'] as const;
@@ -104,7 +107,9 @@ export function parseChatRequest(ctx: ServerContext, body: JsonRecord, contextRo
     builtinTools: builtins,
     functionTools: offered.map((f) => f.tool),
   });
+  const citations = citationSource(builtins);
   return {
+    ...(citations !== undefined ? { citations } : {}),
     stream,
     includeUsage,
     logprobs,

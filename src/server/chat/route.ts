@@ -40,6 +40,7 @@ export function mountChat(app: Hono, kit: RouteKit): void {
                 if (logprobs !== undefined) (entry['choices'] as JsonRecord[])[0]!['logprobs'] = { content: logprobs, refusal: null };
                 send(undefined, entry);
               },
+          request.citations,
         );
         send?.(undefined, chunk({ role: 'assistant', content: '' }));
         return {
@@ -59,6 +60,7 @@ export function mountChat(app: Hono, kit: RouteKit): void {
               reasoning: builder.reasoning,
               reasoning_content: builder.reasoning,
               refusal: null,
+              annotations: builder.annotations,
             };
             if (builder.toolCalls.length > 0) message['tool_calls'] = builder.toolCalls as unknown as JsonRecord[];
             return {

@@ -5,7 +5,7 @@
 import type { JsonSchema } from '../../engine/constrained.ts';
 import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } from '../../harmony/index.ts';
 import type { CitationSource, Tool } from '../../tools/index.ts';
-import { builtinTool, defaultBuiltins, formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
+import { builtinTool, citationSource, defaultBuiltins, formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
 import { ApiError, invalid } from '../errors.ts';
 import type { TurnRequest } from '../../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
@@ -112,8 +112,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
     functionTools: offered.map((f) => f.tool),
   });
   const maxTokens = Math.min(maxOutput ?? contextRoom, contextRoom);
-  const browser = builtins.find((b) => b.name === 'browser');
-  const citations = browser !== undefined && 'pageAt' in browser && 'pageStack' in browser ? (browser as unknown as CitationSource) : undefined;
+  const citations = citationSource(builtins);
   return {
     ...(citations !== undefined ? { citations } : {}),
     stream,

@@ -2,7 +2,7 @@
 // `【{cursor}†L{line}】` (cursor = the page's place in the conversation's page stack). These helpers
 // turn the markers of a final answer into Markdown links to the document and line range, with
 // annotations like the reference's url_citation ones; a streaming variant holds back a marker
-// until it is complete.
+// until it is complete; `withoutCitations` leaves both forms out of a text for graders of its words.
 import type { PageContents } from './page.ts';
 import { stripLinks, wrapLines } from './text.ts';
 
@@ -51,6 +51,14 @@ function escapeMarkdownText(s: string): string {
 }
 
 /**
+ * A link target with its parentheses and spaces percent-encoded, so that the Markdown link ends
+ * where it should (encodeURIComponent leaves parentheses as they are).
+ */
+function markdownHref(href: string): string {
+  return href.replace(/[()\s]/g, (c) => (c === '(' ? '%28' : c === ')' ? '%29' : encodeURIComponent(c)));
+}
+
+/**
  * Replaces every complete citation marker whose cursor names a page with ` ([title](href))` and
  * reports it; markers naming no page (or a search results page) are left as they are.
  */
@@ -77,7 +85,7 @@ export function resolveCitations(text: string, source: CitationSource, offset = 
     const title = page.title || page.url;
     // The link follows the cited words after one space: none added where the answer has one.
     const lead = /\s$/.test(out === '' ? before : out) ? '' : ' ';
-    const replacement = `${lead}([${escapeMarkdownText(title)}](${href.replace(/[()\s]/g, (c) => encodeURIComponent(c))}))`;
+    const replacement = `${lead}([${escapeMarkdownText(title)}](${markdownHref(href)}))`;
     citations.push({
       start: offset + out.length,
       end: offset + out.length + replacement.length,
@@ -93,6 +101,20 @@ export function resolveCitations(text: string, source: CitationSource, offset = 
   }
   out += text.slice(last);
   return { text: out, citations };
+}
+
+/** A link as resolveCitations writes one: ` ([title](href))`, the title escaped, the href encoded. */
+const CITATION_LINK = /\s?\(\[(?:\\.|[^\]\\])*\]\([^()\s]*\)\)/g;
+/** Any citation marker, complete, naming a page or not. */
+const ANY_MARKER = /【[^】]*】/g;
+
+/**
+ * The text with its citations left out, as markers (`【1†L9】`) or as the links they became
+ * (` ([Title](file.md#L3-L4))`), each replaced by a space: for graders of an answer's words and
+ * numbers, which a cursor, line numbers and file names are not.
+ */
+export function withoutCitations(text: string): string {
+  return text.replace(ANY_MARKER, ' ').replace(CITATION_LINK, ' ');
 }
 
 /** True when `text` ends inside a citation marker that may still be completed. */
