@@ -74,7 +74,7 @@ export function f32_mf4w_moe_matmul_swiglu(list: usize, entries: i32, hidden: i3
       }
       p++;
     } else if (quant == EXPERT_ACTIVATIONS_Q8) {
-      // Several tokens: both rows expanded once to byte codes, then 4 tokens per pass.
+      // Several tokens, baseline build: both rows expanded once to byte codes, then 4 tokens per pass.
       const xs8 = q8Stride(hidden);
       mxRowExpandQ8(blkG, sclG, bufA, bufA + <usize>hidden, groups);
       mxRowExpandQ8(blkL, sclL, bufB, bufB + <usize>hidden, groups);
