@@ -108,6 +108,10 @@ function setup(dir: string) {
   const ops: Record<string, () => void> = {
     'experts decode (1 token)': experts1(1),
     'experts prefill (64 tokens)': experts1(64),
+    // Decode batches of several sequences: two, four and six tokens per expert.
+    'experts batch (4 tokens)': experts1(4),
+    'experts batch (8 tokens)': experts1(8),
+    'experts batch (12 tokens)': experts1(12),
     'linear decode qkv (5120 rows)': lin(qkvRows),
     'linear decode 16384 rows': lin(linearRows),
     // The memory-bandwidth probe over the same 94 MB: what a matvec streaming at the limit would take.
@@ -139,7 +143,7 @@ const median = (a: number[]): number => { const s = [...a].sort((p, q) => p - q)
 console.log(`kernel A/B, 1 thread, ${file}: A = ${flags.base}, B = this checkout; ${rounds} interleaved rounds (A, B, B, A), medians (CPU ms per call)`);
 for (const name of Object.keys(A.ops)) {
   if (only !== undefined && !only.some((o) => name.includes(o))) continue;
-  const reps = name.includes('prefill') ? 1 : name.includes('16384') ? 5 : 20;
+  const reps = name.includes('prefill') ? 1 : name.includes('16384') || name.includes('batch') ? 5 : 20;
   const ta: number[] = [], tb: number[] = [];
   for (const s of [A, B, B2, A2]) s.ops[name]!();
   const time = (s: typeof A): number => {

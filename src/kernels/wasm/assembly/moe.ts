@@ -26,6 +26,13 @@ export function f32_mf4w_moe_row_buffer_bytes(cols: i32): i32 {
   return <i32>rowBufferBytes(cols);
 }
 
+/**
+ * Tokens on an expert from which its q8 rows are expanded four at a time (relaxed build): the
+ * interleaving costs more than the one-row expansion, which two tokens do not repay
+ * (bench/kernel-ab.ts: two tokens per expert 0.92x, four 1.11x, six 1.16x, 32 1.27x).
+ */
+const ROWS4_MIN_TOKENS = 4;
+
 // `quant` (an EXPERT_ACTIVATIONS_* mode) says how the input rows are carried: f32; 'split'
 // (f32_quantize_i16x2 for single-row experts, f32 for the others); 'q8' (f32_quantize_i8, every row).
 
@@ -59,7 +66,7 @@ export function f32_mf4w_moe_matmul_swiglu(list: usize, entries: i32, hidden: i3
       const g = mxRowDotQ8(blkG, sclG, xq, hidden) + bg;
       const l = mxRowDotQ8(blkL, sclL, xq, hidden) + bl;
       store<f32>(act + pi, swiglu(g, l, limit));
-    } else if (quant == EXPERT_ACTIVATIONS_Q8 && ASC_FEATURE_RELAXED_SIMD && (i & 1) == 0 && i + 1 < inter && p + 1 < p1) {
+    } else if (quant == EXPERT_ACTIVATIONS_Q8 && ASC_FEATURE_RELAXED_SIMD && n >= ROWS4_MIN_TOKENS && (i & 1) == 0 && i + 1 < inter && p + 1 < p1) {
       // Several tokens: the rows of SwiGLU units i and i + 1 (glu, linear, glu, linear) expanded
       // once, interleaved, then one token per pass gives all four.
       const xs8 = q8Stride(hidden);
@@ -74,7 +81,8 @@ export function f32_mf4w_moe_matmul_swiglu(list: usize, entries: i32, hidden: i3
       }
       p++;
     } else if (quant == EXPERT_ACTIVATIONS_Q8) {
-      // Several tokens, baseline build: both rows expanded once to byte codes, then 4 tokens per pass.
+      // Several tokens (the baseline build, or too few for four rows): both rows expanded once to
+      // byte codes, then 4 tokens per pass.
       const xs8 = q8Stride(hidden);
       mxRowExpandQ8(blkG, sclG, bufA, bufA + <usize>hidden, groups);
       mxRowExpandQ8(blkL, sclL, bufB, bufB + <usize>hidden, groups);
@@ -187,7 +195,7 @@ export function f32_mf4w_moe_matmul_scatter(list: usize, entries: i32, hidden: i
         continue;
       }
       const q8 = quant == EXPERT_ACTIVATIONS_Q8;
-      if (q8 && ASC_FEATURE_RELAXED_SIMD && r + 4 <= r1) {
+      if (q8 && ASC_FEATURE_RELAXED_SIMD && n >= ROWS4_MIN_TOKENS && r + 4 <= r1) {
         // Four rows expanded once, interleaved; one token per pass gives all four.
         mxRowsExpandQ8x4(br, sr, rowBytes, groups, buf);
         const b4 = v128.load(bias + (<usize>r << 2));
