@@ -1,12 +1,13 @@
 // Interleaved A/B of two builds of the kernels, one thread, at gpt-oss-20b's shapes: the q8
-// experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token and a 64-token
-// chunk, and the bf16 linear for one token (the QKV projection and a 16,384-row slice of the
-// unembedding), with the memory-bandwidth probe reading that slice's bytes for comparison. Each build gets its own memory holding the same seeded data; rounds alternate
-// A, B, A, B, ... Times are the process's CPU time (one thread computes), not wall time: on a
-// machine shared with other work the wall clock mostly measures the scheduler. Each op reports
-// both medians and the ratios A/B (> 1: B is faster) of the medians, the median of the per-round
-// ratios (adjacent runs see the same load: the figure to quote on a shared machine) and of the
-// best runs.
+// experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token, decode
+// batches of 4, 8 and 12 tokens and a 64-token chunk, and the bf16 linear for one token (the QKV
+// projection and a 16,384-row slice of the unembedding), with the memory-bandwidth probe reading
+// that slice's bytes for comparison. Each build gets its own memories holding the same seeded
+// data, two copies set up in the order A, B, B, A (see below); rounds alternate A, B, B, A.
+// Times are the process's CPU time (one thread computes), not wall time: on a machine shared
+// with other work the wall clock mostly measures the scheduler. Each op reports both medians and
+// the ratios A/B (> 1: B is faster) of the medians, the median of the per-round ratios (adjacent
+// runs see the same load: the figure to quote on a shared machine) and of the best runs.
 // Alone: node --import tsx bench/kernel-ab.ts --base DIR_WITH_OLD_WASM [--rounds N] [--relaxed 0|1]
 //        [--ops NAME,...] (substrings of the op names: experts, linear, decode, prefill, ...)
 import { existsSync, readFileSync } from 'node:fs';
