@@ -1,12 +1,13 @@
 // Interleaved A/B of two builds of the kernels, one thread, at gpt-oss-20b's shapes: the q8
-// experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token and a 64-token
-// chunk, and the bf16 linear for one token (the QKV projection and a 16,384-row slice of the
-// unembedding). Each build gets its own memory holding the same seeded data; rounds alternate
-// A, B, A, B, ... Times are the process's CPU time (one thread computes), not wall time: on a
-// machine shared with other work the wall clock mostly measures the scheduler. Each op reports
-// both medians and the ratios A/B (> 1: B is faster) of the medians, the median of the per-round
-// ratios (adjacent runs see the same load: the figure to quote on a shared machine) and of the
-// best runs.
+// experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token, decode
+// batches of 4, 8 and 12 tokens and a 64-token chunk, and the bf16 linear for one token (the QKV
+// projection and a 16,384-row slice of the unembedding), with the memory-bandwidth probe reading
+// that slice's bytes for comparison. Each build gets its own memories holding the same seeded
+// data, two copies set up in the order A, B, B, A (see below); rounds alternate A, B, B, A.
+// Times are the process's CPU time (one thread computes), not wall time: on a machine shared
+// with other work the wall clock mostly measures the scheduler. Each op reports both medians and
+// the ratios A/B (> 1: B is faster) of the medians, the median of the per-round ratios (adjacent
+// runs see the same load: the figure to quote on a shared machine) and of the best runs.
 // Alone: node --import tsx bench/kernel-ab.ts --base DIR_WITH_OLD_WASM [--rounds N] [--relaxed 0|1]
 //        [--ops NAME,...] (substrings of the op names: experts, linear, decode, prefill, ...)
 import { existsSync, readFileSync } from 'node:fs';
@@ -109,8 +110,14 @@ function setup(dir: string) {
   const ops: Record<string, () => void> = {
     'experts decode (1 token)': experts1(1),
     'experts prefill (64 tokens)': experts1(64),
+    // Decode batches of several sequences: two, four and six tokens per expert.
+    'experts batch (4 tokens)': experts1(4),
+    'experts batch (8 tokens)': experts1(8),
+    'experts batch (12 tokens)': experts1(12),
     'linear decode qkv (5120 rows)': lin(qkvRows),
     'linear decode 16384 rows': lin(linearRows),
+    // The memory-bandwidth probe over the same 94 MB: what a matvec streaming at the limit would take.
+    'stream read of the 16384-row weights': () => kern.mem_stream_read!(w.big, linearRows * hidden * 2, w.out, 0, 1),
   };
   return { ops, memory, kern, out, w };
 }
@@ -127,21 +134,27 @@ class Linear {
   }
 }
 
-const A = setup(flags.base), B = setup(here);
+// Each build twice, set up in the order A, B, B, A: the memory set up later runs faster here
+// (identical builds read 1.05-1.15x in favour of the second), so each build's time per round is
+// the mean of its two copies, one early and one late.
+const A = setup(flags.base), B = setup(here), B2 = setup(here), A2 = setup(flags.base);
 const median = (a: number[]): number => { const s = [...a].sort((p, q) => p - q); return s[s.length >> 1]!; };
-console.log(`kernel A/B, 1 thread, ${file}: A = ${flags.base}, B = this checkout; ${rounds} interleaved rounds, medians (CPU ms per call)`);
+console.log(`kernel A/B, 1 thread, ${file}: A = ${flags.base}, B = this checkout; ${rounds} interleaved rounds (A, B, B, A), medians (CPU ms per call)`);
 for (const name of Object.keys(A.ops)) {
   if (only !== undefined && !only.some((o) => name.includes(o))) continue;
-  const reps = name.includes('prefill') ? 1 : name.includes('16384') ? 5 : 20;
+  const reps = name.includes('prefill') ? 1 : name.includes('16384') || name.includes('batch') ? 5 : 20;
   const ta: number[] = [], tb: number[] = [];
-  A.ops[name]!(); B.ops[name]!();
+  for (const s of [A, B, B2, A2]) s.ops[name]!();
+  const time = (s: typeof A): number => {
+    const c0 = process.cpuUsage();
+    for (let j = 0; j < reps; j++) s.ops[name]!();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1000 / reps;
+  };
   for (let i = 0; i < rounds; i++) {
-    for (const [s, t] of [[A, ta], [B, tb]] as const) {
-      const c0 = process.cpuUsage();
-      for (let j = 0; j < reps; j++) s.ops[name]!();
-      const c = process.cpuUsage(c0);
-      t.push((c.user + c.system) / 1000 / reps);
-    }
+    const a1 = time(A), b1 = time(B), b2 = time(B2), a2 = time(A2);
+    ta.push((a1 + a2) / 2);
+    tb.push((b1 + b2) / 2);
   }
   // Same inputs, so the outputs must agree (to rounding: a kernel may sum in another order).
   const oa = new Float32Array(A.memory.buffer, name.includes('linear') ? A.w.out : A.out, 256);

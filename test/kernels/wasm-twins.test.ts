@@ -351,6 +351,39 @@ test('a weight outside the store runs the reference code and is counted as a fal
   assert.deepEqual({ ...b.fallbacks, linear: 0 }, { linear: 0, attention: 0, experts: 0 });
 });
 
+test('q8 experts at the extremes of the byte dots (largest FP4 code against activations of +-127) match the reference', async () => {
+  // Every weight +6 (the largest shifted code, 24, in the relaxed build) and every activation
+  // of a token one value, so each quantises to +-127 exactly: a four-row byte dot's i16 sums then
+  // reach their bound (4 x 2 x 24 x 127 = 24,384) in both signs, and an overflow would wrap.
+  // Eight tokens on each of two experts (rows expanded, the prefill pass) and two tokens on
+  // experts of their own (packed rows read directly, the decode pass).
+  const [experts, k, hidden, inter] = [4, 2, 128, 64];
+  for (const relaxed of [true, false]) {
+    const b = await backend(2, false, 'q8', relaxed);
+    const weights = (rows: number, cols: number): Mxfp4Matrices => {
+      const m = mxfp4(b, experts, rows, cols, seededRandom(1));
+      m.blocks.fill(0x77);
+      m.scales.fill(123); // 2^-4
+      return m;
+    };
+    const moe: ExpertWeights = {
+      mlp1Weight: weights(2 * inter, hidden), mlp1Bias: new Float32Array(experts * 2 * inter),
+      mlp2Weight: weights(hidden, inter), mlp2Bias: new Float32Array(experts * hidden),
+    };
+    for (const [tokens, expertOf] of [[8, (i: number) => i % k], [2, (i: number) => i]] as const) {
+      const x = Float32Array.from({ length: tokens * hidden }, (_, i) => (Math.floor(i / hidden) % 2 === 0 ? 1 : -1));
+      const indices = Int32Array.from({ length: tokens * k }, (_, i) => expertOf(i));
+      const routing = new Float32Array(tokens * k).fill(0.5);
+      const want = new Float32Array(tokens * hidden), got = new Float32Array(tokens * hidden);
+      reference.experts(x, tokens, indices, routing, k, moe, 1e9, want); // no clamp: the dots' full range reaches mlp2
+      await b.experts(x, tokens, indices, routing, k, moe, 1e9, got);
+      assert.ok(want[0]! > 5e4, `the case reaches large outputs (${want[0]})`);
+      assertClose(got, want, 1e-5, `extreme q8 experts, ${tokens} tokens, ${relaxed ? 'relaxed' : 'baseline'} build`);
+    }
+    assertNoFallbacks(b);
+  }
+});
+
 test('experts whose MXFP4 scales landed in another memory than their blocks still match', async () => {
   const b = await backend(2, true);
   const r = seededRandom(77);

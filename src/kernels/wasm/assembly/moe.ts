@@ -7,8 +7,8 @@ import {
   EXPERT_DOWN_TOKENS, EXPERT_DOWN_WEIGHTS, EXPERT_INPUT, EXPERT_QUANT_INPUT, EXPERT_RECORD_BYTES,
   EXPERT_ROWS, EXPERT_SCALES, EXPERT_UP_OUTPUT,
 } from '../abi';
-import { dot0, dot1, dot2, dot3, dot4, dot5, dot6, dot7, dot2x4F32, dot4F32, dotF32, sliceStart } from './simd';
-import { dot1Q8, dot4Q8, mxRowDot, mxRowDotQ2, mxRowDotQ8, mxRowExpand, mxRowExpandQ8, permuted, q8Stride } from './mxfp4';
+import { dot0, dot1, dot2, dot3, dot4, dot5, dot6, dot7, dot2x4F32, dot4F32, dotF32, madd, sliceStart } from './simd';
+import { dot1Q8, dot4Q8, dotRowsX4Q8, mxRowDot, mxRowDotQ2, mxRowDotQ8, mxRowExpand, mxRowExpandQ8, mxRowsExpandQ8x4, permuted, q8Stride } from './mxfp4';
 
 @inline function swiglu(glu: f32, lin: f32, limit: f32): f32 {
   const g = min(glu, limit);
@@ -16,7 +16,7 @@ import { dot1Q8, dot4Q8, mxRowDot, mxRowDotQ2, mxRowDotQ8, mxRowExpand, mxRowExp
   return g / (1 + Mathf.exp(-1.702 * g)) * (l + 1);
 }
 
-/** Bytes of one thread's row buffer for rows of `cols` (two rows expanded to f32, or to q8 codes and scales). */
+/** Bytes of one thread's row buffer for rows of `cols` (two rows expanded to f32, or to q8 codes and scales, or four interleaved rows of q8 codes and scales, 4.5 bytes per column). */
 @inline function rowBufferBytes(cols: i32): usize {
   return <usize>cols << 3;
 }
@@ -25,6 +25,13 @@ import { dot1Q8, dot4Q8, mxRowDot, mxRowDotQ2, mxRowDotQ8, mxRowExpand, mxRowExp
 export function f32_mf4w_moe_row_buffer_bytes(cols: i32): i32 {
   return <i32>rowBufferBytes(cols);
 }
+
+/**
+ * Tokens on an expert from which its q8 rows are expanded four at a time (relaxed build): the
+ * interleaving costs more than the one-row expansion, which two tokens do not repay
+ * (bench/kernel-ab.ts: two tokens per expert 0.92x, four 1.11x, six 1.16x, 32 1.27x).
+ */
+const ROWS4_MIN_TOKENS = 4;
 
 // `quant` (an EXPERT_ACTIVATIONS_* mode) says how the input rows are carried: f32; 'split'
 // (f32_quantize_i16x2 for single-row experts, f32 for the others); 'q8' (f32_quantize_i8, every row).
@@ -59,8 +66,23 @@ export function f32_mf4w_moe_matmul_swiglu(list: usize, entries: i32, hidden: i3
       const g = mxRowDotQ8(blkG, sclG, xq, hidden) + bg;
       const l = mxRowDotQ8(blkL, sclL, xq, hidden) + bl;
       store<f32>(act + pi, swiglu(g, l, limit));
+    } else if (quant == EXPERT_ACTIVATIONS_Q8 && ASC_FEATURE_RELAXED_SIMD && n >= ROWS4_MIN_TOKENS && (i & 1) == 0 && i + 1 < inter && p + 1 < p1) {
+      // Several tokens: the rows of SwiGLU units i and i + 1 (glu, linear, glu, linear) expanded
+      // once, interleaved, then one token per pass gives all four.
+      const xs8 = q8Stride(hidden);
+      mxRowsExpandQ8x4(blkG, sclG, rowBytes, groups, bufA);
+      const b4 = v128.load(bias + (rg << 2));
+      const pi1 = <usize>permuted(i + 1) << 2;
+      for (let t = 0; t < n; t++) {
+        const d = f32x4.add(dotRowsX4Q8(bufA, xq + <usize>t * xs8, hidden), b4);
+        const a = act + <usize>t * as;
+        store<f32>(a + pi, swiglu(f32x4.extract_lane(d, 0), f32x4.extract_lane(d, 1), limit));
+        store<f32>(a + pi1, swiglu(f32x4.extract_lane(d, 2), f32x4.extract_lane(d, 3), limit));
+      }
+      p++;
     } else if (quant == EXPERT_ACTIVATIONS_Q8) {
-      // Several tokens: both rows expanded once to byte codes, then 4 tokens per pass.
+      // Several tokens (the baseline build, or too few for four rows): both rows expanded once to
+      // byte codes, then 4 tokens per pass.
       const xs8 = q8Stride(hidden);
       mxRowExpandQ8(blkG, sclG, bufA, bufA + <usize>hidden, groups);
       mxRowExpandQ8(blkL, sclL, bufB, bufB + <usize>hidden, groups);
@@ -173,6 +195,19 @@ export function f32_mf4w_moe_matmul_scatter(list: usize, entries: i32, hidden: i
         continue;
       }
       const q8 = quant == EXPERT_ACTIVATIONS_Q8;
+      if (q8 && ASC_FEATURE_RELAXED_SIMD && n >= ROWS4_MIN_TOKENS && r + 4 <= r1) {
+        // Four rows expanded once, interleaved; one token per pass gives all four.
+        mxRowsExpandQ8x4(br, sr, rowBytes, groups, buf);
+        const b4 = v128.load(bias + (<usize>r << 2));
+        const ss = q8Stride(inter);
+        for (let t = 0; t < n; t++) {
+          const o = out + <usize>load<i32>(tok + (<usize>t << 2)) * os + ro;
+          const y = f32x4.add(dotRowsX4Q8(buf, aq + <usize>t * ss, inter), b4);
+          v128.store(o, madd(y, v128.load32_splat(wgt + (<usize>t << 2)), v128.load(o)));
+        }
+        r += 3;
+        continue;
+      }
       if (q8) mxRowExpandQ8(br, sr, buf, buf + <usize>inter, groups);
       else mxRowExpand(br, sr, buf, groups);
       const src = q8 ? aq : act, ss = q8 ? q8Stride(inter) : as;

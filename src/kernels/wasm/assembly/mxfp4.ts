@@ -306,6 +306,85 @@ export function f32_quantize_i8(src: usize, dst: usize, rows: i32, cols: i32): v
   setDots4(hsum(s0), hsum(s1), hsum(s2), hsum(s3));
 }
 
+// ---- Four rows interleaved (relaxed SIMD, several tokens) ----------------------------------
+// A pass over one token and four rows of an expert: the rows' codes interleaved so one 16-byte
+// vector holds 4 consecutive codes of each of the 4 rows, and the token's matching 4 activations
+// broadcast against it. One byte dot then serves 4 rows, the i16 results of a group's 16 low
+// (or high) positions add without overflow (4 x 2 x 24 x 127 < 2^15), and the i32 lanes that
+// come out are the 4 rows themselves: no sum across lanes per group nor per output.
+
+/**
+ * Expands packed MXFP4 rows r..r+3 (blk, scl at row r; rows rowBytes and `groups` scale bytes
+ * apart) into dq: per group 128 bytes, vector m < 4 holding codes 4m..4m+3 (low nibbles) of rows
+ * 0..3 and vector 4 + m the high nibbles' 4m..4m+3; then per group the 4 rows' f32 scales
+ * (4.5 bytes per column in all).
+ */
+@inline export function mxRowsExpandQ8x4(blk: usize, scl: usize, rowBytes: usize, groups: i32, dq: usize): void {
+  const ds = dq + (<usize>groups << 7);
+  const sg = <usize>groups;
+  for (let g = 0; g < groups; g++) {
+    const b = blk + (<usize>g << 4);
+    const b0 = v128.load(b), b1 = v128.load(b + rowBytes), b2 = v128.load(b + 2 * rowBytes), b3 = v128.load(b + 3 * rowBytes);
+    const d = dq + (<usize>g << 7);
+    interleave4(d, q8Low(b0), q8Low(b1), q8Low(b2), q8Low(b3));
+    interleave4(d + 64, q8High(b0), q8High(b1), q8High(b2), q8High(b3));
+    const s = scl + g, o = ds + (<usize>g << 4);
+    store<f32>(o, e8m0Half(load<u8>(s)));
+    store<f32>(o, e8m0Half(load<u8>(s + sg)), 4);
+    store<f32>(o, e8m0Half(load<u8>(s + 2 * sg)), 8);
+    store<f32>(o, e8m0Half(load<u8>(s + 3 * sg)), 12);
+  }
+}
+
+/** Stores the 4x4 transpose (in 32-bit lanes) of rows a, b, c, e as four vectors at d. */
+@inline function interleave4(d: usize, a: v128, b: v128, c: v128, e: v128): void {
+  const ab0 = i32x4.shuffle(a, b, 0, 4, 1, 5), ce0 = i32x4.shuffle(c, e, 0, 4, 1, 5);
+  const ab1 = i32x4.shuffle(a, b, 2, 6, 3, 7), ce1 = i32x4.shuffle(c, e, 2, 6, 3, 7);
+  v128.store(d, i64x2.shuffle(ab0, ce0, 0, 2));
+  v128.store(d, i64x2.shuffle(ab0, ce0, 1, 3), 16);
+  v128.store(d, i64x2.shuffle(ab1, ce1, 0, 2), 32);
+  v128.store(d, i64x2.shuffle(ab1, ce1, 1, 3), 48);
+}
+
+/**
+ * Byte dot of 4 interleaved rows' codes w with 4 activations repeated in each lane of xs:
+ * adjacent products summed into i16 lanes (pmaddubsw with relaxed SIMD; the baseline build's
+ * signed codes through i16 dots, the same sums).
+ */
+@inline function q8x4Step(w: v128, xs: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(xs, w);
+  const xe = i16x8.extend_low_i8x16_s(xs);
+  return i16x8.narrow_i32x4_s(i32x4.dot_i16x8_s(xe, i16x8.extend_low_i8x16_s(w)), i32x4.dot_i16x8_s(xe, i16x8.extend_high_i8x16_s(w)));
+}
+
+/** Sum of a half group's 4 steps: codes at w (4 vectors) against the 16 activations in x. */
+@inline function q8x4Half(w: usize, x: v128): v128 {
+  return i16x8.add(i16x8.add(q8x4Step(v128.load(w), i32x4.shuffle(x, x, 0, 0, 0, 0)), q8x4Step(v128.load(w, 16), i32x4.shuffle(x, x, 1, 1, 1, 1))),
+    i16x8.add(q8x4Step(v128.load(w, 32), i32x4.shuffle(x, x, 2, 2, 2, 2)), q8x4Step(v128.load(w, 48), i32x4.shuffle(x, x, 3, 3, 3, 3))));
+}
+
+/** One group's i32 dots (a lane per row) of 4 interleaved rows at w with the 32 int8 activations at q. */
+@inline function q8x4Group(w: usize, q: usize): v128 {
+  return i32x4.add(i32x4.extadd_pairwise_i16x8_s(q8x4Half(w, v128.load(q))), i32x4.extadd_pairwise_i16x8_s(q8x4Half(w + 64, v128.load(q, 16))));
+}
+
+/** Dots of 4 interleaved expanded rows (mxRowsExpandQ8x4) with one int8-quantised row x: one lane per row. */
+export function dotRowsX4Q8(dq: usize, x: usize, cols: i32): v128 {
+  const groups = cols >> 5;
+  // Pointers stepped per group (indexing by g costs V8 a shift and an add per access).
+  let w = dq, q = x, s = dq + (<usize>groups << 7), xs = x + <usize>cols;
+  let c = xs + (<usize>groups << 2);
+  const end = s;
+  let acc = f32x4.splat(0);
+  while (w < end) {
+    let p = q8x4Group(w, q);
+    if (ASC_FEATURE_RELAXED_SIMD) p = i32x4.add(p, v128.load32_splat(c));
+    acc = madd(f32x4.convert_i32x4_s(p), f32x4.mul(v128.load(s), v128.load32_splat(xs)), acc);
+    w += 128; q += 32; s += 16; xs += 4; c += 4;
+  }
+  return acc;
+}
+
 /** Dot of one expanded row with one int8-quantised row. */
 @inline export function dot1Q8(dq: usize, ds: usize, x: usize, cols: i32): f32 {
   const groups = cols >> 5;
