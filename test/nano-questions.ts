@@ -32,9 +32,10 @@ export interface NanoQuestion {
 }
 
 export const NANO_QUESTIONS: readonly NanoQuestion[] = [
-  { item: 'heldout-16', expect: 'right' }, //        browser: "What's the gentamicin dose per kg?"
   { item: 'heldout-25', expect: 'right' }, //        browser: "What does the monograph say is the strength of paracetamol?"
-  { item: 'heldout-38', expect: 'right' }, //        no tool: "Tell me a joke."
+  { item: 'heldout-259', expect: 'right' }, //       python: "Weight 72 kg; prescribe 12 mg/kg, not more than 400 mg. Dose in mg?"
+  { item: 'heldout-30', expect: 'right' }, //        browser: "What does the monograph say is the max dose in 24 hours of Ibuprofen?"
+  { item: 'heldout-312', expect: 'right' }, //       no tool: "Who painted the Mona Lisa?"
   { item: 'heldout-11', expect: 'calls-tools' }, //  python: "Weight 69.7 kg; prescribe 12 mg/kg, not more than 400 mg. Dose in mg?"
 ];
 
