@@ -35,11 +35,14 @@ export interface ToolResultMessage {
 /** One message of the conversation. */
 export type ChatMessage = TextMessage | ToolCallMessage | ToolResultMessage;
 
-/** Sampling settings; each is off (or the model card's default) when left out. */
+/**
+ * Sampling settings; one left out takes the model's default (its generation_config.json, e.g.
+ * greedy for gpt-oss-nano), else is off (or the model card's default).
+ */
 export interface SamplingOptions {
-  /** Softmax temperature; 0 always picks the most likely token. Default 1. */
+  /** Softmax temperature; 0 always picks the most likely token. Default the model's, else 1. */
   temperature?: number;
-  /** Nucleus sampling: keep the most likely tokens whose probabilities add up to topP. Default 1 (off). */
+  /** Nucleus sampling: keep the most likely tokens whose probabilities add up to topP. Default the model's, else 1 (off). */
   topP?: number;
   /** Keep only the k most likely tokens. Default 0 (off). */
   topK?: number;

@@ -12,13 +12,22 @@ import { fileURLToPath } from 'node:url';
 import { UserError, readProblem } from '../errors.ts';
 import { parseOriginalConfig, type ModelConfig } from '../model/config.ts';
 import { MARKER_FILE } from './checkpoint.ts';
+import { GENERATION_CONFIG_FILE } from './generation.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from './safetensors.ts';
 import { gptossCacheDir } from './synth.ts';
 
 export const NANO_NAME = 'gpt-oss-nano';
 
 /** The shipped folder's files. */
-export const NANO_FILES = { config: 'config.json', weights: 'model.safetensors', manifest: 'nano.json' } as const;
+export const NANO_FILES = { config: 'config.json', weights: 'model.safetensors', generation: GENERATION_CONFIG_FILE, manifest: 'nano.json' } as const;
+
+/**
+ * gpt-oss-nano's generation_config.json: greedy decoding. It stores only the rows of the tokens its
+ * corpus uses; every other token's logit is 0, and at temperature 1 those ~199k tokens together
+ * take real probability wherever the model is unsure, so sampling prints stray foreign tokens.
+ * The token ids are o200k_harmony's, as the gpt-oss checkpoints' own file lists them.
+ */
+export const NANO_GENERATION_CONFIG = { bos_token_id: 199998, do_sample: false, eos_token_id: [200002, 199999, 200012], pad_token_id: 199999 } as const;
 
 /** The tables stored as rows, and the compact file's names for their rows and the rows' token ids. */
 const ROW_TABLES = ['embedding.weight', 'unembedding.weight'] as const;
@@ -70,7 +79,9 @@ export function readShippedNano(dir: string): { manifest: NanoManifest; config: 
     bad(dir, `${NANO_FILES.manifest}: ${readProblem(e)}`);
   }
   if (typeof manifest !== 'object' || manifest === null || typeof manifest.sha256 !== 'object' || manifest.sha256 === null) bad(dir, `${NANO_FILES.manifest} has no checksums`);
-  for (const file of [NANO_FILES.config, NANO_FILES.weights]) {
+  // A folder packed before the model shipped a generation config lists none; one that lists it needs it.
+  const files = [NANO_FILES.config, NANO_FILES.weights, ...(NANO_FILES.generation in manifest.sha256 ? [NANO_FILES.generation] : [])];
+  for (const file of files) {
     const want = manifest.sha256[file];
     if (typeof want !== 'string') bad(dir, `${NANO_FILES.manifest} has no checksum for ${file}`);
     if (!existsSync(join(dir, file))) bad(dir, `${file} is missing`);
@@ -145,13 +156,14 @@ export function packNano(fromDir: string, outFolder: string, options: { randomWe
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     writeFileSync(join(tmp, NANO_FILES.config), readFileSync(configPath));
+    writeFileSync(join(tmp, NANO_FILES.generation), JSON.stringify(NANO_GENERATION_CONFIG, null, 2) + '\n');
     writeSafetensors(join(tmp, NANO_FILES.weights), tensors, { format: 'gptoss-nano-rows' });
     const manifest: NanoManifest = {
       name: NANO_NAME,
       description: options.description ?? `${NANO_NAME}: ${config.numLayers} layers, hidden ${H}, ${config.numExperts} experts (top ${config.expertsPerToken}), ${ids.length} token rows`,
       random_weights: options.randomWeights === true,
       rows: ids.length,
-      sha256: { [NANO_FILES.config]: sha256(join(tmp, NANO_FILES.config)), [NANO_FILES.weights]: sha256(join(tmp, NANO_FILES.weights)) },
+      sha256: Object.fromEntries([NANO_FILES.config, NANO_FILES.weights, NANO_FILES.generation].map((f) => [f, sha256(join(tmp, f))])),
     };
     writeFileSync(join(tmp, NANO_FILES.manifest), JSON.stringify(manifest, null, 2) + '\n');
     rmSync(outDir, { recursive: true, force: true });
@@ -188,7 +200,7 @@ export function ensureNano(shippedDir: string = shippedNanoDir(), cacheDir: stri
   const digest = manifest?.sha256?.[NANO_FILES.weights];
   if (manifest !== undefined && typeof digest === 'string' && /^[0-9a-f]{64}$/.test(digest)) {
     const dir = join(cacheDir, `${NANO_NAME}-${digest.slice(0, 12)}`);
-    if (expandedMatches(dir, digest)) return { dir, manifest };
+    if (expandedMatches(dir, manifest.sha256)) return { dir, manifest };
   }
   const shipped = readShippedNano(shippedDir);
   const weightsDigest = shipped.manifest.sha256[NANO_FILES.weights]!;
@@ -202,12 +214,12 @@ export function ensureNano(shippedDir: string = shippedNanoDir(), cacheDir: stri
     writeFileSync(join(tmp, MARKER_FILE), JSON.stringify(marker, null, 2) + '\n');
     // Another process may have expanded it meanwhile (and be reading it): keep theirs. Only a
     // folder that is not a complete expansion of this model is replaced.
-    if (expandedMatches(dir, weightsDigest)) return { dir, manifest: shipped.manifest };
+    if (expandedMatches(dir, shipped.manifest.sha256)) return { dir, manifest: shipped.manifest };
     rmSync(dir, { recursive: true, force: true });
     try {
       renameSync(tmp, dir);
     } catch (e) {
-      if (!expandedMatches(dir, weightsDigest)) throw e; // another process expanded it first
+      if (!expandedMatches(dir, shipped.manifest.sha256)) throw e; // another process expanded it first
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -215,17 +227,24 @@ export function ensureNano(shippedDir: string = shippedNanoDir(), cacheDir: stri
   return { dir, manifest: shipped.manifest };
 }
 
-function expandedMatches(dir: string, digest: string): boolean {
+/**
+ * Whether `dir` is a complete expansion of the shipped files with these checksums: the marker names
+ * the weights, and the generation config is the shipped one (an expansion made before the model
+ * shipped one, of the same weights, lacks it and is expanded again).
+ */
+function expandedMatches(dir: string, digests: Record<string, string>): boolean {
   if (!existsSync(join(dir, 'model.safetensors')) || !existsSync(join(dir, 'config.json'))) return false;
   try {
+    const generation = digests[NANO_FILES.generation];
+    if (generation !== undefined && (!existsSync(join(dir, NANO_FILES.generation)) || sha256(join(dir, NANO_FILES.generation)) !== generation)) return false;
     const marker = readJsonFile(join(dir, MARKER_FILE)) as { embedded?: unknown; sha256?: unknown };
-    return marker.embedded === NANO_NAME && marker.sha256 === digest;
+    return marker.embedded === NANO_NAME && marker.sha256 === digests[NANO_FILES.weights];
   } catch {
     return false;
   }
 }
 
-/** Writes config.json and the full model.safetensors of the shipped model into `dir`. */
+/** Writes config.json, generation_config.json and the full model.safetensors of the shipped model into `dir`. */
 function expandInto(shippedDir: string, config: ModelConfig, dir: string): void {
   const weightsPath = join(shippedDir, NANO_FILES.weights);
   const file = SafetensorsFile.open(weightsPath);
@@ -252,6 +271,7 @@ function expandInto(shippedDir: string, config: ModelConfig, dir: string): void 
       }
     }
     writeFileSync(join(dir, 'config.json'), readFileSync(join(shippedDir, NANO_FILES.config)));
+    if (existsSync(join(shippedDir, NANO_FILES.generation))) writeFileSync(join(dir, NANO_FILES.generation), readFileSync(join(shippedDir, NANO_FILES.generation)));
     writeSafetensors(join(dir, 'model.safetensors'), tensors);
   } finally {
     file.close();

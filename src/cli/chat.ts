@@ -35,8 +35,9 @@ options:
   --context N             context window in tokens (default 8192, or the model's if smaller)
   --max-tokens N          most tokens per answer (default: until the window is full; 256 for
                           random weights, which never end an answer)
-  --temperature T         sampling temperature (default 1.0; 0 = greedy)
-  --top-p P               nucleus sampling (default 1.0)
+  --temperature T         sampling temperature (0 = greedy; default the model's generation_config.json,
+                          else 1.0; gpt-oss-nano's is greedy)
+  --top-p P               nucleus sampling (default the model's, else 1.0)
   --seed S                random seed (once per session; turns continue the stream), for reproducible answers
   --max-tool-calls N      tool calls per answer (default 16)
   --adapter DIR           a LoRA adapter (PEFT folder, e.g. from gptoss finetune) merged at load

@@ -19,8 +19,9 @@ stops only at --max-tokens (or at a --stop id).
   --tokens IDS       the prompt as comma-separated token ids (implies --raw)
   --raw              do not wrap the prompt in harmony
   --max-tokens N     most tokens to generate (default 256)
-  --temperature T    sampling temperature (default 1.0; 0 = greedy)
-  --top-p P          nucleus sampling (default 1.0 = off)
+  --temperature T    sampling temperature (0 = greedy; default the model's generation_config.json,
+                     else 1.0)
+  --top-p P          nucleus sampling (default the model's, else 1.0 = off)
   --seed S           random seed (same seed, same continuation)
   --stop IDS         also stop at these token ids
   --json             print {"tokens": [...], "text": "..."} instead of streaming text
@@ -60,9 +61,10 @@ export async function run(argv: string[]): Promise<number> {
   if ((promptText === undefined) === (tokenList === undefined)) throw new UserError('usage', 'give exactly one of --prompt TEXT or --tokens IDS');
   const raw = boolFlag(p, 'raw') || tokenList !== undefined;
   const maxTokens = numberFlag(p, 'max-tokens', { min: 1, integer: true }) ?? 256;
-  const temperature = numberFlag(p, 'temperature', { min: 0 }) ?? 1.0;
-  const topP = numberFlag(p, 'top-p') ?? 1.0;
-  if (!(topP > 0 && topP <= 1)) throw new UserError('usage', `--top-p must be in (0, 1], got ${topP}`);
+  // Unset flags leave the model's generation_config.json defaults (EngineInfo.sampling) in force.
+  const temperature = numberFlag(p, 'temperature', { min: 0 });
+  const topP = numberFlag(p, 'top-p');
+  if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new UserError('usage', `--top-p must be in (0, 1], got ${topP}`);
   const seed = numberFlag(p, 'seed', { integer: true });
   const stopRaw = stringFlag(p, 'stop');
   const extraStops = stopRaw === undefined ? [] : parseTokenList(stopRaw, 'stop');
@@ -86,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
     let text = '';
     const seq = engine.createSequence();
     const result = await generate(engine, seq, prompt, {
-      sampling: { temperature, topP },
+      sampling: { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) },
       ...(seed === undefined ? {} : { seed }),
       maxTokens,
       stopTokens,

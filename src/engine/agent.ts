@@ -159,7 +159,7 @@ export class AgentSession {
     this.onFunctionCall = options.onFunctionCall;
     this.dropAnalysis = options.dropAnalysis ?? 'completed-turns';
     this.maxToolCalls = options.maxToolCalls ?? DEFAULT_MAX_TOOL_CALLS;
-    this.sampling = samplingParams(options.sampling);
+    this.sampling = samplingParams(options.sampling, engine.info.sampling);
     this.rng = options.rng ?? new Rng(options.seed);
     this.sequence = options.sequence;
     this.prefillChunk = options.prefillChunk;

@@ -2,6 +2,7 @@
 // Batch-first: one step() feeds several sequences at once, each with zero or more new tokens
 // (a prefill chunk for one, a single decode token for another), and returns each sequence's
 // logits at its last position. Continuous batching and prefix reuse are built on this interface.
+import type { GenerationDefaults } from '../checkpoint/generation.ts';
 import type { Pick, TopLogits } from '../model/batch.ts';
 export type { Pick, TopLogits } from '../model/batch.ts';
 
@@ -35,6 +36,8 @@ export interface EngineInfo {
   contextLength: number;
   /** True when the weights are random (synthetic checkpoints): the UI must say so. */
   randomWeights: boolean;
+  /** The checkpoint's sampling defaults (its generation_config.json); a request's own settings win. */
+  sampling?: GenerationDefaults;
 }
 
 export interface Engine {

@@ -95,7 +95,7 @@ export async function generate(engine: Engine, sequence: Sequence, prompt: reado
   if (prompt.length >= contextLength) {
     throw new UserError('context', `the prompt has ${prompt.length} tokens; the context window holds ${contextLength} (prompt plus completion)`);
   }
-  const params = samplingParams(options.sampling);
+  const params = samplingParams(options.sampling, engine.info.sampling);
   const rng = options.rng ?? new Rng(options.seed);
   const stopTokens = new Set(options.stopTokens ?? ASSISTANT_ACTION_STOP_TOKENS);
   const maxTokens = options.maxTokens ?? Infinity;

@@ -6,6 +6,7 @@ import { UserError } from '../errors.ts';
 import { EXPERT_ACTIVATIONS, UNEMBEDDING_TYPES, type UnembeddingType, type Backend, type BackendChoice, type BackendName, type BackendOptions, type ExpertActivations, type KvCacheType } from '../kernels/backend.ts';
 import { createReferenceBackend } from '../kernels/reference.ts';
 import { loadCheckpoint, readCheckpointConfig, type CheckpointLayout } from '../checkpoint/checkpoint.ts';
+import { readGenerationDefaults } from '../checkpoint/generation.ts';
 import { checkCheckpointFits } from '../checkpoint/memory.ts';
 import { contextLength as modelContextLength, type ModelConfig } from '../model/config.ts';
 import { DEMO_CONTEXT_LENGTH, isDemoModel } from '../checkpoint/synth.ts';
@@ -113,6 +114,7 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
   const options = given.backend === 'auto' ? { ...given, backend: (await resolveBackend('auto')).backend } : given as LoadEngineOptions & { backend?: BackendName };
   // Refuse a model that cannot fit before reading gigabytes (GPTOSS_SKIP_MEMORY_CHECK=1 skips it).
   const { found, config } = await readCheckpointConfig(modelDir);
+  const sampling = readGenerationDefaults(found.dir);
   const requested = options.contextLength ?? defaultContextOf(found.dir, config);
   if (!Number.isInteger(requested) || requested < 1) {
     throw new UserError('usage', `context length must be a positive integer, got ${requested}`);
@@ -155,7 +157,7 @@ export async function loadEngine(modelDir: string, given: LoadEngineOptions = {}
     const limit = modelContextLength(loaded.weights.config);
     const ctx = Math.min(requested, limit);
     const model = new Transformer(loaded.weights, backend, ctx, options.prefillChunk, options.kvRewind, kvCacheType);
-    return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights }, loaded.layout);
+    return new LocalEngine(model, { name: loaded.name, vocabSize: loaded.weights.config.vocabSize, contextLength: ctx, randomWeights: loaded.randomWeights, sampling }, loaded.layout);
   } catch (e) {
     await backend.close();
     throw e;

@@ -7,7 +7,7 @@ import { MAX_TOP_K } from '../model/workspace.ts';
 import { splitmix32, Xoshiro128 } from '../random.ts';
 
 export interface SamplingParams {
-  /** Softmax temperature; 0 picks the most likely token (greedy). Default 1.0 (the model card's recommendation). */
+  /** Softmax temperature; 0 picks the most likely token (greedy). Default 1.0 (the model card's recommendation), or the checkpoint's generation_config.json. */
   temperature: number;
   /** Nucleus sampling: keep the most likely tokens whose probabilities add up to at least topP. 1 = off. */
   topP: number;
@@ -39,11 +39,17 @@ export const DEFAULT_SAMPLING: Readonly<SamplingParams> = Object.freeze({
  */
 export type LogitsProcessor = (logits: Float32Array, generated: readonly number[]) => void;
 
-/** Fills in defaults and rejects out-of-range values with a one-line UserError naming the field. */
-export function samplingParams(partial: Partial<SamplingParams> = {}): SamplingParams {
+/**
+ * Fills in defaults and rejects out-of-range values with a one-line UserError naming the field.
+ * `model` holds the checkpoint's own defaults (EngineInfo.sampling, from its generation_config.json):
+ * they replace DEFAULT_SAMPLING's, and every field `partial` sets (not undefined) wins over both.
+ */
+export function samplingParams(partial: Partial<SamplingParams> = {}, model: Partial<SamplingParams> = {}): SamplingParams {
   const p: SamplingParams = { ...DEFAULT_SAMPLING };
-  for (const [key, value] of Object.entries(partial) as [keyof SamplingParams, number | undefined][]) {
-    if (value !== undefined) p[key] = value;
+  for (const layer of [model, partial]) {
+    for (const [key, value] of Object.entries(layer) as [keyof SamplingParams, number | undefined][]) {
+      if (value !== undefined) p[key] = value;
+    }
   }
   const check = (name: keyof SamplingParams, ok: (v: number) => boolean, range: string): void => {
     const v = p[name];

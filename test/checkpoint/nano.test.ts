@@ -1,13 +1,15 @@
 // The shipped gpt-oss-nano format: packing a trained checkpoint keeps only its non-zero vocabulary
 // rows, expanding it gives back a checkpoint with the very same tensors and logits; a damaged
-// shipped folder is one line naming the problem; the package's own shipped model expands once.
+// shipped folder is one line naming the problem; the package's own shipped model expands once;
+// the greedy generation_config.json travels with it into the cache.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.ts';
-import { ensureNano, isEmbeddedNano, NANO_FILES, packNano, readShippedNano, shippedNanoDir } from '../../src/checkpoint/nano.ts';
+import { ensureNano, isEmbeddedNano, NANO_FILES, NANO_GENERATION_CONFIG, packNano, readShippedNano, shippedNanoDir } from '../../src/checkpoint/nano.ts';
+import { readGenerationDefaults } from '../../src/checkpoint/generation.ts';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.ts';
 import { isRandomWeights } from '../../src/checkpoint/checkpoint.ts';
 import { loadEngine } from '../../src/engine/local.ts';
@@ -162,6 +164,38 @@ test('a folder under the expanded name that is not a complete expansion (no mark
     assert.ok(readFileSync(join(dir, 'model.safetensors')).equals(whole));
     assert.ok(isEmbeddedNano(dir));
     assert.deepEqual(readdirSync(cache), [dir.slice(cache.length + 1)]);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test('pack writes the greedy generation_config.json and lists its checksum; the expansion carries it; one made before it is expanded again', async () => {
+  const work = mkdtempSync(join(tmpdir(), 'gptoss-nano-generation-'));
+  try {
+    const source = join(work, 'trained');
+    sourceCheckpoint(source);
+    const shipped = join(work, 'shipped');
+    packNano(source, shipped);
+    assert.deepEqual(JSON.parse(readFileSync(join(shipped, NANO_FILES.generation), 'utf8')), NANO_GENERATION_CONFIG);
+    assert.equal(typeof readShippedNano(shipped).manifest.sha256[NANO_FILES.generation], 'string');
+    const cache = join(work, 'cache');
+    const { dir } = ensureNano(shipped, cache);
+    assert.deepEqual(readGenerationDefaults(dir), { temperature: 0 });
+    const engine = await loadEngine(dir, { backend: 'reference' });
+    assert.deepEqual(engine.info.sampling, { temperature: 0 });
+    await engine.close();
+
+    // An expansion of the same weights from a release without the file (or with another one).
+    rmSync(join(dir, NANO_FILES.generation));
+    assert.equal(ensureNano(shipped, cache).dir, dir);
+    assert.deepEqual(readGenerationDefaults(dir), { temperature: 0 });
+    writeFileSync(join(dir, NANO_FILES.generation), '{"do_sample": true}');
+    ensureNano(shipped, cache);
+    assert.deepEqual(readGenerationDefaults(dir), { temperature: 0 });
+
+    // The shipped file altered: damaged, as the weights would be.
+    writeFileSync(join(shipped, NANO_FILES.generation), '{"do_sample": true}');
+    assert.throws(() => ensureNano(shipped, join(work, 'cache2')), /generation_config\.json does not match its checksum/);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -7,6 +7,7 @@ import { REASONING_EFFORTS, createMessage, type Message, type ReasoningEffort } 
 import type { CitationSource, Tool } from '../../tools/index.ts';
 import { builtinTool, citationSource, defaultBuiltins, formatInstructions, formatSchema, newId, parseFunction, promptHead, strictSchemas, type ParsedFunction, type ServerContext } from '../common.ts';
 import { ApiError, invalid } from '../errors.ts';
+import { samplingParams } from '../../engine/sampler.ts';
 import type { TurnRequest } from '../../engine/turn.ts';
 import { contentText, isRecord, oneOf, optArray, optBool, optMetadata, optNumber, optString, record, type Json, type JsonRecord } from '../validate.ts';
 
@@ -57,6 +58,7 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
   const previousId = optString(body, 'previous_response_id');
   const seed = optNumber(body, 'seed', { integer: true });
   if (topP === 0) throw invalid('top_p', 'top_p must be > 0');
+  const modelSampling = samplingParams({}, ctx.engine.info.sampling);
 
   // Tools.
   const functions: ParsedFunction[] = [];
@@ -136,8 +138,9 @@ export function parseResponsesRequest(ctx: ServerContext, body: JsonRecord, cont
       max_output_tokens: maxOutput ?? null,
       previous_response_id: previousId ?? null,
       reasoning: { effort, summary: summary ?? null },
-      temperature: temperature ?? 1,
-      top_p: topP ?? 1,
+      // What the request will run with: its own value, else the model's default (generation_config.json).
+      temperature: temperature ?? modelSampling.temperature,
+      top_p: topP ?? modelSampling.topP,
       text: { format: textFormat },
       tool_choice: (body['tool_choice'] ?? 'auto') as Json,
       tools: toolsIn,
