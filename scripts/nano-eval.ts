@@ -3,7 +3,7 @@
 // reasoning effort (src/evals/nano.ts), on a checkpoint folder (default: the embedded
 // gpt-oss-nano). Prints the shares per effort and writes the JSON summary with every answer.
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../src/cli/args.ts';
 import { isUserError, UserError } from '../src/errors.ts';
 import { ensureNano, nanoDocsDir } from '../src/checkpoint/nano.ts';
 import { loadEngine } from '../src/engine/local.ts';
@@ -18,12 +18,10 @@ function count(v: string | undefined, name: string, min: number): number | undef
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' }, limit: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, heldout: { type: 'string' },
-      efforts: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, documents: { type: 'string' },
-    },
-  });
+  const { values } = parseFlags(process.argv.slice(2), {
+    model: { type: 'string' }, limit: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, heldout: { type: 'string' },
+    efforts: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, documents: { type: 'string' },
+  }, false) as { values: Record<string, string | undefined> };
   const efforts = (values.efforts ?? REASONING_EFFORTS.join(',')).split(',').map((e) => e.trim());
   for (const e of efforts) if (!(REASONING_EFFORTS as readonly string[]).includes(e)) throw new UserError('usage', `--efforts: "${e}" is not low, medium or high`);
   const limit = count(values.limit, 'limit', 1);

@@ -61,3 +61,11 @@ it('nano:corpus writes a corpus that nano:score marks as fully right; bad usage 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('nano:eval: an unknown option or a bad count is one line and exit 2, not a stack trace', () => {
+  for (const args of [['--help'], ['--limit', 'x']]) {
+    const r = run('nano-eval', args);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^nano:eval: [^\n]+\n$/);
+  }
+});
