@@ -74,6 +74,9 @@ export interface GptossServer {
   listen(port?: number, host?: string): Promise<RunningServer>;
 }
 
+/** How long an idle keep-alive connection stays open (see listen()). */
+export const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+
 export function createServer(options: ServerOptions): GptossServer {
   const engine = options.engine instanceof BatchingEngine ? options.engine : new BatchingEngine(options.engine, options.batching);
   const modelName = options.modelName ?? engine.info.name;
@@ -246,6 +249,12 @@ export function createServer(options: ServerOptions): GptossServer {
                 }),
             });
           });
+          // Idle keep-alive connections stay open longer than clients keep theirs (undici, the
+          // openai client's fetch, drops them after 4 s), so the client closes one first and never
+          // sends a request on a socket the server is closing at that moment: with Node's 5 s the
+          // two timers race whenever the client's event loop stalls, and the request is reset
+          // ("Connection error."). Below the 60 s headers timeout, as Node requires.
+          (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
           server.on('error', reject);
         } catch (e) {
           reject(e);

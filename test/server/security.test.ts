@@ -471,3 +471,23 @@ test('an error quoting the client input escapes control characters and stays one
     await s.close();
   }
 });
+
+test('an idle keep-alive connection outlives the clients\' own (Keep-Alive: timeout=30), so a client never sends on a socket the server is closing', async () => {
+  const s = await startServer(new PromptEngine(() => ANSWER));
+  try {
+    // Node's default was 5 s, one above undici's 4: the two timers raced whenever the client's event
+    // loop stalled (a long engine step in the same process), and the next request was reset.
+    const socket = net.connect(s.running.port, '127.0.0.1');
+    socket.setEncoding('utf8');
+    let received = '';
+    const headEnd = new Promise<void>((resolve) => socket.on('data', (d: string) => { received += d; if (received.includes('\r\n\r\n')) resolve(); }));
+    socket.write(`GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:${s.running.port}\r\nConnection: keep-alive\r\n\r\n`);
+    await headEnd;
+    socket.destroy();
+    const head = received.split('\r\n\r\n', 1)[0]!;
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.match(head, /\r\nkeep-alive: timeout=30(\r\n|$)/i, head);
+  } finally {
+    await s.close();
+  }
+});
