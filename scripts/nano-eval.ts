@@ -1,7 +1,8 @@
-// `npm run nano:eval -- [--model DIR] [--limit N] [--out FILE.json] ...`: gpt-oss-nano's held-out
-// questions through the real agent loop with the real python and browser tools, greedy, at each
-// reasoning effort (src/evals/nano.ts), on a checkpoint folder (default: the embedded
-// gpt-oss-nano). Prints the shares per effort and writes the JSON summary with every answer.
+// `npm run nano:eval -- [--model DIR] [--limit N] [--split heldout|train] [--out FILE.json] ...`:
+// gpt-oss-nano's held-out questions (or, with --split train, its training split's) through the
+// real agent loop with the real python and browser tools, greedy, at each reasoning effort
+// (src/evals/nano.ts), on a checkpoint folder (default: the embedded gpt-oss-nano). Prints the
+// shares per effort and writes the JSON summary with every answer.
 import { writeFileSync } from 'node:fs';
 import { parseFlags } from '../src/cli/args.ts';
 import { isUserError, UserError } from '../src/errors.ts';
@@ -20,10 +21,12 @@ function count(v: string | undefined, name: string, min: number): number | undef
 async function main(): Promise<void> {
   const { values } = parseFlags(process.argv.slice(2), {
     model: { type: 'string' }, limit: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, heldout: { type: 'string' },
-    efforts: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, documents: { type: 'string' },
+    efforts: { type: 'string' }, split: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, documents: { type: 'string' },
   }, false) as { values: Record<string, string | undefined> };
   const efforts = (values.efforts ?? REASONING_EFFORTS.join(',')).split(',').map((e) => e.trim());
   for (const e of efforts) if (!(REASONING_EFFORTS as readonly string[]).includes(e)) throw new UserError('usage', `--efforts: "${e}" is not low, medium or high`);
+  const split = values.split ?? 'heldout';
+  if (split !== 'heldout' && split !== 'train') throw new UserError('usage', `--split must be heldout or train, got "${split}"`);
   const limit = count(values.limit, 'limit', 1);
   const seed = count(values.seed, 'seed', 0);
   const heldout = count(values.heldout, 'heldout', 1);
@@ -34,7 +37,7 @@ async function main(): Promise<void> {
   try {
     const started = performance.now();
     const summary = await runNanoEval({
-      engine, documents: values.documents ?? nanoDocsDir(), efforts: efforts as ReasoningEffort[],
+      engine, documents: values.documents ?? nanoDocsDir(), efforts: efforts as ReasoningEffort[], split,
       ...(limit !== undefined ? { limit } : {}), ...(seed !== undefined ? { seed } : {}), ...(heldout !== undefined ? { heldout } : {}), ...(maxTokens !== undefined ? { maxTokens } : {}),
       onProgress: (done, total) => process.stderr.write(`\r${done}/${total} answers`),
     });

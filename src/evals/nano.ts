@@ -26,8 +26,16 @@ export interface NanoEvalOptions {
   seed?: number;
   /** Held-out conversations the corpus has (as `nano:corpus --heldout`). Default 400. */
   heldout?: number;
-  /** Ask only the first N held-out questions (each at every effort). */
+  /** Ask only the first N questions (each at every effort). */
   limit?: number;
+  /**
+   * Which questions: `heldout` (default: unseen templates and numbers, the figures the goals are
+   * about) or `train`, the corpus's training split of this seed (the training templates and
+   * numbers; with a seed other than the model's own, combinations it never saw): how well the
+   * model does what it was taught, beside how far it generalises. `train` asks `limit` questions
+   * (default 400).
+   */
+  split?: 'heldout' | 'train';
   efforts?: readonly ReasoningEffort[];
   /** Most tokens per answer, over all its generations. Default 1024. */
   maxTokens?: number;
@@ -48,7 +56,7 @@ export interface NanoAnswer extends ItemScore {
 
 export interface NanoEvalSummary {
   model: string;
-  settings: { seed: number; heldout: number; questions: number; efforts: ReasoningEffort[]; maxTokens: number; sampling: 'greedy' };
+  settings: { seed: number; split: 'heldout' | 'train'; heldout: number; questions: number; efforts: ReasoningEffort[]; maxTokens: number; sampling: 'greedy' };
   byEffort: Partial<Record<ReasoningEffort, Shares>>;
   overall: Shares;
   answers: NanoAnswer[];
@@ -97,6 +105,7 @@ export async function askNano(engine: Engine, question: string, options: AskNano
 export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSummary> {
   const seed = options.seed ?? 0;
   const heldout = options.heldout ?? 400;
+  const split = options.split ?? 'heldout';
   const efforts = [...(options.efforts ?? REASONING_EFFORTS)];
   const maxTokens = options.maxTokens ?? 1024;
   const tokenizer = getTokenizer();
@@ -106,11 +115,12 @@ export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSum
   const python = new PythonTool({ pool });
   try {
     const corpus = await generateCorpus({
-      seed, train: 0, heldout,
+      seed, train: split === 'train' ? (options.limit ?? 400) : 0, heldout: split === 'train' ? 0 : heldout,
       tools: { browser: new BrowserSession(backend).namespace(), python: python.namespace() },
       browser: () => new BrowserSession(backend),
     });
-    const items = corpus.heldout.slice(0, options.limit ?? corpus.heldout.length);
+    const asked = split === 'train' ? corpus.train : corpus.heldout;
+    const items = asked.slice(0, options.limit ?? asked.length);
     const total = items.length * efforts.length;
     const scored: ScoredItem[] = [];
     const completions = new Map<string, number[]>();
@@ -136,7 +146,7 @@ export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSum
     const byEffort = Object.fromEntries(efforts.map((e) => [e, report.byEffort[e]])) as Partial<Record<ReasoningEffort, Shares>>;
     return {
       model: options.engine.info.name,
-      settings: { seed, heldout, questions: items.length, efforts, maxTokens, sampling: 'greedy' },
+      settings: { seed, split, heldout, questions: items.length, efforts, maxTokens, sampling: 'greedy' },
       byEffort, overall: report.overall, answers,
     };
   } finally {

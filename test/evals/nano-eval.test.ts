@@ -52,7 +52,7 @@ test('an engine that writes the corpus answers scores 100% at every effort throu
   const summary = await runNanoEval({ engine, documents: nanoDocsDir(), seed: SEED, heldout: LIMIT });
 
   assert.equal(summary.model, 'perfect');
-  assert.deepEqual(summary.settings, { seed: SEED, heldout: LIMIT, questions: LIMIT, efforts: [...REASONING_EFFORTS], maxTokens: 1024, sampling: 'greedy' });
+  assert.deepEqual(summary.settings, { seed: SEED, split: 'heldout', heldout: LIMIT, questions: LIMIT, efforts: [...REASONING_EFFORTS], maxTokens: 1024, sampling: 'greedy' });
   const full = { count: LIMIT, valid: 1, toolCorrect: 1, answerCorrect: 1 };
   assert.deepEqual(summary.byEffort, { low: full, medium: full, high: full }, JSON.stringify(summary.answers.filter((a) => a.problem !== undefined), null, 1));
   assert.deepEqual(summary.overall, { ...full, count: 3 * LIMIT });
@@ -72,6 +72,22 @@ test('an engine that writes the corpus answers scores 100% at every effort throu
     const run = i * 3 + REASONING_EFFORTS.indexOf(it.effort);
     assert.deepEqual(prompts[run], renderConversationForCompletion({ messages: it.conversation.messages.slice(0, 2) }, 'assistant'), `${it.id} at ${it.effort}`);
   });
+});
+
+test('--split train asks the training split of the seed: the corpus answers score 100%, the ids are the training items', async () => {
+  const backend = await LocalDocsBackend.open(nanoDocsDir());
+  await backend.indexed;
+  const corpus = await generateCorpus({
+    seed: SEED, train: LIMIT, heldout: 0,
+    tools: { browser: new BrowserSession(backend).namespace(), python: new PythonTool().namespace() },
+    browser: () => new BrowserSession(backend),
+  });
+  const engine = new ScriptedEngine(corpus.train.flatMap((it) => generations(it)), { name: 'perfect' });
+  const summary = await runNanoEval({ engine, documents: nanoDocsDir(), seed: SEED, split: 'train', limit: LIMIT, efforts: ['medium'] });
+  assert.equal(summary.settings.split, 'train');
+  assert.deepEqual(summary.answers.map((a) => a.item), corpus.train.map((it) => it.id));
+  assert.ok(summary.answers.every((a) => a.item.startsWith('train-')));
+  assert.deepEqual(summary.overall, { count: LIMIT, valid: 1, toolCorrect: 1, answerCorrect: 1 });
 });
 
 function nanoEval(args: string[], env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
@@ -108,6 +124,7 @@ test('npm run nano:eval runs the embedded model end to end and writes its summar
 
     for (const [args, message] of [
       [['--limit', '0'], /--limit must be a whole number >= 1/],
+      [['--split', 'all'], /--split must be heldout or train/],
       [['--efforts', 'low,extreme'], /--efforts: "extreme" is not low, medium or high/],
       [['--model', join(work, 'missing')], /missing/],
     ] as const) {
