@@ -249,11 +249,12 @@ export function createServer(options: ServerOptions): GptossServer {
                 }),
             });
           });
-          // Idle keep-alive connections stay open longer than clients keep theirs (undici, the
-          // openai client's fetch, drops them after 4 s), so the client closes one first and never
-          // sends a request on a socket the server is closing at that moment: with Node's 5 s the
-          // two timers race whenever the client's event loop stalls, and the request is reset
-          // ("Connection error."). Below the 60 s headers timeout, as Node requires.
+          // An idle keep-alive connection is closed by whichever side's timer fires first; a client
+          // that sends on it at that moment gets a reset ("Connection error."). Clients (undici,
+          // the openai SDK's fetch) keep an idle socket for the server's Keep-Alive hint less a
+          // second, so with Node's 5 s the race sits at 4-5 s of idleness, the pause a client
+          // makes while it computes between requests; at 30 s it moves past such pauses. Below
+          // the 60 s headers timeout, as Node requires.
           (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
           server.on('error', reject);
         } catch (e) {
