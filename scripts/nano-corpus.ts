@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from './flags.ts';
 import { BrowserSession, LocalDocsBackend, PythonTool } from '../src/tools/index.ts';
 import { coverage, generateCorpus, writeCorpus } from '../src/train/nano/corpus.ts';
 
@@ -20,7 +20,7 @@ function count(v: string | undefined, fallback: number, name: string): number {
   return n;
 }
 
-const { values } = parseArgs({ options: { out: { type: 'string' }, seed: { type: 'string' }, train: { type: 'string' }, heldout: { type: 'string' } } });
+const { values } = scriptFlags('nano:corpus', { out: { type: 'string' }, seed: { type: 'string' }, train: { type: 'string' }, heldout: { type: 'string' } });
 if (values.out === undefined) {
   process.stderr.write('nano:corpus: --out DIR is required\n');
   process.exit(2);

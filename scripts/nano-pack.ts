@@ -3,11 +3,11 @@
 // it is, a manifest with checksums) from an original-layout checkpoint folder, such as the one
 // `npm run train:nano` exports. --random-weights marks a stand-in whose weights are untrained.
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from './flags.ts';
 import { isUserError } from '../src/errors.ts';
 import { packNano, shippedNanoDir } from '../src/checkpoint/nano.ts';
 
-const { values } = parseArgs({ options: { from: { type: 'string' }, out: { type: 'string' }, 'random-weights': { type: 'boolean' }, description: { type: 'string' } } });
+const { values } = scriptFlags('nano:pack', { from: { type: 'string' }, out: { type: 'string' }, 'random-weights': { type: 'boolean' }, description: { type: 'string' } });
 if (values.from === undefined) {
   process.stderr.write('nano:pack: --from DIR (a trained checkpoint folder) is required\n');
   process.exit(2);

@@ -6,11 +6,11 @@
 // corpus's vocabulary plus the few tokens the read-backs add (finetune's --vocabulary).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from './flags.ts';
 import { seededRandom } from '../src/random.ts';
 import { getTokenizer } from '../src/tokenizer/index.ts';
 
-const { values } = parseArgs({ options: { corpus: { type: 'string' }, out: { type: 'string' }, count: { type: 'string' }, seed: { type: 'string' } } });
+const { values } = scriptFlags('nano-readback', { corpus: { type: 'string' }, out: { type: 'string' }, count: { type: 'string' }, seed: { type: 'string' } });
 const corpus = values.corpus!;
 const vocabulary = new Set(JSON.parse(readFileSync(join(corpus, 'vocabulary.json'), 'utf8')) as number[]);
 const lines = readFileSync(join(corpus, 'train.jsonl'), 'utf8').split('\n').filter((l) => l !== '');

@@ -4,7 +4,7 @@
 // prints the shares per reasoning effort and overall as JSON.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from './flags.ts';
 import { CORPUS_FILES } from '../src/train/nano/corpus.ts';
 import { scoreHeldout, type ScoredItem } from '../src/train/nano/score.ts';
 
@@ -30,7 +30,7 @@ function readLines(path: string): unknown[] {
   });
 }
 
-const { values } = parseArgs({ options: { corpus: { type: 'string' }, completions: { type: 'string' } } });
+const { values } = scriptFlags('nano:score', { corpus: { type: 'string' }, completions: { type: 'string' } });
 if (values.corpus === undefined || values.completions === undefined) fail('usage: --corpus DIR --completions FILE.jsonl');
 const items = readLines(join(values.corpus, CORPUS_FILES.heldoutMeta)) as ScoredItem[];
 const completions = new Map<string, string | number[]>();

@@ -5,7 +5,7 @@
 // before the real model exists. The used vocabulary is the corpus generator's (seed 0).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from './flags.ts';
 import { BrowserSession, LocalDocsBackend, PythonTool } from '../src/tools/index.ts';
 import { corpusVocabulary, generateCorpus } from '../src/train/nano/corpus.ts';
 import { NANO_CONFIG } from '../src/train/nano/config.ts';
@@ -14,7 +14,7 @@ import { zeroUnusedRows } from '../src/train/model.ts';
 import { writeOriginalCheckpoint } from '../src/train/export.ts';
 
 
-const { values } = parseArgs({ options: { out: { type: 'string' }, seed: { type: 'string' } } });
+const { values } = scriptFlags('nano:standin', { out: { type: 'string' }, seed: { type: 'string' } });
 if (values.out === undefined) {
   process.stderr.write('nano:standin: --out DIR is required\n');
   process.exit(2);

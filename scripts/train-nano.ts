@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from './flags.ts';
 import { writeOriginalCheckpoint } from '../src/train/export.ts';
 import { writeFloatCheckpoint } from '../src/train/float-export.ts';
 import { zeroUnusedRows } from '../src/train/model.ts';
@@ -35,12 +35,10 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const { values } = parseArgs({
-  options: {
-    dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
-    epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
-    'float-out': { type: 'string' }, state: { type: 'string' }, tied: { type: 'boolean' }, 'plain-init': { type: 'boolean' },
-  },
+const { values } = scriptFlags('train:nano', {
+  dir: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, 'stop-after': { type: 'string' },
+  epochs: { type: 'string' }, lr: { type: 'string' }, 'batch-tokens': { type: 'string' }, export: { type: 'string' },
+  'float-out': { type: 'string' }, state: { type: 'string' }, tied: { type: 'boolean' }, 'plain-init': { type: 'boolean' },
 });
 const dir = resolve(values.dir ?? 'nano-run');
 const seed = values.seed ?? '0';

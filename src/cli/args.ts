@@ -17,8 +17,13 @@ export function parseFlags(argv: string[], options: Options, allowPositionals = 
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals, strict: true });
     return { values: values as Parsed['values'], positionals };
   } catch (e) {
-    throw new UserError('usage', oneLine((e as Error).message));
+    throw new UserError('usage', flagErrorMessage(e));
   }
+}
+
+/** A parseArgs error as one line (the npm scripts print it as the commands do). */
+export function flagErrorMessage(e: unknown): string {
+  return oneLine((e as Error).message);
 }
 
 /**
