@@ -20,7 +20,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, mkdirSync, statSync } fr
 import { cpus, totalmem, freemem, availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptFlags } from '../scripts/flags.ts';
 import type { BenchResult, OpProfile } from '../src/cli/bench.ts';
 import { writeSections } from './document.ts';
 import { runPeer, PEER_VERSION, type PeerResult } from './peer-llama.ts';
@@ -35,12 +35,10 @@ export interface BenchSection {
   run(): Promise<string>;
 }
 
-const { values: flags } = parseArgs({
-  options: {
-    layers: { type: 'string' }, threads: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' },
-    sections: { type: 'string' }, 'skip-peer': { type: 'boolean' }, keep: { type: 'boolean' }, out: { type: 'string' },
-    note: { type: 'string' }, repeat: { type: 'string' },
-  },
+const { values: flags } = scriptFlags('bench', {
+  layers: { type: 'string' }, threads: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' },
+  sections: { type: 'string' }, 'skip-peer': { type: 'boolean' }, keep: { type: 'boolean' }, out: { type: 'string' },
+  note: { type: 'string' }, repeat: { type: 'string' },
 });
 const list = (s: string | undefined, d: number[]): number[] => (s === undefined ? d : s.split(',').map(Number));
 const LAYERS = list(flags.layers, [4, 24]);

@@ -5,9 +5,9 @@ import { flagErrorMessage } from '../src/cli/args.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function scriptFlags<const T extends Options>(script: string, options: T) {
+export function scriptFlags<const T extends Options>(script: string, options: T, allowPositionals = false) {
   try {
-    return parseArgs({ args: process.argv.slice(2), options, strict: true, allowPositionals: false });
+    return parseArgs({ args: process.argv.slice(2), options, strict: true, allowPositionals });
   } catch (e) {
     process.stderr.write(`${script}: ${flagErrorMessage(e)}\n`);
     process.exit(2);

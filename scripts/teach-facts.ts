@@ -10,8 +10,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { isUserError, UserError } from '../src/errors.ts';
+import { scriptFlags } from './flags.ts';
 import { loadModel } from '../src/api/model.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -63,10 +63,7 @@ function show(title: string, answers: readonly Answer[]): void {
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    options: { model: { type: 'string' }, out: { type: 'string' }, 'max-tokens': { type: 'string' } },
-    allowPositionals: true,
-  });
+  const { values, positionals } = scriptFlags('teach:facts', { model: { type: 'string' }, out: { type: 'string' }, 'max-tokens': { type: 'string' } }, true);
   const maxTokens = Number(values['max-tokens'] ?? 48);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new UserError('usage', `--max-tokens must be a whole number >= 1, got "${values['max-tokens']}"`);
   const questions = readQuestions();

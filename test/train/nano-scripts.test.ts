@@ -70,8 +70,8 @@ it('nano:eval: an unknown option or a bad count is one line and exit 2, not a st
   }
 });
 
-it('the nano scripts: an unknown option is one line naming it and exit 2, not a stack trace', () => {
-  for (const [script, name] of [['nano-corpus', 'nano:corpus'], ['nano-score', 'nano:score'], ['nano-pack', 'nano:pack'], ['train-nano', 'train:nano'], ['nano-standin', 'nano:standin']]) {
+it('the nano scripts and teach:facts: an unknown option is one line naming it and exit 2, not a stack trace', () => {
+  for (const [script, name] of [['nano-corpus', 'nano:corpus'], ['nano-score', 'nano:score'], ['nano-pack', 'nano:pack'], ['train-nano', 'train:nano'], ['nano-standin', 'nano:standin'], ['teach-facts', 'teach:facts']]) {
     const r = run(script!, ['--bogus']);
     assert.equal(r.status, 2, `${script}: ${r.stderr}`);
     assert.equal(r.stderr, `${name}: Unknown option '--bogus'\n`);
