@@ -62,27 +62,15 @@ export interface CopyingCircuitReport {
  * Chosen by gradient ascent (finite differences, fixed steps: deterministic) on the log of the
  * softmax share at d = offset over the window (with the sink at score 0), the norm capped at `budget`.
  */
-export function positionalAmplitudes(omega: readonly number[], window: number, budget: number, scale: number, offset: number): number[] {
+function positionalAmplitudes(omega: readonly number[], window: number, budget: number, scale: number, offset: number): number[] {
   const a = omega.map(() => budget / Math.sqrt(omega.length));
-  const logShare = (amplitudes: readonly number[]): number => {
-    let z = 1; // the sink
-    let target = 0;
-    for (let d = 0; d < window; d++) {
-      let s = 0;
-      for (let i = 0; i < amplitudes.length; i++) s += amplitudes[i]! * Math.cos((d - offset) * omega[i]!);
-      s *= scale;
-      if (d === offset) target = s;
-      z += Math.exp(s);
-    }
-    return target - Math.log(z);
-  };
   const rate = 0.5, h = 1e-4;
   for (let step = 0; step < 3000; step++) {
-    const base = logShare(a);
+    const base = logShareAtOffset(a, omega, window, scale, offset);
     const gradient = a.map((_, i) => {
       const moved = a.slice();
       moved[i]! += h;
-      return (logShare(moved) - base) / h;
+      return (logShareAtOffset(moved, omega, window, scale, offset) - base) / h;
     });
     for (let i = 0; i < a.length; i++) a[i]! += rate * gradient[i]!;
     const norm = Math.hypot(...a);
@@ -91,17 +79,18 @@ export function positionalAmplitudes(omega: readonly number[], window: number, b
   return a;
 }
 
-/** The softmax share a positional head with these amplitudes gives its offset (window and sink included). */
-function positionalShare(a: readonly number[], omega: readonly number[], window: number, scale: number, offset: number): number {
-  let z = 1, target = 0;
+/** The log of the softmax share a positional head with these amplitudes gives its offset (window and sink included). */
+function logShareAtOffset(a: readonly number[], omega: readonly number[], window: number, scale: number, offset: number): number {
+  let z = 1; // the sink
+  let target = 0;
   for (let d = 0; d < window; d++) {
     let s = 0;
-    omega.forEach((w, i) => { s += a[i]! * Math.cos((d - offset) * w); });
-    const p = Math.exp(s * scale);
-    if (d === offset) target = p;
-    z += p;
+    for (let i = 0; i < a.length; i++) s += a[i]! * Math.cos((d - offset) * omega[i]!);
+    s *= scale;
+    if (d === offset) target = s;
+    z += Math.exp(s);
   }
-  return target / z;
+  return target - Math.log(z);
 }
 
 /** An orthonormal basis of R^n by Gram-Schmidt over seeded Gaussian vectors. */
@@ -214,7 +203,7 @@ export function seedCopyingCircuit(model: TrainableModel, options: Partial<Copyi
     });
     M.forEach((m, r) => setRow(qkvWeight(0), vOffset(kvHead) + r, m));
     setOutput(0, qHead, codes, o.codeScale);
-    shares.push(positionalShare(a, omega, c.slidingWindow, softmaxScale, offset));
+    shares.push(Math.exp(logShareAtOffset(a, omega, c.slidingWindow, softmaxScale, offset)));
   }
 
   // Layer 1: q head 0 (key/value head 0) matches [M e(t[i]); Q1 code of t[i-1]] against
