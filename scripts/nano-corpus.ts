@@ -35,7 +35,7 @@ await backend.indexed;
 const started = performance.now();
 const corpus = await generateCorpus({
   seed,
-  train: count(values.train, 4000, 'train'),
+  train: count(values.train, 8000, 'train'),
   heldout: count(values.heldout, 400, 'heldout'),
   tools: { browser: new BrowserSession(backend).namespace(), python: new PythonTool().namespace() },
   browser: () => new BrowserSession(backend),

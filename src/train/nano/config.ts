@@ -27,4 +27,4 @@ export const NANO_CONFIG: ModelConfig = {
 };
 
 /** The recipe's training settings (each can be overridden by its flag). */
-export const NANO_TRAINING = { epochs: 2, lr: 3e-3, batchTokens: 8192, evalSplit: 0.02, evalEvery: 100, saveEvery: 5 };
+export const NANO_TRAINING = { epochs: 1, lr: 3e-3, batchTokens: 8192, evalSplit: 0.02, evalEvery: 100, saveEvery: 5 };

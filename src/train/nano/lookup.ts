@@ -3,6 +3,7 @@
 // values here are what the documents state; the corpus finds each fact's line in the page the real
 // browser shows and fails if it is not there, so a document edit cannot silently disagree.
 import { literal, min, mul, named, printed, round } from './python.ts';
+import { doseLookupPhrasing, phrasingOf } from './phrasing.ts';
 import { drawNumber, pick, templatesOf, writeNumber, type Rng, type Split } from './tasks.ts';
 
 export type FactKind = 'max-single' | 'max-daily' | 'child-dose' | 'strength';
@@ -98,19 +99,6 @@ export function lookupProblem(rng: Rng, split: Split): LookupProblem {
 
 // ---- a dose from the documents -------------------------------------------------------------------
 
-const DOSE_LOOKUP_TEMPLATES: ((drug: string, kg: string) => string)[] = [
-  (d, kg) => `What dose of ${d} for a ${kg} kg child?`,
-  (d, kg) => `How many mg of ${d} should a ${kg} kg patient get per dose?`,
-  (d, kg) => `${d} dose for ${kg} kg?`,
-  (d, kg) => `Using the monograph, work out the ${d} dose for someone weighing ${kg} kg.`,
-  (d, kg) => `Patient is ${kg} kg. What single dose of ${d} do I give?`,
-  (d, kg) => `Calculate the weight-based ${d} dose for ${kg} kg, respecting the maximum.`,
-  (d, kg) => `${kg} kg child, ${d}: how many mg?`,
-  (d, kg) => `Look up ${d} and tell me the dose in mg for ${kg} kg.`,
-  (d, kg) => `What is the correct ${d} dose for a weight of ${kg} kilograms?`,
-  (d, kg) => `dose of ${d} in mg for ${kg}kg`,
-];
-
 export interface DoseLookupProblem {
   template: string;
   question: string;
@@ -128,7 +116,6 @@ export interface DoseLookupProblem {
 
 /** A weight-based dose whose mg/kg and maximum single dose the model reads in the drug's monograph. */
 export function doseLookupProblem(rng: Rng, split: Split): DoseLookupProblem {
-  const index = pick(rng, templatesOf(DOSE_LOOKUP_TEMPLATES.length, split));
   const drug = pick(rng, DRUGS);
   const perKg = drug.facts.find((f) => f.kind === 'child-dose')!;
   const max = drug.facts.find((f) => f.kind === 'max-single')!;
@@ -136,8 +123,10 @@ export function doseLookupProblem(rng: Rng, split: Split): DoseLookupProblem {
   const product = round(mul(literal(perKg.value), literal(kg)), 2);
   const dose = min(named('dose', product), literal(max.value));
   const name = rng() < 0.3 ? drug.name[0]!.toUpperCase() + drug.name.slice(1) : drug.name;
+  const weight = writeNumber(rng, kg);
+  const frame = phrasingOf(split, () => doseLookupPhrasing(rng, name, weight));
   return {
-    template: `lookup-dose.${index}`, question: DOSE_LOOKUP_TEMPLATES[index]!(name, writeNumber(rng, kg)), drug, perKg, max, kg,
+    template: frame.key, question: frame.text, drug, perKg, max, kg,
     query: `${drug.name} dose mg/kg maximum`, code: `dose = ${product.code}\nprint(${dose.code})`, printed: printed(dose), answer: dose.value, product: product.value,
   };
 }
@@ -160,7 +149,22 @@ const OUT_OF_DOMAIN_QUESTIONS = [
   'What is the weather like tomorrow?',
   'Summarise the plot of Hamlet.',
   'Which programming language should I learn first?',
-];
+  'Write a haiku about autumn.',
+  'Who wrote Pride and Prejudice?',
+  'What is the tallest mountain in the world?',
+  'Give me a recipe for pancakes.',
+  'Can you tell me a story?',
+  'How do I learn to play the guitar?',
+  'What time is it in Tokyo?',
+  'Suggest a name for my dog.',
+  'Tell me something funny.',
+  'What is the best phone to buy?',
+  'Plan a holiday in Italy for me.',
+  'How far away is the Moon?',
+  'Who is the president of Brazil?',
+  'Write an email to my landlord.',
+  'What are the rules of chess?',
+]
 
 export const OUT_OF_DOMAIN_REPLIES = [
   'I can only help with clinical arithmetic: doses by weight, unit conversions, infusion rates, BMI and drug facts from the local documents.',

@@ -1,10 +1,12 @@
-// The gpt-oss-nano tasks: clinical arithmetic problems drawn from seeded numbers and many question
-// templates, each with the python code that computes it (python.ts gives the value the tool
-// prints), the reasoning at each effort, and the final answer. The held-out split differs from
-// training in two ways: its templates (every fifth template id of a task) and its numbers (a value
-// is held out when a hash of its canonical text falls in one fifth); training problems use only
-// training templates and numbers, held-out problems only held-out ones.
+// The gpt-oss-nano tasks: clinical arithmetic problems drawn from seeded numbers and composed
+// question frames (phrasing.ts), each with the python code that computes it (python.ts gives the
+// value the tool prints), the reasoning at each effort, and the final answer. The held-out split
+// differs from training in two ways: its frames (one frame key in five, by a hash; the lookups'
+// and out-of-domain lists: every fifth entry) and its numbers (a value is held out when a hash of
+// its canonical text falls in one fifth); training problems use only training frames and numbers,
+// held-out problems only held-out ones.
 import type { ReasoningEffort } from '../../harmony/index.ts';
+import { arithmeticPhrasing, bmiPhrasing, convertPhrasing, dosePhrasing, frameSplit, hash32, infusionPhrasing, phrasingOf } from './phrasing.ts';
 import { add, div, literal, min, mul, named, printed, pyRound, round, square, sub, type PyExpr } from './python.ts';
 
 export type Split = 'train' | 'heldout';
@@ -13,7 +15,9 @@ export type PythonTask = (typeof PYTHON_TASKS)[number];
 export type TaskKind = PythonTask | 'lookup' | 'lookup-dose' | 'out-of-domain';
 export const TASKS: readonly TaskKind[] = [...PYTHON_TASKS, 'lookup', 'lookup-dose', 'out-of-domain'];
 
-export type Rng = () => number;
+export type { Rng } from './phrasing.ts';
+export { hash32 };
+type Rng = () => number;
 
 /** A python problem: what the user asks, the code, what it prints and the answer. */
 export interface PythonProblem {
@@ -35,13 +39,6 @@ export interface PythonProblem {
 }
 
 // ---- numbers ----------------------------------------------------------------------------------
-
-/** FNV-1a of a string: stable across runs and platforms. */
-export function hash32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
-}
 
 /** The split a number belongs to: one value in five (by a hash of its shortest text) is held out. */
 export function numberSplit(value: number): Split {
@@ -112,70 +109,6 @@ function lit(v: number): PyExpr {
   return literal(v);
 }
 
-// ---- templates --------------------------------------------------------------------------------
-
-type Words = string[];
-interface Template {
-  text: (w: Words) => string;
-  unit: string;
-}
-
-function t(unit: string, text: (w: Words) => string): Template {
-  return { unit, text };
-}
-
-const ADD: Template[] = [
-  t('', (w) => `What is ${w[0]} + ${w[1]}?`),
-  t('', (w) => `${w[0]} plus ${w[1]}`),
-  t('', (w) => `Add ${w[0]} and ${w[1]}.`),
-  t('mg', (w) => `A patient took ${w[0]} mg in the morning and ${w[1]} mg at night. How many mg in total?`),
-  t('', (w) => `${w[0]}+${w[1]}=?`),
-  t('mL', (w) => `Intake was ${w[0]} mL orally and ${w[1]} mL IV. Total intake in mL?`),
-  t('', (w) => `Calculate the sum of ${w[0]} and ${w[1]}.`),
-  t('g', (w) => `What do ${w[0]} g and ${w[1]} g add up to?`),
-  t('', (w) => `compute ${w[0]} + ${w[1]}`),
-  t('mL', (w) => `Two bags: ${w[0]} mL and ${w[1]} mL. How much fluid altogether?`),
-];
-
-const SUBTRACT: Template[] = [
-  t('', (w) => `What is ${w[0]} - ${w[1]}?`),
-  t('', (w) => `${w[0]} minus ${w[1]}`),
-  t('', (w) => `Subtract ${w[1]} from ${w[0]}.`),
-  t('mL', (w) => `The bag held ${w[0]} mL and ${w[1]} mL has run in. How many mL are left?`),
-  t('', (w) => `${w[0]}-${w[1]}=?`),
-  t('kg', (w) => `Weight went from ${w[0]} kg to ${w[1]} kg. How many kg were lost?`),
-  t('', (w) => `What is the difference between ${w[0]} and ${w[1]}?`),
-  t('mg', (w) => `Daily limit ${w[0]} mg, already given ${w[1]} mg. How many mg remain?`),
-  t('', (w) => `take ${w[1]} away from ${w[0]}`),
-  t('mL', (w) => `Output was ${w[1]} mL and intake ${w[0]} mL. What is the balance in mL?`),
-];
-
-const MULTIPLY: Template[] = [
-  t('', (w) => `What is ${w[0]} times ${w[1]}?`),
-  t('', (w) => `${w[0]} x ${w[1]}`),
-  t('', (w) => `${w[0]} * ${w[1]} = ?`),
-  t('mg', (w) => `Each tablet is ${w[1]} mg. How many mg are in ${w[0]} tablets?`),
-  t('', (w) => `Multiply ${w[0]} by ${w[1]}.`),
-  t('mL', (w) => `${w[0]} doses of ${w[1]} mL each: how many mL in total?`),
-  t('', (w) => `What is the product of ${w[0]} and ${w[1]}?`),
-  t('mg', (w) => `A vial holds ${w[1]} mg. What is the total in ${w[0]} vials, in mg?`),
-  t('', (w) => `calculate ${w[0]}×${w[1]}`),
-  t('mL', (w) => `Running ${w[1]} mL per hour for ${w[0]} hours gives how many mL?`),
-];
-
-const DIVIDE: Template[] = [
-  t('', (w) => `What is ${w[0]} divided by ${w[1]}?`),
-  t('', (w) => `${w[0]} / ${w[1]}`),
-  t('', (w) => `Divide ${w[0]} by ${w[1]}.`),
-  t('mg', (w) => `Split ${w[0]} mg into ${w[1]} equal doses. How many mg per dose?`),
-  t('', (w) => `${w[0]} ÷ ${w[1]} = ?`),
-  t('mL', (w) => `${w[0]} mL shared over ${w[1]} hours: how many mL each hour?`),
-  t('', (w) => `What is the quotient of ${w[0]} and ${w[1]}?`),
-  t('', (w) => `how much is ${w[0]} over ${w[1]}`),
-  t('mg', (w) => `A ${w[0]} mg daily dose given in ${w[1]} parts: mg per part?`),
-  t('', (w) => `compute ${w[0]}/${w[1]}`),
-];
-
 /** Units a conversion goes between, and the power of 1000 from the first to the second. */
 const CONVERSIONS: { from: string; to: string; power: number }[] = [
   { from: 'kg', to: 'g', power: 1 }, { from: 'g', to: 'kg', power: -1 },
@@ -185,72 +118,20 @@ const CONVERSIONS: { from: string; to: string; power: number }[] = [
   { from: 'kg', to: 'mg', power: 2 }, { from: 'g', to: 'mcg', power: 2 },
 ];
 
-/** Conversion templates: w[0] the amount, w[1] its unit, w[2] the target unit. */
-const CONVERT: Template[] = [
-  t('', (w) => `Convert ${w[0]} ${w[1]} to ${w[2]}.`),
-  t('', (w) => `How many ${w[2]} are in ${w[0]} ${w[1]}?`),
-  t('', (w) => `${w[0]} ${w[1]} in ${w[2]}?`),
-  t('', (w) => `What is ${w[0]} ${w[1]} expressed in ${w[2]}?`),
-  t('', (w) => `${w[0]}${w[1]} = ? ${w[2]}`),
-  t('', (w) => `change ${w[0]} ${w[1]} into ${w[2]}`),
-  t('', (w) => `The label says ${w[0]} ${w[1]}. How much is that in ${w[2]}?`),
-  t('', (w) => `Please convert ${w[0]} ${w[1]} into ${w[2]}.`),
-  t('', (w) => `${w[0]} ${w[1]} equals how many ${w[2]}?`),
-  t('', (w) => `I have ${w[0]} ${w[1]}; what is it in ${w[2]}?`),
-];
-
-/** Dose templates: w[0] mg/kg, w[1] weight in kg, w[2] maximum in mg. */
-const DOSE: Template[] = [
-  t('mg', (w) => `Dose ${w[0]} mg/kg for a ${w[1]} kg patient, max ${w[2]} mg. What dose?`),
-  t('mg', (w) => `The patient weighs ${w[1]} kg. The drug is ${w[0]} mg/kg with a maximum of ${w[2]} mg. How many mg?`),
-  t('mg', (w) => `What is the dose at ${w[0]} mg per kg for ${w[1]} kg (maximum single dose ${w[2]} mg)?`),
-  t('mg', (w) => `${w[0]} mg/kg x ${w[1]} kg, capped at ${w[2]} mg = ?`),
-  t('mg', (w) => `Weight ${w[1]} kg; prescribe ${w[0]} mg/kg, not more than ${w[2]} mg. Dose in mg?`),
-  t('mg', (w) => `Calculate a weight-based dose: ${w[0]} mg/kg, patient ${w[1]} kg, ceiling ${w[2]} mg.`),
-  t('mg', (w) => `how many mg for ${w[1]} kg at ${w[0]} mg/kg (max ${w[2]} mg)`),
-  t('mg', (w) => `The order is ${w[0]} mg/kg. The patient is ${w[1]} kg and the max dose is ${w[2]} mg. What do I give?`),
-  t('mg', (w) => `For ${w[1]} kilograms at ${w[0]} milligrams per kilogram, maximum ${w[2]} mg, what is the dose?`),
-  t('mg', (w) => `${w[1]} kg patient, ${w[0]} mg/kg/dose, max ${w[2]} mg per dose: dose?`),
-];
-
-/** Infusion templates: w[0] drug mg in the bag, w[1] bag mL, w[2] ordered mg/h. */
-const INFUSION: Template[] = [
-  t('mL/h', (w) => `${w[0]} mg in ${w[1]} mL; the order is ${w[2]} mg/h. What rate in mL/h?`),
-  t('mL/h', (w) => `A bag has ${w[0]} mg of drug in ${w[1]} mL. To give ${w[2]} mg per hour, how many mL/h?`),
-  t('mL/h', (w) => `Infusion: ${w[2]} mg/h from ${w[0]} mg/${w[1]} mL. Pump rate?`),
-  t('mL/h', (w) => `Set the pump: ${w[2]} mg/hr, concentration ${w[0]} mg in ${w[1]} mL. mL/hr?`),
-  t('mL/h', (w) => `How many mL per hour deliver ${w[2]} mg/h when ${w[0]} mg is diluted in ${w[1]} mL?`),
-  t('mL/h', (w) => `${w[0]} mg made up to ${w[1]} mL, run at ${w[2]} mg an hour: rate in mL/h?`),
-  t('mL/h', (w) => `rate for ${w[2]} mg/h with ${w[0]} mg in ${w[1]} mL`),
-  t('mL/h', (w) => `The syringe holds ${w[0]} mg in ${w[1]} mL. What mL/h gives ${w[2]} mg/h?`),
-  t('mL/h', (w) => `Drug ${w[0]} mg / ${w[1]} mL, dose ${w[2]} mg/h. Infusion rate (mL/h)?`),
-  t('mL/h', (w) => `What infusion rate gives ${w[2]} mg per hour from a ${w[1]} mL bag with ${w[0]} mg?`),
-];
-
-/** BMI templates: w[0] weight kg, w[1] height, w[2] its unit (m or cm). */
-const BMI: Template[] = [
-  t('kg/m2', (w) => `BMI for ${w[0]} kg and ${w[1]} ${w[2]}?`),
-  t('kg/m2', (w) => `What is the body mass index of a patient weighing ${w[0]} kg, ${w[1]} ${w[2]} tall?`),
-  t('kg/m2', (w) => `Calculate BMI: weight ${w[0]} kg, height ${w[1]} ${w[2]}.`),
-  t('kg/m2', (w) => `${w[1]} ${w[2]}, ${w[0]} kg: BMI?`),
-  t('kg/m2', (w) => `Height ${w[1]} ${w[2]} and weight ${w[0]} kg. What's the BMI?`),
-  t('kg/m2', (w) => `compute the BMI for someone ${w[1]} ${w[2]} tall weighing ${w[0]} kg`),
-  t('kg/m2', (w) => `A ${w[0]} kg adult is ${w[1]} ${w[2]} tall. Body mass index?`),
-  t('kg/m2', (w) => `bmi ${w[0]}kg ${w[1]}${w[2]}`),
-  t('kg/m2', (w) => `Weight ${w[0]} kg, height ${w[1]} ${w[2]}: work out the BMI.`),
-  t('kg/m2', (w) => `What BMI does ${w[0]} kg at ${w[1]} ${w[2]} give?`),
-];
-
-export const TEMPLATES: Record<PythonTask, Template[]> = {
-  add: ADD, subtract: SUBTRACT, multiply: MULTIPLY, divide: DIVIDE, convert: CONVERT, dose: DOSE, infusion: INFUSION, bmi: BMI,
-};
-
-/** Template indices of a task in a split. */
+/** Template indices of a task in a split (the lookups' and out-of-domain questions' lists). */
 export function templatesOf(count: number, split: Split): number[] {
   return [...Array(count).keys()].filter((i) => templateSplit(i) === split);
 }
 
+/** The split of an item's template: a listed template (`lookup.3`) by its index, a composed frame by its key. */
+export function splitOfTemplate(template: string): Split {
+  const listed = /^[a-z-]+\.(\d+)$/.exec(template);
+  return listed !== null ? templateSplit(Number(listed[1])) : frameSplit(template);
+}
+
 // ---- problems ---------------------------------------------------------------------------------
+
+type Words = string[];
 
 const FINALS = [
   (a: string) => `${a}.`,
@@ -397,19 +278,28 @@ function build(task: PythonTask, rng: Rng, split: Split): Built {
   }
 }
 
-/** A python problem of `task` from the split's templates and numbers. */
+/** The question's frame, drawn from the split's frames (phrasing.ts), in the built problem's words. */
+function phrase(task: PythonTask, rng: Rng, split: Split, w: Words): { key: string; text: string; unit?: string } {
+  switch (task) {
+    case 'add': case 'subtract': case 'multiply': case 'divide': return phrasingOf(split, () => arithmeticPhrasing(task, rng, w[0]!, w[1]!));
+    case 'convert': return phrasingOf(split, () => convertPhrasing(rng, w[0]!, w[1]!, w[2]!));
+    case 'dose': return phrasingOf(split, () => dosePhrasing(rng, w[0]!, w[1]!, w[2]!));
+    case 'infusion': return phrasingOf(split, () => infusionPhrasing(rng, w[0]!, w[1]!, w[2]!));
+    case 'bmi': return phrasingOf(split, () => bmiPhrasing(rng, w[0]!, w[1]!, w[2]!));
+  }
+}
+
+/** A python problem of `task` from the split's frames and numbers. */
 export function pythonProblem(task: PythonTask, rng: Rng, split: Split): PythonProblem {
-  const templates = TEMPLATES[task];
-  const index = pick(rng, templatesOf(templates.length, split));
-  const template = templates[index]!;
   const b = build(task, rng, split);
-  const unit = b.unit ?? template.unit;
+  const frame = phrase(task, rng, split, b.words);
+  const unit = b.unit ?? frame.unit ?? '';
   const answer = b.expr.value;
   const answerWithUnit = withUnit(answer, unit);
   const final = b.final !== undefined ? b.final(answerWithUnit) : pick(rng, FINALS)(answerWithUnit);
   const code = `${b.setup !== undefined ? `${b.setup}\n` : ''}print(${b.expr.code})`;
   return {
-    task, template: `${task}.${index}`, question: template.text(b.words), operands: b.operands,
+    task, template: frame.key, question: frame.text, operands: b.operands,
     code, printed: printed(b.expr), answer, unit, plan: b.plan, check: b.check(answer), final,
   };
 }
