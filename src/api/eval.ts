@@ -45,6 +45,8 @@ export interface EvalOptions {
   subset?: 'hard' | 'consensus';
   /** Seed of the multiple-choice option shuffle. Default 0. */
   seed?: number;
+  /** exact: `boxed` (default) asks to reason and box the answer; `plain` sends the question alone. */
+  exactPrompt?: 'boxed' | 'plain';
   reasoningEffort?: ReasoningEffort;
   temperature?: number;
   /** Most tokens per answer. */
@@ -82,6 +84,11 @@ export interface EvalResult {
   classification?: ClassificationMetrics;
 }
 
+function checkedPromptStyle(style: unknown): 'boxed' | 'plain' {
+  if (style !== 'boxed' && style !== 'plain') throw new UserError('usage', `exactPrompt must be boxed or plain, got ${JSON.stringify(style)}`);
+  return style;
+}
+
 /** Runs an evaluation and writes its results and report to `outDir`. */
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
   return translateErrors(async () => {
@@ -103,6 +110,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
       ...(options.n !== undefined ? { n: options.n } : {}),
       ...(options.subset !== undefined ? { subset: options.subset } : {}),
       ...(classify !== undefined ? { classify } : {}),
+      ...(options.exactPrompt !== undefined ? { exactPrompt: checkedPromptStyle(options.exactPrompt) } : {}),
     });
     const { headline, settings } = plan;
     if (classify !== undefined) refuseOtherPolicy(outDir, String(settings['policy_sha256']), `outDir ${outDir}`);

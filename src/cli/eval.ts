@@ -8,7 +8,7 @@ import { UserError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
-  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, progressPrinter, readResults, runEval, type Sampler, type SampleOptions, type RunSummary,
+  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, EXACT_PROMPT_STYLES, openSampler, type ExactPromptStyle, progressPrinter, readResults, runEval, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
 import { planCases } from '../evals/cases.ts';
 import { parseLabelList, type OutputFormat } from '../evals/classify.ts';
@@ -18,7 +18,8 @@ const USAGE = `usage:
   gptoss eval healthbench --data FILE.jsonl [--model URL|DIR] --grader URL|DIR --out DIR
                           [--subset hard|consensus] [--effort low|medium|high] [--n N] [--concurrency C]
   gptoss eval mcq   --data FILE.jsonl [--model URL|DIR] --out DIR [--seed S] [--effort E] [--n N] [--concurrency C]
-  gptoss eval exact --data FILE.jsonl [--model URL|DIR] --out DIR [--effort E] [--n N] [--concurrency C]
+  gptoss eval exact --data FILE.jsonl [--model URL|DIR] --out DIR [--prompt boxed|plain] [--effort E] [--n N] [--concurrency C]
+                    (--prompt plain: the question alone, without the instruction to box the answer)
   gptoss eval classify --policy POLICY.md --data GOLD.jsonl [--model URL|DIR] --out DIR
                        [--labels A,B,...] [--label-field NAME] [--effort E] [--n N] [--concurrency C]
                        (GOLD rows: {"id"?, "text", "label"}; accuracy, per-label precision/recall, confusion table)
@@ -36,7 +37,7 @@ Exit status: 0 when every case was answered and graded, 1 when some were not (re
 const FLAGS = {
   data: { type: 'string' }, model: { type: 'string' }, grader: { type: 'string' }, out: { type: 'string' },
   subset: { type: 'string' }, effort: { type: 'string' }, n: { type: 'string' }, concurrency: { type: 'string' },
-  seed: { type: 'string' }, policy: { type: 'string' }, labels: { type: 'string' }, 'label-field': { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  seed: { type: 'string' }, prompt: { type: 'string' }, policy: { type: 'string' }, labels: { type: 'string' }, 'label-field': { type: 'string' }, temperature: { type: 'string' }, 'max-tokens': { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
 function required(value: string | undefined, flag: string): string {
@@ -66,6 +67,9 @@ export async function run(argv: string[]): Promise<number> {
   const effort = effortFlag === undefined ? undefined : parseEffort(effortFlag, '--effort');
   const subset = stringFlag(p, 'subset');
   if (subset !== undefined && subset !== 'hard' && subset !== 'consensus') throw new UserError('usage', `--subset must be hard or consensus, got "${subset}"`);
+  const promptFlag = stringFlag(p, 'prompt');
+  if (promptFlag !== undefined && kind !== 'exact') throw new UserError('usage', `--prompt applies to gptoss eval exact only`);
+  if (promptFlag !== undefined && !(EXACT_PROMPT_STYLES as readonly string[]).includes(promptFlag)) throw new UserError('usage', `--prompt must be ${EXACT_PROMPT_STYLES.join(' or ')}, got "${promptFlag}"`);
   const n = numberFlag(p, 'n', { min: 1, integer: true });
   const concurrency = numberFlag(p, 'concurrency', { min: 1, max: 1024, integer: true }) ?? 4;
   const seed = numberFlag(p, 'seed', { min: 0, integer: true }) ?? 0;
@@ -106,6 +110,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(n !== undefined ? { n } : {}),
     ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
     ...(classifySpec !== undefined ? { classify: classifySpec } : {}),
+    ...(promptFlag !== undefined ? { exactPrompt: promptFlag as ExactPromptStyle } : {}),
   });
   const { headline, settings } = plan;
   if (policyPath !== undefined) {

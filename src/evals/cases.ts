@@ -4,7 +4,7 @@
 // Shared by `gptoss eval` and the library's runEval, so both run the same cases the same way.
 import { policySha256, type OutputFormat } from './classify.ts';
 import { parseGold, runClassifyCase } from './classify-eval.ts';
-import { parseExact, runExactCase } from './exact.ts';
+import { parseExact, runExactCase, type ExactPromptStyle } from './exact.ts';
 import { parseHealthBench, runHealthBenchCase, selectSubset } from './healthbench.ts';
 import { parseMcq, runMcqCase } from './mcq.ts';
 import type { EvalCase } from './runner.ts';
@@ -24,6 +24,8 @@ export interface CaseSetup {
   subset?: 'hard' | 'consensus';
   /** Seed of the multiple-choice option shuffle. */
   seed: number;
+  /** How an exact evaluation puts its questions (default `boxed`). */
+  exactPrompt?: ExactPromptStyle;
   /** A classify evaluation's policy text and the output format it prescribes (required there). */
   classify?: { policy: string; format: OutputFormat };
 }
@@ -80,6 +82,8 @@ export function planCases(setup: CaseSetup): EvalPlan {
     const all = pickN(parseMcq(setup.text, setup.source), setup.n);
     return { count: all.length, headline: 'accuracy', settings, bind: (model) => all.map((c) => ({ id: c.id, run: (signal) => runMcqCase(model, c, setup.seed, { ...sample, signal }) })) };
   }
+  const style = setup.exactPrompt ?? 'boxed';
+  settings['prompt'] = style;
   const all = pickN(parseExact(setup.text, setup.source), setup.n);
-  return { count: all.length, headline: 'accuracy', settings, bind: (model) => all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }) })) };
+  return { count: all.length, headline: 'accuracy', settings, bind: (model) => all.map((c) => ({ id: c.id, run: (signal) => runExactCase(model, c, { ...sample, signal }, style) })) };
 }

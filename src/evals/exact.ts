@@ -1,5 +1,6 @@
 // Short-answer evaluation (AIME-style): the expected answer is an integer; the model is asked to
-// box its final answer, and the last boxed value (else the last number) is compared as an integer.
+// box its final answer (or, in the plain style, just the question), and the last boxed value (else
+// the last number) is compared as an integer.
 import { UserError } from '../errors.ts';
 import { withoutCitations } from '../tools/index.ts';
 import { CaseIds, jsonlRows } from './jsonl.ts';
@@ -25,8 +26,16 @@ export function parseExact(text: string, source: string): ExactCase[] {
   return out;
 }
 
-export function exactPrompt(question: string): string {
-  return `${question}\n\nReason step by step, then put your final answer (an integer) within \\boxed{}.`;
+/**
+ * How the question is put: `boxed` (the default) adds the instruction to reason step by step and
+ * box the answer; `plain` sends the question as written, for a model trained on plain questions
+ * (gpt-oss-nano), whose answer is then its last number.
+ */
+export type ExactPromptStyle = 'boxed' | 'plain';
+export const EXACT_PROMPT_STYLES: readonly ExactPromptStyle[] = ['boxed', 'plain'];
+
+export function exactPrompt(question: string, style: ExactPromptStyle = 'boxed'): string {
+  return style === 'plain' ? question : `${question}\n\nReason step by step, then put your final answer (an integer) within \\boxed{}.`;
 }
 
 /** Contents of every \boxed{...} / \framebox{...}, allowing one level of nested braces. */
@@ -58,9 +67,9 @@ export function extractInteger(answer: string): number | undefined {
   return pick !== undefined && Number.isFinite(pick) && (!Number.isInteger(pick) || Number.isSafeInteger(pick)) ? pick : undefined;
 }
 
-export async function runExactCase(model: Sampler, c: ExactCase, sample: SampleOptions): Promise<CaseResult> {
+export async function runExactCase(model: Sampler, c: ExactCase, sample: SampleOptions, style: ExactPromptStyle = 'boxed'): Promise<CaseResult> {
   const started = performance.now();
-  const prompt: ChatMessage[] = [{ role: 'user', content: exactPrompt(c.question) }];
+  const prompt: ChatMessage[] = [{ role: 'user', content: exactPrompt(c.question, style) }];
   const response = await model.complete(prompt, sample);
   const extracted = extractInteger(response.text);
   const score = extracted === c.answer ? 1 : 0;

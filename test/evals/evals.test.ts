@@ -158,6 +158,30 @@ test('exact: boxed and bare integer answers', async () => {
   }
 });
 
+test('exact --prompt plain sends the question alone and records the style; a wrong style or kind is a usage error', async () => {
+  const questions = readFileSync(join(EXAMPLES, 'exact-sample.jsonl'), 'utf8').trim().split('\n').map((l) => { const row = JSON.parse(l) as { question?: string; problem?: string }; return row.question ?? row.problem; });
+  const model = await startFakeEndpoint(() => ({ content: 'It comes to 24.' }));
+  try {
+    const out = tempDir();
+    const r = await runCli(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', out, '--concurrency', '1', '--prompt', 'plain']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(model.requests.map((q) => q.messages.at(-1)!.content), questions);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { settings: Record<string, unknown> };
+    assert.equal(summary.settings['prompt'], 'plain');
+    const boxed = await runCli(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--model', model.baseUrl, '--out', tempDir(), '--concurrency', '1']);
+    assert.equal(boxed.code, 0, boxed.stderr);
+    assert.ok(model.requests.slice(questions.length).every((q, i) => q.messages.at(-1)!.content.startsWith(`${questions[i]}\n\n`) && q.messages.at(-1)!.content.includes('\\boxed{}')));
+  } finally {
+    await model.close();
+  }
+  const bad = await runCli(['eval', 'exact', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--out', tempDir(), '--prompt', 'fancy']);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim(), 'gptoss eval: --prompt must be boxed or plain, got "fancy"');
+  const other = await runCli(['eval', 'mcq', '--data', join(EXAMPLES, 'exact-sample.jsonl'), '--out', tempDir(), '--prompt', 'plain']);
+  assert.equal(other.code, 2);
+  assert.match(other.stderr, /--prompt applies to gptoss eval exact only/);
+});
+
 test('exact: a quantity after "per" (a rate\'s denominator) is no answer, a decimal is one number, citation links are left out', async () => {
   // Rates: the answer is the quantity, not what it is counted per.
   assert.equal(extractInteger('The strength is 120 mg per 5 mL.'), 120);
