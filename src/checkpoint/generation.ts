@@ -40,6 +40,19 @@ export function readGenerationDefaults(dir: string): GenerationDefaults {
   return parseGenerationConfig(readJson(path), path);
 }
 
+/** The defaults in words, as chat and serve announce them ("greedy", "temperature 0.7, top_p 0.9"); undefined when there are none. */
+export function describeGenerationDefaults(d: GenerationDefaults | undefined): string | undefined {
+  if (d === undefined) return undefined;
+  if (d.temperature === 0) return 'greedy';
+  const parts = [
+    d.temperature !== undefined ? `temperature ${d.temperature}` : undefined,
+    d.topP !== undefined ? `top_p ${d.topP}` : undefined,
+    d.topK !== undefined ? `top_k ${d.topK}` : undefined,
+    d.minP !== undefined ? `min_p ${d.minP}` : undefined,
+  ].filter((p) => p !== undefined);
+  return parts.length > 0 ? parts.join(', ') : undefined;
+}
+
 /** The sampling defaults of a parsed generation_config.json; `path` names it in errors. */
 export function parseGenerationConfig(json: unknown, path: string): GenerationDefaults {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError('checkpoint', `${path}: expected a JSON object`);

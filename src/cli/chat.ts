@@ -5,6 +5,7 @@ import { UserError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import type { AgentResult } from '../engine/agent.ts';
 import type { Engine } from '../engine/engine.ts';
+import { describeGenerationDefaults } from '../checkpoint/generation.ts';
 import { resolveModel, type ResolvedModel } from '../checkpoint/resolve.ts';
 import type { CitationSource, Tool } from '../tools/index.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, readStdin, stringFlag } from './args.ts';
@@ -131,6 +132,9 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   const engine = await openEngine(context.engine, resolved, contextFlag, compute, side, maxTokensFlag === undefined);
   // Random weights never write <|return|>: without a cap an answer would run until the window is full.
   const maxTokens = maxTokensFlag ?? (engine.info.randomWeights ? RANDOM_WEIGHTS_MAX_TOKENS : undefined);
+  // The checkpoint chose how to sample (the nano: greedy): say so, since the flags would otherwise.
+  const modelSampling = describeGenerationDefaults(engine.info.sampling);
+  if (modelSampling !== undefined && temperature === undefined && topP === undefined) side.write(`sampling: ${modelSampling}, as the model's generation_config.json asks (--temperature T to change)\n`);
   const session = new ChatSession(engine, {
     reasoningEffort: effort,
     tools,

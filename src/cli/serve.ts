@@ -3,6 +3,7 @@
 // /v1 request needs it. Logs one line per request and never prompt or output text unless
 // --log-content is given.
 import type { Engine } from '../engine/engine.ts';
+import { describeGenerationDefaults } from '../checkpoint/generation.ts';
 import { resolveModel } from '../checkpoint/resolve.ts';
 import { HostGuard } from '../server/guard.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
@@ -148,6 +149,8 @@ export async function run(argv: string[], context: CommandContext = {}): Promise
   const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';
   process.stderr.write(`serving ${server.context.modelName} on ${running.url}/v1 (context ${server.engine.info.contextLength} tokens, up to ${maxConcurrency} requests at once)\n`);
   process.stderr.write(`chat page: ${running.url}/\n`);
+  const modelSampling = describeGenerationDefaults(server.engine.info.sampling);
+  if (modelSampling !== undefined) process.stderr.write(`sampling defaults: ${modelSampling} (the model's generation_config.json); a request's own settings win\n`);
   if (!loopback && apiKey === undefined) process.stderr.write(`warning: listening on ${host} without --api-key: anyone who can reach this address can use the model\n`);
   if (boolFlag(p, 'log-content')) process.stderr.write('warning: --log-content writes prompts and outputs to the log\n');
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GENERATION_CONFIG_FILE, parseGenerationConfig, readGenerationDefaults } from '../../src/checkpoint/generation.ts';
+import { describeGenerationDefaults, GENERATION_CONFIG_FILE, parseGenerationConfig, readGenerationDefaults } from '../../src/checkpoint/generation.ts';
 import { UserError } from '../../src/errors.ts';
 import { loadEngine } from '../../src/engine/local.ts';
 import { DEFAULT_SAMPLING, samplingParams } from '../../src/engine/sampler.ts';
@@ -117,4 +117,11 @@ test('generate: the model file sets temperature and top_p when the flags do not;
   assert.equal(r.stdout, '');
   assert.match(r.stderr, /^gptoss generate: .*generation_config\.json: "temperature" must be a number >= 0, got "hot"\n$/);
   rmSync(join(model, GENERATION_CONFIG_FILE));
+});
+
+test('the defaults in words, as chat and serve announce them', () => {
+  assert.equal(describeGenerationDefaults(parseGenerationConfig({ do_sample: false, temperature: 0.7 }, 'g.json')), 'greedy');
+  assert.equal(describeGenerationDefaults(parseGenerationConfig({ temperature: 0.7, top_p: 0.9, top_k: 40 }, 'g.json')), 'temperature 0.7, top_p 0.9, top_k 40');
+  assert.equal(describeGenerationDefaults(parseGenerationConfig({ eos_token_id: 200002 }, 'g.json')), undefined);
+  assert.equal(describeGenerationDefaults(undefined), undefined);
 });

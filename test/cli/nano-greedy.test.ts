@@ -1,7 +1,7 @@
 // The embedded gpt-oss-nano decodes greedily by default (its shipped generation_config.json): at
 // temperature 1 its ~199k unused vocabulary rows (logit 0) would put stray tokens in an answer.
 // `gptoss chat` with no sampling flag answers as `--temperature 0` does, whatever the seed, and
-// `--temperature` still chooses sampling.
+// `--temperature` still chooses sampling. Chat says at start-up that the model chose greedy decoding.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +28,9 @@ test("chat with the embedded gpt-oss-nano: the default answer is --temperature 0
     const r = await runCli(['chat', '--threads', '1', '--raw', '--max-tokens', '40', ...flags, question], '', env);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /^loading the embedded gpt-oss-nano/m);
+    // The model's own choice is announced, and only when no flag overrides it.
+    const announced = /^sampling: greedy, as the model's generation_config\.json asks \(--temperature T to change\)$/m.test(r.stderr);
+    assert.equal(announced, !flags.includes('--temperature'), r.stderr);
     return r.stdout;
   };
   const greedy = await chat('--temperature', '0');
