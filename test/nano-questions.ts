@@ -33,10 +33,11 @@ export interface NanoQuestion {
 
 export const NANO_QUESTIONS: readonly NanoQuestion[] = [
   { item: 'heldout-25', expect: 'right' }, //        browser: "What does the monograph say is the strength of paracetamol?"
-  { item: 'heldout-259', expect: 'right' }, //       python: "Weight 72 kg; prescribe 12 mg/kg, not more than 400 mg. Dose in mg?"
+  { item: 'heldout-144', expect: 'right' }, //       python: "Weighing 15 kg and drug at 7.50 mg/kg and max 800 mg. What is the dose?"
   { item: 'heldout-30', expect: 'right' }, //        browser: "What does the monograph say is the max dose in 24 hours of Ibuprofen?"
-  { item: 'heldout-312', expect: 'right' }, //       no tool: "Who painted the Mona Lisa?"
-  { item: 'heldout-11', expect: 'calls-tools' }, //  python: "Weight 69.7 kg; prescribe 12 mg/kg, not more than 400 mg. Dose in mg?"
+  { item: 'heldout-38', expect: 'right' }, //        no tool: "Tell me a joke."
+  { item: 'heldout-35', expect: 'right' }, //        python: "Times 28 by 55 for me."
+  { item: 'heldout-22', expect: 'calls-tools' }, //  python: "6 doses of 141 mg each. What is the total?"
 ];
 
 /** Seed of the corpus the shipped model was trained on. */

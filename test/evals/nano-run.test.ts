@@ -1,10 +1,11 @@
-// An evaluation end to end on the shipped gpt-oss-nano: `gptoss eval exact --model DIR` over the
-// lookup questions of NANO_QUESTIONS that have an integer answer (the corpus's true value; units such as
-// "mg per 5 mL" included, whose 5 the grader leaves out), the model served in-process with the
-// tools it was trained with, greedy, at medium effort, the system message's date pinned.
-// The figures must be what the answers warrant: every case graded as the corpus scorer judges its
-// answer, the accuracy the share of those graded right, and the summary, the results and the
-// headline line saying the same.
+// An evaluation end to end on the shipped gpt-oss-nano: `gptoss eval exact --prompt plain --model
+// DIR` over the questions of NANO_QUESTIONS that have an integer answer (the corpus's true value;
+// units such as "mg per 5 mL" included, whose 5 the grader leaves out), put as the model was
+// trained to read them (the question alone), the model served in-process with the tools it was
+// trained with, greedy, at medium effort, the system message's date pinned. The figures must be
+// what the answers warrant: every case graded as the corpus scorer judges its answer, the
+// questions the tests expect these weights to answer right graded right, the accuracy the share
+// of those graded right, and the summary, the results and the headline line saying the same.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,12 +17,11 @@ import { runCli } from '../cli/in-process.ts';
 import { expandNano, nanoCases } from '../nano-questions.ts';
 
 test('gptoss eval exact on the embedded gpt-oss-nano grades each answer as the corpus scorer judges it', async (t) => {
-  // The lookups only: these weights' arithmetic answers can run on through several numbers, where
-  // the scorer's "states the value" and the grader's "the last number" rightly differ. (Under the
-  // exact eval's instruction to reason and put the answer in \boxed{}, which its training never
-  // showed it, the shipped nano answers these lookups wrong: the grades must still agree.)
-  const cases = (await nanoCases()).filter((c) => c.task === 'lookup' && c.answer !== undefined && Number.isInteger(c.answer));
+  // Not the doses: their answers go on to say how they were reached ("The dose is 420 mg (10 mg/kg
+  // x 42 kg, below the 600 mg maximum)"), so the grader's last number is rightly not the scorer's.
+  const cases = (await nanoCases()).filter((c) => c.answer !== undefined && Number.isInteger(c.answer) && c.task !== 'dose' && c.task !== 'lookup-dose');
   assert.ok(cases.some((c) => /\bper \d/.test(c.unit ?? '')), 'NANO_QUESTIONS holds no question whose unit is a rate per a number');
+  assert.ok(cases.some((c) => c.expect === 'right' && c.tool === 'python') && cases.some((c) => c.expect === 'right' && c.tool === 'browser'), 'NANO_QUESTIONS holds no integer python and browser questions answered right');
   const nano = expandNano();
   const work = mkdtempSync(join(tmpdir(), 'gptoss-nano-run-'));
   try {
@@ -30,7 +30,7 @@ test('gptoss eval exact on the embedded gpt-oss-nano grades each answer as the c
     const out = join(work, 'run');
     t.mock.timers.enable({ apis: ['Date'], now: new Date(`${cases[0]!.date}T12:00:00`) });
     const r = await runCli(
-      ['eval', 'exact', '--data', data, '--model', nano.dir, '--out', out, '--effort', 'medium', '--temperature', '0', '--concurrency', '1', '--max-tokens', '1024'],
+      ['eval', 'exact', '--prompt', 'plain', '--data', data, '--model', nano.dir, '--out', out, '--effort', 'medium', '--temperature', '0', '--concurrency', '1', '--max-tokens', '1024'],
       '', { GPTOSS_CACHE: nano.cache },
     );
     t.mock.timers.reset();
@@ -50,6 +50,7 @@ test('gptoss eval exact on the embedded gpt-oss-nano grades each answer as the c
       // the citation links the server made (their file names and line anchors state nothing).
       const warranted = answerStates(c, withoutCitations(result.response.text)) ? 1 : 0;
       assert.equal(result.score, warranted, `${c.id}: "${result.response.text}" extracted ${result.details.extracted}, expected ${c.answer}`);
+      if (c.expect === 'right') assert.equal(result.score, 1, `${c.id} (expected right): "${result.response.text}"`);
       right += warranted;
     }
     const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { complete: boolean; metrics: Record<string, { mean: number; n: number }> };
