@@ -35,6 +35,10 @@ suite('the nano held-out scorer', () => {
     const wrong = scoreCompletion(DOSE, python('print(15 * 2.25)', '33.75') + final('33.75 mg'));
     assert.deepEqual([wrong.valid, wrong.toolCorrect, wrong.answerCorrect], [true, false, false]);
     assert.match(wrong.problem!, /no correct python call/);
+    // An error quoting the failing line holds the operands, not a result.
+    const error = '  File "<stdin>", line 1\n    print(round(337.5 / (1000 / 1000),, 2))\n                                     ^\nSyntaxError: invalid syntax';
+    assert.equal(scoreCompletion(DOSE, python('print(round(337.5 / (1000 / 1000),, 2))', error) + final('337.5 mg')).toolCorrect, false);
+    assert.equal(scoreCompletion(DOSE, python('print(15 * 22.5, 15)', '337.5 15') + final('337.5 mg')).toolCorrect, false);
     const noUnit = scoreCompletion(DOSE, python(DOSE.code!, '337.5') + final('It is 337.5.'));
     assert.deepEqual([noUnit.toolCorrect, noUnit.answerCorrect], [true, false]);
   });

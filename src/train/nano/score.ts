@@ -2,8 +2,8 @@
 // prompt's `<|start|>assistant` in an agent run: the model's messages with the tools' messages
 // between them, as harmony text or token ids. Per reasoning effort and overall: the share that
 // parse as valid harmony (strict parser, ending in a final-channel answer), the share with the
-// right tool call where one is needed (python: the expected code, or a tool result that prints the
-// true value; browser: a search then an open; a dose from the documents: both) and no tool call where none is, and the share whose
+// right tool call where one is needed (python: the expected code, or other code whose output is
+// the true value alone, so an error that echoes the code's numbers is no result; browser: a search then an open; a dose from the documents: both) and no tool call where none is, and the share whose
 // final answer states the true number with its unit (out of domain: says what it can help with).
 import { parseMessagesFromCompletionTokens, REASONING_EFFORTS, type Message, type ReasoningEffort } from '../../harmony/index.ts';
 import { getTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
@@ -59,6 +59,15 @@ export function statesNumber(x: number, answer: number): boolean {
 
 const HELP_WORDS = /clinical|dose|conversion|infusion|BMI/i;
 
+/**
+ * Whether a python tool's output is the value alone, as the corpus's code prints it: a traceback
+ * quotes the failing line ("print(round(15 / (50 / 50),, 2))"), whose numbers are no result.
+ */
+function printsValue(output: string, answer: number): boolean {
+  const out = output.trim();
+  return /^-?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i.test(out) && statesNumber(Number(out), answer);
+}
+
 /** Whether a final answer states the item's true number with its unit (out of domain: says what it can help with, and no number). */
 export function answerStates(item: Pick<ScoredItem, 'answer' | 'unit'>, final: string): boolean {
   if (item.answer === undefined) return HELP_WORDS.test(final) && numbersIn(final).length === 0;
@@ -87,7 +96,7 @@ export function scoreCompletion(item: ScoredItem, completion: string | readonly 
     if (m.recipient !== 'python') return false;
     if (item.code !== undefined && text(m).trim() === item.code.trim()) return true;
     const result = messages[i + 1];
-    return result !== undefined && result.author.role === 'tool' && item.answer !== undefined && numbersIn(text(result)).some((x) => statesNumber(x, item.answer!));
+    return result !== undefined && result.author.role === 'tool' && item.answer !== undefined && printsValue(text(result), item.answer);
   });
   const browserRight = (): boolean => {
     const search = calls.findIndex(({ m }) => m.recipient === 'browser.search');
