@@ -3,8 +3,9 @@
 // drawn from many wordings, so a task has hundreds to thousands of sentence frames. A frame is
 // named by the indices of its parts (its key); one key in five is held out (by a hash), so the
 // held-out split asks in frames that training never saw, built from words and symbols it did.
-import type { Split } from './tasks.ts';
 
+/** Which side of the corpus a question is drawn for. */
+export type Split = 'train' | 'heldout';
 export type Rng = () => number;
 
 /** A sentence frame drawn for a question: its key (which parts) and its text. */

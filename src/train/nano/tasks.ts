@@ -6,16 +6,15 @@
 // its canonical text falls in one fifth); training problems use only training frames and numbers,
 // held-out problems only held-out ones.
 import type { ReasoningEffort } from '../../harmony/index.ts';
-import { arithmeticPhrasing, bmiPhrasing, convertPhrasing, dosePhrasing, frameSplit, hash32, infusionPhrasing, phrasingOf } from './phrasing.ts';
+import { arithmeticPhrasing, bmiPhrasing, convertPhrasing, dosePhrasing, frameSplit, hash32, infusionPhrasing, phrasingOf, type Split } from './phrasing.ts';
 import { add, div, literal, min, mul, named, printed, pyRound, round, square, sub, type PyExpr } from './python.ts';
 
-export type Split = 'train' | 'heldout';
 export const PYTHON_TASKS = ['add', 'subtract', 'multiply', 'divide', 'convert', 'dose', 'infusion', 'bmi'] as const;
 export type PythonTask = (typeof PYTHON_TASKS)[number];
 export type TaskKind = PythonTask | 'lookup' | 'lookup-dose' | 'out-of-domain';
 export const TASKS: readonly TaskKind[] = [...PYTHON_TASKS, 'lookup', 'lookup-dose', 'out-of-domain'];
 
-export type { Rng } from './phrasing.ts';
+export type { Rng, Split } from './phrasing.ts';
 export { hash32 };
 type Rng = () => number;
 
