@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import { planCases } from '../evals/cases.ts';
-import { readResults, runEval as runCases, type SampleOptions, type Sampler } from '../evals/index.ts';
+import { parseExactPromptStyle, readResults, runEval as runCases, type SampleOptions, type Sampler } from '../evals/index.ts';
 import { refuseOtherPolicy, writeClassificationMetrics } from '../evals/classify-eval.ts';
 import type { ReasoningEffort } from '../harmony/index.ts';
 import type { OutputFormat } from '../evals/classify.ts';
@@ -84,11 +84,6 @@ export interface EvalResult {
   classification?: ClassificationMetrics;
 }
 
-function checkedPromptStyle(style: unknown): 'boxed' | 'plain' {
-  if (style !== 'boxed' && style !== 'plain') throw new UserError('usage', `exactPrompt must be boxed or plain, got ${JSON.stringify(style)}`);
-  return style;
-}
-
 /** Runs an evaluation and writes its results and report to `outDir`. */
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
   return translateErrors(async () => {
@@ -110,7 +105,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
       ...(options.n !== undefined ? { n: options.n } : {}),
       ...(options.subset !== undefined ? { subset: options.subset } : {}),
       ...(classify !== undefined ? { classify } : {}),
-      ...(options.exactPrompt !== undefined ? { exactPrompt: checkedPromptStyle(options.exactPrompt) } : {}),
+      ...(options.exactPrompt !== undefined ? { exactPrompt: parseExactPromptStyle(options.exactPrompt, 'exactPrompt') } : {}),
     });
     const { headline, settings } = plan;
     if (classify !== undefined) refuseOtherPolicy(outDir, String(settings['policy_sha256']), `outDir ${outDir}`);

@@ -8,7 +8,7 @@ import { UserError } from '../errors.ts';
 import { readRegularFile } from '../files.ts';
 import { boolFlag, numberFlag, parseEffort, parseFlags, stringFlag } from './args.ts';
 import {
-  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, EXACT_PROMPT_STYLES, openSampler, type ExactPromptStyle, progressPrinter, readResults, runEval, type Sampler, type SampleOptions, type RunSummary,
+  DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S, openSampler, parseExactPromptStyle, progressPrinter, readResults, runEval, type Sampler, type SampleOptions, type RunSummary,
 } from '../evals/index.ts';
 import { planCases } from '../evals/cases.ts';
 import { parseLabelList, type OutputFormat } from '../evals/classify.ts';
@@ -69,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
   if (subset !== undefined && subset !== 'hard' && subset !== 'consensus') throw new UserError('usage', `--subset must be hard or consensus, got "${subset}"`);
   const promptFlag = stringFlag(p, 'prompt');
   if (promptFlag !== undefined && kind !== 'exact') throw new UserError('usage', `--prompt applies to gptoss eval exact only`);
-  if (promptFlag !== undefined && !(EXACT_PROMPT_STYLES as readonly string[]).includes(promptFlag)) throw new UserError('usage', `--prompt must be ${EXACT_PROMPT_STYLES.join(' or ')}, got "${promptFlag}"`);
+  const exactPrompt = promptFlag === undefined ? undefined : parseExactPromptStyle(promptFlag, '--prompt');
   const n = numberFlag(p, 'n', { min: 1, integer: true });
   const concurrency = numberFlag(p, 'concurrency', { min: 1, max: 1024, integer: true }) ?? 4;
   const seed = numberFlag(p, 'seed', { min: 0, integer: true }) ?? 0;
@@ -110,7 +110,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(n !== undefined ? { n } : {}),
     ...(subset !== undefined ? { subset: subset as 'hard' | 'consensus' } : {}),
     ...(classifySpec !== undefined ? { classify: classifySpec } : {}),
-    ...(promptFlag !== undefined ? { exactPrompt: promptFlag as ExactPromptStyle } : {}),
+    ...(exactPrompt !== undefined ? { exactPrompt } : {}),
   });
   const { headline, settings } = plan;
   if (policyPath !== undefined) {

@@ -34,6 +34,13 @@ export function parseExact(text: string, source: string): ExactCase[] {
 export type ExactPromptStyle = 'boxed' | 'plain';
 export const EXACT_PROMPT_STYLES: readonly ExactPromptStyle[] = ['boxed', 'plain'];
 
+/** `value` as a prompt style; anything else is a usage error naming `what` (the flag or option). */
+export function parseExactPromptStyle(value: unknown, what: string): ExactPromptStyle {
+  const style = EXACT_PROMPT_STYLES.find((s) => s === value);
+  if (style === undefined) throw new UserError('usage', `${what} must be ${EXACT_PROMPT_STYLES.join(' or ')}, got ${JSON.stringify(value)}`);
+  return style;
+}
+
 export function exactPrompt(question: string, style: ExactPromptStyle = 'boxed'): string {
   return style === 'plain' ? question : `${question}\n\nReason step by step, then put your final answer (an integer) within \\boxed{}.`;
 }

@@ -292,6 +292,8 @@ test('runEval scores an exact-answer file on a Model and writes the report', asy
     const bad = join(dir, 'bad.jsonl');
     writeFileSync(bad, '{"question": [oops\n');
     await assert.rejects(runEval({ kind: 'exact', data: bad, model: dir, outDir: join(dir, 'out3') }), (e: unknown) => e instanceof GptossError && e.code === 'input' && /bad\.jsonl:1: invalid JSON/.test(e.message));
+    // The prompt style is checked by the same function as the CLI's --prompt.
+    await assert.rejects(runEval({ kind: 'exact', data, model, outDir: join(dir, 'out4'), exactPrompt: 'fancy' as 'plain' }), (e: unknown) => e instanceof GptossError && e.code === 'usage' && e.message === 'exactPrompt must be boxed or plain, got "fancy"');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@
 // values here are what the documents state; the corpus finds each fact's line in the page the real
 // browser shows and fails if it is not there, so a document edit cannot silently disagree.
 import { literal, min, mul, named, printed, round } from './python.ts';
-import { doseLookupPhrasing, phrasingOf } from './phrasing.ts';
+import { capitalised, doseLookupPhrasing, phrasingOf } from './phrasing.ts';
 import { drawNumber, pick, templatesOf, writeNumber, type Rng, type Split } from './tasks.ts';
 
 export type FactKind = 'max-single' | 'max-daily' | 'child-dose' | 'strength';
@@ -93,7 +93,7 @@ export function lookupProblem(rng: Rng, split: Split): LookupProblem {
   const fact = pick(rng, drug.facts);
   const words = FACT_WORDS[fact.kind];
   const phrase = pick(rng, words.phrases);
-  const name = rng() < 0.3 ? drug.name[0]!.toUpperCase() + drug.name.slice(1) : drug.name;
+  const name = rng() < 0.3 ? capitalised(drug.name) : drug.name;
   return { template: `lookup.${index}`, question: LOOKUP_TEMPLATES[index]!(name, phrase), drug, fact, query: `${drug.name} ${words.query}`, phrase };
 }
 
@@ -122,7 +122,7 @@ export function doseLookupProblem(rng: Rng, split: Split): DoseLookupProblem {
   const kg = drawNumber(rng, split, 3, 60, rng() < 0.4 ? 1 : 0);
   const product = round(mul(literal(perKg.value), literal(kg)), 2);
   const dose = min(named('dose', product), literal(max.value));
-  const name = rng() < 0.3 ? drug.name[0]!.toUpperCase() + drug.name.slice(1) : drug.name;
+  const name = rng() < 0.3 ? capitalised(drug.name) : drug.name;
   const weight = writeNumber(rng, kg);
   const frame = phrasingOf(split, () => doseLookupPhrasing(rng, name, weight));
   return {
@@ -164,7 +164,7 @@ const OUT_OF_DOMAIN_QUESTIONS = [
   'Who is the president of Brazil?',
   'Write an email to my landlord.',
   'What are the rules of chess?',
-]
+];
 
 export const OUT_OF_DOMAIN_REPLIES = [
   'I can only help with clinical arithmetic: doses by weight, unit conversions, infusion rates, BMI and drug facts from the local documents.',

@@ -72,7 +72,8 @@ function typed(rng: Rng, text: string): string {
   return rng() < 0.2 ? text[0]!.toLowerCase() + text.slice(1) : text;
 }
 
-function capitalised(s: string): string {
+/** `s` with its first letter upper-case. */
+export function capitalised(s: string): string {
   return s[0]!.toUpperCase() + s.slice(1);
 }
 

@@ -6,7 +6,7 @@
 // its canonical text falls in one fifth); training problems use only training frames and numbers,
 // held-out problems only held-out ones.
 import type { ReasoningEffort } from '../../harmony/index.ts';
-import { arithmeticPhrasing, bmiPhrasing, convertPhrasing, dosePhrasing, frameSplit, hash32, infusionPhrasing, phrasingOf, type Split } from './phrasing.ts';
+import { arithmeticPhrasing, bmiPhrasing, convertPhrasing, dosePhrasing, frameSplit, hash32, infusionPhrasing, phrasingOf, type Rng, type Split } from './phrasing.ts';
 import { add, div, literal, min, mul, named, printed, pyRound, round, square, sub, type PyExpr } from './python.ts';
 
 export const PYTHON_TASKS = ['add', 'subtract', 'multiply', 'divide', 'convert', 'dose', 'infusion', 'bmi'] as const;
@@ -16,7 +16,6 @@ export const TASKS: readonly TaskKind[] = [...PYTHON_TASKS, 'lookup', 'lookup-do
 
 export type { Rng, Split } from './phrasing.ts';
 export { hash32 };
-type Rng = () => number;
 
 /** A python problem: what the user asks, the code, what it prints and the answer. */
 export interface PythonProblem {
