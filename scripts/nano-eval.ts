@@ -47,6 +47,10 @@ async function main(): Promise<void> {
     for (const [effort, s] of [...Object.entries(summary.byEffort), ['overall', summary.overall] as const]) {
       process.stdout.write(`${effort.padEnd(7)} ${String(s!.count).padStart(6)} ${pct(s!.valid)} ${pct(s!.toolCorrect)} ${pct(s!.answerCorrect)}\n`);
     }
+    process.stdout.write('\ntask           count   valid    tool  answer\n');
+    for (const [task, s] of Object.entries(summary.byTask)) {
+      process.stdout.write(`${task.padEnd(14)} ${String(s!.count).padStart(6)} ${pct(s!.valid)} ${pct(s!.toolCorrect)} ${pct(s!.answerCorrect)}\n`);
+    }
     const out = values.out ?? 'nano-eval.json';
     writeFileSync(out, JSON.stringify({ checkpoint: dir, ...summary }, null, 2) + '\n');
     process.stderr.write(`wrote ${out}\n`);

@@ -15,6 +15,7 @@ import { getTokenizer } from '../tokenizer/index.ts';
 import { BrowserSession, LocalDocsBackend, PythonTool, SandboxPool, type Tool } from '../tools/index.ts';
 import { generateCorpus, type CorpusItem } from '../train/nano/corpus.ts';
 import { scoreHeldout, type ItemScore, type ScoredItem, type Shares } from '../train/nano/score.ts';
+import type { TaskKind } from '../train/nano/tasks.ts';
 import type { SystemContent } from '../harmony/index.ts';
 
 export interface NanoEvalOptions {
@@ -58,6 +59,8 @@ export interface NanoEvalSummary {
   model: string;
   settings: { seed: number; split: 'heldout' | 'train'; heldout: number; questions: number; efforts: ReasoningEffort[]; maxTokens: number; sampling: 'greedy' };
   byEffort: Partial<Record<ReasoningEffort, Shares>>;
+  /** Shares per task (dose, convert, lookup, ...), all efforts together. */
+  byTask: Partial<Record<TaskKind, Shares>>;
   overall: Shares;
   answers: NanoAnswer[];
 }
@@ -134,7 +137,7 @@ export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSum
           ...(system.conversationStartDate !== undefined ? { date: system.conversationStartDate } : {}),
         });
         runs.push({ id, item, finishReason: result.finishReason, generatedTokens: result.usage.completionTokens });
-        scored.push({ id, effort, tool: item.tool, ...(item.answer !== undefined ? { answer: item.answer } : {}), ...(item.unit !== undefined ? { unit: item.unit } : {}), ...(item.code !== undefined ? { code: item.code } : {}) });
+        scored.push({ id, effort, task: item.task, tool: item.tool, ...(item.answer !== undefined ? { answer: item.answer } : {}), ...(item.unit !== undefined ? { unit: item.unit } : {}), ...(item.code !== undefined ? { code: item.code } : {}) });
         completions.set(id, tokens);
         options.onProgress?.(runs.length, total);
       }
@@ -147,7 +150,7 @@ export async function runNanoEval(options: NanoEvalOptions): Promise<NanoEvalSum
     return {
       model: options.engine.info.name,
       settings: { seed, split, heldout, questions: items.length, efforts, maxTokens, sampling: 'greedy' },
-      byEffort, overall: report.overall, answers,
+      byEffort, byTask: report.byTask, overall: report.overall, answers,
     };
   } finally {
     await python.close();

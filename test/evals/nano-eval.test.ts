@@ -56,6 +56,9 @@ test('an engine that writes the corpus answers scores 100% at every effort throu
   const full = { count: LIMIT, valid: 1, toolCorrect: 1, answerCorrect: 1 };
   assert.deepEqual(summary.byEffort, { low: full, medium: full, high: full }, JSON.stringify(summary.answers.filter((a) => a.problem !== undefined), null, 1));
   assert.deepEqual(summary.overall, { ...full, count: 3 * LIMIT });
+  const perTask = new Map<string, number>();
+  for (const it of items) perTask.set(it.task, (perTask.get(it.task) ?? 0) + 3);
+  assert.deepEqual(summary.byTask, Object.fromEntries([...perTask].map(([task, count]) => [task, { ...full, count }])));
   assert.equal(summary.answers.length, 3 * LIMIT);
   assert.deepEqual(summary.answers.map((a) => a.id), items.flatMap((it) => REASONING_EFFORTS.map((e) => `${it.id}@${e}`)));
   for (const a of summary.answers) assert.equal(a.finishReason, 'stop');

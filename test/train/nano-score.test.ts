@@ -78,7 +78,7 @@ suite('the nano held-out scorer', () => {
   });
 
   it('shares per effort and overall; a missing completion counts as wrong', () => {
-    const items: ScoredItem[] = [DOSE, { ...DOSE, id: 'd2' }, LOOKUP, OFF];
+    const items: ScoredItem[] = [{ ...DOSE, task: 'dose' }, { ...DOSE, id: 'd2', task: 'dose' }, { ...LOOKUP, task: 'lookup' }, { ...OFF, task: 'out-of-domain' }];
     const completions = new Map([
       ['d', python(DOSE.code!, '337.5') + final('337.5 mg')],
       ['d2', final('300 mg')],
@@ -89,6 +89,11 @@ suite('the nano held-out scorer', () => {
     assert.deepEqual(r.byEffort.medium, { count: 1, valid: 0, toolCorrect: 0, answerCorrect: 0 });
     assert.deepEqual(r.byEffort.high, { count: 1, valid: 1, toolCorrect: 1, answerCorrect: 1 });
     assert.deepEqual(r.overall, { count: 4, valid: 0.75, toolCorrect: 0.5, answerCorrect: 0.5 });
+    assert.deepEqual(r.byTask, {
+      dose: { count: 2, valid: 0.5, toolCorrect: 0.5, answerCorrect: 0.5 },
+      lookup: { count: 1, valid: 0, toolCorrect: 0, answerCorrect: 0 },
+      'out-of-domain': { count: 1, valid: 1, toolCorrect: 1, answerCorrect: 1 },
+    });
     assert.equal(r.items.find((s) => s.id === 'l')!.problem, 'no completion');
   });
 });

@@ -8,9 +8,11 @@
 import { parseMessagesFromCompletionTokens, REASONING_EFFORTS, type Message, type ReasoningEffort } from '../../harmony/index.ts';
 import { getTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
 import type { CorpusItem } from './corpus.ts';
+import type { TaskKind } from './tasks.ts';
 import { pyRound } from './python.ts';
 
-export type ScoredItem = Pick<CorpusItem, 'id' | 'effort' | 'tool' | 'answer' | 'unit' | 'code'>;
+/** An item to score; with its task, the report also gives that task's shares. */
+export type ScoredItem = Pick<CorpusItem, 'id' | 'effort' | 'tool' | 'answer' | 'unit' | 'code'> & Partial<Pick<CorpusItem, 'task'>>;
 
 export interface ItemScore {
   id: string;
@@ -33,6 +35,8 @@ export interface Shares {
 export interface ScoreReport {
   items: ItemScore[];
   byEffort: Record<ReasoningEffort, Shares>;
+  /** Shares per task, for the items that name theirs (in the order tasks first appear). */
+  byTask: Partial<Record<TaskKind, Shares>>;
   overall: Shares;
 }
 
@@ -128,5 +132,7 @@ export function scoreHeldout(items: readonly ScoredItem[], completions: Readonly
       : scoreCompletion(item, c, tokenizer);
   });
   const byEffort = Object.fromEntries(REASONING_EFFORTS.map((e) => [e, shares(scores.filter((s) => s.effort === e))])) as Record<ReasoningEffort, Shares>;
-  return { items: scores, byEffort, overall: shares(scores) };
+  const tasks = [...new Set(items.flatMap((item) => (item.task !== undefined ? [item.task] : [])))];
+  const byTask = Object.fromEntries(tasks.map((t) => [t, shares(scores.filter((_, i) => items[i]!.task === t))])) as Partial<Record<TaskKind, Shares>>;
+  return { items: scores, byEffort, byTask, overall: shares(scores) };
 }
