@@ -1,10 +1,13 @@
 // `npm run teach:facts -- [--model DIR|REPO] [--out DIR] [--max-tokens N] [-- FINETUNE FLAGS]`: the
-// "teach three facts" check. (a) asks the base model the held-out phrasing of each question in
-// examples/finetune/facts-questions.json and shows whether its answer contains the fact, (b) runs
+// "teach three facts" check. (a) asks the base model the held-out phrasings of each fact's question
+// in examples/finetune/facts-questions.json (four per fact, none in the training data) and shows
+// whether each answer contains the fact, (b) runs
 // `gptoss finetune --data examples/finetune/facts.jsonl --out DIR` with its default settings (flags
 // after `--` are passed on, for quick runs), (c) asks again with `--adapter DIR`. Greedy answers,
-// no tools, the system message the training data renders (reasoning medium, no date). Prints a
-// table and writes the JSON summary (answers, hits, seconds per phase) to stdout's last line.
+// no tools, the system message the training data renders (reasoning medium, no date). A fact counts
+// as known when most of its phrasings (more than half) are answered with it: one phrasing alone
+// swings with the seed. Prints a table and writes the JSON summary (answers, counts per fact,
+// seconds per phase) to stdout's last line.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +52,18 @@ async function ask(questions: readonly Question[], maxTokens: number, model: str
   }
 }
 
+/** Questions answered, per fact and in all, and the facts known (more than half of their phrasings answered). */
+function tally(answers: readonly Answer[]): { answered: number; known: number; byFact: Record<string, { asked: number; answered: number }> } {
+  const byFact: Record<string, { asked: number; answered: number }> = {};
+  for (const x of answers) {
+    const f = (byFact[x.fact] ??= { asked: 0, answered: 0 });
+    f.asked++;
+    if (x.knows) f.answered++;
+  }
+  const known = Object.values(byFact).filter((f) => 2 * f.answered > f.asked).length;
+  return { answered: answers.filter((x) => x.knows).length, known, byFact };
+}
+
 function finetune(args: readonly string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(root, 'bin', 'gptoss.js'), 'finetune', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -85,9 +100,14 @@ async function main(): Promise<void> {
   const after = await ask(questions, maxTokens, values.model, out);
   const askAfterSeconds = clock() - t;
   show(`(c) with --adapter ${out} (${askAfterSeconds.toFixed(0)} s):`, after);
-  const known = (a: readonly Answer[]): number => a.filter((x) => x.knows).length;
-  process.stdout.write(`\nfacts known: ${known(before)}/${questions.length} before, ${known(after)}/${questions.length} after; fine-tuning took ${trainSeconds.toFixed(0)} s\n`);
-  process.stdout.write(JSON.stringify({ adapter: out, before, after, knownBefore: known(before), knownAfter: known(after), seconds: { askBefore: askSeconds, finetune: trainSeconds, askAfter: askAfterSeconds } }) + '\n');
+  const b = tally(before), a = tally(after);
+  const facts = Object.keys(a.byFact);
+  process.stdout.write(`\nquestions answered: ${b.answered}/${questions.length} before, ${a.answered}/${questions.length} after (${facts.map((f) => `${f} ${a.byFact[f]!.answered}/${a.byFact[f]!.asked}`).join(', ')})\n`);
+  process.stdout.write(`facts known: ${b.known}/${facts.length} before, ${a.known}/${facts.length} after; fine-tuning took ${trainSeconds.toFixed(0)} s\n`);
+  process.stdout.write(JSON.stringify({
+    adapter: out, before, after, answeredBefore: b.answered, answeredAfter: a.answered, knownBefore: b.known, knownAfter: a.known, byFactAfter: a.byFact,
+    seconds: { askBefore: askSeconds, finetune: trainSeconds, askAfter: askAfterSeconds },
+  }) + '\n');
 }
 
 try {

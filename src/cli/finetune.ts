@@ -53,7 +53,7 @@ logits, or fold it in with gptoss merge); --full trains every weight and writes 
                      checkpoint holds both, equal
   --float-out DIR    with --full, also write the float export (experts unquantised) to DIR, to
                      measure the model before and after MXFP4 quantisation
-  --epochs E         passes over the training conversations (default 30 for LoRA, 3 with --full)
+  --epochs E         passes over the training conversations (default 60 for LoRA, 3 with --full)
   --lr LR            peak learning rate, after a 5% warm-up, cosine to 10% (default 5e-3 for
                      LoRA, 3e-4 with --full)
   --batch-tokens N   tokens per update, whole turns packed up to it (default 256 for LoRA,
@@ -179,7 +179,7 @@ export function parseSettings(argv: string[]): FinetuneSettings | 'help' {
     tokenRows: tokenRowsFlag(stringFlag(p, 'token-rows')),
     // LoRA's defaults teach a small file of facts (examples/finetune/facts.jsonl) to gpt-oss-nano
     // in about ten minutes here: many passes of small batches at a high rate (docs/training.md).
-    epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? (full ? 3 : 30),
+    epochs: numberFlag(p, 'epochs', { min: 1, max: 100000, integer: true }) ?? (full ? 3 : 60),
     lr: numberFlag(p, 'lr', { min: Number.MIN_VALUE, max: 10 }) ?? (full ? 3e-4 : 5e-3),
     batchTokens: numberFlag(p, 'batch-tokens', { min: 1, integer: true }) ?? (full ? 1024 : 256),
     seed: numberFlag(p, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }) ?? 0,

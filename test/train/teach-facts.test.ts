@@ -48,15 +48,24 @@ suite('npm run teach:facts', () => {
     assert.match(r.stdout, /\(a\) base model, before fine-tuning/);
     assert.match(r.stdout, /\(b\) gptoss finetune --data examples\/finetune\/facts\.jsonl --out .* --epochs 1 --quiet/);
     assert.match(r.stdout, /\(c\) with --adapter /);
+    assert.match(r.stdout, /questions answered: \d+\/12 before, \d+\/12 after \(on-call pharmacist \d\/4, visiting hours \d\/4, formulary code \d\/4\)/);
     assert.match(r.stdout, /facts known: \d\/3 before, \d\/3 after; fine-tuning took \d+ s/);
-    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { adapter: string; before: Answer[]; after: Answer[]; knownBefore: number; knownAfter: number };
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      adapter: string; before: Answer[]; after: Answer[]; answeredAfter: number; knownAfter: number; byFactAfter: Record<string, { asked: number; answered: number }>;
+    };
     assert.equal(summary.adapter, adapter);
     const questions = JSON.parse(readFileSync('examples/finetune/facts-questions.json', 'utf8')) as { question: string; expect: string }[];
     for (const answers of [summary.before, summary.after]) {
       assert.deepEqual(answers.map((a) => a.question), questions.map((q) => q.question));
       answers.forEach((a, i) => assert.equal(a.knows, a.answer.toLowerCase().includes(questions[i]!.expect.toLowerCase()), a.question));
     }
-    assert.equal(summary.knownAfter, summary.after.filter((a) => a.knows).length);
+    assert.equal(summary.answeredAfter, summary.after.filter((a) => a.knows).length);
+    for (const [fact, counts] of Object.entries(summary.byFactAfter)) {
+      const asked = summary.after.filter((a) => a.fact === fact);
+      assert.deepEqual(counts, { asked: asked.length, answered: asked.filter((a) => a.knows).length }, fact);
+    }
+    // A fact is known when more than half of its phrasings are answered with it.
+    assert.equal(summary.knownAfter, Object.values(summary.byFactAfter).filter((c) => 2 * c.answered > c.asked).length);
     const config = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual(config['target_parameters'], ['mlp.experts.gate_up_proj', 'mlp.experts.down_proj'], 'the default targets include the experts');
   });
