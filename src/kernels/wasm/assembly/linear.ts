@@ -54,15 +54,21 @@ export function f32_pair_permute(src: usize, dst: usize, tokens: i32, cols: i32)
   return s;
 }
 
-/** Tokens per block of the bf16 matmul: 64 rows of 2880 f32 activations are 737 KB (L2 is 1 MB). */
-const LINEAR_TOKEN_BLOCK = 64;
-/** Rows per block: the rows whose column chunk is widened to f32 at once. */
-const LINEAR_ROW_BLOCK = 16;
 /**
- * Columns per chunk (a multiple of 8): a block's widened chunk (16 rows, 16 KB of f32) and a
- * 4-token tile's activations of it (4 KB) stay in L1 while the token block's tiles walk them.
+ * Tokens per block of the bf16 matmul: a block's activations of one column chunk (256 x 512 f32,
+ * 512 KB) stay in L2 while this thread's rows stream past them, so a prompt reads the weights
+ * from memory once per 256 tokens.
  */
-const LINEAR_COL_BLOCK = 256;
+const LINEAR_TOKEN_BLOCK = 256;
+/** Rows per block: the rows whose column chunk is widened to f32 at once. */
+const LINEAR_ROW_BLOCK = 8;
+/**
+ * Columns per chunk (a multiple of 8): a row block's widened chunk (8 rows, 16 KB of f32) and a
+ * 4-token tile's activations of it (8 KB) stay in L1 while the token block's tiles walk them.
+ */
+const LINEAR_COL_BLOCK = 512;
+/** Fewest tokens in a block for which the weights are widened: fewer do not repay it. */
+const LINEAR_WIDEN_TOKENS = 8;
 
 /** Bytes of one thread's buffer for f32_bf16w_matmul's widened weights. */
 export function f32_bf16w_matmul_buffer_bytes(): i32 {
@@ -87,12 +93,13 @@ export function f32_bf16w_matmul_buffer_bytes(): i32 {
 
 /**
  * out[t, r] = x[t] . w[r] + bias[r] for this thread's rows (x pair-permuted). bias == 0: no bias.
- * With 4 or more tokens, rows go in blocks of 16 and columns in chunks of LINEAR_COL_BLOCK: each
- * block's chunk is widened to f32 once into this thread's part of wbuf
- * (f32_bf16w_matmul_buffer_bytes each) and then serves a block of up to 64 tokens, 4 tokens x 2
- * rows at a time, its partial sums added to the output. The weights are read from memory once per
- * token block, and the inner loop is f32 multiply-adds with no widening. Fewer tokens (decode) dot
- * the bf16 rows directly.
+ * From LINEAR_WIDEN_TOKENS tokens in a block, rows go in blocks of 8 and columns in chunks of
+ * 512: each block's chunk is widened to f32 once, into this thread's part of wbuf
+ * (f32_bf16w_matmul_buffer_bytes each), and serves every token of the block in tiles of 4 tokens
+ * x 2 rows (dot2x4F32), whose partial sums are added to the output. The inner loop is then
+ * f32 loads and multiply-adds only: widening in it (or more values live at once) makes V8 spill
+ * accumulators to the stack, and a spilled accumulator's store and reload lengthen every
+ * iteration (such tiles ran 1.5-1.7x slower). Fewer tokens (decode) dot the bf16 rows directly.
  */
 export function f32_bf16w_matmul(x: usize, tokens: i32, cols: i32, w: usize, rows: i32, bias: usize, out: usize, wbuf: usize, part: i32, parts: i32): void {
   const r0 = sliceStart(rows, part, parts, 4);
@@ -103,12 +110,17 @@ export function f32_bf16w_matmul(x: usize, tokens: i32, cols: i32, w: usize, row
   const buf = wbuf + <usize>part * <usize>f32_bf16w_matmul_buffer_bytes();
   for (let tb = 0; tb < tokens; tb += LINEAR_TOKEN_BLOCK) {
     const tEnd = min(tb + LINEAR_TOKEN_BLOCK, tokens);
-    if (tEnd - tb < 4) {
-      for (let t = tb; t < tEnd; t++) {
-        const xt = x + <usize>t * xStride;
-        for (let r = r0; r < r1; r++) {
-          const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
-          store<f32>(out + <usize>t * os + (<usize>r << 2), dotBf16(w + <usize>r * rowBytes, xt, cols) + b);
+    if (tEnd - tb < LINEAR_WIDEN_TOKENS) {
+      // Few tokens (decode, small batches): too few to repay the widening. Each token dots the
+      // bf16 rows directly, a block of rows at a time so the later tokens find it in L2.
+      for (let rb = r0; rb < r1; rb += 16) {
+        const rbEnd = min(rb + 16, r1);
+        for (let t = tb; t < tEnd; t++) {
+          const xt = x + <usize>t * xStride;
+          for (let r = rb; r < rbEnd; r++) {
+            const b: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+            store<f32>(out + <usize>t * os + (<usize>r << 2), dotBf16(w + <usize>r * rowBytes, xt, cols) + b);
+          }
         }
       }
       continue;
