@@ -2,9 +2,10 @@
 // experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token, decode
 // batches of 4, 8 and 12 tokens and a 64-token chunk, the bf16 linear for one token (the QKV
 // projection and a 16,384-row slice of the unembedding), with the memory-bandwidth probe reading
-// that slice's bytes for comparison, and the bf16 linear for decode batches of 4 and 8 tokens and
-// 64-token prefill chunk (the QKV and output projections) and the QKV projection of 256 tokens. Each build gets its own memories holding the same seeded
-// data, two copies set up in the order A, B, B, A (see below); rounds alternate A, B, B, A.
+// that slice's bytes for comparison, and the bf16 linear for decode batches of 4 and 8 tokens,
+// a 64-token prefill chunk (the QKV and output projections) and the QKV projection of 256
+// tokens. Each build gets its own memories holding the same seeded data, two copies set up in
+// the order A, B, B, A (see below); rounds alternate A, B, B, A.
 // Times are the process's CPU time (one thread computes), not wall time: on a machine shared
 // with other work the wall clock mostly measures the scheduler. Each op reports both medians and
 // the ratios A/B (> 1: B is faster) of the medians, the median of the per-round ratios (adjacent
@@ -104,8 +105,8 @@ function setup(dir: string) {
       kern.f32_mf4w_moe_matmul_scatter!(listDown, entries, hidden, inter, out, rowbuf, EXPERT_ACTIVATIONS_Q8, 0, 1);
     };
   };
-  // The matmul's widening buffer (builds before it took one have 9 parameters).
-  const wbuf = take(1 << 16);
+  // The matmul's widening buffer for one thread (builds before it took none: 9 parameters).
+  const wbuf = take(kern.f32_bf16w_matmul_buffer_bytes?.() ?? 0);
   const matmul = (...args: number[]): number => kern.f32_bf16w_matmul!.length === 9 ? kern.f32_bf16w_matmul!(...args) : kern.f32_bf16w_matmul!(...args.slice(0, 7), wbuf, 0, 1);
   const lin = (rows: number) => {
     const wp = rows === qkvRows ? w.qkv : w.big;
