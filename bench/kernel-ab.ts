@@ -1,9 +1,11 @@
 // Interleaved A/B of two builds of the kernels, one thread, at gpt-oss-20b's shapes: the q8
 // experts (quantise, mlp1 + SwiGLU, quantise, mlp2 + scatter) for one decoded token, decode
-// batches of 4, 8 and 12 tokens and a 64-token chunk, and the bf16 linear for one token (the QKV
+// batches of 4, 8 and 12 tokens and a 64-token chunk, the bf16 linear for one token (the QKV
 // projection and a 16,384-row slice of the unembedding), with the memory-bandwidth probe reading
-// that slice's bytes for comparison. Each build gets its own memories holding the same seeded
-// data, two copies set up in the order A, B, B, A (see below); rounds alternate A, B, B, A.
+// that slice's bytes for comparison, and the bf16 linear for decode batches of 4 and 8 tokens,
+// a 64-token prefill chunk (the QKV and output projections) and the QKV projection of 256
+// tokens. Each build gets its own memories holding the same seeded data, two copies set up in
+// the order A, B, B, A (see below); rounds alternate A, B, B, A.
 // Times are the process's CPU time (one thread computes), not wall time: on a machine shared
 // with other work the wall clock mostly measures the scheduler. Each op reports both medians and
 // the ratios A/B (> 1: B is faster) of the medians, the median of the per-round ratios (adjacent
@@ -35,7 +37,7 @@ if (!existsSync(join(flags.base, file))) fail(`no ${file} in ${flags.base}`);
 const here = new URL('../src/kernels/wasm/', import.meta.url).pathname;
 
 type Kernels = Record<string, (...args: number[]) => number>;
-const hidden = 2880, inter = 2880, experts = 8, k = 4, linearRows = 16384, qkvRows = 5120;
+const hidden = 2880, inter = 2880, experts = 8, k = 4, linearRows = 16384, qkvRows = 5120, attnWidth = 4096, prefillTokens = 64, longTokens = 256;
 
 /** One build over its own memory, with the experts' weights, activations and work lists laid out. */
 function setup(dir: string) {
@@ -103,10 +105,15 @@ function setup(dir: string) {
       kern.f32_mf4w_moe_matmul_scatter!(listDown, entries, hidden, inter, out, rowbuf, EXPERT_ACTIVATIONS_Q8, 0, 1);
     };
   };
+  // The matmul's widening buffer for one thread (builds before it took none: 9 parameters).
+  const wbuf = take(kern.f32_bf16w_matmul_buffer_bytes?.() ?? 0);
+  const matmul = (...args: number[]): number => kern.f32_bf16w_matmul!.length === 9 ? kern.f32_bf16w_matmul!(...args) : kern.f32_bf16w_matmul!(...args.slice(0, 7), wbuf, 0, 1);
   const lin = (rows: number) => {
     const wp = rows === qkvRows ? w.qkv : w.big;
-    return () => kern.f32_bf16w_matmul!(w.x, 1, hidden, wp, rows, 0, w.out, 0, 1);
+    return () => matmul(w.x, 1, hidden, wp, rows, 0, w.out, 0, 1);
   };
+  // A prefill chunk: x is taken as already pair-permuted (the kernel's input order; timing only).
+  const linPrefill = (rows: number, cols: number, wp: number, tokens = prefillTokens) => () => matmul(w.xs, tokens, cols, wp, rows, 0, w.out, 0, 1);
   const ops: Record<string, () => void> = {
     'experts decode (1 token)': experts1(1),
     'experts prefill (64 tokens)': experts1(64),
@@ -118,19 +125,28 @@ function setup(dir: string) {
     'linear decode 16384 rows': lin(linearRows),
     // The memory-bandwidth probe over the same 94 MB: what a matvec streaming at the limit would take.
     'stream read of the 16384-row weights': () => kern.mem_stream_read!(w.big, linearRows * hidden * 2, w.out, 0, 1),
+    // Decode batches of several sequences.
+    'linear batch qkv (4 tokens)': () => matmul(w.xs, 4, hidden, w.qkv, qkvRows, 0, w.out, 0, 1),
+    'linear batch qkv (8 tokens)': () => matmul(w.xs, 8, hidden, w.qkv, qkvRows, 0, w.out, 0, 1),
+    'linear prefill qkv (64 tokens, 5120 x 2880)': linPrefill(qkvRows, hidden, w.qkv),
+    'linear prefill out (64 tokens, 2880 x 4096)': linPrefill(hidden, attnWidth, w.attnOut),
+    'linear prefill qkv (256 tokens, 5120 x 2880)': linPrefill(qkvRows, hidden, w.qkv, longTokens),
   };
   return { ops, memory, kern, out, w };
 }
 
 /** bf16 weights for the linear cases. */
 class Linear {
-  x: number; out: number; qkv: number; big: number;
+  x: number; xs: number; out: number; qkv: number; big: number; attnOut: number;
   constructor(memory: WebAssembly.Memory, take: (n: number) => number, r: () => number) {
-    this.x = take(hidden * 4); this.out = take(linearRows * 4);
-    this.qkv = take(qkvRows * hidden * 2); this.big = take(linearRows * hidden * 2);
-    const xs = new Float32Array(memory.buffer, this.x, hidden);
-    for (let i = 0; i < hidden; i++) xs[i] = r() * 2 - 1;
-    for (const [p, n] of [[this.qkv, qkvRows * hidden], [this.big, linearRows * hidden]] as const) fillBf16(new Uint16Array(memory.buffer, p, n), r);
+    this.x = take(hidden * 4); this.xs = take(Math.max(prefillTokens * attnWidth, longTokens * hidden) * 4);
+    this.out = take(Math.max(linearRows, longTokens * qkvRows) * 4);
+    this.qkv = take(qkvRows * hidden * 2); this.big = take(linearRows * hidden * 2); this.attnOut = take(hidden * attnWidth * 2);
+    const x1 = new Float32Array(memory.buffer, this.x, hidden);
+    for (let i = 0; i < hidden; i++) x1[i] = r() * 2 - 1;
+    const xs = new Float32Array(memory.buffer, this.xs, Math.max(prefillTokens * attnWidth, longTokens * hidden));
+    for (let i = 0; i < xs.length; i++) xs[i] = r() * 2 - 1;
+    for (const [p, n] of [[this.qkv, qkvRows * hidden], [this.big, linearRows * hidden], [this.attnOut, hidden * attnWidth]] as const) fillBf16(new Uint16Array(memory.buffer, p, n), r);
   }
 }
 

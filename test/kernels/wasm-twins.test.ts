@@ -74,6 +74,27 @@ for (const [threads, poolMode] of [[1, 'offloaded'], [2, 'offloaded'], [2, 'hybr
     assertNoFallbacks(b);
   });
 
+  test(`linear (bf16) over several column chunks and token blocks matches the reference, ${threads} thread(s)${inline}`, async () => {
+    // From 8 tokens in a block of 256 the kernel widens 512-column chunks of 8-row blocks for
+    // tiles of 4 tokens; fewer take the direct path: columns past one chunk with tails of 1..7
+    // (the last chunk's), token counts that leave 1..3 after the tiles, a second block of 3 or 6
+    // tokens, row counts that leave a single row in a block or a thread's slice.
+    const b = await backend(threads);
+    const r = seededRandom(31 + threads);
+    for (const [tokens, rows, cols] of [[11, 19, 1100], [70, 33, 1030], [10, 21, 777], [66, 18, 2880], [8, 3, 523], [5, 9, 600], [262, 9, 520], [259, 5, 64]] as const) {
+      const w = bf16Matrix(b, rows, cols, r);
+      const x = randomF32(tokens * cols, r);
+      for (const bias of [null, randomF32(rows, r)]) {
+        const want = new Float32Array(tokens * rows);
+        reference.linear(x, tokens, w, bias, want);
+        const got = new Float32Array(tokens * rows);
+        await b.linear(x, tokens, w, bias, got);
+        assertClose(got, want, 1e-5, `linear ${tokens}x${cols} -> ${rows}${bias === null ? '' : ' + bias'}`);
+      }
+    }
+    assertNoFallbacks(b);
+  });
+
   test(`linear on an int8 copy matches the reference on the same copy, ${threads} thread(s)${inline}`, async () => {
     // Both builds (the relaxed one fuses the scale multiply-adds).
     for (const relaxed of [true, false]) {

@@ -206,6 +206,8 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     const m = store.memories[mem]!;
     const s = new Scratch(m);
     const bp = bias === null ? 0 : place(mem, s, bias);
+    // Each thread widens a block of weights to f32 in its own part of wbuf.
+    const wbuf = s.take(pool.parts * instances[mem]!.f32_bf16w_matmul_buffer_bytes!());
     const per = Math.max(1, Math.floor((s.left - 256) / ((2 * w.cols + w.rows) * 4)));
     const mark = s.mark();
     for (let t0 = 0; t0 < tokens; t0 += per) {
@@ -215,7 +217,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       const xp = s.take(tc * w.cols * 4);
       instances[mem]!.f32_pair_permute!(xs, xp, tc, w.cols);
       const o = outPtr(mem, s, out.subarray(t0 * w.rows), tc * w.rows);
-      await pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr], tc * w.rows * w.cols);
+      await pool.run('f32_bf16w_matmul', mem, [xp, tc, w.cols, wl.ptr, w.rows, bp, o.ptr, wbuf], tc * w.rows * w.cols);
       if (o.copy) copyOut(mem, o.ptr, out, t0 * w.rows, tc * w.rows);
     }
   }
