@@ -90,7 +90,7 @@ suite('the nano held-out scorer', () => {
     assert.deepEqual(r.byEffort.high, { count: 1, valid: 1, toolCorrect: 1, answerCorrect: 1 });
     assert.deepEqual(r.overall, { count: 4, valid: 0.75, toolCorrect: 0.5, answerCorrect: 0.5 });
     assert.deepEqual(r.byTask, {
-      dose: { count: 2, valid: 0.5, toolCorrect: 0.5, answerCorrect: 0.5 },
+      dose: { count: 2, valid: 1, toolCorrect: 0.5, answerCorrect: 0.5 },
       lookup: { count: 1, valid: 0, toolCorrect: 0, answerCorrect: 0 },
       'out-of-domain': { count: 1, valid: 1, toolCorrect: 1, answerCorrect: 1 },
     });
