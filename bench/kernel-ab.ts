@@ -139,12 +139,14 @@ function setup(dir: string) {
 class Linear {
   x: number; xs: number; out: number; qkv: number; big: number; attnOut: number;
   constructor(memory: WebAssembly.Memory, take: (n: number) => number, r: () => number) {
-    this.x = take(hidden * 4); this.xs = take(Math.max(prefillTokens * attnWidth, longTokens * hidden) * 4);
+    // The multi-token activations, as many as the widest prefill op reads.
+    const xsLength = Math.max(prefillTokens * attnWidth, longTokens * hidden);
+    this.x = take(hidden * 4); this.xs = take(xsLength * 4);
     this.out = take(Math.max(linearRows, longTokens * qkvRows) * 4);
     this.qkv = take(qkvRows * hidden * 2); this.big = take(linearRows * hidden * 2); this.attnOut = take(hidden * attnWidth * 2);
     const x1 = new Float32Array(memory.buffer, this.x, hidden);
     for (let i = 0; i < hidden; i++) x1[i] = r() * 2 - 1;
-    const xs = new Float32Array(memory.buffer, this.xs, Math.max(prefillTokens * attnWidth, longTokens * hidden));
+    const xs = new Float32Array(memory.buffer, this.xs, xsLength);
     for (let i = 0; i < xs.length; i++) xs[i] = r() * 2 - 1;
     for (const [p, n] of [[this.qkv, qkvRows * hidden], [this.big, linearRows * hidden], [this.attnOut, hidden * attnWidth]] as const) fillBf16(new Uint16Array(memory.buffer, p, n), r);
   }

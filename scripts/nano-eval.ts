@@ -10,6 +10,7 @@ import { ensureNano, nanoDocsDir } from '../src/checkpoint/nano.ts';
 import { loadEngine } from '../src/engine/local.ts';
 import { runNanoEval } from '../src/evals/nano.ts';
 import { REASONING_EFFORTS, type ReasoningEffort } from '../src/harmony/index.ts';
+import type { Shares } from '../src/train/nano/score.ts';
 
 function count(v: string | undefined, name: string, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -43,14 +44,14 @@ async function main(): Promise<void> {
     });
     process.stderr.write(`\n${summary.model}: ${summary.settings.questions} questions x ${efforts.length} efforts in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
     const pct = (x: number): string => `${(100 * x).toFixed(1)}%`.padStart(7);
-    process.stdout.write('effort   count   valid    tool  answer\n');
-    for (const [effort, s] of [...Object.entries(summary.byEffort), ['overall', summary.overall] as const]) {
-      process.stdout.write(`${effort.padEnd(7)} ${String(s!.count).padStart(6)} ${pct(s!.valid)} ${pct(s!.toolCorrect)} ${pct(s!.answerCorrect)}\n`);
-    }
-    process.stdout.write('\ntask           count   valid    tool  answer\n');
-    for (const [task, s] of Object.entries(summary.byTask)) {
-      process.stdout.write(`${task.padEnd(14)} ${String(s!.count).padStart(6)} ${pct(s!.valid)} ${pct(s!.toolCorrect)} ${pct(s!.answerCorrect)}\n`);
-    }
+    // One table per grouping: a header, then a row of shares per group.
+    const table = (label: string, width: number, rows: [string, Shares | undefined][]): void => {
+      process.stdout.write(`${label.padEnd(width)} ${'count'.padStart(6)} ${'valid'.padStart(7)} ${'tool'.padStart(7)} ${'answer'.padStart(7)}\n`);
+      for (const [name, s] of rows) process.stdout.write(`${name.padEnd(width)} ${String(s!.count).padStart(6)} ${pct(s!.valid)} ${pct(s!.toolCorrect)} ${pct(s!.answerCorrect)}\n`);
+    };
+    table('effort', 7, [...Object.entries(summary.byEffort), ['overall', summary.overall]]);
+    process.stdout.write('\n');
+    table('task', 14, Object.entries(summary.byTask));
     const out = values.out ?? 'nano-eval.json';
     writeFileSync(out, JSON.stringify({ checkpoint: dir, ...summary }, null, 2) + '\n');
     process.stderr.write(`wrote ${out}\n`);
